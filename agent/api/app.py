@@ -1,0 +1,63 @@
+"""The aiohttp application factory of the localhost API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from agent.api import core
+from agent.api.context import SERVICES, Services
+from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
+from agent.api.spec import Route, RouteTable
+from agent.store.tokens import TokenInfo, verify_token
+
+RouteRegistrar = Callable[[RouteTable], None]
+
+
+def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) -> web.Application:
+    """Build the app; ``registrars`` add the routes of the parts the composition root enabled."""
+    api = services.config.api
+    settings = GuardSettings(
+        port=api.port,
+        allowed_origins=frozenset(api.allowed_origins),
+        max_body=api.max_body_bytes,
+        max_upload=api.max_upload_bytes,
+        failure_limit=api.auth_failure_limit,
+        failure_window=float(api.auth_failure_window_seconds),
+    )
+    failures = FailureTracker(settings.failure_limit, settings.failure_window, services.clock)
+
+    async def verify(token: str) -> TokenInfo | None:
+        return await services.db.read(lambda conn: verify_token(conn, token))
+
+    # aiohttp's own cap is the largest route limit; the guard applies each route's own limit first.
+    app = web.Application(
+        middlewares=[make_guard(settings, verify, failures)], client_max_size=settings.max_upload
+    )
+    app[SERVICES] = services
+    app[GUARD_KEY] = settings
+    app[LIMITS_KEY] = lambda route: body_limit(route, settings) if route else settings.max_body
+
+    table = services.routes
+    core.register(table)
+    for registrar in registrars:
+        registrar(table)
+    table.install(app)
+
+    app.on_shutdown.append(_close_streams)
+    return app
+
+
+async def _close_streams(app: web.Application) -> None:
+    services = app[SERVICES]
+    services.stopping.set()
+    for task in list(services.streams.values()):
+        task.cancel()
+
+
+GUARD_KEY: web.AppKey[GuardSettings] = web.AppKey("relais_guard", GuardSettings)
+
+
+def all_routes(app: web.Application) -> list[Route]:
+    return list(app[SERVICES].routes.routes)

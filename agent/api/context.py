@@ -1,0 +1,44 @@
+"""What the API handlers reach: the services the composition root (``agent.cli``) built and wired.
+
+Each later part (cards, queue, DMP...) adds its service here as an optional field; its routes are installed
+only when the service is present, so the app runs with whatever parts a configuration enables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.spec import RouteTable
+from agent.clock import Clock
+from agent.config import Config
+from agent.events import EventBus
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+
+StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Services:
+    config: Config
+    version: str
+    clock: Clock
+    db: Database
+    bus: EventBus
+    cipher: ContentCipher
+    master_key_source: str
+    started_at: str
+    warnings: list[str] = field(default_factory=list)
+    status_providers: list[StatusProvider] = field(default_factory=list)
+    routes: RouteTable = field(default_factory=RouteTable)
+    # Open SSE streams and their handler tasks, cancelled on shutdown so a stop never waits on a client.
+    streams: dict[web.StreamResponse, asyncio.Task[object]] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

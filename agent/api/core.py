@@ -1,0 +1,123 @@
+"""Core routes: health, status, the OpenAPI document, and the event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.context import SERVICES
+from agent.api.openapi import build_document
+from agent.api.spec import RouteTable, json_response
+
+HEALTH_SCHEMA = {
+    "type": "object",
+    "required": ["status", "version"],
+    "properties": {"status": {"const": "ok"}, "version": {"type": "string"}},
+}
+
+STATUS_SCHEMA = {
+    "type": "object",
+    "required": ["version", "workstation_id", "started_at", "sandbox", "store"],
+    "properties": {
+        "version": {"type": "string"},
+        "workstation_id": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "sandbox": {"type": "boolean"},
+        "store": {
+            "type": "object",
+            "properties": {"master_key": {"enum": ["keyring", "file"]}, "warnings": {"type": "array"}},
+        },
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "cards": {"type": "object"},
+        "queue": {"type": "object"},
+        "connectivity": {"type": "object"},
+        "peers": {"type": "array"},
+        "notices": {"type": "array"},
+    },
+}
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    return web.json_response({"status": "ok", "version": services.version})
+
+
+async def status(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body: dict[str, Any] = {
+        "version": services.version,
+        "workstation_id": services.config.workstation_id,
+        "started_at": services.started_at,
+        "sandbox": services.config.sandbox.enabled,
+        "store": {"master_key": services.master_key_source},
+        "warnings": list(services.warnings),
+    }
+    for provider in services.status_providers:
+        body.update(await provider())
+    return web.json_response(body, dumps=_dumps)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    return web.json_response(build_document(services.routes.routes, services.version))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: every bus event, with heartbeats so proxies and clients see a live stream."""
+    services = request.app[SERVICES]
+    last = request.headers.get("Last-Event-ID", "")
+    subscription = services.bus.subscribe(after=int(last) if last.isdigit() else None)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    task = asyncio.current_task()
+    if task is not None:
+        services.streams[response] = task
+    heartbeat = services.config.api.sse_heartbeat_seconds
+    try:
+        await response.write(b"retry: 2000\n: relais\n\n")
+        while not services.stopping.is_set():
+            event = await subscription.get(timeout=heartbeat)
+            if event is None:
+                await response.write(b": ping\n\n")
+                continue
+            if subscription.lagged:
+                subscription.lagged = False
+                await response.write(b"event: stream.lagged\ndata: {}\n\n")
+            data = json.dumps(event.payload(), ensure_ascii=False)
+            await response.write(f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        subscription.close()
+        services.streams.pop(response, None)
+    return response
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def register(table: RouteTable) -> None:
+    table.get("/v1/health", health, summary="État de vie de l'agent", tag="agent", public=True,
+              responses={200: json_response("L'agent répond", HEALTH_SCHEMA)})
+    table.get("/v1/status", status, summary="État de l'agent, des cartes, de la file et des services", tag="agent",
+              responses={200: json_response("État", STATUS_SCHEMA)})
+    table.get("/v1/openapi.json", openapi, summary="Ce document OpenAPI", tag="agent", public=True,
+              responses={200: json_response("Document OpenAPI 3.1")})
+    table.get(
+        "/v1/events", events, summary="Flux d'événements (Server-Sent Events)", tag="agent",
+        description="card.inserted, card.removed, cps.login, order.updated, notice.due, peer.changed, "
+                    "connectivity.changed; each data is JSON with id and at. Heartbeat comments every "
+                    "api.sse_heartbeat_seconds. Last-Event-ID replays recent events.",
+        responses={200: {"description": "Flux SSE", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )

@@ -1,0 +1,81 @@
+"""The `relais` command line: parses, loads the configuration, and hands over to the wiring.
+
+This package is the composition root: ``wiring`` builds and connects every service; nothing else does.
+Every command takes ``--config FILE`` and ``--data-dir DIR`` before or after the subcommand.
+Messages are French (an administrator or the doctor reads them); errors end with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.errors import RelaisError
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--config", metavar="FILE", default=default, help="fichier de configuration TOML")
+    parser.add_argument("--data-dir", metavar="DIR", default=default, help="dossier de données de l'agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relais", description="Agent Relais : cartes, INSi, DMP et MSSanté.")
+    parser.add_argument("--version", action="version", version=f"relais {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p, top=False)
+        return p
+
+    add("run", "démarrer l'agent")
+
+    demo = add("demo", "démarrer l'agent en mode démonstration (cartes virtuelles et simulateurs)")
+    demo.add_argument("--port", type=int, default=None, help="port de l'API locale (défaut 7463)")
+    demo.add_argument("--delay", type=int, default=None, metavar="SECONDS", help="délai d'annulation des envois")
+    demo.add_argument("--token-file", metavar="FILE", help="écrire le jeton d'API dans ce fichier (sinon affiché)")
+    demo.add_argument("--cards", choices=["both", "cps", "vitale", "none"], default="both",
+                      help="cartes virtuelles insérées au démarrage")
+    demo.add_argument("--sandbox", metavar="URL", default="", help="utiliser un `relais sandbox` déjà lancé")
+    demo.add_argument("--peer-port", type=int, default=None, help="port du cabinet (routage entre postes)")
+    demo.add_argument("--no-tray", action="store_true", help="ne pas lancer l'icône de notification")
+
+    sandbox = add("sandbox", "lancer les simulateurs DMP, INSi et MSSanté seuls")
+    sandbox.add_argument("--port", type=int, default=7470, help="port des routes /_sandbox (défaut 7470)")
+    sandbox.add_argument("--state-dir", metavar="DIR", default=None, help="dossier d'état des simulateurs")
+
+    status = add("status", "état de l'agent en cours d'exécution")
+    status.add_argument("--json", action="store_true", help="sortie JSON")
+
+    token = add("token", "jetons d'accès des logiciels clients")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_sub.add_parser("create", help="créer un jeton pour un client nommé")
+    _common(create, top=False)
+    create.add_argument("--name", required=True)
+    listing = token_sub.add_parser("list", help="lister les jetons")
+    _common(listing, top=False)
+    revoke = token_sub.add_parser("revoke", help="révoquer le jeton d'un client")
+    _common(revoke, top=False)
+    revoke.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from agent.cli import commands
+
+    try:
+        return commands.dispatch(args)
+    except RelaisError as error:
+        print(f"relais : {error.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

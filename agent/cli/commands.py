@@ -1,0 +1,173 @@
+"""What each `relais` command does; errors are RelaisError, printed in French by ``main``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from agent.clock import SystemClock, rfc3339
+from agent.config import Config, load_config, resolve_config_path
+from agent.errors import Unavailable
+from agent.store.db import open_sync
+from agent.store.tokens import create_token, list_tokens, revoke_token
+
+CLI_TOKEN_NAME = "relais-cli"
+
+
+def load(args: argparse.Namespace, **overrides: dict[str, Any]) -> Config:
+    path = resolve_config_path(getattr(args, "config", None))
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("agent", {})["data_dir"] = str(Path(args.data_dir).resolve())
+    return load_config(path, **overrides)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    handler = {
+        "run": cmd_run,
+        "demo": cmd_demo,
+        "sandbox": cmd_sandbox,
+        "status": cmd_status,
+        "token": cmd_token,
+    }[args.command]
+    return handler(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.cli.wiring import serve
+
+    return asyncio.run(serve(load(args)))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import platformdirs
+
+    from agent.cli.wiring import DemoOptions, serve
+
+    agent: dict[str, Any] = {}
+    if not getattr(args, "data_dir", None):
+        agent["data_dir"] = platformdirs.user_data_dir("relais-demo", appauthor=False)
+    overrides: dict[str, dict[str, Any]] = {"sandbox": {"enabled": True, "url": args.sandbox}, "agent": agent}
+    if args.port is not None:
+        overrides["api"] = {"port": args.port}
+    config = load(args, **overrides)
+    demo = DemoOptions(
+        token_file=Path(args.token_file) if args.token_file else None,
+        cards=args.cards,
+        sandbox_url=args.sandbox,
+        delay=args.delay,
+        peer_port=args.peer_port,
+        tray=not args.no_tray,
+    )
+    return asyncio.run(serve(config, demo))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from agent.cli.sandbox import serve_sandbox
+
+    config = load(args)
+    state_dir = Path(args.state_dir) if args.state_dir else config.data_dir / "sandbox"
+    return asyncio.run(serve_sandbox(state_dir, args.port, config))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    config = load(args)
+    conn = open_sync(config.data_dir / "relais.db")
+    now = rfc3339(SystemClock().now())
+    try:
+        if args.token_command == "create":
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                token = create_token(conn, args.name, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            print(token)
+            print(f"Jeton créé pour « {args.name} » : il ne sera plus affiché.", file=sys.stderr)
+        elif args.token_command == "list":
+            for info in list_tokens(conn):
+                state = f"révoqué le {info.revoked_at}" if info.revoked_at else "actif"
+                print(f"{info.name}\t{state}\tcréé le {info.created_at}")
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                revoke_token(conn, args.name, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            print(f"Jeton de « {args.name} » révoqué.")
+    finally:
+        conn.close()
+    return 0
+
+
+def cli_token(config: Config) -> str:
+    """The CLI's own token (file 0600 in the data dir): the CLI has the data dir, so it may mint it."""
+    path = config.data_dir / "cli.token"
+    if path.exists():
+        return path.read_text().strip()
+    conn = open_sync(config.data_dir / "relais.db")
+    now = rfc3339(SystemClock().now())
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if any(t.name == CLI_TOKEN_NAME and t.revoked_at is None for t in list_tokens(conn)):
+                revoke_token(conn, CLI_TOKEN_NAME, now)
+            token = create_token(conn, CLI_TOKEN_NAME, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    from agent.cli.wiring import _atomic_write
+
+    _atomic_write(path, token.encode(), mode=0o600)
+    return token
+
+
+def agent_request(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the running agent of this data dir over its localhost API."""
+    from agent.cli.wiring import RUNTIME_FILE
+
+    runtime = config.data_dir / RUNTIME_FILE
+    if not runtime.exists():
+        raise Unavailable(f"Aucun agent Relais en cours d'exécution pour {config.data_dir}.", code="agent_down")
+    info = json.loads(runtime.read_text())
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(  # noqa: S310 - loopback URL from our own runtime file
+        f"http://127.0.0.1:{info['port']}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {cli_token(config)}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        problem = json.loads(exc.read() or b"{}")
+        raise Unavailable(problem.get("detail", str(exc)), code=problem.get("code", "agent_error")) from exc
+    except urllib.error.URLError as exc:
+        raise Unavailable(f"L'agent Relais ne répond pas : {exc.reason}", code="agent_down") from exc
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = load(args)
+    status = agent_request(config, "GET", "/v1/status")
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return 0
+    print(f"Relais {status['version']} sur {status['workstation_id']}, démarré le {status['started_at']}")
+    if status.get("sandbox"):
+        print("Mode démonstration (bac à sable)")
+    for warning in status.get("warnings", []):
+        print(f"Attention : {warning}")
+    for key in ("cards", "queue", "connectivity"):
+        if key in status:
+            print(f"{key} : {json.dumps(status[key], ensure_ascii=False)}")
+    return 0

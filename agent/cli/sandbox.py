@@ -1,0 +1,38 @@
+"""`relais sandbox`: the simulators as their own process, loopback only, state kept in --state-dir."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from agent.cli.wiring import build_simulators
+from agent.config import Config
+from agent.logs import get_logger, setup_logging
+from agent.sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
+from agent.sandbox.pki import SandboxPki
+
+log = get_logger("sandbox")
+
+
+async def serve_sandbox(state_dir: Path, port: int, config: Config) -> int:
+    setup_logging(config.agent.log_level, state_dir / "logs")
+    host = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
+    await host.start()
+    runner = web.AppRunner(create_sandbox_app(host, port), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
+    await site.start()
+    print(f"Bac à sable Relais : http://127.0.0.1:{port}/_sandbox/endpoints", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await host.stop()
+    return 0

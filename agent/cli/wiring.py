@@ -1,0 +1,196 @@
+"""The composition root: builds every service from the configuration, wires them, runs the agent.
+
+This is the only module that knows all the parts. Each part gets what it needs passed in (clock, store, bus,
+clients); none reaches for another on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent import __version__
+from agent.api.app import GUARD_KEY, RouteRegistrar, create_app
+from agent.api.context import Services
+from agent.clock import Clock, SystemClock, rfc3339
+from agent.config import Config
+from agent.events import EventBus
+from agent.logs import get_logger, setup_logging
+from agent.sandbox.host import SandboxContext, SandboxHost, Simulator
+from agent.sandbox.pki import SandboxPki
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+from agent.store.lock import DataDirLock
+from agent.store.masterkey import load_master_key
+from agent.store.tokens import create_token, revoke_token
+
+log = get_logger("agent")
+RUNTIME_FILE = "agent.json"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    token_file: Path | None = None
+    cards: str = "both"
+    sandbox_url: str = ""
+    delay: int | None = None
+    peer_port: int | None = None
+    tray: bool = True
+
+
+def build_simulators() -> list[Simulator]:
+    """The simulators of the sandbox, in start order. Each part adds its own here."""
+    return []
+
+
+@dataclass
+class Agent:
+    config: Config
+    demo: DemoOptions | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    services: Services | None = None
+    runner: web.AppRunner | None = None
+    sandbox: SandboxHost | None = None
+    port: int = 0
+    _lock: DataDirLock | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        data_dir = config.data_dir
+        self._lock = DataDirLock(data_dir)
+        self._lock.acquire(port=config.api.port, started_at=rfc3339(self.clock.now()))
+        try:
+            await self._start_services(data_dir)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_services(self, data_dir: Path) -> None:
+        config = self.config
+        master = load_master_key(data_dir, config.store.master_key)
+        db = Database(data_dir / "relais.db")
+        db.open()
+        services = Services(
+            config=config,
+            version=__version__,
+            clock=self.clock,
+            db=db,
+            bus=EventBus(self.clock),
+            cipher=ContentCipher(master.key),
+            master_key_source=master.source,
+            started_at=rfc3339(self.clock.now()),
+            warnings=[master.warning] if master.warning else [],
+        )
+        self.services = services
+        registrars: list[RouteRegistrar] = []
+        if config.sandbox.enabled and not config.sandbox.url:
+            state_dir = Path(config.sandbox.state_dir) if config.sandbox.state_dir else data_dir / "sandbox"
+            self.sandbox = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
+            await self.sandbox.start()
+            registrars.append(self.sandbox.register_routes)
+
+        app = create_app(services, registrars)
+        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, config.api.host, config.api.port, reuse_address=True)
+        await site.start()
+        self.port = _bound_port(self.runner) or config.api.port
+        app[GUARD_KEY].port = self.port
+        if self._lock is not None:
+            self._lock.update(port=self.port, started_at=services.started_at)
+        self._write_runtime(data_dir)
+        log.info("agent Relais %s prêt sur http://%s:%d%s", __version__, config.api.host, self.port,
+                 " (mode démonstration)" if config.sandbox.enabled else "")
+
+    def _write_runtime(self, data_dir: Path) -> None:
+        info = {"pid": os.getpid(), "port": self.port, "url": f"http://127.0.0.1:{self.port}",
+                "version": __version__, "sandbox": self.config.sandbox.enabled}
+        _atomic_write(data_dir / RUNTIME_FILE, json.dumps(info).encode(), mode=0o644)
+
+    async def stop(self) -> None:
+        """Stop serving, let in-flight requests and writes finish, close the store. Safe to call twice."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+            self.sandbox = None
+        if self.services is not None:
+            self.services.db.close()
+            self.services = None
+        if self._lock is not None:
+            try:
+                (self.config.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            finally:
+                self._lock.release()
+                self._lock = None
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        for sock in sockets:
+            return int(sock.getsockname()[1])
+    return None
+
+
+def _atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+async def issue_demo_token(services: Services, token_file: Path | None) -> str:
+    """A fresh token named "demo" at every demo start: the previous one is revoked (only hashes are kept)."""
+    now = rfc3339(services.clock.now())
+
+    def rotate(conn: Any) -> str:
+        try:
+            revoke_token(conn, "demo", now)
+        except Exception:  # noqa: BLE001 - no previous demo token
+            pass
+        return create_token(conn, "demo", now)
+
+    token = await services.db.write(rotate)
+    if token_file is not None:
+        _atomic_write(token_file, (token + "\n").encode(), mode=0o600)
+    return token
+
+
+async def serve(config: Config, demo: DemoOptions | None = None) -> int:
+    setup_logging(config.agent.log_level, config.log_dir, max_bytes=config.agent.log_max_bytes,
+                  backups=config.agent.log_backups)
+    agent = Agent(config, demo)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # pragma: no cover - Windows
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await agent.start()
+    try:
+        if demo is not None and agent.services is not None:
+            token = await issue_demo_token(agent.services, demo.token_file)
+            if demo.token_file is None:
+                print(f"Jeton d'API de démonstration : {token}", flush=True)
+            print(f"Relais (démonstration) : http://127.0.0.1:{agent.port}/v1/status", flush=True)
+        await stop.wait()
+        log.info("arrêt demandé : fin des écritures en cours")
+    finally:
+        await agent.stop()
+    log.info("agent arrêté proprement")
+    return 0

@@ -1,0 +1,247 @@
+"""Configuration: a TOML file read into frozen dataclasses.
+
+Every key has a default, so an empty file (or none) gives a working agent. An unknown section or key, or a value
+of the wrong type, stops the start with a ``ConfigError`` naming the key and the file: a typo must never be
+silently ignored on a medical workstation. ``config.example.toml`` documents every key; a test keeps the two in
+step.
+
+Adding a key: add a field (with its default) to the section's dataclass, and document it in
+``config.example.toml``. Adding a section: a new dataclass and a field on ``Config``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import platformdirs
+
+from agent.errors import ConfigError
+
+APP_NAME = "relais"
+DEFAULT_PORT = 7463
+DEFAULT_PEER_PORT = 7464
+ENV_CONFIG = "RELAIS_CONFIG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSection:
+    # Name of this workstation as peers and traces see it; empty means the host name.
+    workstation_id: str = ""
+    data_dir: str = ""
+    log_dir: str = ""
+    log_level: Literal["TRAFFIC", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_max_bytes: int = 5_000_000
+    log_backups: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSection:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 65_536
+    max_upload_bytes: int = 32 * 1024 * 1024
+    auth_failure_limit: int = 10
+    auth_failure_window_seconds: int = 60
+    sse_heartbeat_seconds: float = 15.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSection:
+    # Where the master key that wraps every document key lives: the OS keyring, a 0600 file in the data
+    # directory, or "auto" (keyring when a backend exists, else the file with a warning in /v1/status).
+    master_key: Literal["auto", "keyring", "file"] = "auto"
+    # Days after which a sent document's content is destroyed (its key erased); the order's metadata stays.
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxSection:
+    # True under `relais demo`: simulators, virtual cards and the /_sandbox routes.
+    enabled: bool = False
+    # URL of a `relais sandbox` process to use instead of in-process simulators.
+    url: str = ""
+    state_dir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    agent: AgentSection = field(default_factory=AgentSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    sandbox: SandboxSection = field(default_factory=SandboxSection)
+    # The file this configuration came from, for messages; not a TOML key.
+    source: str = field(default="", metadata={"toml": False})
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.agent.data_dir) if self.agent.data_dir else default_data_dir()
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.agent.log_dir) if self.agent.log_dir else self.data_dir / "logs"
+
+    @property
+    def workstation_id(self) -> str:
+        return self.agent.workstation_id or socket.gethostname()
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def resolve_config_path(cli_path: str | None) -> Path | None:
+    """--config, then RELAIS_CONFIG, then the platform default if it exists; None means built-in defaults."""
+    if cli_path:
+        return Path(cli_path)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    default = default_config_path()
+    return default if default.exists() else None
+
+
+def load_config(path: Path | None, **overrides: dict[str, Any]) -> Config:
+    """Read ``path`` (None: defaults only), then apply ``overrides`` ({section: {key: value}}) from the CLI."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "(valeurs par défaut)"
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError("fichier de configuration introuvable", path=source) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"TOML invalide : {exc}", path=source) from exc
+    for section, values in overrides.items():
+        raw.setdefault(section, {}).update(values)
+    config = _build(Config, raw, "", source)
+    config = replace(config, source=source)
+    validate(config)
+    return config
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], raw: Any, prefix: str, source: str) -> T:
+    if not isinstance(raw, dict):
+        raise ConfigError("une table TOML est attendue", key=prefix.rstrip("."), path=source)
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.metadata.get("toml", True)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise ConfigError("clé inconnue", key=f"{prefix}{key}", path=source)
+    values: dict[str, Any] = {}
+    for name in raw:
+        hint = hints[name]
+        dotted = f"{prefix}{name}"
+        if is_dataclass(hint):
+            values[name] = _build(hint, raw[name], f"{dotted}.", source)  # type: ignore[type-var]
+        else:
+            values[name] = _coerce(hint, raw[name], dotted, source)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            choices = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"valeur {value!r} refusée, valeurs possibles : {choices}", key=key, path=source)
+        return value
+    if origin is tuple:
+        (item,) = {a for a in get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list):
+            raise ConfigError("une liste est attendue", key=key, path=source)
+        return tuple(_coerce(item, v, key, source) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError("unions are not supported in config")  # pragma: no cover - a programming error
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError("true ou false est attendu", key=key, path=source)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError("un nombre entier est attendu", key=key, path=source)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError("un nombre est attendu", key=key, path=source)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError("une chaîne est attendue", key=key, path=source)
+        return value
+    if isinstance(hint, type) and isinstance(value, dict) and hint is dict:
+        return value
+    raise ConfigError(f"type non pris en charge ({hint})", key=key, path=source)  # pragma: no cover
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(config: Config) -> None:
+    """Rules across keys and ranges; the types were checked while building."""
+    src = config.source
+    if not is_loopback_host(config.api.host):
+        raise ConfigError(
+            "l'API locale ne peut écouter que sur la boucle locale (127.0.0.1, ::1 ou localhost)",
+            key="api.host",
+            path=src,
+        )
+    if not 0 <= config.api.port <= 65535:
+        raise ConfigError("port hors de la plage 0-65535", key="api.port", path=src)
+    for origin in config.api.allowed_origins:
+        if origin in ("*", "null") or "://" not in origin:
+            raise ConfigError(
+                f"origine {origin!r} refusée : une origine complète est attendue (ex. http://localhost:8080)",
+                key="api.allowed_origins",
+                path=src,
+            )
+    positive = {
+        "api.max_body_bytes": config.api.max_body_bytes,
+        "api.max_upload_bytes": config.api.max_upload_bytes,
+        "api.auth_failure_limit": config.api.auth_failure_limit,
+        "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
+        "agent.log_max_bytes": config.agent.log_max_bytes,
+        "store.retention_days": config.store.retention_days,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError("une valeur strictement positive est attendue", key=key, path=src)
+    if config.api.sse_heartbeat_seconds <= 0:
+        raise ConfigError("une valeur strictement positive est attendue", key="api.sse_heartbeat_seconds", path=src)
+
+
+def iter_keys(cls: type[Any] = Config, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every (dotted key, default) of the configuration, for the example file's test and `relais doctor`."""
+    out: list[tuple[str, Any]] = []
+    instance = cls()
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if not f.metadata.get("toml", True):
+            continue
+        if is_dataclass(hints[f.name]):
+            out.extend(iter_keys(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out.append((f"{prefix}{f.name}", getattr(instance, f.name)))
+    return out

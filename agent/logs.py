@@ -1,0 +1,66 @@
+"""Logging: a rotating file in the log directory and stderr, with a TRAFFIC level below DEBUG.
+
+What must never reach a log: a patient's name, NIR or INS, a PIN, a document's content. The code does not log
+them; as a second line of defence, a filter masks anything that looks like a NIR (13 to 15 digits, with 2A/2B)
+in every record. Protocol dumps go to TRAFFIC only, and enabling TRAFFIC warns loudly because such dumps can
+hold patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+from pathlib import Path
+
+TRAFFIC = 5
+logging.addLevelName(TRAFFIC, "TRAFFIC")
+
+LOGGER_NAME = "relais"
+_NIR_LIKE = re.compile(r"(?<![\dA-Za-z])[12378]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2A|2B)\s?\d{3}\s?\d{3}(?:\s?\d{2})?(?!\d)")
+
+
+class RedactingFilter(logging.Filter):
+    """Masks NIR-shaped numbers in the final message; a guard, not a licence to log patient data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= TRAFFIC:
+            return True
+        message = record.getMessage()
+        redacted = _NIR_LIKE.sub("[NIR masqué]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}")
+
+
+def setup_logging(level: str, log_dir: Path | None, *, max_bytes: int = 5_000_000, backups: int = 5) -> None:
+    root = logging.getLogger(LOGGER_NAME)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    numeric = TRAFFIC if level == "TRAFFIC" else logging.getLevelName(level)
+    root.setLevel(numeric)
+    root.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_dir / "relais.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+        )
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler.addFilter(RedactingFilter())
+        root.addHandler(handler)
+    if numeric == TRAFFIC:
+        root.warning(
+            "niveau de journal TRAFFIC actif : les échanges protocolaires complets sont écrits et peuvent contenir "
+            "des données de santé ; à désactiver dès la fin du diagnostic"
+        )

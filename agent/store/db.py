@@ -1,0 +1,184 @@
+"""SQLite on disk, the agent's single source of truth.
+
+One writer thread owns the write connection. Writes are functions ``fn(conn) -> T`` queued from the event loop;
+the writer takes every write waiting at that moment, runs each inside its own SAVEPOINT of one transaction, and
+commits once (WAL, ``synchronous=FULL``: the commit is fsynced). Each caller's future resolves only after that
+commit, so "acknowledged" always means "on disk" (invariant 1), and 32 concurrent clients share fsyncs instead
+of paying one each. A write that raises rolls back to its savepoint and fails alone.
+
+Reads run on a small pool of read-only connections, concurrently with the writer (WAL).
+This module must never hold the event loop: every SQLite call happens in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import StoreError
+from agent.logs import get_logger
+from agent.store.migrations import apply_migrations
+
+T = TypeVar("T")
+log = get_logger("store")
+
+_MAX_BATCH = 256
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the agent's pragmas. Autocommit mode: transactions are explicit."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        # Deleted rows (destroyed document keys) are overwritten, not left in free pages.
+        conn.execute("PRAGMA secure_delete = ON")
+    return conn
+
+
+def open_sync(path: Path) -> sqlite3.Connection:
+    """For short-lived commands (`relais token create`): a migrated write connection."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    apply_migrations(conn)
+    return conn
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: Future[Any]
+
+
+class Database:
+    def __init__(self, path: Path, *, readers: int = 2) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="relais-db-read")
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self._closed = False
+        self.commits = 0  # for benchmarks: how many fsynced transactions carried the writes
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = connect(self.path)
+            apply_migrations(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"ouverture de la base impossible : {exc}") from exc
+        self._writer = threading.Thread(target=self._run_writer, args=(conn,), name="relais-db-write", daemon=True)
+        self._writer.start()
+
+    def _run_writer(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._commit_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[_Job, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job.fn(conn)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((job, False, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((job, True, value))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StoreError(f"écriture en base impossible : {exc}")
+            error.__cause__ = exc
+            for job in batch:
+                job.future.set_exception(error)
+            return
+        for job, ok, value in results:
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def _read_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Queue a write from any thread; the future resolves after the fsynced commit."""
+        if self._closed or self._writer is None:
+            raise StoreError("la base est fermée")
+        future: Future[T] = Future()
+        self._jobs.put(_Job(fn, future))
+        return future
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # shield: a client that disconnects must not cancel a write that is already queued.
+        return await asyncio.shield(asyncio.wrap_future(self.submit(fn)))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("la base est fermée")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._read_conn()))
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self._read_conn())
+
+    def close(self) -> None:
+        """Finish every queued write, then close. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._jobs.put(None)
+            self._writer.join()
+        self._readers.shutdown(wait=True)
+        with self._read_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
