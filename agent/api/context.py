@@ -16,6 +16,7 @@ from aiohttp import web
 from agent.api.spec import RouteTable
 from agent.clock import Clock
 from agent.config import Config
+from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
 from agent.events import EventBus
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -39,6 +40,11 @@ class Services:
     # Open SSE streams and their handler tasks, cancelled on shutdown so a stop never waits on a client.
     streams: dict[web.StreamResponse, asyncio.Task[object]] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Seams filled by the consent/traces part; permissive until it is wired.
+    access_policy: AccessPolicy = field(default_factory=AllowAll)
+    feeding_gate: FeedingGate = field(default_factory=AllowAll)
+    traces: TraceRecorder = field(default_factory=NoTraces)
+    # One optional field per part, set by agent.cli.wiring when the part is enabled:
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

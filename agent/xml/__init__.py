@@ -1,0 +1,1 @@
+"""XML: hardened parsing, canonicalisation, XML-DSig and XAdES through the Signer seam."""
