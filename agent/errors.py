@@ -20,6 +20,7 @@ them to problem+json and an HTTP status.
     └── RemoteError              a national service (DMP, INSi, MSSanté) answered badly
         ├── TransientRemoteError network, 5xx, timeout: try again later
         └── PermanentRemoteError the service refused the request: retrying cannot help
+            └── DuplicateUniqueId the DMP already holds this uniqueId (an earlier attempt got through)
 """
 
 from __future__ import annotations
@@ -155,3 +156,11 @@ class PermanentRemoteError(RemoteError):
 
     code = "remote_refused"
     title = "Refus du service distant"
+
+
+class DuplicateUniqueId(PermanentRemoteError):
+    """The registry already holds this uniqueId (XDSDuplicateUniqueIdInRegistry): for a submission whose ids
+    were fixed at order creation, this means an earlier attempt was delivered."""
+
+    code = "xds_duplicate_unique_id"
+    title = "Document déjà enregistré dans le DMP"
