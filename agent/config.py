@@ -148,7 +148,7 @@ def _build(cls: type[T], raw: Any, prefix: str, source: str) -> T:
         hint = hints[name]
         dotted = f"{prefix}{name}"
         if is_dataclass(hint):
-            values[name] = _build(hint, raw[name], f"{dotted}.", source)  # type: ignore[type-var]
+            values[name] = _build(hint, raw[name], f"{dotted}.", source)  # type: ignore[type-var,arg-type]
         else:
             values[name] = _coerce(hint, raw[name], dotted, source)
     return cls(**values)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 
 from agent import errors as e
@@ -37,7 +38,7 @@ from agent.store.tokens import TokenInfo
 
 log = get_logger("api.guard")
 
-CLIENT_KEY = "relais_client"
+CLIENT_KEY: web.RequestKey[TokenInfo] = web.RequestKey("relais_client", TokenInfo)
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -104,9 +105,7 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def make_guard(
-    settings: GuardSettings, verify: TokenVerifier, failures: FailureTracker
-) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+def make_guard(settings: GuardSettings, verify: TokenVerifier, failures: FailureTracker) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if not host_allowed(request.headers.get("Host"), settings.port):

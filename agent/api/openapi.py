@@ -92,5 +92,5 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
 
 
 def _operation_id(route: Route) -> str:
-    words = re.sub(r"[{}]", "", route.path).strip("/").replace("-", "_").split("/")
-    return route.method.lower() + "_" + "_".join(w for w in words if w and w != "v1")
+    words = re.sub(r"[^a-z0-9/]+", "_", re.sub(r"[{}]", "", route.path.lower())).split("/")
+    return route.method.lower() + "_" + "_".join(w.strip("_") for w in words if w.strip("_") and w != "v1")

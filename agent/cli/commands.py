@@ -17,7 +17,7 @@ from agent.errors import Unavailable
 from agent.store.db import open_sync
 from agent.store.tokens import create_token, list_tokens, revoke_token
 
-CLI_TOKEN_NAME = "relais-cli"
+CLI_TOKEN_NAME = "relais-cli"  # noqa: S105 - a client name, not a secret
 
 
 def load(args: argparse.Namespace, **overrides: dict[str, Any]) -> Config:
@@ -80,7 +80,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     conn = open_sync(config.data_dir / "relais.db")
     now = rfc3339(SystemClock().now())
     try:
-        if args.token_command == "create":
+        if args.token_command == "create":  # noqa: S105
             conn.execute("BEGIN IMMEDIATE")
             try:
                 token = create_token(conn, args.name, now)
@@ -90,7 +90,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                 raise
             print(token)
             print(f"Jeton créé pour « {args.name} » : il ne sera plus affiché.", file=sys.stderr)
-        elif args.token_command == "list":
+        elif args.token_command == "list":  # noqa: S105
             for info in list_tokens(conn):
                 state = f"révoqué le {info.revoked_at}" if info.revoked_at else "actif"
                 print(f"{info.name}\t{state}\tcréé le {info.created_at}")
@@ -142,7 +142,7 @@ def agent_request(config: Config, method: str, path: str, body: dict[str, Any] |
         raise Unavailable(f"Aucun agent Relais en cours d'exécution pour {config.data_dir}.", code="agent_down")
     info = json.loads(runtime.read_text())
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310 - loopback URL from our own runtime file
+    request = urllib.request.Request(
         f"http://127.0.0.1:{info['port']}{path}", data=data, method=method,
         headers={"Authorization": f"Bearer {cli_token(config)}", "Content-Type": "application/json"},
     )

@@ -7,6 +7,7 @@ clients); none reaches for another on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from agent.api.app import GUARD_KEY, RouteRegistrar, create_app
 from agent.api.context import Services
 from agent.clock import Clock, SystemClock, rfc3339
 from agent.config import Config
+from agent.errors import NotFound
 from agent.events import EventBus
 from agent.logs import get_logger, setup_logging
 from agent.sandbox.host import SandboxContext, SandboxHost, Simulator
@@ -158,10 +160,8 @@ async def issue_demo_token(services: Services, token_file: Path | None) -> str:
     now = rfc3339(services.clock.now())
 
     def rotate(conn: Any) -> str:
-        try:
+        with contextlib.suppress(NotFound):  # the first demo start has no previous token
             revoke_token(conn, "demo", now)
-        except Exception:  # noqa: BLE001 - no previous demo token
-            pass
         return create_token(conn, "demo", now)
 
     token = await services.db.write(rotate)

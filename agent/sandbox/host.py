@@ -112,7 +112,7 @@ class SandboxHost:
         for sim in reversed(self.simulators):
             try:
                 await sim.stop()
-            except Exception:  # noqa: BLE001 - stopping the others matters more
+            except Exception:
                 log.exception("arrêt du simulateur %s", sim.name)
 
     def simulator(self, name: str) -> Simulator:
@@ -128,10 +128,10 @@ class SandboxHost:
         async def set_fault(request: web.Request) -> web.Response:
             from agent.api.guard import read_json
 
-            sim = self.simulator(request.match_info["name"])
             body = await read_json(request)
+            sim = self.simulator(request.match_info["name"])
             try:
-                mode = FaultMode(body.get("mode"))
+                mode = FaultMode(str(body.get("mode")))
             except ValueError as exc:
                 choices = ", ".join(m.value for m in FaultMode)
                 raise InvalidInput.field("mode", f"Mode inconnu ; valeurs possibles : {choices}.") from exc

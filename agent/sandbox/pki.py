@@ -93,7 +93,7 @@ class SandboxPki:
         self.ca_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, name: str, *, common_name: str, server: bool = False, client: bool = False,
-              extra_subject: list[x509.NameAttribute] | None = None) -> Credentials:
+              extra_subject: list[x509.NameAttribute[str]] | None = None) -> Credentials:
         """Credentials for ``name`` (cached on disk): a TLS server for 127.0.0.1/localhost, a client, or both."""
         cert_path, key_path = self.dir / f"{name}.pem", self.dir / f"{name}.key"
         if cert_path.exists() and key_path.exists():
@@ -102,7 +102,7 @@ class SandboxPki:
         now = dt.datetime.now(dt.UTC)
         subject = _name(common_name)
         if extra_subject:
-            subject = x509.Name(list(subject) + extra_subject)
+            subject = x509.Name([*subject, *extra_subject])
         usages = []
         if server:
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)

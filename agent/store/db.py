@@ -116,7 +116,7 @@ class Database:
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job.fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                except BaseException as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((job, False, exc))

@@ -18,7 +18,7 @@ if os.name == "nt":  # pragma: no cover - exercised on Windows only
 
     def _try_lock(handle: IO[str]) -> bool:
         try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
             return True
         except OSError:
             return False

@@ -34,7 +34,7 @@ def _keyring_usable() -> bool:
         from keyring.backends import fail
 
         backend = keyring.get_keyring()
-    except Exception:  # noqa: BLE001 - any problem here means "no keyring"
+    except Exception:
         return False
     return not isinstance(backend, fail.Keyring) and float(getattr(backend, "priority", 1)) > 0
 
@@ -50,7 +50,7 @@ def load_master_key(data_dir: Path, mode: Literal["auto", "keyring", "file"]) ->
                 stored = base64.b64encode(secrets.token_bytes(32)).decode()
                 keyring.set_password(SERVICE, account, stored)
             return MasterKey(base64.b64decode(stored), "keyring")
-        except Exception as exc:  # noqa: BLE001 - the keyring backends raise many types
+        except Exception as exc:
             if mode == "keyring":
                 raise StoreError(f"trousseau du système inutilisable : {type(exc).__name__}") from exc
             log.warning("trousseau du système inutilisable (%s) : clé maîtresse dans un fichier", type(exc).__name__)
