@@ -118,12 +118,13 @@ class DemoBeneficiary:
 
     index: int
     person: TestIdentity
-    quality: str  # "assure", "conjoint", "enfant"
+    quality: str  # agent.domain.vitale codes: "00" assuré, "02" conjoint, "06" enfant
     insured_nir: str  # the NIR of the insured person (ouvrant droit) the card belongs to
 
     @property
     def nir(self) -> str:
-        return self.person.ins
+        """The NIR the card carries: the ouvrant droit's, not the beneficiary's own (a child on a parent's card)."""
+        return self.insured_nir
 
     @property
     def family_name(self) -> str:
@@ -147,7 +148,12 @@ class DemoBeneficiary:
 
 
 DEMO_VITALE: tuple[DemoBeneficiary, ...] = (
-    DemoBeneficiary(0, PAT_TROIS, "assure", PAT_TROIS.ins),
-    DemoBeneficiary(1, PAT_TROIS_CAMILLE, "enfant", PAT_TROIS.ins),
-    DemoBeneficiary(2, PAT_TROIS_JULES, "enfant", PAT_TROIS.ins),
+    DemoBeneficiary(0, PAT_TROIS, "00", PAT_TROIS.ins),
+    DemoBeneficiary(1, PAT_TROIS_CAMILLE, "06", PAT_TROIS.ins),
+    DemoBeneficiary(2, PAT_TROIS_JULES, "06", PAT_TROIS.ins),
 )
+
+
+def covered_by(insured_nir: str) -> list[TestIdentity]:
+    """The people a carte Vitale of this insured person covers, as INSi's search by carte Vitale sees them."""
+    return [b.person for b in DEMO_VITALE if b.insured_nir == insured_nir]
