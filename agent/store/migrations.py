@@ -31,6 +31,64 @@ MIGRATIONS: dict[str, list[str]] = {
         );
         """,
     ],
+    # Consent history and CONF.21 acknowledgements (agent/store/consent.py); append-only, enforced by triggers.
+    "consent": [
+        """
+        CREATE TABLE consent_records (
+            id               INTEGER PRIMARY KEY,
+            ins              TEXT NOT NULL,
+            episode          TEXT NOT NULL DEFAULT '',
+            informed         INTEGER NOT NULL,
+            dmp_consultation TEXT NOT NULL,
+            dmp_feeding      TEXT NOT NULL,
+            recorded_by      TEXT,
+            workstation      TEXT NOT NULL,
+            client           TEXT NOT NULL,
+            recorded_at      TEXT NOT NULL
+        );
+        CREATE INDEX consent_records_ins ON consent_records(ins, id);
+        CREATE TRIGGER consent_records_no_update BEFORE UPDATE ON consent_records
+        BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        CREATE TRIGGER consent_records_no_delete BEFORE DELETE ON consent_records
+        BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        CREATE TABLE notice_acks (
+            id               INTEGER PRIMARY KEY,
+            rpps             TEXT NOT NULL,
+            notice_id        TEXT NOT NULL,
+            version          INTEGER NOT NULL,
+            acknowledged_at  TEXT NOT NULL,
+            workstation      TEXT NOT NULL
+        );
+        CREATE INDEX notice_acks_rpps ON notice_acks(rpps, notice_id, version, acknowledged_at);
+        """,
+    ],
+    # Access traces (agent/store/traces.py, agent/audit): a hash chain; UPDATE and DELETE refused by triggers.
+    "traces": [
+        """
+        CREATE TABLE traces (
+            seq          INTEGER PRIMARY KEY,
+            at           TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            actor_rpps   TEXT,
+            workstation  TEXT NOT NULL,
+            client       TEXT NOT NULL,
+            mode         TEXT NOT NULL,
+            ins          TEXT,
+            object       TEXT,
+            outcome      TEXT NOT NULL,
+            details      TEXT NOT NULL,
+            prev_hash    TEXT NOT NULL,
+            hash         TEXT NOT NULL
+        );
+        CREATE INDEX traces_at ON traces(at);
+        CREATE INDEX traces_ins ON traces(ins, seq);
+        CREATE INDEX traces_actor ON traces(actor_rpps, seq);
+        CREATE TRIGGER traces_no_update BEFORE UPDATE ON traces
+        BEGIN SELECT RAISE(ABORT, 'traces are append-only'); END;
+        CREATE TRIGGER traces_no_delete BEFORE DELETE ON traces
+        BEGIN SELECT RAISE(ABORT, 'traces are append-only'); END;
+        """,
+    ],
 }
 
 
