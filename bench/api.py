@@ -1,0 +1,84 @@
+"""Benchmark of the localhost API: GET /v1/status over loopback, with 1 and 32 concurrent clients.
+
+Starts `relais demo` as its own process (as an LGC sees it), then prints requests per second, p50/p99
+latency, and the agent's resident memory at start and after 10,000 requests. Not a test: figures only.
+
+    .venv/bin/python bench/api.py [--requests 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import spawn_demo  # noqa: E402
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def run(url: str, token: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    remaining = total
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                async with session.get(f"{url}/v1/status", headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return total / elapsed, latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = spawn_demo(Path(tmp) / "bench", "--cards", "none")
+        try:
+            time.sleep(0.5)
+            start_rss = rss_mib(agent.proc.pid)
+            print(f"agent pid {agent.proc.pid}, RSS at start: {start_rss:.1f} MiB")
+            asyncio.run(run(agent.url, agent.token, 200, 4))  # warm-up
+            done = 0
+            for concurrency in (1, 32):
+                rps, lat = asyncio.run(run(agent.url, agent.token, args.requests, concurrency))
+                done += args.requests
+                print(f"GET /v1/status, {concurrency:>2} client(s): {rps:8.0f} req/s  "
+                      f"p50 {pct(lat, 0.50):6.2f} ms  p99 {pct(lat, 0.99):6.2f} ms  "
+                      f"(mean {statistics.mean(lat) * 1000:.2f} ms, n={len(lat)})")
+            print(f"RSS after {done + 200} requests: {rss_mib(agent.proc.pid):.1f} MiB")
+        finally:
+            agent.stop()
+
+
+if __name__ == "__main__":
+    main()
