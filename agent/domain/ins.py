@@ -59,6 +59,33 @@ class Ins:
     def kind(self) -> str:
         return "NIA" if self.oid == OID_INS_NIA else "NIR"
 
+    def as_dict(self) -> dict[str, str]:
+        return {"value": self.value, "oid": self.oid, "kind": self.kind}
+
+    @classmethod
+    def from_parts(cls, thirteen: str, key: str, oid: str) -> Ins:
+        """An INS from INSi's ``NumIdentifiant`` (13 characters) and ``Cle`` (2 digits)."""
+        return cls(f"{thirteen.upper()}{key.zfill(2)}", oid)
+
+
+def normalize_matricule(value: str) -> str:
+    """The matricule as typed (spaces, dots, lower-case 2a) to its 15-character form."""
+    return re.sub(r"[\s.]", "", value).upper()
+
+
+def accepted_oids(*, allow_test_oids: bool) -> frozenset[str]:
+    return PRODUCTION_OIDS | (TEST_OIDS if allow_test_oids else frozenset())
+
+
+def matricule_sex(matricule: str) -> str | None:
+    """The sex the matricule's first digit encodes (1, 3, 7: M; 2, 4, 8: F), None when unknown."""
+    return {"1": "M", "3": "M", "7": "M", "2": "F", "4": "F", "8": "F"}.get(matricule[:1])
+
+
+def matricule_birth(matricule: str) -> tuple[str, str]:
+    """(two-digit birth year, birth month) encoded by the matricule; months 20-42 or 50+ mean "unknown"."""
+    return matricule[1:3], matricule[3:5]
+
 
 def check_ins(value: str, oid: str, *, allow_test_oids: bool) -> list[tuple[str, str]]:
     """Problems with an INS as (field, French message); empty when the INS is acceptable."""
@@ -67,8 +94,7 @@ def check_ins(value: str, oid: str, *, allow_test_oids: bool) -> list[tuple[str,
         problems.append(("ins", "Le matricule INS doit compter 15 caractères (13 + clé), 2A/2B admis pour la Corse."))
     elif not key_is_valid(value):
         problems.append(("ins", "La clé du matricule INS est fausse : vérifiez la saisie."))
-    allowed = PRODUCTION_OIDS | (TEST_OIDS if allow_test_oids else frozenset())
-    if oid not in allowed:
+    if oid not in accepted_oids(allow_test_oids=allow_test_oids):
         if oid in TEST_OIDS:
             problems.append(("oid", "OID d'INS de test refusé hors du mode démonstration."))
         else:
