@@ -73,11 +73,36 @@ class SandboxSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class InsiSection:
+    # The INSi téléservice (https). Empty: INSi calls are refused (503 insi_unreachable), except under
+    # `relais demo`, which uses the sandbox simulator.
+    url: str = ""
+    # CA bundle that signs the INSi server certificate; empty: the system store.
+    ca_file: str = ""
+    # TLS client certificate and key (PEM) the INSi server authenticates this workstation with.
+    client_cert: str = ""
+    client_key: str = ""
+    connect_timeout_seconds: float = 5.0
+    timeout_seconds: float = 15.0
+    # Accept the test (1.2.250.1.213.1.4.10) and demo (.11) INS OIDs in answers: test platforms only.
+    allow_test_oids: bool = False
+    # The software's CNAM authorisation number (ContexteLPS IDAM) and this installation's identifier.
+    idam: str = ""
+    instance_id: str = ""
+    # The structure (FINESS/SIRET...) and its signing certificate and key (PEM): they sign the INSi
+    # assertion when no CPS is logged in. Empty: a logged-in CPS is required.
+    structure_id: str = ""
+    structure_cert: str = ""
+    structure_key: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
     store: StoreSection = field(default_factory=StoreSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
+    insi: InsiSection = field(default_factory=InsiSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 
