@@ -18,6 +18,7 @@ from agent.clock import Clock
 from agent.config import Config
 from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
 from agent.events import EventBus
+from agent.ins.client import InsiClient
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
@@ -45,6 +46,7 @@ class Services:
     feeding_gate: FeedingGate = field(default_factory=AllowAll)
     traces: TraceRecorder = field(default_factory=NoTraces)
     # One optional field per part, set by agent.cli.wiring when the part is enabled:
+    insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

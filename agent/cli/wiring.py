@@ -49,7 +49,59 @@ class DemoOptions:
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order. Each part adds its own here."""
-    return []
+    from agent.sandbox.insi import InsiSimulator
+
+    return [InsiSimulator()]
+
+
+async def install_insi(services: Services, registrars: list[RouteRegistrar], sandbox: SandboxHost | None) -> None:
+    """INSi: the client on ``services.insi`` and the identity routes; under the demo, the simulator's endpoint."""
+    from dataclasses import replace
+
+    from agent.api import ins as ins_api
+    from agent.ins.client import InsiClient, InsiSettings
+    from agent.ins.soap import LpsInfo
+
+    config = services.config
+    section = config.insi
+    settings = InsiSettings(
+        url=section.url, ca_file=section.ca_file, client_cert=section.client_cert, client_key=section.client_key,
+        connect_timeout=section.connect_timeout_seconds, timeout=section.timeout_seconds,
+        allow_test_oids=section.allow_test_oids, structure_id=section.structure_id,
+        lps=LpsInfo(idam=section.idam, name="relais", version=__version__,
+                    instance=section.instance_id or config.workstation_id))
+    endpoint = await sandbox_endpoint(config, sandbox, "insi")
+    if endpoint:
+        settings = replace(settings, url=endpoint["url"], ca_file=endpoint["ca_file"],
+                           client_cert=endpoint["client_cert"], client_key=endpoint["client_key"],
+                           allow_test_oids=True)
+    registrars.append(ins_api.register)
+    if not settings.url:
+        return  # the routes answer 503 insi_unreachable, naming the missing configuration
+    structure_signer = None
+    if section.structure_cert:
+        from agent.dmp.keys import KeyFileSigner
+
+        structure_signer = KeyFileSigner.from_files(Path(section.structure_cert),
+                                                    Path(section.structure_key or section.structure_cert))
+    services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer)
+
+
+async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: str) -> dict[str, Any] | None:
+    """Where a simulator listens: the in-process sandbox, or a `relais sandbox` process (``--sandbox URL``)."""
+    if sandbox is not None:
+        found = sandbox.endpoints.get(name)
+        return dict(found) if isinstance(found, dict) else None
+    if not (config.sandbox.enabled and config.sandbox.url):
+        return None
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
+            http.get(f"{config.sandbox.url.rstrip('/')}/_sandbox/endpoints") as response:
+        response.raise_for_status()
+        described = await response.json()
+    found = described.get("endpoints", {}).get(name)
+    return dict(found) if isinstance(found, dict) else None
 
 
 @dataclass
@@ -97,6 +149,7 @@ class Agent:
             self.sandbox = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
             await self.sandbox.start()
             registrars.append(self.sandbox.register_routes)
+        await install_insi(services, registrars, self.sandbox)
 
         app = create_app(services, registrars)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
@@ -125,6 +178,8 @@ class Agent:
             await self.sandbox.stop()
             self.sandbox = None
         if self.services is not None:
+            if self.services.insi is not None:
+                await self.services.insi.close()
             self.services.db.close()
             self.services = None
         if self._lock is not None:
