@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from agent.api import core
+from agent.api import core, ui
+from agent.api.sessions import UiSessions
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
 from agent.api.spec import Route, RouteTable
@@ -27,13 +28,15 @@ def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) ->
         failure_window=float(api.auth_failure_window_seconds),
     )
     failures = FailureTracker(settings.failure_limit, settings.failure_window, services.clock)
+    if services.ui_sessions is None:
+        services.ui_sessions = UiSessions(services.clock)
 
     async def verify(token: str) -> TokenInfo | None:
         return await services.db.read(lambda conn: verify_token(conn, token))
 
     # aiohttp's own cap is the largest route limit; the guard applies each route's own limit first.
     app = web.Application(
-        middlewares=[make_guard(settings, verify, failures)], client_max_size=settings.max_upload
+        middlewares=[make_guard(settings, verify, failures, services.ui_sessions)], client_max_size=settings.max_upload
     )
     app[SERVICES] = services
     app[GUARD_KEY] = settings
@@ -41,6 +44,7 @@ def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) ->
 
     table = services.routes
     core.register(table)
+    ui.register(table)
     for registrar in registrars:
         registrar(table)
     table.install(app)

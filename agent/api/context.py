@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.api.sessions import UiSessions
 from agent.api.spec import RouteTable
 from agent.clock import Clock
 from agent.config import Config
@@ -45,6 +46,8 @@ class Services:
     access_policy: AccessPolicy = field(default_factory=AllowAll)
     feeding_gate: FeedingGate = field(default_factory=AllowAll)
     traces: TraceRecorder = field(default_factory=NoTraces)
+    # Dashboard login links and cookie sessions (agent/api/sessions.py).
+    ui_sessions: UiSessions | None = None
     # One optional field per part, set by agent.cli.wiring when the part is enabled:
     insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
 

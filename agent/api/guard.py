@@ -34,6 +34,7 @@ from agent.api.spec import Route, route_of
 from agent.clock import Clock
 from agent.config import is_loopback_host
 from agent.logs import get_logger
+from agent.api.sessions import COOKIE, CSRF_HEADER, UiSessions
 from agent.store.tokens import TokenInfo
 
 log = get_logger("api.guard")
@@ -105,7 +106,14 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def make_guard(settings: GuardSettings, verify: TokenVerifier, failures: FailureTracker) -> Middleware:
+def own_origins(port: int) -> frozenset[str]:
+    """The dashboard's own origins: same-origin calls from /ui/ are not cross-origin."""
+    return frozenset(f"http://{name}:{port}" for name in _LOOPBACK_NAMES)
+
+
+def make_guard(
+    settings: GuardSettings, verify: TokenVerifier, failures: FailureTracker, sessions: UiSessions | None = None
+) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if not host_allowed(request.headers.get("Host"), settings.port):
@@ -113,16 +121,17 @@ def make_guard(settings: GuardSettings, verify: TokenVerifier, failures: Failure
             return problem(403, "host_refused", "Accès refusé",
                            "L'agent Relais n'accepte que les requêtes adressées à 127.0.0.1 ou localhost.")
         origin = request.headers.get("Origin")
-        if origin is not None and origin not in settings.allowed_origins:
+        same_origin = origin is not None and origin in own_origins(settings.port)
+        if origin is not None and not same_origin and origin not in settings.allowed_origins:
             log.warning("requête refusée : origine non autorisée")
             return problem(403, "origin_refused", "Accès refusé",
                            "Cette page web n'est pas autorisée à utiliser l'agent Relais.")
         if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
             return problem(403, "cross_site_refused", "Accès refusé",
                            "Requête venant d'un autre site refusée par l'agent Relais.")
-        extra_headers = cors_headers(origin) if origin is not None else {}
+        extra_headers = cors_headers(origin) if origin is not None and not same_origin else {}
 
-        if request.method == "OPTIONS" and origin is not None:
+        if request.method == "OPTIONS" and extra_headers:
             return web.Response(status=204, headers=CIMultiDict({**extra_headers, **SECURITY_HEADERS}))
 
         route = route_of(request)
@@ -132,7 +141,7 @@ def make_guard(settings: GuardSettings, verify: TokenVerifier, failures: Failure
                 return await _finish(await handler(request), extra_headers)
             _check_body_size(request, route, settings)
             if settings.require_token and not route.public:
-                request[CLIENT_KEY] = await _authenticate(request, verify, failures)
+                request[CLIENT_KEY] = await _authenticate(request, verify, failures, sessions)
             response = await handler(request)
         except e.RelaisError as error:
             response = problem_from(error)
@@ -178,12 +187,17 @@ def body_limit(route: Route, settings: GuardSettings) -> int:
     return settings.max_upload if route.body == "upload" else settings.max_body
 
 
-async def _authenticate(request: web.Request, verify: TokenVerifier, failures: FailureTracker) -> TokenInfo:
+async def _authenticate(
+    request: web.Request, verify: TokenVerifier, failures: FailureTracker, sessions: UiSessions | None
+) -> TokenInfo:
     wait = failures.locked_for()
     if wait:
         raise e.TooManyFailures(
             f"Trop d'échecs d'authentification : réessayez dans {wait} secondes.", retry_after=wait
         )
+    cookie = request.cookies.get(COOKIE)
+    if sessions is not None and cookie and "Authorization" not in request.headers:
+        return _session_client(request, sessions, cookie, failures)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -196,6 +210,19 @@ async def _authenticate(request: web.Request, verify: TokenVerifier, failures: F
         log.warning("jeton refusé (inconnu ou révoqué)")
         raise e.AuthenticationRequired("Jeton d'accès inconnu ou révoqué.", code="token_invalid")
     return client
+
+
+def _session_client(request: web.Request, sessions: UiSessions, cookie: str, failures: FailureTracker) -> TokenInfo:
+    """The dashboard's cookie session; state changes also need the CSRF header (SameSite is a second lock)."""
+    session = sessions.lookup(cookie)
+    if session is None:
+        failures.record()
+        raise e.AuthenticationRequired("Session du tableau de bord expirée : rouvrez-le depuis l'icône Relais.",
+                                       code="session_expired")
+    if request.method not in ("GET", "HEAD") and not sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise e.AccessRefused("Requête refusée : jeton anti-falsification (CSRF) absent ou faux.", code="csrf_refused")
+    return TokenInfo(id="ui", name=f"{session.client} (tableau de bord)", created_at="", last_used_at=None,
+                     revoked_at=None)
 
 
 async def read_json(request: web.Request, limit: int | None = None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The localhost API: app factory, guard, routes, OpenAPI document, events, dashboard."""

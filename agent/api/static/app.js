@@ -1,0 +1,338 @@
+// Relais dashboard: plain JS, no build step, nothing loaded from outside. Every DOM node is built with
+// textContent (never innerHTML), so no text coming from the API can become markup.
+"use strict";
+
+const STATE_LABELS = {
+  scheduled: "Programmé", ready: "Prêt", sending: "Envoi en cours", sent: "Envoyé", retrying: "Nouvel essai prévu",
+  waiting_network: "En attente du réseau", waiting_card: "En attente de la carte CPS", forwarded: "Transmis au poste du médecin",
+  failed: "En échec", cancelled: "Annulé", unknown: "À vérifier",
+};
+const PENDING = new Set(["scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card", "forwarded"]);
+const session = { csrf: null };
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") el.className = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function show(text, ok = false) {
+  const box = document.getElementById("message");
+  box.textContent = text;
+  box.className = ok ? "ok" : "";
+  box.hidden = !text;
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (method !== "GET") headers["X-Relais-CSRF"] = session.csrf || "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    setAgentState("Session expirée : rouvrez le tableau de bord depuis l'icône Relais.");
+  }
+  const type = response.headers.get("Content-Type") || "";
+  const data = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const error = new Error((data && data.detail) || `Erreur ${response.status}`);
+    error.status = response.status;
+    error.problem = data;
+    throw error;
+  }
+  return data;
+}
+
+function setAgentState(text) { document.getElementById("agent-state").textContent = text; }
+function fmtDate(value) {
+  if (!value) return "";
+  const d = new Date(value);
+  return isNaN(d) ? value : d.toLocaleString("fr-FR", { dateStyle: "short", timeStyle: "medium" });
+}
+function countdown(sendAt) {
+  const seconds = Math.round((new Date(sendAt) - Date.now()) / 1000);
+  if (isNaN(seconds)) return "";
+  if (seconds <= 0) return "maintenant";
+  const m = Math.floor(seconds / 60), s = seconds % 60;
+  return `dans ${m} min ${String(s).padStart(2, "0")} s`;
+}
+
+// ---- session -------------------------------------------------------------------------------------------
+async function openSession() {
+  const match = location.hash.match(/login=([A-Za-z0-9_-]+)/);
+  if (match) {
+    history.replaceState(null, "", "/ui/");  // the one-time code leaves the address bar at once
+    const result = await api("POST", "/ui/session", { code: match[1] });
+    session.csrf = result.csrf;
+  } else {
+    const result = await api("GET", "/ui/session");
+    session.csrf = result.csrf;
+  }
+}
+
+// ---- tabs ----------------------------------------------------------------------------------------------
+const VIEWS = { queue: loadOrders, cards: loadCards, dmp: () => {}, traces: loadTraces, notices: loadNotices, settings: loadSettings };
+function selectTab(tab, focus = true) {
+  for (const other of document.querySelectorAll("[role=tab]")) {
+    const selected = other === tab;
+    other.setAttribute("aria-selected", String(selected));
+    other.tabIndex = selected ? 0 : -1;
+    document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
+  }
+  if (focus) tab.focus();
+  const name = tab.id.replace("tab-", "");
+  VIEWS[name]().catch((e) => show(e.message));
+}
+function setupTabs() {
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => selectTab(tab));
+    tab.addEventListener("keydown", (event) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (step) { event.preventDefault(); selectTab(tabs[(i + step + tabs.length) % tabs.length]); }
+      if (event.key === "Home") { event.preventDefault(); selectTab(tabs[0]); }
+      if (event.key === "End") { event.preventDefault(); selectTab(tabs[tabs.length - 1]); }
+    });
+  });
+}
+
+// ---- queue ---------------------------------------------------------------------------------------------
+function orderTitle(order) {
+  const doc = order.document || {};
+  return doc.title || order.title || doc.type_label || doc.type_code || order.client_ref || order.id;
+}
+function orderPatient(order) {
+  const p = order.patient || {};
+  const names = [p.birth_name || p.family_name, (p.given_names || []).join(" ")].filter(Boolean).join(" ");
+  return names || p.ins || "";
+}
+function destinations(order) {
+  return (order.deliveries || []).map((d) => `${d.destination} : ${STATE_LABELS[d.state] || d.state}`).join(" · ");
+}
+function lastError(order) {
+  const failed = (order.deliveries || []).find((d) => d.state === "failed" && (d.last_error || d.error));
+  const error = (failed && (failed.last_error || failed.error)) || order.last_error;
+  if (!error) return "";
+  return typeof error === "string" ? error : (error.message || error.detail || JSON.stringify(error));
+}
+async function act(order, action, label) {
+  try {
+    await api("POST", `/v1/orders/${encodeURIComponent(order.id)}/${action}`);
+    show(`${label} : ${orderTitle(order)}`, true);
+  } catch (e) { show(e.message); }
+  await loadOrders();
+}
+function stateCell(state) { return h("td", { class: `state state-${state}` }, STATE_LABELS[state] || state); }
+function emptyRow(tbody, columns, text) { tbody.append(h("tr", {}, h("td", { class: "empty", colspan: columns }, text))); }
+
+async function loadOrders() {
+  const data = await api("GET", "/v1/orders?limit=200");
+  const items = data.items || [];
+  const pending = document.getElementById("orders-pending");
+  const failed = document.getElementById("orders-failed");
+  const done = document.getElementById("orders-done");
+  pending.replaceChildren(); failed.replaceChildren(); done.replaceChildren();
+  let failures = 0;
+  for (const order of items) {
+    const state = order.state;
+    if (state === "failed" || (order.deliveries || []).some((d) => d.state === "failed")) {
+      failures += 1;
+      failed.append(h("tr", { "data-order": order.id },
+        h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)), h("td", {}, destinations(order)),
+        h("td", {}, lastError(order)),
+        h("td", {}, h("button", { class: "primary", onclick: () => act(order, "retry", "Nouvel essai demandé") }, "Réessayer"))));
+    } else if (PENDING.has(state)) {
+      const when = h("td", { "data-send-at": order.send_at || "" }, state === "scheduled" ? countdown(order.send_at) : "");
+      const buttons = [];
+      if (state === "scheduled" || state === "waiting_card" || state === "retrying" || state === "waiting_network") {
+        buttons.push(h("button", { class: "danger", onclick: () => act(order, "cancel", "Envoi annulé") }, "Annuler"));
+      }
+      if (state === "scheduled") {
+        buttons.push(h("button", { onclick: () => act(order, "send-now", "Envoi immédiat demandé") }, "Envoyer maintenant"));
+      }
+      pending.append(h("tr", { "data-order": order.id }, h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)),
+        h("td", {}, destinations(order)), stateCell(state), when, h("td", {}, buttons)));
+    } else {
+      done.append(h("tr", { "data-order": order.id }, h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)),
+        h("td", {}, destinations(order)), stateCell(state), h("td", {}, fmtDate(order.updated_at || order.created_at))));
+    }
+  }
+  if (!pending.children.length) emptyRow(pending, 6, "Aucun envoi en attente.");
+  if (!failed.children.length) emptyRow(failed, 5, "Aucun échec.");
+  if (!done.children.length) emptyRow(done, 5, "Aucun envoi terminé.");
+  document.getElementById("badge-queue").textContent = failures ? String(failures) : "";
+}
+function tickCountdowns() {
+  for (const cell of document.querySelectorAll("td[data-send-at]")) {
+    const row = cell.closest("tr");
+    if (cell.dataset.sendAt && row.querySelector(".state-scheduled")) cell.textContent = countdown(cell.dataset.sendAt);
+  }
+}
+
+// ---- cards ---------------------------------------------------------------------------------------------
+async function loadCards() {
+  const box = document.getElementById("cards-summary");
+  let cards;
+  try { cards = await api("GET", "/v1/cards"); }
+  catch (e) { box.replaceChildren(h("p", {}, e.status === 404 ? "Lecteurs de cartes non gérés par cet agent." : e.message)); return; }
+  const cps = cards.cps || {};
+  const holder = cps.holder || {};
+  const vitale = cards.vitale || {};
+  const list = h("dl", {},
+    h("dt", {}, "Lecteurs"), h("dd", {}, (cards.readers || []).map((r) => `${r.name}${r.card ? " (" + r.card + ")" : ""}`).join(", ") || "aucun"),
+    h("dt", {}, "Carte CPS"), h("dd", {}, cps.present ? `${holder.given_name || ""} ${holder.family_name || ""} (RPPS ${holder.rpps || "?"})` : "absente"),
+    h("dt", {}, "Connexion CPS"), h("dd", {}, cps.present ? (cps.logged_in ? "connecté" : `non connecté${cps.pin_tries_left != null ? ", essais restants : " + cps.pin_tries_left : ""}`) : ""),
+    h("dt", {}, "Carte Vitale"), h("dd", {}, vitale.present ? (vitale.beneficiaries || []).map((b) => `${b.family_name || ""} ${(b.given_names || []).join(" ")}`).join(" ; ") : "absente"));
+  box.replaceChildren(list);
+}
+async function cpsLogin(event) {
+  event.preventDefault();
+  const input = document.getElementById("pin");
+  const pin = input.value;
+  input.value = "";  // the PIN never stays on screen or in the page
+  try { await api("POST", "/v1/cps/login", { pin }); show("Carte CPS connectée.", true); }
+  catch (e) { show(e.message); }
+  await loadCards();
+}
+async function cpsLogout() {
+  try { await api("POST", "/v1/cps/logout"); show("Carte CPS déconnectée.", true); } catch (e) { show(e.message); }
+  await loadCards();
+}
+
+// ---- DMP access (DICA) ---------------------------------------------------------------------------------
+function renderAccess(access) {
+  const box = document.getElementById("dmp-access");
+  const yes = (v) => h("span", { class: v ? "ok-text" : "ko-text" }, v ? "oui" : "non");
+  const reasons = h("ul", { class: "reasons" }, (access.reasons || []).map((r) =>
+    h("li", {}, r.message, " ", r.help ? h("a", { href: r.help, target: "_blank", rel: "noopener noreferrer" }, "Aide") : null)));
+  box.replaceChildren(h("dl", {},
+    h("dt", {}, "Consultation possible"), h("dd", {}, yes(access.can_read)),
+    h("dt", {}, "Alimentation possible"), h("dd", {}, yes(access.can_write)),
+    h("dt", {}, "DMP existant"), h("dd", {}, access.dmp_exists == null ? "inconnu" : yes(access.dmp_exists)),
+    h("dt", {}, "INS qualifiée"), h("dd", {}, yes(access.ins_qualified))), reasons);
+}
+async function checkAccess(event) {
+  if (event) event.preventDefault();
+  const ins = document.getElementById("dmp-ins").value.trim();
+  const oid = document.getElementById("dmp-oid").value;
+  try { renderAccess(await api("GET", `/v1/dmp/${encodeURIComponent(ins)}/access${oid ? "?oid=" + oid : ""}`)); }
+  catch (e) { show(e.message); }
+}
+
+// ---- traces --------------------------------------------------------------------------------------------
+function traceQuery(format) {
+  const params = new URLSearchParams({ format });
+  for (const [name, id] of [["from", "tr-from"], ["to", "tr-to"], ["ins", "tr-ins"], ["actor", "tr-actor"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) params.set(name, name === "to" && value.length === 10 ? value + "T23:59:59Z" : (name === "from" && value.length === 10 ? value + "T00:00:00Z" : value));
+  }
+  return `/v1/traces?${params}`;
+}
+async function loadTraces(event) {
+  if (event) event.preventDefault();
+  const body = document.getElementById("traces");
+  let data;
+  try { data = await api("GET", traceQuery("json")); }
+  catch (e) { body.replaceChildren(); emptyRow(body, 6, e.message); return; }
+  body.replaceChildren(...(data.items || []).map((t) => h("tr", {},
+    h("td", {}, fmtDate(t.at || t.time)), h("td", {}, t.action), h("td", {}, t.actor_rpps || t.rpps || ""),
+    h("td", {}, t.ins || ""), h("td", {}, t.object || ""), h("td", {}, t.outcome || ""))));
+  if (!body.children.length) emptyRow(body, 6, "Aucune trace pour ces critères.");
+}
+async function exportTraces(format) {
+  const response = await fetch(traceQuery(format), { credentials: "same-origin" });
+  if (!response.ok) { show("Export impossible."); return; }
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: `traces-relais.${format}` });
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// ---- notices (CONF.21) ---------------------------------------------------------------------------------
+async function loadNotices() {
+  const box = document.getElementById("notices");
+  let data;
+  try { data = await api("GET", "/v1/notices"); }
+  catch (e) { box.replaceChildren(h("p", {}, e.status === 404 ? "Aucun avis." : e.message)); return; }
+  const items = data.items || [];
+  const due = items.filter((n) => !n.acknowledged_at && n.due !== false);
+  document.getElementById("badge-notices").textContent = due.length ? String(due.length) : "";
+  box.replaceChildren(...items.map((n) => h("article", { class: "notice", "aria-labelledby": `notice-${n.id}` },
+    h("h3", { id: `notice-${n.id}` }, n.title || "Avis"),
+    h("p", {}, n.text || ""),
+    n.acknowledged_at && n.due === false
+      ? h("p", { class: "ok-text" }, `Lu le ${fmtDate(n.acknowledged_at)}`)
+      : h("button", { class: "primary", onclick: () => ackNotice(n) }, n.button_text || n.button || "J'ai compris"))));
+  if (!items.length) box.replaceChildren(h("p", {}, "Aucun avis à lire."));
+}
+async function ackNotice(notice) {
+  try { await api("POST", `/v1/notices/${encodeURIComponent(notice.id)}/ack`); show("Avis lu et enregistré.", true); }
+  catch (e) { show(e.message); }
+  await loadNotices();
+}
+
+// ---- settings ------------------------------------------------------------------------------------------
+async function loadSettings() {
+  const [config, status] = await Promise.all([api("GET", "/v1/config"), api("GET", "/v1/status")]);
+  const rows = [["Version", status.version], ["Poste", config.workstation_id], ["Fichier de configuration", config.source],
+    ["Dossier de données", config.data_dir], ["API locale", `http://${config.api.host}:${config.api.port}`],
+    ["Clé maîtresse", status.store ? status.store.master_key : config.store.master_key],
+    ["Conservation des documents", `${config.store.retention_days} jours`], ["Mode démonstration", config.sandbox ? "oui" : "non"]];
+  for (const [section, values] of Object.entries(config.sections || {})) {
+    for (const [key, value] of Object.entries(values)) rows.push([`${section}.${key}`, typeof value === "object" ? JSON.stringify(value) : String(value)]);
+  }
+  document.getElementById("settings").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
+}
+
+// ---- live updates --------------------------------------------------------------------------------------
+async function refreshStatus() {
+  try {
+    const status = await api("GET", "/v1/status");
+    const queue = status.queue || {};
+    const counts = queue.counts || queue;
+    const pending = ["scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card"].reduce((n, k) => n + (Number(counts[k]) || 0), 0);
+    setAgentState(`Agent ${status.version} connecté${status.sandbox ? " (démonstration)" : ""} · ${pending} envoi(s) en attente`);
+  } catch (e) { setAgentState(e.message); }
+}
+function listen() {
+  const source = new EventSource("/v1/events");
+  source.addEventListener("order.updated", () => { loadOrders().catch(() => {}); refreshStatus(); });
+  for (const type of ["card.inserted", "card.removed", "cps.login"]) source.addEventListener(type, () => {
+    if (!document.getElementById("view-cards").hidden) loadCards().catch(() => {});
+  });
+  source.addEventListener("notice.due", () => loadNotices().catch(() => {}));
+  source.addEventListener("dmp.access", (event) => {
+    const data = JSON.parse(event.data);
+    if (data.ins) document.getElementById("dmp-ins").value = data.ins;
+    if (data.access) renderAccess(data.access);
+  });
+  source.onerror = () => setAgentState("Agent injoignable : nouvelle tentative…");
+  source.onopen = () => refreshStatus();
+}
+
+async function main() {
+  setupTabs();
+  document.getElementById("cps-login").addEventListener("submit", cpsLogin);
+  document.getElementById("cps-logout").addEventListener("click", cpsLogout);
+  document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
+  document.getElementById("traces-form").addEventListener("submit", loadTraces);
+  document.getElementById("traces-csv").addEventListener("click", () => exportTraces("csv"));
+  document.getElementById("traces-json").addEventListener("click", () => exportTraces("json"));
+  try { await openSession(); }
+  catch (e) { setAgentState(e.message); show(e.message); return; }
+  await refreshStatus();
+  selectTab(document.getElementById("tab-queue"), false);
+  loadNotices().catch(() => {});
+  listen();
+  setInterval(tickCountdowns, 1000);
+}
+document.addEventListener("DOMContentLoaded", main);

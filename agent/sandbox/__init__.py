@@ -1,0 +1,1 @@
+"""Simulators and virtual cards for `relais demo` and the tests; never used in production."""
