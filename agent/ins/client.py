@@ -56,10 +56,13 @@ def tls_context(settings: InsiSettings) -> ssl.SSLContext:
 
 
 class InsiClient:
-    def __init__(self, settings: InsiSettings, clock: Clock, *, context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: InsiSettings, clock: Clock, *, context: ssl.SSLContext | None = None,
+                 structure_signer: Signer | None = None) -> None:
         if not settings.url.startswith("https://"):
             raise ConfigError("l'URL du téléservice INSi doit être en https://", key="insi.url")
         self.settings = settings
+        # Signs the assertion when no CPS is logged in (the structure certificate), if configured.
+        self.structure_signer = structure_signer
         self._clock = clock
         self._context = context or tls_context(settings)
         self._session: aiohttp.ClientSession | None = None
