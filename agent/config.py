@@ -97,12 +97,30 @@ class InsiSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class QueueSection:
+    # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
+    delay_seconds: int = 900
+    # Transient failures in a row (5xx, timeout) before a delivery fails; the user can retry it.
+    max_attempts: int = 8
+    # Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2^(attempt-1))].
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+    # While a service is unreachable, how often the connectivity probe asks it again.
+    probe_interval_seconds: float = 30.0
+    # Deliveries sent at the same time.
+    concurrency: int = 4
+    # Longest wait for one answer of the service before the attempt counts as a timeout.
+    attempt_timeout_seconds: float = 90.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
     store: StoreSection = field(default_factory=StoreSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     insi: InsiSection = field(default_factory=InsiSection)
+    queue: QueueSection = field(default_factory=QueueSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 
@@ -249,10 +267,19 @@ def validate(config: Config) -> None:
         "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
+        "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
+        "queue.max_attempts": config.queue.max_attempts,
+        "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
+        "queue.backoff_cap_seconds": config.queue.backoff_cap_seconds,
+        "queue.probe_interval_seconds": config.queue.probe_interval_seconds,
+        "queue.concurrency": config.queue.concurrency,
+        "queue.attempt_timeout_seconds": config.queue.attempt_timeout_seconds,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError("une valeur strictement positive est attendue", key=key, path=src)
+    if not 0 <= config.queue.delay_seconds <= 7 * 24 * 3600:
+        raise ConfigError("délai entre 0 et 604800 secondes attendu", key="queue.delay_seconds", path=src)
     if config.api.sse_heartbeat_seconds <= 0:
         raise ConfigError("une valeur strictement positive est attendue", key="api.sse_heartbeat_seconds", path=src)
 

@@ -19,6 +19,7 @@ them to problem+json and an HTTP status.
     ├── StoreError               the local database failed
     └── RemoteError              a national service (DMP, INSi, MSSanté) answered badly
         ├── TransientRemoteError network, 5xx, timeout: try again later
+        │   └── ServiceUnreachable no connection at all (refused, reset, no route): wait for the network
         └── PermanentRemoteError the service refused the request: retrying cannot help
             └── DuplicateUniqueId the DMP already holds this uniqueId (an earlier attempt got through)
 """
@@ -146,6 +147,14 @@ class RemoteError(RelaisError):
 
 class TransientRemoteError(RemoteError):
     """The service could not be reached or failed on its side: the same request may succeed later."""
+
+    code = "remote_unreachable"
+    title = "Service distant injoignable"
+
+
+class ServiceUnreachable(TransientRemoteError):
+    """No connection could be made (refused, reset before an answer, no route, DNS): the send-order queue
+    waits for the network (``waiting_network``) rather than spending its retry budget."""
 
     code = "remote_unreachable"
     title = "Service distant injoignable"

@@ -20,6 +20,7 @@ from agent.config import Config
 from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
 from agent.events import EventBus
 from agent.ins.client import InsiClient
+from agent.queue.service import OrderService
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
@@ -49,6 +50,7 @@ class Services:
     # Dashboard login links and cookie sessions (agent/api/sessions.py).
     ui_sessions: UiSessions | None = None
     # One optional field per part, set by agent.cli.wiring when the part is enabled:
+    orders: OrderService | None = None  # agent/queue: send-orders (routes in agent/api/orders.py)
     insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
 
 

@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_sub.add_parser("revoke", help="révoquer le jeton d'un client")
     _common(revoke, top=False)
     revoke.add_argument("name")
+    traces = add("traces", "traces des accès au DMP et des envois")
+    traces_sub = traces.add_subparsers(dest="traces_command", required=True, metavar="ACTION")
+    verify = traces_sub.add_parser("verify", help="vérifier la chaîne d'empreintes des traces")
+    _common(verify, top=False)
+    export = traces_sub.add_parser("export", help="exporter les traces (JSON ou CSV)")
+    _common(export, top=False)
+    export.add_argument("--from", dest="since", metavar="DATE", help="début inclus (RFC 3339 ou AAAA-MM-JJ)")
+    export.add_argument("--to", dest="until", metavar="DATE", help="fin exclue (RFC 3339 ou AAAA-MM-JJ)")
+    export.add_argument("--ins", help="INS du patient")
+    export.add_argument("--actor", metavar="RPPS", help="RPPS du professionnel")
+    export.add_argument("--action", help="action (dmp.search, order.sent...)")
+    export.add_argument("--format", choices=["json", "csv"], default="json")
+    export.add_argument("--output", metavar="FILE", help="fichier de sortie (défaut : sortie standard)")
     return parser
 
 

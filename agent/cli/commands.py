@@ -34,6 +34,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "sandbox": cmd_sandbox,
         "status": cmd_status,
         "token": cmd_token,
+        "traces": cmd_traces,
     }[args.command]
     return handler(args)
 
@@ -171,3 +172,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         if key in status:
             print(f"{key} : {json.dumps(status[key], ensure_ascii=False)}")
     return 0
+
+
+def cmd_traces(args: argparse.Namespace) -> int:
+    from agent.cli.traces import run_traces
+
+    return run_traces(args, load(args))

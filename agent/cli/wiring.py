@@ -104,6 +104,55 @@ async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: st
     return dict(found) if isinstance(found, dict) else None
 
 
+def install_rights(services: Services, registrars: list[RouteRegistrar]) -> None:
+    """Consent, DICA, CONF.21 notice and traces: the real AccessPolicy, FeedingGate and TraceRecorder."""
+    from agent.api import consent as consent_api
+    from agent.audit.service import build_rights
+    from agent.domain.habilitation import load_matrix
+
+    matrix = load_matrix(services.config.habilitation.matrix or None)
+    part = build_rights(services.db, services.clock, services.bus, matrix, probe=_DmpProbe(services))
+    services.rights = part
+    services.access_policy = part.rights
+    services.feeding_gate = part.rights
+    services.traces = part.traces
+    services.status_providers.append(consent_api.notices_status(services))
+    registrars.append(consent_api.register)
+
+
+class _DmpProbe:
+    """DICA's view of the DMP client (TD0.2, TD3.1), looked up at call time: the DMP part may be wired later."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def _client(self) -> tuple[Any, Any]:
+        from agent.api.consent import cps_holder
+        from agent.dmp.models import Professional
+        from agent.errors import Unavailable
+
+        dmp = getattr(self._services, "dmp", None)
+        if dmp is None:
+            raise Unavailable("le service DMP n'est pas configuré sur cet agent", code="dmp_disabled")
+        holder = await cps_holder(self._services)
+        if holder is None:
+            raise Unavailable("aucune carte CPS", code="cps_absent")
+        professional = Professional(rpps=holder.rpps, family_name=holder.family_name, given_name=holder.given_name,
+                                    profession=holder.profession or "10", specialty=holder.specialty or "")
+        return dmp, professional
+
+    async def dmp_exists(self, ins: str, oid: str, actor: Any) -> bool:
+        dmp, professional = await self._client()
+        status = await dmp.td02(ins, oid, professional)
+        return bool(status.exists and status.active)
+
+    async def documents_since(self, ins: str, oid: str, since: str | None, actor: Any) -> list[Any]:
+        from agent.dmp.models import SearchCriteria
+
+        dmp, professional = await self._client()
+        return list(await dmp.search(ins, oid, SearchCriteria(created_from=since or ""), professional))
+
+
 @dataclass
 class Agent:
     config: Config
@@ -144,6 +193,8 @@ class Agent:
         )
         self.services = services
         registrars: list[RouteRegistrar] = []
+        # First, so every part built after it traces and checks rights through the real implementations.
+        install_rights(services, registrars)
         if config.sandbox.enabled and not config.sandbox.url:
             state_dir = Path(config.sandbox.state_dir) if config.sandbox.state_dir else data_dir / "sandbox"
             self.sandbox = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
