@@ -1,0 +1,327 @@
+"""The order executor: releases due deliveries, sends them, retries, waits for the network, reconciles.
+
+The store is the truth, not a timer in memory. The loop re-reads the next due time from the database every
+time it wakes (an order arrives, a send ends, a user acts) and at least every ``recheck_seconds``, and compares
+it with the wall clock: after a restart, a machine sleep or a clock change, whatever is due is released at the
+next pass, and nothing is ever lost because a process-local timer died with its process.
+
+Exactly once (invariant 3): a delivery is marked ``sending`` (with its attempt) in a committed transaction
+before the request leaves; after a crash, a timeout or any transient failure that may have reached the service,
+the next attempt first asks the service (``find``, TD3.1 by uniqueId) and records ``sent`` if it is there.
+The identifiers were fixed at creation, so a ``DuplicateUniqueId`` answer also means delivered.
+
+This module never logs patient data or document content: ids and states only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from agent.clock import Clock
+from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
+from agent.domain.policy import Actor, NoTraces, TraceEvent, TraceRecorder
+from agent.errors import (
+    DuplicateUniqueId,
+    PermanentRemoteError,
+    ServiceUnreachable,
+    TransientRemoteError,
+    Unavailable,
+)
+from agent.logs import get_logger
+from agent.queue.gateway import DeliveryGateway, DeliveryJob, Lookup
+from agent.store import orders as repo
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+
+log = get_logger("queue")
+
+ChangeListener = Callable[[list[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings:
+    delay_seconds: int = 900
+    max_attempts: int = 8
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+    probe_interval_seconds: float = 30.0
+    concurrency: int = 4
+    attempt_timeout_seconds: float = 90.0
+    recheck_seconds: float = 5.0
+    retention_days: int = 30
+    workstation: str = ""
+
+
+class QueueExecutor:
+    def __init__(self, db: Database, cipher: ContentCipher, gateways: Mapping[str, DeliveryGateway],
+                 settings: QueueSettings, clock: Clock, *, rand: Callable[[], float] = random.random,
+                 author_here: Callable[[str], bool] = lambda rpps: True,
+                 on_change: ChangeListener | None = None, traces: TraceRecorder | None = None,
+                 on_connectivity: Callable[[str, bool], None] | None = None) -> None:
+        self._db = db
+        self._cipher = cipher
+        self._gateways = dict(gateways)
+        self.settings = settings
+        self._clock = clock
+        self._rand = rand
+        self._author_here = author_here
+        self._on_change = on_change
+        self._traces = traces or NoTraces()
+        self._on_connectivity = on_connectivity
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self.offline: set[str] = set()
+        self._next_probe: dict[str, float] = {}
+        self._next_retention = 0.0
+
+    # --- life cycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.recover()
+        self._task = asyncio.create_task(self._run(), name="relais-queue")
+
+    async def recover(self) -> None:
+        """Rebuild the in-memory view from the store: interrupted sends back to ready (to reconcile), and
+        which services were unreachable when the agent stopped."""
+        now = self._now()
+        recovered = await self._db.write(lambda c: repo.recover_sending(c, now))
+        if recovered:
+            log.info("reprise : %d envoi(s) interrompu(s) seront vérifiés auprès du service avant tout renvoi",
+                     len(recovered))
+        for kind in self._gateways:
+            if await self._db.read(lambda c, k=kind: repo.has_waiting_network(c, k)):  # type: ignore[misc]
+                self.offline.add(kind)
+        await self._changed(recovered)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking work; sends in flight get ``grace`` seconds, then are cancelled (they stay ``sending``
+        on disk and are reconciled at the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        pending = list(self._inflight.values())
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Something changed in the store (new order, send-now, retry): look again now."""
+        self._wakeup.set()
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def _run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                await self._pass()
+                timeout = await self._sleep_for()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("passe de la file d'envoi en erreur ; nouvelle tentative")
+                timeout = self.settings.recheck_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def run_once(self) -> None:
+        """One pass, and wait for the sends it started (tests and benchmarks drive the executor with it)."""
+        await self._pass()
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    async def _pass(self) -> None:
+        now = self._now()
+        offline = set(self.offline)
+        released = await self._db.write(lambda c: repo.release_due(c, now, offline))
+        await self._changed(released)
+        await self._check_cards()
+        for kind in list(self.offline):
+            if self._clock.monotonic() >= self._next_probe.get(kind, 0.0):
+                await self._probe(kind)
+        await self._dispatch()
+        if self._clock.monotonic() >= self._next_retention:
+            self._next_retention = self._clock.monotonic() + 3600.0
+            await self.erase_expired()
+
+    async def _sleep_for(self) -> float:
+        due = await self._db.read(repo.next_due)
+        timeout = self.settings.recheck_seconds
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - self._now()))
+        for kind in self.offline:
+            timeout = min(timeout, max(0.0, self._next_probe.get(kind, 0.0) - self._clock.monotonic()))
+        return timeout
+
+    async def _dispatch(self) -> None:
+        free = self.settings.concurrency - len(self._inflight)
+        kinds = [k for k in self._gateways if k not in self.offline]
+        if free <= 0 or not kinds:
+            return
+        now = self._now()
+        claims = await self._db.write(lambda c: repo.claim_ready(c, self._cipher, kinds, free, now))
+        if claims:
+            await self._changed(sorted({c.order_id for c in claims}))
+        for claim in claims:
+            self._inflight[claim.delivery_id] = asyncio.create_task(self._deliver(claim))
+
+    # --- one delivery ------------------------------------------------------------------------------------
+
+    async def _deliver(self, claim: repo.Claim) -> None:
+        lookup = Lookup(claim.ins, claim.ins_oid, claim.document_unique_id, claim.submission_set_unique_id)
+        gateway = self._gateways[claim.kind]
+        try:
+            outcome = await self._attempt(claim, lookup, gateway)
+            await self._record(claim, *outcome)
+        except asyncio.CancelledError:
+            raise  # stays "sending" on disk: the next start reconciles it
+        except Exception:
+            log.exception("envoi %s (%s) : erreur inattendue", claim.order_id, claim.destination)
+            await self._record(claim, Event.TRANSIENT, None, "internal_error",
+                               "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
+        finally:
+            self._inflight.pop(claim.delivery_id, None)
+            self.wake()
+
+    async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
+                       ) -> tuple[Event, str | None, str, str, bool]:
+        """(event, entry uuid, error code, French message, still uncertain)."""
+        if not self._author_here(claim.author_rpps):
+            return (Event.CARD_MISSING, None, "cps_not_here",
+                    "La carte CPS de l'auteur n'est pas sur ce poste : l'envoi attend sa carte.", bool(
+                        claim.needs_reconcile))
+        timeout = self.settings.attempt_timeout_seconds
+        try:
+            if claim.needs_reconcile:
+                async with asyncio.timeout(timeout):
+                    found = await gateway.find(lookup)
+                if found is not None:
+                    log.info("envoi %s (%s) : déjà reçu par le service, non renvoyé", claim.order_id,
+                             claim.destination)
+                    return Event.DELIVERED, found.entry_uuid, "reconciled", "", False
+            job = DeliveryJob.from_payload(claim.order_id, claim.destination, claim.author_rpps, lookup,
+                                           claim.payload)
+            async with asyncio.timeout(timeout):
+                receipt = await gateway.deliver(job)
+            return Event.DELIVERED, receipt.entry_uuid, "", "", False
+        except DuplicateUniqueId:
+            log.info("envoi %s (%s) : identifiant déjà enregistré, considéré comme remis", claim.order_id,
+                     claim.destination)
+            return Event.DELIVERED, None, "reconciled", "", False
+        except ServiceUnreachable as exc:
+            return Event.OFFLINE, None, exc.code, exc.message, True
+        except TimeoutError:
+            return (Event.TRANSIENT, None, "remote_timeout",
+                    "Le service n'a pas répondu à temps ; l'envoi sera vérifié puis retenté.", True)
+        except TransientRemoteError as exc:
+            return Event.TRANSIENT, None, exc.code, exc.message, True
+        except PermanentRemoteError as exc:
+            return Event.PERMANENT, None, exc.code, exc.message, False
+        except Unavailable as exc:  # the signer (CPS) is missing or not logged in
+            return Event.CARD_MISSING, None, exc.code, exc.message, True
+
+    async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
+                      uncertain: bool) -> None:
+        now = self._now()
+        due: float | None = None
+        if event is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
+            event = Event.PERMANENT
+            message = f"Échec après {claim.round_attempts} tentatives : {message}"
+        elif event is Event.TRANSIENT:
+            due = now + backoff_seconds(claim.round_attempts, base=self.settings.backoff_base_seconds,
+                                        cap=self.settings.backoff_cap_seconds, rand=self._rand)
+        if event is Event.DELIVERED:
+            reconciled = code == "reconciled"
+            await self._db.write(lambda c: repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid,
+                                                          reconciled=reconciled))
+            log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
+            await self._trace("order.sent", claim, "ok")
+        else:
+            await self._db.write(lambda c: repo.mark_failed_attempt(
+                c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due, uncertain=uncertain))
+            log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
+            if event is Event.OFFLINE:
+                await self._went_offline(claim.kind)
+            elif event is Event.PERMANENT:
+                await self._trace("order.failed", claim, "error", code=code)
+        await self._changed([claim.order_id])
+
+    async def _went_offline(self, kind: str) -> None:
+        if kind not in self.offline:
+            log.warning("service %s injoignable : les envois attendent le retour du réseau", kind)
+            self.offline.add(kind)
+            if self._on_connectivity:
+                self._on_connectivity(kind, False)
+        self._next_probe[kind] = self._clock.monotonic() + self.settings.probe_interval_seconds
+        now = self._now()
+        parked = await self._db.write(lambda c: repo.park_ready(c, kind, now))
+        await self._changed(parked)
+
+    async def _probe(self, kind: str) -> None:
+        """Ask the service about the oldest waiting delivery: an answer means the network is back (and
+        reconciles that delivery on the way); then every waiting delivery is released, oldest first."""
+        self._next_probe[kind] = self._clock.monotonic() + self.settings.probe_interval_seconds
+        target = await self._db.read(lambda c: repo.oldest_waiting_network(c, kind))
+        if target is None:
+            self.offline.discard(kind)
+            return
+        delivery_id, ins, oid, unique_id = target
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout_seconds):
+                found = await self._gateways[kind].find(Lookup(ins, oid, unique_id, ""))
+        except (TransientRemoteError, TimeoutError):
+            return
+        except Exception:
+            log.exception("sonde de connectivité %s", kind)
+            found = None
+        now = self._now()
+        if found is not None:
+            await self._db.write(lambda c: repo.mark_sent(c, delivery_id, None, now, found.entry_uuid,
+                                                          reconciled=True))
+        released = await self._db.write(lambda c: repo.release_waiting_network(c, kind, now))
+        self.offline.discard(kind)
+        log.info("service %s de nouveau joignable : %d envoi(s) repris", kind, len(released))
+        if self._on_connectivity:
+            self._on_connectivity(kind, True)
+        await self._changed(released)
+
+    async def _check_cards(self) -> None:
+        waiting = await self._db.read(repo.waiting_card)
+        back = [delivery_id for delivery_id, rpps in waiting if self._author_here(rpps)]
+        if back:
+            now = self._now()
+            released = await self._db.write(lambda c: repo.release_waiting_card(c, back, now))
+            await self._changed(released)
+
+    async def erase_expired(self) -> int:
+        now = self._now()
+        cutoff = now - self.settings.retention_days * 86400
+        erased = await self._db.write(lambda c: repo.erase_expired_content(c, cutoff, now))
+        if erased:
+            log.info("conservation écoulée : contenu de %d document(s) effacé", erased)
+        return erased
+
+    async def _changed(self, order_ids: list[str]) -> None:
+        if order_ids and self._on_change is not None:
+            await self._on_change(order_ids)
+
+    async def _trace(self, action: str, claim: repo.Claim, outcome: str, **details: str) -> None:
+        try:
+            await self._traces.record(TraceEvent(
+                action=action, actor=Actor(rpps=claim.author_rpps, workstation=self.settings.workstation,
+                                           client="queue"),
+                ins=claim.ins, object=claim.document_unique_id, outcome=outcome,
+                details={"order_id": claim.order_id, "destination": claim.destination, **details}))
+        except Exception:
+            log.exception("trace %s non enregistrée", action)

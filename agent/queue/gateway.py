@@ -1,0 +1,58 @@
+"""What the queue needs from a destination's service (the DMP, an MSSanté operator): two calls, nothing more.
+
+The queue never imports a service client; the composition root adapts one (``agent.cli.queue_wiring``) to this
+protocol. Errors are the project's: ``ServiceUnreachable`` (wait for the network), ``TransientRemoteError``
+(retry with backoff; the request may have reached the service), ``PermanentRemoteError`` (failed, with the
+French reason), ``DuplicateUniqueId`` (already delivered), ``Unavailable`` (the author's card cannot sign here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Enough to ask the service whether a delivery already reached it (DMP: TD3.1 by uniqueId)."""
+
+    ins: str
+    ins_oid: str
+    document_unique_id: str
+    submission_set_unique_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    order_id: str
+    destination: str
+    author_rpps: str
+    lookup: Lookup
+    cda: bytes
+    patient: dict[str, Any]
+    visibility: dict[str, bool]
+
+    @classmethod
+    def from_payload(cls, order_id: str, destination: str, author_rpps: str, lookup: Lookup,
+                     payload: bytes) -> DeliveryJob:
+        import base64
+
+        data = json.loads(payload)
+        return cls(order_id, destination, author_rpps, lookup, base64.b64decode(data["cda_base64"]),
+                   dict(data.get("patient", {})), dict(data.get("visibility", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    entry_uuid: str | None  # the service's id for what it stored (DMP document entryUUID), when known
+
+
+class DeliveryGateway(Protocol):
+    async def deliver(self, job: DeliveryJob) -> Receipt:
+        """Send once. Raises the errors listed in this module's docstring."""
+        ...
+
+    async def find(self, lookup: Lookup) -> Receipt | None:
+        """Whether the service already holds this delivery (reconciliation before any resend)."""
+        ...

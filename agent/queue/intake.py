@@ -1,0 +1,179 @@
+"""Intake of a send-order: the request body checked field by field and turned into a ``NewOrder``.
+
+Every refusal is an ``InvalidInput`` with French field messages (the LGC shows them to the doctor). The
+document's identifiers are fixed here, once: the CDA's own id is the document uniqueId, and a fresh OID is the
+submission-set uniqueId; both are stored with the order so every resend is recognisably the same submission.
+The CDA is parsed with the hardened parser only to read its header; its content is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, IdentityStatus, check_ins
+from agent.domain.orders import NewOrder, check_delay
+from agent.errors import FieldError, InvalidInput
+from agent.xml.safe import parse
+
+HL7 = "{urn:hl7-org:v3}"
+INS_OIDS = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS_NIR_DEMO})
+_RPPS = re.compile(r"^8?\d{11}$")
+_MAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+MAX_CLIENT_REF = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CdaHeader:
+    unique_id: str
+    type_code: str
+    patient_ids: tuple[tuple[str, str], ...]  # (root, extension) of recordTarget/patientRole/id
+
+
+def read_cda_header(cda: bytes) -> CdaHeader:
+    root = parse(cda, what="CDA")
+    if root.tag != f"{HL7}ClinicalDocument":
+        raise InvalidInput.field("document.cda_base64",
+                                 "Le document n'est pas un CDA (élément ClinicalDocument attendu).")
+    doc_id = root.find(f"{HL7}id")
+    id_root = doc_id.get("root", "") if doc_id is not None else ""
+    if not id_root:
+        raise InvalidInput.field("document.cda_base64", "Le CDA n'a pas d'identifiant (ClinicalDocument/id/@root).")
+    extension = doc_id.get("extension", "") if doc_id is not None else ""
+    code = root.find(f"{HL7}code")
+    type_code = code.get("code", "") if code is not None else ""
+    if not type_code:
+        raise InvalidInput.field("document.cda_base64", "Le CDA n'a pas de type de document (ClinicalDocument/code).")
+    ids = tuple((i.get("root", ""), i.get("extension", ""))
+                for i in root.iterfind(f"{HL7}recordTarget/{HL7}patientRole/{HL7}id"))
+    return CdaHeader(f"{id_root}^{extension}" if extension else id_root, type_code, ids)
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """The body's fingerprint for client_ref idempotency (canonical JSON, so key order does not matter)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_submission_set_oid() -> str:
+    """A UUID-derived OID (ITU-T X.667, arc 2.25): unique without a registry, 44 characters at most."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+@dataclass(frozen=True)
+class Intake:
+    allow_test_oids: bool
+    default_delay: int
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    new_set_oid: Callable[[], str] = new_submission_set_oid
+
+    def check(self, body: dict[str, Any], cda: bytes, client_name: str) -> NewOrder:
+        """``cda`` is the document to send (decoded, or built by the documents part from ``body["document"]``)."""
+        errors: list[FieldError] = []
+
+        def need(path: str, value: Any, kind: type, message: str) -> Any:
+            if not isinstance(value, kind):
+                errors.append(FieldError(path, message))
+                return None
+            return value
+
+        client_ref = body.get("client_ref")
+        if client_ref is not None and (not isinstance(client_ref, str) or not 0 < len(client_ref) <= MAX_CLIENT_REF):
+            errors.append(FieldError("client_ref", f"Chaîne de 1 à {MAX_CLIENT_REF} caractères attendue."))
+        patient = need("patient", body.get("patient"), dict, "Le patient est obligatoire (objet patient).") or {}
+        ins = need("patient.ins", patient.get("ins"), str, "Le matricule INS est obligatoire.")
+        oid = need("patient.oid", patient.get("oid"), str, "L'OID de l'INS est obligatoire.")
+        if ins is not None and oid is not None:
+            problems = check_ins(ins, oid, allow_test_oids=self.allow_test_oids)
+            errors.extend(FieldError(f"patient.{f}", m) for f, m in problems)
+        status = patient.get("identity_status")
+        if status not in {s.value for s in IdentityStatus}:
+            errors.append(FieldError("patient.identity_status",
+                                     "Statut de l'identité attendu : PROV, RECUP, VALI ou QUAL."))
+        author = need("author", body.get("author"), dict, "L'auteur est obligatoire (objet author).") or {}
+        rpps = author.get("rpps")
+        if not isinstance(rpps, str) or not _RPPS.match(rpps):
+            errors.append(FieldError("author.rpps", "Le RPPS de l'auteur doit compter 11 chiffres."))
+        visibility = body.get("visibility", {})
+        if not isinstance(visibility, dict) or any(
+                k not in {"masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps"} or not isinstance(v, bool)
+                for k, v in visibility.items()):
+            errors.append(FieldError("visibility", "Visibilité : masked_to_ps, invisible_to_patient, "
+                                                   "invisible_to_legal_reps (booléens)."))
+            visibility = {}
+        destinations = self._destinations(body.get("destinations", {}), errors)
+        delay = body.get("delay_seconds", self.default_delay)
+        reason = check_delay(delay)
+        if reason:
+            errors.append(FieldError("delay_seconds", reason))
+        if errors:
+            raise InvalidInput("La demande d'envoi est invalide.", errors=errors)
+        if "dmp" in destinations and status != IdentityStatus.QUAL:
+            raise InvalidInput.field(
+                "patient.identity_status",
+                "L'INS n'est pas qualifié : un document ne peut alimenter le DMP qu'avec une identité au statut "
+                "« Identité qualifiée » (QUAL).",
+                code="ins_not_qualified",
+            )
+        header = read_cda_header(cda)
+        for root, extension in header.patient_ids:
+            if root in INS_OIDS and (root != oid or extension != ins):
+                raise InvalidInput.field("document.cda_base64",
+                                         "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
+        payload = json.dumps({
+            "patient": patient, "author": author, "visibility": visibility,
+            "cda_base64": base64.b64encode(cda).decode(),
+        }, ensure_ascii=False).encode()
+        return NewOrder(
+            order_id=self.new_id(), client_ref=client_ref, client_name=client_name, body_hash=body_hash(body),
+            ins=ins, ins_oid=oid, identity_status=str(status), author_rpps=rpps[-11:],  # type: ignore[index]
+            document_unique_id=header.unique_id, submission_set_unique_id=self.new_set_oid(),
+            type_code=header.type_code, payload=payload, destinations=destinations, delay_seconds=int(delay),
+        )
+
+    @staticmethod
+    def _destinations(raw: Any, errors: list[FieldError]) -> tuple[str, ...]:
+        if not isinstance(raw, dict):
+            errors.append(FieldError("destinations", "destinations doit être un objet."))
+            return ()
+        out: list[str] = []
+        dmp = raw.get("dmp", True)  # feeding is opt-out
+        if not isinstance(dmp, bool):
+            errors.append(FieldError("destinations.dmp", "true ou false attendu."))
+        elif dmp:
+            out.append("dmp")
+        mss = raw.get("mss", [])
+        if not isinstance(mss, list):
+            errors.append(FieldError("destinations.mss", "Une liste de destinataires {address} est attendue."))
+            mss = []
+        for index, item in enumerate(mss):
+            address = item.get("address") if isinstance(item, dict) else None
+            if not isinstance(address, str) or not _MAIL.match(address):
+                errors.append(FieldError(f"destinations.mss[{index}].address", "Adresse MSSanté invalide."))
+            elif f"mss:{address.lower()}" not in out:
+                out.append(f"mss:{address.lower()}")
+        patient_mss = raw.get("patient_mss", False)
+        if not isinstance(patient_mss, bool):
+            errors.append(FieldError("destinations.patient_mss", "true ou false attendu."))
+        elif patient_mss:
+            out.append("patient_mss")
+        if not out and not errors:
+            errors.append(FieldError("destinations", "Aucun destinataire : indiquez le DMP ou une adresse MSSanté."))
+        return tuple(out)
+
+
+def decode_cda(document: dict[str, Any]) -> bytes:
+    text = document.get("cda_base64")
+    if not isinstance(text, str) or not text:
+        raise InvalidInput.field("document.cda_base64", "Le document CDA (cda_base64) est obligatoire.")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput.field("document.cda_base64", "cda_base64 n'est pas du base64 valide.") from exc

@@ -1,0 +1,499 @@
+"""The send-order repository: orders, their deliveries and attempts, in SQLite.
+
+Every function takes a connection and runs inside the caller's transaction (``Database.write`` for changes,
+``Database.read`` for queries), so a state change and its attempt record commit together or not at all.
+Times are stored as Unix seconds (REAL) so comparisons are numeric; the API renders them as RFC 3339.
+
+The document travels sealed (``ContentCipher``): patient traits, CDA and visibility are never in clear in the
+database; the metadata the queue needs without opening it (ids, INS for reconciliation, states) is.
+This module never logs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.domain.orders import (
+    CANCELLABLE,
+    SUMMARY_PRIORITY,
+    DeliveryState,
+    Event,
+    NewOrder,
+    allowed,
+    cancel_refusal,
+    destination_kind,
+    next_state,
+    refusal,
+    summary_state,
+)
+from agent.errors import Conflict, NotFound
+from agent.store.crypto import ContentCipher, SealedBlob
+
+S = DeliveryState
+
+
+def ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def from_ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    number: int
+    started_at: float
+    ended_at: float | None
+    outcome: str | None
+    error_code: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    id: int
+    destination: str
+    kind: str
+    state: DeliveryState
+    due_at: float | None
+    attempts: int
+    round_attempts: int
+    uncertain: bool
+    last_error_code: str | None
+    last_error: str | None
+    last_error_at: float | None
+    sent_at: float | None
+    entry_uuid: str | None
+    reconciled: bool
+    attempt_log: tuple[AttemptView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    seq: int
+    id: str
+    client_ref: str | None
+    client_name: str
+    body_hash: str
+    ins: str
+    ins_oid: str
+    identity_status: str
+    author_rpps: str
+    document_unique_id: str
+    submission_set_unique_id: str
+    type_code: str
+    created_at: float
+    send_at: float
+    content_erased_at: float | None
+    deliveries: tuple[DeliveryView, ...] = field(default_factory=tuple)
+
+    @property
+    def state(self) -> DeliveryState:
+        return summary_state(d.state for d in self.deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery the executor took to send: already ``sending`` on disk, with the opened payload."""
+
+    delivery_id: int
+    order_id: str
+    destination: str
+    kind: str
+    attempt: int
+    round_attempts: int
+    needs_reconcile: bool  # an earlier attempt may have reached the service: ask before sending again
+    ins: str
+    ins_oid: str
+    author_rpps: str
+    document_unique_id: str
+    submission_set_unique_id: str
+    payload: bytes
+
+
+# --- creation and reading ---------------------------------------------------------------------------------
+
+def find_by_client_ref(conn: sqlite3.Connection, client_ref: str) -> OrderView | None:
+    row = conn.execute("SELECT id FROM orders WHERE client_ref = ?", (client_ref,)).fetchone()
+    return load_order(conn, row[0]) if row else None
+
+
+def insert_order(conn: sqlite3.Connection, cipher: ContentCipher, new: NewOrder, now: float,
+                 now_text: str) -> tuple[OrderView, bool]:
+    """Store a new order, or return the existing one for the same ``client_ref`` (created=False).
+
+    Runs in the writer's transaction, so two identical requests racing each other cannot both insert.
+    """
+    if new.client_ref is not None:
+        existing = find_by_client_ref(conn, new.client_ref)
+        if existing is not None:
+            if existing.body_hash != new.body_hash:
+                raise Conflict("Cette référence client (client_ref) désigne déjà un autre envoi, différent.",
+                               code="client_ref_conflict")
+            return existing, False
+    if "dmp" in new.destinations:
+        previous = conn.execute(
+            "SELECT o.id FROM orders o JOIN deliveries d ON d.order_seq = o.seq "
+            "WHERE o.document_unique_id = ? AND d.destination = 'dmp' AND d.state != 'cancelled' LIMIT 1",
+            (new.document_unique_id,),
+        ).fetchone()
+        if previous is not None:
+            raise Conflict("Ce document (même identifiant unique) fait déjà l'objet d'un envoi au DMP.",
+                           code="document_already_ordered", order_id=previous[0])
+    sealed = cipher.seal(conn, new.payload, now_text)
+    send_at = now + new.delay_seconds
+    cursor = conn.execute(
+        "INSERT INTO orders(id, client_ref, client_name, body_hash, ins, ins_oid, identity_status, author_rpps,"
+        " document_unique_id, submission_set_unique_id, type_code, key_id, payload, created_at, send_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (new.order_id, new.client_ref, new.client_name, new.body_hash, new.ins, new.ins_oid, new.identity_status,
+         new.author_rpps, new.document_unique_id, new.submission_set_unique_id, new.type_code, sealed.key_id,
+         sealed.blob, now, send_at),
+    )
+    seq = cursor.lastrowid
+    initial = S.READY if new.delay_seconds == 0 else S.SCHEDULED
+    conn.executemany(
+        "INSERT INTO deliveries(order_seq, destination, kind, state, due_at, updated_at) VALUES (?,?,?,?,?,?)",
+        [(seq, dest, destination_kind(dest), initial.value, send_at, now) for dest in new.destinations],
+    )
+    order = load_order(conn, new.order_id)
+    assert order is not None
+    return order, True
+
+
+_DELIVERY_COLUMNS = ("id, destination, kind, state, due_at, attempts, round_attempts, uncertain, last_error_code,"
+                     " last_error, last_error_at, sent_at, entry_uuid, reconciled")
+_ORDER_COLUMNS = ("seq, id, client_ref, client_name, body_hash, ins, ins_oid, identity_status, author_rpps,"
+                  " document_unique_id, submission_set_unique_id, type_code, created_at, send_at, content_erased_at")
+
+
+def _delivery(r: Any, attempt_log: tuple[AttemptView, ...] = ()) -> DeliveryView:
+    return DeliveryView(
+        id=int(r[0]), destination=str(r[1]), kind=str(r[2]), state=DeliveryState(r[3]), due_at=r[4],
+        attempts=int(r[5]), round_attempts=int(r[6]), uncertain=bool(r[7]), last_error_code=r[8],
+        last_error=r[9], last_error_at=r[10], sent_at=r[11], entry_uuid=r[12], reconciled=bool(r[13]),
+        attempt_log=attempt_log,
+    )
+
+
+def _order(r: Any, deliveries: tuple[DeliveryView, ...]) -> OrderView:
+    fields = tuple(r)
+    return OrderView(*fields[:15], deliveries=deliveries)  # type: ignore[misc]
+
+
+def load_order(conn: sqlite3.Connection, order_id: str, *, with_attempts: bool = False) -> OrderView | None:
+    row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ?", (order_id,)).fetchone()  # noqa: S608
+    if row is None:
+        return None
+    rows = conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE order_seq = ? ORDER BY id",  # noqa: S608
+                        (row[0],)).fetchall()
+    deliveries = []
+    for d in rows:
+        log: tuple[AttemptView, ...] = ()
+        if with_attempts:
+            log = tuple(AttemptView(*a) for a in conn.execute(
+                "SELECT number, started_at, ended_at, outcome, error_code, error FROM attempts"
+                " WHERE delivery_id = ? ORDER BY number", (d[0],)))
+        deliveries.append(_delivery(d, log))
+    return _order(row, tuple(deliveries))
+
+
+def require_order(conn: sqlite3.Connection, order_id: str, *, with_attempts: bool = False) -> OrderView:
+    order = load_order(conn, order_id, with_attempts=with_attempts)
+    if order is None:
+        raise NotFound("Aucun envoi ne porte cet identifiant.", code="order_not_found")
+    return order
+
+
+def list_orders(conn: sqlite3.Connection, *, state: str | None = None, ins: str | None = None,
+                author: str | None = None, limit: int = 50, before_seq: int | None = None) -> list[OrderView]:
+    """Newest first; ``state`` filters on the order's summary state."""
+    clauses: list[str] = []
+    params: list[str] = []
+    if ins:
+        clauses.append("ins = ?")
+        params.append(ins)
+    if author:
+        clauses.append("author_rpps = ?")
+        params.append(author)
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        params.append(str(before_seq))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    out: list[OrderView] = []
+    # The summary state is computed, so filter in Python, paging through the index in chunks.
+    last: int | None = None
+    while len(out) < limit:
+        chunk_where = where
+        chunk_params = list(params)
+        if last is not None:
+            chunk_where = f"{where} AND seq < ?" if where else "WHERE seq < ?"
+            chunk_params.append(str(last))
+        rows = conn.execute(f"SELECT id, seq FROM orders {chunk_where} ORDER BY seq DESC LIMIT 200",  # noqa: S608
+                            chunk_params).fetchall()
+        if not rows:
+            break
+        for order_id, seq in rows:
+            last = seq
+            order = load_order(conn, order_id)
+            if order is not None and (state is None or order.state.value == state):
+                out.append(order)
+                if len(out) >= limit:
+                    break
+    return out
+
+
+def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Orders by summary state (the most pressing state of their deliveries), in one pass over the index."""
+    priority = {state: rank for rank, state in enumerate(SUMMARY_PRIORITY)}
+    case = " ".join(f"WHEN '{state.value}' THEN {rank}" for state, rank in priority.items())
+    counts = {s.value: 0 for s in DeliveryState}
+    rows = conn.execute(
+        f"SELECT best, count(*) FROM (SELECT min(CASE state {case} END) AS best FROM deliveries"  # noqa: S608
+        " GROUP BY order_seq) GROUP BY best").fetchall()
+    for rank, count in rows:
+        counts[SUMMARY_PRIORITY[rank].value] = count
+    return counts
+
+
+def document_status(conn: sqlite3.Connection, unique_id: str) -> list[tuple[OrderView, DeliveryView]]:
+    out: list[tuple[OrderView, DeliveryView]] = []
+    for (order_id,) in conn.execute("SELECT id FROM orders WHERE document_unique_id = ? ORDER BY seq", (unique_id,)):
+        order = load_order(conn, order_id)
+        if order is not None:
+            out.extend((order, d) for d in order.deliveries)
+    return out
+
+
+# --- user actions -----------------------------------------------------------------------------------------
+
+def _set_state(conn: sqlite3.Connection, delivery_id: int, state: DeliveryState, now: float, **columns: object) -> None:
+    sets = ", ".join(f"{name} = ?" for name in columns)
+    conn.execute(
+        f"UPDATE deliveries SET state = ?, updated_at = ?{', ' + sets if sets else ''} WHERE id = ?",  # noqa: S608
+        (state.value, now, *columns.values(), delivery_id),
+    )
+
+
+def cancel_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderView:
+    """All or nothing: every delivery not yet left is cancelled, or nothing changes (409)."""
+    order = require_order(conn, order_id)
+    refusal_code = cancel_refusal(d.state for d in order.deliveries)
+    if refusal_code is not None:
+        state = S.SENDING if refusal_code == "already_sending" else S.SENT
+        raise Conflict(refusal(state, Event.CANCEL), code=refusal_code)
+    for d in order.deliveries:
+        if d.state in CANCELLABLE:
+            _set_state(conn, d.id, S.CANCELLED, now, due_at=None)
+    return require_order(conn, order_id)
+
+
+def release_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderView:
+    """send-now: the delay (or a backoff) ends now."""
+    order = require_order(conn, order_id)
+    if order.state is S.CANCELLED:
+        next_state(S.CANCELLED, Event.RELEASE)  # raises the 409 with its French message
+    for d in order.deliveries:
+        if allowed(d.state, Event.RELEASE):
+            _set_state(conn, d.id, S.READY, now, due_at=now)
+    return require_order(conn, order_id)
+
+
+def retry_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderView:
+    order = require_order(conn, order_id)
+    failed = [d for d in order.deliveries if d.state is S.FAILED]
+    if not failed:
+        state = order.state
+        next_state(state if state is not S.FAILED else S.READY, Event.RETRY)
+    for d in failed:
+        _set_state(conn, d.id, S.READY, now, due_at=now, round_attempts=0)
+    return require_order(conn, order_id)
+
+
+# --- the executor's side ----------------------------------------------------------------------------------
+
+def _order_ids(conn: sqlite3.Connection, delivery_ids: Iterable[int]) -> list[str]:
+    ids = list(delivery_ids)
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT DISTINCT o.id FROM orders o JOIN deliveries d ON d.order_seq = o.seq WHERE d.id IN ({marks})",  # noqa: S608
+        ids,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def recover_sending(conn: sqlite3.Connection, now: float) -> list[str]:
+    """At start: a delivery left in ``sending`` was interrupted; it goes back to ready and will be reconciled
+    (asked of the service by uniqueId) before any resend."""
+    rows = [r[0] for r in conn.execute("SELECT id FROM deliveries WHERE state = 'sending'")]
+    for delivery_id in rows:
+        _set_state(conn, delivery_id, S.READY, now, uncertain=1, due_at=now)
+        conn.execute("UPDATE attempts SET ended_at = ?, outcome = 'interrupted'"
+                     " WHERE delivery_id = ? AND ended_at IS NULL", (now, delivery_id))
+    return _order_ids(conn, rows)
+
+
+def release_due(conn: sqlite3.Connection, now: float, offline_kinds: Iterable[str] = ()) -> list[str]:
+    """Scheduled and retrying deliveries whose time has come become ready (or wait for the network when their
+    service is known to be unreachable)."""
+    offline = set(offline_kinds)
+    rows = conn.execute(
+        "SELECT id, kind FROM deliveries WHERE state IN ('scheduled', 'retrying') AND due_at <= ?", (now,)
+    ).fetchall()
+    for delivery_id, kind in rows:
+        state = S.WAITING_NETWORK if kind in offline else S.READY
+        _set_state(conn, delivery_id, state, now)
+    return _order_ids(conn, (r[0] for r in rows))
+
+
+def next_due(conn: sqlite3.Connection) -> float | None:
+    row = conn.execute("SELECT min(due_at) FROM deliveries WHERE state IN ('scheduled', 'retrying')").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def claim_ready(conn: sqlite3.Connection, cipher: ContentCipher, kinds: Iterable[str], limit: int,
+                now: float) -> list[Claim]:
+    """Take up to ``limit`` ready deliveries, oldest order first, and mark them ``sending`` with a new attempt,
+    all in the caller's transaction: once this commits, a crash leaves a trace that the request may have left."""
+    kind_list = list(kinds)
+    if not kind_list or limit <= 0:
+        return []
+    marks = ",".join("?" * len(kind_list))
+    query = (
+        "SELECT d.id, o.id, d.destination, d.kind, d.attempts, d.round_attempts, d.uncertain,"  # noqa: S608
+        " o.ins, o.ins_oid, o.author_rpps, o.document_unique_id, o.submission_set_unique_id, o.key_id, o.payload"
+        " FROM deliveries d JOIN orders o ON o.seq = d.order_seq"
+        f" WHERE d.state = 'ready' AND d.kind IN ({marks}) ORDER BY o.seq, d.id LIMIT ?"
+    )
+    rows = conn.execute(query, (*kind_list, limit)).fetchall()
+    claims = []
+    for (delivery_id, order_id, destination, kind, attempts, round_attempts, uncertain, ins, oid, rpps,
+         doc_uid, set_uid, key_id, blob) in rows:
+        if key_id is None or blob is None:
+            _set_state(conn, delivery_id, S.FAILED, now, last_error_code="content_destroyed",
+                       last_error="Le contenu du document a été effacé (durée de conservation écoulée).",
+                       last_error_at=now)
+            continue
+        payload = cipher.open(conn, SealedBlob(key_id, bytes(blob)))
+        number = attempts + 1
+        _set_state(conn, delivery_id, S.SENDING, now, attempts=number, round_attempts=round_attempts + 1,
+                   uncertain=1)
+        conn.execute("INSERT INTO attempts(delivery_id, number, started_at) VALUES (?,?,?)",
+                     (delivery_id, number, now))
+        claims.append(Claim(delivery_id, order_id, destination, kind, number, round_attempts + 1, bool(uncertain),
+                            ins, oid, rpps, doc_uid, set_uid, payload))
+    return claims
+
+
+def _end_attempt(conn: sqlite3.Connection, delivery_id: int, number: int, now: float, outcome: str,
+                 code: str | None = None, error: str | None = None) -> None:
+    conn.execute(
+        "UPDATE attempts SET ended_at = ?, outcome = ?, error_code = ?, error = ? WHERE delivery_id = ? AND number = ?",
+        (now, outcome, code, error, delivery_id, number),
+    )
+
+
+def _current(conn: sqlite3.Connection, delivery_id: int) -> DeliveryState:
+    row = conn.execute("SELECT state FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if row is None:
+        raise NotFound("livraison inconnue")
+    return DeliveryState(row[0])
+
+
+def mark_sent(conn: sqlite3.Connection, delivery_id: int, attempt: int | None, now: float,
+              entry_uuid: str | None, *, reconciled: bool = False) -> None:
+    state = _current(conn, delivery_id)
+    next_state(state, Event.DELIVERED)
+    _set_state(conn, delivery_id, S.SENT, now, sent_at=now, entry_uuid=entry_uuid, uncertain=0, due_at=None,
+               reconciled=int(reconciled))
+    if attempt is not None:
+        _end_attempt(conn, delivery_id, attempt, now, "reconciled" if reconciled else "sent")
+
+
+def mark_failed_attempt(conn: sqlite3.Connection, delivery_id: int, attempt: int, now: float, event: Event,
+                        code: str, message: str, *, due_at: float | None = None, uncertain: bool = True) -> None:
+    """End an attempt that did not deliver: retrying (with its due time), waiting_network, waiting_card or failed."""
+    state = next_state(_current(conn, delivery_id), event)
+    _set_state(conn, delivery_id, state, now, due_at=due_at, last_error_code=code, last_error=message,
+               last_error_at=now, uncertain=int(uncertain))
+    if event is Event.CARD_MISSING:
+        # No request left: the attempt does not count against the retry budget.
+        conn.execute("UPDATE deliveries SET attempts = attempts - 1, round_attempts = round_attempts - 1 WHERE id = ?",
+                     (delivery_id,))
+        conn.execute("DELETE FROM attempts WHERE delivery_id = ? AND number = ?", (delivery_id, attempt))
+    else:
+        _end_attempt(conn, delivery_id, attempt, now, state.value, code, message)
+
+
+def park_ready(conn: sqlite3.Connection, kind: str, now: float) -> list[str]:
+    """The service is unreachable: its ready deliveries wait for the network instead."""
+    rows = [r[0] for r in conn.execute("SELECT id FROM deliveries WHERE state = 'ready' AND kind = ?", (kind,))]
+    for delivery_id in rows:
+        _set_state(conn, delivery_id, S.WAITING_NETWORK, now)
+    return _order_ids(conn, rows)
+
+
+def oldest_waiting_network(conn: sqlite3.Connection, kind: str) -> tuple[int, str, str, str] | None:
+    """(delivery id, INS, OID, document uniqueId) of the oldest delivery waiting for the network."""
+    row = conn.execute(
+        "SELECT d.id, o.ins, o.ins_oid, o.document_unique_id FROM deliveries d JOIN orders o ON o.seq = d.order_seq"
+        " WHERE d.state = 'waiting_network' AND d.kind = ? ORDER BY o.seq, d.id LIMIT 1", (kind,)
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+
+def has_waiting_network(conn: sqlite3.Connection, kind: str) -> bool:
+    return conn.execute("SELECT 1 FROM deliveries WHERE state = 'waiting_network' AND kind = ? LIMIT 1",
+                        (kind,)).fetchone() is not None
+
+
+def release_waiting_network(conn: sqlite3.Connection, kind: str, now: float) -> list[str]:
+    rows = [r[0] for r in conn.execute("SELECT id FROM deliveries WHERE state = 'waiting_network' AND kind = ?",
+                                       (kind,))]
+    for delivery_id in rows:
+        _set_state(conn, delivery_id, S.READY, now, due_at=now)
+    return _order_ids(conn, rows)
+
+
+def waiting_card(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return [(int(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT d.id, o.author_rpps FROM deliveries d JOIN orders o ON o.seq = d.order_seq"
+        " WHERE d.state = 'waiting_card' ORDER BY o.seq")]
+
+
+def release_waiting_card(conn: sqlite3.Connection, delivery_ids: Iterable[int], now: float) -> list[str]:
+    ids = [i for i in delivery_ids if _current(conn, i) is S.WAITING_CARD]
+    for delivery_id in ids:
+        _set_state(conn, delivery_id, S.READY, now, due_at=now)
+    return _order_ids(conn, ids)
+
+
+def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -> int:
+    """Destroy the data key of every order whose deliveries all ended (sent or cancelled) before ``cutoff``:
+    its content can no longer be opened anywhere (WAL, backups); the metadata stays for the history."""
+    rows = conn.execute(
+        "SELECT o.seq, o.key_id FROM orders o WHERE o.key_id IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
+        "                 AND (d.state NOT IN ('sent', 'cancelled') OR d.updated_at > ?))",
+        (cutoff,),
+    ).fetchall()
+    for seq, key_id in rows:
+        ContentCipher.destroy(conn, key_id)
+        conn.execute("UPDATE orders SET key_id = NULL, payload = NULL, content_erased_at = ? WHERE seq = ?",
+                     (now, seq))
+    return len(rows)
+
+
+def open_payload(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str) -> bytes | None:
+    row = conn.execute("SELECT key_id, payload FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return cipher.open(conn, SealedBlob(row[0], bytes(row[1])))
+

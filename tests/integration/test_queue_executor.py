@@ -1,0 +1,308 @@
+"""The executor over a real SQLite store, with a protocol-level DMP (``MemoryDmp``) and a frozen clock.
+
+Each "restart" closes the database and opens a fresh service and executor over the same file, as a new agent
+process would. The same behaviours are checked against the DMP simulator over its socket in
+``test_queue_simulator.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.clock import FrozenClock
+from agent.domain.orders import DeliveryState
+from agent.domain.policy import TraceEvent
+from agent.errors import Conflict
+from agent.events import EventBus
+from agent.queue.executor import QueueExecutor, QueueSettings
+from agent.queue.intake import Intake
+from agent.queue.service import OrderService
+from agent.store import orders as repo
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+from tests.queue_support import MemoryDmp, make_cda, order_body
+
+
+class Traces:
+    def __init__(self) -> None:
+        self.events: list[TraceEvent] = []
+
+    async def record(self, event: TraceEvent) -> None:
+        self.events.append(event)
+
+
+class Harness:
+    def __init__(self, path: Path, clock: FrozenClock, dmp: MemoryDmp, **settings: Any) -> None:
+        self.path = path
+        self.clock = clock
+        self.dmp = dmp
+        self.master = os.urandom(32)
+        self.settings = QueueSettings(**{"backoff_base_seconds": 10.0, "backoff_cap_seconds": 300.0,
+                                         "probe_interval_seconds": 30.0, "max_attempts": 5, **settings})
+        self.rand_value = 0.5
+        self.cps_here = True
+        self.traces = Traces()
+        self.db: Database | None = None
+
+    async def start(self) -> OrderService:
+        self.db = Database(self.path)
+        self.db.open()
+        cipher = ContentCipher(self.master)
+        self.bus = EventBus(self.clock)
+        self.service = OrderService(self.db, cipher, self.bus, self.clock,
+                                    Intake(allow_test_oids=False, default_delay=900), traces=self.traces)
+        self.executor = QueueExecutor(self.db, cipher, {"dmp": self.dmp}, self.settings, self.clock,
+                                      rand=lambda: self.rand_value, author_here=lambda rpps: self.cps_here,
+                                      on_change=self.service.on_executor_change, traces=self.traces)
+        self.service.executor = self.executor
+        await self.executor.recover()
+        return self.service
+
+    async def restart(self) -> OrderService:
+        await self.stop()
+        return await self.start()
+
+    async def stop(self) -> None:
+        if self.db is not None:
+            await self.executor.stop()
+            self.db.close()
+            self.db = None
+
+    async def run(self) -> None:
+        await self.executor.run_once()
+
+    async def state(self, order_id: str) -> DeliveryState:
+        return (await self.service.get(order_id)).deliveries[0].state
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path / "relais.db", FrozenClock(), MemoryDmp())
+    await h.start()
+    yield h
+    await h.stop()
+
+
+async def test_scheduled_order_waits_out_its_delay_then_is_sent_once(harness: Harness) -> None:
+    order, created = await harness.service.create(order_body(delay=900), "lgc")
+    assert created and order.state is DeliveryState.SCHEDULED
+    await harness.run()
+    assert harness.dmp.submissions == []
+    harness.clock.advance(899)
+    await harness.run()
+    assert harness.dmp.submissions == []
+    harness.clock.advance(1)
+    await harness.run()
+    await harness.run()
+    assert harness.dmp.submissions == [order.document_unique_id]
+    sent = await harness.service.get(order.id)
+    assert sent.state is DeliveryState.SENT
+    assert sent.deliveries[0].entry_uuid == harness.dmp.stored[order.document_unique_id]
+    assert [e.action for e in harness.traces.events] == ["order.sent"]
+
+
+async def test_cancel_during_the_delay_means_never_sent_across_restarts(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=600), "lgc")
+    service = await harness.restart()  # between the order and the cancel
+    cancelled = await service.cancel(order.id)
+    assert cancelled.state is DeliveryState.CANCELLED
+    await harness.restart()  # between the cancel and the due time
+    harness.clock.advance(3600)
+    await harness.run()
+    await harness.restart()
+    await harness.run()
+    assert harness.dmp.submissions == []
+    assert await harness.state(order.id) is DeliveryState.CANCELLED
+
+
+async def test_cancel_after_sent_is_refused(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    with pytest.raises(Conflict) as caught:
+        await harness.service.cancel(order.id)
+    assert caught.value.code == "already_sent"
+
+
+async def test_send_now_ends_the_delay(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=900), "lgc")
+    await harness.service.send_now(order.id)
+    await harness.run()
+    assert harness.dmp.submissions == [order.document_unique_id]
+
+
+async def test_due_order_is_sent_after_a_restart_and_a_clock_jump(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=300), "lgc")
+    await harness.stop()
+    harness.clock.advance(24 * 3600)  # the machine slept, or the clock jumped forward, while the agent was off
+    await harness.start()
+    await harness.run()
+    assert harness.dmp.submissions == [order.document_unique_id]
+
+
+async def test_dmp_down_then_back_sends_each_once_in_creation_order(harness: Harness) -> None:
+    harness.dmp.mode = "down"
+    orders = [(await harness.service.create(order_body(delay=0), "lgc"))[0] for _ in range(5)]
+    await harness.run()
+    states = {await harness.state(o.id) for o in orders}
+    assert states == {DeliveryState.WAITING_NETWORK}
+    assert harness.executor.offline == {"dmp"}
+    harness.clock.advance(30)
+    await harness.run()  # the probe finds the DMP still down
+    assert {await harness.state(o.id) for o in orders} == {DeliveryState.WAITING_NETWORK}
+    await harness.restart()  # waiting survives a restart
+    harness.dmp.mode = "ok"
+    harness.clock.advance(30)
+    for _ in range(3):
+        await harness.run()
+    assert harness.dmp.submissions == [o.document_unique_id for o in orders]
+    assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
+
+
+async def test_bursts_of_500_are_retried_with_backoff_then_sent(harness: Harness) -> None:
+    harness.dmp.fail_next = 3
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    delivery = detail.deliveries[0]
+    assert delivery.state is DeliveryState.RETRYING
+    assert delivery.due_at == pytest.approx(harness.clock.now().timestamp() + 0.5 * 10.0)  # full jitter, attempt 1
+    for expected_ceiling in (20.0, 40.0):
+        harness.clock.advance(300)
+        await harness.run()
+        delivery = (await harness.service.get(order.id)).deliveries[0]
+        assert delivery.state is DeliveryState.RETRYING
+        assert delivery.due_at == pytest.approx(harness.clock.now().timestamp() + 0.5 * expected_ceiling)
+    harness.clock.advance(300)
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT
+    assert detail.deliveries[0].attempts == 4
+    assert [a.outcome for a in detail.deliveries[0].attempt_log] == ["retrying", "retrying", "retrying", "sent"]
+    assert harness.dmp.submissions == [order.document_unique_id]
+
+
+async def test_too_many_transient_failures_fail_with_a_french_reason(harness: Harness) -> None:
+    harness.dmp.mode = "error500"
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    for _ in range(5):
+        await harness.run()
+        harness.clock.advance(600)
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.FAILED
+    assert detail.deliveries[0].last_error is not None
+    assert detail.deliveries[0].last_error.startswith("Échec après 5 tentatives")
+
+
+async def test_permanent_error_fails_and_retry_sends_it(harness: Harness) -> None:
+    harness.dmp.mode = "refuse"
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.FAILED
+    assert detail.deliveries[0].last_error == "Le DMP refuse le document : format non conforme."
+    harness.dmp.mode = "ok"
+    await harness.service.retry(order.id)
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.SENT
+    assert harness.dmp.submissions == [order.document_unique_id]
+    with pytest.raises(Conflict) as caught:
+        await harness.service.retry(order.id)
+    assert caught.value.code == "not_failed"
+
+
+async def test_timeout_after_the_dmp_stored_it_is_reconciled_not_resent(harness: Harness) -> None:
+    harness.dmp.mode = "timeout_after_store"
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.RETRYING
+    harness.dmp.mode = "ok"
+    harness.clock.advance(600)
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT
+    assert detail.deliveries[0].reconciled
+    assert harness.dmp.submissions == [order.document_unique_id]  # one submission, never two
+    assert harness.dmp.finds == 1
+
+
+async def test_crash_while_sending_is_reconciled_at_restart(harness: Harness) -> None:
+    import asyncio
+
+    harness.dmp.entered, harness.dmp.release = asyncio.Event(), asyncio.Event()
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    task = asyncio.create_task(harness.run())
+    await harness.dmp.entered.wait()
+    assert await harness.state(order.id) is DeliveryState.SENDING  # on disk before the request leaves
+    with pytest.raises(Conflict) as caught:
+        await harness.service.cancel(order.id)
+    assert caught.value.code == "already_sending"
+    # The DMP stores it, but the agent dies before it records the answer.
+    harness.dmp.stored[order.document_unique_id] = "urn:uuid:stored-before-crash"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    harness.dmp.entered = harness.dmp.release = None
+    await harness.restart()
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+    assert detail.deliveries[0].entry_uuid == "urn:uuid:stored-before-crash"
+    assert harness.dmp.submissions == []  # asked, not resent
+
+
+async def test_duplicate_unique_id_answer_means_delivered(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    harness.dmp.stored[order.document_unique_id] = "urn:uuid:already"
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+
+
+async def test_author_card_absent_waits_for_the_card(harness: Harness) -> None:
+    harness.cps_here = False
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.WAITING_CARD
+    assert detail.deliveries[0].attempts == 0  # no request left: no attempt spent
+    harness.cps_here = True
+    await harness.run()
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.SENT
+
+
+async def test_retention_destroys_the_document_key_and_keeps_the_metadata(harness: Harness) -> None:
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    assert await harness.executor.erase_expired() == 0
+    harness.clock.advance(31 * 86400)
+    assert await harness.executor.erase_expired() == 1
+    assert harness.db is not None
+    assert await harness.db.read(lambda c: repo.open_payload(c, harness.service.cipher, order.id)) is None
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT and detail.content_erased_at is not None
+    keys = await harness.db.read(lambda c: c.execute("SELECT count(*) FROM data_keys").fetchone()[0])
+    assert keys == 0
+
+
+async def test_events_follow_every_change(harness: Harness) -> None:
+    subscription = harness.bus.subscribe()
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    states = []
+    while (event := await subscription.get(timeout=0.01)) is not None:
+        assert event.type == "order.updated" and event.data["id"] == order.id
+        states.append(event.data["state"])
+    assert states == ["ready", "sending", "sent"]
+
+
+async def test_same_document_cannot_be_ordered_twice_for_the_dmp(harness: Harness) -> None:
+    cda = make_cda()
+    await harness.service.create(order_body(delay=60, cda=cda), "lgc")
+    with pytest.raises(Conflict) as caught:
+        await harness.service.create(order_body(delay=60, cda=cda), "lgc")
+    assert caught.value.code == "document_already_ordered"

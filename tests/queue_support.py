@@ -1,0 +1,99 @@
+"""Test helpers for the send-order queue: a minimal CDA, order bodies, and an in-memory DMP gateway.
+
+``MemoryDmp`` is a protocol-level fake of ``DeliveryGateway`` (no mock.patch): it stores what it receives by
+document uniqueId, can be told to fail the way the real service does, and counts every submission, so a test
+can check "sent exactly once" the way the simulator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.domain.ins import OID_INS_NIR, compute_key
+from agent.errors import DuplicateUniqueId, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.queue.gateway import DeliveryJob, Lookup, Receipt
+
+
+def ins_value(serial: int = 1) -> str:
+    thirteen = f"27903512{15000 + serial:05d}"[:13]
+    return f"{thirteen}{compute_key(thirteen):02d}"
+
+
+def make_cda(unique_root: str | None = None, *, ins: str | None = None, oid: str = OID_INS_NIR,
+             extra: str = "", type_code: str = "11488-4") -> bytes:
+    root = unique_root or f"2.25.{uuid.uuid4().int}"
+    ins = ins or ins_value()
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <id root="{root}"/>
+  <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="Note de consultation"/>
+  <title>Compte rendu {extra}</title>
+  <recordTarget><patientRole><id root="{oid}" extension="{ins}"/></patientRole></recordTarget>
+  <component><nonXMLBody><text>{extra}</text></nonXMLBody></component>
+</ClinicalDocument>""".encode()
+
+
+def order_body(*, client_ref: str | None = None, delay: int | None = 0, status: str = "QUAL",
+               cda: bytes | None = None, ins: str | None = None, dmp: bool = True,
+               mss: list[str] | None = None, rpps: str = "10003456789", oid: str = OID_INS_NIR) -> dict[str, Any]:
+    ins = ins or ins_value()
+    body: dict[str, Any] = {
+        "patient": {"ins": ins, "oid": oid, "identity_status": status, "birth_name": "TEST",
+                    "given_names": ["ALICE"], "sex": "F", "birth_date": "1979-03-15"},
+        "author": {"rpps": rpps},
+        "document": {"cda_base64": base64.b64encode(cda or make_cda(ins=ins, oid=oid)).decode()},
+        "destinations": {"dmp": dmp, "mss": [{"address": a} for a in (mss or [])]},
+    }
+    if client_ref is not None:
+        body["client_ref"] = client_ref
+    if delay is not None:
+        body["delay_seconds"] = delay
+    return body
+
+
+@dataclass
+class MemoryDmp:
+    """A DMP that keeps what it got; ``mode`` = "ok", "down", "error500", "refuse", "timeout_after_store"."""
+
+    mode: str = "ok"
+    stored: dict[str, str] = field(default_factory=dict)  # document uniqueId -> entryUUID
+    submissions: list[str] = field(default_factory=list)  # every submission received, in order
+    finds: int = 0
+    fail_next: int = 0  # that many next submissions answer 500, then ok
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    entered: asyncio.Event | None = None
+    release: asyncio.Event | None = None
+
+    async def deliver(self, job: DeliveryJob) -> Receipt:
+        if self.entered is not None and self.release is not None:
+            self.entered.set()
+            await self.release.wait()
+        if self.mode == "down":
+            raise ServiceUnreachable("DMP injoignable", service="dmp")
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
+        if self.mode == "error500":
+            raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
+        if self.mode == "refuse":
+            raise PermanentRemoteError("Le DMP refuse le document : format non conforme.", service="dmp")
+        self.submissions.append(job.lookup.document_unique_id)
+        if job.lookup.document_unique_id in self.stored:
+            raise DuplicateUniqueId("déjà enregistré", service="dmp")
+        entry = f"urn:uuid:{uuid.UUID(int=next(self._ids))}"
+        self.stored[job.lookup.document_unique_id] = entry
+        if self.mode == "timeout_after_store":
+            raise TransientRemoteError("Le DMP n'a pas répondu à temps", service="dmp")
+        return Receipt(entry)
+
+    async def find(self, lookup: Lookup) -> Receipt | None:
+        self.finds += 1
+        if self.mode == "down":
+            raise ServiceUnreachable("DMP injoignable", service="dmp")
+        entry = self.stored.get(lookup.document_unique_id)
+        return Receipt(entry) if entry else None
