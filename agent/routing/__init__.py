@@ -1,0 +1,1 @@
+"""Routing send-orders between the practice's workstations: practice PKI, pairing, peers, forwarding."""
