@@ -114,11 +114,29 @@ class QueueSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CardsSection:
+    # Watch the PC/SC readers (pcscd, WinSCard) for the CPS and the carte Vitale.
+    pcsc: bool = True
+    # PKCS#11 module of the CPS: the ANS Cryptolib CPS on a workstation. Empty: no CPS signature.
+    pkcs11_module: str = ""
+    # Label of the token to use; empty = the first token present.
+    token_label: str = ""
+    # Labels of the CPS private keys.
+    auth_key_label: str = "CPS_PRIV_AUT"
+    sign_key_label: str = "CPS_PRIV_SIG"
+    # "auto": PKCS#1 v1.5 when the card offers it, else PSS (CPS4).
+    signature_algorithm: Literal["auto", "rsa-pkcs1v15-sha256", "rsa-pss-sha256"] = "auto"
+    # Minutes without a signature after which the CPS session closes and the PIN is asked again.
+    session_timeout_minutes: int = 240
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
     store: StoreSection = field(default_factory=StoreSection)
     sandbox: SandboxSection = field(default_factory=SandboxSection)
+    cards: CardsSection = field(default_factory=CardsSection)
     insi: InsiSection = field(default_factory=InsiSection)
     queue: QueueSection = field(default_factory=QueueSection)
     # The file this configuration came from, for messages; not a TOML key.
@@ -267,6 +285,7 @@ def validate(config: Config) -> None:
         "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
+        "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
         "queue.max_attempts": config.queue.max_attempts,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,

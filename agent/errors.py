@@ -11,6 +11,7 @@ them to problem+json and an HTTP status.
     ├── InvalidInput             a request or document that cannot be accepted (422, field errors)
     │   └── PayloadTooLarge      a body over its limit (413)
     ├── AuthenticationRequired   no, wrong or revoked token (401)
+    │   └── PinRefused           the card refused the PIN (401, code pin_invalid, with tries_left)
     ├── AccessRefused            Host, Origin, fetch metadata or rights refused (403)
     ├── TooManyFailures          repeated authentication failures (429)
     ├── NotFound                 no such resource (404)
@@ -100,6 +101,17 @@ class PayloadTooLarge(InvalidInput):
 class AuthenticationRequired(RelaisError):
     code = "unauthorized"
     title = "Authentification requise"
+
+
+class PinRefused(AuthenticationRequired):
+    """A wrong CPS PIN: ``tries_left`` says how many attempts the card still allows (None when unknown)."""
+
+    code = "pin_invalid"
+    title = "Code PIN de la carte CPS incorrect"
+
+    def __init__(self, message: str | None = None, *, tries_left: int | None = None) -> None:
+        self.tries_left = tries_left
+        super().__init__(message, tries_left=tries_left)
 
 
 class AccessRefused(RelaisError):

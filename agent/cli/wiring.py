@@ -200,6 +200,10 @@ class Agent:
             self.sandbox = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
             await self.sandbox.start()
             registrars.append(self.sandbox.register_routes)
+        from agent.cli.cards_wiring import start_cards
+
+        await start_cards(services, registrars, demo_cards=self.demo.cards if self.demo else None,
+                          data_dir=data_dir)
         await install_insi(services, registrars, self.sandbox)
 
         app = create_app(services, registrars)
@@ -225,6 +229,10 @@ class Agent:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.services is not None:
+            from agent.cli.cards_wiring import stop_cards
+
+            await stop_cards(self.services)
         if self.sandbox is not None:
             await self.sandbox.stop()
             self.sandbox = None
