@@ -114,6 +114,12 @@ class QueueSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HabilitationSection:
+    # JSON file replacing the built-in habilitation matrix (arrêté of 26 October 2023); empty = built-in.
+    matrix: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class CardsSection:
     # Watch the PC/SC readers (pcscd, WinSCard) for the CPS and the carte Vitale.
     pcsc: bool = True
@@ -139,6 +145,7 @@ class Config:
     cards: CardsSection = field(default_factory=CardsSection)
     insi: InsiSection = field(default_factory=InsiSection)
     queue: QueueSection = field(default_factory=QueueSection)
+    habilitation: HabilitationSection = field(default_factory=HabilitationSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 

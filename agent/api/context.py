@@ -15,6 +15,7 @@ from aiohttp import web
 
 from agent.api.sessions import UiSessions
 from agent.api.spec import RouteTable
+from agent.audit.service import RightsPart
 from agent.cards.service import CardService
 from agent.clock import Clock
 from agent.config import Config
@@ -53,6 +54,7 @@ class Services:
     # One optional field per part, set by agent.cli.wiring when the part is enabled:
     cards: CardService | None = None  # agent/cards: readers, CPS, Vitale (routes in agent/api/cards.py)
     orders: OrderService | None = None  # agent/queue: send-orders (routes in agent/api/orders.py)
+    rights: RightsPart | None = None  # agent/audit: consent, DICA, CONF.21 notice, traces (api/consent.py)
     insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
 
 

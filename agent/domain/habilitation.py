@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -132,8 +132,10 @@ def parse_matrix(raw: Any, origin: str) -> HabilitationMatrix:
         if read != "all" and not _strings(read):
             raise bad(f"colonne {key!r} : « read » vaut \"all\" ou une liste de codes")
         deny_types, deny_classes = _split_codes(spec.get("deny_types", []), key, bad)
-        _, extra_deny_classes = _split_codes(
-            [f"class:{c}" for c in spec.get("deny_classes", []) if isinstance(c, str)], key, bad)
+        raw_deny_classes = spec.get("deny_classes", [])
+        if not _strings(raw_deny_classes):
+            raise bad(f"colonne {key!r} : une liste de codes est attendue")
+        extra_deny_classes = frozenset(raw_deny_classes)
         allow_types, allow_classes = _split_codes([] if read == "all" else read, key, bad)
         columns[str(key)] = Column(
             key=str(key), label=str(spec.get("label", key)), read_all=read == "all",
@@ -148,8 +150,8 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _split_codes(codes: Sequence[Any], key: str, bad: Any) -> tuple[frozenset[str], frozenset[str]]:
-    if not _strings(list(codes)):
+def _split_codes(codes: Any, key: str, bad: Any) -> tuple[frozenset[str], frozenset[str]]:
+    if not _strings(codes):
         raise bad(f"colonne {key!r} : une liste de codes est attendue")
     types = frozenset(c for c in codes if not c.startswith("class:"))
     classes = frozenset(c.removeprefix("class:") for c in codes if c.startswith("class:"))

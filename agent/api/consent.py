@@ -1,0 +1,331 @@
+"""Routes of consent, rights and traces: consent, DICA, the CONF.21 notice, the trace log.
+
+``request_actor`` is how every route knows who acts: the CPS holder (RPPS, profession, specialty) from the cards
+service, this workstation, the API client's name, and the access mode asked for (``?mode=``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.context import SERVICES, Services
+from agent.api.guard import CLIENT_KEY, read_json
+from agent.api.spec import RouteTable, json_response, problem_response
+from agent.audit import chain
+from agent.audit.service import RightsPart
+from agent.clock import parse_rfc3339, rfc3339
+from agent.domain import notices as conf21
+from agent.domain.consent import Consultation, Feeding, parse_change, parse_mode
+from agent.domain.ins import OID_INS_NIR, IdentityStatus, check_ins, key_is_valid
+from agent.domain.policy import Actor
+from agent.errors import FieldError, InvalidInput, Unavailable
+from agent.store.traces import TraceFilter
+
+# -- who acts -----------------------------------------------------------------------------------------------
+
+
+async def cps_holder(services: Services) -> Any | None:
+    """The CPS holder from the cards service (sync or async ``cps_holder()``), None without card or service."""
+    cards = getattr(services, "cards", None)
+    if cards is None or not hasattr(cards, "cps_holder"):
+        return None
+    holder = cards.cps_holder()
+    if inspect.isawaitable(holder):
+        holder = await holder
+    return holder
+
+
+async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
+    services = request.app[SERVICES]
+    holder = await cps_holder(services)
+    client = request.get(CLIENT_KEY)
+    return Actor(
+        rpps=(getattr(holder, "rpps", None) or None) if holder else None,
+        workstation=services.config.workstation_id,
+        client=getattr(client, "name", "") if client else "",
+        profession=(getattr(holder, "profession", None) or None) if holder else None,
+        specialty=(getattr(holder, "specialty", None) or None) if holder else None,
+        mode=parse_mode(mode).value,
+    )
+
+
+def _part(request: web.Request) -> RightsPart:
+    part: RightsPart | None = getattr(request.app[SERVICES], "rights", None)
+    if part is None:
+        raise Unavailable("Le suivi des consentements et des traces n'est pas activé.", code="rights_disabled")
+    return part
+
+
+def _ins(request: web.Request) -> tuple[str, str]:
+    ins = request.match_info["ins"].upper()
+    oid = request.query.get("oid", OID_INS_NIR)
+    problems = check_ins(ins, oid, allow_test_oids=request.app[SERVICES].config.sandbox.enabled)
+    if problems:
+        raise InvalidInput("INS invalide.", errors=[FieldError(f, m) for f, m in problems])
+    return ins, oid
+
+
+# -- consent ------------------------------------------------------------------------------------------------
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    ins, _ = _ins(request)
+    part = _part(request)
+    history = await part.consents.history(ins)
+    return web.json_response(_consent_body(ins, history))
+
+
+async def put_consent(request: web.Request) -> web.Response:
+    ins, _ = _ins(request)
+    part = _part(request)
+    change = parse_change(await read_json(request))
+    actor = await request_actor(request)
+    await part.consents.record(ins, change, actor)
+    return web.json_response(_consent_body(ins, await part.consents.history(ins)))
+
+
+def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
+    if history:
+        current = history[0].as_dict()
+    else:
+        current = {"ins": ins, "episode": None, "informed": False, "dmp_consultation": Consultation.UNKNOWN.value,
+                   "dmp_feeding": Feeding.NON_OPPOSITION.value, "recorded_by": None, "recorded_at": None}
+    return {**current, "history": [record.as_dict() for record in history]}
+
+
+# -- DICA ---------------------------------------------------------------------------------------------------
+
+
+async def dmp_access(request: web.Request) -> web.Response:
+    ins, oid = _ins(request)
+    part = _part(request)
+    status = request.query.get("identity_status")
+    if status is not None and status not in IdentityStatus.__members__:
+        raise InvalidInput.field("identity_status", "Statut d'identité attendu : PROV, RECUP, VALI ou QUAL.")
+    actor = await request_actor(request, request.query.get("mode"))
+    access = await part.dica.evaluate(ins, oid, status, actor, count_new=request.query.get("new") == "true")
+    return web.json_response(access.as_dict())
+
+
+# -- CONF.21 notice -----------------------------------------------------------------------------------------
+
+
+async def list_notices(request: web.Request) -> web.Response:
+    part = _part(request)
+    actor = await request_actor(request)
+    return web.json_response({"items": [await _notice(part, actor)]})
+
+
+async def ack_notice(request: web.Request) -> web.Response:
+    part = _part(request)
+    actor = await request_actor(request)
+    state = await part.notices.acknowledge(request.match_info["id"], actor)
+    return web.json_response(state.as_dict(rfc3339))
+
+
+async def _notice(part: RightsPart, actor: Actor) -> dict[str, Any]:
+    if actor.rpps:
+        return (await part.notices.state(actor.rpps)).as_dict(rfc3339)
+    # Without a CPS there is nobody to acknowledge it: the text is still shown.
+    return {**conf21.state("", None, parse_rfc3339("1970-01-01T00:00:00Z")).as_dict(rfc3339), "rpps": None}
+
+
+def notices_status(services: Services) -> Any:
+    async def provider() -> dict[str, Any]:
+        part: RightsPart | None = getattr(services, "rights", None)
+        if part is None:
+            return {}
+        holder = await cps_holder(services)
+        rpps = getattr(holder, "rpps", None) if holder else None
+        if not rpps:
+            return {"notices": []}
+        state = await part.notices.state(rpps)
+        return {"notices": [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,
+                             "next_due_at": rfc3339(state.next_due_at) if state.next_due_at else None}]}
+
+    return provider
+
+
+# -- traces -------------------------------------------------------------------------------------------------
+
+
+def _trace_filter(request: web.Request) -> tuple[TraceFilter, int, str]:
+    query = request.query
+    errors: list[FieldError] = []
+    bounds: dict[str, str | None] = {}
+    for name in ("from", "to"):
+        text = query.get(name)
+        bounds[name] = None
+        if text:
+            try:
+                bounds[name] = rfc3339(parse_rfc3339(text))
+            except ValueError:
+                errors.append(FieldError(name, "Date RFC 3339 avec fuseau attendue (ex. 2026-01-05T09:00:00Z)."))
+    fmt = query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        errors.append(FieldError("format", "Format attendu : json ou csv."))
+    limit_text, cursor = query.get("limit", "50"), query.get("cursor", "0")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+        errors.append(FieldError("limit", "Un entier de 1 à 500 est attendu."))
+    if not cursor.isdigit():
+        errors.append(FieldError("cursor", "Curseur invalide."))
+    ins = query.get("ins")
+    if ins is not None and not key_is_valid(ins.upper()):
+        errors.append(FieldError("ins", "INS invalide."))
+    if errors:
+        raise InvalidInput("Filtre de traces invalide.", errors=errors)
+    where = TraceFilter(since=bounds["from"], until=bounds["to"], ins=ins.upper() if ins else None,
+                        actor=query.get("actor") or None, action=query.get("action") or None,
+                        after_seq=int(cursor))
+    return where, int(limit_text), fmt
+
+
+async def list_traces(request: web.Request) -> web.StreamResponse:
+    part = _part(request)
+    where, limit, fmt = _trace_filter(request)
+    if fmt == "json":
+        page = await part.traces.page(where, limit)
+        return web.json_response({"items": [chain.as_json(row) for row in page.items],
+                                  "next_cursor": page.next_cursor})
+    # CSV is the extraction (CONF.15): every matching row, streamed page by page.
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="relais-traces.csv"',
+    })
+    await response.prepare(request)
+    await response.write(chain.csv_header().encode())
+    cursor = where
+    while True:
+        page = await part.traces.page(cursor, 500)
+        if page.items:
+            await response.write("".join(chain.csv_row(row) for row in page.items).encode())
+        if page.next_cursor is None:
+            break
+        cursor = TraceFilter(where.since, where.until, where.ins, where.actor, where.action, int(page.next_cursor))
+    await response.write_eof()
+    return response
+
+
+async def verify_traces(request: web.Request) -> web.Response:
+    result = await _part(request).traces.verify()
+    return web.json_response(result.as_dict())
+
+
+# -- declarations -------------------------------------------------------------------------------------------
+
+_RECORD_PROPERTIES: dict[str, Any] = {
+    "ins": {"type": "string"},
+    "episode": {"type": ["string", "null"]},
+    "informed": {"type": "boolean"},
+    "dmp_consultation": {"enum": ["granted", "refused", "unknown"]},
+    "dmp_feeding": {"enum": ["non_opposition", "opposition"]},
+    "recorded_by": {"type": ["object", "null"]},
+    "recorded_at": {"type": ["string", "null"], "format": "date-time"},
+}
+_RECORD = {"type": "object", "properties": _RECORD_PROPERTIES}
+CONSENT_SCHEMA = {"type": "object",
+                  "properties": {**_RECORD_PROPERTIES, "history": {"type": "array", "items": _RECORD}}}
+CONSENT_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+    "dmp_consultation": {"enum": ["granted", "refused"]},
+    "dmp_feeding": {"enum": ["non_opposition", "opposition"]},
+    "informed": {"type": "boolean"},
+    "episode": {"type": "string", "maxLength": 128, "description": "épisode de soins (facultatif)"},
+    },
+}
+REASON = {"type": "object", "required": ["code", "message", "help"],
+          "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "help": {"type": "string"},
+                         "action": {"type": "object"}}}
+ACCESS_SCHEMA = {
+    "type": "object",
+    "required": ["can_read", "can_write", "dmp_exists", "ins_qualified", "consent", "habilitation",
+                 "notice_acknowledged", "reasons"],
+    "properties": {
+        "can_read": {"type": "boolean"}, "can_write": {"type": "boolean"},
+        "dmp_exists": {"type": ["boolean", "null"]}, "ins_qualified": {"type": ["boolean", "null"]},
+        "consent": {"type": "object"}, "mode": {"type": "string"},
+        "habilitation": {"type": ["boolean", "null"]}, "notice_acknowledged": {"type": ["boolean", "null"]},
+        "reasons": {"type": "array", "items": REASON},
+        "new_documents": {"type": ["integer", "null"]},
+        "last_consultation": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+NOTICE_SCHEMA = {
+    "type": "object",
+    "required": ["id", "text", "button", "due"],
+    "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "text": {"type": "string"},
+                   "button": {"type": "string"}, "due": {"type": "boolean"}, "rpps": {"type": ["string", "null"]},
+                   "acknowledged_at": {"type": ["string", "null"]}, "next_due_at": {"type": ["string", "null"]},
+                   "help": {"type": "string"}, "period_days": {"type": "integer"}},
+}
+TRACE_SCHEMA = {
+    "type": "object",
+    "properties": {"seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                   "action": {"type": "string"}, "actor": {"type": "object"}, "ins": {"type": ["string", "null"]},
+                   "object": {"type": ["string", "null"]}, "outcome": {"type": "string"},
+                   "details": {"type": "object"}, "prev_hash": {"type": "string"}, "hash": {"type": "string"}},
+}
+
+
+def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+OID_PARAM = _q("oid", "OID de l'INS quand ce n'est pas l'INS-NIR")
+MODE_PARAM = _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])
+
+
+def register(table: RouteTable) -> None:
+    tag = "consentement"
+    table.get("/v1/patients/{ins}/consent", get_consent, tag=tag,
+              summary="Consentement du patient (consultation du DMP, opposition à l'alimentation) et historique",
+              parameters=(OID_PARAM,),
+              responses={200: json_response("Consentement actuel et historique", CONSENT_SCHEMA),
+                         422: problem_response("INS invalide")})
+    table.put("/v1/patients/{ins}/consent", put_consent, tag=tag,
+              summary="Enregistrer l'information, le consentement ou l'opposition du patient (tracé)",
+              parameters=(OID_PARAM,), request_schema=CONSENT_REQUEST,
+              responses={200: json_response("Consentement enregistré", CONSENT_SCHEMA)})
+    table.get("/v1/dmp/{ins}/access", dmp_access, tag="dmp",
+              summary="DICA sans clic : le DMP de ce patient peut-il être consulté, et sinon pourquoi",
+              parameters=(OID_PARAM, MODE_PARAM,
+                          _q("identity_status", "statut de l'identité INS", enum=["PROV", "RECUP", "VALI", "QUAL"]),
+                          _q("new", "compter les nouveaux documents depuis la dernière consultation",
+                             enum=["true", "false"])),
+              responses={200: json_response("Conditions DICA", ACCESS_SCHEMA),
+                         422: problem_response("INS ou paramètre invalide")})
+    table.get("/v1/notices", list_notices, tag=tag,
+              summary="Information CONF.21 à afficher tous les 180 jours au porteur de la CPS",
+              responses={200: json_response("Informations", {"type": "object", "properties": {
+                  "items": {"type": "array", "items": NOTICE_SCHEMA}}})})
+    table.post("/v1/notices/{id}/ack", ack_notice, tag=tag,
+               summary="« J'ai compris » : le porteur de la CPS valide l'information",
+               responses={200: json_response("Information validée", NOTICE_SCHEMA),
+                          404: problem_response("Information inconnue"),
+                          503: problem_response("Aucune CPS insérée (cps_absent)")})
+    table.get("/v1/traces", list_traces, tag="traces",
+              summary="Traces des accès et des envois (JSON paginé, ou CSV complet)",
+              parameters=(_q("from", "début (inclus), RFC 3339", format="date-time"),
+                          _q("to", "fin (exclue), RFC 3339", format="date-time"),
+                          _q("ins", "INS du patient"), _q("actor", "RPPS du professionnel"),
+                          _q("action", "action (dmp.search, order.sent...)"),
+                          _q("format", "json ou csv", enum=["json", "csv"]),
+                          _q("limit", "taille de page (JSON)", type="integer", minimum=1, maximum=500),
+                          _q("cursor", "curseur de la page suivante")),
+              responses={200: {"description": "Traces", "content": {
+                  "application/json": {"schema": {"type": "object", "properties": {
+                      "items": {"type": "array", "items": TRACE_SCHEMA},
+                      "next_cursor": {"type": ["string", "null"]}}}},
+                  "text/csv": {"schema": {"type": "string"}}}},
+                  422: problem_response("Filtre invalide")})
+    table.get("/v1/traces/verify", verify_traces, tag="traces",
+              summary="Vérifier la chaîne d'empreintes des traces (première ligne rompue)",
+              responses={200: json_response("Résultat de la vérification", {"type": "object", "properties": {
+                  "ok": {"type": "boolean"}, "count": {"type": "integer"}, "head": {"type": "object"},
+                  "broken_seq": {"type": ["integer", "null"]}, "problem": {"type": ["string", "null"]}}})})

@@ -1,0 +1,31 @@
+"""The consent, rights and traces part as one bundle the composition root builds and installs on Services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.audit.access import DicaService, DmpProbe
+from agent.audit.recorder import TraceLog
+from agent.audit.rights import ConsentBook, DmpRights, Notices
+from agent.clock import Clock
+from agent.domain.habilitation import HabilitationMatrix
+from agent.events import EventBus
+from agent.store.db import Database
+
+
+@dataclass
+class RightsPart:
+    traces: TraceLog
+    consents: ConsentBook
+    notices: Notices
+    rights: DmpRights
+    dica: DicaService
+
+
+def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix,
+                 probe: DmpProbe | None = None) -> RightsPart:
+    traces = TraceLog(db, clock)
+    consents = ConsentBook(db, clock, traces)
+    notices = Notices(db, clock, bus)
+    rights = DmpRights(consents, notices, matrix, traces, bus)
+    return RightsPart(traces, consents, notices, rights, DicaService(rights, traces, probe))
