@@ -35,8 +35,15 @@ def dispatch(args: argparse.Namespace) -> int:
         "status": cmd_status,
         "token": cmd_token,
         "traces": cmd_traces,
+        "orders": cmd_orders,
     }[args.command]
     return handler(args)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from agent.cli.orders_cli import cmd_orders as run
+
+    return run(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

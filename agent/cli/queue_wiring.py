@@ -76,20 +76,23 @@ def _same_rpps(a: str, b: str) -> bool:
     return a[-11:] == b[-11:]
 
 
-def author_check(cards: Any) -> Callable[[str], bool]:
-    """Is the author's CPS on this workstation? Without a cards service (a server with a software signer),
-    every author is accepted; the routing part will forward the others (``waiting_card`` is its seam)."""
+def card_check(cards: Any) -> Callable[[str], str | None]:
+    """Why the author's CPS cannot sign here (French), or None. Without a cards service (a server with a
+    software signer) every author is accepted; the routing part will forward orders whose author's CPS is on
+    another workstation (``waiting_card`` is its seam)."""
     if cards is None:
-        return lambda rpps: True
+        return lambda rpps: None
 
-    def here(rpps: str) -> bool:
+    def problem(rpps: str) -> str | None:
         holder = cards.cps_holder()
-        if holder is None:
-            return False
-        holder_rpps = holder[0] if isinstance(holder, tuple) else getattr(holder, "rpps", "")
-        return bool(holder_rpps) and _same_rpps(str(holder_rpps), rpps)
+        holder_rpps = str(getattr(holder, "rpps", "") or "") if holder is not None else ""
+        if not holder_rpps or not _same_rpps(holder_rpps, rpps):
+            return "La carte CPS de l'auteur n'est pas sur ce poste : l'envoi attend sa carte."
+        if getattr(holder, "logged_in", True) is False:
+            return "La carte CPS de l'auteur attend son code PIN : l'envoi partira après la saisie du code."
+        return None
 
-    return here
+    return problem
 
 
 def queue_settings(services: Services, delay_override: int | None = None) -> QueueSettings:
@@ -121,7 +124,8 @@ async def start_queue(services: Services, *, delay_override: int | None = None,
                     default_delay=settings.delay_seconds)
     service = OrderService(services.db, services.cipher, services.bus, services.clock, intake,
                            feeding_gate=services.feeding_gate, traces=services.traces,
-                           workstation=services.config.workstation_id)
+                           workstation=services.config.workstation_id,
+                           document_builder=services.cda.order_document if services.cda is not None else None)
     chosen = gateways_for(services) if gateways is None else gateways
     if "dmp" not in chosen:
         log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
@@ -130,7 +134,7 @@ async def start_queue(services: Services, *, delay_override: int | None = None,
         services.bus.publish("connectivity.changed", service=kind, reachable=up)
 
     executor = QueueExecutor(services.db, services.cipher, chosen, settings, services.clock, rand=random.random,
-                             author_here=author_check(getattr(services, "cards", None)),
+                             card_check=card_check(getattr(services, "cards", None)),
                              on_change=service.on_executor_change, traces=services.traces,
                              on_connectivity=connectivity)
     service.executor = executor

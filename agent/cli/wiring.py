@@ -206,6 +206,12 @@ class Agent:
                           data_dir=data_dir)
         await install_insi(services, registrars, self.sandbox)
 
+        # The send-order queue, after the services it sends through (DMP client, cards) are wired.
+        from agent.api import orders as orders_api
+        from agent.cli.queue_wiring import start_queue
+
+        await start_queue(services, delay_override=self.demo.delay if self.demo else None)
+        registrars.append(orders_api.register)
         app = create_app(services, registrars)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
         await self.runner.setup()
@@ -229,6 +235,8 @@ class Agent:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.services is not None and self.services.orders is not None:
+            await self.services.orders.stop()  # sends in flight finish or stay "sending" (reconciled at start)
         if self.services is not None:
             from agent.cli.cards_wiring import stop_cards
 

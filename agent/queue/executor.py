@@ -59,7 +59,7 @@ class QueueSettings:
 class QueueExecutor:
     def __init__(self, db: Database, cipher: ContentCipher, gateways: Mapping[str, DeliveryGateway],
                  settings: QueueSettings, clock: Clock, *, rand: Callable[[], float] = random.random,
-                 author_here: Callable[[str], bool] = lambda rpps: True,
+                 card_check: Callable[[str], str | None] = lambda rpps: None,
                  on_change: ChangeListener | None = None, traces: TraceRecorder | None = None,
                  on_connectivity: Callable[[str, bool], None] | None = None) -> None:
         self._db = db
@@ -68,7 +68,7 @@ class QueueExecutor:
         self.settings = settings
         self._clock = clock
         self._rand = rand
-        self._author_here = author_here
+        self._card_check = card_check
         self._on_change = on_change
         self._traces = traces or NoTraces()
         self._on_connectivity = on_connectivity
@@ -197,10 +197,9 @@ class QueueExecutor:
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:
         """(event, entry uuid, error code, French message, still uncertain)."""
-        if not self._author_here(claim.author_rpps):
-            return (Event.CARD_MISSING, None, "cps_not_here",
-                    "La carte CPS de l'auteur n'est pas sur ce poste : l'envoi attend sa carte.", bool(
-                        claim.needs_reconcile))
+        card_problem = self._card_check(claim.author_rpps)
+        if card_problem is not None:
+            return Event.CARD_MISSING, None, "cps_not_here", card_problem, claim.needs_reconcile
         timeout = self.settings.attempt_timeout_seconds
         try:
             if claim.needs_reconcile:
@@ -298,7 +297,7 @@ class QueueExecutor:
 
     async def _check_cards(self) -> None:
         waiting = await self._db.read(repo.waiting_card)
-        back = [delivery_id for delivery_id, rpps in waiting if self._author_here(rpps)]
+        back = [delivery_id for delivery_id, rpps in waiting if self._card_check(rpps) is None]
         if back:
             now = self._now()
             released = await self._db.write(lambda c: repo.release_waiting_card(c, back, now))

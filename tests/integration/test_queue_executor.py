@@ -57,7 +57,8 @@ class Harness:
         self.service = OrderService(self.db, cipher, self.bus, self.clock,
                                     Intake(allow_test_oids=False, default_delay=900), traces=self.traces)
         self.executor = QueueExecutor(self.db, cipher, {"dmp": self.dmp}, self.settings, self.clock,
-                                      rand=lambda: self.rand_value, author_here=lambda rpps: self.cps_here,
+                                      rand=lambda: self.rand_value,
+                                      card_check=lambda rpps: None if self.cps_here else "CPS absente",
                                       on_change=self.service.on_executor_change, traces=self.traces)
         self.service.executor = self.executor
         await self.executor.recover()
