@@ -84,7 +84,9 @@ async def install_insi(services: Services, registrars: list[RouteRegistrar], san
 
         structure_signer = KeyFileSigner.from_files(Path(section.structure_cert),
                                                     Path(section.structure_key or section.structure_cert))
-    services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer)
+    services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer,
+                               on_connectivity=lambda up: services.bus.publish("connectivity.changed",
+                                                                               service="insi", reachable=up))
 
 
 async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: str) -> dict[str, Any] | None:

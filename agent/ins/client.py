@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -57,7 +58,8 @@ def tls_context(settings: InsiSettings) -> ssl.SSLContext:
 
 class InsiClient:
     def __init__(self, settings: InsiSettings, clock: Clock, *, context: ssl.SSLContext | None = None,
-                 structure_signer: Signer | None = None) -> None:
+                 structure_signer: Signer | None = None,
+                 on_connectivity: Callable[[bool], object] | None = None) -> None:
         if not settings.url.startswith("https://"):
             raise ConfigError("l'URL du téléservice INSi doit être en https://", key="insi.url")
         self.settings = settings
@@ -66,6 +68,15 @@ class InsiClient:
         self._clock = clock
         self._context = context or tls_context(settings)
         self._session: aiohttp.ClientSession | None = None
+        # None until the first call; the callback hears each change (the bus's connectivity.changed).
+        self.reachable: bool | None = None
+        self._on_connectivity = on_connectivity
+
+    def _reached(self, up: bool) -> None:
+        if self.reachable is not up:
+            self.reachable = up
+            if self._on_connectivity is not None:
+                self._on_connectivity(up)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -117,19 +128,27 @@ class InsiClient:
         headers = {"Content-Type": f'{soap.CONTENT_TYPE}; action="{action}"'}
         try:
             async with self._http().post(self.settings.url, data=envelope, headers=headers) as response:
-                data = await response.content.read(soap.MAX_ANSWER_BYTES + 1)
-                if len(data) > soap.MAX_ANSWER_BYTES:
-                    raise TransientRemoteError("Réponse INSi trop volumineuse.", service="insi",
-                                               code="insi_bad_answer")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > soap.MAX_ANSWER_BYTES:
+                        raise TransientRemoteError("Réponse INSi trop volumineuse.", service="insi",
+                                                   code="insi_bad_answer")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
                 if response.status >= 500 and b"Fault" not in data:
+                    self._reached(False)
                     raise TransientRemoteError(f"Le téléservice INSi a répondu {response.status}.",
                                                service="insi", code="insi_unreachable")
+                self._reached(True)
                 if response.status >= 400 and b"Fault" not in data:
                     raise PermanentRemoteError(f"Le téléservice INSi a refusé la demande ({response.status}).",
                                                service="insi", code="insi_refused")
                 return data
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("INSi injoignable : %s", type(exc).__name__)
+            self._reached(False)
             raise TransientRemoteError("Le téléservice INSi est injoignable.", service="insi",
                                        code="insi_unreachable") from exc
 

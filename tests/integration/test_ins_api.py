@@ -165,3 +165,19 @@ async def test_insi_not_configured_503(http: aiohttp.ClientSession, start_agent:
     status, body = await post(http, running, "/v1/ins/search", traits(
         birth_name="Lefevre", given_names=["Helene"], sex="F", birth_date="1955-01-30"))
     assert status == 503 and body["code"] == "insi_unreachable"
+
+
+async def test_connectivity_changes_are_published(http: aiohttp.ClientSession, agent: Any) -> None:
+    subscription = agent.services.bus.subscribe()
+    search = traits(birth_name="Lefevre", given_names=["Helene"], sex="F", birth_date="1955-01-30")
+    assert (await post(http, agent, "/v1/ins/search", search))[0] == 200
+    async with http.post(agent.url + "/_sandbox/insi/faults", json={"mode": "down"}, headers=agent.headers()) as r:
+        assert r.status == 200
+    assert (await post(http, agent, "/v1/ins/search", search))[0] == 503
+    assert (await post(http, agent, "/v1/ins/search", search))[0] == 503  # still down: no second event
+    seen = []
+    while (event := await subscription.get(timeout=0.01)) is not None:
+        if event.type == "connectivity.changed":
+            seen.append(event.payload())
+    subscription.close()
+    assert [(e["service"], e["reachable"]) for e in seen] == [("insi", True), ("insi", False)]
