@@ -137,6 +137,20 @@ class CardsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CdaSection:
+    # Folder of the ANS CI-SIS kit (TestContenuCDA: infrastructure/, schematrons/, jeuxDeValeurs/) used to validate
+    # every CDA before it is accepted. Empty: documents are built but not validated (a warning in /v1/status);
+    # under `relais demo`, RELAIS_REFERENCE/ci-sis is used when this is empty.
+    kit_dir: str = ""
+    # Where the schematrons compiled to XSLT are kept between starts; empty = <data_dir>/cache/cda.
+    cache_dir: str = ""
+    # CSV replacing the built-in vaccine table (cip13,cis,name,atc,atc_display,pack_display); empty = built-in.
+    vaccines_file: str = ""
+    # Compile the schematrons in the background right after the start, so the first document is not slower.
+    warm_up: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
@@ -146,6 +160,7 @@ class Config:
     insi: InsiSection = field(default_factory=InsiSection)
     queue: QueueSection = field(default_factory=QueueSection)
     habilitation: HabilitationSection = field(default_factory=HabilitationSection)
+    cda: CdaSection = field(default_factory=CdaSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 

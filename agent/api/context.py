@@ -17,6 +17,7 @@ from agent.api.sessions import UiSessions
 from agent.api.spec import RouteTable
 from agent.audit.service import RightsPart
 from agent.cards.service import CardService
+from agent.cda.service import CdaService
 from agent.clock import Clock
 from agent.config import Config
 from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
@@ -56,6 +57,7 @@ class Services:
     orders: OrderService | None = None  # agent/queue: send-orders (routes in agent/api/orders.py)
     rights: RightsPart | None = None  # agent/audit: consent, DICA, CONF.21 notice, traces (api/consent.py)
     insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
+    cda: CdaService | None = None  # agent/cda: CDA builders and CI-SIS validation (routes in agent/api/cda.py)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

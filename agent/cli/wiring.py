@@ -208,6 +208,9 @@ class Agent:
                           data_dir=data_dir)
         await install_insi(services, registrars, self.sandbox)
 
+        from agent.cli.cda_wiring import install_cda
+
+        install_cda(services, registrars)
         # The send-order queue, after the services it sends through (DMP client, cards) are wired.
         from agent.api import orders as orders_api
         from agent.cli.queue_wiring import start_queue

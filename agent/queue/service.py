@@ -60,7 +60,8 @@ class OrderService:
             from agent.errors import InvalidInput
 
             raise InvalidInput.field("document", "Le document est obligatoire (objet document).")
-        if "cda_base64" in document or self.document_builder is None:
+        # The documents part, when wired, builds {pdf_base64...}/{kind, data} and validates every CDA.
+        if self.document_builder is None:
             cda = decode_cda(document)
         else:
             cda = await self.document_builder(document, body.get("patient") or {}, body.get("author") or {})

@@ -1,0 +1,124 @@
+"""Document routes: build a CDA without sending it (``POST /v1/cda``), and validate one (``POST /v1/cda/validate``).
+
+Building and validation run in a worker thread (Saxon and lxml are blocking); the answer carries the CDA, its
+identifiers and the CI-SIS report. Nothing of the document is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.context import SERVICES
+from agent.api.guard import read_json
+from agent.api.spec import RouteTable, json_response, problem_response
+from agent.cda.service import KINDS, CdaService, decode_base64
+from agent.errors import InvalidInput, Unavailable
+
+FINDING = {
+    "type": "object",
+    "properties": {
+        "source": {"type": "string", "description": "xsd, or the schematron's file name"},
+        "message": {"type": "string", "description": "the rule's text (French)"},
+        "location": {"type": "string", "description": "XPath of the failing node"},
+        "role": {"type": "string"},
+    },
+}
+VALIDATION_SCHEMA = {
+    "type": "object",
+    "required": ["valid", "errors"],
+    "properties": {
+        "valid": {"type": "boolean"},
+        "errors": {"type": "array", "items": FINDING},
+        "warnings": {"type": "array", "items": FINDING},
+        "checked": {"type": "array", "items": {"type": "string"}},
+    },
+}
+BUILD_REQUEST = {
+    "type": "object",
+    "required": ["kind", "patient", "author", "data"],
+    "properties": {
+        "kind": {"enum": list(KINDS)},
+        "patient": {"type": "object", "description": "ins, oid, birth_name, given_names, sex, birth_date, "
+                                                      "birth_place, used_name?, used_given?, address?"},
+        "author": {"type": "object", "description": "rpps, family, given, civility?, title?, profession_code?, "
+                                                     "profession_display?, organisation {id, name, address?}"},
+        "data": {"type": "object", "description": "n1: {pdf_base64, type_code, title, service_start, "
+                                                   "service_stop?}; vaccination_note: {datamatrix, "
+                                                   "administered_at, dose_rank?, ...}; see docs"},
+    },
+}
+BUILD_RESPONSE = {
+    "type": "object",
+    "required": ["cda_base64", "unique_id", "validation"],
+    "properties": {
+        "cda_base64": {"type": "string", "contentEncoding": "base64"},
+        "unique_id": {"type": "string"},
+        "document": {"type": "object"},
+        "validation": VALIDATION_SCHEMA,
+    },
+}
+VALIDATE_REQUEST = {
+    "type": "object",
+    "required": ["cda_base64"],
+    "properties": {"cda_base64": {"type": "string", "contentEncoding": "base64"}},
+}
+
+
+def _service(request: web.Request) -> CdaService:
+    service = request.app[SERVICES].cda
+    if service is None:
+        raise Unavailable("La production de documents CDA n'est pas active sur cet agent.", code="cda_disabled")
+    return service
+
+
+def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    if not isinstance(value, dict):
+        raise InvalidInput.field(key, "Objet JSON attendu.")
+    return value
+
+
+async def build(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    service = _service(request)
+    kind = body.get("kind")
+    if not isinstance(kind, str):
+        raise InvalidInput.field("kind", f"Type de document attendu parmi : {', '.join(KINDS)}.")
+    built = await service.abuild(kind, _object(body, "patient"), _object(body, "author"), _object(body, "data"))
+    answer: dict[str, Any] = {"cda_base64": built.cda_base64, "unique_id": built.unique_id,
+                              "document": built.metadata()}
+    if service.validator is not None:
+        answer["validation"] = (await service.avalidate(built.cda)).as_dict()
+    else:
+        answer["validation"] = {"valid": False, "errors": [], "warnings": [], "checked": [],
+                                "unavailable": "kit CI-SIS non configuré (cda.kit_dir)"}
+    return web.json_response(answer)
+
+
+async def validate(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    cda = await asyncio.to_thread(decode_base64, body.get("cda_base64"), "cda_base64", "Le document CDA")
+    report = await _service(request).avalidate(cda)
+    return web.json_response(report.as_dict())
+
+
+def register(table: RouteTable) -> None:
+    tag = "documents"
+    table.post(
+        "/v1/cda", build, summary="Construire un document CDA (N1 ou N3) sans l'envoyer", tag=tag, body="upload",
+        request_schema=BUILD_REQUEST,
+        responses={200: json_response("Le CDA, ses identifiants et le rapport CI-SIS", BUILD_RESPONSE),
+                   422: problem_response("Données invalides, PDF refusé (not_pdf), DataMatrix illisible"),
+                   503: problem_response("Production de documents inactive")},
+    )
+    table.post(
+        "/v1/cda/validate", validate, summary="Valider un CDA (XSD et schématrons CI-SIS)", tag=tag, body="upload",
+        request_schema=VALIDATE_REQUEST,
+        responses={200: json_response("Rapport de validation (en français, avec l'emplacement de chaque erreur)",
+                                      VALIDATION_SCHEMA),
+                   422: problem_response("Base64 ou XML invalide"),
+                   503: problem_response("Kit CI-SIS absent (cda_kit_missing)")},
+    )

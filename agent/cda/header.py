@@ -1,0 +1,355 @@
+"""The CDA R2 header shared by every document the agent builds (structuration minimale du CI-SIS).
+
+Input is the API's JSON, read once into small dataclasses (``Patient``, ``Author``) with French field errors.
+``Header.build`` writes realmCode ... componentOf in CDA schema order; the builders add their templateIds and body.
+
+Pure: no I/O, no clock (the caller passes the times), no randomness (the caller passes the identifiers).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lxml import etree
+
+from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, check_ins
+from agent.errors import FieldError, InvalidInput
+
+HL7 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+NSMAP: dict[str | None, str] = {None: HL7, "xsi": XSI}
+OID_RPPS_PREFIXED = "1.2.250.1.71.4.2.1"  # identifiant national de PS: "8" + RPPS
+OID_STRUCTURE = "1.2.250.1.71.4.2.2"  # identifiant de structure: "1" + FINESS, "3" + SIRET
+OID_PROFESSION = "1.2.250.1.213.1.1.4.5"
+OID_SECTOR = "1.2.250.1.213.1.1.4.9"
+OID_FACILITY = "1.2.250.1.71.4.2.4"
+PARIS = ZoneInfo("Europe/Paris")
+SEX_DISPLAY = {"M": "Masculin", "F": "Féminin", "U": "Inconnu"}
+
+
+def el(parent: etree._Element | None, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    """A child in the HL7 namespace (``xsi_type`` becomes ``xsi:type``)."""
+    qname = f"{{{HL7}}}{tag}"
+    node = etree.Element(qname, nsmap=NSMAP) if parent is None else etree.SubElement(parent, qname)
+    for key, value in attrs.items():
+        node.set(f"{{{XSI}}}type" if key == "xsi_type" else key, value)
+    if text is not None:
+        node.text = text
+    return node
+
+
+def ts(when: datetime) -> str:
+    """A CDA timestamp at the second, in French local time with its offset (20260105100000+0100)."""
+    return when.astimezone(PARIS).strftime("%Y%m%d%H%M%S%z")
+
+
+def parse_when(value: Any, field_name: str) -> datetime:
+    """An ISO date-time (with offset, or local French time without) or date from the JSON input."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput.field(field_name, "Date ISO 8601 attendue (ex. 2026-01-05T10:30:00+01:00).")
+    try:
+        if len(value) == 10:
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput.field(field_name, f"Date invalide : {value!r}.") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=PARIS)
+
+
+def _text(data: dict[str, Any], key: str, path: str, errors: list[FieldError], *, required: bool = True,
+          pattern: str | None = None, message: str = "") -> str:
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            errors.append(FieldError(f"{path}.{key}", message or "Champ obligatoire."))
+        return ""
+    if not isinstance(value, str):
+        errors.append(FieldError(f"{path}.{key}", "Une chaîne est attendue."))
+        return ""
+    if pattern and not re.fullmatch(pattern, value):
+        errors.append(FieldError(f"{path}.{key}", message or "Format invalide."))
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Address:
+    lines: tuple[str, ...] = ()
+    postal_code: str = ""
+    city: str = ""
+    country: str = ""
+
+    @classmethod
+    def read(cls, data: Any) -> Address | None:
+        if not isinstance(data, dict):
+            return None
+        lines = data.get("lines") or []
+        return cls(tuple(str(x) for x in lines if x), str(data.get("postal_code", "")), str(data.get("city", "")),
+                   str(data.get("country", "")))
+
+    def write(self, parent: etree._Element) -> None:
+        addr = el(parent, "addr")
+        for line in self.lines:
+            el(addr, "streetAddressLine", line)
+        if self.postal_code:
+            el(addr, "postalCode", self.postal_code)
+        if self.city:
+            el(addr, "city", self.city)
+        if self.country:
+            el(addr, "country", self.country)
+
+
+@dataclass(frozen=True)
+class Patient:
+    ins: str
+    oid: str
+    birth_name: str
+    given_names: tuple[str, ...]
+    sex: str
+    birth_date: date
+    birth_place: str = ""
+    used_name: str = ""
+    used_given: str = ""
+    address: Address | None = None
+
+    @classmethod
+    def read(cls, data: Any, *, allow_test_oids: bool = True) -> Patient:
+        if not isinstance(data, dict):
+            raise InvalidInput.field("patient", "Objet patient attendu.")
+        errors: list[FieldError] = []
+        ins = _text(data, "ins", "patient", errors)
+        oid = _text(data, "oid", "patient", errors, required=False) or OID_INS_NIR
+        if ins:
+            for name, message in check_ins(ins, oid, allow_test_oids=allow_test_oids):
+                errors.append(FieldError(f"patient.{name}", message))
+        birth_name = _text(data, "birth_name", "patient", errors, message="Nom de naissance obligatoire.")
+        given = data.get("given_names")
+        if not isinstance(given, list) or not given or not all(isinstance(g, str) and g for g in given):
+            errors.append(FieldError("patient.given_names", "Liste des prénoms de naissance obligatoire."))
+            given = []
+        sex = _text(data, "sex", "patient", errors, pattern="[MFU]", message="Sexe attendu : M, F ou U.")
+        birth_raw = _text(data, "birth_date", "patient", errors, pattern=r"\d{4}-\d{2}-\d{2}",
+                          message="Date de naissance AAAA-MM-JJ obligatoire.")
+        try:
+            birth = date.fromisoformat(birth_raw) if birth_raw else date(1900, 1, 1)
+        except ValueError:
+            errors.append(FieldError("patient.birth_date", "Date de naissance invalide."))
+            birth = date(1900, 1, 1)
+        birth_place = _text(data, "birth_place", "patient", errors, required=False, pattern=r"[0-9AB]{5}",
+                            message="Lieu de naissance : code INSEE de 5 caractères.")
+        if errors:
+            raise InvalidInput("Identité du patient incomplète ou invalide.", errors=errors)
+        return cls(ins, oid, birth_name, tuple(given), sex, birth, birth_place,
+                   str(data.get("used_name") or ""), str(data.get("used_given") or ""),
+                   Address.read(data.get("address")))
+
+    @property
+    def is_ins(self) -> bool:
+        return self.oid != ""
+
+    def write(self, parent: etree._Element) -> None:
+        role = el(el(parent, "recordTarget"), "patientRole")
+        el(role, "id", root=self.oid, extension=self.ins)
+        if self.address:
+            self.address.write(role)
+        patient = el(role, "patient", classCode="PSN")
+        name = el(patient, "name")
+        el(name, "family", self.birth_name, qualifier="BR")
+        el(name, "given", " ".join(self.given_names))
+        el(name, "given", self.given_names[0], qualifier="BR")
+        if self.used_name:
+            el(name, "family", self.used_name, qualifier="CL")
+        if self.used_given:
+            el(name, "given", self.used_given, qualifier="CL")
+        el(patient, "administrativeGenderCode", code=self.sex, displayName=SEX_DISPLAY[self.sex],
+           codeSystem="2.16.840.1.113883.5.1")
+        el(patient, "birthTime", value=self.birth_date.strftime("%Y%m%d"))
+        if self.birth_place:
+            addr = el(el(el(patient, "birthplace"), "place"), "addr")
+            el(addr, "county", self.birth_place)
+
+    @property
+    def birth_insee(self) -> str:
+        return self.birth_place
+
+
+@dataclass(frozen=True)
+class Organisation:
+    id: str  # prefixed: "1" + FINESS, "3" + SIRET, or "4" + RPPS rang for a cabinet
+    name: str
+    address: Address | None = None
+    telecom: str = ""
+    sector_code: str = "AMBULATOIRE"
+    sector_display: str = "Ambulatoire"
+    facility_code: str = "SA07"
+    facility_display: str = "Cabinet individuel"
+
+    def write_ids(self, parent: etree._Element, *, sector: bool = False) -> None:
+        el(parent, "id", root=OID_STRUCTURE, extension=self.id)
+        el(parent, "name", self.name)
+        if self.telecom:
+            el(parent, "telecom", value=self.telecom, use="WP")
+        if self.address:
+            self.address.write(parent)
+        if sector:
+            el(parent, "standardIndustryClassCode", code=self.sector_code, displayName=self.sector_display,
+               codeSystem=OID_SECTOR)
+
+
+@dataclass(frozen=True)
+class Author:
+    rpps: str
+    family: str
+    given: str
+    profession_code: str
+    profession_display: str
+    organisation: Organisation
+    civility: str = ""  # JDV_J245 (M, MME) -> name/prefix
+    title: str = ""  # JDV_J246 (DR, PR) -> name/suffix
+    telecom: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(p for p in ({"DR": "Dr", "PR": "Pr"}.get(self.title, ""), self.given, self.family) if p)
+
+    @property
+    def national_id(self) -> str:
+        return "8" + self.rpps
+
+    @classmethod
+    def read(cls, data: Any) -> Author:
+        if not isinstance(data, dict):
+            raise InvalidInput.field("author", "Objet auteur attendu.")
+        errors: list[FieldError] = []
+        rpps = _text(data, "rpps", "author", errors, pattern=r"\d{11}", message="RPPS de 11 chiffres obligatoire.")
+        family = _text(data, "family", "author", errors, message="Nom de l'auteur obligatoire.")
+        given = _text(data, "given", "author", errors, message="Prénom de l'auteur obligatoire.")
+        org = data.get("organisation")
+        organisation = Organisation("", "")
+        if not isinstance(org, dict):
+            errors.append(FieldError("author.organisation", "Structure d'exercice obligatoire ({id, name})."))
+        else:
+            org_id = _text(org, "id", "author.organisation", errors,
+                           message="Identifiant de structure obligatoire (1+FINESS, 3+SIRET ou 4+RPPS rang).")
+            org_name = _text(org, "name", "author.organisation", errors, message="Nom de la structure obligatoire.")
+            organisation = Organisation(
+                org_id, org_name, Address.read(org.get("address")), str(org.get("telecom") or ""),
+                str(org.get("sector_code") or "AMBULATOIRE"), str(org.get("sector_display") or "Ambulatoire"),
+                str(org.get("facility_code") or "SA07"), str(org.get("facility_display") or "Cabinet individuel"),
+            )
+        civility = _text(data, "civility", "author", errors, required=False, pattern="M|MME",
+                         message="Civilité : M ou MME.")
+        title = _text(data, "title", "author", errors, required=False, pattern="DR|PR", message="Titre : DR ou PR.")
+        if errors:
+            raise InvalidInput("Auteur du document incomplet ou invalide.", errors=errors)
+        return cls(
+            rpps, family, given,
+            str(data.get("profession_code") or "G15_10/SM26"),
+            str(data.get("profession_display") or "Médecin - Qualifié en Médecine Générale (SM)"),
+            organisation, civility, title, str(data.get("telecom") or ""),
+        )
+
+    def write_person(self, parent: etree._Element, tag: str = "assignedPerson") -> None:
+        name = el(el(parent, tag), "name")
+        if self.civility:
+            el(name, "prefix", self.civility)
+        el(name, "given", self.given)
+        el(name, "family", self.family)
+        if self.title:
+            el(name, "suffix", self.title)
+
+    def write_entity(self, parent: etree._Element, tag: str, *, sector: bool = False, code: bool = True,
+                     **attrs: str) -> etree._Element:
+        entity = el(parent, tag, **attrs)
+        el(entity, "id", root=OID_RPPS_PREFIXED, extension=self.national_id)
+        if code:
+            el(entity, "code", code=self.profession_code, displayName=self.profession_display,
+               codeSystem=OID_PROFESSION)
+        if self.telecom:
+            el(entity, "telecom", value=self.telecom, use="WP")
+        self.write_person(entity)
+        self.organisation.write_ids(el(entity, "representedOrganization"), sector=sector)
+        return entity
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the header says beyond patient and author."""
+
+    unique_id: str
+    set_id: str
+    code: str
+    code_system: str
+    display: str
+    title: str
+    created: datetime
+    service_start: datetime
+    service_stop: datetime | None
+    template_ids: tuple[tuple[str, str | None], ...]
+    confidentiality: str = "N"
+    version: int = 1
+    event_code: tuple[str, str, str] | None = None  # serviceEvent code, system, display
+
+    def build(self, patient: Patient, author: Author) -> etree._Element:
+        doc = el(None, "ClinicalDocument")
+        el(doc, "realmCode", code="FR")
+        el(doc, "typeId", root="2.16.840.1.113883.1.3", extension="POCD_HD000040")
+        el(doc, "templateId", root="2.16.840.1.113883.2.8.2.1")
+        el(doc, "templateId", root="1.2.250.1.213.1.1.1.1")
+        for root, extension in self.template_ids:
+            if extension:
+                el(doc, "templateId", root=root, extension=extension)
+            else:
+                el(doc, "templateId", root=root)
+        el(doc, "id", root=self.unique_id)
+        el(doc, "code", code=self.code, displayName=self.display, codeSystem=self.code_system)
+        el(doc, "title", self.title)
+        el(doc, "effectiveTime", value=ts(self.created))
+        display = {"N": "Normal", "R": "Restreint", "V": "Très restreint"}[self.confidentiality]
+        el(doc, "confidentialityCode", code=self.confidentiality, displayName=display,
+           codeSystem="2.16.840.1.113883.5.25")
+        el(doc, "languageCode", code="fr-FR")
+        el(doc, "setId", root=self.set_id)
+        el(doc, "versionNumber", value=str(self.version))
+        patient.write(doc)
+        author_node = el(doc, "author")
+        el(author_node, "time", value=ts(self.created))
+        author.write_entity(author_node, "assignedAuthor")
+        custodian = el(el(el(doc, "custodian"), "assignedCustodian"), "representedCustodianOrganization")
+        org = author.organisation
+        el(custodian, "id", root=OID_STRUCTURE, extension=org.id)
+        el(custodian, "name", org.name)
+        legal = el(doc, "legalAuthenticator")
+        el(legal, "time", value=ts(self.created))
+        el(legal, "signatureCode", code="S")
+        author.write_entity(legal, "assignedEntity", sector=True)
+        event = el(el(doc, "documentationOf"), "serviceEvent")
+        if self.event_code:
+            el(event, "code", code=self.event_code[0], codeSystem=self.event_code[1], displayName=self.event_code[2])
+        self._interval(event)
+        performer = el(event, "performer", typeCode="PRF")
+        author.write_entity(performer, "assignedEntity", sector=True)
+        encounter = el(el(doc, "componentOf"), "encompassingEncounter")
+        self._interval(encounter)
+        facility = el(el(encounter, "location"), "healthCareFacility")
+        el(facility, "code", code=org.facility_code, displayName=org.facility_display, codeSystem=OID_FACILITY)
+        return doc
+
+    def _interval(self, parent: etree._Element) -> None:
+        period = el(parent, "effectiveTime")
+        el(period, "low", value=ts(self.service_start))
+        if self.service_stop is not None:
+            el(period, "high", value=ts(self.service_stop))
+
+
+def serialize(doc: etree._Element) -> bytes:
+    return bytes(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
+
+
+__all__ = ["OID_INS_NIA", "Address", "Author", "Header", "Organisation", "Patient", "el", "parse_when",
+           "serialize", "ts"]

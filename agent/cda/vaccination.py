@@ -1,0 +1,177 @@
+"""Note de vaccination (CI-SIS VAC-NOTE 2023.01), prefilled from the vaccine box's DataMatrix.
+
+Input (``data`` of ``{kind: "vaccination_note"}``), only the first two are required:
+    datamatrix       the scan (raw, ``]d2``-prefixed, with group separators, or "(01)...(17)...(10)...")
+    administered_at  ISO date-time of the injection
+    dose_rank        1, 2, 3... (rang de la vaccination)
+    immunization     "IMMUNIZ" (default), "INITIMMUNIZ" (primovaccination) or "BOOSTER" (rappel)
+    route            {"code", "display"} EDQM route (e.g. 20035000 Voie intramusculaire)
+    site             {"code", "display"} SNOMED CT approach site (e.g. 16217701000119102 deltoïde gauche)
+    lot              the lot when the box has no DataMatrix or the scan lacks AI 10
+    comment          free text
+    vaccine          {"cis", "name", "atc", "atc_display"} when the pack is not in the table
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from agent.cda.datamatrix import VaccinePack, parse_datamatrix
+from agent.cda.header import PARIS, Author, Header, el, parse_when, ts
+from agent.cda.vaccines import Vaccine, VaccineTable
+from agent.errors import InvalidInput
+
+LOINC = "2.16.840.1.113883.6.1"
+IMMUNIZATION_CODES = {"IMMUNIZ": "Vaccination", "INITIMMUNIZ": "1ère série vaccinante", "BOOSTER": "Rappel"}
+TEMPLATE_IDS = (("1.3.6.1.4.1.19376.1.5.3.1.1.18.1.2", None), ("1.2.250.1.213.1.1.1.46", "2023.01"))
+
+
+@dataclass(frozen=True)
+class VaccinationInput:
+    pack: VaccinePack | None
+    administered_at: datetime
+    vaccine: Vaccine | None
+    lot: str
+    dose_rank: int | None
+    immunization: str
+    route: tuple[str, str] | None
+    site: tuple[str, str] | None
+    comment: str
+
+    @classmethod
+    def read(cls, data: Any, table: VaccineTable) -> VaccinationInput:
+        if not isinstance(data, dict):
+            raise InvalidInput.field("data", "Objet data attendu.")
+        raw = data.get("datamatrix")
+        pack = parse_datamatrix(raw) if raw else None
+        administered = parse_when(data.get("administered_at"), "data.administered_at")
+        vaccine = table.by_cip13(pack.cip13) if pack and pack.cip13 else None
+        given = data.get("vaccine")
+        if isinstance(given, dict) and given.get("cis") and given.get("name"):
+            vaccine = Vaccine(
+                pack.cip13 if pack and pack.cip13 else "", str(given["cis"]), str(given["name"]),
+                str(given.get("atc") or ""), str(given.get("atc_display") or ""), str(given.get("name")),
+            )
+        if pack is None and vaccine is None:
+            raise InvalidInput.field("data.datamatrix", "Scannez le DataMatrix de la boîte ou nommez le vaccin "
+                                     "(data.vaccine : cis, name).")
+        rank = data.get("dose_rank")
+        if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= 20):
+            raise InvalidInput.field("data.dose_rank", "Rang de vaccination : un entier de 1 à 20.")
+        immunization = str(data.get("immunization") or "IMMUNIZ")
+        if immunization not in IMMUNIZATION_CODES:
+            raise InvalidInput.field("data.immunization", "Valeurs possibles : IMMUNIZ, INITIMMUNIZ, BOOSTER.")
+        lot = str(data.get("lot") or (pack.lot if pack else "") or "")
+        return cls(pack, administered, vaccine, lot, rank, immunization, _coded(data, "route"),
+                   _coded(data, "site"), str(data.get("comment") or ""))
+
+
+def _coded(data: dict[str, Any], key: str) -> tuple[str, str] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value.get("code") or not value.get("display"):
+        raise InvalidInput.field(f"data.{key}", "Objet {code, display} attendu.")
+    return str(value["code"]), str(value["display"])
+
+
+def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput) -> Header:
+    return Header(
+        unique_id=unique_id, set_id=set_id, code="87273-9", code_system=LOINC, display="Note de vaccination",
+        title="Note de vaccination", created=created, service_start=given.administered_at, service_stop=None,
+        template_ids=TEMPLATE_IDS, event_code=("87273-9", LOINC, "Note de vaccination"),
+    )
+
+
+def add_body(doc: etree._Element, given: VaccinationInput, author: Author, ids: list[str]) -> None:
+    """The Historique des vaccinations section with one substanceAdministration entry."""
+    section = el(el(el(el(doc, "component"), "structuredBody"), "component"), "section")
+    for root in ("2.16.840.1.113883.10.20.1.6", "1.3.6.1.4.1.19376.1.5.3.1.3.23", "1.2.250.1.213.1.1.2.147"):
+        el(section, "templateId", root=root)
+    el(section, "id", root=ids[0])
+    el(section, "code", code="11369-6", displayName="Historique des vaccinations", codeSystem=LOINC)
+    el(section, "title", "Note de vaccination")
+    vaccine = given.vaccine
+    label = vaccine.name if vaccine else f"Vaccin CIP {given.pack.cip13 if given.pack else ''}".strip()
+    _narrative(section, given, author, label)
+
+    entry = el(el(section, "entry"), "substanceAdministration", classCode="SBADM", moodCode="EVN",
+               negationInd="false")
+    for root in ("2.16.840.1.113883.10.20.1.24", "1.3.6.1.4.1.19376.1.5.3.1.4.12", "1.2.250.1.213.1.1.3.45"):
+        el(entry, "templateId", root=root)
+    el(entry, "id", root=ids[1])
+    el(entry, "code", code=given.immunization, displayName=IMMUNIZATION_CODES[given.immunization],
+       codeSystem="2.16.840.1.113883.5.4")
+    el(el(entry, "text"), "reference", value="#vac-1")
+    el(entry, "statusCode", code="completed")
+    # VAC-NOTE wants the day (AAAAMMJJ) on the entry; the precise time is on the entry's author.
+    el(entry, "effectiveTime", value=given.administered_at.astimezone(PARIS).strftime("%Y%m%d"))
+    if given.route:
+        el(entry, "routeCode", code=given.route[0], displayName=given.route[1], codeSystem="0.4.0.127.0.16.1.1.2.1")
+    if given.site:
+        el(entry, "approachSiteCode", code=given.site[0], displayName=given.site[1],
+           codeSystem="2.16.840.1.113883.6.96")
+    product = el(el(entry, "consumable", typeCode="CSM"), "manufacturedProduct")
+    for root in ("2.16.840.1.113883.10.20.1.53", "1.3.6.1.4.1.19376.1.5.3.1.4.7.2", "1.2.250.1.213.1.1.3.43"):
+        el(product, "templateId", root=root)
+    material = el(product, "manufacturedMaterial")
+    if vaccine and vaccine.cis:
+        code = el(material, "code", code=vaccine.cis, displayName=vaccine.name, codeSystem="1.2.250.1.213.2.3.1")
+    else:
+        code = el(material, "code", nullFlavor="UNK")
+    el(el(code, "originalText"), "reference", value="#vac-1")
+    if vaccine and vaccine.atc:
+        el(code, "translation", code=vaccine.atc, displayName=vaccine.atc_display or vaccine.atc,
+           codeSystem="2.16.840.1.113883.6.73")
+    cip = given.pack.cip13 if given.pack else (vaccine.cip13 if vaccine else "")
+    if cip:
+        el(code, "translation", code=cip, displayName=vaccine.pack_display if vaccine else label,
+           codeSystem="1.2.250.1.213.2.3.2")
+    el(material, "name", label)
+    if given.lot:
+        el(material, "lotNumberText", given.lot)
+    performer = el(entry, "performer", typeCode="PRF")
+    author.write_entity(performer, "assignedEntity", sector=True, classCode="ASSIGNED")
+    entry_author = el(entry, "author", typeCode="AUT", contextControlCode="OP")
+    el(entry_author, "time", value=ts(given.administered_at))
+    author.write_entity(entry_author, "assignedAuthor", classCode="ASSIGNED")
+    if given.dose_rank is not None:
+        observation = el(el(entry, "entryRelationship", typeCode="SUBJ"), "observation", classCode="OBS",
+                         moodCode="EVN")
+        el(observation, "templateId", root="2.16.840.1.113883.10.20.1.46")
+        el(observation, "templateId", root="1.2.250.1.213.1.1.3.82")
+        el(observation, "code", code="30973-2", displayName="Rang de la vaccination", codeSystem=LOINC)
+        el(observation, "statusCode", code="completed")
+        el(observation, "value", xsi_type="INT", value=str(given.dose_rank))
+    if given.comment:
+        act = el(el(entry, "entryRelationship", typeCode="SUBJ"), "act", classCode="ACT", moodCode="EVN")
+        for root in ("2.16.840.1.113883.10.20.1.40", "1.3.6.1.4.1.19376.1.5.3.1.4.2", "1.2.250.1.213.1.1.3.32"):
+            el(act, "templateId", root=root)
+        el(act, "code", code="48767-8", displayName="Commentaire", codeSystem=LOINC)
+        text = el(act, "text")
+        el(text, "reference", value="#vac-1-comment")
+        el(act, "statusCode", code="completed")
+
+
+def _narrative(section: etree._Element, given: VaccinationInput, author: Author, label: str) -> None:
+    table = el(el(section, "text"), "table", border="1")
+    head = el(el(table, "thead"), "tr")
+    columns = ["Date", "Vaccin", "Lot n°", "Rang", "Voie d'administration", "Région d'administration",
+               "Commentaire", "Vaccinateur"]
+    for column in columns:
+        el(head, "th", column)
+    row = el(el(table, "tbody"), "tr")
+    el(row, "td", given.administered_at.strftime("%d/%m/%Y %H:%M"))
+    el(el(row, "td"), "content", label, ID="vac-1")
+    el(row, "td", given.lot or "")
+    el(row, "td", str(given.dose_rank) if given.dose_rank else "")
+    el(row, "td", given.route[1] if given.route else "")
+    el(row, "td", given.site[1] if given.site else "")
+    comment = el(row, "td")
+    if given.comment:
+        el(comment, "content", given.comment, ID="vac-1-comment")
+    el(row, "td", author.display_name)

@@ -1,0 +1,62 @@
+"""Wiring of the documents part: the CDA service, its validator on the configured CI-SIS kit, its routes."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.api import cda as cda_api
+from agent.api.app import RouteRegistrar
+from agent.api.context import Services
+from agent.cda.service import CdaService
+from agent.cda.vaccines import VaccineTable
+from agent.cda.validation import CdaValidator
+from agent.logs import get_logger
+
+log = get_logger("cda")
+
+
+def kit_dir(services: Services) -> Path | None:
+    """cda.kit_dir; under the sandbox, $RELAIS_REFERENCE/ci-sis when the key is empty."""
+    settings = services.config.cda
+    if settings.kit_dir:
+        return Path(settings.kit_dir)
+    reference = os.environ.get("RELAIS_REFERENCE")
+    if services.config.sandbox.enabled and reference and (Path(reference) / "ci-sis").is_dir():
+        return Path(reference) / "ci-sis"
+    return None
+
+
+def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaService:
+    settings = services.config.cda
+    kit = kit_dir(services)
+    validator: CdaValidator | None = None
+    if kit is not None:
+        cache = Path(settings.cache_dir) if settings.cache_dir else services.config.data_dir / "cache" / "cda"
+        validator = CdaValidator(kit, cache)
+    else:
+        services.warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : les documents CDA ne sont pas validés "
+                                 "avant l'envoi.")
+    vaccines = VaccineTable.load(Path(settings.vaccines_file) if settings.vaccines_file else None)
+    service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
+                         allow_test_oids=services.config.sandbox.enabled)
+    services.cda = service
+
+    async def status() -> dict[str, Any]:
+        return {"cda": {"validation": validator is not None, "vaccines": len(vaccines)}}
+
+    services.status_providers.append(status)
+    registrars.append(cda_api.register)
+    if validator is not None and settings.warm_up:
+        # A daemon thread: compiling the schematrons takes seconds and must not delay the start or the stop.
+        threading.Thread(target=_warm, args=(validator,), name="cda-warm-up", daemon=True).start()
+    return service
+
+
+def _warm(validator: CdaValidator) -> None:
+    try:
+        validator.warm()
+    except Exception as exc:
+        log.warning("préparation des schématrons CI-SIS impossible : %s", exc)
