@@ -70,7 +70,7 @@ def test_the_store_refuses_to_update_or_delete_a_trace(conn: sqlite3.Connection)
 ])
 def test_one_edited_row_fails_verification_at_that_row(conn: sqlite3.Connection, column: str, value: str):
     write(conn, 6)
-    tamper(conn, f"UPDATE traces SET {column} = ? WHERE seq = 4", value)
+    tamper(conn, f"UPDATE traces SET {column} = ? WHERE seq = 4", value)  # noqa: S608 - test columns
     result = verify_conn(conn)
     assert result.ok is False
     assert result.broken_seq == 4
@@ -80,7 +80,7 @@ def test_one_edited_row_fails_verification_at_that_row(conn: sqlite3.Connection,
 
 def test_an_edited_row_with_its_hash_recomputed_breaks_at_the_next_row(conn: sqlite3.Connection):
     write(conn, 6)
-    row = [r for r in table.iter_all(conn) if r.seq == 3][0]
+    row = next(r for r in table.iter_all(conn) if r.seq == 3)
     forged = chain.seal(seq=3, prev_hash=row.prev_hash, at=row.at, action=row.action, actor_rpps="10000000000",
                         workstation=row.workstation, client=row.client, mode=row.mode, ins=row.ins,
                         object=row.object, outcome=row.outcome, details={"n": 2})

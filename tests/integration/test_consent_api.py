@@ -1,0 +1,245 @@
+"""Consent, rights, notice and traces on a real agent (demo cards) over its loopback socket.
+
+The seams the DMP routes call (``services.access_policy``) are exercised directly where the DMP routes are not
+the subject; everything a doctor or an LGC sees goes through HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.cli.wiring import DemoOptions
+from agent.clock import FrozenClock
+from agent.domain.notices import BUTTON, NOTICE_ID
+from agent.domain.policy import Actor
+from agent.errors import AccessRefused
+from tests.conftest import ROOT
+from tests.queue_support import order_body
+
+INS = "279035121518989"
+DEMO = DemoOptions(tray=False)
+
+
+async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
+               body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    kwargs: dict[str, Any] = {"headers": agent.headers()}
+    if body is not None:
+        kwargs["json"] = body
+    async with http.request(method, agent.url + path, **kwargs) as response:
+        if response.content_type == "text/csv":
+            return response.status, await response.text()
+        return response.status, await response.json()
+
+
+def doctor(agent: Any, mode: str = "normal") -> Actor:
+    holder = agent.services.cards.cps_holder()
+    return Actor(rpps=holder.rpps, workstation=agent.services.config.workstation_id, client="test",
+                 profession=holder.profession, specialty=holder.specialty, mode=mode)
+
+
+async def traces(http: aiohttp.ClientSession, agent: Any, query: str = "") -> list[dict[str, Any]]:
+    status, body = await call(http, agent, "GET", f"/v1/traces{query}")
+    assert status == 200
+    return list(body["items"])
+
+
+async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    status, _ = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    assert status == 200
+    status, consent = await call(http, agent, "GET", f"/v1/patients/{INS}/consent")
+    assert status == 200 and consent["dmp_consultation"] == "unknown" and consent["history"] == []
+    with pytest.raises(AccessRefused) as refused:
+        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    assert refused.value.code == "consent_missing"
+
+    status, consent = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent",
+                                 {"dmp_consultation": "refused", "informed": True, "episode": "visite-1"})
+    assert status == 200 and consent["dmp_consultation"] == "refused"
+    assert consent["recorded_by"]["rpps"] == doctor(agent).rpps
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    assert status == 200 and access["can_read"] is False
+    assert "consent_refused" in [r["code"] for r in access["reasons"]]
+    with pytest.raises(AccessRefused) as refused:
+        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    assert refused.value.code == "consent_refused"
+    assert "refusé" in refused.value.message
+
+    status, consent = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
+    assert status == 200 and consent["dmp_consultation"] == "granted"
+    assert [h["dmp_consultation"] for h in consent["history"]] == ["granted", "refused"]
+    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    codes = [r["code"] for r in access["reasons"]]
+    assert "consent_refused" not in codes and access["consent"]["dmp_consultation"] == "granted"
+    # No DMP client in this agent: existence unknown, said in French, never guessed.
+    assert access["dmp_exists"] is None and codes == ["dmp_unknown"]
+
+    actions = [t["action"] for t in await traces(http, agent, f"?ins={INS}")]
+    assert actions.count("consent.changed") == 2
+    assert actions.count("dmp.access_refused") == 2
+
+
+async def test_a_refused_consultation_answers_403_in_french(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    status, body = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "maybe"})
+    assert status == 422 and body["errors"][0]["field"] == "dmp_consultation"
+    status, body = await call(http, agent, "GET", "/v1/patients/279035121518900/consent")
+    assert status == 422  # wrong INS key
+
+
+async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    status, _ = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_feeding": "opposition"})
+    assert status == 200
+    status, problem = await call(http, agent, "POST", "/v1/orders", order_body(ins=INS))
+    assert status == 422 and problem["code"] == "feeding_opposed"
+    assert "opposé" in problem["detail"]
+    # MSSanté does not feed the DMP: still accepted.
+    status, _ = await call(http, agent, "POST", "/v1/orders",
+                           order_body(ins=INS, dmp=False, mss=["dr.x@medecin.mssante.fr"]))
+    assert status == 201
+    status, _ = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_feeding": "non_opposition"})
+    status, _ = await call(http, agent, "POST", "/v1/orders", order_body(ins=INS))
+    assert status == 201
+
+
+@pytest.mark.parametrize("mode", ["bris_de_glace", "centre_15"])
+async def test_an_emergency_access_is_traced_as_such_and_notified(start_agent: Any, http: aiohttp.ClientSession,
+                                                                  mode: str) -> None:
+    agent = await start_agent(demo=DEMO)
+    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    events = agent.services.bus.subscribe()
+    await agent.services.access_policy.check_consultation(INS, doctor(agent, mode))  # no consent recorded
+    rows = await traces(http, agent, "?action=dmp.emergency_access")
+    assert len(rows) == 1
+    assert rows[0]["actor"]["mode"] == mode and rows[0]["ins"] == INS
+    assert rows[0]["actor"]["rpps"] == doctor(agent).rpps
+    event = await events.get(timeout=5)
+    while event is not None and event.type != "dmp.emergency_access":
+        event = await events.get(timeout=5)
+    assert event is not None and event.data["mode"] == mode
+    assert INS not in str(event.data)  # events never carry patient identifiers
+    _, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL&mode={mode}")
+    assert "consent_missing" not in [r["code"] for r in access["reasons"]]
+
+
+async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_agent: Any,
+                                                                       http: aiohttp.ClientSession) -> None:
+    clock = FrozenClock()
+    agent = await start_agent(demo=DEMO, clock=clock)
+    await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
+    events = agent.services.bus.subscribe()
+    status, notices = await call(http, agent, "GET", "/v1/notices")
+    notice = notices["items"][0]
+    assert notice["due"] is True and notice["button"] == BUTTON and notice["rpps"] == doctor(agent).rpps
+    with pytest.raises(AccessRefused) as refused:
+        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    assert refused.value.code == "notice_due"
+    seen = [e.type for e in await _drain(events)]
+    assert "notice.due" in seen
+    _, status_body = await call(http, agent, "GET", "/v1/status")
+    assert status_body["notices"][0]["due"] is True
+
+    status, acked = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    assert status == 200 and acked["due"] is False
+    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    clock.advance(timedelta(days=180).total_seconds() - 1)
+    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    clock.advance(1)
+    with pytest.raises(AccessRefused):
+        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    _, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    assert access["notice_acknowledged"] is False and "notice_due" in [r["code"] for r in access["reasons"]]
+    status, _ = await call(http, agent, "POST", "/v1/notices/other/ack")
+    assert status == 404
+
+
+async def _drain(subscription: Any) -> list[Any]:
+    out = []
+    while (event := await subscription.get(timeout=0.2)) is not None:
+        out.append(event)
+    return out
+
+
+async def test_without_a_cps_dica_says_so(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="none"))
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=VALI")
+    assert status == 200 and access["can_read"] is False
+    codes = [r["code"] for r in access["reasons"]]
+    assert {"cps_absent", "ins_not_qualified", "consent_missing", "habilitation_denied", "notice_due"} <= set(codes)
+    assert all(r["message"] and r["help"] for r in access["reasons"])
+    status, problem = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    assert status == 503 and problem["code"] == "cps_absent"
+
+
+async def test_the_habilitation_matrix_filters_what_a_profession_reads(start_agent: Any) -> None:
+    agent = await start_agent(demo=DEMO)
+    entries = [{"type_code": "11488-4", "class_code": "10"}, {"type_code": "68599-0", "class_code": "11"}]
+    dentist = Actor(rpps="10000000001", workstation="poste", profession="40")
+    assert agent.services.access_policy.filter_readable(entries, dentist) == entries[:1]
+    assert agent.services.access_policy.filter_readable(entries, doctor(agent)) == entries
+
+
+async def test_traces_export_by_patient_and_csv(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
+    for _ in range(3):
+        await agent.services.traces.record(_event(agent, "dmp.search", INS))
+    rows = await traces(http, agent, "?limit=2")
+    assert len(rows) == 2
+    status, page = await call(http, agent, "GET", "/v1/traces?limit=2")
+    status, rest = await call(http, agent, "GET", f"/v1/traces?limit=2&cursor={page['next_cursor']}")
+    assert [r["seq"] for r in page["items"] + rest["items"]] == [1, 2, 3, 4]
+    status, text = await call(http, agent, "GET", f"/v1/traces?format=csv&ins={INS}&action=dmp.search")
+    assert status == 200
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("seq,at,action,actor_rpps") and len(lines) == 4
+    status, problem = await call(http, agent, "GET", "/v1/traces?from=yesterday")
+    assert status == 422 and problem["errors"][0]["field"] == "from"
+
+
+def _event(agent: Any, action: str, ins: str) -> Any:
+    from agent.domain.policy import TraceEvent
+
+    return TraceEvent(action, doctor(agent), ins=ins, object="doc-1")
+
+
+def relais(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent: Any, tmp_path: Any) -> None:
+    agent = await start_agent(demo=DEMO)
+    for _ in range(5):
+        await agent.services.traces.record(_event(agent, "dmp.retrieve", INS))
+    data_dir = str(agent.services.config.data_dir)
+    ok = await asyncio.to_thread(relais, "traces", "verify", "--data-dir", data_dir)
+    assert ok.returncode == 0 and "5 trace(s)" in ok.stdout
+    out = tmp_path / "traces.csv"
+    exported = await asyncio.to_thread(relais, "traces", "export", "--data-dir", data_dir, "--format", "csv",
+                                       "--ins", INS, "--output", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert len(out.read_text().strip().splitlines()) == 6
+
+    db = sqlite3.connect(agent.services.config.data_dir / "relais.db")
+    db.execute("DROP TRIGGER traces_no_update")
+    db.execute("UPDATE traces SET actor_rpps = '10000000000' WHERE seq = 3")
+    db.commit()
+    db.close()
+    broken = await asyncio.to_thread(relais, "traces", "verify", "--data-dir", data_dir)
+    assert broken.returncode == 1
+    assert "n° 3" in broken.stderr
+    async with aiohttp.ClientSession() as http:
+        status, result = await call(http, agent, "GET", "/v1/traces/verify")
+    assert status == 200
+    assert result["ok"] is False and result["broken_seq"] == 3
