@@ -49,9 +49,10 @@ class DemoOptions:
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order. Each part adds its own here."""
+    from agent.sandbox.dmp import DmpSimulator
     from agent.sandbox.insi import InsiSimulator
 
-    return [InsiSimulator()]
+    return [InsiSimulator(), DmpSimulator()]
 
 
 async def install_insi(services: Services, registrars: list[RouteRegistrar], sandbox: SandboxHost | None) -> None:

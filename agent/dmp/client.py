@@ -1,14 +1,26 @@
 """DmpClient: the DMP transactions as async methods (TD0.2, TD2.1, TD3.1, TD3.2, TD3.3a-d).
 
-Interface other parts code against (the queue, the API routes); the XML lives in ``metadata``, ``soap``,
-``vihf``
-and the sockets in ``transport``. Failures: ``TransientRemoteError`` (network, 5xx, timeout),
-``PermanentRemoteError`` (registry errors, client SOAP faults), ``DuplicateUniqueId`` for
-XDSDuplicateUniqueIdInRegistry (the queue treats it as delivered).
+Interface other parts code against (the queue, the API routes); the XML lives in ``submission``, ``queries``,
+``ebrim``, ``soap`` and ``vihf``, the sockets in ``transport``. Failures: ``TransientRemoteError`` (network, 5xx,
+timeout), ``PermanentRemoteError`` (registry errors, client SOAP faults), ``DuplicateUniqueId`` for
+XDSDuplicateUniqueIdInRegistry (the queue treats it as delivered). Signing blocks (a card may be slow): it runs
+in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from lxml import etree
+
+from agent.clock import Clock
+from agent.dmp import queries
+from agent.dmp.ebrim import RIM, XDSB, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
     DocumentEntry,
     PatientDmpStatus,
@@ -19,34 +31,265 @@ from agent.dmp.models import (
     SubmissionResult,
     Visibility,
 )
+from agent.dmp.soap import (
+    ACTION_DELETE,
+    ACTION_ITI18,
+    ACTION_ITI41,
+    ACTION_ITI43,
+    ACTION_ITI57,
+    SOAP_CT,
+    MtomMessage,
+    envelope,
+    parse_envelope,
+    raise_for_registry,
+    resolve_xop,
+    write_mtom,
+)
+from agent.dmp.submission import SubmissionDefaults, author_of, build_submission, xcn
+from agent.dmp.transport import Transport
+from agent.dmp.valuesets import ValueSets
+from agent.dmp.vihf import VihfSettings, signed_assertion
+from agent.domain.signing import Signer
+from agent.errors import NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
+from agent.logs import get_logger
+
+log = get_logger("dmp")
+ProfessionalSource = Callable[[], Professional | None]
+
+
+@dataclass(frozen=True, slots=True)
+class DmpEndpoints:
+    """The DMP's services; a sandbox or a real platform gives the base URL."""
+
+    base_url: str
+
+    @property
+    def repository(self) -> str:
+        return f"{self.base_url.rstrip('/')}/repository"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.base_url.rstrip('/')}/registry"
+
+    @property
+    def patients(self) -> str:
+        return f"{self.base_url.rstrip('/')}/patients"
 
 
 class DmpClient:
-    async def submit(self, req: SubmissionRequest) -> SubmissionResult:
-        raise NotImplementedError
+    def __init__(self, endpoints: DmpEndpoints, transport: Transport, *, clock: Clock, vihf: VihfSettings,
+                 structure_signer: Signer, defaults: SubmissionDefaults, professional: ProfessionalSource,
+                 document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
+                 new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.endpoints = endpoints
+        self.transport = transport
+        self.clock = clock
+        self.vihf = vihf
+        self.structure_signer = structure_signer
+        self.defaults = defaults
+        self.professional = professional
+        self.document_signer = document_signer
+        self.value_sets = value_sets
+        self.new_uuid = new_uuid
 
-    async def find_by_unique_id(self, ins: str, oid: str, unique_id: str) -> list[DocumentEntry]:
-        raise NotImplementedError
+    async def close(self) -> None:
+        await self.transport.close()
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    def _who(self, professional: Professional | None) -> Professional:
+        who = professional or self.professional()
+        if who is None:
+            raise Unavailable("Aucun professionnel identifié : insérez la carte CPS.", code="cps_absent")
+        return who
+
+    def _security(self, who: Professional, ins: str, oid: str) -> etree._Element:
+        return signed_assertion(self.vihf, who, ins, oid, self.structure_signer, self.clock.now())
+
+    async def _call(self, url: str, action: str, body: etree._Element, who: Professional, ins: str, oid: str,
+                    attachments: dict[str, bytes] | None = None) -> tuple[etree._Element, MtomMessage]:
+        def build() -> tuple[bytes, str]:
+            env = envelope(action, body, to=url, security=self._security(who, ins, oid))
+            xml = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+            if attachments is None and action not in (ACTION_ITI43,):
+                return xml, f'{SOAP_CT}; charset=UTF-8; action="{action}"'
+            return write_mtom(MtomMessage(xml, attachments or {}), action)
+
+        data, ctype = await asyncio.to_thread(build)
+        answer = await self.transport.post(url, data, ctype, action)
+        first = parse_envelope(answer.message.root)
+        return first, answer.message
+
+    def _submission_set(self, who: Professional, ins: str, oid: str, title: str) -> SubmissionSetSpec:
+        from agent.dmp.ebrim import Author, Coded  # noqa: F401 - re-exported names for readability
+
+        stamp = self.clock.now().strftime("%Y%m%d%H%M%S")
+        person = xcn(who.national_id, who.family_name, who.given_name)
+        return SubmissionSetSpec(entry_uuid=f"urn:uuid:{self.new_uuid()}", unique_id=_new_oid(self.new_uuid()),
+                                 source_id=self.defaults.source_id, patient_id=cx(ins, oid), submission_time=stamp,
+                                 content_type=self.defaults.content_type, author=Author(person=person), title=title)
+
+    def _ids(self) -> object:
+        return (f"urn:uuid:{self.new_uuid()}" for _ in iter(int, 1))
+
+    # --- TD2.1 -----------------------------------------------------------------------------------------
+
+    async def submit(self, req: SubmissionRequest) -> SubmissionResult:
+        """ITI-41 of one CDA; DuplicateUniqueId when the registry already holds its uniqueId."""
+        signer = req.signer or (self.document_signer() if self.document_signer else None)
+        if signer is None:
+            raise Unavailable("Aucune clé de signature : insérez la carte CPS.", code="cps_absent")
+        who = self._who(req.professional)
+        built = await asyncio.to_thread(build_submission, req, signer, self.defaults, self.clock.now(),
+                                        self.new_uuid, self.value_sets)
+        first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,
+                                    built.attachments)
+        raise_for_registry(first)
+        log.info("DMP : lot de soumission enregistré")
+        return SubmissionResult(built.document_entry_uuid, built.submission_set_entry_uuid,
+                                built.signature_entry_uuid, req.document_unique_id, req.submission_set_unique_id)
+
+    # --- TD3.1 -----------------------------------------------------------------------------------------
+
+    async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str) -> list[etree._Element]:
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+        raise_for_registry(first)
+        return list(first.iter(rim("ExtrinsicObject")))
 
     async def search(self, ins: str, oid: str, criteria: SearchCriteria,
                      professional: Professional | None = None) -> list[DocumentEntry]:
-        raise NotImplementedError
+        who = self._who(professional)
+        found = await self._query(queries.find_documents(cx(ins, oid), criteria), who, ins, oid)
+        return [entry_from_extrinsic(eo) for eo in found]
+
+    async def find_by_unique_id(self, ins: str, oid: str, unique_id: str,
+                                professional: Professional | None = None) -> list[DocumentEntry]:
+        """GetDocuments by uniqueId: every version the registry holds (for reconciliation)."""
+        who = self._who(professional)
+        found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
+        return [entry_from_extrinsic(eo) for eo in found]
+
+    async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional) -> etree._Element:
+        found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid)
+        for eo in found:
+            if eo.get("id") == entry_uuid:
+                return eo
+        raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
+
+    async def get_entry(self, ins: str, oid: str, entry_uuid: str,
+                        professional: Professional | None = None) -> DocumentEntry:
+        return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional)))
+
+    # --- TD3.2 -----------------------------------------------------------------------------------------
 
     async def retrieve(self, ins: str, oid: str, entry: DocumentEntry,
                        professional: Professional | None = None) -> RetrievedDocument:
-        raise NotImplementedError
+        who = self._who(professional)
+        body = queries.retrieve_request(entry.repository_unique_id, entry.unique_id)
+        first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid)
+        raise_for_registry(first)
+        for dr in first.iterfind(f"{{{XDSB}}}DocumentResponse"):
+            if (dr.findtext(f"{{{XDSB}}}DocumentUniqueId") or "").strip() == entry.unique_id:
+                doc = dr.find(f"{{{XDSB}}}Document")
+                if doc is None:
+                    break
+                content = resolve_xop(doc, message.attachments)
+                _check_hash(entry, content)
+                return RetrievedDocument(entry.unique_id, entry.repository_unique_id,
+                                         (dr.findtext(f"{{{XDSB}}}mimeType") or "").strip(), content)
+        raise PermanentRemoteError("Le DMP n'a pas renvoyé le document demandé.", service="dmp",
+                                   code="dmp_document_missing")
+
+    # --- TD3.3 -----------------------------------------------------------------------------------------
 
     async def set_visibility(self, ins: str, oid: str, entry_uuid: str, visibility: Visibility,
                              professional: Professional | None = None) -> DocumentEntry:
-        raise NotImplementedError
-
-    async def delete(self, ins: str, oid: str, entry_uuid: str,
-                     professional: Professional | None = None) -> None:
-        raise NotImplementedError
+        """TD3.3a/b (ITI-57): a new metadata version; returns it, with its new entryUUID."""
+        who = self._who(professional)
+        old = await self._get_raw(ins, oid, entry_uuid, who)
+        new_uuid = f"urn:uuid:{self.new_uuid()}"
+        ss = self._submission_set(who, ins, oid, "Modification de visibilité")
+        body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())  # type: ignore[arg-type]
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
+        raise_for_registry(first)
+        return await self._current_version(ins, oid, entry_from_extrinsic(old).unique_id, who)
 
     async def archive(self, ins: str, oid: str, entry_uuid: str,
                       professional: Professional | None = None) -> DocumentEntry:
-        raise NotImplementedError
+        """TD3.3d (ITI-57 availability status): approved -> archived."""
+        who = self._who(professional)
+        old = entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, who))
+        ss = self._submission_set(who, ins, oid, "Archivage")
+        body = queries.update_status(entry_uuid, old.logical_id, "approved", "archived", ss,
+                                     self._ids())  # type: ignore[arg-type]
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
+        raise_for_registry(first)
+        return await self._current_version(ins, oid, old.unique_id, who)
+
+    async def delete(self, ins: str, oid: str, entry_uuid: str,
+                     professional: Professional | None = None) -> None:
+        """TD3.3c (ITI-62): only the document's author may delete it; the DMP refuses others."""
+        who = self._who(professional)
+        first, _ = await self._call(self.endpoints.registry, ACTION_DELETE, queries.remove_objects([entry_uuid]),
+                                    who, ins, oid)
+        raise_for_registry(first)
+
+    async def _current_version(self, ins: str, oid: str, unique_id: str, who: Professional) -> DocumentEntry:
+        found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
+        entries = [entry_from_extrinsic(eo) for eo in found]
+        live = [e for e in entries if e.status != "deprecated"]
+        if not live:
+            raise TransientRemoteError("Le DMP ne renvoie pas la nouvelle version du document.", service="dmp",
+                                       code="dmp_version_missing")
+        return live[-1]
+
+    # --- TD0.2 -----------------------------------------------------------------------------------------
 
     async def td02(self, ins: str, oid: str, professional: Professional | None = None) -> PatientDmpStatus:
-        raise NotImplementedError
+        """Does the patient have an active DMP, and may this professional consult it (FHIR Patient search)."""
+        who = self._who(professional)
+        url = f"{self.endpoints.patients}?identifier={quote(f'urn:oid:{oid}|{ins}', safe='')}"
+
+        def build() -> bytes:
+            return bytes(etree.tostring(self._security(who, ins, oid)))
+
+        assertion = await asyncio.to_thread(build)
+        answer = await self.transport.post(url, assertion, "application/samlassertion+xml", "TD0.2")
+        try:
+            bundle = json.loads(answer.message.root)
+        except ValueError as exc:
+            raise TransientRemoteError("Réponse TD0.2 illisible.", service="dmp", code="dmp_answer_invalid") from exc
+        if answer.status >= 400 or bundle.get("resourceType") != "Bundle":
+            raise PermanentRemoteError(f"Le DMP a refusé la vérification d'accès (HTTP {answer.status}).",
+                                       service="dmp", code="dmp_td02_refused")
+        entries = bundle.get("entry") or []
+        if not entries:
+            return PatientDmpStatus(exists=False)
+        patient = entries[0].get("resource", {})
+        ext = {e.get("url", "").rsplit("/", 1)[-1]: e for e in patient.get("extension", [])}
+
+        def flag(name: str) -> bool:
+            return bool(ext.get(name, {}).get("valueBoolean", False))
+
+        return PatientDmpStatus(exists=True, active=bool(patient.get("active", False)),
+                                authorized=flag("dmp-authorization"), blocked=flag("dmp-blocked"),
+                                attached_to_mes=flag("dmp-attached-mes"),
+                                closed_reason=str(ext.get("dmp-closure", {}).get("valueString", "")),
+                                treating_physician=flag("dmp-treating-physician"))
+
+
+def _check_hash(entry: DocumentEntry, content: bytes) -> None:
+    import hashlib
+    import hmac
+
+    if entry.hash and not hmac.compare_digest(hashlib.sha1(content).hexdigest(), entry.hash.lower()):  # noqa: S324
+        raise PermanentRemoteError("Le document reçu du DMP ne correspond pas à son empreinte.", service="dmp",
+                                   code="dmp_hash_mismatch")
+
+
+def _new_oid(u: str) -> str:
+    """A fresh OID under 2.25 (UUID-derived), for the submission sets of updates."""
+    return f"2.25.{uuid.UUID(u).int}"
+
+
+__all__ = ["RIM", "DmpClient", "DmpEndpoints", "author_of"]

@@ -1,0 +1,184 @@
+"""Read what XDS metadata needs from a CDA header (lien-entete-cda-meta-xds): pure, no network.
+
+The CDA comes from the LGC or from our builders; it is parsed with the hardened parser. Missing required
+header parts are ``InvalidInput`` errors naming the CDA element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from agent.errors import FieldError, InvalidInput
+from agent.xml.safe import parse
+
+HL7 = "urn:hl7-org:v3"
+NS = {"h": HL7}
+N1_TEMPLATE = "1.3.6.1.4.1.19376.1.2.20"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    scheme: str  # the code system OID (XDS codingScheme)
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CdaHeader:
+    unique_id: str  # root or root^extension
+    type_code: Code
+    title: str
+    effective_time: str  # HL7 TS as in the document
+    confidentiality: Code
+    language: str
+    patient_ids: tuple[tuple[str, str], ...]  # (extension, root)
+    patient_family: str = ""
+    patient_given: str = ""
+    patient_gender: str = ""
+    patient_birth: str = ""
+    author_id: str = ""
+    author_id_root: str = ""
+    author_family: str = ""
+    author_given: str = ""
+    author_specialty: Code | None = None
+    author_role: Code | None = None
+    institution_name: str = ""
+    institution_id: str = ""
+    institution_id_root: str = ""
+    facility_type: Code | None = None
+    practice_setting: Code | None = None
+    service_start: str = ""
+    service_stop: str = ""
+    template_ids: tuple[str, ...] = ()
+    non_xml_media_type: str = ""  # N1: the nonXMLBody's mediaType
+    legal_authenticator_id: str = ""
+    missing: list[FieldError] = field(default_factory=list)
+
+    @property
+    def is_n1(self) -> bool:
+        return bool(self.non_xml_media_type)
+
+
+def _attr(root: etree._Element, path: str, name: str) -> str:
+    found = root.find(path, NS)
+    return (found.get(name) or "").strip() if found is not None else ""
+
+
+def _text(root: etree._Element, path: str) -> str:
+    found = root.find(path, NS)
+    return " ".join((found.text or "").split()) if found is not None else ""
+
+
+def _code(root: etree._Element, path: str) -> Code | None:
+    found = root.find(path, NS)
+    if found is None or not found.get("code"):
+        return None
+    return Code(found.get("code", ""), found.get("codeSystem", ""), found.get("displayName", ""))
+
+
+def _given(root: etree._Element, path: str) -> str:
+    names = root.findall(path, NS)
+    for name in names:  # prefer the birth given name set (qualifier BR), else the first
+        if name.get("qualifier") == "BR":
+            return " ".join((name.text or "").split())
+    return " ".join((names[0].text or "").split()) if names else ""
+
+
+def _family(root: etree._Element, path: str) -> str:
+    names = root.findall(path, NS)
+    for name in names:
+        if name.get("qualifier") in (None, "BR", "SP"):
+            return " ".join((name.text or "").split())
+    return ""
+
+
+def parse_cda_header(cda: bytes) -> CdaHeader:
+    root = parse(cda, what="CDA")
+    if root.tag != f"{{{HL7}}}ClinicalDocument":
+        raise InvalidInput.field("document", "Le document n'est pas un CDA (ClinicalDocument attendu).")
+    missing: list[FieldError] = []
+
+    def need(value: str, where: str, what: str) -> str:
+        if not value:
+            missing.append(FieldError(f"cda.{where}", f"{what} absent de l'en-tête CDA ({where})."))
+        return value
+
+    root_id = need(_attr(root, "h:id", "root"), "id", "Identifiant du document")
+    ext = _attr(root, "h:id", "extension")
+    type_code = _code(root, "h:code")
+    if type_code is None:
+        missing.append(FieldError("cda.code", "Type de document absent de l'en-tête CDA (code)."))
+    confidentiality = _code(root, "h:confidentialityCode")
+    if confidentiality is None:
+        missing.append(FieldError("cda.confidentialityCode", "Niveau de confidentialité absent (confidentialityCode)."))
+    effective = need(_attr(root, "h:effectiveTime", "value"), "effectiveTime", "Date du document")
+    pr = root.find("h:recordTarget/h:patientRole", NS)
+    patient_ids: tuple[tuple[str, str], ...] = ()
+    if pr is not None:
+        patient_ids = tuple((i.get("extension", ""), i.get("root", "")) for i in pr.findall("h:id", NS))
+    if not patient_ids:
+        missing.append(FieldError("cda.recordTarget", "Patient absent de l'en-tête CDA (recordTarget)."))
+    author = root.find("h:author/h:assignedAuthor", NS)
+    if author is None:
+        missing.append(FieldError("cda.author", "Auteur absent de l'en-tête CDA (author)."))
+        author = etree.Element("none")
+    body = root.find("h:component/h:nonXMLBody/h:text", NS)
+    service = "h:documentationOf/h:serviceEvent"
+    if missing:
+        raise InvalidInput("En-tête CDA incomplet pour le DMP.", errors=missing, code="cda_header_incomplete")
+    assert type_code is not None and confidentiality is not None
+    return CdaHeader(
+        unique_id=f"{root_id}^{ext}" if ext else root_id,
+        type_code=type_code,
+        title=_text(root, "h:title"),
+        effective_time=effective,
+        confidentiality=confidentiality,
+        language=_attr(root, "h:languageCode", "code") or "fr-FR",
+        patient_ids=patient_ids,
+        patient_family=_family(root, "h:recordTarget/h:patientRole/h:patient/h:name/h:family"),
+        patient_given=_given(root, "h:recordTarget/h:patientRole/h:patient/h:name/h:given"),
+        patient_gender=_attr(root, "h:recordTarget/h:patientRole/h:patient/h:administrativeGenderCode", "code"),
+        patient_birth=_attr(root, "h:recordTarget/h:patientRole/h:patient/h:birthTime", "value"),
+        author_id=_attr(author, "h:id", "extension"),
+        author_id_root=_attr(author, "h:id", "root"),
+        author_family=_text(author, "h:assignedPerson/h:name/h:family"),
+        author_given=_text(author, "h:assignedPerson/h:name/h:given"),
+        author_specialty=_code(author, "h:code"),
+        author_role=_code(root, "h:author/h:functionCode"),
+        institution_name=_text(author, "h:representedOrganization/h:name"),
+        institution_id=_attr(author, "h:representedOrganization/h:id", "extension"),
+        institution_id_root=_attr(author, "h:representedOrganization/h:id", "root"),
+        facility_type=_code(root, "h:componentOf/h:encompassingEncounter/h:location/h:healthCareFacility/h:code"),
+        practice_setting=_code(root, f"{service}/h:performer/h:assignedEntity/h:representedOrganization/"
+                                     "h:standardIndustryClassCode"),
+        service_start=_attr(root, f"{service}/h:effectiveTime/h:low", "value"),
+        service_stop=_attr(root, f"{service}/h:effectiveTime/h:high", "value"),
+        template_ids=tuple(t.get("root", "") for t in root.findall("h:templateId", NS)),
+        non_xml_media_type=(body.get("mediaType") or "application/octet-stream") if body is not None else "",
+        legal_authenticator_id=_attr(root, "h:legalAuthenticator/h:assignedEntity/h:id", "extension"),
+    )
+
+
+def hl7_to_xds_time(value: str) -> str:
+    """HL7 TS (YYYYMMDDHHMMSS[+ZZZZ]) to XDS DTM in UTC (YYYYMMDDHHMMSS, truncated to the precision given)."""
+    import datetime as dt
+
+    value = value.strip()
+    digits, offset = value, ""
+    for sign in "+-":
+        if sign in value[8:]:
+            pos = value.index(sign, 8)
+            digits, offset = value[:pos], value[pos:]
+            break
+    digits = digits.split(".")[0]
+    if not digits.isdigit() or len(digits) < 4:
+        raise InvalidInput.field("cda.effectiveTime", f"Date HL7 illisible : {value!r}.")
+    if not offset or len(digits) < 12:
+        return digits
+    stamp = dt.datetime.strptime(digits.ljust(14, "0")[:14], "%Y%m%d%H%M%S")
+    hours, minutes = int(offset[1:3]), int(offset[3:5] or 0)
+    delta = dt.timedelta(hours=hours, minutes=minutes)
+    utc = stamp - delta if offset[0] == "+" else stamp + delta
+    return utc.strftime("%Y%m%d%H%M%S")[: len(digits)]

@@ -1,0 +1,193 @@
+"""The bodies of the consultation and management transactions: ITI-18 (TD3.1), ITI-43 (TD3.2),
+ITI-57 metadata and status updates (TD3.3a/b/d), ITI-62 removal (TD3.3c). Pure builders."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable
+
+from lxml import etree
+
+from agent.dmp.ebrim import (
+    DE_CONFIDENTIALITY,
+    HAS_MEMBER,
+    LCM,
+    MASKING_CODES,
+    MASKING_SCHEME,
+    QUERY,
+    RIM,
+    XDSB,
+    Coded,
+    SubmissionSetSpec,
+    _author,
+    _classification,
+    _external_id,
+    _name,
+    _slot,
+    classifications,
+    rim,
+)
+from agent.dmp.models import STATUS_URNS, SearchCriteria, Visibility
+from agent.errors import InvalidInput
+
+FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
+GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+UPDATE_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+
+
+def _quoted(values: Iterable[str]) -> str:
+    out = []
+    for v in values:
+        if "'" in v:
+            raise InvalidInput.field("criteria", "Apostrophe refusée dans un critère de recherche.")
+        out.append(f"'{v}'")
+    return "(" + ",".join(out) + ")"
+
+
+def _xds_date(value: str, field: str) -> str:
+    if not value:
+        return ""
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value).strftime("%Y%m%d")
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(dt.UTC)
+        return stamp.strftime("%Y%m%d%H%M%S")
+    except ValueError as exc:
+        raise InvalidInput.field(field, "Date attendue au format AAAA-MM-JJ ou RFC 3339.") from exc
+
+
+def adhoc_query(query_id: str, params: list[tuple[str, str]], return_type: str = "LeafClass") -> etree._Element:
+    req = etree.Element(f"{{{QUERY}}}AdhocQueryRequest", nsmap={"query": QUERY, "rim": RIM})
+    etree.SubElement(req, f"{{{QUERY}}}ResponseOption", returnComposedObjects="true", returnType=return_type)
+    aq = etree.SubElement(req, rim("AdhocQuery"), id=query_id)
+    for name, value in params:
+        _slot(aq, name, [value])
+    return req
+
+
+def find_documents(patient_cx: str, c: SearchCriteria) -> etree._Element:
+    statuses = [STATUS_URNS.get(s, s) for s in (c.statuses or ("approved",))]
+    params = [("$XDSDocumentEntryPatientId", f"'{patient_cx}'"), ("$XDSDocumentEntryStatus", _quoted(statuses))]
+    for name, codes in (("$XDSDocumentEntryTypeCode", c.type_codes), ("$XDSDocumentEntryClassCode", c.class_codes),
+                        ("$XDSDocumentEntryFormatCode", c.format_codes)):
+        if codes:
+            params.append((name, _quoted(codes)))
+    for name, value, fld in (("$XDSDocumentEntryCreationTimeFrom", c.created_from, "from"),
+                             ("$XDSDocumentEntryCreationTimeTo", c.created_to, "to"),
+                             ("$XDSDocumentEntryServiceStartTimeFrom", c.service_from, "service_from"),
+                             ("$XDSDocumentEntryServiceStopTimeTo", c.service_to, "service_to")):
+        stamp = _xds_date(value, fld)
+        if stamp:
+            params.append((name, stamp))
+    if c.author:
+        params.append(("$XDSDocumentEntryAuthorPerson", _quoted([c.author])))
+    if c.visibility and c.visibility != "normal":
+        code = MASKING_CODES.get(c.visibility)
+        if code is None:
+            raise InvalidInput.field("visibility", "Visibilité inconnue.")
+        params.append(("$XDSDocumentEntryConfidentialityCode", _quoted([f"{code}^^{MASKING_SCHEME}"])))
+    return adhoc_query(FIND_DOCUMENTS, params)
+
+
+def get_documents(*, unique_ids: Iterable[str] = (), entry_uuids: Iterable[str] = ()) -> etree._Element:
+    params = []
+    if unique_ids:
+        params.append(("$XDSDocumentEntryUniqueId", _quoted(unique_ids)))
+    if entry_uuids:
+        params.append(("$XDSDocumentEntryEntryUUID", _quoted(entry_uuids)))
+    return adhoc_query(GET_DOCUMENTS, params)
+
+
+def retrieve_request(repository_unique_id: str, unique_id: str) -> etree._Element:
+    req = etree.Element(f"{{{XDSB}}}RetrieveDocumentSetRequest", nsmap={"xdsb": XDSB})
+    dr = etree.SubElement(req, f"{{{XDSB}}}DocumentRequest")
+    etree.SubElement(dr, f"{{{XDSB}}}RepositoryUniqueId").text = repository_unique_id
+    etree.SubElement(dr, f"{{{XDSB}}}DocumentUniqueId").text = unique_id
+    return req
+
+
+def _submission_set(rol: etree._Element, ss: SubmissionSetSpec, ids: Iterable[str]) -> None:
+    it = iter(ids)
+    rp = etree.SubElement(rol, rim("RegistryPackage"), id=ss.entry_uuid)
+    _slot(rp, "submissionTime", [ss.submission_time])
+    _name(rp, ss.title)
+    _author(rp, "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d", ss.entry_uuid, ss.author, next(it))
+    _classification(rp, "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500", ss.entry_uuid, ss.content_type.code,
+                    ss.content_type, next(it))
+    _external_id(rp, "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8", ss.entry_uuid, ss.unique_id,
+                 "XDSSubmissionSet.uniqueId", next(it))
+    _external_id(rp, "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832", ss.entry_uuid, ss.source_id,
+                 "XDSSubmissionSet.sourceId", next(it))
+    _external_id(rp, "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446", ss.entry_uuid, ss.patient_id,
+                 "XDSSubmissionSet.patientId", next(it))
+    etree.SubElement(rol, rim("Classification"), id=next(it), classifiedObject=ss.entry_uuid,
+                     classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd")
+
+
+def update_visibility(old: etree._Element, visibility: Visibility, new_uuid: str, ss: SubmissionSetSpec,
+                      ids: Iterable[str]) -> etree._Element:
+    """ITI-57 metadata update: a new version of ``old`` (same lid) whose masking codes are ``visibility``."""
+    it = iter(ids)
+    new = copy.deepcopy(old)
+    old_id = old.get("id", "")
+    new.set("id", new_uuid)
+    new.set("lid", old.get("lid") or old_id)
+    for attr in ("status", "home"):
+        new.attrib.pop(attr, None)
+    for vi in new.findall(rim("VersionInfo")):
+        new.remove(vi)
+    for el in list(new):  # fresh ids for the children, pointing at the new entry
+        if el.tag in (rim("Classification"), rim("ExternalIdentifier")):
+            el.set("id", next(it))
+            el.set("classifiedObject" if el.tag == rim("Classification") else "registryObject", new_uuid)
+    for cl in classifications(new, DE_CONFIDENTIALITY):
+        if cl.get("nodeRepresentation") in MASKING_CODES.values():
+            new.remove(cl)
+    anchor = classifications(new, DE_CONFIDENTIALITY)
+    position = new.index(anchor[-1]) + 1 if anchor else len(new)
+    for flag, code in MASKING_CODES.items():
+        if getattr(visibility, flag):
+            holder = etree.Element("holder")
+            _classification(holder, DE_CONFIDENTIALITY, new_uuid, code, Coded(code, MASKING_SCHEME, code), next(it))
+            new.insert(position, holder[0])
+            position += 1
+    req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    rol = etree.SubElement(req, rim("RegistryObjectList"))
+    rol.append(new)
+    _submission_set(rol, ss, it)
+    assoc = etree.SubElement(rol, rim("Association"), id=next(it), associationType=HAS_MEMBER,
+                             sourceObject=ss.entry_uuid, targetObject=new_uuid)
+    _slot(assoc, "SubmissionSetStatus", ["Original"])
+    _slot(assoc, "PreviousVersion", [_version_of(old)])
+    return req
+
+
+def _version_of(eo: etree._Element) -> str:
+    vi = eo.find(rim("VersionInfo"))
+    return vi.get("versionName", "1") if vi is not None else "1"
+
+
+def update_status(entry_uuid: str, lid: str, original: str, new: str, ss: SubmissionSetSpec,
+                  ids: Iterable[str]) -> etree._Element:
+    """ITI-57 availability status change (TD3.3d archiving)."""
+    it = iter(ids)
+    req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    rol = etree.SubElement(req, rim("RegistryObjectList"))
+    _submission_set(rol, ss, it)
+    assoc = etree.SubElement(rol, rim("Association"), id=next(it), associationType=UPDATE_STATUS,
+                             sourceObject=ss.entry_uuid, targetObject=entry_uuid)
+    _slot(assoc, "OriginalStatus", [STATUS_URNS.get(original, original)])
+    _slot(assoc, "NewStatus", [STATUS_URNS.get(new, new)])
+    return req
+
+
+def remove_objects(entry_uuids: Iterable[str]) -> etree._Element:
+    """ITI-62 RemoveObjectsRequest (TD3.3c deletion)."""
+    req = etree.Element(f"{{{LCM}}}RemoveObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    refs = etree.SubElement(req, rim("ObjectRefList"))
+    for uuid in entry_uuids:
+        etree.SubElement(refs, rim("ObjectRef"), id=uuid)
+    return req

@@ -1,0 +1,198 @@
+"""TD2.1 (ITI-41): from one CDA to the ProvideAndRegister request, with its IHE DSG signature. Pure.
+
+The document's metadata come from its header (lien-entete-cda-meta-xds); the class and format codes from the
+CI-SIS correspondences for the document kinds Relais handles; every code is checked against its value set when
+the kit is configured. The submission set is signed per IHE DSG: a detached XAdES signature whose manifest
+references every document and the submission set, sent as its own DocumentEntry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from agent.dmp.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
+from agent.dmp.ebrim import XDSB, Author, Coded, EntrySpec, SubmissionSetSpec, cx, submit_objects_request
+from agent.dmp.models import SubmissionRequest
+from agent.dmp.soap import xop_include
+from agent.dmp.valuesets import ValueSets
+from agent.domain.signing import Signer
+from agent.errors import FieldError, InvalidInput
+from agent.xml.signing import sign_xades_detached
+
+IHE_FORMAT_SCHEME = "1.3.6.1.4.1.19376.1.2.3"
+ANS_FORMAT_SCHEME = "1.2.250.1.213.1.1.4.2.282"
+CLASS_SCHEME = "1.2.250.1.213.1.1.4.1"
+IDNPS_ROOT = "1.2.250.1.71.4.2.1"
+
+# CDA templateId -> XDS formatCode (ASS_A11 correspondence, for the kinds Relais builds or forwards).
+FORMAT_BY_TEMPLATE = {
+    "1.2.250.1.213.1.1.1.46": "urn:asip:ci-sis:vac-note:2021",
+    "1.2.250.1.213.1.1.1.5.1": "urn:asip:ci-sis:cse-cs8:2017",
+    "1.2.250.1.213.1.1.1.5.2": "urn:asip:ci-sis:cse-cs9:2017",
+    "1.2.250.1.213.1.1.1.5.3": "urn:asip:ci-sis:cse-cs24:2017",
+    "1.2.250.1.213.1.1.1.5.4": "urn:ans:ci-sis:cse-mde:2023",
+    "1.2.250.1.213.1.1.1.13": "urn:asip:ci-sis:vsm:2012",
+    "2.16.840.1.113883.10.22.1.1": "urn:ihe:pcc:ips:2020",
+    "1.2.250.1.213.1.1.1.6": "urn:asip:ci-sis:vac:2019",
+}
+# typeCode -> classCode (ASS_X04 correspondence, for the kinds Relais handles); default 10 "Compte rendu".
+CLASS_BY_TYPE = {
+    "60591-5": "11", "34133-9": "11", "11490-0": "10", "11488-4": "10", "11506-3": "10", "87273-9": "45",
+    "11369-6": "45", "CERT_DECL": "52", "29274-8": "10", "57833-6": "42", "18748-4": "31", "11502-2": "10",
+}
+CLASS_NAMES = {"10": "Compte rendu", "11": "Synthèse", "31": "Imagerie médicale", "42": "Prescription",
+               "45": "Traitement administré", "52": "Certificat, déclaration"}
+
+
+CABINET = Coded("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel")
+AMBULATOIRE = Coded("AMBULATOIRE", "1.2.250.1.213.1.1.4.9", "Ambulatoire")
+CONSULTATION = Coded("07", "1.2.250.1.213.1.1.4.2.2", "Consultations soins externes")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionDefaults:
+    """What the CDA header may lack, from configuration."""
+
+    source_id: str  # the LPS instance OID (XDSSubmissionSet.sourceId)
+    facility_type: Coded = CABINET
+    practice_setting: Coded = AMBULATOIRE
+    content_type: Coded = CONSULTATION
+
+
+@dataclass
+class BuiltSubmission:
+    body: etree._Element  # xdsb:ProvideAndRegisterDocumentSetRequest
+    attachments: dict[str, bytes]
+    document_entry_uuid: str
+    submission_set_entry_uuid: str
+    signature_entry_uuid: str
+    signature_unique_id: str
+
+
+def format_code(header: CdaHeader) -> Coded:
+    if header.is_n1 or N1_TEMPLATE in header.template_ids:
+        return Coded("urn:ihe:iti:xds-sd:pdf:2008", IHE_FORMAT_SCHEME, "Document à corps non structuré en Pdf/A-1")
+    for template in header.template_ids:
+        code = FORMAT_BY_TEMPLATE.get(template)
+        if code:
+            scheme = IHE_FORMAT_SCHEME if code.startswith("urn:ihe:") else ANS_FORMAT_SCHEME
+            return Coded(code, scheme)
+    return Coded("urn:asipSante:modelesHorsProfils:2011", ANS_FORMAT_SCHEME, "Document non référencé")
+
+
+def xcn(id_: str, family: str, given: str, root: str = IDNPS_ROOT) -> str:
+    return f"{id_}^{family}^{given}^^^^^^&{root}&ISO^D^^^IDNPS"
+
+
+def xon(name: str, id_: str, root: str) -> str:
+    return f"{name}^^^^^&{root}&ISO^IDNST^^^{id_}" if id_ else name
+
+
+def author_of(header: CdaHeader) -> Author:
+    spec = header.author_specialty
+    return Author(
+        person=xcn(header.author_id, header.author_family, header.author_given, header.author_id_root or IDNPS_ROOT),
+        institution=xon(header.institution_name, header.institution_id, header.institution_id_root),
+        role=header.author_role.display or header.author_role.code if header.author_role else "",
+        specialty=f"{spec.code}^{spec.display}^{spec.scheme}" if spec else "",
+    )
+
+
+def _patient_info(header: CdaHeader, patient_cx: str) -> tuple[str, ...]:
+    info = [f"PID-3|{patient_cx}"]
+    if header.patient_family or header.patient_given:
+        info.append(f"PID-5|{header.patient_family}^{header.patient_given}^^^^^L")
+    if header.patient_birth:
+        info.append(f"PID-7|{header.patient_birth[:8]}")
+    if header.patient_gender:
+        info.append(f"PID-8|{header.patient_gender}")
+    return tuple(info)
+
+
+def build_submission(req: SubmissionRequest, signer: Signer, defaults: SubmissionDefaults, now: dt.datetime,
+                     new_uuid: Callable[[], str], value_sets: ValueSets | None = None) -> BuiltSubmission:
+    """The ITI-41 body and its attachments; signs (blocking: call from a thread)."""
+    header = parse_cda_header(req.cda)
+    errors: list[FieldError] = []
+    if header.unique_id != req.document_unique_id:
+        errors.append(FieldError("document_unique_id",
+                                 "L'identifiant du document ne correspond pas à l'id de l'en-tête CDA."))
+    if (req.ins, req.ins_oid) not in header.patient_ids:
+        errors.append(FieldError("patient.ins", "L'INS du patient ne correspond pas à celui de l'en-tête CDA."))
+    if errors:
+        raise InvalidInput("Document incohérent avec la demande d'envoi.", errors=errors, code="dmp_request_mismatch")
+    patient_cx = cx(req.ins, req.ins_oid)
+    cls = CLASS_BY_TYPE.get(header.type_code.code, "10")
+    class_code = Coded(cls, CLASS_SCHEME, CLASS_NAMES.get(cls, cls))
+    fmt = format_code(header)
+    facility = (Coded(header.facility_type.code, header.facility_type.scheme, header.facility_type.display)
+                if header.facility_type else defaults.facility_type)
+    practice = (Coded(header.practice_setting.code, header.practice_setting.scheme, header.practice_setting.display)
+                if header.practice_setting else defaults.practice_setting)
+    confidentiality = [Coded(header.confidentiality.code, header.confidentiality.scheme,
+                             header.confidentiality.display)]
+    from agent.dmp.ebrim import MASKING_CODES, MASKING_SCHEME
+
+    for flag, code in MASKING_CODES.items():
+        if getattr(req.visibility, flag):
+            confidentiality.append(Coded(code, MASKING_SCHEME, code))
+    if value_sets is not None:
+        checks = [("typeCode", header.type_code.code, header.type_code.scheme),
+                  ("classCode", class_code.code, ""), ("formatCode", fmt.code, ""),
+                  ("healthcareFacilityTypeCode", facility.code, facility.scheme),
+                  ("practiceSettingCode", practice.code, practice.scheme)]
+        checks += [("confidentialityCode", c.code, c.scheme) for c in confidentiality]
+        if header.author_specialty is not None:
+            checks.append(("authorSpecialty", header.author_specialty.code, header.author_specialty.scheme))
+        value_sets.check(checks)
+
+    author = author_of(header)
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+    doc_uuid, ss_uuid, sig_uuid = (f"urn:uuid:{new_uuid()}" for _ in range(3))
+    doc = EntrySpec(
+        entry_uuid=doc_uuid, unique_id=header.unique_id, mime_type="text/xml", title=header.title,
+        creation_time=hl7_to_xds_time(header.effective_time), hash_hex=hashlib.sha1(req.cda).hexdigest(),  # noqa: S324 - XDS hash is SHA-1
+        size=len(req.cda), language=header.language, patient_id=patient_cx, source_patient_id=patient_cx,
+        type_code=Coded(header.type_code.code, header.type_code.scheme, header.type_code.display),
+        class_code=class_code, format_code=fmt, facility_type=facility, practice_setting=practice,
+        confidentiality=tuple(confidentiality), author=author,
+        service_start=hl7_to_xds_time(header.service_start) if header.service_start else "",
+        service_stop=hl7_to_xds_time(header.service_stop) if header.service_stop else "",
+        source_patient_info=_patient_info(header, patient_cx),
+        legal_authenticator=xcn(header.legal_authenticator_id, "", "") if header.legal_authenticator_id else "",
+    )
+    # IHE DSG: the manifest covers the document and the submission set (its uniqueId as content).
+    signature = sign_xades_detached([(header.unique_id, req.cda),
+                                     (req.submission_set_unique_id, req.submission_set_unique_id.encode())], signer)
+    sig_bytes = etree.tostring(signature, xml_declaration=True, encoding="UTF-8")
+    sig_unique_id = f"{req.submission_set_unique_id}.1"
+    sig = EntrySpec(
+        entry_uuid=sig_uuid, unique_id=sig_unique_id, mime_type="text/xml", title="Signature du lot de soumission",
+        creation_time=stamp, hash_hex=hashlib.sha1(sig_bytes).hexdigest(), size=len(sig_bytes),  # noqa: S324
+        language=header.language, patient_id=patient_cx, source_patient_id=patient_cx,
+        type_code=Coded("E1762", "ASTM", "Full Document"),
+        class_code=Coded("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
+        format_code=Coded("urn:ihe:iti:dsg:detached:2014", IHE_FORMAT_SCHEME, "Signature détachée"),
+        facility_type=facility, practice_setting=practice,
+        confidentiality=(Coded("N", "2.16.840.1.113883.5.25", "Normal"),), author=author,
+    )
+    ss = SubmissionSetSpec(entry_uuid=ss_uuid, unique_id=req.submission_set_unique_id, source_id=defaults.source_id,
+                           patient_id=patient_cx, submission_time=stamp, content_type=defaults.content_type,
+                           author=author, title=header.title)
+    ids = (f"urn:uuid:{new_uuid()}" for _ in iter(int, 1))
+    sor = submit_objects_request(ss, [doc, sig], ids, replaces=req.replaces_entry_uuid,
+                                 replaced_by=doc_uuid if req.replaces_entry_uuid else None, signature_uuid=sig_uuid)
+    body = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap={"xdsb": XDSB})
+    body.append(sor)
+    attachments: dict[str, bytes] = {}
+    for entry_uuid, content in ((doc_uuid, req.cda), (sig_uuid, sig_bytes)):
+        cid = f"{entry_uuid[9:]}@relais"
+        document = etree.SubElement(body, f"{{{XDSB}}}Document", id=entry_uuid)
+        xop_include(document, cid)
+        attachments[cid] = content
+    return BuiltSubmission(body, attachments, doc_uuid, ss_uuid, sig_uuid, sig_unique_id)

@@ -1,0 +1,117 @@
+"""The VIHF: the SAML 2.0 assertion that tells the DMP who acts, for which patient, from which structure.
+
+Indirect authentication mode (``Authentification_Mode`` INDIRECTE): the structure's certificate signs the
+assertion (XML-DSig enveloped, exc-c14n, RSA-SHA256) and the professional's identity comes from the CPS (or the
+demo configuration). The direct CPS mode and Pro Santé Connect would be other ``mode`` values; not built yet.
+Attributes follow the ANS VIHF table (hl7v2-transmission-cda, mapping.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from cryptography import x509
+from lxml import etree
+
+from agent.dmp.models import Professional
+from agent.domain.signing import Signer
+from agent.xml.signing import DS, sign_enveloped
+
+SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+HL7 = "urn:hl7-org:v3"
+VIHF_VERSION = "3.0"
+
+
+@dataclass(frozen=True, slots=True)
+class VihfSettings:
+    structure_id: str  # Identifiant_Structure (e.g. 3 + FINESS, or the cabinet's id)
+    sector: str = "SA07^1.2.250.1.71.4.2.4"  # Secteur_Activite (JDV_J61): cabinet individuel
+    lps_name: str = "Relais"
+    lps_version: str = "0.1.0"
+    lps_id: str = ""
+    lps_homologation: str = ""
+    mode: str = "INDIRECTE"
+
+
+def _attr(stmt: etree._Element, name: str, value: str | etree._Element) -> None:
+    a = etree.SubElement(stmt, f"{{{SAML}}}Attribute", Name=name)
+    v = etree.SubElement(a, f"{{{SAML}}}AttributeValue")
+    if isinstance(value, str):
+        v.text = value
+    else:
+        v.append(value)
+
+
+def _ce(tag: str, code: str, system: str, display: str) -> etree._Element:
+    el = etree.Element(f"{{{HL7}}}{tag}", nsmap={None: HL7, "xsi": XSI}, code=code, codeSystem=system,
+                       displayName=display)
+    el.set(f"{{{XSI}}}type", "CE")
+    return el
+
+
+def build_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
+                    issuer_dn: str, now: dt.datetime, *, purpose: str = "normal",
+                    assertion_id: str | None = None) -> etree._Element:
+    instant = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    a = etree.Element(f"{{{SAML}}}Assertion", nsmap={"saml2": SAML, "xsi": XSI},
+                      ID=assertion_id or f"_{uuid.uuid4()}", IssueInstant=instant, Version="2.0")
+    issuer = etree.SubElement(a, f"{{{SAML}}}Issuer",
+                              Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName")
+    issuer.text = issuer_dn
+    subject = etree.SubElement(a, f"{{{SAML}}}Subject")
+    etree.SubElement(subject, f"{{{SAML}}}NameID").text = professional.national_id
+    authn = etree.SubElement(a, f"{{{SAML}}}AuthnStatement", AuthnInstant=instant)
+    ctx = etree.SubElement(authn, f"{{{SAML}}}AuthnContext")
+    etree.SubElement(ctx, f"{{{SAML}}}AuthnContextClassRef").text = (
+        "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI" if professional.rpps
+        else "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified")
+    stmt = etree.SubElement(a, f"{{{SAML}}}AttributeStatement")
+    _attr(stmt, "VIHF_Version", VIHF_VERSION)
+    _attr(stmt, "Authentification_Mode", settings.mode)
+    _attr(stmt, "Secteur_Activite", settings.sector)
+    _attr(stmt, "urn:oasis:names:tc:xacml:2.0:resource:resource-id", f"{ins}^^^&{ins_oid}&ISO^NH")
+    _attr(stmt, "Ressource_URN", "urn:dmp")
+    _attr(stmt, "urn:oasis:names:tc:xspa:1.0:subject:subject-id",
+          f"{professional.family_name} {professional.given_name}".strip())
+    _attr(stmt, "Identifiant_Structure", settings.structure_id)
+    _attr(stmt, "LPS_Nom", settings.lps_name)
+    _attr(stmt, "LPS_Version", settings.lps_version)
+    if settings.lps_id:
+        _attr(stmt, "LPS_ID", settings.lps_id)
+    if settings.lps_homologation:
+        _attr(stmt, "LPS_ID_HOMOLOGATION_DMP", settings.lps_homologation)
+    _attr(stmt, "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
+          _ce("PurposeOfUse", purpose, "1.2.250.1.213.1.1.4.248", "Accès normal" if purpose == "normal" else purpose))
+    _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role",
+          _ce("Role", professional.profession, "1.2.250.1.71.1.2.7", "Profession"))
+    if professional.profession == "10" and professional.specialty:
+        _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role",
+              _ce("Role", professional.specialty, "1.2.250.1.71.4.2.5", "Savoir-faire"))
+    return a
+
+
+def signed_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
+                     structure_signer: Signer, now: dt.datetime) -> etree._Element:
+    """Build and sign (blocking: run in a thread) the VIHF for one request."""
+    cert = x509.load_der_x509_certificate(structure_signer.certificate_der)
+    assertion = build_assertion(settings, professional, ins, ins_oid, cert.subject.rfc4514_string(), now)
+    # The signature goes right after Issuer, as SAML's schema wants.
+    placeholder = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS}, Id="placeholder")
+    assertion.insert(1, placeholder)
+    return sign_enveloped(assertion, structure_signer)
+
+
+def read_assertion(assertion: etree._Element) -> dict[str, list[str]]:
+    """Attribute name -> values (text or the CE code) of a verified assertion."""
+    out: dict[str, list[str]] = {}
+    for attr in assertion.iter(f"{{{SAML}}}Attribute"):
+        for value in attr.iterfind(f"{{{SAML}}}AttributeValue"):
+            child = value[0] if len(value) else None
+            text = child.get("code", "") if child is not None else (value.text or "").strip()
+            out.setdefault(attr.get("Name", ""), []).append(text)
+    nameid = assertion.find(f"{{{SAML}}}Subject/{{{SAML}}}NameID")
+    out["NameID"] = [(nameid.text or "").strip()] if nameid is not None else []
+    return out

@@ -1,0 +1,242 @@
+"""The DMP simulator: XDS.b over SOAP 1.2 + MTOM, mutual TLS, VIHF and IHE DSG checked, state across restarts.
+
+Endpoints (loopback, TLS with a server certificate of the sandbox CA, client certificate required):
+``/repository`` (ITI-41, ITI-43), ``/registry`` (ITI-18, ITI-57, ITI-62), ``/patients`` (TD0.2). Every request is
+validated against the XDS.b schemas when the reference kit is found (``RELAIS_REFERENCE`` or
+``../shared/reference``). Demo patients start with a few ANS example documents re-identified to them.
+Control routes: ``/_sandbox/dmp/submissions``, ``/_sandbox/dmp/documents?ins=``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from lxml import etree
+
+from agent.api.spec import RouteTable, json_response
+from agent.dmp import soap
+from agent.dmp.ebrim import cx
+from agent.dmp.keys import KeyFileSigner
+from agent.dmp.models import STATUS_NAMES, SubmissionRequest
+from agent.dmp.submission import SubmissionDefaults, build_submission
+from agent.errors import RelaisError
+from agent.logs import get_logger
+from agent.sandbox.dmp_registry import Registry
+from agent.sandbox.dmp_service import Caller, DmpService
+from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
+from agent.xml.safe import parse
+
+log = get_logger("sandbox.dmp")
+MAX_REQUEST = 64 * 1024 * 1024
+DEMO_AUTHOR_ID = "801234567897"  # Dr MULLER, author of the ANS example documents
+SEED_DOCUMENTS = ("VAC-NOTE_2023.01.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml", "IPS-FR_2024.01.xml")
+SEED_PATIENTS = ("pat-trois", "orsoni", "lefevre")
+HL7 = "urn:hl7-org:v3"
+
+
+def find_reference_dir() -> Path | None:
+    env = os.environ.get("RELAIS_REFERENCE")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd().parent / "shared" / "reference", Path(__file__).resolve().parents[3] / "shared" /
+                   "reference"]
+    for c in candidates:
+        if (c / "ihe").is_dir():
+            return c
+    return None
+
+
+class DmpSimulator:
+    name = "dmp"
+
+    def __init__(self, reference_dir: Path | None = None, *, seed: bool = True) -> None:
+        self.faults = FaultState()
+        self.reference_dir = reference_dir if reference_dir is not None else find_reference_dir()
+        self.seed = seed
+        self.registry: Registry | None = None
+        self.service: DmpService | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, ctx: SandboxContext) -> dict[str, Any]:
+        state = ctx.state_dir / self.name
+        state.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(state / "dmp.sqlite")
+        ca = x509.load_pem_x509_certificate(ctx.pki.ca_path.read_bytes())
+        schema = None
+        if self.reference_dir is not None:
+            from agent.dmp.schemas import xds_schema
+
+            schema = xds_schema(self.reference_dir)
+        else:
+            log.warning("kit de référence introuvable : le simulateur DMP ne valide pas les schémas XDS.b")
+        self.service = DmpService(self.registry, [ca], schema)
+        server = ctx.pki.issue("dmp-server", common_name="dmp.sandbox.localhost", server=True)
+        client = ctx.pki.issue("dmp-client", common_name="Relais DMP client (sandbox)", client=True)
+        structure = ctx.pki.issue("dmp-structure", common_name="Cabinet du Dr DEMO (cachet, sandbox)", client=True)
+        author = ctx.pki.issue("dmp-demo-author", common_name="Dr DEMO (signature, sandbox)")
+        if self.seed and self.reference_dir is not None and not self.registry.all():
+            seeder = ctx.pki.issue("dmp-seed-author", common_name="Dr MULLER (signature, sandbox)")
+            await asyncio.to_thread(self._seed, KeyFileSigner.from_files(seeder.cert_path, seeder.key_path))
+        app = web.Application(middlewares=[fault_middleware(self.faults)], client_max_size=MAX_REQUEST)
+        app.router.add_post("/repository", self.handle)
+        app.router.add_post("/registry", self.handle)
+        app.router.add_post("/patients", self.handle_patients)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, ctx.host, 0, ssl_context=server.server_context(ctx.pki.ca_path))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return {"url": f"https://{ctx.host}:{port}", "ca_file": str(ctx.pki.ca_path),
+                "client_cert": str(client.cert_path), "client_key": str(client.key_path),
+                "structure_cert": str(structure.cert_path), "structure_key": str(structure.key_path),
+                "signer_cert": str(author.cert_path), "signer_key": str(author.key_path)}
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+
+    # --- protocol endpoints ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        assert self.service is not None
+        raw = await request.read()
+        try:
+            message = soap.read_mtom(raw, request.headers.get("Content-Type", ""), max_bytes=MAX_REQUEST)
+            env = parse(message.root, what="requête SOAP", max_bytes=MAX_REQUEST)
+            action = (env.findtext(f"{{{soap.SOAP12}}}Header/{{{soap.WSA}}}Action") or "").strip()
+            answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw)
+        except RelaisError as exc:
+            return _fault(True, exc.message)
+        except ValueError as exc:
+            return _fault(True, f"Requête invalide : {exc}")
+        relates = ""
+        xml = etree.tostring(soap.response_envelope(answer.action, answer.body, relates), xml_declaration=True,
+                             encoding="UTF-8")
+        if answer.attachments or answer.action == soap.ACTIONS_RESPONSE[soap.ACTION_ITI43]:
+            body, ctype = soap.write_mtom(soap.MtomMessage(xml, answer.attachments), answer.action)
+            return web.Response(body=body, headers={"Content-Type": ctype})
+        return web.Response(body=xml, headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
+
+    async def handle_patients(self, request: web.Request) -> web.Response:
+        """TD0.2: a FHIR searchset Bundle of the patient's DMP status, for the VIHF posted as the body."""
+        assert self.service is not None
+        identifier = request.query.get("identifier", "")
+        system, _, value = identifier.partition("|")
+        try:
+            assertion = parse(await request.read(), what="VIHF", max_bytes=1 << 20)
+            caller = self.service.caller_of(assertion)
+        except RelaisError as exc:
+            return web.json_response({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "security", "diagnostics": exc.message}]}, status=403)
+        if caller.patient_cx != cx(value, system.removeprefix("urn:oid:")):
+            return web.json_response({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "forbidden", "diagnostics": "INS différent du jeton VIHF"}]},
+                status=403)
+        base = "https://relais.sandbox/fhir/StructureDefinition/"
+        patient = {"resourceType": "Patient", "active": True,
+                   "identifier": [{"system": system, "value": value}],
+                   "extension": [{"url": base + "dmp-authorization", "valueBoolean": True},
+                                 {"url": base + "dmp-attached-mes", "valueBoolean": True},
+                                 {"url": base + "dmp-blocked", "valueBoolean": False}]}
+        return web.json_response({"resourceType": "Bundle", "type": "searchset", "total": 1,
+                                  "entry": [{"resource": patient}]})
+
+    # --- control routes --------------------------------------------------------------------------------
+
+    def control_routes(self, table: RouteTable) -> None:
+        async def submissions(request: web.Request) -> web.Response:
+            assert self.registry is not None
+            return web.json_response({"items": self.registry.submissions()})
+
+        async def documents(request: web.Request) -> web.Response:
+            assert self.registry is not None
+            ins = request.query.get("ins", "")
+            items = []
+            for stored in self.registry.all():
+                if ins and not stored.patient_id.startswith(f"{ins}^"):
+                    continue
+                entry = stored.entry
+                items.append({**entry.as_dict(), "patient_id": stored.patient_id, "lid": stored.lid,
+                              "version": stored.version, "status": STATUS_NAMES.get(stored.status, stored.status),
+                              "author_id": stored.author_id})
+            return web.json_response({"items": items})
+
+        table.get("/_sandbox/dmp/submissions", submissions, summary="Lots reçus par le simulateur DMP (ITI-41)",
+                  tag="sandbox", responses={200: json_response("Lots de soumission reçus")})
+        table.get("/_sandbox/dmp/documents", documents, summary="Documents du DMP simulé, avec statut et visibilité",
+                  tag="sandbox", parameters=({"name": "ins", "in": "query", "schema": {"type": "string"}},),
+                  responses={200: json_response("Documents du DMP simulé")})
+
+    # --- demo content ----------------------------------------------------------------------------------
+
+    def _seed(self, signer: KeyFileSigner) -> None:
+        from agent.sandbox.identities import identity
+
+        assert self.service is not None and self.reference_dir is not None
+        examples = self.reference_dir / "ci-sis" / "ExemplesCDA"
+        defaults = SubmissionDefaults(source_id="1.2.250.1.213.1.1.9.2")
+        for p_index, key in enumerate(SEED_PATIENTS):
+            person = identity(key)
+            for d_index, name in enumerate(SEED_DOCUMENTS):
+                path = examples / name
+                if not path.exists():
+                    continue
+                cda, uid = reidentify(path.read_bytes(), person.ins, person.oid, person.birth_name,
+                                      person.first_given_name, person.sex, person.birth_date,
+                                      f"1.2.250.1.213.1.1.9.3.{p_index + 1}.{d_index + 1}")
+                req = SubmissionRequest(cda=cda, submission_set_unique_id=f"1.2.250.1.213.1.1.9.4.{p_index + 1}."
+                                        f"{d_index + 1}", document_unique_id=uid, ins=person.ins, ins_oid=person.oid)
+                built = build_submission(req, signer, defaults, dt.datetime.now(dt.UTC), lambda: str(uuid.uuid4()))
+                caller = Caller(DEMO_AUTHOR_ID, cx(person.ins, person.oid), {})
+                self.service.provide_and_register(built.body, built.attachments, caller, b"")
+        log.info("DMP simulé : documents de démonstration déposés")
+
+
+def reidentify(cda: bytes, ins: str, oid: str, family: str, given: str, sex: str, birth_date: str,
+               new_id: str) -> tuple[bytes, str]:
+    """An ANS example document given to a demo patient: new document id, INS and traits (nothing else)."""
+    root = parse(cda, what="exemple CDA")
+    ns = {"h": HL7}
+    doc_id = root.find("h:id", ns)
+    if doc_id is not None:
+        doc_id.attrib.pop("extension", None)
+        doc_id.set("root", new_id)
+    pr = root.find("h:recordTarget/h:patientRole", ns)
+    if pr is not None:
+        ids = pr.findall("h:id", ns)
+        if ids:
+            ids[0].set("root", oid)
+            ids[0].set("extension", ins)
+        patient = pr.find("h:patient", ns)
+        if patient is not None:
+            for fam in patient.iterfind("h:name/h:family", ns):
+                fam.text = family
+            for giv in patient.iterfind("h:name/h:given", ns):
+                giv.text = given
+            gender = patient.find("h:administrativeGenderCode", ns)
+            if gender is not None:
+                gender.set("code", sex)
+            birth = patient.find("h:birthTime", ns)
+            if birth is not None:
+                birth.set("value", birth_date.replace("-", ""))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), new_id
+
+
+def _fault(sender: bool, reason: str) -> web.Response:
+    xml = etree.tostring(soap.fault_envelope(sender, reason), xml_declaration=True, encoding="UTF-8")
+    return web.Response(status=400 if sender else 500, body=xml,
+                        headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
+
+
+__all__ = ["DmpSimulator", "find_reference_dir", "json", "reidentify"]
