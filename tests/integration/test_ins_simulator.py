@@ -133,3 +133,13 @@ async def test_unsigned_or_tampered_assertions_are_refused(sandbox: Sandbox) -> 
     with pytest.raises(PermanentRemoteError):
         soap.parse_answer(await _post_raw(sandbox, tampered))
     assert all(call["code"] == "fault" for call in sandbox.sim.calls)
+
+
+async def test_an_answer_that_never_comes_is_a_timeout(sandbox: Sandbox) -> None:
+    from agent.sandbox.host import FaultMode
+
+    sandbox.sim.faults.mode = FaultMode.TIMEOUT
+    sandbox.sim.faults.timeout_seconds = 2.0
+    with pytest.raises(TransientRemoteError) as failed:
+        await search(sandbox.settings(timeout=0.5), sandbox.signer)
+    assert failed.value.code == "insi_unreachable"
