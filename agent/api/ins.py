@@ -8,7 +8,7 @@ likely causes the pre-checks see in the traits.
 
 from __future__ import annotations
 
-import inspect
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +44,6 @@ class Caller:
     actor: Actor
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 def _insi(services: Services) -> InsiClient:
     if services.insi is None:
         raise Unavailable("Le téléservice INSi n'est pas configuré sur ce poste (section [insi] du fichier de "
@@ -59,16 +55,16 @@ async def _caller(request: web.Request, services: Services, insi: InsiClient) ->
     """The logged-in CPS if there is one, else the structure certificate, else 503 cps_absent."""
     client = request.get(CLIENT_KEY)
     client_name = getattr(client, "name", "") or ""
-    cards = getattr(services, "cards", None)
+    cards = services.cards
     refusal: RelaisError | None = None
     if cards is not None:
         try:
-            signer = await _maybe_await(cards.require_signer())
-            holder = await _maybe_await(cards.cps_holder())
-            rpps = getattr(holder, "rpps", "") or ""
+            signer = cards.require_signer()
+            holder = cards.cps_holder()
+            rpps = holder.rpps if holder is not None else ""
             actor = Actor(rpps=rpps or None, workstation=services.config.workstation_id, client=client_name,
-                          profession=getattr(holder, "profession", None) or None,
-                          specialty=getattr(holder, "specialty", None) or None)
+                          profession=holder.profession or None if holder else None,
+                          specialty=holder.specialty or None if holder else None)
             return Caller(signer, rpps, actor)
         except Unavailable as exc:
             refusal = exc
@@ -82,7 +78,7 @@ async def _caller(request: web.Request, services: Services, insi: InsiClient) ->
                       code="cps_absent")
 
 
-def _today(services: Services) -> Any:
+def _today(services: Services) -> dt.date:
     return services.clock.now().date()
 
 
@@ -149,19 +145,17 @@ async def search(request: web.Request) -> web.Response:
     if typed is not None:
         answer = await insi.search_traits(typed, caller.signer, caller.emitter)
     else:
-        query = await _vitale_query(services, int(body["beneficiary_index"]))
+        query = _vitale_query(services, int(body["beneficiary_index"]))
         answer = await insi.search_vitale(query, caller.signer, caller.emitter)
     await _trace(services, caller, "insi.search", answer.result, answer.ins.value if answer.ins else None,
                  {"source": source})
     return web.json_response(_answer_body(answer, typed))
 
 
-async def _vitale_query(services: Services, index: int) -> VitaleQuery:
-    cards = getattr(services, "cards", None)
-    if cards is None:
+def _vitale_query(services: Services, index: int) -> VitaleQuery:
+    if services.cards is None:
         raise Unavailable("Aucune carte Vitale n'est lisible sur ce poste.", code="vitale_absent")
-    beneficiaries = await _maybe_await(cards.vitale_beneficiaries())
-    for beneficiary in beneficiaries:
+    for beneficiary in services.cards.vitale_beneficiaries():
         if beneficiary.index == index:
             name = normalize_name(beneficiary.birth_name or beneficiary.family_name)
             return VitaleQuery(insured_nir=normalize_matricule(beneficiary.nir), birth_name=name,
