@@ -39,16 +39,21 @@ async def cps_holder(services: Services) -> Any | None:
 
 
 async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
-    services = request.app[SERVICES]
-    holder = await cps_holder(services)
     client = request.get(CLIENT_KEY)
+    return await agent_actor(request.app[SERVICES], client=getattr(client, "name", "") if client else "",
+                             mode=parse_mode(mode).value)
+
+
+async def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
+    """The professional at this workstation (the CPS holder, if any) acting through ``client``."""
+    holder = await cps_holder(services)
     return Actor(
         rpps=(getattr(holder, "rpps", None) or None) if holder else None,
         workstation=services.config.workstation_id,
-        client=getattr(client, "name", "") if client else "",
+        client=client,
         profession=(getattr(holder, "profession", None) or None) if holder else None,
         specialty=(getattr(holder, "specialty", None) or None) if holder else None,
-        mode=parse_mode(mode).value,
+        mode=mode,
     )
 
 

@@ -8,6 +8,7 @@ the patient's DMP was last consulted from this agent (the traces say when).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from agent.domain.consent import Consultation, Feeding
 from agent.domain.ins import IdentityStatus
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import RelaisError
+
+DECLARED_MAX = 1000
 
 
 class DmpProbe(Protocol):
@@ -47,10 +50,23 @@ class DicaService:
         self.rights = rights
         self.traces = traces
         self.probe = probe
+        # The identity status the LGC last declared per INS, in memory only, bounded.
+        self._declared: OrderedDict[str, str] = OrderedDict()
+
+    def declare_status(self, ins: str, status: str) -> None:
+        self._declared[ins] = status
+        self._declared.move_to_end(ins)
+        while len(self._declared) > DECLARED_MAX:
+            self._declared.popitem(last=False)
+
+    def declared_status(self, ins: str) -> str | None:
+        return self._declared.get(ins)
 
     async def evaluate(self, ins: str, oid: str, identity_status: str | None, actor: Actor,
                        *, count_new: bool = False) -> Access:
         mode = access_mode(actor)
+        if identity_status is not None:
+            self.declare_status(ins, identity_status)
         cps_present = bool(actor.rpps)
         exists, unknown_reason = await self._dmp_exists(ins, oid, actor, cps_present)
         record = await self.rights.consents.current(ins)

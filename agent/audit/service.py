@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.audit.access import DicaService, DmpProbe
 from agent.audit.recorder import TraceLog
 from agent.audit.rights import ConsentBook, DmpRights, Notices
+from agent.audit.vitale import VitaleWatch
 from agent.clock import Clock
 from agent.domain.habilitation import HabilitationMatrix
 from agent.events import EventBus
@@ -20,6 +21,12 @@ class RightsPart:
     notices: Notices
     rights: DmpRights
     dica: DicaService
+    watches: list[VitaleWatch] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for watch in self.watches:
+            await watch.stop()
+        self.watches.clear()
 
 
 def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix,

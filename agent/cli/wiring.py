@@ -111,7 +111,9 @@ def install_rights(services: Services, registrars: list[RouteRegistrar]) -> None
     """Consent, DICA, CONF.21 notice and traces: the real AccessPolicy, FeedingGate and TraceRecorder."""
     from agent.api import consent as consent_api
     from agent.audit.service import build_rights
+    from agent.audit.vitale import VitaleWatch
     from agent.domain.habilitation import load_matrix
+    from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 
     matrix = load_matrix(services.config.habilitation.matrix or None)
     part = build_rights(services.db, services.clock, services.bus, matrix, probe=_DmpProbe(services))
@@ -121,6 +123,17 @@ def install_rights(services: Services, registrars: list[RouteRegistrar]) -> None
     services.traces = part.traces
     services.status_providers.append(consent_api.notices_status(services))
     registrars.append(consent_api.register)
+    # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
+    watch = VitaleWatch(services.bus, part.dica, lambda: consent_api.agent_actor(services),
+                        lambda: _vitale_beneficiaries(services),
+                        oid=OID_INS_NIR_TEST if services.config.sandbox.enabled else OID_INS_NIR)
+    watch.start()
+    part.watches.append(watch)
+
+
+def _vitale_beneficiaries(services: Services) -> list[Any]:
+    cards = getattr(services, "cards", None)
+    return list(cards.vitale_beneficiaries()) if cards is not None else []
 
 
 class _DmpProbe:
@@ -241,6 +254,8 @@ class Agent:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.services is not None and self.services.rights is not None:
+            await self.services.rights.close()
         if self.services is not None and self.services.orders is not None:
             await self.services.orders.stop()  # sends in flight finish or stay "sending" (reconciled at start)
         if self.services is not None:

@@ -243,3 +243,53 @@ async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent
         status, result = await call(http, agent, "GET", "/v1/traces/verify")
     assert status == 200
     assert result["ok"] is False and result["broken_seq"] == 3
+
+
+class ProbeDmp:
+    """A DMP at the DicaService's protocol (TD0.2, TD3.1): says the DMP exists and holds ``entries``."""
+
+    def __init__(self, entries: list[dict[str, str]]) -> None:
+        self.entries = entries
+        self.since: list[str | None] = []
+
+    async def dmp_exists(self, ins: str, oid: str, actor: Actor) -> bool:
+        return True
+
+    async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[dict[str, str]]:
+        self.since.append(since)
+        return self.entries
+
+
+async def _next(subscription: Any, type_: str) -> Any:
+    while (event := await subscription.get(timeout=10)) is not None:
+        if event.type == type_:
+            return event
+    raise AssertionError(f"no {type_} event")
+
+
+async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent: Any,
+                                                                    http: aiohttp.ClientSession) -> None:
+    from agent.domain.policy import TraceEvent
+    from agent.sandbox.identities import DEMO_VITALE
+
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"))
+    insured = DEMO_VITALE[0].person.ins
+    probe = ProbeDmp([{"type_code": "11488-4", "class_code": "10"}, {"type_code": "60591-5", "class_code": "11"},
+                      {"type_code": "ATTEST-RESID", "class_code": "95"}])
+    agent.services.rights.dica.probe = probe
+    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    await call(http, agent, "PUT", f"/v1/patients/{insured}/consent?oid=1.2.250.1.213.1.4.10",
+               {"dmp_consultation": "granted"})
+    # The LGC declared this INS qualified when it last asked.
+    await call(http, agent, "GET", f"/v1/dmp/{insured}/access?oid=1.2.250.1.213.1.4.10&identity_status=QUAL")
+    await agent.services.traces.record(TraceEvent("dmp.search", doctor(agent), ins=insured))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
+    assert status == 200
+    event = await _next(events, "dmp.access")
+    by_index = {b["beneficiary_index"]: b for b in event.data["beneficiaries"]}
+    assert by_index[0]["can_read"] is True and by_index[0]["reasons"] == []
+    assert by_index[0]["new_documents"] == 2  # the attestation de résidence is not for a médecin's eyes
+    assert by_index[1]["reasons"] == ["ins_unknown"] and by_index[1]["new_documents"] is None
+    assert probe.since[0] is not None  # counted from the last consultation
+    assert insured not in str(event.data)

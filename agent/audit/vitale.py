@@ -1,0 +1,85 @@
+"""When a carte Vitale is inserted, tell the doctor at once whether each beneficiary's DMP can be consulted and
+how many documents are new since the patient's last consultation (requirement of seed 000, SC.DMP/UX.13).
+
+The result goes out on the bus as ``dmp.access``: beneficiary index, ``can_read``, the codes of the unmet DICA
+conditions and ``new_documents``; never a NIR or a name. The INS of a beneficiary is known only for the insured
+person (quality "00": the NIR on the card is their own); for a child or a spouse on the card the INS comes from
+INSi, which the LGC asks, so the entry says ``ins_unknown``. The INS qualification is what the LGC last declared
+for that INS (``identity_status`` on ``GET /v1/dmp/{ins}/access``), never assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.audit.access import DicaService
+from agent.domain.ins import key_is_valid
+from agent.domain.policy import Actor
+from agent.errors import RelaisError
+from agent.events import EventBus
+from agent.logs import get_logger
+
+log = get_logger("audit")
+
+INSURED = "00"
+
+# What the watcher needs of the cards service: the CPS holder's actor and the Vitale beneficiaries
+# (objects with ``index``, ``nir``, ``quality``).
+ActorSource = Callable[[], Awaitable[Actor]]
+BeneficiarySource = Callable[[], list[Any]]
+
+
+class VitaleWatch:
+    def __init__(self, bus: EventBus, dica: DicaService, actor: ActorSource, beneficiaries: BeneficiarySource,
+                 *, oid: str) -> None:
+        self._bus = bus
+        self._dica = dica
+        self._actor = actor
+        self._beneficiaries = beneficiaries
+        self._oid = oid
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        subscription = self._bus.subscribe()
+        self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="relais-vitale-dica")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, subscription: Any) -> None:
+        try:
+            while True:
+                event = await subscription.get()
+                if event is None or event.type != "card.inserted" or event.data.get("card") != "vitale":
+                    continue
+                try:
+                    await self.on_vitale()
+                except RelaisError as error:  # a card pulled meanwhile, a DMP down: the next insertion retries
+                    log.info("DICA à l'insertion de la carte Vitale impossible : %s", error.code)
+        finally:
+            subscription.close()
+
+    async def on_vitale(self) -> list[dict[str, Any]]:
+        actor = await self._actor()
+        results: list[dict[str, Any]] = []
+        for beneficiary in self._beneficiaries():
+            index = int(beneficiary.index)
+            nir = str(getattr(beneficiary, "nir", "") or "")
+            if str(getattr(beneficiary, "quality", "")) != INSURED or not key_is_valid(nir):
+                results.append({"beneficiary_index": index, "can_read": False, "reasons": ["ins_unknown"],
+                                "new_documents": None})
+                continue
+            access = await self._dica.evaluate(nir, self._oid, self._dica.declared_status(nir), actor,
+                                               count_new=True)
+            results.append({"beneficiary_index": index, "can_read": access.status.can_read,
+                            "reasons": [r.code for r in access.status.reasons],
+                            "new_documents": access.new_documents})
+        self._bus.publish("dmp.access", beneficiaries=results)
+        return results
