@@ -6,6 +6,8 @@ conditions and ``new_documents``; never a NIR or a name. The INS of a beneficiar
 person (quality "00": the NIR on the card is their own); for a child or a spouse on the card the INS comes from
 INSi, which the LGC asks, so the entry says ``ins_unknown``. The INS qualification is what the LGC last declared
 for that INS (``identity_status`` on ``GET /v1/dmp/{ins}/access``), never assumed.
+
+A CPS inserted makes the CONF.21 notice announce itself (``notice.due``) when it is due for its holder.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ class VitaleWatch:
         try:
             while True:
                 event = await subscription.get()
-                if event is None or event.type != "card.inserted" or event.data.get("card") != "vitale":
+                if event is None or event.type != "card.inserted":
                     continue
                 try:
-                    await self.on_vitale()
+                    if event.data.get("card") == "cps" and event.data.get("rpps"):
+                        # CONF.21: the notice is announced as soon as its professional's CPS comes in.
+                        await self._dica.rights.notices.due_for(str(event.data["rpps"]))
+                    elif event.data.get("card") == "vitale":
+                        await self.on_vitale()
                 except RelaisError as error:  # a card pulled meanwhile, a DMP down: the next insertion retries
                     log.info("DICA à l'insertion de la carte Vitale impossible : %s", error.code)
         finally:

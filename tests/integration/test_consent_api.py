@@ -293,3 +293,12 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     assert by_index[1]["reasons"] == ["ins_unknown"] and by_index[1]["new_documents"] is None
     assert probe.since[0] is not None  # counted from the last consultation
     assert insured not in str(event.data)
+
+
+async def test_a_cps_insertion_announces_a_due_notice(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="none"))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/cps", {"inserted": True})
+    assert status == 200
+    event = await _next(events, "notice.due")
+    assert event.data == {"notice_id": NOTICE_ID, "rpps": agent.services.cards.cps_holder().rpps}
