@@ -10,13 +10,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from agent.clock import FrozenClock
 from agent.domain.ins import OID_INS_NIR, compute_key
+from agent.domain.orders import DeliveryState
+from agent.domain.policy import TraceEvent
 from agent.errors import DuplicateUniqueId, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.events import EventBus
+from agent.queue.executor import QueueExecutor, QueueSettings
 from agent.queue.gateway import DeliveryJob, Lookup, Receipt
+from agent.queue.intake import Intake
+from agent.queue.service import OrderService
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
 
 
 def ins_value(serial: int = 1) -> str:
@@ -97,3 +108,60 @@ class MemoryDmp:
             raise ServiceUnreachable("DMP injoignable", service="dmp")
         entry = self.stored.get(lookup.document_unique_id)
         return Receipt(entry) if entry else None
+
+
+class Traces:
+    def __init__(self) -> None:
+        self.events: list[TraceEvent] = []
+
+    async def record(self, event: TraceEvent) -> None:
+        self.events.append(event)
+
+
+class Harness:
+    """A queue over a real store file with an injected gateway; ``restart`` reopens it as a new agent would."""
+
+    def __init__(self, path: Path, clock: FrozenClock, dmp: Any, *, allow_test_oids: bool = False,
+                 **settings: Any) -> None:
+        self.path = path
+        self.clock = clock
+        self.dmp = dmp
+        self.master = os.urandom(32)
+        self.settings = QueueSettings(**{"backoff_base_seconds": 10.0, "backoff_cap_seconds": 300.0,
+                                         "probe_interval_seconds": 30.0, "max_attempts": 5, **settings})
+        self.rand_value = 0.5
+        self.cps_here = True
+        self.traces = Traces()
+        self.db: Database | None = None
+        self.allow_test_oids = allow_test_oids
+
+    async def start(self) -> OrderService:
+        self.db = Database(self.path)
+        self.db.open()
+        cipher = ContentCipher(self.master)
+        self.bus = EventBus(self.clock)
+        self.service = OrderService(self.db, cipher, self.bus, self.clock,
+                                    Intake(allow_test_oids=self.allow_test_oids, default_delay=900), traces=self.traces)
+        self.executor = QueueExecutor(self.db, cipher, {"dmp": self.dmp}, self.settings, self.clock,
+                                      rand=lambda: self.rand_value,
+                                      card_check=lambda rpps: None if self.cps_here else "CPS absente",
+                                      on_change=self.service.on_executor_change, traces=self.traces)
+        self.service.executor = self.executor
+        await self.executor.recover()
+        return self.service
+
+    async def restart(self) -> OrderService:
+        await self.stop()
+        return await self.start()
+
+    async def stop(self) -> None:
+        if self.db is not None:
+            await self.executor.stop()
+            self.db.close()
+            self.db = None
+
+    async def run(self) -> None:
+        await self.executor.run_once()
+
+    async def state(self, order_id: str) -> DeliveryState:
+        return (await self.service.get(order_id)).deliveries[0].state

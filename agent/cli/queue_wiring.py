@@ -28,6 +28,8 @@ _UNREACHABLE = frozenset({"ClientConnectorError", "ClientConnectorDNSError", "Se
 
 
 def is_unreachable(error: BaseException) -> bool:
+    if getattr(error, "code", "") == "dmp_unreachable":  # the DMP transport's "no connection" code
+        return True
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

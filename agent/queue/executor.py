@@ -26,6 +26,7 @@ from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
 from agent.domain.policy import Actor, NoTraces, TraceEvent, TraceRecorder
 from agent.errors import (
     DuplicateUniqueId,
+    InvalidInput,
     PermanentRemoteError,
     ServiceUnreachable,
     TransientRemoteError,
@@ -225,8 +226,10 @@ class QueueExecutor:
                     "Le service n'a pas répondu à temps ; l'envoi sera vérifié puis retenté.", True)
         except TransientRemoteError as exc:
             return Event.TRANSIENT, None, exc.code, exc.message, True
-        except PermanentRemoteError as exc:
-            return Event.PERMANENT, None, exc.code, exc.message, False
+        except (PermanentRemoteError, InvalidInput) as exc:
+            # InvalidInput: the client found the document unsendable (metadata outside the DMP's value sets)
+            # or could not read the answer. Still "uncertain": a retry by the user asks the DMP first.
+            return Event.PERMANENT, None, exc.code, exc.message, True
         except Unavailable as exc:  # the signer (CPS) is missing or not logged in
             return Event.CARD_MISSING, None, exc.code, exc.message, True
 

@@ -7,78 +7,16 @@ process would. The same behaviours are checked against the DMP simulator over it
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.clock import FrozenClock
 from agent.domain.orders import DeliveryState
-from agent.domain.policy import TraceEvent
 from agent.errors import Conflict
-from agent.events import EventBus
-from agent.queue.executor import QueueExecutor, QueueSettings
-from agent.queue.intake import Intake
-from agent.queue.service import OrderService
 from agent.store import orders as repo
-from agent.store.crypto import ContentCipher
-from agent.store.db import Database
-from tests.queue_support import MemoryDmp, make_cda, order_body
-
-
-class Traces:
-    def __init__(self) -> None:
-        self.events: list[TraceEvent] = []
-
-    async def record(self, event: TraceEvent) -> None:
-        self.events.append(event)
-
-
-class Harness:
-    def __init__(self, path: Path, clock: FrozenClock, dmp: MemoryDmp, **settings: Any) -> None:
-        self.path = path
-        self.clock = clock
-        self.dmp = dmp
-        self.master = os.urandom(32)
-        self.settings = QueueSettings(**{"backoff_base_seconds": 10.0, "backoff_cap_seconds": 300.0,
-                                         "probe_interval_seconds": 30.0, "max_attempts": 5, **settings})
-        self.rand_value = 0.5
-        self.cps_here = True
-        self.traces = Traces()
-        self.db: Database | None = None
-
-    async def start(self) -> OrderService:
-        self.db = Database(self.path)
-        self.db.open()
-        cipher = ContentCipher(self.master)
-        self.bus = EventBus(self.clock)
-        self.service = OrderService(self.db, cipher, self.bus, self.clock,
-                                    Intake(allow_test_oids=False, default_delay=900), traces=self.traces)
-        self.executor = QueueExecutor(self.db, cipher, {"dmp": self.dmp}, self.settings, self.clock,
-                                      rand=lambda: self.rand_value,
-                                      card_check=lambda rpps: None if self.cps_here else "CPS absente",
-                                      on_change=self.service.on_executor_change, traces=self.traces)
-        self.service.executor = self.executor
-        await self.executor.recover()
-        return self.service
-
-    async def restart(self) -> OrderService:
-        await self.stop()
-        return await self.start()
-
-    async def stop(self) -> None:
-        if self.db is not None:
-            await self.executor.stop()
-            self.db.close()
-            self.db = None
-
-    async def run(self) -> None:
-        await self.executor.run_once()
-
-    async def state(self, order_id: str) -> DeliveryState:
-        return (await self.service.get(order_id)).deliveries[0].state
+from tests.queue_support import Harness, MemoryDmp, make_cda, order_body
 
 
 @pytest.fixture

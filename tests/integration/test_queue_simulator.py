@@ -1,0 +1,193 @@
+"""The queue against the DMP simulator over its real socket (mutual TLS, SOAP/MTOM, XDS.b validation).
+
+The DMP client is the real one (``agent.dmp``), adapted by the composition root's ``DmpDelivery``; faults are
+injected in the simulator as `POST /_sandbox/dmp/faults` would. The simulator's own registry says how many
+times each document arrived: exactly once, whatever happened on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from agent.cli.queue_wiring import DmpDelivery
+from agent.clock import FrozenClock, SystemClock
+from agent.domain.orders import DeliveryState
+from agent.sandbox.host import FaultMode, SandboxContext
+from agent.sandbox.pki import SandboxPki
+from tests.queue_support import Harness, order_body
+
+pytest.importorskip("agent.sandbox.dmp")
+from agent.dmp.factory import client_for_sandbox
+from agent.dmp.keys import KeyFileSigner
+from agent.dmp.models import Professional
+from agent.sandbox.dmp import DmpSimulator, reidentify
+from agent.sandbox.identities import PAT_TROIS
+
+DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
+
+
+class Simulated:
+    def __init__(self, sim: DmpSimulator, reference: Path) -> None:
+        self.sim = sim
+        self.reference = reference
+
+    def cda(self) -> bytes:
+        data = (self.reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+        p = PAT_TROIS
+        cda, _ = reidentify(data, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
+                            f"2.25.{uuid.uuid4().int}")
+        root = etree.fromstring(cda)
+        author = root.find("{urn:hl7-org:v3}author/{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}id")
+        assert author is not None
+        author.set("extension", DR_DEMO.national_id)
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+    def body(self, **kw: Any) -> dict[str, Any]:
+        return order_body(cda=self.cda(), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=DR_DEMO.rpps, **kw)
+
+    def received(self) -> list[str]:
+        """Document uniqueIds in the order the simulator stored them (one per accepted submission)."""
+        assert self.sim.registry is not None
+        return [d["unique_id"] for s in self.sim.registry.submissions() for d in s["documents"]]
+
+    def fault(self, mode: FaultMode, **settings: float) -> None:
+        self.sim.faults.mode = mode
+        for key, value in settings.items():
+            setattr(self.sim.faults, key, value)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, reference_dir: Path) -> AsyncIterator[tuple[Harness, Simulated]]:
+    ctx = SandboxContext(tmp_path / "sandbox", SandboxPki(tmp_path / "sandbox"))
+    sim = DmpSimulator(reference_dir, seed=False)
+    endpoint = await sim.start(ctx)
+    creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
+    doctor = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
+                                total_timeout=3.0)
+    gateway = DmpDelivery(client, lambda: doctor)
+    harness = Harness(tmp_path / "relais.db", FrozenClock(datetime.now(UTC)), gateway, allow_test_oids=True,
+                      concurrency=1, attempt_timeout_seconds=10.0)
+    await harness.start()
+    yield harness, Simulated(sim, reference_dir)
+    await harness.stop()
+    await client.close()
+    await sim.stop()
+
+
+async def test_sent_once_with_its_fixed_ids(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT, detail.deliveries[0].last_error
+    assert dmp.received() == [order.document_unique_id]
+    assert dmp.sim.registry is not None
+    assert [s["submission_set_unique_id"] for s in dmp.sim.registry.submissions()] == [
+        order.submission_set_unique_id]
+    assert detail.deliveries[0].entry_uuid == dmp.sim.registry.by_unique_id(order.document_unique_id)[0].entry_uuid
+
+
+async def test_cancel_during_the_delay_across_restarts_never_reaches_the_dmp(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    order, _ = await harness.service.create(dmp.body(delay=300), "lgc")
+    await harness.restart()
+    await harness.service.cancel(order.id)
+    await harness.restart()
+    harness.clock.advance(3600)
+    await harness.run()
+    assert dmp.received() == []
+
+
+async def test_dmp_down_then_back_sends_each_once_in_creation_order(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.DOWN)
+    orders = [(await harness.service.create(dmp.body(delay=0), "lgc"))[0] for _ in range(4)]
+    await harness.run()
+    assert {(await harness.service.get(o.id)).state for o in orders} == {DeliveryState.WAITING_NETWORK}
+    harness.clock.advance(31)
+    await harness.run()  # the probe: still down
+    assert dmp.received() == []
+    dmp.fault(FaultMode.OK)
+    harness.clock.advance(31)
+    for _ in range(len(orders) + 1):
+        await harness.run()
+    assert dmp.received() == [o.document_unique_id for o in orders]
+    assert {(await harness.service.get(o.id)).state for o in orders} == {DeliveryState.SENT}
+
+
+async def test_bursts_of_500_are_retried_with_backoff_then_sent(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.ERROR500)
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    for _ in range(3):
+        await harness.run()
+        detail = await harness.service.get(order.id)
+        assert detail.state is DeliveryState.RETRYING
+        assert detail.deliveries[0].due_at is not None and detail.deliveries[0].due_at > harness.clock.now().timestamp()
+        harness.clock.advance(400)
+    dmp.fault(FaultMode.OK)
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT
+    assert detail.deliveries[0].attempts == 4
+    assert dmp.received() == [order.document_unique_id]
+
+
+async def test_unreadable_answer_fails_in_french_and_retry_sends_it(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.MALFORMED)
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.FAILED
+    message = detail.deliveries[0].last_error or ""
+    assert "XML" in message or "DMP" in message  # a French reason the doctor can read
+    dmp.fault(FaultMode.OK)
+    await harness.service.retry(order.id)
+    await harness.run()
+    assert (await harness.service.get(order.id)).state is DeliveryState.SENT
+    assert dmp.received() == [order.document_unique_id]
+
+
+async def test_document_the_dmp_cannot_take_fails_with_the_reason_and_is_not_sent(
+        env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    body = dmp.body(delay=0)
+    root = etree.fromstring(base64.b64decode(body["document"]["cda_base64"]))
+    code = root.find("{urn:hl7-org:v3}code")
+    assert code is not None
+    code.set("code", "00000-0")  # a type of document outside the DMP's value sets
+    body["document"]["cda_base64"] = base64.b64encode(etree.tostring(root)).decode()
+    order, _ = await harness.service.create(body, "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.FAILED
+    assert detail.deliveries[0].last_error == "Métadonnées XDS hors des jeux de valeurs du DMP."
+    assert dmp.received() == []
+
+
+async def test_timeout_after_the_simulator_stored_it_is_reconciled_not_sent_twice(
+        env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    await harness.run()
+    assert (await harness.service.get(order.id)).state is DeliveryState.RETRYING
+    assert dmp.received() == [order.document_unique_id]  # it got there; the answer did not
+    dmp.fault(FaultMode.OK)
+    harness.clock.advance(400)
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+    assert dmp.received() == [order.document_unique_id]
+    await asyncio.sleep(0)
