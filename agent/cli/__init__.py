@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=7470, help="port des routes /_sandbox (défaut 7470)")
     sandbox.add_argument("--state-dir", metavar="DIR", default=None, help="dossier d'état des simulateurs")
 
+    tray = add("tray", "icône de notification et tableau de bord de l'agent de ce poste")
+    tray.add_argument("--backend", choices=["xorg", "gtk", "appindicator", "win32", "darwin", "dummy"], default=None,
+                      help="moteur pystray (défaut : automatique)")
+
     status = add("status", "état de l'agent en cours d'exécution")
     status.add_argument("--json", action="store_true", help="sortie JSON")
 

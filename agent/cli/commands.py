@@ -18,6 +18,7 @@ from agent.store.db import open_sync
 from agent.store.tokens import create_token, list_tokens, revoke_token
 
 CLI_TOKEN_NAME = "relais-cli"  # noqa: S105 - a client name, not a secret
+TRAY_TOKEN_NAME = "relais-tray"  # noqa: S105 - a client name, not a secret
 
 
 def load(args: argparse.Namespace, **overrides: dict[str, Any]) -> Config:
@@ -30,6 +31,7 @@ def load(args: argparse.Namespace, **overrides: dict[str, Any]) -> Config:
 def dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": cmd_run,
+        "tray": cmd_tray,
         "demo": cmd_demo,
         "sandbox": cmd_sandbox,
         "status": cmd_status,
@@ -117,8 +119,12 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cli_token(config: Config) -> str:
-    """The CLI's own token (file 0600 in the data dir): the CLI has the data dir, so it may mint it."""
-    path = config.data_dir / "cli.token"
+    return client_token(config, CLI_TOKEN_NAME, "cli.token")
+
+
+def client_token(config: Config, name: str, filename: str) -> str:
+    """A local client's own token (file 0600 in the data dir): whoever has the data dir may mint it."""
+    path = config.data_dir / filename
     if path.exists():
         return path.read_text().strip()
     conn = open_sync(config.data_dir / "relais.db")
@@ -126,9 +132,9 @@ def cli_token(config: Config) -> str:
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if any(t.name == CLI_TOKEN_NAME and t.revoked_at is None for t in list_tokens(conn)):
-                revoke_token(conn, CLI_TOKEN_NAME, now)
-            token = create_token(conn, CLI_TOKEN_NAME, now)
+            if any(t.name == name and t.revoked_at is None for t in list_tokens(conn)):
+                revoke_token(conn, name, now)
+            token = create_token(conn, name, now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -162,6 +168,25 @@ def agent_request(config: Config, method: str, path: str, body: dict[str, Any] |
         raise Unavailable(problem.get("detail", str(exc)), code=problem.get("code", "agent_error")) from exc
     except urllib.error.URLError as exc:
         raise Unavailable(f"L'agent Relais ne répond pas : {exc.reason}", code="agent_down") from exc
+
+
+def cmd_tray(args: argparse.Namespace) -> int:
+    """The tray is a plain HTTP client: it gets the agent's URL and its own token, nothing else."""
+    import os
+
+    from tray.app import main as tray_main
+
+    config = load(args)
+    if args.backend:
+        os.environ["PYSTRAY_BACKEND"] = args.backend
+
+    def locate() -> tuple[str, str]:
+        from agent.cli.wiring import RUNTIME_FILE
+
+        info = json.loads((config.data_dir / RUNTIME_FILE).read_text())
+        return f"http://127.0.0.1:{info['port']}", client_token(config, TRAY_TOKEN_NAME, "tray.token")
+
+    return tray_main(locate)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 // Relais dashboard: plain JS, no build step, nothing loaded from outside. Every DOM node is built with
-// textContent (never innerHTML), so no text coming from the API can become markup.
+// textContent (never as HTML markup), so no text coming from the API can become markup.
 "use strict";
 
 const STATE_LABELS = {

@@ -1,0 +1,78 @@
+"""The dashboard in headless Chromium, as the doctor uses it; every effect is checked through the API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tests.queue_support import order_body
+
+DEMO_RPPS = "01234567897"  # the demo CPS holder (agent/sandbox identities)
+
+
+def api(agent, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{agent.url}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {agent.token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def open_dashboard(browser, agent, artifacts, name: str):
+    status, link = api(agent, "POST", "/v1/ui/login-link")
+    assert status == 200
+    page = await browser.new_page(viewport={"width": 1280, "height": 800}, locale="fr-FR")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(link["url"])
+    await page.wait_for_function("document.getElementById('agent-state').textContent.includes('connecté')")
+    assert "#login=" not in page.url  # the one-time code leaves the address bar
+    page.errors = errors
+    return page
+
+
+async def test_acknowledge_the_conf21_notice(browser, demo_process, artifacts):
+    agent = demo_process("ui-notice")
+    page = await open_dashboard(browser, agent, artifacts, "notice")
+    await page.get_by_role("tab", name="Avis").click()
+    notice = page.locator("article.notice")
+    await notice.wait_for()
+    text = await notice.text_content()
+    assert "Toute consultation de ma part d'un DMP/MES pour lequel le patient" in text
+    button = notice.get_by_role("button")
+    assert "J'ai compris" in await button.text_content()
+    await page.screenshot(path=str(artifacts / "dashboard-notice.png"))
+    await button.click()
+    await page.get_by_text("Avis lu et enregistré.").wait_for()
+    status, notices = api(agent, "GET", "/v1/notices")
+    assert status == 200
+    conf21 = next(n for n in notices["items"] if n["id"] == "conf21")
+    assert conf21["acknowledged_at"] and conf21["due"] is False
+    assert not page.errors
+
+
+async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts):
+    agent = demo_process("ui-cancel")
+    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-cancel-1"))
+    assert status == 201, order
+    page = await open_dashboard(browser, agent, artifacts, "cancel")
+    row = page.locator(f"#orders-pending tr[data-order='{order['id']}']")
+    await row.wait_for()
+    assert "Programmé" in await row.text_content()
+    assert "dans" in await row.locator("td[data-send-at]").text_content()  # the countdown runs
+    await page.screenshot(path=str(artifacts / "dashboard-queue-pending.png"))
+    # Keyboard only: focus the button and press Enter, as a doctor without a mouse would.
+    await row.get_by_role("button", name="Annuler").focus()
+    await page.keyboard.press("Enter")
+    await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
+    status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
+    assert status == 200 and after["state"] == "cancelled"
+    await page.screenshot(path=str(artifacts / "dashboard-queue-cancelled.png"))
+    assert not page.errors

@@ -1,0 +1,81 @@
+"""The tray under a virtual X display with a real tray host: its icon follows the agent's state."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from tests.conftest import ROOT
+
+if importlib.util.find_spec("pystray") is None:  # importing it needs a display: only look for it
+    pytest.skip("pystray absent : pip install -e .[desktop]", allow_module_level=True)
+ImageGrab = pytest.importorskip("PIL.ImageGrab")
+
+from tray.icons import COLOURS  # noqa: E402
+from tray.state import Light  # noqa: E402
+
+
+def post(agent, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{agent.url}{path}", data=data, method="POST",
+                                     headers={"Authorization": f"Bearer {agent.token}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def tray_light(display: str) -> Light | None:
+    """The light whose exact colour fills most of the tray area (top right corner of the screen)."""
+    image = ImageGrab.grab(xdisplay=display).convert("RGB")
+    corner = image.crop((image.width - 200, 0, image.width, 40))
+    counts = Counter(corner.get_flattened_data() if hasattr(corner, "get_flattened_data") else corner.getdata())
+    found = {light: counts.get(colour, 0) for light, colour in COLOURS.items()}
+    light, pixels = max(found.items(), key=lambda item: item[1])
+    return light if pixels > 100 else None
+
+
+def wait_for_light(display: str, wanted: Light, artifacts, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = tray_light(display)
+        if seen == wanted:
+            ImageGrab.grab(xdisplay=display).save(artifacts / f"tray-{name}.png")
+            return
+        time.sleep(0.2)
+    ImageGrab.grab(xdisplay=display).save(artifacts / f"tray-{name}-FAILED.png")
+    pytest.fail(f"tray icon is {seen}, expected {wanted}")
+
+
+def test_tray_icon_follows_cps_card_events(desktop, demo_process, artifacts):
+    agent = demo_process("tray")
+    # The demo doctor has a CONF.21 notice due at first: acknowledge it, so only the card decides the colour.
+    post(agent, "/v1/notices/conf21/ack")
+    env = {**os.environ, "DISPLAY": desktop, "PYSTRAY_BACKEND": "xorg"}
+    tray = subprocess.Popen([sys.executable, "-m", "agent.cli", "tray", "--data-dir", str(agent.data_dir)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_light(desktop, Light.ATTENTION, artifacts, "cps-not-logged-in")
+        post(agent, "/v1/cps/login", {"pin": "1234"})
+        wait_for_light(desktop, Light.OK, artifacts, "cps-logged-in")
+        post(agent, "/_sandbox/cards/cps", {"inserted": False})
+        wait_for_light(desktop, Light.ATTENTION, artifacts, "cps-removed")
+        # The agent stops: grey; it comes back on the same data dir: the tray finds it again by itself.
+        agent.stop()
+        wait_for_light(desktop, Light.OFFLINE, artifacts, "agent-stopped")
+        demo_process("tray")
+        wait_for_light(desktop, Light.ATTENTION, artifacts, "agent-back")
+    finally:
+        tray.terminate()
+        try:
+            tray.wait(10)
+        except subprocess.TimeoutExpired:
+            tray.kill()

@@ -1,0 +1,59 @@
+"""The tray's model: which light, which tooltip, which notifications, from status and events."""
+
+from __future__ import annotations
+
+from tray.client import parse_sse
+from tray.state import Light, TrayModel
+
+STATUS_OK = {"cards": {"cps": {"present": True, "logged_in": True}}, "queue": {"scheduled": 2, "failed": 0},
+             "notices": [{"id": "conf21", "due": False}]}
+
+
+def test_lights_say_what_needs_the_doctor():
+    model = TrayModel()
+    assert model.light is Light.OFFLINE and "injoignable" in model.tooltip
+    model.apply_status(STATUS_OK)
+    assert model.light is Light.OK
+    assert "2 envoi(s) en attente" in model.tooltip
+    model.apply_status({**STATUS_OK, "cards": {"cps": {"present": True, "logged_in": False}}})
+    assert model.light is Light.ATTENTION and "CPS non connectée" in model.tooltip
+    model.apply_status({**STATUS_OK, "notices": [{"id": "conf21", "due": True}]})
+    assert model.light is Light.ATTENTION
+    model.apply_status({**STATUS_OK, "queue": {"waiting_card": 1}})
+    assert model.light is Light.ATTENTION
+    model.apply_status({**STATUS_OK, "queue": {"failed": 1}, "cards": {}})
+    assert model.light is Light.ERROR  # a failure outranks everything else
+
+
+def test_failure_is_notified_once_per_order_with_its_reason():
+    model = TrayModel()
+    first = model.on_event("order.updated", {"id": "o1", "state": "failed", "reason": "Refus du DMP"})
+    assert first is not None and "Refus du DMP" in first.message
+    assert model.on_event("order.updated", {"id": "o1", "state": "failed"}) is None
+    assert model.on_event("order.updated", {"id": "o1", "state": "ready"}) is None
+    assert model.on_event("order.updated", {"id": "o1", "state": "failed"}) is not None  # failed again
+
+
+def test_routine_progress_is_silent_and_card_and_notice_events_speak():
+    model = TrayModel()
+    for state in ("scheduled", "ready", "sending", "sent", "cancelled"):
+        assert model.on_event("order.updated", {"id": "o2", "state": state}) is None
+    vitale = model.on_event("card.inserted", {"card": "vitale", "reader": "r1"})
+    assert vitale is not None and "Vitale" in vitale.title
+    assert model.on_event("notice.due", {"id": "conf21"}) is not None
+    dica = model.on_event("dmp.access", {"access": {"can_read": True}, "new_documents": 3})
+    assert dica is not None and "3 nouveau(x) document(s)" in dica.message
+    refused = model.on_event("dmp.access", {"access": {"can_read": False,
+                                                       "reasons": [{"message": "Consentement absent"}]}})
+    assert refused is not None and "Consentement absent" in refused.message
+    waiting = model.on_event("order.updated", {"id": "o3", "state": "waiting_card", "from_peer": "poste-2"})
+    assert waiting is not None and "carte CPS" in waiting.message
+
+
+def test_sse_parser_reads_ids_types_multiline_data_and_skips_comments():
+    raw = [b"retry: 2000\n", b": ping\n", b"\n", b"id: 7\n", b"event: card.inserted\n",
+           b'data: {"card": "cps",\n', b'data:  "reader": "r0"}\n', b"\n", b"event: x\n", b"data: not json\n", b"\n"]
+    events = list(parse_sse(iter(raw)))
+    assert [(e.id, e.type) for e in events] == [("7", "card.inserted"), ("7", "x")]
+    assert events[0].data == {"card": "cps", "reader": "r0"}
+    assert events[1].data == {}

@@ -1,0 +1,191 @@
+"""`relais tray`: the icon, its menu, notifications, and the dashboard window.
+
+Threads: pystray owns the main thread; one thread follows the agent's event stream and updates the model;
+every icon change goes through ``icon.icon = ...`` which pystray marshals to its own loop. Nothing here blocks
+on the agent: an unreachable agent only turns the icon grey until it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from tray.client import AgentClient, AgentUnavailable, Locator, SseEvent, follow
+from tray.icons import icon_image
+from tray.state import Notification, TrayModel
+
+log = logging.getLogger("relais.tray")
+REFRESH_SECONDS = 30.0  # a safety net: every event already triggers a refresh
+
+
+class Tray:
+    def __init__(self, locate: Locator) -> None:
+        self.client = AgentClient(locate)
+        self.model = TrayModel()
+        self.stopping = threading.Event()
+        self.icon: Any = None
+        self._lock = threading.Lock()
+
+    # ---- state --------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        try:
+            status = self.client.status()
+        except AgentUnavailable:
+            self.model.connected = False
+        else:
+            self.model.apply_status(status)
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.icon is None:
+            return
+        self.icon.icon = icon_image(self.model.light)
+        self.icon.title = self.model.tooltip
+        try:
+            self.icon.update_menu()
+        except Exception:  # noqa: S110 - backends without menus
+            pass
+
+    def on_event(self, event: SseEvent | None) -> None:
+        with self._lock:
+            if event is None:
+                if self.model.connected:
+                    self.model.connected = False
+                    self.redraw()
+                return
+            note = self.model.on_event(event.type, event.data)
+            self.refresh()
+        if note is not None:
+            self.notify(note)
+
+    def notify(self, note: Notification) -> None:
+        if self.icon is not None and getattr(self.icon, "HAS_NOTIFICATION", False):
+            try:
+                self.icon.notify(note.message, note.title)
+                return
+            except Exception:  # noqa: S110 - fall through to notify-send
+                pass
+        notify_send(note)
+
+    # ---- menu actions -------------------------------------------------------------------------------
+    def open_dashboard(self, *_: Any) -> None:
+        try:
+            url = self.client.login_link()
+        except AgentUnavailable as exc:
+            self.notify(Notification("Relais", f"Tableau de bord indisponible : {exc}"))
+            return
+        subprocess.Popen([sys.executable, "-m", "tray.window", url], start_new_session=True)  # noqa: S603
+
+    def toggle_pause(self, *_: Any) -> None:
+        action = "resume" if self.model.paused else "pause"
+        try:
+            self.client.call("POST", f"/v1/queue/{action}")
+        except AgentUnavailable as exc:
+            self.notify(Notification("Relais", f"Action impossible : {exc}"))
+        self.refresh()
+
+    def quit(self, *_: Any) -> None:
+        self.stopping.set()
+        if self.icon is not None:
+            self.icon.stop()
+
+    # ---- running ------------------------------------------------------------------------------------
+    def _follow(self) -> None:
+        follow(self.client, self.on_event, self.stopping.is_set, sleep=self.stopping.wait)
+
+    def _poll(self) -> None:
+        while not self.stopping.wait(REFRESH_SECONDS):
+            with self._lock:
+                self.refresh()
+
+    def run(self) -> int:
+        try:
+            import pystray
+        except Exception as exc:  # no display, or no backend at all
+            log.warning("pas de zone de notification (%s) : notifications seules", exc)
+            return self.run_headless()
+        if os.environ.get("PYSTRAY_BACKEND", "xorg") == "xorg" and not xorg_tray_present():
+            log.warning("le bureau n'a pas de zone de notification : notifications seules")
+            return self.run_headless()
+        menu = pystray.Menu(
+            pystray.MenuItem("Ouvrir le tableau de bord", self.open_dashboard, default=True),
+            pystray.MenuItem(lambda _: f"Envois en attente : {self.model.pending}", self.open_dashboard),
+            pystray.MenuItem(lambda _: "Reprendre les envois" if self.model.paused else "Suspendre les envois",
+                             self.toggle_pause),
+            pystray.MenuItem("Quitter l'icône Relais", self.quit),
+        )
+        self.icon = _icon_class(pystray)("relais", icon_image(self.model.light), "Relais", menu=menu)
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            self.refresh()
+            threading.Thread(target=self._follow, name="relais-tray-events", daemon=True).start()
+            threading.Thread(target=self._poll, name="relais-tray-poll", daemon=True).start()
+
+        self.icon.run(setup=setup)
+        return 0
+
+    def run_headless(self) -> int:
+        """No tray on this desktop: follow events and raise notifications only."""
+        self.refresh()
+        try:
+            self._follow()
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+
+def _icon_class(pystray: Any) -> Any:
+    """pystray's Icon, with one fix for its xorg backend.
+
+    That backend sends a new dock request at every icon change; some tray hosts (trayer) then re-embed the
+    window at 1 pixel wide and the icon vanishes. Once docked, a change only needs a redraw.
+    """
+    base = pystray.Icon
+    if base.__module__ != "pystray._xorg":
+        return base
+
+    class DockedOnceIcon(base):  # type: ignore[misc, valid-type]
+        def _update_icon(self) -> None:
+            if getattr(self, "_systray_manager", None) is None:
+                super()._update_icon()
+                return
+            self._icon_data = None
+            self._draw()
+            self._icon_valid = True
+
+    return DockedOnceIcon
+
+
+def xorg_tray_present() -> bool:
+    """Whether an X11 system tray (a `_NET_SYSTEM_TRAY_S<n>` owner) exists on this display."""
+    try:
+        from Xlib import display as xdisplay
+    except Exception:
+        return True  # cannot tell: let pystray try
+    try:
+        conn = xdisplay.Display()
+    except Exception:
+        return False
+    try:
+        atom = conn.intern_atom(f"_NET_SYSTEM_TRAY_S{conn.get_default_screen()}")
+        return bool(conn.get_selection_owner(atom))
+    finally:
+        conn.close()
+
+
+def notify_send(note: Notification) -> None:
+    if shutil.which("notify-send"):
+        subprocess.run(["notify-send", "--app-name=Relais", note.title, note.message], check=False, timeout=5)
+    else:
+        print(f"[Relais] {note.title} : {note.message}", file=sys.stderr, flush=True)
+
+
+def main(locate: Locator) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return Tray(locate).run()

@@ -1,0 +1,126 @@
+"""What the tray shows, as a pure function of the agent's status and events.
+
+The icon says at a glance: grey (agent unreachable), red (a send failed and needs the doctor), orange
+(something waits for the doctor: CPS absent or not logged in, orders waiting for this card, a notice to
+read), green (CPS logged in, nothing pending on the doctor). Notifications are French sentences for the
+doctor, raised only when something needs them (LGC.DMP/UX.10: sending never disturbs the screen).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Light(enum.StrEnum):
+    OFFLINE = "offline"
+    ERROR = "error"
+    ATTENTION = "attention"
+    OK = "ok"
+
+
+@dataclass(frozen=True)
+class Notification:
+    title: str
+    message: str
+
+
+@dataclass
+class TrayModel:
+    connected: bool = False
+    cps_present: bool = False
+    cps_logged_in: bool = False
+    failed: int = 0
+    waiting_card: int = 0
+    pending: int = 0
+    notices_due: int = 0
+    paused: bool = False
+    failed_orders: set[str] = field(default_factory=set)
+
+    def apply_status(self, status: dict[str, Any]) -> None:
+        self.connected = True
+        cards = status.get("cards") or {}
+        cps = cards.get("cps") or {}
+        self.cps_present = bool(cps.get("present"))
+        self.cps_logged_in = bool(cps.get("logged_in"))
+        queue = status.get("queue") or {}
+        counts = queue.get("counts", queue) if isinstance(queue, dict) else {}
+        self.failed = int(counts.get("failed", 0) or 0)
+        self.waiting_card = int(counts.get("waiting_card", 0) or 0)
+        self.pending = sum(int(counts.get(k, 0) or 0) for k in ("scheduled", "ready", "sending", "retrying",
+                                                                  "waiting_network", "waiting_card"))
+        self.paused = bool(queue.get("paused", False)) if isinstance(queue, dict) else False
+        notices = status.get("notices") or []
+        self.notices_due = sum(1 for n in notices if isinstance(n, dict) and n.get("due", True)
+                               and not n.get("acknowledged_at"))
+
+    @property
+    def light(self) -> Light:
+        if not self.connected:
+            return Light.OFFLINE
+        if self.failed:
+            return Light.ERROR
+        if not self.cps_logged_in or self.waiting_card or self.notices_due:
+            return Light.ATTENTION
+        return Light.OK
+
+    @property
+    def tooltip(self) -> str:
+        if not self.connected:
+            return "Relais : agent injoignable"
+        parts = ["Relais"]
+        parts.append("CPS connectée" if self.cps_logged_in else ("CPS non connectée" if self.cps_present
+                                                                    else "CPS absente"))
+        if self.pending:
+            parts.append(f"{self.pending} envoi(s) en attente")
+        if self.failed:
+            parts.append(f"{self.failed} échec(s)")
+        if self.paused:
+            parts.append("envois suspendus")
+        return " · ".join(parts)
+
+    def on_event(self, type_: str, data: dict[str, Any]) -> Notification | None:
+        """Update from one event; the notification to show, if the doctor needs to know."""
+        if type_ == "card.inserted" and data.get("card") == "vitale":
+            return Notification("Carte Vitale insérée", "Lecture de la carte du patient en cours.")
+        if type_ == "card.inserted" and data.get("card") == "cps":
+            self.cps_present = True
+            return None
+        if type_ == "card.removed" and data.get("card") == "cps":
+            self.cps_present = self.cps_logged_in = False
+            return None
+        if type_ == "cps.login":
+            self.cps_logged_in = bool(data.get("logged_in", True))
+            return None
+        if type_ in ("dmp.access", "vitale.dica"):
+            access = data.get("access") or data
+            new = data.get("new_documents")
+            if access.get("can_read"):
+                text = "Le DMP du patient est consultable."
+                if new:
+                    text += f" {new} nouveau(x) document(s) depuis la dernière consultation."
+            else:
+                reasons = [r.get("message", "") for r in access.get("reasons", []) if isinstance(r, dict)]
+                text = "DMP non consultable : " + (" ; ".join(r for r in reasons if r) or "voir le tableau de bord")
+            return Notification("Accès au DMP", text)
+        if type_ == "order.updated":
+            order_id = str(data.get("id") or data.get("order_id") or "")
+            state = data.get("state")
+            if state == "failed" and order_id not in self.failed_orders:
+                self.failed_orders.add(order_id)
+                reason = data.get("reason") or data.get("last_error") or "voir le tableau de bord"
+                return Notification("Échec d'envoi d'un document", f"{reason}. Ouvrez le tableau de bord pour réessayer.")
+            if state != "failed":
+                self.failed_orders.discard(order_id)
+            if state == "waiting_card" and data.get("from_peer"):
+                return Notification("Document en attente de votre carte",
+                                    "Un document d'un autre poste attend votre carte CPS pour partir.")
+            return None
+        if type_ in ("routing.received", "order.received"):
+            return Notification("Document reçu d'un autre poste", "Il partira avec votre carte CPS.")
+        if type_ == "notice.due":
+            self.notices_due = max(self.notices_due, 1)
+            return Notification("Avis à lire (DMP)", "Merci de lire l'avis sur la consultation du DMP et de "
+                                                     "cliquer sur « J'ai compris » dans le tableau de bord.")
+        return None
