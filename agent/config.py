@@ -97,6 +97,35 @@ class InsiSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DmpSection:
+    # Base URL of the DMP web services (https; /repository, /registry, /patients under it). Empty: no DMP
+    # client, except under `relais demo`, which uses the sandbox simulator.
+    url: str = ""
+    # CA bundle that signs the DMP server certificate; empty: the system store.
+    ca_file: str = ""
+    # TLS client certificate and key (PEM) the DMP authenticates this workstation with.
+    client_cert: str = ""
+    client_key: str = ""
+    connect_timeout_seconds: float = 10.0
+    timeout_seconds: float = 60.0
+    # VIHF (indirect authentication): the structure's identifier and its signing (cachet) certificate and key.
+    structure_id: str = ""
+    structure_cert: str = ""
+    structure_key: str = ""
+    # Secteur_Activite of the VIHF and the healthcareFacilityTypeCode default (JDV_J61 code^OID).
+    sector: str = "SA07^1.2.250.1.71.4.2.4"
+    # This installation's OID (XDSSubmissionSet.sourceId) and the DMP homologation number of the software.
+    source_id: str = ""
+    homologation_id: str = ""
+    # The ANS reference kit (value sets JDV_J0x/J57/J10 checked before sending); empty: codes not checked.
+    reference_dir: str = ""
+    # The professional the VIHF names when no CPS is in a reader (demo and tests only; empty: a CPS is needed).
+    demo_rpps: str = ""
+    demo_family_name: str = ""
+    demo_given_name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class QueueSection:
     # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
     delay_seconds: int = 900
@@ -137,6 +166,24 @@ class CardsSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PracticeSection:
+    # The peer listener (mTLS, practice certificates only), started once this workstation is in a practice.
+    # Address it binds to on the LAN ("0.0.0.0": every interface) and its port.
+    peer_host: str = "0.0.0.0"  # noqa: S104 - the practice LAN; only practice certificates get in
+    peer_port: int = DEFAULT_PEER_PORT
+    # Find the practice's other agents on the LAN with zeroconf (mDNS); an address found is a hint, never trust.
+    discovery: bool = True
+    # Peers to contact without discovery, as "host:port".
+    static_peers: tuple[str, ...] = ()
+    # Seconds between presence exchanges with each peer (which CPS it holds, reachability, forwards to mirror).
+    presence_interval_seconds: float = 5.0
+    # Lifetime of a `relais practice invite` code.
+    invite_ttl_seconds: int = 900
+    # A forwarded order or cancel older than this (or this far ahead of our clock) is refused as stale.
+    message_max_age_seconds: int = 300
+
+
+@dataclass(frozen=True, kw_only=True)
 class CdaSection:
     # Folder of the ANS CI-SIS kit (TestContenuCDA: infrastructure/, schematrons/, jeuxDeValeurs/) used to validate
     # every CDA before it is accepted. Empty: documents are built but not validated (a warning in /v1/status);
@@ -151,6 +198,38 @@ class CdaSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MssSection:
+    # MSSanté deliveries: the practice's mailbox at its MSSanté operator. Disabled until a sender is set
+    # (under `relais demo` the sandbox operator is used).
+    enabled: bool = False
+    sender_address: str = ""
+    sender_name: str = ""
+    # Domain of the Message-IDs; empty = the sender's domain.
+    message_id_domain: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 465
+    smtp_security: Literal["tls", "starttls"] = "tls"
+    imap_host: str = ""
+    imap_port: int = 993
+    sent_folder: str = "Sent"
+    # "certificate": TLS client certificate (applicative mailbox); "password": SASL/LOGIN inside TLS.
+    auth: Literal["certificate", "password"] = "certificate"
+    client_cert: str = ""
+    client_key: str = ""
+    username: str = ""
+    password_file: str = ""
+    # CA bundle to trust for the operator; empty = the system's.
+    ca_file: str = ""
+    timeout_seconds: float = 60.0
+    ack_poll_seconds: float = 60.0
+    patient_no_reply: bool = True
+    read_receipt: bool = True
+    # Annuaire santé (FHIR) base URL for address lookup; empty = no lookup (the sandbox directory under demo).
+    directory_url: str = ""
+    directory_api_key_file: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
@@ -158,9 +237,12 @@ class Config:
     sandbox: SandboxSection = field(default_factory=SandboxSection)
     cards: CardsSection = field(default_factory=CardsSection)
     insi: InsiSection = field(default_factory=InsiSection)
+    dmp: DmpSection = field(default_factory=DmpSection)
     queue: QueueSection = field(default_factory=QueueSection)
     habilitation: HabilitationSection = field(default_factory=HabilitationSection)
+    practice: PracticeSection = field(default_factory=PracticeSection)
     cda: CdaSection = field(default_factory=CdaSection)
+    mss: MssSection = field(default_factory=MssSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 
@@ -308,13 +390,15 @@ def validate(config: Config) -> None:
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
-        "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
         "queue.max_attempts": config.queue.max_attempts,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
         "queue.backoff_cap_seconds": config.queue.backoff_cap_seconds,
         "queue.probe_interval_seconds": config.queue.probe_interval_seconds,
         "queue.concurrency": config.queue.concurrency,
         "queue.attempt_timeout_seconds": config.queue.attempt_timeout_seconds,
+        "practice.presence_interval_seconds": config.practice.presence_interval_seconds,
+        "practice.invite_ttl_seconds": config.practice.invite_ttl_seconds,
+        "practice.message_max_age_seconds": config.practice.message_max_age_seconds,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -20,10 +20,12 @@ from agent.cards.service import CardService
 from agent.cda.service import CdaService
 from agent.clock import Clock
 from agent.config import Config
+from agent.dmp.client import DmpClient
 from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
 from agent.events import EventBus
 from agent.ins.client import InsiClient
 from agent.queue.service import OrderService
+from agent.routing.service import RoutingService
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
@@ -58,6 +60,9 @@ class Services:
     rights: RightsPart | None = None  # agent/audit: consent, DICA, CONF.21 notice, traces (api/consent.py)
     insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
     cda: CdaService | None = None  # agent/cda: CDA builders and CI-SIS validation (routes in agent/api/cda.py)
+    dmp: DmpClient | None = None  # agent/dmp: XDS.b client of the DMP (routes in agent/api/dmp.py)
+    mss: Any = None  # agent/mss: MSSanté sender, acknowledgements, directory (agent/cli/mss_wiring.MssPart)
+    routing: RoutingService | None = None  # agent/routing: practice peers, forwarding (api/peers.py)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

@@ -49,10 +49,12 @@ class DemoOptions:
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order. Each part adds its own here."""
+    from agent.sandbox.directory import DirectorySimulator
     from agent.sandbox.dmp import DmpSimulator
     from agent.sandbox.insi import InsiSimulator
+    from agent.sandbox.mss import MssSimulator
 
-    return [InsiSimulator(), DmpSimulator()]
+    return [InsiSimulator(), DmpSimulator(), MssSimulator(), DirectorySimulator()]
 
 
 async def install_insi(services: Services, registrars: list[RouteRegistrar], sandbox: SandboxHost | None) -> None:
@@ -88,6 +90,82 @@ async def install_insi(services: Services, registrars: list[RouteRegistrar], san
     services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer,
                                on_connectivity=lambda up: services.bus.publish("connectivity.changed",
                                                                                service="insi", reachable=up))
+
+
+def dmp_professional(services: Services) -> Any:
+    """Who the VIHF names: the CPS holder, else the configured demo professional (demo and tests only)."""
+    from agent.dmp.models import Professional
+
+    section = services.config.dmp
+
+    def professional() -> Professional | None:
+        cards = services.cards
+        holder = cards.cps_holder() if cards is not None else None
+        if holder is not None and getattr(holder, "rpps", None):
+            return Professional(rpps=str(holder.rpps), family_name=str(holder.family_name or ""),
+                                given_name=str(holder.given_name or ""),
+                                profession=str(getattr(holder, "profession", "") or "10"),
+                                specialty=str(getattr(holder, "specialty", "") or ""))
+        if section.demo_rpps:
+            return Professional(rpps=section.demo_rpps, family_name=section.demo_family_name,
+                                given_name=section.demo_given_name)
+        if services.config.sandbox.enabled:
+            return Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
+        return None
+
+    return professional
+
+
+async def install_dmp(services: Services, registrars: list[RouteRegistrar], sandbox: SandboxHost | None) -> None:
+    """DMP: the XDS.b client on ``services.dmp`` and the consultation routes; under the demo, the simulator."""
+    from agent.api import dmp as dmp_api
+    from agent.dmp.client import DmpClient, DmpEndpoints
+    from agent.dmp.factory import client_for_sandbox
+    from agent.dmp.keys import KeyFileSigner
+    from agent.dmp.submission import CABINET, SubmissionDefaults
+    from agent.dmp.transport import TlsSettings, Transport
+    from agent.dmp.valuesets import ValueSets
+    from agent.dmp.vihf import VihfSettings
+    from agent.errors import ConfigError
+
+    section = services.config.dmp
+    registrars.append(dmp_api.register)
+    cards = services.cards
+    document_signer = cards.require_signer if cards is not None and hasattr(cards, "require_signer") else None
+    reference = Path(section.reference_dir) if section.reference_dir else None
+    professional = dmp_professional(services)
+    endpoint = await sandbox_endpoint(services.config, sandbox, "dmp")
+    if endpoint:
+        if reference is None:
+            from agent.sandbox.dmp import find_reference_dir
+
+            reference = find_reference_dir()
+        client = client_for_sandbox(endpoint, services.clock, professional, document_signer=document_signer,
+                                    reference_dir=reference, total_timeout=section.timeout_seconds)
+    elif section.url:
+        missing = [k for k in ("ca_file", "client_cert", "client_key", "structure_cert", "structure_id", "source_id")
+                   if not getattr(section, k)]
+        if missing:
+            raise ConfigError(f"clés requises avec [dmp] url : {', '.join(missing)}", key=f"dmp.{missing[0]}",
+                              path=services.config.source)
+        code, _, scheme = section.sector.partition("^")
+        tls = TlsSettings(Path(section.ca_file), Path(section.client_cert), Path(section.client_key))
+        client = DmpClient(
+            DmpEndpoints(section.url),
+            Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
+            clock=services.clock,
+            vihf=VihfSettings(structure_id=section.structure_id, sector=section.sector, lps_version=__version__,
+                              lps_homologation=section.homologation_id),
+            structure_signer=KeyFileSigner.from_files(Path(section.structure_cert),
+                                                      Path(section.structure_key or section.structure_cert)),
+            defaults=SubmissionDefaults(source_id=section.source_id,
+                                        facility_type=CABINET if code == CABINET.code else
+                                        type(CABINET)(code, scheme or CABINET.scheme)),
+            professional=professional, document_signer=document_signer,
+            value_sets=ValueSets.load(reference) if reference is not None else None)
+    else:
+        return  # the routes answer 503 dmp_disabled
+    services.dmp = client
 
 
 async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: str) -> dict[str, Any] | None:
@@ -221,16 +299,25 @@ class Agent:
         await start_cards(services, registrars, demo_cards=self.demo.cards if self.demo else None,
                           data_dir=data_dir)
         await install_insi(services, registrars, self.sandbox)
+        await install_dmp(services, registrars, self.sandbox)
 
         from agent.cli.cda_wiring import install_cda
 
         install_cda(services, registrars)
+        from agent.cli.mss_wiring import install_mss
+
+        await install_mss(services, registrars, self.sandbox)
         # The send-order queue, after the services it sends through (DMP client, cards) are wired.
         from agent.api import orders as orders_api
         from agent.cli.queue_wiring import start_queue
 
         await start_queue(services, delay_override=self.demo.delay if self.demo else None)
         registrars.append(orders_api.register)
+        # Routing between the practice's workstations, after the queue whose orders it forwards.
+        from agent.cli.routing_wiring import start_routing
+
+        await start_routing(services, registrars, peer_port=self.demo.peer_port if self.demo else None,
+                            demo=self.demo is not None)
         app = create_app(services, registrars)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
         await self.runner.setup()
@@ -256,8 +343,14 @@ class Agent:
             self.runner = None
         if self.services is not None and self.services.rights is not None:
             await self.services.rights.close()
+        if self.services is not None:
+            from agent.cli.routing_wiring import stop_routing
+
+            await stop_routing(self.services)
         if self.services is not None and self.services.orders is not None:
             await self.services.orders.stop()  # sends in flight finish or stay "sending" (reconciled at start)
+        if self.services is not None and self.services.mss is not None:
+            await self.services.mss.stop()
         if self.services is not None:
             from agent.cli.cards_wiring import stop_cards
 
@@ -268,6 +361,8 @@ class Agent:
         if self.services is not None:
             if self.services.insi is not None:
                 await self.services.insi.close()
+            if self.services.dmp is not None:
+                await self.services.dmp.close()
             self.services.db.close()
             self.services = None
         if self._lock is not None:

@@ -182,3 +182,21 @@ def hl7_to_xds_time(value: str) -> str:
     delta = dt.timedelta(hours=hours, minutes=minutes)
     utc = stamp - delta if offset[0] == "+" else stamp + delta
     return utc.strftime("%Y%m%d%H%M%S")[: len(digits)]
+
+
+def extract_pdf(cda: bytes) -> bytes:
+    """The PDF an N1 CDA carries in its nonXMLBody (base64), or InvalidInput when it carries none."""
+    import base64
+    import binascii
+
+    root = parse(cda, what="CDA")
+    text = root.find("h:component/h:nonXMLBody/h:text", NS)
+    if text is None or (text.get("mediaType") or "").lower() != "application/pdf":
+        raise InvalidInput("Ce document n'est pas un CDA N1 contenant un PDF.", code="not_a_pdf_document")
+    try:
+        data = base64.b64decode("".join((text.text or "").split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("Le PDF du document est illisible (base64 invalide).", code="not_a_pdf_document") from exc
+    if not data.startswith(b"%PDF"):
+        raise InvalidInput("Le contenu du document N1 n'est pas un PDF.", code="not_a_pdf_document")
+    return data

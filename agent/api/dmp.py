@@ -1,0 +1,231 @@
+"""DMP consultation and management routes: TD3.1 search, TD3.2 content (``?as=pdf`` for an N1), multi-select
+import, TD3.3a/b visibility, TD3.3c deletion.
+
+Every call goes through ``services.access_policy`` (consent, DICA, habilitation matrix) and is traced through
+``services.traces`` (who, which patient, which document; never content). The professional the VIHF names is the
+CPS holder (or the demo configuration). ``GET /v1/dmp/{ins}/access`` belongs to the consent part.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.consent import OID_PARAM, request_actor
+from agent.api.context import SERVICES, Services
+from agent.api.guard import read_json
+from agent.api.spec import RouteTable, json_response, problem_response
+from agent.dmp.cda_header import extract_pdf
+from agent.dmp.client import DmpClient
+from agent.dmp.models import DocumentEntry, SearchCriteria, Visibility
+from agent.domain.ins import OID_INS_NIR, check_ins
+from agent.domain.policy import Actor, TraceEvent
+from agent.errors import AccessRefused, FieldError, InvalidInput, RelaisError, Unavailable
+
+STATUSES = ("approved", "deprecated", "archived")
+VISIBILITIES = ("normal", "masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
+MAX_IMPORT = 50
+
+
+def _dmp(services: Services) -> DmpClient:
+    if services.dmp is None:
+        raise Unavailable("Le DMP n'est pas configuré sur ce poste (section [dmp] du fichier de configuration).",
+                          code="dmp_disabled")
+    return services.dmp
+
+
+def _ins(request: web.Request) -> tuple[str, str]:
+    ins = request.match_info["ins"].upper()
+    oid = request.query.get("oid", OID_INS_NIR)
+    problems = check_ins(ins, oid, allow_test_oids=request.app[SERVICES].config.sandbox.enabled)
+    if problems:
+        raise InvalidInput("INS invalide.", errors=[FieldError(f, m) for f, m in problems])
+    return ins, oid
+
+
+async def _context(request: web.Request) -> tuple[Services, DmpClient, str, str, Actor]:
+    services = request.app[SERVICES]
+    dmp = _dmp(services)
+    ins, oid = _ins(request)
+    actor = await request_actor(request, request.query.get("mode"))
+    await services.access_policy.check_consultation(ins, actor)
+    return services, dmp, ins, oid, actor
+
+
+async def _trace(services: Services, action: str, actor: Actor, ins: str, obj: str | None = None,
+                 outcome: str = "ok", details: dict[str, Any] | None = None) -> None:
+    await services.traces.record(TraceEvent(action=action, actor=actor, ins=ins, object=obj, outcome=outcome,
+                                            details=details or {}))
+
+
+def _list(request: web.Request, name: str) -> tuple[str, ...]:
+    return tuple(v for raw in request.query.getall(name, []) for v in raw.split(",") if v)
+
+
+def _criteria(request: web.Request) -> SearchCriteria:
+    statuses = _list(request, "status") or ("approved",)
+    bad = [s for s in statuses if s not in STATUSES]
+    if bad:
+        raise InvalidInput.field("status", f"Statut inconnu : {', '.join(bad)} (attendu : {', '.join(STATUSES)}).")
+    visibility = request.query.get("visibility", "")
+    if visibility and visibility not in VISIBILITIES:
+        raise InvalidInput.field("visibility", f"Visibilité inconnue (attendu : {', '.join(VISIBILITIES)}).")
+    return SearchCriteria(type_codes=_list(request, "type"), class_codes=_list(request, "class"),
+                          format_codes=_list(request, "format"), statuses=statuses,
+                          created_from=request.query.get("from", ""), created_to=request.query.get("to", ""),
+                          author=request.query.get("author", ""), visibility=visibility)
+
+
+async def search(request: web.Request) -> web.Response:
+    services, dmp, ins, oid, actor = await _context(request)
+    try:
+        entries = await dmp.search(ins, oid, _criteria(request))
+    except RelaisError as exc:
+        await _trace(services, "dmp.search", actor, ins, outcome=exc.code)
+        raise
+    readable = services.access_policy.filter_readable(entries, actor)
+    await _trace(services, "dmp.search", actor, ins, details={"count": len(readable)})
+    return web.json_response({"items": [e.as_dict() for e in readable], "next_cursor": None})
+
+
+async def _readable_entry(services: Services, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
+                          actor: Actor) -> DocumentEntry:
+    entry = await dmp.get_entry(ins, oid, entry_uuid)
+    if not services.access_policy.filter_readable([entry], actor):
+        raise AccessRefused("Votre profession ne vous permet pas de lire ce type de document.",
+                            code="dmp_document_not_readable")
+    return entry
+
+
+async def content(request: web.Request) -> web.StreamResponse:
+    services, dmp, ins, oid, actor = await _context(request)
+    entry_uuid = request.match_info["entry_uuid"]
+    as_pdf = request.query.get("as") == "pdf"
+    try:
+        entry = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
+        doc = await dmp.retrieve(ins, oid, entry)
+    except RelaisError as exc:
+        await _trace(services, "dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code)
+        raise
+    await _trace(services, "dmp.retrieve", actor, ins, entry.unique_id)
+    if as_pdf:
+        return web.Response(body=extract_pdf(doc.content), content_type="application/pdf")
+    return web.Response(body=doc.content, content_type="application/xml" if "xml" in doc.mime_type
+                        else doc.mime_type or "application/octet-stream")
+
+
+async def import_documents(request: web.Request) -> web.Response:
+    services, dmp, ins, oid, actor = await _context(request)
+    body = await read_json(request)
+    uuids = body.get("entry_uuids")
+    if not isinstance(uuids, list) or not uuids or not all(isinstance(u, str) and u for u in uuids):
+        raise InvalidInput.field("entry_uuids", "Liste d'identifiants de documents (entryUUID) attendue.")
+    if len(uuids) > MAX_IMPORT:
+        raise InvalidInput.field("entry_uuids", f"Au plus {MAX_IMPORT} documents par import.")
+    items: list[dict[str, Any]] = []
+    for entry_uuid in dict.fromkeys(uuids):
+        try:
+            entry = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
+            doc = await dmp.retrieve(ins, oid, entry)
+        except RelaisError as exc:
+            await _trace(services, "dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code)
+            items.append({"entry_uuid": entry_uuid, "error": {"code": exc.code, "message": exc.message}})
+            continue
+        await _trace(services, "dmp.retrieve", actor, ins, entry.unique_id, details={"purpose": "import"})
+        items.append({**entry.as_dict(), "content_base64": base64.b64encode(doc.content).decode()})
+    return web.json_response({"items": items})
+
+
+async def visibility(request: web.Request) -> web.Response:
+    services, dmp, ins, oid, actor = await _context(request)
+    entry_uuid = request.match_info["entry_uuid"]
+    body = await read_json(request)
+    names = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
+    flags: dict[str, Any] = {k: body[k] for k in names if k in body}
+    bad = [k for k, v in flags.items() if not isinstance(v, bool)]
+    if not flags or bad:
+        raise InvalidInput("Indiquez au moins un réglage de visibilité (true ou false).",
+                           errors=[FieldError(k, "true ou false attendu.") for k in bad])
+    try:
+        current = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
+        merged: dict[str, bool] = {**current.visibility.as_dict(), **flags}
+        wanted = Visibility(**merged)
+        updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted)
+    except RelaisError as exc:
+        await _trace(services, "dmp.visibility", actor, ins, entry_uuid, outcome=exc.code)
+        raise
+    await _trace(services, "dmp.visibility", actor, ins, updated.unique_id, details=dict(wanted.as_dict()))
+    return web.json_response(updated.as_dict() | {"previous_entry_uuid": entry_uuid})
+
+
+async def delete(request: web.Request) -> web.Response:
+    services, dmp, ins, oid, actor = await _context(request)
+    entry_uuid = request.match_info["entry_uuid"]
+    try:
+        await dmp.delete(ins, oid, entry_uuid)
+    except RelaisError as exc:
+        await _trace(services, "dmp.delete", actor, ins, entry_uuid, outcome=exc.code)
+        raise
+    await _trace(services, "dmp.delete", actor, ins, entry_uuid)
+    return web.json_response({"entry_uuid": entry_uuid, "deleted": True})
+
+
+def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+ENTRY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
+    "entry_uuid": {"type": "string"}, "unique_id": {"type": "string"}, "type_code": {"type": "string"},
+    "class_code": {"type": "string"}, "title": {"type": "string"}, "author": {"type": "string"},
+    "creation_time": {"type": "string"}, "service_start": {"type": "string"}, "service_stop": {"type": "string"},
+    "status": {"enum": list(STATUSES)}, "visibility": {"type": "object"}, "format_code": {"type": "string"},
+    "size": {"type": "integer"}, "mime_type": {"type": "string"}}}
+COMMON = {403: problem_response("Accès au DMP refusé (consentement, habilitation, auteur)"),
+          422: problem_response("INS ou critère invalide"),
+          502: problem_response("Refus du DMP (erreur de registre, faute SOAP)"),
+          503: problem_response("DMP injoignable ou non configuré, CPS absente")}
+
+
+def register(table: RouteTable) -> None:
+    tag = "dmp"
+    table.get("/v1/dmp/{ins}/documents", search, tag=tag,
+              summary="TD3.1 : rechercher les documents du DMP du patient (multicritère)",
+              parameters=(OID_PARAM, _q("type", "typeCode (plusieurs : séparés par des virgules)"),
+                          _q("class", "classCode"), _q("format", "formatCode"),
+                          _q("from", "créé depuis (AAAA-MM-JJ ou RFC 3339)"), _q("to", "créé avant"),
+                          _q("author", "auteur (identifiant national ou nom, % joker)"),
+                          _q("status", "statut", enum=list(STATUSES)), _q("visibility", "visibilité",
+                                                                         enum=list(VISIBILITIES)),
+                          _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])),
+              responses={200: json_response("Documents", {"type": "object", "properties": {
+                  "items": {"type": "array", "items": ENTRY_SCHEMA}, "next_cursor": {"type": ["string", "null"]}}}),
+                  **COMMON})
+    table.get("/v1/dmp/{ins}/documents/{entry_uuid}/content", content, tag=tag,
+              summary="TD3.2 : le document (CDA), ou son PDF avec ?as=pdf pour un CDA N1",
+              parameters=(OID_PARAM, _q("as", "pdf : extraire le PDF d'un CDA N1", enum=["pdf"])),
+              responses={200: {"description": "Le document", "content": {
+                  "application/xml": {"schema": {"type": "string"}},
+                  "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+                  404: problem_response("Document introuvable"), **COMMON})
+    table.post("/v1/dmp/{ins}/documents/import", import_documents, tag=tag,
+               summary="Récupérer plusieurs documents du DMP pour les intégrer au dossier local",
+               parameters=(OID_PARAM,),
+               request_schema={"type": "object", "required": ["entry_uuids"], "properties": {
+                   "entry_uuids": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_IMPORT}}},
+               responses={200: json_response("Documents (contenu en base64) ou erreur par document"), **COMMON})
+    table.post("/v1/dmp/{ins}/documents/{entry_uuid}/visibility", visibility, tag=tag,
+               summary="TD3.3a/b : masquer aux professionnels, rendre invisible au patient ou à ses représentants",
+               parameters=(OID_PARAM,),
+               request_schema={"type": "object", "properties": {
+                   "masked_to_ps": {"type": "boolean"}, "invisible_to_patient": {"type": "boolean"},
+                   "invisible_to_legal_reps": {"type": "boolean"}}},
+               responses={200: json_response("Nouvelle version des métadonnées (nouvel entryUUID)", ENTRY_SCHEMA),
+                          404: problem_response("Document introuvable"), **COMMON})
+    table.delete("/v1/dmp/{ins}/documents/{entry_uuid}", delete, tag=tag,
+                 summary="TD3.3c : supprimer un document du DMP (son auteur seulement)",
+                 parameters=(OID_PARAM,),
+                 responses={200: json_response("Document supprimé"), 404: problem_response("Document introuvable"),
+                            **COMMON})
