@@ -56,7 +56,12 @@ async def status(request: web.Request) -> web.Response:
         "warnings": list(services.warnings),
     }
     for provider in services.status_providers:
-        body.update(await provider())
+        for key, value in (await provider()).items():
+            # Several parts report under one key (connectivity: dmp, insi, mss): merge, never overwrite.
+            if isinstance(value, dict) and isinstance(body.get(key), dict):
+                body[key] = {**body[key], **value}
+            else:
+                body[key] = value
     return web.json_response(body, dumps=_dumps)
 
 
