@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_sub.add_parser("revoke", help="révoquer le jeton d'un client")
     _common(revoke, top=False)
     revoke.add_argument("name")
+    from agent.cli.practice import add_parser as add_practice
+
+    add_practice(sub, _common)
+
     traces = add("traces", "traces des accès au DMP et des envois")
     traces_sub = traces.add_subparsers(dest="traces_command", required=True, metavar="ACTION")
     verify = traces_sub.add_parser("verify", help="vérifier la chaîne d'empreintes des traces")

@@ -36,6 +36,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "sandbox": cmd_sandbox,
         "status": cmd_status,
         "token": cmd_token,
+        "practice": _practice,
         "traces": cmd_traces,
         "orders": cmd_orders,
     }[args.command]
@@ -46,6 +47,12 @@ def cmd_orders(args: argparse.Namespace) -> int:
     from agent.cli.orders_cli import cmd_orders as run
 
     return run(args)
+
+
+def _practice(args: argparse.Namespace) -> int:
+    from agent.cli.practice import cmd_practice
+
+    return cmd_practice(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

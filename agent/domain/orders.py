@@ -31,6 +31,7 @@ class DeliveryState(enum.StrEnum):
     RETRYING = "retrying"  # a transient failure; waits its backoff, then ready again
     WAITING_NETWORK = "waiting_network"  # the service is unreachable; the connectivity probe releases it
     WAITING_CARD = "waiting_card"  # the author's CPS is not on this workstation
+    FORWARDED = "forwarded"  # handed to the peer that holds the author's CPS (agent/routing); it sends
     FAILED = "failed"  # refused for good (or out of attempts); the user may retry
     CANCELLED = "cancelled"  # never sent, and never will be
 
@@ -77,7 +78,7 @@ for _state in CANCELLABLE:
 TERMINAL = frozenset({S.SENT, S.CANCELLED})
 # The order's summary state: the most pressing state among its deliveries, in this order.
 SUMMARY_PRIORITY = (S.SENDING, S.FAILED, S.WAITING_CARD, S.WAITING_NETWORK, S.RETRYING, S.READY, S.SCHEDULED,
-                     S.SENT, S.CANCELLED)
+                    S.FORWARDED, S.SENT, S.CANCELLED)
 
 
 def next_state(state: DeliveryState, event: Event) -> DeliveryState:

@@ -41,6 +41,8 @@ class OrderService:
         self.workstation = workstation
         self.document_builder = document_builder
         self.executor: QueueExecutor | None = None
+        # Set by the routing part: cancels an order this workstation forwarded, at the peer that holds it.
+        self.forwarded_cancel: Callable[[str], Awaitable[object]] | None = None
 
     # --- API actions -------------------------------------------------------------------------------------
 
@@ -89,6 +91,11 @@ class OrderService:
     async def cancel(self, order_id: str, client_name: str = "") -> repo.OrderView:
         now = self.clock.now().timestamp()
         before = await self.db.read(lambda c: repo.require_order(c, order_id))
+        if self.forwarded_cancel is not None and any(d.state is DeliveryState.FORWARDED for d in before.deliveries):
+            await self.forwarded_cancel(order_id)  # the holder decides; its refusal (409, 503) reaches the user
+            order = await self.db.read(lambda c: repo.require_order(c, order_id))
+            await self._trace("order.cancelled", order, client_name)
+            return order
         order = await self.db.write(lambda c: repo.cancel_order(c, order_id, now))
         if before.state is not DeliveryState.CANCELLED:
             log.info("envoi %s annulé", order_id)

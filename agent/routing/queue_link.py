@@ -1,0 +1,195 @@
+"""Where routing meets the queue's tables: pick orders to forward, hand them over, store what peers forward,
+and mirror the holder's state. Each function runs inside one store transaction (``db.write``/``db.read``).
+
+Origin side, per order::
+
+    deliveries scheduled / waiting_card, author's CPS at a peer
+        --claim--> deliveries ``forwarded``, routing_outbound 'forwarding' (intent on disk before any request)
+        --holder acknowledged (stored, or already stored)--> routing_outbound 'forwarded', remote state mirrored
+        --holder refused (not_holder: it has not got that CPS any more)--> back to waiting_card
+
+The holder stores a forwarded order once per order id (``routing_inbound``), with the identifiers fixed at its
+creation (document and submission-set uniqueIds) and its own cancellation deadline (``send_at``), then the
+queue sends it like any local order. When the order reaches the workstation that forwarded it to the sender
+(the CPS came back), it is recalled there rather than stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from agent.domain.orders import DeliveryState, NewOrder
+from agent.errors import Conflict, NotFound
+from agent.routing.protocol import Forward, same_rpps
+from agent.store import orders as orders_repo
+from agent.store import routing as repo
+from agent.store.crypto import ContentCipher
+
+FORWARDABLE = ("scheduled", "waiting_card")
+FINAL = ("sent", "cancelled")
+
+
+def candidates(conn: sqlite3.Connection, local_rpps: str | None) -> list[tuple[str, str]]:
+    """Orders not yet leaving whose author's CPS is not in this workstation: (order id, author RPPS)."""
+    rows = conn.execute(
+        "SELECT o.id, o.author_rpps FROM orders o WHERE o.payload IS NOT NULL"
+        " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq)"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
+        "                 AND d.state NOT IN ('scheduled', 'waiting_card'))"
+        " AND NOT EXISTS (SELECT 1 FROM routing_outbound r WHERE r.order_id = o.id AND r.state = 'forwarding')"
+        " ORDER BY o.seq").fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows if not same_rpps(str(r[1]), local_rpps)]
+
+
+def _seq(conn: sqlite3.Connection, order_id: str) -> int:
+    row = conn.execute("SELECT seq FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise NotFound("Aucun envoi ne porte cet identifiant.", code="order_not_found")
+    return int(row[0])
+
+
+def claim(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> bool:
+    """Mark the order's deliveries ``forwarded`` (the executor no longer touches them) and record the intent."""
+    seq = _seq(conn, order_id)
+    states = {r[0] for r in conn.execute("SELECT state FROM deliveries WHERE order_seq = ?", (seq,))}
+    if not states or not states <= set(FORWARDABLE):
+        return False  # the executor took it meanwhile, or it was cancelled
+    conn.execute("UPDATE deliveries SET state = 'forwarded', updated_at = ? WHERE order_seq = ?", (now, seq))
+    conn.execute(
+        "INSERT INTO routing_outbound(order_id, holder, state, remote_state, cancel_requested, forwarded_at,"
+        " updated_at) VALUES (?, ?, 'forwarding', NULL, 0, ?, ?) ON CONFLICT(order_id) DO UPDATE SET"
+        " holder = excluded.holder, state = 'forwarding', remote_state = NULL, updated_at = excluded.updated_at",
+        (order_id, holder, now, now))
+    return True
+
+
+def pending_forwards(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT order_id, holder FROM routing_outbound WHERE state = 'forwarding' ORDER BY forwarded_at")]
+
+
+def unclaim(conn: sqlite3.Connection, order_id: str, now: float) -> None:
+    """The holder refused for good (it stored nothing): the order waits for a card again."""
+    seq = _seq(conn, order_id)
+    conn.execute("UPDATE deliveries SET state = 'waiting_card', updated_at = ? WHERE order_seq = ?"
+                 " AND state = 'forwarded'", (now, seq))
+    conn.execute("DELETE FROM routing_outbound WHERE order_id = ? AND state = 'forwarding'", (order_id,))
+
+
+def forwarded(conn: sqlite3.Connection, order_id: str, holder: str, remote_state: str, now: float) -> None:
+    repo.add_outbound(conn, order_id, holder, remote_state, now)
+
+
+def export(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str) -> tuple[dict[str, Any], bytes]:
+    """The order's metadata and its content, opened only to be sent over the mTLS channel."""
+    order = orders_repo.require_order(conn, order_id)
+    payload = orders_repo.open_payload(conn, cipher, order_id)
+    if payload is None:
+        raise NotFound("Le contenu de cet envoi a été détruit.", code="content_destroyed")
+    meta = {
+        "order_id": order.id, "client_name": order.client_name, "body_hash": order.body_hash, "ins": order.ins,
+        "ins_oid": order.ins_oid, "identity_status": order.identity_status, "author_rpps": order.author_rpps,
+        "document_unique_id": order.document_unique_id, "submission_set_unique_id": order.submission_set_unique_id,
+        "type_code": order.type_code, "created_at": order.created_at, "send_at": order.send_at,
+        "destinations": [d.destination for d in order.deliveries],
+    }
+    return meta, payload
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    status: str  # "stored" or "duplicate"
+    state: str
+
+
+def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
+    meta = message.order
+    try:
+        destinations = tuple(str(d) for d in meta["destinations"])
+        send_at = float(meta["send_at"])
+        fields = {k: str(meta[k]) for k in ("body_hash", "ins", "ins_oid", "identity_status",
+                                            "document_unique_id", "submission_set_unique_id", "type_code")}
+        json.loads(message.payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        from agent.errors import InvalidInput
+
+        raise InvalidInput("Ordre transmis incomplet.") from exc
+    return NewOrder(order_id=message.order_id, client_ref=None, client_name=f"poste:{origin}",
+                    author_rpps=message.author_rpps, payload=message.payload, destinations=destinations,
+                    delay_seconds=max(0, math.ceil(send_at - now)), **fields)
+
+
+def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message: Forward,
+           local_rpps: str | None, now: float, now_text: str) -> Accepted:
+    """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``)."""
+    repo.record_nonce(conn, message.nonce, origin, now)
+    if repo.inbound_origin(conn, message.order_id) is not None:
+        return Accepted("duplicate", _summary(conn, message.order_id))
+    existing = orders_repo.load_order(conn, message.order_id)
+    if existing is not None:
+        back = repo.outbound(conn, message.order_id)
+        if back is None or back.holder != origin:
+            raise Conflict("Cet envoi existe déjà sur ce poste.", code="duplicate_order")
+        # The CPS came back here: the order we forwarded returns; its deadline is unchanged.
+        conn.execute("UPDATE deliveries SET state = 'scheduled', due_at = ?, updated_at = ? WHERE order_seq = ?"
+                     " AND state = 'forwarded'", (max(existing.send_at, now), now, existing.seq))
+        conn.execute("UPDATE routing_outbound SET state = 'recalled', updated_at = ? WHERE order_id = ?",
+                     (now, message.order_id))
+        return Accepted("stored", _summary(conn, message.order_id))
+    if not same_rpps(local_rpps, message.author_rpps):
+        raise Conflict("La carte CPS de l'auteur n'est pas sur ce poste.", code="not_holder")
+    orders_repo.insert_order(conn, cipher, _new_order(message, origin, now), now, now_text)
+    repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now)
+    return Accepted("stored", _summary(conn, message.order_id))
+
+
+def _summary(conn: sqlite3.Connection, order_id: str) -> str:
+    return str(states(conn, [order_id]).get(order_id, {}).get("state", "unknown"))
+
+
+def states(conn: sqlite3.Connection, order_ids: list[str]) -> dict[str, Any]:
+    """The effective state of each order here; an order forwarded further reports what its holder said."""
+    out: dict[str, Any] = {}
+    for order_id in order_ids:
+        order = orders_repo.load_order(conn, order_id)
+        if order is None:
+            continue
+        onward = repo.outbound(conn, order_id)
+        state = order.state.value
+        if state == DeliveryState.FORWARDED.value and onward is not None and onward.remote_state:
+            state = onward.remote_state
+        out[order_id] = {"state": state, "deliveries": [
+            {"destination": d.destination, "state": d.state.value, "sent_at": d.sent_at,
+             "entry_uuid": d.entry_uuid} for d in order.deliveries]}
+    return out
+
+
+def mirror(conn: sqlite3.Connection, remote: dict[str, Any], now: float) -> list[str]:
+    """Take the holder's states: remote_state for display, and sent/cancelled deliveries become final here
+    too (so the order's history says what happened, and nothing here would ever send it)."""
+    changed: list[str] = []
+    for order_id, info in remote.items():
+        if not isinstance(info, dict):
+            continue
+        row = repo.outbound(conn, order_id)
+        if row is None or row.state != "forwarded":
+            continue
+        touched = repo.set_remote_state(conn, order_id, str(info.get("state", "")), now)
+        seq = _seq(conn, order_id)
+        for d in info.get("deliveries") or []:
+            if not isinstance(d, dict) or d.get("state") not in FINAL:
+                continue
+            sent_at = d.get("sent_at") if isinstance(d.get("sent_at"), int | float) else None
+            entry = d.get("entry_uuid") if isinstance(d.get("entry_uuid"), str) else None
+            cur = conn.execute(
+                "UPDATE deliveries SET state = ?, sent_at = ?, entry_uuid = ?, updated_at = ?, due_at = NULL"
+                " WHERE order_seq = ? AND destination = ? AND state = 'forwarded'",
+                (d["state"], sent_at, entry, now, seq, str(d.get("destination"))))
+            touched = touched or cur.rowcount > 0
+        if touched:
+            changed.append(order_id)
+    return changed

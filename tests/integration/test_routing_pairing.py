@@ -1,0 +1,154 @@
+"""Pairing and the mTLS peer listener, with real agents on loopback ports: a code works once and only with the
+right value, an unpaired or removed workstation is refused, presence shows which CPS each peer holds."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.errors import AccessRefused
+from agent.routing import practice, tls
+from agent.routing.service import RoutingService
+
+FAST = {"peer_host": "127.0.0.1", "peer_port": 0, "discovery": False, "presence_interval_seconds": 0.2}
+
+
+async def start(start_agent: Any, name: str, **extra: Any) -> Any:
+    return await start_agent(agent={"workstation_id": name, "data_dir": str(extra.pop("data_dir"))},
+                             practice=dict(FAST), cards={"pcsc": False}, **extra)
+
+
+def routing(agent: Any) -> RoutingService:
+    service = agent.services.routing
+    assert service is not None
+    return service
+
+
+async def wait_for(predicate: Any, timeout: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.05)
+
+
+async def init(agent: Any, name: str) -> None:
+    services = agent.services
+    now = services.clock.now()
+    await services.db.write(lambda c: practice.init(c, services.config.data_dir, name, "Cabinet test", now))
+    await wait_for(lambda: routing(agent).port != 0)
+
+
+async def invite(agent: Any) -> str:
+    services = agent.services
+    code, _ = await services.db.write(lambda c: practice.invite(c, services.clock.now(), 600))
+    return str(code)
+
+
+async def join(agent: Any, code: str, ca_agent: Any, name: str) -> None:
+    services = agent.services
+    port = routing(ca_agent).port
+
+    def run() -> None:
+        from agent.store.db import open_sync
+
+        conn = open_sync(services.config.data_dir / "relais.db")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                practice.join(conn, services.config.data_dir, code, "127.0.0.1", port, name, services.clock.now())
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+
+    await asyncio.to_thread(run)
+
+
+@pytest.fixture
+async def pair(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
+    a = await start(start_agent, "Cabinet-A", data_dir=tmp_path / "a")
+    b = await start(start_agent, "Salle-B", data_dir=tmp_path / "b")
+    await init(a, "Cabinet-A")
+    await join(b, await invite(a), a, "Salle-B")
+    await wait_for(lambda: "Cabinet-A" in routing(b).peers and "Salle-B" in routing(a).peers)
+    return a, b
+
+
+async def test_paired_agents_see_each_other_in_get_peers(pair: Any, http: aiohttp.ClientSession) -> None:
+    a, b = pair
+    async with http.get(f"{b.url}/v1/peers", headers=b.headers()) as response:
+        body = await response.json()
+    assert response.status == 200
+    assert body["paired"] and body["workstation"] == "Salle-B"
+    assert [p["name"] for p in body["peers"]] == ["Cabinet-A"]
+    assert body["peers"][0]["reachable"] is True
+    assert body["peers"][0]["cps"] is None  # no card in Cabinet-A's reader
+
+
+async def test_a_code_works_once(pair: Any, start_agent: Any, tmp_path: Any) -> None:
+    a, _ = pair
+    code = await invite(a)
+    c = await start(start_agent, "Salle-C", data_dir=tmp_path / "c")
+    await join(c, code, a, "Salle-C")
+    d = await start(start_agent, "Salle-D", data_dir=tmp_path / "d")
+    with pytest.raises(AccessRefused) as info:
+        await join(d, code, a, "Salle-D")
+    assert info.value.code == "pairing_refused"
+    assert await d.services.db.read(lambda c_: c_.execute("SELECT count(*) FROM routing_practice").fetchone()[0]) == 0
+
+
+async def test_wrong_code_is_refused_and_nothing_is_stored(pair: Any, start_agent: Any, tmp_path: Any) -> None:
+    a, _ = pair
+    await invite(a)
+    from agent.routing.pairing import new_code
+
+    c = await start(start_agent, "Salle-C", data_dir=tmp_path / "c")
+    with pytest.raises(AccessRefused):
+        await join(c, new_code(), a, "Salle-C")
+    assert not (tls.practice_dir(c.services.config.data_dir) / tls.CERT_FILE).exists()
+    names = await a.services.db.read(lambda c_: [r[0] for r in c_.execute("SELECT name FROM routing_members")])
+    assert "Salle-C" not in names
+
+
+async def _peer_request(port: int, context: ssl.SSLContext, path: str = "/peer/v1/presence") -> int:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"https://127.0.0.1:{port}{path}", json={"type": "presence"}, ssl=context) as response:
+        return response.status
+
+
+async def test_listener_refuses_a_client_without_a_practice_certificate(pair: Any) -> None:
+    a, _ = pair
+    context = tls.join_context()  # TLS without a client certificate
+    assert await _peer_request(routing(a).port, context) == 403
+
+
+async def test_listener_refuses_another_practice(pair: Any, start_agent: Any, tmp_path: Any) -> None:
+    a, _ = pair
+    other = await start(start_agent, "Ailleurs", data_dir=tmp_path / "other")
+    await init(other, "Ailleurs")
+    context = tls.client_context(other.services.config.data_dir,
+                                 (await other.services.db.read(lambda c: c.execute(
+                                     "SELECT ca_pem FROM routing_practice").fetchone()[0])))
+    context.verify_mode = ssl.CERT_NONE  # even ignoring who the server is, the server refuses us
+    with pytest.raises(aiohttp.ClientError):
+        await _peer_request(routing(a).port, context)
+
+
+async def test_a_removed_workstation_is_refused_from_then_on(pair: Any) -> None:
+    a, b = pair
+    services = a.services
+    await services.db.write(lambda c: practice.remove(c, services.config.data_dir, "Salle-B", services.clock.now()))
+    await wait_for(lambda: routing(a).revoked)
+    routing(a).peers.pop("Salle-B", None)
+    await asyncio.sleep(1)  # several presence rounds: B keeps trying and is refused each time
+    assert "Salle-B" not in routing(a).peers
+    b_ca = await b.services.db.read(lambda c: c.execute("SELECT ca_pem FROM routing_practice").fetchone()[0])
+    context = tls.client_context(b.services.config.data_dir, b_ca)
+    assert await _peer_request(routing(a).port, context) == 403
