@@ -115,6 +115,9 @@ def gateways_for(services: Services) -> dict[str, DeliveryGateway]:
         cards = getattr(services, "cards", None)
         signer = cards.require_signer if cards is not None and hasattr(cards, "require_signer") else None
         gateways["dmp"] = DmpDelivery(dmp, signer)
+    mss = getattr(services, "mss", None)
+    if mss is not None and mss.gateway is not None:
+        gateways["mss"] = mss.gateway  # agent.cli.mss_wiring.MssDelivery
     return gateways
 
 

@@ -180,7 +180,8 @@ class QueueExecutor:
     # --- one delivery ------------------------------------------------------------------------------------
 
     async def _deliver(self, claim: repo.Claim) -> None:
-        lookup = Lookup(claim.ins, claim.ins_oid, claim.document_unique_id, claim.submission_set_unique_id)
+        lookup = Lookup(claim.ins, claim.ins_oid, claim.document_unique_id, claim.submission_set_unique_id,
+                        claim.order_id, claim.destination)
         gateway = self._gateways[claim.kind]
         try:
             outcome = await self._attempt(claim, lookup, gateway)

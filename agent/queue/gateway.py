@@ -21,6 +21,9 @@ class Lookup:
     ins_oid: str
     document_unique_id: str
     submission_set_unique_id: str
+    # Which delivery this is about; both empty when the queue's connectivity probe asks.
+    order_id: str = ""
+    destination: str = ""
 
 
 @dataclass(frozen=True, slots=True)
