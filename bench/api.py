@@ -8,18 +8,22 @@ latency, and the agent's resident memory at start and after 10,000 requests. Not
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, where bench/queue.py would shadow the standard
+# library's queue module: put the project root there instead, before anything imports queue.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import spawn_demo  # noqa: E402
+from tests.conftest import spawn_demo
 
 
 def rss_mib(pid: int) -> float:
