@@ -10,6 +10,8 @@ Input (``data`` of ``{kind: "vaccination_note"}``), only the first two are requi
     lot              the lot when the box has no DataMatrix or the scan lacks AI 10
     comment          free text
     vaccine          {"cis", "name", "atc", "atc_display"} when the pack is not in the table
+The VAC-NOTE schematron requires the CIS code, the ATC class and the lot: a pack missing from the table without
+``vaccine``, or a scan without lot and no ``lot``, is refused here with a message saying what to add.
 """
 
 from __future__ import annotations
@@ -65,7 +67,15 @@ class VaccinationInput:
         immunization = str(data.get("immunization") or "IMMUNIZ")
         if immunization not in IMMUNIZATION_CODES:
             raise InvalidInput.field("data.immunization", "Valeurs possibles : IMMUNIZ, INITIMMUNIZ, BOOSTER.")
+        if vaccine is None or not vaccine.atc:
+            cip = pack.cip13 or pack.gtin if pack else ""
+            raise InvalidInput.field(
+                "data.vaccine", f"Vaccin (CIP/GTIN {cip}) absent de la table des vaccins : indiquez data.vaccine "
+                "{cis, name, atc, atc_display} (la note exige le code CIS et la classe ATC).", code="vaccine_unknown")
         lot = str(data.get("lot") or (pack.lot if pack else "") or "")
+        if not lot:
+            raise InvalidInput.field("data.lot", "Numéro de lot obligatoire : il manque dans le DataMatrix, "
+                                     "saisissez-le (data.lot).")
         return cls(pack, administered, vaccine, lot, rank, immunization, _coded(data, "route"),
                    _coded(data, "site"), str(data.get("comment") or ""))
 

@@ -41,7 +41,7 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
                                  "avant l'envoi.")
     vaccines = VaccineTable.load(Path(settings.vaccines_file) if settings.vaccines_file else None)
     service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
-                         allow_test_oids=services.config.sandbox.enabled)
+                         allow_test_oids=services.config.sandbox.enabled or services.config.insi.allow_test_oids)
     services.cda = service
 
     async def status() -> dict[str, Any]:

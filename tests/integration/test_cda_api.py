@@ -1,0 +1,106 @@
+"""The documents routes on a real agent: build, validate, and orders that carry a PDF, a kind or a ready CDA."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL",
+           "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
+           "birth_place": "51215"}
+AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
+          "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
+PDF64 = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n").decode()
+SCAN = "]d201034009328572411728123110ABC123\x1d21XYZ789"
+
+
+@pytest.fixture
+async def agent(start_agent: Callable[..., Any], reference_dir: Path, tmp_path: Path) -> Any:
+    kit = reference_dir / "ci-sis"
+    if not kit.is_dir():
+        pytest.skip("kit CI-SIS absent")
+    return await start_agent(cda={"kit_dir": str(kit), "cache_dir": str(tmp_path / "xsl-cache"), "warm_up": False},
+                             queue={"delay_seconds": 3600}, insi={"allow_test_oids": True})
+
+
+async def post(http: aiohttp.ClientSession, agent: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async with http.post(agent.url + path, json=body, headers=agent.headers()) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def test_build_a_vaccination_note_and_get_its_report(agent: Any, http: aiohttp.ClientSession) -> None:
+    status, body = await post(http, agent, "/v1/cda", {
+        "kind": "vaccination_note", "patient": PATIENT, "author": AUTHOR,
+        "data": {"datamatrix": SCAN, "administered_at": "2026-01-05T10:00:00+01:00"}})
+    assert status == 200, body
+    assert body["validation"]["valid"] is True and body["validation"]["errors"] == []
+    assert body["document"]["type_code"] == "87273-9"
+    cda = base64.b64decode(body["cda_base64"])
+    assert body["unique_id"].encode() in cda and b"3400932857241" in cda
+
+
+async def test_build_n1_refuses_what_is_not_a_pdf(agent: Any, http: aiohttp.ClientSession) -> None:
+    status, body = await post(http, agent, "/v1/cda", {
+        "kind": "n1", "patient": PATIENT, "author": AUTHOR,
+        "data": {"pdf_base64": base64.b64encode(b"GIF89a...").decode(), "type_code": "11488-4", "title": "CR",
+                 "service_start": "2026-01-05T10:00:00+01:00"}})
+    assert status == 422 and body["type"].endswith(":not_pdf")
+    assert body["errors"][0]["field"] == "document.pdf_base64"
+
+
+async def test_a_wrong_check_digit_is_a_422_naming_the_scan(agent: Any, http: aiohttp.ClientSession) -> None:
+    status, body = await post(http, agent, "/v1/cda", {
+        "kind": "vaccination_note", "patient": PATIENT, "author": AUTHOR,
+        "data": {"datamatrix": "0103400932857242", "administered_at": "2026-01-05T10:00:00+01:00"}})
+    assert status == 422
+    assert body["errors"][0]["field"] == "data.datamatrix" and "Clé de contrôle" in body["errors"][0]["message"]
+
+
+async def test_validate_reports_in_french_with_location(agent: Any, http: aiohttp.ClientSession,
+                                                        reference_dir: Path) -> None:
+    example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    status, body = await post(http, agent, "/v1/cda/validate", {"cda_base64": base64.b64encode(example).decode()})
+    assert status == 200 and body["valid"] is True
+    broken = example.replace(b'<birthTime value="19790328"/>', b"", 1)
+    status, body = await post(http, agent, "/v1/cda/validate", {"cda_base64": base64.b64encode(broken).decode()})
+    assert status == 200 and body["valid"] is False
+    messages = [e["message"] for e in body["errors"]]
+    assert any("date de naissance du patient est obligatoirement présente" in m for m in messages)
+    assert all(e["location"].startswith("/ClinicalDocument") for e in body["errors"])
+
+
+async def test_orders_accept_a_pdf_and_a_kind_and_refuse_an_invalid_cda(agent: Any, http: aiohttp.ClientSession,
+                                                                        reference_dir: Path) -> None:
+    base = {"patient": PATIENT, "author": AUTHOR, "destinations": {"dmp": True}}
+    status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": "pdf-1", "document": {
+        "pdf_base64": PDF64, "type_code": "11488-4", "title": "CR de consultation",
+        "service_start": "2026-01-05T10:00:00+01:00"}})
+    assert status == 201, body
+    assert body["document"]["type_code"] == "11488-4"
+    status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": "vac-1", "document": {
+        "kind": "vaccination_note", "data": {"datamatrix": SCAN, "administered_at": "2026-01-05T10:00:00+01:00"}}})
+    assert status == 201, body
+    assert body["document"]["type_code"] == "87273-9"
+
+    example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    broken = example.replace(b'<realmCode code="FR" />', b"", 1)
+    status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": "bad-1", "document": {
+        "cda_base64": base64.b64encode(broken).decode()}})
+    assert status == 422, body
+    assert body["type"].endswith("cda_invalid")
+    assert body["validation"]["valid"] is False
+    assert any("realmCode" in e["message"] for e in body["errors"])
+    async with http.get(agent.url + "/v1/orders", headers=agent.headers()) as response:
+        refs = [o["client_ref"] for o in (await response.json())["items"]]
+    assert "bad-1" not in refs and {"pdf-1", "vac-1"} <= set(refs)
+
+
+async def test_routes_are_in_the_openapi_document(agent: Any, http: aiohttp.ClientSession) -> None:
+    async with http.get(agent.url + "/v1/openapi.json") as response:
+        paths = (await response.json())["paths"]
+    assert "post" in paths["/v1/cda"] and "post" in paths["/v1/cda/validate"]

@@ -1,0 +1,234 @@
+"""The CI-SIS validation engine against the ANS kit: its examples pass, mutated copies fail at the right rule,
+and what the agent builds passes XSD and schematrons."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from agent.cda.schematron import compile_schema
+from agent.cda.service import CdaService
+from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator, ValidationReport
+from agent.clock import FrozenClock
+from agent.domain.ins import compute_key
+
+HL7 = "{urn:hl7-org:v3}"
+
+
+@pytest.fixture(scope="session")
+def kit(reference_dir: Path) -> Path:
+    path = reference_dir / "ci-sis"
+    if not (path / "schematrons").is_dir():
+        pytest.skip(f"kit CI-SIS absent ({path})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def validator(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> CdaValidator:
+    return CdaValidator(kit, tmp_path_factory.mktemp("cda-cache"))
+
+
+def examples(kit: Path) -> list[Path]:
+    return sorted((kit / "ExemplesCDA").glob("*.xml"))
+
+
+def test_every_kit_example_passes_with_zero_failed_assertions(validator: CdaValidator, kit: Path) -> None:
+    found = examples(kit)
+    assert len(found) >= 15
+    for path in found:
+        report = validator.validate(path.read_bytes())
+        assert report.valid, (path.name, [e.as_dict() for e in report.errors[:5]])
+        assert report.errors == []
+        assert "ASIP-STRUCT-MIN-StrucMin.sch" in report.checked
+
+
+def test_the_volet_schematron_is_chosen_by_template_id(validator: CdaValidator, kit: Path) -> None:
+    checked = {p.name: validator.validate(p.read_bytes()).checked for p in examples(kit)}
+    assert "CI-SIS_VAC-NOTE_2023.01.sch" in checked["VAC-NOTE_2023.01.xml"]
+    assert "CI-SIS_CSE-CS8_2025.01.sch" in checked["CSE-CS8_2025.01.xml"]
+    assert "CI-SIS_CSE-CS8_2024.01.sch" in checked["CSE-CS8_2024.01.xml"]
+    assert "CI-SIS_CSE-MDE_2023.01.sch" in checked["CSE-MDE_2023.01.xml"]
+    assert "CI-SIS_IPS-FR_2024.01.sch" in checked["IPS-FR_2024.01.xml"]
+    # N1: structuration minimale only (no structured body for the content profile).
+    assert checked["DOC_NON_STRUCTURE_CDA-R2-N1.xml"] == ["xsd", "ASIP-STRUCT-MIN-StrucMin.sch"]
+
+
+def _mutate(kit: Path, name: str, old: str, new: str) -> bytes:
+    text = (kit / "ExemplesCDA" / name).read_text(encoding="utf-8-sig")
+    assert old in text, f"{name}: {old!r} absent"
+    return text.replace(old, new, 1).encode()
+
+
+MUTATIONS = [
+    # (example, old, new, schematron expected, words of the expected rule, location ends with)
+    ("VAC-NOTE_2023.01.xml", '<code code="87273-9" displayName="Note de vaccination"',
+     '<code code="11488-4" displayName="Note de vaccination"', "CI-SIS_VAC-NOTE_2023.01.sch",
+     'L\'élément code doit avoir les attributs @code="87273-9"', "/ClinicalDocument[1]"),
+    ("VAC-NOTE_2023.01.xml", '<birthTime value="19790328"/>', "", "CI-SIS_VAC-NOTE_2023.01.sch",
+     "La date de naissance du patient est obligatoirement présente", "/patient[1]"),
+    # A value-set lookup (document('../../jeuxDeValeurs/...') relative to the .sch): proves the base URI.
+    ("VAC-NOTE_2023.01.xml", '<routeCode code="20035000"', '<routeCode code="99999999"', CONTENT_PROFILE,
+     "[dansJeuDeValeurs]", "/routeCode[1]"),
+    ("CSE-CS8_2025.01.xml", '<realmCode code="FR"/>', "", STRUCTURATION_MINIMALE,
+     "element hl7:realmCode[@code = 'FR'] is required", "/ClinicalDocument[1]"),
+    # doc('include/voc-...') relative to the structuration minimale's own folder.
+    ("DOC_NON_STRUCTURE_CDA-R2-N1.xml", '<confidentialityCode code="N"', '<confidentialityCode code="Z"',
+     STRUCTURATION_MINIMALE, "Confidentiality", "/confidentialityCode[1]"),
+    ("IPS-FR_2024.01.xml", '<languageCode code="fr-FR"/>', '<languageCode code="francais"/>',
+     STRUCTURATION_MINIMALE, "Le languageCode doit respecter la syntaxe", "/languageCode[1]"),
+]
+
+
+@pytest.mark.parametrize(("name", "old", "new", "schematron", "words", "where"), MUTATIONS,
+                         ids=[f"{m[0]}:{m[4][:30]}" for m in MUTATIONS])
+def test_a_mutated_example_fails_at_the_right_assertion(validator: CdaValidator, kit: Path, name: str, old: str,
+                                                        new: str, schematron: str, words: str, where: str) -> None:
+    report = validator.validate(_mutate(kit, name, old, new))
+    assert not report.valid
+    hits = [e for e in report.errors if e.source == Path(schematron).name and words in e.message]
+    assert hits, [e.as_dict() for e in report.errors]
+    assert any(e.location.endswith(where) for e in hits), [e.location for e in hits]
+
+
+def test_schema_errors_are_reported_with_line_and_path(validator: CdaValidator, kit: Path) -> None:
+    cda = _mutate(kit, "VAC-NOTE_2023.01.xml", "<languageCode", "<unknownElement/><languageCode")
+    report = validator.validate(cda)
+    xsd = [e for e in report.errors if e.source == "xsd"]
+    assert xsd and "unknownElement" in xsd[0].message and "ligne" in xsd[0].message
+
+
+def test_a_doctype_is_refused_before_any_check(validator: CdaValidator) -> None:
+    from agent.errors import InvalidInput
+
+    evil = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><ClinicalDocument xmlns="urn:hl7-org:v3"/>'
+    with pytest.raises(InvalidInput):
+        validator.validate(evil)
+
+
+def test_compiled_stylesheets_are_cached_on_disk_and_keep_the_sch_base(kit: Path, tmp_path: Path) -> None:
+    first = CdaValidator(kit, tmp_path)
+    first.run_schematron("CI-SIS_VAC-NOTE_2023.01.sch", "<x/>")
+    cached = list(tmp_path.glob("CI-SIS_VAC-NOTE_2023.01-*.xsl"))
+    assert len(cached) == 1
+    root = etree.fromstring(cached[0].read_bytes())
+    assert root.get("{http://www.w3.org/XML/1998/namespace}base") == (kit / "schematrons" /
+                                                                       "CI-SIS_VAC-NOTE_2023.01.sch").resolve().as_uri()
+    # A second validator (a restart) reads the file instead of compiling: a marker in the file shows it is used.
+    cached[0].write_text(cached[0].read_text().replace("</xsl:stylesheet>", "<!-- reused --></xsl:stylesheet>"))
+    second = CdaValidator(kit, tmp_path)
+    assert "reused" in second._xslt_text(kit / "schematrons" / "CI-SIS_VAC-NOTE_2023.01.sch")
+
+
+def test_abstract_patterns_phases_and_lets_compile(kit: Path) -> None:
+    # CSE-CS8 uses abstract patterns (is-a with params), a default phase and lets of value-set paths.
+    text = compile_schema(kit / "schematrons" / "CI-SIS_CSE-CS8_2025.01.sch")
+    assert "$path_jdv" not in text and "is-a" not in text
+    assert "../jeuxDeValeurs/" in text
+
+
+# -- what the agent builds ---------------------------------------------------------------------------------------
+
+PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
+           "given_names": ["DOMINIQUE", "MARIE-LOUISE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
+AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
+          "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER",
+                           "address": {"lines": ["25 rue Pasteur"], "postal_code": "92100", "city": "EVRY"}}}
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+@pytest.fixture(scope="session")
+def service(validator: CdaValidator) -> CdaService:
+    return CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)), validator=validator,
+                      allow_test_oids=True)
+
+
+def _assert_valid(report: ValidationReport) -> None:
+    assert report.valid, [e.as_dict() for e in report.errors[:5]]
+    assert "xsd" in report.checked
+
+
+@pytest.mark.parametrize("type_code", ["11488-4", "18748-4", "PRESC-BIO", "57833-6", "96349-6", "CERT_DECL",
+                                       "59283-2"])
+def test_n1_wrapper_passes_for_catalogue_types(service: CdaService, type_code: str) -> None:
+    built = service.wrap_pdf(PDF, type_code, "Compte rendu", "2026-01-05T10:00:00+01:00",
+                             "2026-01-05T10:20:00+01:00", PATIENT, AUTHOR)
+    _assert_valid(service.validate(built.cda))
+    root = etree.fromstring(built.cda)
+    assert [t.get("root") for t in root.findall(f"{HL7}templateId")] == [
+        "2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1", "1.3.6.1.4.1.19376.1.2.20"]
+    text = root.find(f"{HL7}component/{HL7}nonXMLBody/{HL7}text")
+    assert text is not None and base64.b64decode(text.text or "") == PDF
+    assert root.find(f"{HL7}id").get("root") == built.unique_id
+
+
+@pytest.mark.parametrize("scan", [
+    "]d201034009328572411728123110ABC123\x1d21XYZ789",
+    "(01)03400932857241(17)281231(10)LOT-42",
+    "010340093285724117281231104456672",
+])
+def test_vaccination_note_from_a_scan_is_valid(service: CdaService, scan: str) -> None:
+    built = service.build_document("vaccination_note", PATIENT, AUTHOR,
+                                   {"datamatrix": scan, "administered_at": "2026-01-05T10:00:00+01:00"})
+    _assert_valid(service.validate(built.cda))
+    root = etree.fromstring(built.cda)
+    material = root.find(f".//{HL7}manufacturedMaterial")
+    assert material is not None
+    code = material.find(f"{HL7}code")
+    assert code is not None and code.get("code") == "68747507"  # CIS of the pack, from the project's table
+    assert [t.get("code") for t in code.findall(f"{HL7}translation")] == ["J07AM", "3400932857241"]
+    assert built.type_code == "87273-9"
+
+
+def test_vaccination_note_with_every_option_is_valid(service: CdaService) -> None:
+    built = service.build_document("vaccination_note", PATIENT, AUTHOR, {
+        "datamatrix": "]d201034009328572411728123110ABC123\x1d21XYZ789",
+        "administered_at": "2026-01-05T10:00:00+01:00", "dose_rank": 3, "immunization": "BOOSTER",
+        "route": {"code": "20035000", "display": "Voie intramusculaire"},
+        "site": {"code": "16217701000119102", "display": "deltoïde gauche"},
+        "comment": "Aucune réaction immédiate."})
+    _assert_valid(service.validate(built.cda))
+
+
+def test_a_pack_missing_from_the_table_needs_the_vaccine_named(service: CdaService) -> None:
+    from agent.errors import InvalidInput
+
+    data: dict[str, Any] = {"datamatrix": "(01)03400930000007(17)270101(10)X1",
+                            "administered_at": "2026-01-05T10:00:00+01:00"}
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("vaccination_note", PATIENT, AUTHOR, data)
+    assert refused.value.code == "vaccine_unknown" and "3400930000007" in refused.value.message
+    data["vaccine"] = {"cis": "60223722", "name": "BOOSTRIXTETRA, suspension injectable en seringue préremplie",
+                       "atc": "J07CA02", "atc_display": "diphtérie-coqueluche-poliomyélite-tétanos"}
+    built = service.build_document("vaccination_note", PATIENT, AUTHOR, data)
+    _assert_valid(service.validate(built.cda))
+
+
+def _nir(sex: int, year: int, month: int, dept: str, serial: int) -> str:
+    body = f"{sex}{year % 100:02d}{month:02d}{dept}{serial:06d}"
+    return body + f"{compute_key(body):02d}"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sex=st.sampled_from(["M", "F"]), year=st.integers(1925, 2025), month=st.integers(1, 12),
+    dept=st.sampled_from(["75", "2A", "2B", "13", "99"]), serial=st.integers(1, 999_999),
+    family=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ -'ÉÈ", min_size=1, max_size=30).filter(str.strip),
+    days=st.integers(0, 3000), rank=st.none() | st.integers(1, 5),
+)
+def test_generated_identities_give_valid_documents(service: CdaService, sex: str, year: int, month: int, dept: str,
+                                                   serial: int, family: str, days: int, rank: Any) -> None:
+    patient = {**PATIENT, "ins": _nir(1 if sex == "M" else 2, year, month, dept, serial), "sex": sex,
+               "birth_name": family.strip(), "birth_date": f"{year}-{month:02d}-01"}
+    when = (datetime(2026, 1, 5, 9, tzinfo=UTC) - timedelta(days=days)).isoformat()
+    built = service.build_document("vaccination_note", patient, AUTHOR, {
+        "datamatrix": "]d201034009328572411728123110ABC123", "administered_at": when, "dose_rank": rank})
+    _assert_valid(service.validate(built.cda))
+    n1 = service.wrap_pdf(PDF, "11488-4", f"Consultation {family.strip()}", when, None, patient, AUTHOR)
+    _assert_valid(service.validate(n1.cda))

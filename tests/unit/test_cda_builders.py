@@ -1,0 +1,119 @@
+"""Builders without the kit: what goes in the header, and what is refused before any CDA exists."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from agent.cda.service import CdaService
+from agent.clock import FrozenClock
+from agent.errors import InvalidInput
+
+HL7 = "{urn:hl7-org:v3}"
+PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
+           "given_names": ["DOMINIQUE", "MARIE-LOUISE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
+AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
+          "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
+PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+@pytest.fixture
+def service() -> CdaService:
+    counter = itertools.count(1)
+    return CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)), allow_test_oids=True,
+                      new_id=lambda: f"2.25.{next(counter)}")
+
+
+def n1(service: CdaService, **changes: Any) -> Any:
+    args: dict[str, Any] = {"pdf": PDF, "type_code": "11488-4", "title": "CR de consultation",
+                            "service_start": "2026-01-05T10:00:00+01:00", "service_stop": None,
+                            "patient": PATIENT, "author": AUTHOR, **changes}
+    return service.wrap_pdf(**args)
+
+
+def test_n1_header_carries_patient_author_and_times(service: CdaService) -> None:
+    built = n1(service, service_stop="2026-01-05T10:30:00+01:00")
+    root = etree.fromstring(built.cda)
+    assert built.unique_id == "2.25.1" and built.set_id == "2.25.2"
+    assert root.find(f"{HL7}code").get("code") == "11488-4"
+    assert root.find(f"{HL7}effectiveTime").get("value") == "20260105103000+0100"  # Paris time of the clock
+    patient_id = root.find(f"{HL7}recordTarget/{HL7}patientRole/{HL7}id")
+    assert (patient_id.get("root"), patient_id.get("extension")) == ("1.2.250.1.213.1.4.10", "279035121518989")
+    names = root.find(f"{HL7}recordTarget/{HL7}patientRole/{HL7}patient/{HL7}name")
+    assert [(n.tag[len(HL7):], n.get("qualifier"), n.text) for n in names] == [
+        ("family", "BR", "PAT-TROIS"), ("given", None, "DOMINIQUE MARIE-LOUISE"), ("given", "BR", "DOMINIQUE")]
+    author_id = root.find(f"{HL7}author/{HL7}assignedAuthor/{HL7}id")
+    assert author_id.get("extension") == "801234567897"
+    period = root.find(f"{HL7}documentationOf/{HL7}serviceEvent/{HL7}effectiveTime")
+    assert [p.get("value") for p in period] == ["20260105100000+0100", "20260105103000+0100"]
+    assert built.class_code == "10" and built.format_code == "urn:ihe:iti:xds-sd:pdf:2008"
+
+
+@pytest.mark.parametrize("content", [b"<html>not a pdf</html>", b"PK\x03\x04zip", b"%PDF-1.4 truncated"])
+def test_a_non_pdf_is_refused(service: CdaService, content: bytes) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        n1(service, pdf=content)
+    assert refused.value.code == "not_pdf"
+
+
+def test_through_build_document_the_pdf_comes_base64(service: CdaService) -> None:
+    built = service.build_document("n1", PATIENT, AUTHOR, {
+        "pdf_base64": base64.b64encode(PDF).decode(), "type_code": "PRESC-BIO", "title": "Ordonnance",
+        "service_start": "2026-01-05"})
+    assert built.type_system == "1.2.250.1.213.1.1.4.12" and built.class_code == "42"
+    with pytest.raises(InvalidInput):
+        service.build_document("n1", PATIENT, AUTHOR, {"pdf_base64": "%%%", "type_code": "11488-4",
+                                                       "title": "x", "service_start": "2026-01-05"})
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"type_code": "00000-0"}, "type_code"),
+    ({"title": ""}, "title"),
+    ({"service_start": "hier"}, "service_start"),
+    ({"service_stop": "2026-01-04T10:00:00+01:00"}, "service_stop"),
+    ({"patient": {**PATIENT, "ins": "279035121518988"}}, "patient.ins"),
+    ({"patient": {**PATIENT, "given_names": []}}, "patient.given_names"),
+    ({"author": {**AUTHOR, "rpps": "123"}}, "author.rpps"),
+    ({"author": {k: v for k, v in AUTHOR.items() if k != "organisation"}}, "author.organisation"),
+])
+def test_refusals_name_the_field(service: CdaService, changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        n1(service, **changes)
+    assert field in [e.field for e in refused.value.errors]
+
+
+def test_test_oids_are_refused_outside_the_sandbox() -> None:
+    production = CdaService(clock=FrozenClock(), allow_test_oids=False)
+    with pytest.raises(InvalidInput) as refused:
+        n1(production)
+    assert "patient.oid" in [e.field for e in refused.value.errors]
+
+
+def test_vaccination_note_prefilled_from_the_scan(service: CdaService) -> None:
+    built = service.build_document("vaccination_note", PATIENT, AUTHOR, {
+        "datamatrix": "]d201034009328572411728123110ABC123\x1d21XYZ789",
+        "administered_at": "2026-01-05T10:00:00+01:00", "dose_rank": 2})
+    root = etree.fromstring(built.cda)
+    entry = root.find(f".//{HL7}substanceAdministration")
+    assert entry.find(f"{HL7}effectiveTime").get("value") == "20260105"
+    assert entry.find(f".//{HL7}lotNumberText").text == "ABC123"
+    assert entry.find(f".//{HL7}observation/{HL7}value").get("value") == "2"
+    assert built.kind == "vaccination_note" and built.level == "N3" and built.class_code == "45"
+
+
+def test_a_scan_without_lot_needs_the_lot(service: CdaService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("vaccination_note", PATIENT, AUTHOR, {
+            "datamatrix": "(01)03400932857241(17)281231", "administered_at": "2026-01-05T10:00:00+01:00"})
+    assert refused.value.errors[0].field == "data.lot"
+
+
+def test_unknown_kind(service: CdaService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("ordonnance_magique", PATIENT, AUTHOR, {})
+    assert refused.value.code == "unknown_kind"
