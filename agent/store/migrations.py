@@ -145,6 +145,28 @@ MIGRATIONS: dict[str, list[str]] = {
         );
         """,
     ],
+    # MSSanté (agent/store/mss_acks.py): acknowledgements (DSN, MDN) read from the sender's mailbox, keyed by the
+    # Message-ID of the delivery they answer, and where the mailbox reading stopped.
+    "mss": [
+        """
+        CREATE TABLE mss_acks (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id      TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            outcome         TEXT NOT NULL,
+            status          TEXT NOT NULL,
+            reported_at     TEXT NOT NULL,
+            received_at     REAL NOT NULL,
+            ack_key         TEXT NOT NULL UNIQUE
+        );
+        CREATE INDEX mss_acks_message ON mss_acks(message_id);
+        CREATE TABLE mss_mailbox (
+            mailbox     TEXT PRIMARY KEY,
+            uidvalidity INTEGER NOT NULL,
+            last_uid    INTEGER NOT NULL
+        );
+        """,
+    ],
 }
 
 

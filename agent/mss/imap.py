@@ -1,0 +1,137 @@
+"""IMAP over TLS to the sender's MSSanté mailbox (the only imaplib user), run in a worker thread.
+
+Two uses: read new acknowledgements (DSN, MDN) from the INBOX, and reconcile an uncertain submission by its
+Message-ID (the operator's copy in the Sent folder, or a report that quotes it). Authentication: LOGIN with the
+mailbox's credentials, or SASL EXTERNAL with the TLS client certificate. Read-only except for what it reads:
+messages are fetched with BODY.PEEK so the doctor's own client still sees them unread.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+
+SERVICE = "mss"
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+_MSGID = re.compile(r"^<[\x21-\x7e]{3,250}>$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImapSettings:
+    host: str
+    port: int
+    context: Callable[[], ssl.SSLContext]
+    username: str = ""  # LOGIN; with a client certificate: the mailbox address for AUTHENTICATE EXTERNAL
+    password: str = ""
+    timeout: float = 60.0
+    inbox: str = "INBOX"
+    sent: str = "Sent"
+    max_fetch: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    uidvalidity: int
+    last_uid: int
+    messages: list[tuple[int, bytes]]
+
+
+class ImapMailbox:
+    """One IMAP session (a context manager); each method is blocking."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self._client: imaplib.IMAP4_SSL | None = None
+
+    def __enter__(self) -> ImapMailbox:
+        s = self.settings
+        try:
+            client = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=s.context(), timeout=s.timeout)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            raise ServiceUnreachable("Boîte MSSanté injoignable (IMAP).", service=SERVICE) from exc
+        except ssl.SSLError as exc:
+            raise PermanentRemoteError(f"Connexion TLS à la boîte MSSanté refusée : {exc.reason or exc}",
+                                       service=SERVICE, code="mss_tls_refused") from exc
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise ServiceUnreachable("Boîte MSSanté injoignable (IMAP).", service=SERVICE) from exc
+        try:
+            if s.password:
+                client.login(s.username, s.password)
+            else:
+                identity = s.username.encode()
+                client.authenticate("EXTERNAL", lambda _challenge: identity)
+        except imaplib.IMAP4.error as exc:
+            client.shutdown()
+            raise PermanentRemoteError("Authentification à la boîte MSSanté refusée (IMAP).", service=SERVICE,
+                                       code="mss_auth_refused") from exc
+        except OSError as exc:
+            raise TransientRemoteError("Connexion IMAP interrompue.", service=SERVICE) from exc
+        self._client = client
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            try:
+                self._client.logout()
+            except (OSError, imaplib.IMAP4.error):
+                self._client.shutdown()
+            self._client = None
+
+    @property
+    def client(self) -> imaplib.IMAP4_SSL:
+        assert self._client is not None, "use ImapMailbox as a context manager"
+        return self._client
+
+    def _ok(self, typ: str, data: object, what: str) -> None:
+        if typ != "OK":
+            raise TransientRemoteError(f"Réponse IMAP inattendue ({what}).", service=SERVICE, code="mss_imap")
+
+    def _select(self, mailbox: str) -> int:
+        typ, data = self.client.select(mailbox, readonly=True)
+        self._ok(typ, data, f"SELECT {mailbox}")
+        for line in self.client.untagged_responses.get("OK", []):
+            if isinstance(line, bytes):
+                match = _UIDVALIDITY.search(line)
+                if match:
+                    return int(match.group(1))
+        return 0
+
+    def fetch_new(self, after_uid: int, uidvalidity: int) -> Fetched:
+        """INBOX messages with a UID above ``after_uid`` (all of them when the UIDVALIDITY changed)."""
+        validity = self._select(self.settings.inbox)
+        start = after_uid + 1 if validity == uidvalidity else 1
+        typ, data = self.client.uid("SEARCH", f"UID {start}:*")
+        self._ok(typ, data, "SEARCH")
+        uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) >= start)[: self.settings.max_fetch]
+        messages: list[tuple[int, bytes]] = []
+        for uid in uids:
+            typ, parts = self.client.uid("FETCH", str(uid), "(BODY.PEEK[])")
+            self._ok(typ, parts, "FETCH")
+            for part in parts:
+                if isinstance(part, tuple) and len(part) == 2 and isinstance(part[1], bytes):
+                    messages.append((uid, part[1]))
+        last = max(uids) if uids else (after_uid if validity == uidvalidity else 0)
+        return Fetched(validity, last, messages)
+
+    def holds_message_id(self, message_id: str) -> bool:
+        """Whether the operator holds our message: its copy in the Sent folder, or a report quoting it."""
+        if not _MSGID.match(message_id) or '"' in message_id or "\\" in message_id:
+            raise ValueError("unexpected Message-ID shape")
+        self._select(self.settings.sent)
+        typ, data = self.client.search(None, "HEADER", "Message-ID", f'"{message_id}"')
+        self._ok(typ, data, "SEARCH Sent")
+        if (data[0] or b"").split():
+            return True
+        self._select(self.settings.inbox)
+        typ, data = self.client.search(None, "BODY", f'"{message_id}"')
+        self._ok(typ, data, "SEARCH INBOX")
+        return bool((data[0] or b"").split())
+
+    def noop(self) -> None:
+        typ, data = self.client.noop()
+        self._ok(typ, data, "NOOP")

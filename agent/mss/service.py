@@ -1,0 +1,168 @@
+"""MssSender: one MSSanté delivery (one recipient), its reconciliation by Message-ID, and acknowledgement reading.
+
+The queue decides when; this decides what leaves: the masking rules are checked again at send time (a
+visibility change after creation must not leak a document), the XDM carries the DMP's metadata (from the
+injected ``Packager``), the Message-ID is the one fixed by the order, and nothing is done after the server's
+250 to DATA but return it, so the queue records the delivery before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from agent.clock import Clock
+from agent.errors import PermanentRemoteError
+from agent.logs import get_logger
+from agent.mss import acks as ackmod
+from agent.mss import imap, mime, rules, smtp, xdm
+from agent.xml.safe import parse
+
+log = get_logger("mss")
+HL7 = "urn:hl7-org:v3"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What one delivery needs, from the order (ids fixed at creation)."""
+
+    order_id: str
+    destination: str  # "mss:<address>" or "patient_mss"
+    cda: bytes
+    ins: str
+    ins_oid: str
+    document_unique_id: str
+    submission_set_unique_id: str
+    visibility: Mapping[str, bool] = field(default_factory=dict)
+    author_rpps: str = ""
+
+
+# The XDS metadata (lcm:SubmitObjectsRequest) and the documents they describe, as the DMP would get them.
+Packager = Callable[[Outgoing], Awaitable[tuple["etree._Element | bytes", list[xdm.XdmDocument]]]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MssSettings:
+    sender: str
+    sender_name: str = ""
+    message_id_domain: str = ""
+    smtp: smtp.SmtpSettings
+    imap: imap.ImapSettings | None = None
+    patient_no_reply: bool = True
+    read_receipt: bool = True
+
+    @property
+    def domain(self) -> str:
+        return self.message_id_domain or self.sender.rsplit("@", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class AckBatch:
+    acks: list[ackmod.Ack]
+    uidvalidity: int
+    last_uid: int
+
+
+def _cda_facts(cda: bytes) -> tuple[mime.CdaCode, str]:
+    root = parse(cda, what="CDA")
+    code = root.find(f"{{{HL7}}}code")
+    title = " ".join((root.findtext(f"{{{HL7}}}title") or "").split())
+    if code is None or not code.get("code"):
+        return mime.CdaCode("", "", ""), title
+    return mime.CdaCode(code.get("code", ""), code.get("displayName", ""), code.get("codeSystem", "")), title
+
+
+class MssSender:
+    def __init__(self, settings: MssSettings, packager: Packager, clock: Clock) -> None:
+        self.settings = settings
+        self.packager = packager
+        self.clock = clock
+
+    def message_id(self, order_id: str, destination: str) -> str:
+        return mime.message_id(order_id, destination, self.settings.domain)
+
+    async def build(self, out: Outgoing, now: datetime) -> tuple[str, str, bytes]:
+        """(recipient address, Message-ID, MIME bytes) for one delivery; refuses what the rules forbid."""
+        recipient = rules.recipient_for(out.destination, out.ins)
+        why = rules.refusal(recipient, rules.MaskFlags.from_mapping(out.visibility))
+        if why:
+            raise PermanentRemoteError(why, service="mss", code="mss_masked")
+        metadata, documents = await self.packager(out)
+        code, title = _cda_facts(out.cda)
+        to_patient = recipient.kind is rules.RecipientKind.PATIENT
+        package = await asyncio.to_thread(xdm.build_xdm, metadata, documents, sender=self.settings.sender,
+                                          title=title or "Document de santé")
+        message_id = self.message_id(out.order_id, out.destination)
+        message = mime.MssMessage(
+            sender=self.settings.sender, recipient=recipient.address, message_id=message_id, date=now,
+            subject=f"Document de santé : {code.display or title or 'document'}"[:150],
+            body=mime.default_body(to_patient=to_patient, titles=[title or code.display or "Document"],
+                                   sender_name=self.settings.sender_name),
+            xdm=package, cda_codes=[code] if code.code else [], ins=out.ins,
+            no_reply=to_patient and self.settings.patient_no_reply, read_receipt=self.settings.read_receipt)
+        return recipient.address, message_id, mime.to_bytes(mime.build_message(message))
+
+    async def send(self, out: Outgoing) -> str:
+        """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``."""
+        address, message_id, data = await self.build(out, self.clock.now())
+        await smtp.submit(self.settings.smtp, self.settings.sender, [address], data, message_id)
+        log.info("envoi %s : message MSSanté accepté par l'opérateur", out.order_id)
+        return message_id
+
+    async def find(self, order_id: str, destination: str) -> str | None:
+        """The Message-ID when the operator already holds this delivery (reconciliation), else None.
+
+        Without IMAP nothing can be verified: refusing is the only way never to send twice."""
+        if self.settings.imap is None:
+            raise PermanentRemoteError(
+                "L'envoi a peut-être déjà eu lieu et ne peut pas être vérifié (IMAP non configuré) : "
+                "vérifiez la boîte d'envoi avant de relancer.", service="mss", code="mss_unverifiable")
+        message_id = self.message_id(order_id, destination)
+        settings = self.settings.imap
+
+        def look() -> bool:
+            with imap.ImapMailbox(settings) as box:
+                return box.holds_message_id(message_id)
+
+        return message_id if await asyncio.to_thread(look) else None
+
+    async def probe(self) -> None:
+        """Raises when the operator cannot be reached (connectivity check of the queue)."""
+        if self.settings.imap is None:
+            return
+        settings = self.settings.imap
+
+        def noop() -> None:
+            with imap.ImapMailbox(settings) as box:
+                box.noop()
+
+        await asyncio.to_thread(noop)
+
+    async def read_acks(self, uidvalidity: int, last_uid: int) -> AckBatch:
+        """New acknowledgements in the INBOX after ``last_uid``."""
+        if self.settings.imap is None:
+            return AckBatch([], uidvalidity, last_uid)
+        settings = self.settings.imap
+
+        def fetch() -> imap.Fetched:
+            with imap.ImapMailbox(settings) as box:
+                return box.fetch_new(last_uid, uidvalidity)
+
+        fetched = await asyncio.to_thread(fetch)
+        found: list[ackmod.Ack] = []
+        for _uid, data in fetched.messages:
+            try:
+                found.extend(ackmod.parse_ack(data))
+            except (ValueError, LookupError, TypeError):  # a malformed report is skipped, never fatal
+                log.warning("accusé MSSanté illisible ignoré")
+        return AckBatch(found, fetched.uidvalidity, fetched.last_uid)
+
+
+def describe(settings: MssSettings) -> dict[str, Any]:
+    return {"sender": settings.sender, "smtp": f"{settings.smtp.host}:{settings.smtp.port}",
+            "imap": f"{settings.imap.host}:{settings.imap.port}" if settings.imap else None}

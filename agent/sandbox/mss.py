@@ -1,0 +1,388 @@
+"""The MSSanté operator simulator: SMTP submission (aiosmtpd) and IMAP4rev1 (a small asyncio server), both over
+implicit TLS on loopback, with the sandbox PKI.
+
+What it does, like an operator would:
+- accepts a submission from an authenticated client (TLS client certificate, or SASL with the sandbox
+  password), keeps every accepted message (``GET /_sandbox/mss/messages``) and a copy in the sender's ``Sent``
+  folder, and delivers it to each recipient's INBOX;
+- answers with reports in the sender's INBOX: a DSN per recipient (``delivered``; ``failed`` 5.1.1 for an
+  address whose local part starts with ``inconnu``), and an MDN ``displayed`` when the message asks for one
+  (the simulated recipient reads at once);
+- keeps everything on disk under its state folder, so a restart (or another process) sees the same mailboxes;
+- obeys the frame's fault modes: ``down`` drops connections, ``error500`` answers 451 (temporary),
+  ``malformed`` answers garbage, ``slow`` delays, ``timeout`` stores the message then withholds the answer to
+  DATA (the ambiguous failure the queue must reconcile by Message-ID).
+
+The IMAP subset: CAPABILITY, LOGIN, AUTHENTICATE EXTERNAL, SELECT/EXAMINE, SEARCH and UID SEARCH (ALL, UID set,
+HEADER, BODY), FETCH and UID FETCH (UID, RFC822.SIZE, BODY[]/BODY.PEEK[]/RFC822), NOOP, LOGOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import re
+import ssl
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from agent.api.spec import RouteTable, json_response
+from agent.logs import get_logger
+from agent.mss.acks import build_dsn, build_mdn
+from agent.sandbox.host import FaultMode, FaultState, SandboxContext
+
+log = get_logger("sandbox.mss")
+SANDBOX_PASSWORD = "sandbox-mss"  # noqa: S105 - the SASL password the simulator accepts (demo and tests only)
+DEMO_SENDER = "cabinet.relais@demo.mssante.fr"
+REPORTING_MTA = "mss.sandbox.invalid"
+
+
+class MailStore:
+    """Mailboxes on disk: ``<dir>/boxes/<address>/<mailbox>/<uid>.eml`` and the log of accepted messages."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "accepted").mkdir(parents=True, exist_ok=True)
+        (root / "boxes").mkdir(parents=True, exist_ok=True)
+        validity = root / "uidvalidity"
+        if not validity.exists():
+            _write(validity, str(int(dt.datetime.now(dt.UTC).timestamp())).encode())
+        self.uidvalidity = int(validity.read_text())
+
+    def _box(self, address: str, mailbox: str) -> Path:
+        safe = re.sub(r"[^a-z0-9@._+\-]", "_", address.lower())
+        box = self.root / "boxes" / safe / ("INBOX" if mailbox.upper() == "INBOX" else re.sub(r"\W", "_", mailbox))
+        box.mkdir(parents=True, exist_ok=True)
+        return box
+
+    def append(self, address: str, mailbox: str, data: bytes) -> int:
+        box = self._box(address, mailbox)
+        uid = max((int(p.stem) for p in box.glob("*.eml")), default=0) + 1
+        _write(box / f"{uid}.eml", data)
+        return uid
+
+    def messages(self, address: str, mailbox: str) -> list[tuple[int, bytes]]:
+        box = self._box(address, mailbox)
+        return sorted((int(p.stem), p.read_bytes()) for p in box.glob("*.eml"))
+
+    def record_accepted(self, mail_from: str, rcpt_tos: list[str], data: bytes, received_at: str) -> None:
+        seq = len(list((self.root / "accepted").glob("*.json"))) + 1
+        entry = {"seq": seq, "received_at": received_at, "mail_from": mail_from, "rcpt_tos": rcpt_tos,
+                 "raw_base64": base64.b64encode(data).decode()}
+        _write(self.root / "accepted" / f"{seq:08d}.json", json.dumps(entry).encode())
+
+    def accepted(self) -> list[dict[str, Any]]:
+        items = [json.loads(p.read_text()) for p in sorted((self.root / "accepted").glob("*.json"))]
+        for item in items:
+            msg = message_from_bytes(base64.b64decode(item["raw_base64"]), policy=policy.default)
+            item["message_id"] = str(msg.get("Message-ID", ""))
+        return items
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+# --- SMTP ---------------------------------------------------------------------------------------------------
+
+
+class _Handler:
+    def __init__(self, sim: MssSimulator) -> None:
+        self.sim = sim
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> str:
+        mode = self.sim.faults.mode
+        if mode is FaultMode.ERROR500:
+            return "451 4.3.0 Temporary server error (sandbox fault)"
+        if mode is FaultMode.SLOW:
+            await asyncio.sleep(self.sim.faults.slow_seconds)
+        cert = server.transport.get_extra_info("peercert") if server.transport else None
+        if not cert and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        if isinstance(data, str):
+            data = data.encode()
+        await self.sim.accept(str(envelope.mail_from or ""), [str(r) for r in envelope.rcpt_tos], data)
+        if self.sim.faults.mode is FaultMode.TIMEOUT:
+            await asyncio.sleep(self.sim.faults.timeout_seconds)
+        return "250 2.0.0 Message accepted"
+
+
+class _SimSmtp(SMTP):
+    def __init__(self, sim: MssSimulator) -> None:
+        self.sim = sim
+        super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
+                         auth_require_tls=False, decode_data=False, enable_SMTPUTF8=False)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.sim.faults.mode is FaultMode.DOWN:
+            assert isinstance(transport, asyncio.Transport)
+            transport.abort()
+            return
+        if self.sim.faults.mode is FaultMode.MALFORMED:
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"\x00garbage\r\n")
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.session is None:  # refused in connection_made (fault mode): nothing was started
+            return
+        super().connection_lost(error)
+
+
+# --- IMAP ---------------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"|(\S+)')
+
+
+def _tokens(line: bytes) -> list[str]:
+    out: list[str] = []
+    for quoted, atom in _TOKEN.findall(line):
+        out.append((quoted.replace(b'\\"', b'"').replace(b"\\\\", b"\\") if quoted else atom).decode("utf-8",
+                                                                                                   "replace"))
+    return out
+
+
+def _in_set(value: int, spec: str, largest: int) -> bool:
+    for part in spec.split(","):
+        if ":" in part:
+            a, b = part.split(":", 1)
+            lo, hi = (largest if a == "*" else int(a)), (largest if b == "*" else int(b))
+            if min(lo, hi) <= value <= max(lo, hi):
+                return True
+        elif (largest if part == "*" else int(part)) == value:
+            return True
+    return False
+
+
+def _header_matches(data: bytes, name: str, needle: str) -> bool:
+    msg = message_from_bytes(data, policy=policy.compat32)
+    return any(needle.lower() in str(v).lower() for v in msg.get_all(name, []))
+
+
+class _ImapSession:
+    def __init__(self, sim: MssSimulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.user = ""
+        self.mailbox = ""
+
+    async def send(self, line: str | bytes) -> None:
+        self.writer.write((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        await self.writer.drain()
+
+    async def run(self) -> None:
+        await self.send("* OK [CAPABILITY IMAP4rev1 AUTH=EXTERNAL] Relais sandbox IMAP")
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                return
+            words = _tokens(line.rstrip(b"\r\n"))
+            if len(words) < 2:
+                await self.send("* BAD empty command")
+                continue
+            tag, command, args = words[0], words[1].upper(), words[2:]
+            uid = False
+            if command == "UID" and args:
+                uid, command, args = True, args[0].upper(), args[1:]
+            if not await self.dispatch(tag, command, args, uid):
+                return
+
+    async def dispatch(self, tag: str, command: str, args: list[str], uid: bool) -> bool:
+        if command == "LOGOUT":
+            await self.send("* BYE bye")
+            await self.send(f"{tag} OK LOGOUT")
+            return False
+        if command == "CAPABILITY":
+            await self.send("* CAPABILITY IMAP4rev1 AUTH=EXTERNAL")
+        elif command == "NOOP":
+            pass
+        elif command == "LOGIN":
+            if len(args) != 2 or args[1] != SANDBOX_PASSWORD:
+                await self.send(f"{tag} NO [AUTHENTICATIONFAILED] credentials refused")
+                return True
+            self.user = args[0].lower()
+        elif command == "AUTHENTICATE" and args[:1] == ["EXTERNAL"]:
+            await self.send("+ ")
+            answer = (await self.reader.readline()).strip()
+            cert = self.writer.get_extra_info("peercert")
+            identity = base64.b64decode(answer).decode() if answer not in (b"", b"=") else ""
+            if not cert or not identity:
+                await self.send(f"{tag} NO [AUTHENTICATIONFAILED] client certificate required")
+                return True
+            self.user = identity.lower()
+        elif not self.user:
+            await self.send(f"{tag} NO authentication required")
+            return True
+        elif command in ("SELECT", "EXAMINE") and args:
+            self.mailbox = args[0]
+            messages = self.sim.store.messages(self.user, self.mailbox)
+            await self.send(f"* {len(messages)} EXISTS")
+            await self.send("* 0 RECENT")
+            await self.send("* FLAGS (\\Seen)")
+            await self.send(f"* OK [UIDVALIDITY {self.sim.store.uidvalidity}] UIDs valid")
+            await self.send(f"* OK [UIDNEXT {max((u for u, _ in messages), default=0) + 1}] next UID")
+            await self.send(f"{tag} OK [READ-ONLY] {command} done")
+            return True
+        elif command == "SEARCH" and self.mailbox:
+            await self.search(args, uid)
+        elif command == "FETCH" and self.mailbox and len(args) >= 2:
+            await self.fetch(args[0], " ".join(args[1:]).upper(), uid)
+        else:
+            await self.send(f"{tag} BAD unsupported command")
+            return True
+        await self.send(f"{tag} OK {command} done")
+        return True
+
+    async def search(self, args: list[str], uid: bool) -> None:
+        messages = self.sim.store.messages(self.user, self.mailbox)
+        largest = max((u for u, _ in messages), default=0)
+        hits: list[int] = []
+        for seq, (number, data) in enumerate(messages, start=1):
+            ok, i = True, 0
+            while i < len(args):
+                key = args[i].upper()
+                if key == "ALL":
+                    i += 1
+                elif key == "UID" and i + 1 < len(args):
+                    ok = ok and _in_set(number, args[i + 1], largest)
+                    i += 2
+                elif key == "HEADER" and i + 2 < len(args):
+                    ok = ok and _header_matches(data, args[i + 1], args[i + 2])
+                    i += 3
+                elif key in ("BODY", "TEXT") and i + 1 < len(args):
+                    ok = ok and args[i + 1].encode().lower() in data.lower()
+                    i += 2
+                else:
+                    i += 1
+            if ok:
+                hits.append(number if uid else seq)
+        await self.send("* SEARCH" + "".join(f" {h}" for h in hits))
+
+    async def fetch(self, spec: str, items: str, uid: bool) -> None:
+        messages = self.sim.store.messages(self.user, self.mailbox)
+        largest = max((u for u, _ in messages), default=0) if uid else len(messages)
+        for seq, (number, data) in enumerate(messages, start=1):
+            if not _in_set(number if uid else seq, spec, largest):
+                continue
+            parts = [f"UID {number}"]
+            if "RFC822.SIZE" in items:
+                parts.append(f"RFC822.SIZE {len(data)}")
+            if "BODY" in items.replace("RFC822.SIZE", "") or "RFC822" in items.replace("RFC822.SIZE", ""):
+                head = f"* {seq} FETCH ({' '.join(parts)} BODY[] {{{len(data)}}}"
+                self.writer.write(head.encode() + b"\r\n" + data + b")\r\n")
+                await self.writer.drain()
+            else:
+                await self.send(f"* {seq} FETCH ({' '.join(parts)})")
+
+
+# --- the simulator -----------------------------------------------------------------------------------------
+
+
+class MssSimulator:
+    name = "mss"
+
+    def __init__(self) -> None:
+        self.faults = FaultState()
+        self.store: MailStore
+        self._smtp: asyncio.Server | None = None
+        self._imap: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                     auth_data: Any) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == SANDBOX_PASSWORD.encode()
+        return AuthResult(success=ok, handled=False)
+
+    async def start(self, ctx: SandboxContext) -> dict[str, Any]:
+        self.store = MailStore(ctx.state_dir / self.name)
+        server = ctx.pki.issue("mss-server", common_name="mss.sandbox", server=True)
+        client = ctx.pki.issue("mss-client", common_name=DEMO_SENDER, client=True)
+        tls = server.server_context()
+        tls.verify_mode = ssl.CERT_OPTIONAL  # a client certificate, or SASL / LOGIN inside TLS
+        tls.load_verify_locations(ctx.pki.ca_path)
+        loop = asyncio.get_running_loop()
+        self._smtp = await loop.create_server(lambda: _SimSmtp(self), ctx.host, 0, ssl=tls)
+        self._imap = await asyncio.start_server(self._imap_client, ctx.host, 0, ssl=tls)
+        smtp_port = self._smtp.sockets[0].getsockname()[1]
+        imap_port = self._imap.sockets[0].getsockname()[1]
+        return {"smtp": {"host": ctx.host, "port": smtp_port, "security": "tls"},
+                "imap": {"host": ctx.host, "port": imap_port},
+                "sender": DEMO_SENDER, "client_cert": str(client.cert_path), "client_key": str(client.key_path),
+                "ca": str(ctx.pki.ca_path), "password": SANDBOX_PASSWORD}
+
+    async def stop(self) -> None:
+        for server in (self._smtp, self._imap):
+            if server is not None:
+                server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        for server in (self._smtp, self._imap):
+            if server is not None:
+                await server.wait_closed()
+        self._smtp = self._imap = None
+
+    async def _imap_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.faults.mode is FaultMode.DOWN:
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)  # type: ignore[arg-type]
+        try:
+            await _ImapSession(self, reader, writer).run()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            self._sessions.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    async def accept(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        """Store an accepted message, deliver it, and write the reports, all before the 250 answer."""
+        now = dt.datetime.now(dt.UTC)
+        async with self._lock:
+            await asyncio.to_thread(self._accept_blocking, mail_from, rcpt_tos, data, now)
+
+    def _accept_blocking(self, mail_from: str, rcpt_tos: list[str], data: bytes, now: dt.datetime) -> None:
+        self.store.record_accepted(mail_from, rcpt_tos, data, now.isoformat().replace("+00:00", "Z"))
+        self.store.append(mail_from, "Sent", data)
+        msg = message_from_bytes(data, policy=policy.compat32)
+        wants_mdn = bool(msg.get("Disposition-Notification-To"))
+        for rcpt in rcpt_tos:
+            known = not rcpt.lower().startswith("inconnu")
+            if known:
+                self.store.append(rcpt, "INBOX", data)
+            self.store.append(mail_from, "INBOX", build_dsn(data, recipient=rcpt, delivered=known,
+                                                             reporting_mta=REPORTING_MTA, date=now))
+            if known and wants_mdn:
+                self.store.append(mail_from, "INBOX", build_mdn(data, reader=rcpt, date=now))
+
+    def control_routes(self, table: RouteTable) -> None:
+        async def messages(request: web.Request) -> web.Response:
+            items = await asyncio.to_thread(self.store.accepted)
+            return web.json_response({"items": items})
+
+        table.get("/_sandbox/mss/messages", messages, summary="Messages acceptés par le simulateur MSSanté",
+                  tag="sandbox", responses={200: json_response("Messages (MIME brut en base64)")})

@@ -1,0 +1,188 @@
+"""MSSanté over real sockets: the agent's sender against the sandbox operator (aiosmtpd SMTP and IMAP, TLS with
+the sandbox PKI): delivery with the XDM, reports read back, fault modes, reconciliation by Message-ID."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli.mss_wiring import settings_from
+from agent.clock import FrozenClock
+from agent.config import MssSection
+from agent.dmp.keys import KeyFileSigner
+from agent.dmp.models import SubmissionRequest, Visibility
+from agent.dmp.submission import SubmissionDefaults, build_submission
+from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.mss import acks, smtp, xdm
+from agent.mss.service import MssSender, Outgoing
+from agent.sandbox.host import FaultMode, SandboxContext
+from agent.sandbox.mss import MssSimulator
+from agent.sandbox.pki import SandboxPki
+
+NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
+UID = "1.2.250.1.213.1.1.1.5.2.12345.2"
+
+
+@pytest.fixture
+async def operator(tmp_path: Path) -> AsyncIterator[tuple[MssSimulator, dict[str, Any], SandboxPki]]:
+    pki = SandboxPki(tmp_path / "sandbox")
+    sim = MssSimulator()
+    endpoint = await sim.start(SandboxContext(tmp_path / "sandbox", pki))
+    yield sim, endpoint, pki
+    await sim.stop()
+
+
+def packager(pki: SandboxPki) -> Any:
+    creds = pki.issue("doctor", common_name="Dr Test", client=True)
+    signer = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    counter = itertools.count(1)
+
+    async def package(out: Outgoing) -> tuple[Any, list[xdm.XdmDocument]]:
+        req = SubmissionRequest(cda=out.cda, submission_set_unique_id=out.submission_set_unique_id, ins=out.ins,
+                                ins_oid=out.ins_oid, document_unique_id=out.document_unique_id,
+                                visibility=Visibility(**out.visibility))
+        built = build_submission(req, signer, SubmissionDefaults(source_id="1.2.250.1.999"), NOW,
+                                 lambda: f"00000000-0000-4000-8000-{next(counter):012d}")
+        sig = next(v for v in built.attachments.values() if v != out.cda)
+        return built.body[0], [xdm.XdmDocument(out.document_unique_id, out.cda),
+                               xdm.XdmDocument(built.signature_unique_id, sig)]
+
+    return package
+
+
+def outgoing(cda: bytes, destination: str, order_id: str = "ord-1", **visibility: bool) -> Outgoing:
+    return Outgoing(order_id=order_id, destination=destination, cda=cda, ins=INS, ins_oid=OID,
+                    document_unique_id=UID, submission_set_unique_id="1.2.250.1.999.7", visibility=visibility)
+
+
+@pytest.fixture
+def cs9(reference_dir: Path) -> bytes:
+    return (reference_dir / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
+
+
+async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+
+    accepted = sim.store.accepted()
+    assert [a["message_id"] for a in accepted] == [message_id]
+    assert accepted[0]["rcpt_tos"] == ["dr.x@medecin.demo.mssante.fr"]
+    raw = sim.store.messages("dr.x@medecin.demo.mssante.fr", "INBOX")[0][1]
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["X-MSS-CODECDA"].startswith("CERT_DECL^")
+    package = next(msg.iter_attachments()).get_content()
+    assert xdm.read_xdm(package).entries[0].content == cs9
+
+    batch = await sender.read_acks(0, 0)
+    assert {(a.kind, a.outcome) for a in batch.acks} == {(acks.AckKind.DSN, acks.AckOutcome.DELIVERED),
+                                                         (acks.AckKind.MDN, acks.AckOutcome.READ)}
+    assert {a.original_message_id for a in batch.acks} == {message_id}
+    again = await sender.read_acks(batch.uidvalidity, batch.last_uid)
+    assert again.acks == []  # reading resumes after the last UID
+    assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
+    assert await sender.find("ord-2", "mss:dr.x@medecin.demo.mssante.fr") is None
+
+
+async def test_unknown_recipient_gives_an_error_report(operator: Any, cs9: bytes) -> None:
+    _, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    message_id = await sender.send(outgoing(cs9, "mss:inconnu.x@medecin.demo.mssante.fr"))
+    batch = await sender.read_acks(0, 0)
+    assert [(a.outcome, a.status, a.original_message_id) for a in batch.acks] == [
+        (acks.AckOutcome.ERROR, "5.1.1", message_id)]
+
+
+async def test_sasl_authentication_and_refusals(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    no_cert = {**endpoint, "client_cert": "", "client_key": ""}
+    settings = settings_from(MssSection(), no_cert)
+    assert settings is not None
+    anonymous = MssSender(settings, packager(pki), FrozenClock(NOW))
+    with pytest.raises(PermanentRemoteError) as refused:
+        await anonymous.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    assert refused.value.code == "mss_refused"
+    good = replace(settings, smtp=replace(settings.smtp, username=endpoint["sender"], password=endpoint["password"]))
+    await MssSender(good, packager(pki), FrozenClock(NOW)).send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    bad = replace(settings, smtp=replace(settings.smtp, username=endpoint["sender"], password="wrong"))
+    with pytest.raises(PermanentRemoteError) as auth:
+        await MssSender(bad, packager(pki), FrozenClock(NOW)).send(outgoing(cs9, "mss:dr.y@medecin.demo.mssante.fr"))
+    assert auth.value.code == "mss_auth_refused"
+    assert len(sim.store.accepted()) == 1
+
+
+async def test_masked_document_never_leaves_for_a_professional(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    with pytest.raises(PermanentRemoteError, match="masqué aux professionnels"):
+        await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr", masked_to_ps=True))
+    assert sim.store.accepted() == []
+
+
+async def test_faults_map_to_what_the_queue_must_do(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(timeout_seconds=2.0), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    destination = "mss:dr.x@medecin.demo.mssante.fr"
+
+    sim.faults.mode = FaultMode.DOWN
+    with pytest.raises(ServiceUnreachable):
+        await sender.send(outgoing(cs9, destination))
+    sim.faults.mode = FaultMode.ERROR500
+    with pytest.raises(TransientRemoteError) as temporary:
+        await sender.send(outgoing(cs9, destination))
+    assert temporary.value.code == "mss_temporary"
+    assert sim.store.accepted() == []
+
+    # The operator stores the message and never answers DATA: the outcome is unknown, and the Message-ID
+    # shows it arrived, so the queue will not send it again.
+    sim.faults.mode = FaultMode.TIMEOUT
+    sim.faults.timeout_seconds = 5.0
+    with pytest.raises(TransientRemoteError) as unknown:
+        await sender.send(outgoing(cs9, destination))
+    assert unknown.value.code == "mss_outcome_unknown"
+    sim.faults.mode = FaultMode.OK
+    message_id = await sender.find("ord-1", destination)
+    assert message_id is not None
+    assert [a["message_id"] for a in sim.store.accepted()] == [message_id]
+
+
+async def test_state_survives_a_restart(tmp_path: Path, cs9: bytes) -> None:
+    pki = SandboxPki(tmp_path / "sandbox")
+    sim = MssSimulator()
+    endpoint = await sim.start(SandboxContext(tmp_path / "sandbox", pki))
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    message_id = await MssSender(settings, packager(pki), FrozenClock(NOW)).send(
+        outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    await sim.stop()
+    again = MssSimulator()
+    endpoint = await again.start(SandboxContext(tmp_path / "sandbox", pki))
+    try:
+        settings = settings_from(MssSection(), endpoint)
+        assert settings is not None
+        assert await MssSender(settings, packager(pki), FrozenClock(NOW)).find(
+            "ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
+        assert len(again.store.accepted()) == 1
+    finally:
+        await again.stop()
+
+
+def test_smtp_settings_default_to_implicit_tls() -> None:
+    assert smtp.SmtpSettings(host="h", port=465, context=lambda: None).security == "tls"  # type: ignore[arg-type,return-value]
