@@ -268,6 +268,12 @@ def verify_enveloped(root: etree._Element, trusted: Sequence[x509.Certificate], 
     signed = result.signed_xml
     if signed is None or signed.tag != root.tag:
         raise SignatureInvalid("La signature ne couvre pas l'élément attendu.")
+    # Signature wrapping: the reference must designate this very element, not a signed copy hidden elsewhere.
+    id_name = id_attribute or ("ID" if root.get("ID") is not None else "Id")
+    if root.get(id_name) is not None and signed.get(id_name) != root.get(id_name):
+        raise SignatureInvalid("La signature désigne un autre élément que celui présenté (enveloppement).")
+    if len(root.findall(f".//{{{DS}}}Signature")) != 1:
+        raise SignatureInvalid("Une signature exactement est attendue.")
     return Verified(signed, cert)
 
 
