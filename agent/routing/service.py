@@ -77,6 +77,32 @@ def split_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class PeerConnector(aiohttp.TCPConnector):
+    """Checks each new TLS connection's peer certificate (practice, usages, revocation) as it is made, and
+    remembers which workstation answers at each address: the answer of a request is that workstation's."""
+
+    def __init__(self, identify: Callable[[bytes], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._identify = identify
+        self.peer_names: dict[tuple[str, int], str] = {}
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            if not der:
+                raise AccessRefused("Le pair n'a pas présenté de certificat.", code="peer_refused")
+            name = self._identify(bytes(der))
+        except RelaisError as error:
+            transport.close()
+            raise aiohttp.ClientConnectionError(error.message) from error
+        request = kwargs.get("req")
+        if request is not None:
+            self.peer_names[(str(request.url.host), int(request.url.port or 0))] = name
+        return transport, protocol
+
+
 class RoutingService:
     def __init__(self, *, settings: PracticeSection, workstation: str, data_dir: Path, db: Database,
                  cipher: ContentCipher, bus: EventBus, clock: Clock, card_state: CardState,
@@ -102,6 +128,7 @@ class RoutingService:
         self._own_der = b""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._connector: PeerConnector | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._discovery: Any = None
@@ -169,8 +196,9 @@ class RoutingService:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.peer_port
-        connector = aiohttp.TCPConnector(ssl=tls.client_context(self.data_dir, self.member.ca_pem), limit=16)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
+        self._connector = PeerConnector(self.identify, ssl=tls.client_context(self.data_dir, self.member.ca_pem),
+                                        limit=16, keepalive_timeout=10)
+        self._session = aiohttp.ClientSession(connector=self._connector, timeout=aiohttp.ClientTimeout(total=30))
         log.info("poste « %s » du cabinet : écoute des pairs sur le port %d", self.member.workstation, self.port)
         if self.settings.discovery and self.discovery_factory is not None:
             try:
@@ -334,18 +362,17 @@ class RoutingService:
         url = f"https://{'[' + host + ']' if ':' in host else host}:{port}{path}"
         try:
             async with self._session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                transport = resp.connection.transport if resp.connection is not None else None
-                ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-                der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-                if not der:
-                    raise AccessRefused("Le pair n'a pas présenté de certificat.", code="peer_refused")
-                name = self.identify(bytes(der))
-                if expect is not None and name != expect:
-                    raise AccessRefused(f"Le poste à {host}:{port} n'est pas « {expect} ».", code="peer_refused")
                 data = await resp.json(content_type=None)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            if isinstance(exc.__cause__, RelaisError):
+                raise exc.__cause__ from None
             raise Unavailable(f"Poste {host}:{port} injoignable.", code="peer_unreachable") from exc
+        name = self._connector.peer_names.get((host, port), "") if self._connector is not None else ""
+        if not name:
+            raise AccessRefused("Le pair n'a pas présenté de certificat.", code="peer_refused")
+        if expect is not None and name != expect:
+            raise AccessRefused(f"Le poste à {host}:{port} n'est pas « {expect} ».", code="peer_refused")
         if not isinstance(data, dict):
             raise Unavailable("Réponse du pair illisible.", code="peer_unreachable")
         if status != 200:

@@ -1,0 +1,130 @@
+"""Forwarding send-orders to the workstation that holds the author's CPS, with real agents on loopback ports:
+the order goes once, the origin mirrors the holder, a cancel from the origin wins during the delay, replayed and
+stale forwards are refused over the real mTLS link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.cli.wiring import DemoOptions
+from agent.errors import Conflict
+from agent.routing import queue_link
+from agent.routing.protocol import Forward, new_nonce
+from tests.integration.test_routing_pairing import init, invite, join, routing, start, wait_for
+from tests.queue_support import order_body
+
+DOCTOR = "01234567897"  # the demo CPS (agent/sandbox/cards.py)
+
+
+async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
+               body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    async with http.request(method, f"{agent.url}{path}", json=body, headers=agent.headers()) as response:
+        return response.status, await response.json()
+
+
+async def order_state(agent: Any, order_id: str) -> str | None:
+    from agent.store import orders as repo
+
+    order = await agent.services.db.read(lambda c: repo.load_order(c, order_id))
+    return None if order is None else order.state.value
+
+
+@pytest.fixture
+async def practice(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """"Accueil" has no card reader; "Cabinet" holds the demo doctor's CPS."""
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    return origin, holder
+
+
+async def test_presence_says_who_holds_the_cps(practice: Any, http: aiohttp.ClientSession) -> None:
+    origin, _ = practice
+    status, body = await call(http, origin, "GET", "/v1/peers")
+    assert status == 200
+    assert body["peers"][0]["name"] == "Cabinet"
+    assert body["peers"][0]["cps"]["rpps"] == DOCTOR
+
+
+async def test_an_order_without_its_cps_here_goes_once_to_the_holder(practice: Any,
+                                                                      http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    assert status == 201, created
+    order_id = created["id"]
+    await wait_for(lambda: routing(origin).peers["Cabinet"].reachable)
+    routing(origin).wake()
+    async def forwarded() -> bool:
+        return await order_state(origin, order_id) == "forwarded" and await order_state(holder, order_id) is not None
+
+    deadline = 15.0
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not await forwarded():
+        assert loop.time() < end, "not forwarded"
+        await asyncio.sleep(0.05)
+    # The holder keeps the origin's deadline, the same document identifiers, and counts the order once.
+    status, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
+    status, theirs = await call(http, holder, "GET", f"/v1/orders/{order_id}")
+    assert status == 200 and theirs["state"] == "scheduled"
+    assert theirs.get("document_unique_id", mine.get("document_unique_id")) == mine.get("document_unique_id")
+    counts = await holder.services.db.read(
+        lambda c: c.execute("SELECT count(*) FROM orders WHERE id = ?", (order_id,)).fetchone()[0])
+    assert counts == 1
+    # Another pass of the origin does not send it again.
+    await routing(origin).tick()
+    assert await order_state(origin, order_id) == "forwarded"
+
+
+async def test_cancel_from_the_origin_wins_at_the_holder_during_the_delay(practice: Any,
+                                                                            http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    order_id = created["id"]
+    routing(origin).wake()
+    import asyncio
+
+    for _ in range(300):
+        if await order_state(holder, order_id) == "scheduled" and await order_state(origin, order_id) == "forwarded":
+            break
+        await asyncio.sleep(0.05)
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order_id}/cancel")
+    assert status == 200, cancelled
+    assert await order_state(holder, order_id) == "cancelled"
+    assert cancelled["state"] == "cancelled"
+
+
+async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
+    origin, holder = practice
+    from tests.queue_support import make_cda
+
+    body = order_body(rpps=DOCTOR, delay=3600, cda=make_cda())
+    order, _ = await origin.services.orders.create(body, "test")
+    meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
+    port = routing(holder).port
+    now = origin.services.clock.now()
+    message = Forward(order.id, now, new_nonce(), DOCTOR, meta, payload).to_json()
+    _, first = await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
+    assert first["status"] == "stored"
+    with pytest.raises(Conflict) as replay:
+        await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
+    assert replay.value.code == "replayed"
+    # A fresh message for the same order is acknowledged without a second order.
+    again = Forward(order.id, now, new_nonce(), DOCTOR, meta, payload).to_json()
+    _, second = await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", again)
+    assert second["status"] == "duplicate"
+    stale = Forward(order.id, now - timedelta(hours=1), new_nonce(), DOCTOR, meta, payload).to_json()
+    with pytest.raises(Conflict) as old:
+        await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", stale)
+    assert old.value.code == "stale"
+    counts = await holder.services.db.read(
+        lambda c: c.execute("SELECT count(*) FROM orders WHERE id = ?", (order.id,)).fetchone()[0])
+    assert counts == 1
