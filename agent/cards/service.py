@@ -214,10 +214,11 @@ class CardService:
                         kind = "cps"
                 break
             except Unavailable as exc:
-                if exc.code == "reader_busy" and attempt + 1 < BUSY_RETRIES:
+                # Busy (another program's transaction) or not ready yet (a reader just powered the card): again.
+                if exc.code in ("reader_busy", "reader_error") and attempt + 1 < BUSY_RETRIES:
                     time.sleep(0.1 * (attempt + 1))
                     continue
-                log.warning("carte de « %s » non identifiée : %s", reader, exc.code)
+                log.warning("carte de « %s » non identifiée : %s (%s)", reader, exc.code, exc.message)
                 return "unknown", None, None
         if kind == "cps":
             return kind, self._open_cps(reader), None

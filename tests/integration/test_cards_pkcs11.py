@@ -1,0 +1,114 @@
+"""The CPS through a real PKCS#11 module (SoftHSM2): holder, PIN, signatures verified against the certificate,
+XAdES through the Signer seam verified by signxml, CMS detached."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from lxml import etree
+
+from agent.domain.signing import SignatureAlgorithm
+from agent.errors import PinRefused, Unavailable
+from tests.cards_support import DOCTOR, SoftHsm
+
+pytest.importorskip("pkcs11", reason="python-pkcs11 absent: pip install 'relais[cards]'")
+
+
+def _public(cert: x509.Certificate) -> rsa.RSAPublicKey:
+    key = cert.public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    return key
+
+
+@pytest.fixture
+def token(softhsm: SoftHsm) -> Any:
+    from agent.cards.pkcs11 import Pkcs11CpsToken
+
+    tok = Pkcs11CpsToken(softhsm.module, token_label=softhsm.token_label)
+    yield tok
+    tok.close()
+
+
+def test_holder_comes_from_the_token_certificate(token: Any) -> None:
+    holder = token.holder()
+    assert (holder.rpps, holder.family_name, holder.given_name) == (DOCTOR["rpps"], "DURAND", "CLAIRE")
+    assert (holder.profession, holder.specialty) == ("10", "SM54")
+    assert holder.national_id == "810003456789"
+
+
+def test_wrong_pin_says_tries_left_and_the_right_one_opens_a_session(token: Any, softhsm: SoftHsm) -> None:
+    with pytest.raises(PinRefused) as refused:
+        token.login("0000")
+    # SoftHSM2 raises the token's "count low" flag after a failure: one attempt fewer.
+    assert refused.value.tries_left == 2
+    assert "2 essais" in refused.value.message
+    assert not token.logged_in
+    with pytest.raises(Unavailable) as no_session:
+        token.signer()
+    assert no_session.value.code == "cps_not_logged_in"
+    token.login(softhsm.pin)
+    assert token.logged_in
+    assert token.pin_tries_left() == 3
+
+
+def test_signatures_verify_against_the_card_certificate(token: Any, softhsm: SoftHsm) -> None:
+    token.login(softhsm.pin)
+    signer = token.signer()
+    assert x509.load_der_x509_certificate(signer.certificate_der) == softhsm.cert
+    public = _public(softhsm.cert)
+    data = b"compte rendu de consultation"
+    signature = signer.sign(data, SignatureAlgorithm.RSA_PKCS1V15_SHA256)
+    public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    pss = signer.sign(data, SignatureAlgorithm.RSA_PSS_SHA256)
+    public.verify(pss, data, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+    with pytest.raises(InvalidSignature):
+        public.verify(signature, data + b"!", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_logout_ends_signing(token: Any, softhsm: SoftHsm) -> None:
+    token.login(softhsm.pin)
+    signer = token.signer()
+    token.logout()
+    with pytest.raises(Unavailable) as refused:
+        signer.sign(b"x")
+    assert refused.value.code == "cps_not_logged_in"
+
+
+def test_xades_through_the_signer_seam_verifies_with_signxml(token: Any, softhsm: SoftHsm) -> None:
+    from signxml import XMLVerifier
+    from signxml.exceptions import InvalidSignature as InvalidXmlSignature
+
+    from agent.xml.signing import sign_xades_enveloped
+
+    token.login(softhsm.pin)
+    root = etree.fromstring(b"<SubmitObjectsRequest><Document id='d1'>contenu</Document></SubmitObjectsRequest>")
+    signed = sign_xades_enveloped(root, token.signer())
+    cert_pem = softhsm.cert.public_bytes(serialization.Encoding.PEM)
+    result = XMLVerifier().verify(signed, x509_cert=cert_pem, expect_references=3)
+    verified = result[0] if isinstance(result, list) else result
+    assert verified.signed_xml is not None
+    assert b"contenu" in etree.tostring(verified.signed_xml)
+    # Document, signed properties, key info; tampering with the document breaks it.
+    signed.find("Document").text = "autre"
+    with pytest.raises(InvalidXmlSignature):
+        XMLVerifier().verify(signed, x509_cert=cert_pem, expect_references=3)
+
+
+def test_cms_detached_signature_verifies(token: Any, softhsm: SoftHsm) -> None:
+    from agent.cards.cms import sign_detached, signed_attributes_of
+
+    token.login(softhsm.pin)
+    data = b"%PDF-1.4 lettre de liaison"
+    der = sign_detached(data, token.signer(), dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC))
+    signed_attrs, signature, digest = signed_attributes_of(der)
+    assert digest == hashlib.sha256(data).digest()
+    _public(softhsm.cert).verify(signature, signed_attrs, padding.PKCS1v15(), hashes.SHA256())
+    assert base64.b64encode(der)  # a DER blob an LGC can store next to the document
