@@ -24,9 +24,17 @@ from agent.errors import RelaisError
 DECLARED_MAX = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class DmpPresence:
+    """What TD0.2 says for DICA: an active DMP, and whether the patient blocked this professional."""
+
+    exists: bool
+    blocked: bool = False
+
+
 class DmpProbe(Protocol):
-    async def dmp_exists(self, ins: str, oid: str, actor: Actor) -> bool:
-        """TD0.2: True when the patient has an active DMP; raises a RelaisError when the DMP cannot say."""
+    async def dmp_status(self, ins: str, oid: str, actor: Actor) -> DmpPresence:
+        """TD0.2 for this professional; raises a RelaisError when the DMP cannot say."""
         ...
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> Sequence[Any]:
@@ -68,13 +76,14 @@ class DicaService:
         if identity_status is not None:
             self.declare_status(ins, identity_status)
         cps_present = bool(actor.rpps)
-        exists, unknown_reason = await self._dmp_exists(ins, oid, actor, cps_present)
+        presence, unknown_reason = await self._dmp_status(ins, oid, actor, cps_present)
         record = await self.rights.consents.current(ins)
         habilitation = (None if not actor.profession else
                         self.rights.matrix.column_for(actor.profession, actor.specialty) is not None)
         notice_ok = None if not actor.rpps else not await self.rights.notices.due_for(actor.rpps)
         facts = dica.DicaFacts(
-            ins=ins, cps_present=cps_present, dmp_exists=exists, dmp_unknown_reason=unknown_reason,
+            ins=ins, cps_present=cps_present, dmp_exists=presence.exists if presence else None,
+            dmp_blocked=presence.blocked if presence else False, dmp_unknown_reason=unknown_reason,
             ins_qualified=None if identity_status is None else identity_status == IdentityStatus.QUAL,
             consultation=record.dmp_consultation if record else Consultation.UNKNOWN,
             feeding=record.dmp_feeding if record else Feeding.NON_OPPOSITION,
@@ -87,19 +96,21 @@ class DicaService:
             new = await self._count_new(ins, oid, last, actor)
         return Access(status, new, last)
 
-    async def _dmp_exists(self, ins: str, oid: str, actor: Actor, cps_present: bool) -> tuple[bool | None, str]:
+    async def _dmp_status(self, ins: str, oid: str, actor: Actor,
+                          cps_present: bool) -> tuple[DmpPresence | None, str]:
         if self.probe is None:
             return None, "Le service DMP n'est pas disponible sur cet agent : existence du DMP non vérifiée."
         if not cps_present:
             return None, "L'existence du DMP ne peut être vérifiée sans carte CPS."
         try:
-            exists = await self.probe.dmp_exists(ins, oid, actor)
+            presence = await self.probe.dmp_status(ins, oid, actor)
         except RelaisError as error:
             await self.traces.record(TraceEvent("dmp.td02", actor, ins=ins, outcome="error",
                                                 details={"code": error.code}))
             return None, f"Le DMP n'a pas pu répondre : {error.message}"
-        await self.traces.record(TraceEvent("dmp.td02", actor, ins=ins, details={"exists": exists}))
-        return exists, ""
+        await self.traces.record(TraceEvent("dmp.td02", actor, ins=ins,
+                                            details={"exists": presence.exists, "blocked": presence.blocked}))
+        return presence, ""
 
     async def _count_new(self, ins: str, oid: str, since: str | None, actor: Actor) -> int | None:
         assert self.probe is not None

@@ -235,10 +235,12 @@ class _DmpProbe:
                                     profession=holder.profession or "10", specialty=holder.specialty or "")
         return dmp, professional
 
-    async def dmp_exists(self, ins: str, oid: str, actor: Any) -> bool:
+    async def dmp_status(self, ins: str, oid: str, actor: Any) -> Any:
+        from agent.audit.access import DmpPresence
+
         dmp, professional = await self._client()
         status = await dmp.td02(ins, oid, professional)
-        return bool(status.exists and status.active)
+        return DmpPresence(exists=bool(status.exists and status.active), blocked=bool(status.blocked))
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Any) -> list[Any]:
         from agent.dmp.models import SearchCriteria

@@ -51,6 +51,7 @@ class DicaFacts:
     mode: AccessMode
     habilitation: bool | None  # None without a profession to look up
     notice_acknowledged: bool | None  # None without an RPPS
+    dmp_blocked: bool = False  # TD0.2: the patient blocked this professional from their DMP
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class DicaStatus:
             "can_read": self.can_read,
             "can_write": self.can_write,
             "dmp_exists": f.dmp_exists,
+            "dmp_blocked": f.dmp_blocked,
             "ins_qualified": f.ins_qualified,
             "consent": {"dmp_consultation": f.consultation.value, "dmp_feeding": f.feeding.value},
             "mode": f.mode.value,
@@ -87,6 +89,11 @@ def evaluate(facts: DicaFacts) -> DicaStatus:
         reasons.append(Reason(
             "dmp_absent",
             "Ce patient n'a pas de DMP / Mon espace santé actif (il a pu s'y opposer ou le fermer).", HELP_MES))
+    elif facts.dmp_blocked:
+        reasons.append(Reason(
+            "dmp_blocked",
+            "Le patient vous a retiré l'accès à son DMP : seul le patient peut le rétablir (Mon espace santé).",
+            HELP_MES))
     elif facts.dmp_exists is None:
         reasons.append(Reason(
             "dmp_unknown",

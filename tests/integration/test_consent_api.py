@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.audit.access import DmpPresence
 from agent.cli.wiring import DemoOptions
 from agent.clock import FrozenClock
 from agent.domain.notices import BUTTON, NOTICE_ID
@@ -25,7 +26,8 @@ from tests.conftest import ROOT
 from tests.queue_support import order_body
 
 INS = "279035121518989"
-DEMO = DemoOptions(tray=False)
+# The virtual CPS only: an inserted carte Vitale would start its own DICA (and TD0.2 trace) for its insured.
+DEMO = DemoOptions(tray=False, cards="cps")
 
 
 async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
@@ -80,20 +82,48 @@ async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.Clie
     status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
     codes = [r["code"] for r in access["reasons"]]
     assert "consent_refused" not in codes and access["consent"]["dmp_consultation"] == "granted"
-    # No DMP client in this agent: existence unknown, said in French, never guessed.
-    assert access["dmp_exists"] is None and codes == ["dmp_unknown"]
+    # TD0.2 to the demo's DMP simulator: the DMP exists; every condition is met.
+    assert access["dmp_exists"] is True and codes == [] and access["can_read"] is True
 
     actions = [t["action"] for t in await traces(http, agent, f"?ins={INS}")]
     assert actions.count("consent.changed") == 2
+    assert actions.count("dmp.td02") == 2
     assert actions.count("dmp.access_refused") == 2
 
 
-async def test_a_refused_consultation_answers_403_in_french(start_agent: Any, http: aiohttp.ClientSession) -> None:
+async def test_a_dmp_that_cannot_answer_is_reported_unknown_in_french(start_agent: Any,
+                                                                       http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    status, _ = await call(http, agent, "POST", "/_sandbox/dmp/faults", {"mode": "error500"})
+    assert status == 200
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    assert status == 200 and access["dmp_exists"] is None and access["can_read"] is False
+    reason = next(r for r in access["reasons"] if r["code"] == "dmp_unknown")
+    assert reason["message"].startswith("Le DMP n'a pas pu répondre")
+    assert (await traces(http, agent, "?action=dmp.td02"))[0]["outcome"] == "error"
+
+
+async def test_invalid_consent_bodies_and_ins_answer_422(start_agent: Any, http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
     status, body = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "maybe"})
     assert status == 422 and body["errors"][0]["field"] == "dmp_consultation"
     status, body = await call(http, agent, "GET", "/v1/patients/279035121518900/consent")
     assert status == 422  # wrong INS key
+
+
+async def test_the_dmp_routes_refuse_without_consent_with_a_french_403(start_agent: Any,
+                                                                       http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(demo=DEMO)
+    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{INS}/documents")
+    assert status == 403 and problem["code"] == "consent_missing"
+    assert "consentement" in problem["detail"]
+    await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
+    status, found = await call(http, agent, "GET", f"/v1/dmp/{INS}/documents")
+    assert status == 200, found
+    rows = await traces(http, agent, f"?ins={INS}")
+    assert [r["action"] for r in rows][-1] == "dmp.search"
+    assert rows[-1]["actor"]["rpps"] == doctor(agent).rpps
 
 
 async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, http: aiohttp.ClientSession) -> None:
@@ -252,8 +282,8 @@ class ProbeDmp:
         self.entries = entries
         self.since: list[str | None] = []
 
-    async def dmp_exists(self, ins: str, oid: str, actor: Actor) -> bool:
-        return True
+    async def dmp_status(self, ins: str, oid: str, actor: Actor) -> DmpPresence:
+        return DmpPresence(exists=True)
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[dict[str, str]]:
         self.since.append(since)

@@ -27,6 +27,7 @@ def test_all_conditions_met_reads_and_writes_without_reasons():
 @pytest.mark.parametrize("change, code, can_write", [
     ({"cps_present": False}, "cps_absent", False),
     ({"dmp_exists": False}, "dmp_absent", False),
+    ({"dmp_blocked": True}, "dmp_blocked", True),
     ({"dmp_exists": None, "dmp_unknown_reason": "Le DMP n'a pas pu répondre."}, "dmp_unknown", True),
     ({"ins_qualified": False}, "ins_not_qualified", False),
     ({"ins_qualified": None}, "ins_not_qualified", False),
