@@ -72,6 +72,10 @@ def _service(request: web.Request) -> OrderService:
 async def create_order(request: web.Request) -> web.Response:
     body = await read_json(request)
     client = request.get(CLIENT_KEY)
+    if request.app[SERVICES].mss is not None:  # CSE platform recipient (LGC.CSE.15) and MSS masking rules
+        from agent.mss.orders import prepare_order
+
+        body = prepare_order(body)
     order, created = await _service(request).create(body, client.name if client else "")
     return web.json_response(order_json(order), status=201 if created else 200,
                              headers={"Location": f"/v1/orders/{order.id}"})
@@ -99,7 +103,11 @@ async def list_orders(request: web.Request) -> web.Response:
 
 async def get_order(request: web.Request) -> web.Response:
     order = await _service(request).get(request.match_info["id"])
-    return web.json_response(order_json(order, with_log=True))
+    data = order_json(order, with_log=True)
+    mss = request.app[SERVICES].mss
+    if mss is not None:  # each MSS delivery's Message-ID and its acknowledgements (DSN, MDN)
+        data = await mss.annotate(data)
+    return web.json_response(data)
 
 
 async def cancel_order(request: web.Request) -> web.Response:

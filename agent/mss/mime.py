@@ -24,6 +24,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 XDM_FILENAME = "IHE_XDM.ZIP"
+# Headers are not folded below RFC 5322's 998-character limit: a folded Message-ID is legal, but some
+# servers compare identifiers byte for byte, and reconciliation searches for it.
+_POLICY = policy.SMTP.clone(max_line_length=998)
 _HEADER_SAFE = re.compile(r"^[^\r\n\x00]*$")
 
 
@@ -83,7 +86,7 @@ def default_body(*, to_patient: bool, titles: Sequence[str], sender_name: str) -
 
 
 def build_message(m: MssMessage) -> EmailMessage:
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = _clean(m.sender)
     msg["To"] = _clean(m.recipient)
     msg["Date"] = format_datetime(m.date)
@@ -105,4 +108,4 @@ def build_message(m: MssMessage) -> EmailMessage:
 
 
 def to_bytes(msg: EmailMessage) -> bytes:
-    return msg.as_bytes(policy=policy.SMTP)
+    return msg.as_bytes(policy=_POLICY)

@@ -98,7 +98,7 @@ def plan_recipients(addresses: Iterable[str], *, to_patient: bool, ins: str, fla
     seen: set[str] = set()
     for index, raw in enumerate(addresses):
         address = raw.strip()
-        where = f"{field}/{index}/address"
+        where = f"{field}[{index}].address"
         if not is_valid_address(address):
             errors.append(FieldError(where, "Adresse MSSanté invalide (forme attendue : nom@domaine.mssante.fr)."))
             continue

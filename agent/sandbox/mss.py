@@ -82,7 +82,7 @@ class MailStore:
         items = [json.loads(p.read_text()) for p in sorted((self.root / "accepted").glob("*.json"))]
         for item in items:
             msg = message_from_bytes(base64.b64decode(item["raw_base64"]), policy=policy.default)
-            item["message_id"] = str(msg.get("Message-ID", ""))
+            item["message_id"] = str(msg.get("Message-ID", "")).strip()
         return items
 
 

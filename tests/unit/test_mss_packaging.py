@@ -206,7 +206,7 @@ def test_bad_addresses_and_duplicates() -> None:
     with pytest.raises(InvalidInput) as err:
         rules.plan_recipients(["Dr X <x@y.fr>", "a@b.fr\r\nBcc: c@d.fr"], to_patient=False, ins=PATIENT_INS,
                               flags=FLAGS())
-    assert [e.field for e in err.value.errors] == ["destinations.mss/0/address", "destinations.mss/1/address"]
+    assert [e.field for e in err.value.errors] == ["destinations.mss[0].address", "destinations.mss[1].address"]
     planned = rules.plan_recipients(["a@b.mssante.fr", "a@b.mssante.fr"], to_patient=False, ins=PATIENT_INS,
                                     flags=FLAGS())
     assert len(planned) == 1

@@ -1,0 +1,79 @@
+"""What the MSSanté part says about a send-order when it is created (pure): the CSE platform recipient added
+automatically for a CS9 or CS24 (LGC.CSE.15), and the masking rules checked before anything is stored, so the
+LGC gets a 422 naming the refused recipient and the reason, in French.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+from typing import Any
+
+from agent.domain import catalogue
+from agent.errors import FieldError, InvalidInput
+from agent.mss import rules
+from agent.xml.safe import parse
+
+HL7 = "urn:hl7-org:v3"
+# CDA templateIds of the certificats de santé de l'enfant -> the catalogue's kinds.
+CSE_TEMPLATES = {"1.2.250.1.213.1.1.1.5.1": "cse_cs8", "1.2.250.1.213.1.1.1.5.2": "cse_cs9",
+                 "1.2.250.1.213.1.1.1.5.3": "cse_cs24"}
+
+
+def document_kind(document: Any) -> str:
+    """The catalogue kind of the order's document: given (``{kind, data}``), or read from a ready CDA."""
+    if not isinstance(document, dict):
+        return ""
+    if isinstance(document.get("kind"), str):
+        return str(document["kind"])
+    raw = document.get("cda_base64")
+    if not isinstance(raw, str):
+        return ""
+    try:
+        root = parse(base64.b64decode(raw, validate=True), what="CDA")
+    except (binascii.Error, ValueError, InvalidInput):
+        return ""  # the queue's intake reports an unreadable document
+    for template in root.findall(f"{{{HL7}}}templateId"):
+        kind = CSE_TEMPLATES.get(template.get("root", ""))
+        if kind:
+            return kind
+    return ""
+
+
+def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
+    """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``."""
+    destinations = body.get("destinations")
+    if destinations is not None and not isinstance(destinations, dict):
+        return body  # the intake reports the shape error
+    out = copy.deepcopy(body)
+    dest: dict[str, Any] = out.setdefault("destinations", {})
+    mss = dest.get("mss", [])
+    if not isinstance(mss, list):
+        return body
+    cse = catalogue.cse_mss_recipient(document_kind(out.get("document")))
+    addresses = [str(item.get("address", "")) for item in mss if isinstance(item, dict)]
+    if cse and cse not in {a.strip().lower() for a in addresses}:
+        mss.append({"address": cse})
+        dest["mss"] = mss
+        addresses.append(cse)
+    to_patient = dest.get("patient_mss") is True
+    if not addresses and not to_patient:
+        return out
+    patient = out.get("patient") if isinstance(out.get("patient"), dict) else {}
+    assert isinstance(patient, dict)
+    visibility = out.get("visibility") if isinstance(out.get("visibility"), dict) else {}
+    assert isinstance(visibility, dict)
+    errors: list[FieldError] = []
+    if to_patient and patient.get("identity_status") != "QUAL":
+        errors.append(FieldError("destinations.patient_mss",
+                                 "L'identité du patient doit être qualifiée (INS qualifiée) pour écrire dans sa "
+                                 "messagerie Mon espace santé."))
+    try:
+        rules.plan_recipients(addresses, to_patient=to_patient and not errors, ins=str(patient.get("ins", "")),
+                              flags=rules.MaskFlags.from_mapping(visibility))
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise InvalidInput("Envoi par messagerie sécurisée refusé.", errors=errors, code="mss_refused")
+    return out

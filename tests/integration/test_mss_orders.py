@@ -1,0 +1,121 @@
+"""MSSanté through the agent as an LGC uses it: a CS9 order goes to the CSE platform automatically and to the
+correspondent, over the sandbox operator; the DSN and MDN reach the order; masking refusals; the directory."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from agent.cli.wiring import DemoOptions
+from agent.domain.catalogue import CSE_MSS_ADDRESS
+from agent.mss import xdm
+from agent.sandbox.dmp import reidentify
+from agent.sandbox.identities import PAT_TROIS
+
+CORRESPONDENT = "jeanne.martin@medecin.demo.mssante.fr"
+
+
+@pytest.fixture
+async def agent(start_agent: Any, reference_dir: Path) -> Any:
+    return await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)},
+                             mss={"ack_poll_seconds": 3600.0})
+
+
+async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with http.request(method, agent.url + path, json=body, headers=agent.headers()) as response:
+        return response.status, await response.json()
+
+
+async def cs9_order(http: aiohttp.ClientSession, agent: Any, reference: Path, **extra: Any) -> dict[str, Any]:
+    status, cards = await call(http, agent, "GET", "/v1/cards")
+    assert status == 200, cards
+    rpps = cards["cps"]["holder"]["rpps"]
+    data = (reference / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
+    p = PAT_TROIS
+    cda, _ = reidentify(data, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
+                        f"2.25.{uuid.uuid4().int}")
+    root = etree.fromstring(cda)
+    author = root.find("{urn:hl7-org:v3}author/{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}id")
+    assert author is not None
+    author.set("extension", rpps if rpps.startswith("8") else f"8{rpps}")
+    body = {"patient": {"ins": p.ins, "oid": p.oid, "identity_status": "QUAL", "birth_name": p.birth_name,
+                        "given_names": [p.first_given_name], "sex": p.sex, "birth_date": p.birth_date},
+            "author": {"rpps": rpps},
+            "document": {"cda_base64": base64.b64encode(etree.tostring(root, xml_declaration=True,
+                                                                       encoding="UTF-8")).decode()},
+            "destinations": {"dmp": False, "mss": [{"address": CORRESPONDENT}]}, "delay_seconds": 0}
+    for key, value in extra.items():
+        body[key] = value
+    return body
+
+
+async def wait_sent(http: aiohttp.ClientSession, agent: Any, order_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        status, order = await call(http, agent, "GET", f"/v1/orders/{order_id}")
+        assert status == 200, order
+        if all(d["state"] in ("sent", "failed") for d in order["deliveries"]):
+            return order
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order not sent: {order}")
+
+
+async def test_cs9_goes_to_the_cse_platform_and_acknowledgements_reach_the_order(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    status, order = await call(http, agent, "POST", "/v1/orders", await cs9_order(http, agent, reference_dir))
+    assert status == 201, order
+    assert sorted(d["destination"] for d in order["deliveries"]) == sorted(
+        [f"mss:{CORRESPONDENT}", f"mss:{CSE_MSS_ADDRESS}"])
+
+    order = await wait_sent(http, agent, order["id"])
+    assert {d["state"] for d in order["deliveries"]} == {"sent"}, order
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    assert status == 200
+    by_rcpt = {tuple(m["rcpt_tos"]): m for m in sandbox["items"]}
+    assert set(by_rcpt) == {(CORRESPONDENT,), (CSE_MSS_ADDRESS,)}
+    ids = {d["destination"]: d["message_id"] for d in order["deliveries"]}
+    assert by_rcpt[(CSE_MSS_ADDRESS,)]["message_id"] == ids[f"mss:{CSE_MSS_ADDRESS}"]
+    from email import message_from_bytes, policy
+
+    mail = message_from_bytes(base64.b64decode(by_rcpt[(CSE_MSS_ADDRESS,)]["raw_base64"]), policy=policy.default)
+    package = xdm.read_xdm(next(mail.iter_attachments()).get_content())
+    assert b"1.2.250.1.213.1.1.1.5.2" in package.entries[0].content  # the CS9 itself
+
+    await agent.services.mss.poll_once()
+    status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+    for delivery in order["deliveries"]:
+        assert delivery["acknowledgement"] == "read", delivery
+        assert {(a["kind"], a["outcome"]) for a in delivery["acknowledgements"]} == {("dsn", "delivered"),
+                                                                                   ("mdn", "read")}
+
+
+async def test_masking_refusals_say_why(agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    body = await cs9_order(http, agent, reference_dir, visibility={"masked_to_ps": True})
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "mss_refused", problem
+    assert all("masqué aux professionnels" in e["message"] for e in problem["errors"])
+    body = await cs9_order(http, agent, reference_dir, visibility={"invisible_to_patient": True})
+    body["destinations"] = {"dmp": False, "mss": [], "patient_mss": True}
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422, problem
+    assert any(e["field"] == "destinations.patient_mss" and "invisible pour le patient" in e["message"]
+               for e in problem["errors"])
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    assert sandbox["items"] == []
+
+
+async def test_directory_lookup(agent: Any, http: aiohttp.ClientSession) -> None:
+    status, found = await call(http, agent, "GET", "/v1/directory?name=martin")
+    assert status == 200, found
+    assert [i["mss_addresses"] for i in found["items"]] == [[CORRESPONDENT],
+                                                            ["paul.martinez@medecin.demo.mssante.fr"]]
+    status, problem = await call(http, agent, "GET", "/v1/directory?name=x")
+    assert status == 422
