@@ -61,7 +61,7 @@ async def wait_sent(http: aiohttp.ClientSession, agent: Any, order_id: str) -> d
         status, order = await call(http, agent, "GET", f"/v1/orders/{order_id}")
         assert status == 200, order
         if all(d["state"] in ("sent", "failed") for d in order["deliveries"]):
-            return order
+            return dict(order)
         await asyncio.sleep(0.1)
     raise AssertionError(f"order not sent: {order}")
 
@@ -118,4 +118,4 @@ async def test_directory_lookup(agent: Any, http: aiohttp.ClientSession) -> None
     assert [i["mss_addresses"] for i in found["items"]] == [[CORRESPONDENT],
                                                             ["paul.martinez@medecin.demo.mssante.fr"]]
     status, problem = await call(http, agent, "GET", "/v1/directory?name=x")
-    assert status == 422
+    assert status == 422 and problem["errors"][0]["field"] == "name"
