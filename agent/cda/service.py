@@ -122,7 +122,7 @@ class CdaService:
         stop = parse_when(service_stop, "service_stop") if service_stop else None
         if stop is not None and stop < start:
             raise InvalidInput.field("service_stop", "La fin de l'acte précède son début.")
-        who, by = self._people(patient, author)
+        who, by = self.read_people(patient, author)
         now = self.clock.now()
         header = Header(
             unique_id=self.new_id(), set_id=self.new_id(), code=entry.type_code, code_system=entry.type_system,
@@ -138,7 +138,7 @@ class CdaService:
 
     def _vaccination(self, patient: dict[str, Any], author: dict[str, Any], data: dict[str, Any]) -> BuiltDocument:
         given = vaccination.VaccinationInput.read(data, self.vaccines)
-        who, by = self._people(patient, author)
+        who, by = self.read_people(patient, author)
         now = self.clock.now()
         header = vaccination.header_for(self.new_id(), self.new_id(), now, given)
         doc = header.build(who, by)
@@ -154,7 +154,7 @@ class CdaService:
             header.title, header.created, header.service_start, header.service_stop, dict(extra),
         )
 
-    def _people(self, patient: dict[str, Any], author: dict[str, Any]) -> tuple[Patient, Author]:
+    def read_people(self, patient: dict[str, Any], author: dict[str, Any]) -> tuple[Patient, Author]:
         return Patient.read(patient, allow_test_oids=self.allow_test_oids), Author.read(author)
 
     # -- send-orders --------------------------------------------------------------------------------------------

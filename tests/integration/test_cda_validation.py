@@ -232,3 +232,41 @@ def test_generated_identities_give_valid_documents(service: CdaService, sex: str
     _assert_valid(service.validate(built.cda))
     n1 = service.wrap_pdf(PDF, "11488-4", f"Consultation {family.strip()}", when, None, patient, AUTHOR)
     _assert_valid(service.validate(n1.cda))
+
+
+MDE_PATIENT = {**PATIENT, "birth_date": "2025-06-01"}
+
+
+@pytest.mark.parametrize("data", [
+    {"measured_at": "2026-01-05", "weight_g": 7400, "height_cm": 66.5, "head_cm": 43},
+    {"measured_at": "2026-01-05T09:00:00+01:00", "weight_g": 3350},
+])
+def test_mesures_de_l_enfant_are_valid(service: CdaService, data: dict[str, Any]) -> None:
+    built = service.build_document("mesures_enfant", MDE_PATIENT, AUTHOR, data)
+    report = service.validate(built.cda)
+    _assert_valid(report)
+    assert "CI-SIS_CSE-MDE_2023.01.sch" in report.checked
+    assert built.type_code == "29274-8" and built.format_code == "urn:ans:ci-sis:cse-mde:2023"
+    values = etree.fromstring(built.cda).findall(f".//{HL7}observation/{HL7}value")
+    assert (values[0].get("value"), values[0].get("unit")) == (f"{data['weight_g']:g}", "g")
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    {"problems": [{"code": "E11.9", "display": "Diabète de type 2", "since": "2020-03-01"},
+                  {"code": "I10", "display": "Hypertension essentielle"}],
+     "allergies": [{"display": "Pénicilline"}],
+     "treatments": [{"name": "METFORMINE 1000 mg, comprimé", "cis": "60234100", "atc": "A10BA02",
+                     "atc_display": "metformine", "since": "2020-03-01"}, {"name": "Doliprane si douleur"}],
+     "procedures": [{"code": "HHFA016", "display": "Appendicectomie par cœlioscopie", "date": "2010-05-04"}],
+     "devices": [{"display": "Stimulateur cardiaque", "since": "2019-08-11"}],
+     "vital_signs": {"measured_at": "2026-01-05", "weight_g": 81000, "height_cm": 178}},
+])
+def test_synthese_medicale_is_valid(service: CdaService, data: dict[str, Any]) -> None:
+    built = service.build_document("synthese_medicale", PATIENT, AUTHOR, data)
+    report = service.validate(built.cda)
+    _assert_valid(report)
+    assert "CI-SIS_IPS-FR_2024.01.sch" in report.checked and CONTENT_PROFILE.split("/")[-1] in report.checked
+    sections = [s.find(f"{HL7}code").get("code")
+                for s in etree.fromstring(built.cda).iterfind(f".//{HL7}section")]
+    assert {"11450-4", "48765-2", "10160-0", "47519-4", "46264-8"} <= set(sections)
