@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -87,6 +88,8 @@ class DmpService:
         self.trusted = list(trusted)
         self.schema = schema
         self._now = now
+        # Requests are handled in worker threads: one at a time touches the registry (one SQLite connection).
+        self._lock = threading.Lock()
 
     def now(self) -> dt.datetime:
         return self._now or dt.datetime.now(dt.UTC)
@@ -110,11 +113,16 @@ class DmpService:
         return Caller(attrs["NameID"][0], attrs["urn:oasis:names:tc:xacml:2.0:resource:resource-id"][0], attrs)
 
     def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes) -> Answer:
+        caller = self.verify_vihf(env)
+        with self._lock:
+            return self._handle(action, env, attachments, raw, caller)
+
+    def _handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
+                caller: Caller) -> Answer:
         body = env.find(f"{{{soap.SOAP12}}}Body")
         request = body[0] if body is not None and len(body) else None
         if request is None:
             raise ValueError("corps SOAP vide")
-        caller = self.verify_vihf(env)
         response_action = soap.ACTIONS_RESPONSE.get(action, action + "Response")
         try:
             if self.schema is not None:
