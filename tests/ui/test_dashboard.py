@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -10,6 +11,23 @@ from typing import Any
 from tests.queue_support import order_body
 
 DEMO_RPPS = "01234567897"  # the demo CPS holder (agent/sandbox identities)
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def n1_order(client_ref: str, delay: int = 0) -> dict[str, Any]:
+    """A consultation report as a PDF, for a demo patient with a qualified INS: the agent wraps it as CDA N1."""
+    return {
+        "client_ref": client_ref,
+        "patient": {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL",
+                    "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
+                    "birth_place": "51215"},
+        "author": {"rpps": DEMO_RPPS, "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
+                   "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}},
+        "document": {"pdf_base64": base64.b64encode(PDF).decode(), "type_code": "11488-4",
+                     "title": "Compte rendu de consultation", "service_start": "2026-01-05T10:00:00+01:00"},
+        "destinations": {"dmp": True},
+        "delay_seconds": delay,
+    }
 
 
 def api(agent, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
@@ -75,4 +93,42 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
     status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
     assert status == 200 and after["state"] == "cancelled"
     await page.screenshot(path=str(artifacts / "dashboard-queue-cancelled.png"))
+    assert not page.errors
+
+
+async def test_retry_a_failed_order(browser, demo_process, artifacts):
+    import asyncio
+
+    agent = demo_process("ui-retry")
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    # The simulated DMP answers garbage: the delivery fails with a French reason the doctor can read.
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
+    before = len(api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"])  # the demo DMP's seeded documents
+    status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref="ui-retry-1"))
+    assert status == 201, order
+    for _ in range(200):
+        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
+        if state == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "failed"
+    page = await open_dashboard(browser, agent, artifacts, "retry")
+    row = page.locator(f"#orders-failed tr[data-order='{order['id']}']")
+    await row.wait_for()
+    reason = await row.locator("td").nth(3).text_content()
+    assert reason and "DMP" in reason  # the French reason, as the queue recorded it
+    assert await page.locator("#badge-queue").text_content() == "1"
+    await page.screenshot(path=str(artifacts / "dashboard-queue-failed.png"))
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "ok"})[0] == 200
+    await row.get_by_role("button", name="Réessayer").click()
+    for _ in range(200):
+        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
+        if state == "sent":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "sent"
+    await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
+    submissions = api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"]
+    assert len(submissions) == before + 1  # the garbage answer came before storing: stored once in all
+    await page.screenshot(path=str(artifacts / "dashboard-queue-sent.png"))
     assert not page.errors
