@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,6 +413,18 @@ async def issue_demo_token(services: Services, token_file: Path | None) -> str:
     return token
 
 
+def start_tray(config: Config) -> subprocess.Popen[bytes] | None:
+    """The demo's tray icon, as its own process, when this session has a desktop and pystray is installed."""
+    desktop = sys.platform != "linux" or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not desktop or importlib.util.find_spec("pystray") is None:
+        log.info("icône de notification non lancée (pas de bureau, ou extra [desktop] absent)")
+        return None
+    args = [sys.executable, "-m", "agent.cli", "tray", "--data-dir", str(config.data_dir)]
+    if config.source and config.source != "(valeurs par défaut)":
+        args += ["--config", config.source]
+    return subprocess.Popen(args)
+
+
 async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     setup_logging(config.agent.log_level, config.log_dir, max_bytes=config.agent.log_max_bytes,
                   backups=config.agent.log_backups)
@@ -422,15 +437,20 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
         except NotImplementedError:  # pragma: no cover - Windows
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     await agent.start()
+    tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
             token = await issue_demo_token(agent.services, demo.token_file)
             if demo.token_file is None:
                 print(f"Jeton d'API de démonstration : {token}", flush=True)
             print(f"Relais (démonstration) : http://127.0.0.1:{agent.port}/v1/status", flush=True)
+            if demo.tray:
+                tray = start_tray(config)
         await stop.wait()
         log.info("arrêt demandé : fin des écritures en cours")
     finally:
+        if tray is not None and tray.poll() is None:
+            tray.terminate()
         await agent.stop()
     log.info("agent arrêté proprement")
     return 0
