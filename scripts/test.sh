@@ -21,7 +21,7 @@ else
   echo "Not root: system packages from scripts/system-packages.txt are not installed; tests needing them will skip."
 fi
 
-bash scripts/setup-venv.sh "dev,cards"
+bash scripts/setup-venv.sh "dev,cards,desktop"
 
 echo "== ruff"; .venv/bin/ruff check agent tray tests bench
 echo "== mypy"; .venv/bin/mypy
