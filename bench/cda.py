@@ -1,0 +1,112 @@
+"""Benchmark of the documents part: build + CI-SIS validation of a note de vaccination.
+
+Prints: the one-off costs (CDA XSD load; each schematron compiled to XSLT by the engine, then by Saxon; the same
+with the on-disk XSLT cache a restart finds), the per-document split between XSD and schematrons once warm,
+and documents per second for build + validation, one thread. Not a test: figures only.
+
+    .venv/bin/python bench/cda.py [--documents 200] [--kit ../shared/reference/ci-sis]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+
+from agent.cda.schematron import compile_schema
+from agent.cda.service import CdaService
+from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator
+from agent.clock import FrozenClock
+from agent.xml import safe
+
+PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
+           "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
+AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
+          "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
+DATA = {"datamatrix": "]d201034009328572411728123110ABC123\x1d21XYZ789",
+        "administered_at": "2026-01-05T10:00:00+01:00", "dose_rank": 2}
+VOLET = "CI-SIS_VAC-NOTE_2023.01.sch"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def main() -> None:
+    default_kit = Path(os.environ.get("RELAIS_REFERENCE", Path(__file__).resolve().parents[2] / "shared" /
+                                      "reference")) / "ci-sis"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=200)
+    parser.add_argument("--kit", type=Path, default=default_kit)
+    args = parser.parse_args()
+    kit: Path = args.kit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        print("cold start (one-off, lazily at the first document):")
+        cold = CdaValidator(kit, cache)
+        t = time.perf_counter()
+        cold._xml_schema()
+        print(f"  CDA XSD load                      {ms(time.perf_counter() - t)}")
+        for relative in (STRUCTURATION_MINIMALE, VOLET, CONTENT_PROFILE):
+            t = time.perf_counter()
+            text = compile_schema(kit / "schematrons" / relative)
+            python = time.perf_counter() - t
+            t = time.perf_counter()
+            cold._executable(relative)  # writes the disk cache, compiles with Saxon
+            saxon = time.perf_counter() - t - python
+            print(f"  {Path(relative).name:34s}{ms(python)} engine (.sch -> XSLT, {len(text) // 1024} KiB)"
+                  f" + {ms(max(saxon, 0))} Saxon")
+
+        print("restart with the on-disk XSLT cache:")
+        warm_start = CdaValidator(kit, cache)
+        for relative in (STRUCTURATION_MINIMALE, VOLET, CONTENT_PROFILE):
+            t = time.perf_counter()
+            warm_start._executable(relative)
+            print(f"  {Path(relative).name:34s}{ms(time.perf_counter() - t)}")
+
+        service = CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, tzinfo=UTC)), validator=warm_start,
+                             allow_test_oids=True)
+        sample = service.build_document("vaccination_note", PATIENT, AUTHOR, DATA).cda
+        root = safe.parse(sample)
+        from lxml import etree
+
+        text_doc = etree.tostring(root, encoding="unicode")
+        schema = warm_start._xml_schema()
+        timings: dict[str, list[float]] = {"parse": [], "xsd": [], "StrucMin": [], "volet": [], "content": []}
+        for _ in range(50):
+            t = time.perf_counter()
+            root = safe.parse(sample)
+            timings["parse"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            schema.validate(root)
+            timings["xsd"].append(time.perf_counter() - t)
+            for key, relative in (("StrucMin", STRUCTURATION_MINIMALE), ("volet", VOLET),
+                                  ("content", CONTENT_PROFILE)):
+                t = time.perf_counter()
+                warm_start.run_schematron(relative, text_doc)
+                timings[key].append(time.perf_counter() - t)
+        print(f"per document, warm (note de vaccination, {len(sample)} bytes), median of 50:")
+        for key, values in timings.items():
+            print(f"  {key:34s}{ms(statistics.median(values))}")
+
+        t = time.perf_counter()
+        for _ in range(args.documents):
+            built = service.build_document("vaccination_note", PATIENT, AUTHOR, DATA)
+            report = service.validate(built.cda)
+            assert report.valid
+        elapsed = time.perf_counter() - t
+        print(f"build + validate: {args.documents} notes in {elapsed:.2f} s = "
+              f"{args.documents / elapsed:.1f} documents/s (one thread)")
+
+
+if __name__ == "__main__":
+    main()
