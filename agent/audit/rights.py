@@ -42,10 +42,11 @@ def access_mode(actor: Actor) -> AccessMode:
 class Notices:
     """CONF.21: per professional (RPPS), the notice is due every 180 days until acknowledged."""
 
-    def __init__(self, db: Database, clock: Clock, bus: EventBus) -> None:
+    def __init__(self, db: Database, clock: Clock, bus: EventBus, traces: TraceRecorder) -> None:
         self._db = db
         self._clock = clock
         self._bus = bus
+        self._traces = traces
 
     async def state(self, rpps: str) -> conf21.NoticeState:
         text = await self._db.read(
@@ -68,6 +69,9 @@ class Notices:
         at = rfc3339(self._clock.now())
         await self._db.write(lambda conn: book.add_ack(conn, rpps, notice_id, conf21.NOTICE_VERSION, at,
                                                        actor.workstation))
+        # Acknowledging is the professional's own statement: traced with the client that showed the notice.
+        await self._traces.record(TraceEvent("notice.acknowledged", actor, object=notice_id,
+                                             details={"version": conf21.NOTICE_VERSION}))
         return await self.state(rpps)
 
 

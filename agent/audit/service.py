@@ -33,6 +33,6 @@ def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: Habilitation
                  probe: DmpProbe | None = None) -> RightsPart:
     traces = TraceLog(db, clock)
     consents = ConsentBook(db, clock, traces)
-    notices = Notices(db, clock, bus)
+    notices = Notices(db, clock, bus, traces)
     rights = DmpRights(consents, notices, matrix, traces, bus)
     return RightsPart(traces, consents, notices, rights, DicaService(rights, traces, probe))

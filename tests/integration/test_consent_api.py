@@ -7,6 +7,7 @@ the subject; everything a doctor or an LGC sees goes through HTTP.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import subprocess
 import sys
@@ -181,6 +182,8 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
 
     status, acked = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     assert status == 200 and acked["due"] is False
+    ack_trace = (await traces(http, agent, "?action=notice.acknowledged"))[0]
+    assert ack_trace["actor"]["rpps"] == doctor(agent).rpps and ack_trace["actor"]["client"] == "test-1"
     await agent.services.access_policy.check_consultation(INS, doctor(agent))
     clock.advance(timedelta(days=180).total_seconds() - 1)
     await agent.services.access_policy.check_consultation(INS, doctor(agent))
@@ -260,6 +263,10 @@ async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent
                                        "--ins", INS, "--output", str(out))
     assert exported.returncode == 0, exported.stderr
     assert len(out.read_text().strip().splitlines()) == 6
+    as_json = await asyncio.to_thread(relais, "traces", "export", "--data-dir", data_dir, "--actor",
+                                      doctor(agent).rpps, "--from", "2000-01-01")
+    items = json.loads(as_json.stdout)["items"]
+    assert len(items) == 5 and {i["action"] for i in items} == {"dmp.retrieve"}
 
     db = sqlite3.connect(agent.services.config.data_dir / "relais.db")
     db.execute("DROP TRIGGER traces_no_update")
