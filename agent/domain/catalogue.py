@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import date
 
 LOINC = "2.16.840.1.113883.6.1"
 OID_TYPE_CODES_ANS = "1.2.250.1.213.1.1.4.12"  # the ANS's own type codes (CERT_DECL, PRESC-*)
@@ -175,6 +176,45 @@ def default_destinations(document: DocumentType, profession: Profession) -> Rout
     if route is not None:
         return route
     return Route(dmp=True, mss=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CseNotice:
+    """LGC.CSE.04: the certificate that becomes due when the matching examination's CR is filled."""
+
+    kind: str  # cse_cs8, cse_cs9, cse_cs24: the POST /v1/cda kind that builds it
+    exam: str  # "8e jour", "9e mois", "24e mois"
+    title: str
+    message: str  # French, for the tray / the LGC
+    mss_recipient: str | None  # LGC.CSE.15: where it goes once validated (CS9, CS24)
+
+
+# Age windows (days) in which the child's mandatory examination counts as the 8th-day, 9th-month, 24th-month one.
+CSE_WINDOWS = (("cse_cs8", 0, 28), ("cse_cs9", 240, 330), ("cse_cs24", 670, 790))
+CSE_EXAM_CODES = {"8j": "cse_cs8", "9m": "cse_cs9", "24m": "cse_cs24"}
+
+
+def cse_due_for(type_code: str, birth: date, exam_day: date, exam: str | None = None) -> CseNotice | None:
+    """The certificate due for an order of ``type_code`` about a child born on ``birth`` examined on ``exam_day``.
+
+    Only the CR d'examen de l'enfant (59283-2) triggers one. ``exam`` ("8j", "9m", "24m") is what the LGC knows
+    of the examination; without it, the child's age on the exam day decides (windows around day 8, month 9,
+    month 24). None when no certificate is due.
+    """
+    if type_code != "59283-2":
+        return None
+    kind = CSE_EXAM_CODES.get(exam or "")
+    if kind is None:
+        age = (exam_day - birth).days
+        kind = next((k for k, low, high in CSE_WINDOWS if low <= age <= high), None)
+    if kind is None:
+        return None
+    doc = _BY_KIND[kind]
+    recipient = cse_mss_recipient(kind)
+    message = f"Examen du {CSE_EXAMS[kind]} saisi : le {doc.title.lower()} est à remplir"
+    message += (" ; une fois validé, il sera envoyé par MSSanté à la plateforme des certificats de santé."
+                if recipient else ".")
+    return CseNotice(kind, CSE_EXAMS[kind], doc.title, message, recipient)
 
 
 def cse_mss_recipient(kind: str) -> str | None:

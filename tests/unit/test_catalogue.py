@@ -57,3 +57,26 @@ def test_lookups() -> None:
     assert catalogue.by_type_code("nope") is None
     assert catalogue.cse_mss_recipient("cse_cs9") == catalogue.CSE_MSS_ADDRESS
     assert catalogue.cse_mss_recipient("cse_cs8") is None
+
+
+@pytest.mark.parametrize(("age_days", "exam", "kind"), [
+    (7, None, "cse_cs8"), (280, None, "cse_cs9"), (730, None, "cse_cs24"),
+    (400, "9m", "cse_cs9"),  # the LGC says which exam: it wins over the age
+    (120, None, None), (1500, None, None),
+])
+def test_cse_due_for_the_child_exam(age_days: int, exam: str | None, kind: str | None) -> None:
+    from datetime import date, timedelta
+
+    birth = date(2024, 3, 1)
+    notice = catalogue.cse_due_for("59283-2", birth, birth + timedelta(days=age_days), exam)
+    assert (notice.kind if notice else None) == kind
+    if notice is not None:
+        assert notice.title in {"Certificat de santé du 8ème jour", "Certificat de santé du 9ème mois",
+                                "Certificat de santé du 24ème mois"}
+        assert (notice.mss_recipient is not None) == (kind != "cse_cs8")
+
+
+def test_other_documents_raise_no_cse_notice() -> None:
+    from datetime import date
+
+    assert catalogue.cse_due_for("11488-4", date(2024, 3, 1), date(2024, 3, 8)) is None
