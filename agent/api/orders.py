@@ -77,7 +77,10 @@ async def create_order(request: web.Request) -> web.Response:
 
         body = prepare_order(body)
     order, created = await _service(request).create(body, client.name if client else "")
-    return web.json_response(order_json(order), status=201 if created else 200,
+    data = order_json(order)
+    if request.app[SERVICES].mss is not None:  # Message-IDs, and the catalogue's correspondent proposal
+        data = await request.app[SERVICES].mss.annotate(data)
+    return web.json_response(data, status=201 if created else 200,
                              headers={"Location": f"/v1/orders/{order.id}"})
 
 

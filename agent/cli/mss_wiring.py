@@ -195,7 +195,11 @@ class MssPart:
         return len(orders)
 
     async def annotate(self, order: dict[str, Any]) -> dict[str, Any]:
-        """Add each MSS delivery's Message-ID and acknowledgements to an order's JSON."""
+        """Add each MSS delivery's Message-ID and acknowledgements to an order's JSON, and the catalogue's
+        proposal when the document is one it sends to the médecin traitant / adresseur and no one is named."""
+        suggestion = mss_suggestion(order)
+        if suggestion:
+            order["mss_suggestion"] = suggestion
         sender = self.sender
         if sender is None:
             return order
@@ -210,6 +214,22 @@ class MssPart:
             d["acknowledgements"] = [r.as_dict() for r in rows]
             d["acknowledgement"] = mss_acks.summary(rows)
         return order
+
+
+def mss_suggestion(order: dict[str, Any]) -> str | None:
+    """French advice when the Ségur catalogue sends this document type by MSSanté (M) and the order names no
+    correspondent (the CSE platform does not count)."""
+    from agent.domain import catalogue
+
+    document = catalogue.by_type_code(str((order.get("document") or {}).get("type_code", "")))
+    if document is None or not catalogue.default_destinations(document, catalogue.Profession.MEDECIN).mss:
+        return None
+    named = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")
+             and d["destination"] != f"mss:{catalogue.CSE_MSS_ADDRESS}"]
+    if named:
+        return None
+    return (f"« {document.title} » est prévu pour le médecin traitant ou l'adresseur par MSSanté : "
+            "ajoutez son adresse (recherche : GET /v1/directory?name=).")
 
 
 async def install_mss(services: Services, registrars: list[Any], sandbox: Any) -> None:
