@@ -15,6 +15,10 @@ import aiohttp
 from agent.errors import InvalidInput, Unavailable
 
 RPPS_SYSTEMS = ("urn:oid:1.2.250.1.71.4.2.1", "http://rpps.fr")
+# Annuaire santé FHIR IG: an MSSanté mailbox is a ContactPoint (profile as-mailbox-mss) whose e-mail type
+# extension carries TRE_R256-TypeMessagerie "MSSANTE", with optional as-ext-mailbox-mss-metadata (type of BAL).
+EMAIL_TYPE_MSSANTE = "MSSANTE"
+MAILBOX_METADATA = "https://interop.esante.gouv.fr/ig/fhir/annuaire/StructureDefinition/as-ext-mailbox-mss-metadata"
 MAX_RESULTS = 20
 
 
@@ -36,8 +40,15 @@ def _is_mss(telecom: dict[str, Any]) -> bool:
     value = str(telecom.get("value", ""))
     if telecom.get("system") != "email" or "@" not in value:
         return False
-    extensions = " ".join(str(e.get("url", "")) for e in telecom.get("extension", []) if isinstance(e, dict))
-    return value.lower().endswith(".mssante.fr") or "mss" in extensions.lower()
+    for ext in telecom.get("extension", []) or []:
+        if not isinstance(ext, dict):
+            continue
+        coding = ext.get("valueCoding") or {}
+        if isinstance(coding, dict) and coding.get("code") == EMAIL_TYPE_MSSANTE:
+            return True
+        if ext.get("url") == MAILBOX_METADATA:
+            return True
+    return value.lower().endswith(".mssante.fr")
 
 
 def parse_bundle(bundle: Any) -> list[DirectoryEntry]:

@@ -9,8 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.spec import RouteTable
+from agent.mss.directory import MAILBOX_METADATA
 from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
 
+EMAIL_TYPE_EXTENSION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
+TYPE_MESSAGERIE = "https://mos.esante.gouv.fr/NOS/TRE_R256-TypeMessagerie/FHIR/TRE-R256-TypeMessagerie"
 # (id, prefix, given, family, rpps, profession, addresses)
 PEOPLE = [
     ("p1", "Dr", "Jeanne", "MARTIN", "810000000011", "Médecin", ("jeanne.martin@medecin.demo.mssante.fr",)),
@@ -37,7 +40,9 @@ def _bundle(name: str) -> dict[str, Any]:
             "practitioner": {"reference": f"Practitioner/{pid}"},
             "code": [{"coding": [{"display": profession}]}],
             "telecom": [{"system": "email", "value": a, "extension": [
-                {"url": "https://annuaire.esante.gouv.fr/fhir/StructureDefinition/MailboxMSS-Metadata"}]}
+                {"url": EMAIL_TYPE_EXTENSION, "valueCoding": {"system": TYPE_MESSAGERIE, "code": "MSSANTE"}},
+                {"url": MAILBOX_METADATA, "extension": [
+                    {"url": "type", "valueCodeableConcept": {"coding": [{"code": "PER"}]}}]}]}
                 for a in addresses]}})
     return {"resourceType": "Bundle", "type": "searchset", "total": len(entries) // 2, "entry": entries}
 

@@ -77,6 +77,11 @@ def test_annuaire_bundle_keeps_mss_addresses_only() -> None:
         "resourceType": "Practitioner", "id": "x", "name": [{"family": "SANS"}],
         "telecom": [{"system": "email", "value": "sans@gmail.com"}]}}]}
     assert parse_bundle(no_mss) == []
+    typed = {"resourceType": "Bundle", "entry": [{"resource": {
+        "resourceType": "Practitioner", "id": "y", "name": [{"family": "TYPEE"}],
+        "telecom": [{"system": "email", "value": "typee@hopital.example.fr",
+                     "extension": [{"url": "x", "valueCoding": {"code": "MSSANTE"}}]}]}}]}
+    assert parse_bundle(typed)[0].addresses == ("typee@hopital.example.fr",)
     with pytest.raises(ValueError):
         parse_bundle({"resourceType": "Patient"})
     with pytest.raises(InvalidInput):
