@@ -10,9 +10,11 @@ in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -20,7 +22,7 @@ from lxml import etree
 
 from agent.clock import Clock
 from agent.dmp import queries
-from agent.dmp.ebrim import RIM, XDSB, SubmissionSetSpec, cx, entry_from_extrinsic, rim
+from agent.dmp.ebrim import XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
     DocumentEntry,
     PatientDmpStatus,
@@ -45,7 +47,7 @@ from agent.dmp.soap import (
     resolve_xop,
     write_mtom,
 )
-from agent.dmp.submission import SubmissionDefaults, author_of, build_submission, xcn
+from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
 from agent.dmp.transport import Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings, signed_assertion
@@ -121,16 +123,15 @@ class DmpClient:
         return first, answer.message
 
     def _submission_set(self, who: Professional, ins: str, oid: str, title: str) -> SubmissionSetSpec:
-        from agent.dmp.ebrim import Author, Coded  # noqa: F401 - re-exported names for readability
-
         stamp = self.clock.now().strftime("%Y%m%d%H%M%S")
         person = xcn(who.national_id, who.family_name, who.given_name)
         return SubmissionSetSpec(entry_uuid=f"urn:uuid:{self.new_uuid()}", unique_id=_new_oid(self.new_uuid()),
                                  source_id=self.defaults.source_id, patient_id=cx(ins, oid), submission_time=stamp,
                                  content_type=self.defaults.content_type, author=Author(person=person), title=title)
 
-    def _ids(self) -> object:
-        return (f"urn:uuid:{self.new_uuid()}" for _ in iter(int, 1))
+    def _ids(self) -> Iterator[str]:
+        while True:
+            yield f"urn:uuid:{self.new_uuid()}"
 
     # --- TD2.1 -----------------------------------------------------------------------------------------
 
@@ -209,7 +210,7 @@ class DmpClient:
         old = await self._get_raw(ins, oid, entry_uuid, who)
         new_uuid = f"urn:uuid:{self.new_uuid()}"
         ss = self._submission_set(who, ins, oid, "Modification de visibilité")
-        body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())  # type: ignore[arg-type]
+        body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
         return await self._current_version(ins, oid, entry_from_extrinsic(old).unique_id, who)
@@ -221,7 +222,7 @@ class DmpClient:
         old = entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, who))
         ss = self._submission_set(who, ins, oid, "Archivage")
         body = queries.update_status(entry_uuid, old.logical_id, "approved", "archived", ss,
-                                     self._ids())  # type: ignore[arg-type]
+                                     self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
         return await self._current_version(ins, oid, old.unique_id, who)
@@ -279,9 +280,6 @@ class DmpClient:
 
 
 def _check_hash(entry: DocumentEntry, content: bytes) -> None:
-    import hashlib
-    import hmac
-
     if entry.hash and not hmac.compare_digest(hashlib.sha1(content).hexdigest(), entry.hash.lower()):  # noqa: S324
         raise PermanentRemoteError("Le document reçu du DMP ne correspond pas à son empreinte.", service="dmp",
                                    code="dmp_hash_mismatch")
@@ -291,5 +289,3 @@ def _new_oid(u: str) -> str:
     """A fresh OID under 2.25 (UUID-derived), for the submission sets of updates."""
     return f"2.25.{uuid.UUID(u).int}"
 
-
-__all__ = ["RIM", "DmpClient", "DmpEndpoints", "author_of"]

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from lxml import etree
 
 from agent.dmp.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
-from agent.dmp.ebrim import XDSB, Author, Coded, EntrySpec, SubmissionSetSpec, cx, submit_objects_request
+from agent.dmp.ebrim import (
+    MASKING_CODES,
+    MASKING_SCHEME,
+    XDSB,
+    Author,
+    Coded,
+    EntrySpec,
+    SubmissionSetSpec,
+    cx,
+    submit_objects_request,
+)
 from agent.dmp.models import SubmissionRequest
 from agent.dmp.soap import xop_include
 from agent.dmp.valuesets import ValueSets
@@ -136,8 +146,6 @@ def build_submission(req: SubmissionRequest, signer: Signer, defaults: Submissio
                 if header.practice_setting else defaults.practice_setting)
     confidentiality = [Coded(header.confidentiality.code, header.confidentiality.scheme,
                              header.confidentiality.display)]
-    from agent.dmp.ebrim import MASKING_CODES, MASKING_SCHEME
-
     for flag, code in MASKING_CODES.items():
         if getattr(req.visibility, flag):
             confidentiality.append(Coded(code, MASKING_SCHEME, code))

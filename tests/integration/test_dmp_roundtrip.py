@@ -259,3 +259,21 @@ async def test_state_survives_a_restart(sandbox: Sandbox) -> None:
         assert len(found) == 1 and len(captured(sandbox)) == 1
     finally:
         await client.close()
+
+
+async def test_an_answer_that_never_comes_is_transient_and_the_document_can_be_reconciled(
+        sandbox: Sandbox) -> None:
+    """The ambiguous failure the queue must handle: the DMP stored the submission but the answer timed out."""
+    impatient = client_for_sandbox(sandbox.endpoint, SystemClock(), lambda: DR_DEMO, total_timeout=1.5)
+    cda, uid = sandbox.cda()
+    sandbox.sim.faults.mode = FaultMode.TIMEOUT
+    sandbox.sim.faults.timeout_seconds = 3.0
+    try:
+        with pytest.raises(TransientRemoteError) as info:
+            await impatient.submit(sandbox.request(cda, uid))
+        assert info.value.code == "dmp_timeout"
+    finally:
+        sandbox.sim.faults.mode = FaultMode.OK
+        await impatient.close()
+    found = await sandbox.client.find_by_unique_id(PAT_TROIS.ins, PAT_TROIS.oid, uid)
+    assert [e.unique_id for e in found] == [uid]
