@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     tray.add_argument("--backend", choices=["xorg", "gtk", "appindicator", "win32", "darwin", "dummy"], default=None,
                       help="moteur pystray (défaut : automatique)")
 
+    install = add("install", "démarrer l'agent et l'icône à chaque ouverture de session (Linux)")
+    install.add_argument("--user", action="store_true", default=True, help="pour l'utilisateur courant (défaut)")
+    add("uninstall", "retirer le démarrage automatique (les données sont conservées)")
+    add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
+
     status = add("status", "état de l'agent en cours d'exécution")
     status.add_argument("--json", action="store_true", help="sortie JSON")
 
@@ -65,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_sub.add_parser("revoke", help="révoquer le jeton d'un client")
     _common(revoke, top=False)
     revoke.add_argument("name")
+
     from agent.cli.practice import add_parser as add_practice
 
     add_practice(sub, _common)

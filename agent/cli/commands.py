@@ -32,6 +32,9 @@ def dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": cmd_run,
         "tray": cmd_tray,
+        "install": _system("cmd_install"),
+        "uninstall": _system("cmd_uninstall"),
+        "doctor": lambda args: _system("cmd_doctor")(args, load(args)),
         "demo": cmd_demo,
         "sandbox": cmd_sandbox,
         "status": cmd_status,
@@ -53,6 +56,12 @@ def _practice(args: argparse.Namespace) -> int:
     from agent.cli.practice import cmd_practice
 
     return cmd_practice(args)
+
+
+def _system(name: str) -> Any:
+    from agent.cli import system
+
+    return getattr(system, name)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

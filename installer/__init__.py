@@ -1,0 +1,1 @@
+"""OS integration templates for `relais install` (systemd user service, XDG autostart)."""

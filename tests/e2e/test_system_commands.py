@@ -1,0 +1,39 @@
+"""`relais install`, `uninstall` and `doctor` as an administrator runs them (systemctl left out)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.conftest import RELAIS, ROOT
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RELAIS, *args], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+
+
+def test_install_writes_the_user_service_and_autostart_then_uninstall_removes_them(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "RELAIS_NO_SYSTEMCTL": "1"}
+    data = tmp_path / "data"
+    installed = run(env, "install", "--user", "--data-dir", str(data))
+    assert installed.returncode == 0, installed.stderr
+    service = (tmp_path / "xdg" / "systemd" / "user" / "relais-agent.service").read_text()
+    autostart = (tmp_path / "xdg" / "autostart" / "relais-tray.desktop").read_text()
+    assert f"run --data-dir {data}" in service and "Restart=on-failure" in service
+    assert f"tray --data-dir {data}" in autostart
+    doctor = run(env, "doctor", "--data-dir", str(data))
+    assert "démarrage automatique installé" in doctor.stdout
+    removed = run(env, "uninstall", "--data-dir", str(data))
+    assert removed.returncode == 0
+    assert not (tmp_path / "xdg" / "systemd" / "user" / "relais-agent.service").exists()
+    assert not (tmp_path / "xdg" / "autostart" / "relais-tray.desktop").exists()
+
+
+def test_doctor_names_a_missing_certificate_and_fails(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    config = tmp_path / "relais.toml"
+    config.write_text('[insi]\nca_file = "/nonexistent/insi-ca.pem"\n')
+    result = run(env, "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert "ERREUR" in result.stdout and "insi.ca_file" in result.stdout and "/nonexistent/insi-ca.pem" in result.stdout
+    assert "dossier de données accessible" in result.stdout
