@@ -81,7 +81,8 @@ class AgentClient:
 
 
 def parse_sse(lines: Iterator[bytes]) -> Iterator[SseEvent]:
-    event_id, event_type, data = "", "message", []
+    event_id, event_type = "", "message"
+    data: list[str] = []
     for raw in lines:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
@@ -106,7 +107,7 @@ def parse_sse(lines: Iterator[bytes]) -> Iterator[SseEvent]:
 
 
 def follow(client: AgentClient, on_event: Callable[[SseEvent | None], None], stop: Callable[[], bool],
-           sleep: Callable[[float], None] = time.sleep) -> None:
+           sleep: Callable[[float], object] = time.sleep) -> None:
     """Follow the event stream forever, reconnecting with a capped backoff; ``None`` means "disconnected"."""
     last_id, delay = "", 0.5
     while not stop():

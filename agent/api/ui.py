@@ -122,7 +122,7 @@ def _sections(config: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(config):
         value = getattr(config, f.name)
-        if f.name in ("agent", "api", "store", "sandbox") or not is_dataclass(value):
+        if f.name in ("agent", "api", "store", "sandbox") or not is_dataclass(value) or isinstance(value, type):
             continue
         out[f.name] = {k: v for k, v in asdict(value).items()
                        if not any(word in k for word in ("password", "secret", "pin", "key_pass"))}

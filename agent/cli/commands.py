@@ -43,7 +43,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "traces": cmd_traces,
         "orders": cmd_orders,
     }[args.command]
-    return handler(args)
+    return int(handler(args))
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
