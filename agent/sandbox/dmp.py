@@ -76,7 +76,11 @@ class DmpSimulator:
             schema = xds_schema(self.reference_dir)
         else:
             log.warning("kit de référence introuvable : le simulateur DMP ne valide pas les schémas XDS.b")
-        self.service = DmpService(self.registry, [ca], schema)
+        from agent.sandbox.identities import PAT_TROIS_JULES
+
+        # A newborn not yet known to INSi has no DMP either: TD0.2 answers "no DMP", ITI-41 an unknown patient.
+        self.service = DmpService(self.registry, [ca], schema,
+                                  without_dmp={cx(PAT_TROIS_JULES.ins, PAT_TROIS_JULES.oid)})
         server = ctx.pki.issue("dmp-server", common_name="dmp.sandbox.localhost", server=True)
         client = ctx.pki.issue("dmp-client", common_name="Relais DMP client (sandbox)", client=True)
         structure = ctx.pki.issue("dmp-structure", common_name="Cabinet du Dr DEMO (cachet, sandbox)", client=True)
@@ -143,6 +147,8 @@ class DmpSimulator:
             return web.json_response({"resourceType": "OperationOutcome", "issue": [
                 {"severity": "error", "code": "forbidden", "diagnostics": "INS différent du jeton VIHF"}]},
                 status=403)
+        if caller.patient_cx in self.service.without_dmp:
+            return web.json_response({"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []})
         base = "https://relais.sandbox/fhir/StructureDefinition/"
         patient = {"resourceType": "Patient", "active": True,
                    "identifier": [{"system": system, "value": value}],

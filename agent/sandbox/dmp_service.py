@@ -83,7 +83,8 @@ class Answer:
 
 class DmpService:
     def __init__(self, registry: Registry, trusted: Sequence[x509.Certificate], schema: etree.XMLSchema | None,
-                 now: dt.datetime | None = None) -> None:
+                 now: dt.datetime | None = None, without_dmp: set[str] | None = None) -> None:
+        self.without_dmp = without_dmp or set()
         self.registry = registry
         self.trusted = list(trusted)
         self.schema = schema
@@ -180,6 +181,8 @@ class DmpService:
             errors.append(_err("XDSRegistryMetadataError", "uniqueId du lot de soumission absent."))
         elif self.registry.unique_id_known(ss_uid):
             errors.append(_err("XDSDuplicateUniqueIdInRegistry", f"Lot de soumission {ss_uid} déjà reçu.", ss_uid))
+        if ss_patient in self.without_dmp:
+            errors.append(_err("XDSUnknownPatientId", "Ce patient n'a pas de DMP."))
         if ss_patient != caller.patient_cx:
             errors.append(_err("XDSPatientIdDoesNotMatch", "Le patient du lot ne correspond pas au jeton VIHF."))
         members = {a.get("targetObject") for a in associations if a.get("associationType") == HAS_MEMBER

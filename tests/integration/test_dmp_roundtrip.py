@@ -277,3 +277,14 @@ async def test_an_answer_that_never_comes_is_transient_and_the_document_can_be_r
         await impatient.close()
     found = await sandbox.client.find_by_unique_id(PAT_TROIS.ins, PAT_TROIS.oid, uid)
     assert [e.unique_id for e in found] == [uid]
+
+
+async def test_a_patient_without_a_dmp(sandbox: Sandbox) -> None:
+    from agent.sandbox.identities import PAT_TROIS_JULES
+
+    status = await sandbox.client.td02(PAT_TROIS_JULES.ins, PAT_TROIS_JULES.oid)
+    assert not status.exists and not status.authorized
+    cda, uid = sandbox.cda(PAT_TROIS_JULES)
+    with pytest.raises(PermanentRemoteError) as info:
+        await sandbox.client.submit(sandbox.request(cda, uid, person=PAT_TROIS_JULES))
+    assert info.value.extra["registry_errors"] == ["XDSUnknownPatientId"]
