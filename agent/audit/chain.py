@@ -2,8 +2,11 @@
 
 Each row's hash is SHA-256 over a canonical JSON array of its fields and the previous row's hash (64 zeros for
 the first row). Editing, inserting or deleting a row breaks the link at that row or the next one, and
-``verify`` names the first row whose stored hash or link does not match. Removing the last rows leaves a
-shorter valid chain: compare the reported head (count and hash) with one noted earlier (an export keeps it).
+``verify`` names the first row whose stored hash or link does not match. Each hash is also authenticated
+(``mac``: HMAC-SHA256 under a key sealed with the store's master key), so someone who edits a row and recomputes
+every hash after it is still caught at that row, unless they also hold the master key. Removing the last rows
+leaves a shorter valid chain: compare the reported head (count and hash) with one noted earlier (an export
+keeps it).
 
 Pure: no SQLite, no clock.
 """
@@ -35,15 +38,19 @@ def link_hash(*, seq: int, at: str, action: str, actor_rpps: str | None, worksta
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def authenticate(key: bytes, digest: str) -> str:
+    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+
+
 def seal(*, seq: int, prev_hash: str, at: str, action: str, actor_rpps: str | None, workstation: str,
          client: str, mode: str, ins: str | None, object: str | None, outcome: str,
-         details: dict[str, Any]) -> StoredTrace:
+         details: dict[str, Any], key: bytes | None = None) -> StoredTrace:
     text = canonical(details)
     digest = link_hash(seq=seq, at=at, action=action, actor_rpps=actor_rpps, workstation=workstation,
                        client=client, mode=mode, ins=ins, object=object, outcome=outcome, details=text,
                        prev_hash=prev_hash)
     return StoredTrace(seq, at, action, actor_rpps, workstation, client, mode, ins, object, outcome, text,
-                       prev_hash, digest)
+                       prev_hash, digest, authenticate(key, digest) if key else "")
 
 
 def expected_hash(row: StoredTrace) -> str:
@@ -60,14 +67,17 @@ class Verification:
     head_hash: str
     broken_seq: int | None = None
     problem: str = ""  # French
+    authenticated: bool = True  # False when the key was not available: only the hashes were checked
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "count": self.count, "head": {"seq": self.head_seq, "hash": self.head_hash},
-                "broken_seq": self.broken_seq, "problem": self.problem or None}
+                "broken_seq": self.broken_seq, "problem": self.problem or None,
+                "authenticated": self.authenticated}
 
 
-def verify(rows: Iterable[StoredTrace]) -> Verification:
-    """Walk the chain in order; stop at the first row that does not hold."""
+def verify(rows: Iterable[StoredTrace], key: bytes | None = None) -> Verification:
+    """Walk the chain in order; stop at the first row that does not hold. Without ``key`` only the hashes and
+    links are checked (``authenticated`` is then False)."""
     prev_hash = GENESIS
     prev_seq = 0
     count = 0
@@ -80,9 +90,14 @@ def verify(rows: Iterable[StoredTrace]) -> Verification:
                                 f"Trace n° {row.seq} : {what}.")
         if not hmac.compare_digest(expected_hash(row), row.hash):
             return Verification(False, count, prev_seq, prev_hash, row.seq,
-                                f"Trace n° {row.seq} : son contenu a été modifié après son écriture.")
+                                f"Trace n° {row.seq} : son contenu a été modifié après son écriture.",
+                                key is not None)
+        if key is not None and not hmac.compare_digest(authenticate(key, row.hash), row.mac):
+            return Verification(False, count, prev_seq, prev_hash, row.seq,
+                                f"Trace n° {row.seq} : son empreinte n'a pas été écrite par cet agent "
+                                "(chaîne recalculée après modification).", True)
         prev_hash, prev_seq = row.hash, row.seq
-    return Verification(True, count, prev_seq, prev_hash)
+    return Verification(True, count, prev_seq, prev_hash, authenticated=key is not None)
 
 
 def as_json(row: StoredTrace) -> dict[str, Any]:
@@ -90,7 +105,7 @@ def as_json(row: StoredTrace) -> dict[str, Any]:
         "seq": row.seq, "at": row.at, "action": row.action,
         "actor": {"rpps": row.actor_rpps, "workstation": row.workstation, "client": row.client, "mode": row.mode},
         "ins": row.ins, "object": row.object, "outcome": row.outcome, "details": json.loads(row.details),
-        "prev_hash": row.prev_hash, "hash": row.hash,
+        "prev_hash": row.prev_hash, "hash": row.hash, "mac": row.mac,
     }
 
 

@@ -11,6 +11,7 @@ from agent.audit.vitale import VitaleWatch
 from agent.clock import Clock
 from agent.domain.habilitation import HabilitationMatrix
 from agent.events import EventBus
+from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 
@@ -30,8 +31,8 @@ class RightsPart:
 
 
 def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix,
-                 probe: DmpProbe | None = None) -> RightsPart:
-    traces = TraceLog(db, clock)
+                 probe: DmpProbe | None = None, cipher: ContentCipher | None = None) -> RightsPart:
+    traces = TraceLog(db, clock, cipher)
     consents = ConsentBook(db, clock, traces)
     notices = Notices(db, clock, bus, traces)
     rights = DmpRights(consents, notices, matrix, traces, bus)

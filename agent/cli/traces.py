@@ -19,8 +19,10 @@ from agent.audit.recorder import export_rows, verify_conn
 from agent.clock import parse_rfc3339, rfc3339
 from agent.config import Config
 from agent.domain.ins import key_is_valid
-from agent.errors import InvalidInput, NotFound
+from agent.errors import InvalidInput, NotFound, RelaisError
+from agent.store.crypto import ContentCipher
 from agent.store.db import connect
+from agent.store.masterkey import load_master_key
 from agent.store.traces import TraceFilter
 
 
@@ -31,12 +33,16 @@ def run_traces(args: argparse.Namespace, config: Config) -> int:
     conn = connect(path, readonly=True)
     try:
         if args.traces_command == "verify":
-            result = verify_conn(conn)
+            result = verify_conn(conn, _cipher(config))
             if result.ok:
                 print(f"Chaîne des traces intègre : {result.count} trace(s), dernière n° {result.head_seq}, "
                       f"empreinte {result.head_hash}.")
+                if not result.authenticated:
+                    print("Attention : clé maîtresse indisponible, seules les empreintes ont été vérifiées.",
+                          file=sys.stderr)
                 return 0
-            print(f"Chaîne des traces ROMPUE à la trace n° {result.broken_seq} : {result.problem}", file=sys.stderr)
+            where = f" à la trace n° {result.broken_seq}" if result.broken_seq is not None else ""
+            print(f"Chaîne des traces ROMPUE{where} : {result.problem}", file=sys.stderr)
             print(f"Dernière trace intègre : n° {result.head_seq} (empreinte {result.head_hash}).", file=sys.stderr)
             return 1
         where = _filter(args)
@@ -59,6 +65,14 @@ def run_traces(args: argparse.Namespace, config: Config) -> int:
         return 0
     finally:
         conn.close()
+
+
+def _cipher(config: Config) -> ContentCipher | None:
+    """The store's cipher, to check the traces' MACs; None (hashes only) when the master key cannot be had."""
+    try:
+        return ContentCipher(load_master_key(config.data_dir, config.store.master_key).key)
+    except RelaisError:
+        return None
 
 
 def _date(text: str | None, name: str) -> str | None:

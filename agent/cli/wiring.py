@@ -197,7 +197,8 @@ def install_rights(services: Services, registrars: list[RouteRegistrar]) -> None
     from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 
     matrix = load_matrix(services.config.habilitation.matrix or None)
-    part = build_rights(services.db, services.clock, services.bus, matrix, probe=_DmpProbe(services))
+    part = build_rights(services.db, services.clock, services.bus, matrix, probe=_DmpProbe(services),
+                        cipher=services.cipher)
     services.rights = part
     services.access_policy = part.rights
     services.feeding_gate = part.rights

@@ -88,6 +88,10 @@ MIGRATIONS: dict[str, list[str]] = {
         CREATE TRIGGER traces_no_delete BEFORE DELETE ON traces
         BEGIN SELECT RAISE(ABORT, 'traces are append-only'); END;
         """,
+        # Each row's hash authenticated with a key sealed under the master key: rewriting the chain needs it.
+        """
+        ALTER TABLE traces ADD COLUMN mac TEXT NOT NULL DEFAULT '';
+        """,
     ],
     # Send-orders (agent/store/orders.py): orders, one delivery per destination, and each attempt.
     "orders": [

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 GENESIS = "0" * 64
 
 COLUMNS = ("seq", "at", "action", "actor_rpps", "workstation", "client", "mode", "ins", "object", "outcome",
-           "details", "prev_hash", "hash")
+           "details", "prev_hash", "hash", "mac")
+MAC_KEY_SETTING = "traces.mac_key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class StoredTrace:
     details: str  # canonical JSON
     prev_hash: str
     hash: str
+    mac: str = ""  # HMAC-SHA256 of ``hash`` under the chain's key (agent.audit.chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,15 @@ class TraceFilter:
     actor: str | None = None
     action: str | None = None
     after_seq: int = 0
+
+
+def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def put_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO settings(key, value) VALUES (?, ?)", (key, value))
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:

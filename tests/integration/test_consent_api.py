@@ -258,6 +258,7 @@ async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent
     data_dir = str(agent.services.config.data_dir)
     ok = await asyncio.to_thread(relais, "traces", "verify", "--data-dir", data_dir)
     assert ok.returncode == 0 and "5 trace(s)" in ok.stdout
+    assert "seules les empreintes" not in ok.stderr  # the CLI had the master key: MACs checked too
     out = tmp_path / "traces.csv"
     exported = await asyncio.to_thread(relais, "traces", "export", "--data-dir", data_dir, "--format", "csv",
                                        "--ins", INS, "--output", str(out))
@@ -279,7 +280,7 @@ async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent
     async with aiohttp.ClientSession() as http:
         status, result = await call(http, agent, "GET", "/v1/traces/verify")
     assert status == 200
-    assert result["ok"] is False and result["broken_seq"] == 3
+    assert result["ok"] is False and result["broken_seq"] == 3 and result["authenticated"] is True
 
 
 class ProbeDmp:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from agent.audit import chain
-from agent.audit.recorder import append_event, export_rows, verify_conn
+from agent.audit.recorder import append_event, export_rows, mac_key, verify_conn
 from agent.domain.policy import Actor, TraceEvent
 from agent.store import traces as table
+from agent.store.crypto import ContentCipher
 from agent.store.db import open_sync
 from agent.store.traces import TraceFilter
 
@@ -122,3 +123,39 @@ def test_json_and_csv_rows_carry_the_actor_the_patient_and_the_chain(conn: sqlit
     assert parsed[0]["actor_rpps"] == "10003456789" and parsed[0]["hash"] == rows[0].hash
     # A value that a spreadsheet would run as a formula is neutralised.
     assert parsed[1]["object"].startswith("'=")
+
+
+def keyed_write(conn: sqlite3.Connection, cipher: ContentCipher, count: int) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    key = mac_key(conn, cipher, create_at="2026-01-05T09:00:00Z")
+    for i in range(count):
+        append_event(conn, TraceEvent("dmp.retrieve", DOCTOR, ins=INS_A, object=f"doc-{i}"),
+                     f"2026-01-05T09:00:{i:02d}Z", key)
+    conn.execute("COMMIT")
+
+
+def test_a_chain_rewritten_from_an_edited_row_is_caught_by_its_macs(conn: sqlite3.Connection):
+    cipher = ContentCipher(bytes(range(32)))
+    keyed_write(conn, cipher, 5)
+    assert verify_conn(conn, cipher).ok and verify_conn(conn, cipher).authenticated
+    # Rewrite row 3 and recompute every hash after it, as someone with the file but not the master key could.
+    rows = list(table.iter_all(conn))
+    prev = rows[1].hash
+    tamper(conn, "SELECT 1")
+    for row in rows[2:]:
+        forged = chain.seal(seq=row.seq, prev_hash=prev, at=row.at, action=row.action,
+                            actor_rpps="10000000000" if row.seq == 3 else row.actor_rpps, workstation=row.workstation,
+                            client=row.client, mode=row.mode, ins=row.ins, object=row.object, outcome=row.outcome,
+                            details={})
+        conn.execute("UPDATE traces SET actor_rpps = ?, hash = ?, prev_hash = ? WHERE seq = ?",
+                     (forged.actor_rpps, forged.hash, forged.prev_hash, row.seq))
+        prev = forged.hash
+    assert verify_conn(conn).ok is True  # the hashes alone hold...
+    result = verify_conn(conn, cipher)  # ...the MACs do not
+    assert result.ok is False and result.broken_seq == 3
+
+
+def test_another_master_key_cannot_authenticate_the_chain(conn: sqlite3.Connection):
+    keyed_write(conn, ContentCipher(bytes(range(32))), 2)
+    result = verify_conn(conn, ContentCipher(bytes(32)))
+    assert result.ok is False and "clé" in result.problem
