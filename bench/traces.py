@@ -16,19 +16,22 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
 
-from agent.audit import chain  # noqa: E402
-from agent.audit.recorder import TraceLog, export_rows, verify_conn  # noqa: E402
-from agent.clock import SystemClock  # noqa: E402
-from agent.domain.policy import Actor, TraceEvent  # noqa: E402
-from agent.store.db import Database  # noqa: E402
-from agent.store.traces import TraceFilter  # noqa: E402
+from agent.audit import chain
+from agent.audit.recorder import TraceLog, export_rows, verify_conn
+from agent.clock import SystemClock
+from agent.domain.policy import Actor, TraceEvent
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+from agent.store.traces import TraceFilter
 
 ACTOR = Actor(rpps="10003456789", workstation="poste-1", client="lgc")
+CIPHER = ContentCipher(secrets.token_bytes(32))  # as the agent: every row MAC-authenticated
 
 
 def pct(values: list[float], p: float) -> float:
@@ -37,7 +40,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def appends(db: Database, rows: int, concurrency: int) -> None:
-    log = TraceLog(db, SystemClock())
+    log = TraceLog(db, SystemClock(), CIPHER)
     latencies: list[float] = []
     commits = db.commits
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -71,9 +74,10 @@ async def main() -> None:
             await appends(db, args.rows, 32)
             total = await db.read(lambda conn: conn.execute("SELECT count(*) FROM traces").fetchone()[0])
             start = time.perf_counter()
-            result = await db.read(verify_conn)
+            result = await db.read(lambda conn: verify_conn(conn, CIPHER))
             elapsed = time.perf_counter() - start
-            print(f"verify: {total} rows in {elapsed:.3f} s ({total / elapsed:.0f} rows/s), ok={result.ok}")
+            print(f"verify: {total} rows in {elapsed:.3f} s ({total / elapsed:.0f} rows/s), ok={result.ok}, "
+                  f"authenticated={result.authenticated}")
             start = time.perf_counter()
             size = await db.read(lambda conn: sum(len(chain.csv_row(r)) for r in export_rows(conn, TraceFilter())))
             elapsed = time.perf_counter() - start
