@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.api.context import Services
 from agent.config import Config, MssSection
-from agent.errors import RelaisError, Unavailable
+from agent.errors import ConfigError, RelaisError, Unavailable
 from agent.logs import get_logger
 from agent.mss import imap, smtp, xdm
 from agent.mss.service import MssSender, MssSettings, Outgoing, Packager
@@ -50,11 +50,15 @@ def settings_from(section: MssSection, endpoint: dict[str, Any] | None) -> MssSe
                                    context=factory, username=sender, timeout=section.timeout_seconds,
                                    sent=section.sent_folder),
             patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
-    if not (section.enabled and section.smtp_host and section.sender_address):
+    if not section.enabled:
         return None
+    _check(section)
     password = ""
-    if section.auth == "password" and section.password_file:
-        password = Path(section.password_file).read_text(encoding="utf-8").strip()
+    if section.auth == "password":
+        try:
+            password = Path(section.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"fichier de mot de passe illisible : {exc.strerror}", key="mss.password_file") from exc
     cert = section.client_cert if section.auth == "certificate" else ""
     factory = _context_factory(section.ca_file, cert, section.client_key)
     username = section.username if section.auth == "password" else ""
@@ -68,6 +72,26 @@ def settings_from(section: MssSection, endpoint: dict[str, Any] | None) -> MssSe
                                timeout=section.timeout_seconds, sent=section.sent_folder)
         if section.imap_host else None,
         patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
+
+
+def _check(section: MssSection) -> None:
+    """What an enabled [mss] section needs, each missing key named (the agent refuses to start without it)."""
+    needed = {"mss.sender_address": section.sender_address, "mss.smtp_host": section.smtp_host}
+    if section.auth == "certificate":
+        needed["mss.client_cert"] = section.client_cert
+    else:
+        needed["mss.username"] = section.username
+        needed["mss.password_file"] = section.password_file
+    for key, value in needed.items():
+        if not value:
+            raise ConfigError("valeur obligatoire quand mss.enabled = true", key=key)
+    if "@" not in section.sender_address:
+        raise ConfigError("adresse MSSanté attendue (nom@domaine.mssante.fr)", key="mss.sender_address")
+    for key, port in (("mss.smtp_port", section.smtp_port), ("mss.imap_port", section.imap_port)):
+        if not 0 < port < 65536:
+            raise ConfigError("port hors de la plage 1-65535", key=key)
+    if section.timeout_seconds <= 0 or section.ack_poll_seconds <= 0:
+        raise ConfigError("une valeur strictement positive est attendue", key="mss.timeout_seconds")
 
 
 def dmp_packager(services: Services) -> Packager:
@@ -141,6 +165,16 @@ class MssPart:
         self.directory = directory
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.reachable: bool | None = None  # the last reading of the mailbox worked (None: not tried yet)
+        self.checked_at: str | None = None
+
+    async def status(self) -> dict[str, Any]:
+        """``connectivity.mss`` of /v1/status: configured, sender, and the last mailbox reading's outcome."""
+        sender = self.sender
+        return {"connectivity": {"mss": {
+            "configured": sender is not None, "sender": sender.settings.sender if sender is not None else None,
+            "reachable": self.reachable, "checked_at": self.checked_at,
+            "directory": self.directory is not None}}}
 
     def start(self) -> None:
         if self.sender is None:
@@ -158,17 +192,32 @@ class MssPart:
         self._wake.set()
 
     async def _run(self) -> None:
+        first = True
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            self._wake.clear()
-            await asyncio.sleep(1.0)  # let the operator's reports for the message just sent arrive together
+            if not first:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                self._wake.clear()
+                await asyncio.sleep(1.0)  # let the operator's reports for the message just sent arrive together
+            first = False
             try:
                 await self.poll_once()
             except RelaisError as exc:
                 log.warning("lecture des accusés MSSanté impossible : %s", exc.code)
+                self._checked(False)
             except Exception:
                 log.exception("lecture des accusés MSSanté")
+                self._checked(False)
+            else:
+                self._checked(True)
+
+    def _checked(self, ok: bool) -> None:
+        from agent.clock import rfc3339
+
+        if ok != self.reachable:
+            self.services.bus.publish("connectivity.changed", service="mss", reachable=ok)
+        self.reachable = ok
+        self.checked_at = rfc3339(self.services.clock.now())
 
     async def poll_once(self) -> int:
         """Read new reports, record them against their Message-IDs, announce the orders they concern."""
@@ -246,4 +295,5 @@ async def install_mss(services: Services, registrars: list[Any], sandbox: Any) -
     sender = MssSender(settings, dmp_packager(services), services.clock) if settings is not None else None
     part = MssPart(services, sender, config.mss.ack_poll_seconds, directory)
     services.mss = part
+    services.status_providers.append(part.status)
     part.start()

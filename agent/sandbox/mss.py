@@ -127,10 +127,17 @@ class _Handler:
 
 
 class _SimSmtp(SMTP):
-    def __init__(self, sim: MssSimulator) -> None:
+    """Implicit TLS (``starttls`` None: the socket is already TLS), or plain TCP that requires STARTTLS."""
+
+    def __init__(self, sim: MssSimulator, starttls: ssl.SSLContext | None = None) -> None:
         self.sim = sim
-        super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
-                         auth_require_tls=False, decode_data=False, enable_SMTPUTF8=False)
+        if starttls is None:
+            super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
+                             auth_require_tls=False, decode_data=False, enable_SMTPUTF8=False)
+        else:
+            super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
+                             tls_context=starttls, require_starttls=True, decode_data=False,
+                             enable_SMTPUTF8=False)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.sim.faults.mode is FaultMode.DOWN:
@@ -307,6 +314,7 @@ class MssSimulator:
         self.faults = FaultState()
         self.store: MailStore
         self._smtp: asyncio.Server | None = None
+        self._submission: asyncio.Server | None = None
         self._imap: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -325,24 +333,26 @@ class MssSimulator:
         tls.load_verify_locations(ctx.pki.ca_path)
         loop = asyncio.get_running_loop()
         self._smtp = await loop.create_server(lambda: _SimSmtp(self), ctx.host, 0, ssl=tls)
+        self._submission = await loop.create_server(lambda: _SimSmtp(self, starttls=tls), ctx.host, 0)
         self._imap = await asyncio.start_server(self._imap_client, ctx.host, 0, ssl=tls)
         smtp_port = self._smtp.sockets[0].getsockname()[1]
         imap_port = self._imap.sockets[0].getsockname()[1]
+        submission_port = self._submission.sockets[0].getsockname()[1]
         return {"smtp": {"host": ctx.host, "port": smtp_port, "security": "tls"},
+                "submission": {"host": ctx.host, "port": submission_port, "security": "starttls"},
                 "imap": {"host": ctx.host, "port": imap_port},
                 "sender": DEMO_SENDER, "client_cert": str(client.cert_path), "client_key": str(client.key_path),
                 "ca": str(ctx.pki.ca_path), "password": SANDBOX_PASSWORD}
 
     async def stop(self) -> None:
-        for server in (self._smtp, self._imap):
-            if server is not None:
-                server.close()
+        servers = [s for s in (self._smtp, self._submission, self._imap) if s is not None]
+        for server in servers:
+            server.close()
         for task in list(self._sessions):
             task.cancel()
-        for server in (self._smtp, self._imap):
-            if server is not None:
-                await server.wait_closed()
-        self._smtp = self._imap = None
+        for server in servers:
+            await server.wait_closed()
+        self._smtp = self._submission = self._imap = None
 
     async def _imap_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.faults.mode is FaultMode.DOWN:

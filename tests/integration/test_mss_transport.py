@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from email import message_from_bytes, policy
@@ -184,5 +185,34 @@ async def test_state_survives_a_restart(tmp_path: Path, cs9: bytes) -> None:
         await again.stop()
 
 
-def test_smtp_settings_default_to_implicit_tls() -> None:
-    assert smtp.SmtpSettings(host="h", port=465, context=lambda: None).security == "tls"  # type: ignore[arg-type,return-value]
+async def test_starttls_submission_and_imap_login(operator: Any, cs9: bytes) -> None:
+    """Port 587 style: STARTTLS required before anything; SASL inside it; IMAP with LOGIN and a password."""
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None and settings.imap is not None
+    starttls = replace(settings.smtp, host=endpoint["submission"]["host"], port=endpoint["submission"]["port"],
+                       security="starttls", username=endpoint["sender"], password=endpoint["password"])
+    by_password = replace(settings, smtp=starttls, imap=replace(settings.imap, password=endpoint["password"]))
+    sender = MssSender(by_password, packager(pki), FrozenClock(NOW))
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    assert [a["message_id"] for a in sim.store.accepted()] == [message_id]
+    assert {a.original_message_id for a in (await sender.read_acks(0, 0)).acks} == {message_id}
+    wrong = replace(by_password, imap=replace(settings.imap, password="wrong"))
+    with pytest.raises(PermanentRemoteError):
+        await MssSender(wrong, packager(pki), FrozenClock(NOW)).read_acks(0, 0)
+    # Implicit TLS expected where the server speaks plain SMTP first: the TLS handshake cannot succeed.
+    confused = replace(settings, smtp=replace(settings.smtp, port=endpoint["submission"]["port"]))
+    with pytest.raises((ServiceUnreachable, PermanentRemoteError)):
+        await MssSender(confused, packager(pki), FrozenClock(NOW)).send(
+            outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr", order_id="ord-9"))
+    assert len(sim.store.accepted()) == 1
+
+
+def test_enabled_section_names_what_is_missing() -> None:
+    from agent.errors import ConfigError
+
+    with pytest.raises(ConfigError) as missing:
+        settings_from(MssSection(enabled=True, sender_address="cabinet@x.mssante.fr", smtp_host="smtp"), None)
+    assert missing.value.key == "mss.client_cert"
+    assert settings_from(MssSection(), None) is None
+    assert smtp.SmtpSettings(host="h", port=465, context=ssl.create_default_context).security == "tls"
