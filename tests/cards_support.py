@@ -144,30 +144,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
         pytest.skip(f"SoftHSM2 absent: {INSTALL}")
     if shutil.which("pkcs11-tool") is None:
         pytest.skip(f"pkcs11-tool (opensc) absent: {INSTALL}")
-    root = tmp_path_factory.mktemp("softhsm")
-    (root / "tokens").mkdir()
-    conf = root / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
-                    "slots.removable = false\n")
-    # python-pkcs11 initialises the module once per process: the whole session shares this configuration.
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    env = {**os.environ}
-    run = {"check": True, "env": env, "capture_output": True}
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL, "--so-pin", SO_PIN,
-                    "--pin", PIN], **run)  # type: ignore[call-overload]
-    ca, cert, key = _doctor_certificate(root)
-    key_file = root / "key.p8"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_file = root / "cert.der"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    subprocess.run(["softhsm2-util", "--import", str(key_file), "--token", TOKEN_LABEL, "--label", "CPS_PRIV_SIG",
-                    "--id", "01", "--pin", PIN], **run)  # type: ignore[call-overload]
-    key_file.unlink()  # the private key now lives in the token only
-    subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", TOKEN_LABEL, "--login", "--pin", PIN,
-                    "--write-object", str(cert_file), "--type", "cert", "--id", "01", "--label", "CPS_SIG_CERT"],
-                   **run)  # type: ignore[call-overload]
-    return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, PIN, ca, cert)
+    return create_softhsm_token(tmp_path_factory.mktemp("softhsm"))
 
 
 class EventStream:
@@ -216,3 +193,30 @@ async def event_stream(http: Any, agent: Any) -> AsyncIterator[EventStream]:
     async with http.get(f"{agent.url}/v1/events", headers=agent.headers()) as response:
         assert response.status == 200
         yield EventStream(response)
+
+
+def create_softhsm_token(root: Path) -> SoftHsm:
+    """A SoftHSM2 token folder under ``root`` with the CPS-like token; sets ``SOFTHSM2_CONF`` for this process."""
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+                    "slots.removable = false\n")
+    # python-pkcs11 initialises the module once per process: the whole session shares this configuration.
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    env = {**os.environ}
+    run = {"check": True, "env": env, "capture_output": True}
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL, "--so-pin", SO_PIN,
+                    "--pin", PIN], **run)  # type: ignore[call-overload]
+    ca, cert, key = _doctor_certificate(root)
+    key_file = root / "key.p8"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_file = root / "cert.der"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    subprocess.run(["softhsm2-util", "--import", str(key_file), "--token", TOKEN_LABEL, "--label", "CPS_PRIV_SIG",
+                    "--id", "01", "--pin", PIN], **run)  # type: ignore[call-overload]
+    key_file.unlink()  # the private key now lives in the token only
+    subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", TOKEN_LABEL, "--login", "--pin", PIN,
+                    "--write-object", str(cert_file), "--type", "cert", "--id", "01", "--label", "CPS_SIG_CERT"],
+                   **run)  # type: ignore[call-overload]
+    return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, PIN, ca, cert)

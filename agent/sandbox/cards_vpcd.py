@@ -173,4 +173,12 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
         if not chunk:
             return None
         data += chunk
+        # vpcd writes a frame's length and payload separately: with Nagle on its side and delayed ACKs on ours,
+        # each APDU would wait ~40 ms for an ACK. Acknowledge at once (Linux; a no-op elsewhere).
+        if _QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
     return bytes(data)
+
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)

@@ -1,0 +1,183 @@
+"""Card benchmarks on the real stack: pcscd + vpcd + our emulators, SoftHSM2, a real agent on a loopback port.
+
+1. Latency from an emulator's connection to vpcd to the ``card.inserted`` event on ``/v1/events`` (20 runs), against
+   a baseline in the same process: the same insertion seen by a bare ``PcscBackend`` listener (no identification,
+   no bus, no HTTP).
+2. Signatures per second through ``POST /v1/sign`` (raw, SHA256-RSA PKCS#1 v1.5, 2048-bit key in SoftHSM2), against
+   the baseline of signing straight through the PKCS#11 token.
+
+Run: ``.venv/bin/python bench/cards.py`` (starts pcscd if none runs, and stops it afterwards). Prints figures only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, Python puts bench/ first on the path, where other benchmarks' names (queue.py...) would shadow
+# the standard library's: the project root goes there instead.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)
+
+import asyncio
+import base64
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from typing import Any
+
+import aiohttp
+
+from agent.cards.pcsc import PcscBackend
+from agent.cli.wiring import Agent
+from agent.config import load_config
+from agent.domain.vitale import VitaleBeneficiary
+from agent.sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
+from agent.store.tokens import create_token
+from tests.cards_support import _readers, create_softhsm_token, event_stream
+
+RUNS = 20
+SIGN_SECONDS = 3.0
+BENEFICIARIES = [VitaleBeneficiary(0, "279035121518989", "PAT-TROIS", ["DOMINIQUE"], "PAT-TROIS", "1979-03-28")]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def show(name: str, values_ms: list[float]) -> None:
+    print(f"  {name:<44} median {statistics.median(values_ms):7.1f} ms   p90 {pct(values_ms, 0.9):7.1f} ms   "
+          f"min {min(values_ms):6.1f}   max {max(values_ms):6.1f}   (n={len(values_ms)})")
+
+
+def ensure_pcscd() -> subprocess.Popen[bytes] | None:
+    if _readers() is not None:
+        return None
+    proc = subprocess.Popen(["pcscd", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        readers = _readers()
+        if readers and any(r.startswith("Virtual PCD") for r in readers):
+            return proc
+        time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit("pcscd did not show the vpcd readers (install vsmartcard-vpcd before starting pcscd)")
+
+
+def baseline_insertion() -> list[float]:
+    """Connection to callback, bare monitor."""
+    seen = threading.Event()
+
+    class Listener:
+        def service_changed(self, up: bool, detail: str = "") -> None: ...
+
+        def readers_changed(self, readers: list[str]) -> None: ...
+
+        def card_inserted(self, reader: str, atr: bytes) -> None:
+            seen.set()
+
+        def card_removed(self, reader: str) -> None: ...
+
+    backend = PcscBackend()
+    backend.start(Listener())
+    time.sleep(0.5)
+    out = []
+    try:
+        for _ in range(RUNS):
+            seen.clear()
+            start = time.perf_counter()
+            card = VpcdCard(VitaleApplet(BENEFICIARIES), slot=0).insert()
+            if not seen.wait(10):
+                raise SystemExit("no insertion seen")
+            out.append((time.perf_counter() - start) * 1000)
+            card.pull()
+            time.sleep(0.6)
+    finally:
+        backend.stop()
+    return out
+
+
+async def agent_figures(softhsm: Any, tmp: Path) -> tuple[list[float], list[float], float, float]:
+    config = load_config(None, agent={"data_dir": str(tmp / "data")}, api={"port": 0},
+                         store={"master_key": "file"},
+                         cards={"pcsc": True, "pkcs11_module": softhsm.module, "token_label": softhsm.token_label})
+    agent = Agent(config)
+    await agent.start()
+    assert agent.services is not None
+    token = await agent.services.db.write(lambda conn: create_token(conn, "bench", "2026-01-01T00:00:00Z"))
+
+    class Client:
+        url = f"http://127.0.0.1:{agent.port}"
+
+        @staticmethod
+        def headers() -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+    vitale_ms: list[float] = []
+    cps_ms: list[float] = []
+    try:
+        async with aiohttp.ClientSession() as http, event_stream(http, Client) as events:
+            await asyncio.sleep(0.5)
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                card = VpcdCard(VitaleApplet(BENEFICIARIES), slot=0).insert()
+                await events.wait("card.inserted", reader=VPCD_READERS[0])
+                vitale_ms.append((time.perf_counter() - start) * 1000)
+                card.pull()
+                await events.wait("card.removed", reader=VPCD_READERS[0])
+            for _ in range(RUNS):
+                start = time.perf_counter()
+                card = VpcdCard(CpsApplet(), slot=1).insert()
+                await events.wait("card.inserted", reader=VPCD_READERS[1])
+                cps_ms.append((time.perf_counter() - start) * 1000)
+                card.pull()
+                await events.wait("card.removed", reader=VPCD_READERS[1])
+
+            cps = VpcdCard(CpsApplet(), slot=1).insert()
+            await events.wait("card.inserted", reader=VPCD_READERS[1])
+            async with http.post(f"{Client.url}/v1/cps/login", json={"pin": softhsm.pin},
+                                 headers=Client.headers()) as response:
+                assert response.status == 200, await response.text()
+            signer = agent.services.cards.require_signer()
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < SIGN_SECONDS:
+                await asyncio.to_thread(signer.sign, b"x" * 1024)
+                count += 1
+            direct = count / (time.perf_counter() - start)
+            body = {"format": "raw", "data_base64": base64.b64encode(b"x" * 1024).decode()}
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < SIGN_SECONDS:
+                async with http.post(f"{Client.url}/v1/sign", json=body, headers=Client.headers()) as response:
+                    assert response.status == 200
+                    await response.read()
+                count += 1
+            over_http = count / (time.perf_counter() - start)
+            cps.pull()
+    finally:
+        await agent.stop()
+    return vitale_ms, cps_ms, direct, over_http
+
+
+def main() -> None:
+    pcscd = ensure_pcscd()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            softhsm = create_softhsm_token(Path(tmp))
+            print("card insertion: emulator connects to vpcd -> event")
+            show("baseline: PcscBackend callback", baseline_insertion())
+            vitale_ms, cps_ms, direct, over_http = asyncio.run(agent_figures(softhsm, Path(tmp)))
+            show("Vitale -> card.inserted on /v1/events (read)", vitale_ms)
+            show("CPS -> card.inserted on /v1/events (PKCS#11)", cps_ms)
+            print("signatures, RSA-2048 PKCS#1 v1.5 SHA-256, SoftHSM2, 1 KiB of data, sequential")
+            print(f"  baseline: Signer.sign in a thread                {direct:8.0f} /s")
+            print(f"  POST /v1/sign format raw                         {over_http:8.0f} /s")
+    finally:
+        if pcscd is not None:
+            pcscd.terminate()
+            pcscd.wait(10)
+
+
+if __name__ == "__main__":
+    main()
