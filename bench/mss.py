@@ -19,8 +19,8 @@ import statistics
 import tempfile
 import time
 
-from agent.clock import SystemClock
 from agent.cli.mss_wiring import settings_from
+from agent.clock import SystemClock
 from agent.config import MssSection
 from agent.mss import mime, xdm
 from agent.mss.service import MssSender, Outgoing
