@@ -8,6 +8,7 @@ message: the MDN by ``Original-Message-ID``, the DSN by its returned headers (or
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -87,6 +88,14 @@ def _returned_message_id(report: Message) -> str:
     return ""
 
 
+def _envid(value: str) -> str:
+    """RFC 3461 ENVID (xtext; we send the Message-ID without its brackets) back to a Message-ID."""
+    decoded = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value.strip())
+    if not decoded:
+        return ""
+    return decoded if decoded.startswith("<") else f"<{decoded}>"
+
+
 def _date(msg: Message) -> str:
     raw = msg.get("Date")
     if not raw:
@@ -114,7 +123,7 @@ def parse_ack(data: bytes) -> list[Ack]:
             if not blocks:
                 continue
             per_message, recipients = blocks[0], blocks[1:]
-            original = _returned_message_id(msg) or per_message.get("original-envelope-id", "")
+            original = _returned_message_id(msg) or _envid(per_message.get("original-envelope-id", ""))
             for rcpt in recipients:
                 action = rcpt.get("action", "").lower()
                 outcome = {"delivered": AckOutcome.DELIVERED, "relayed": AckOutcome.DELIVERED,

@@ -167,6 +167,12 @@ def test_dsn_and_mdn_name_the_original_message() -> None:
     assert [(a.kind, a.outcome, a.original_message_id) for a in mdn] == [
         (acks.AckKind.MDN, acks.AckOutcome.READ, msgid)]
     assert acks.parse_ack(original) == []
+    # An operator that returns no headers: the envelope id (our Message-ID, xtext, without brackets) names it.
+    bare = acks.build_dsn(original, recipient="dr.x@medecin.mssante.fr", delivered=True, reporting_mta="m", date=NOW)
+    head, _, _ = bare.rpartition(b"Content-Type: text/rfc822-headers")
+    envid = msgid.strip("<>").replace("+", "+2B")
+    bare = head.replace(f"Original-Envelope-Id: {msgid}".encode(), f"Original-Envelope-Id: {envid}".encode())
+    assert [a.original_message_id for a in acks.parse_ack(bare)] == [msgid]
 
 
 FLAGS = rules.MaskFlags
