@@ -37,6 +37,10 @@ def build(service: CdaService, kind: str, patient: dict[str, Any], author: dict[
         from agent.cda.synthese import build as build_synthese
 
         return build_synthese(service, patient, author, data)
+    if kind in ("cse_cs8", "cse_cs9", "cse_cs24"):
+        from agent.cda.cse import build as build_cse
+
+        return build_cse(service, kind, patient, author, data)
     raise InvalidInput.field("kind", f"Le document {kind!r} n'est pas encore produit par cet agent.",
                              code="kind_not_available")
 

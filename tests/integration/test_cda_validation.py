@@ -270,3 +270,63 @@ def test_synthese_medicale_is_valid(service: CdaService, data: dict[str, Any]) -
     sections = [s.find(f"{HL7}code").get("code")
                 for s in etree.fromstring(built.cda).iterfind(f".//{HL7}section")]
     assert {"11450-4", "48765-2", "10160-0", "47519-4", "46264-8"} <= set(sections)
+
+
+CHILD = {**PATIENT, "birth_name": "MARTIN", "given_names": ["LEA"], "birth_date": "2024-04-01"}
+CSE_DATA: dict[str, Any] = {
+    "exam_date": "2025-01-10",
+    "parents": [{"relation": "MTH", "birth_date": "1990-05-31", "family": "MARTIN", "given": "Marie",
+                 "profession": {"code": "3", "display": "Cadre ou profession intellectuelle supérieure"},
+                 "activity": {"code": "PAT-040", "display": "Activité salariée"}},
+                {"relation": "FTH", "birth_date": "1988-02-02",
+                 "profession": {"code": "2", "display": "Artisan, commerçant ou chef d'entreprise"}}],
+    "children_at_home": 2, "childcare": True, "childcare_type": {"code": "PAT-050", "display": "Accueil collectif"},
+    "breastfeeding_exclusive_weeks": 12, "breastfeeding_mixed_weeks": 8,
+    "domestic_accidents": [{"code": "NE2Z", "display": "Brûlures, sans précision"}],
+    "measures": {"weight_g": 8600, "height_cm": 71, "head_cm": 45},
+    "neurodevelopment": {"code": "ORG-197",
+                         "display": "Orientation vers une plateforme de coordination et d'orientation"},
+    "development": [{"code": "MED-200", "display": "Marche acquise", "value": False}],
+    "vaccinations": [{"atc": "J07AN", "display": "vaccins de la tuberculose", "rank": 1},
+                     {"atc": "J07AL", "display": "vaccins pneumococciques", "rank": 2, "date": "2024-08-01"}],
+    "treatments": [{"atc": "J06BD", "display": "anticorps monoclonaux antiviraux"}],
+    "care_plan": [{"code": "ORG-194", "display": "Orientation vers un autre professionnel de santé"}],
+}
+CS9_MINIMAL: dict[str, Any] = {
+    "exam_date": "2025-01-10", "childcare": False, "measures": {"weight_g": 8600},
+    "parents": [{"relation": "MTH", "birth_date": "1990-05-31",
+                 "profession": {"code": "3", "display": "Cadre ou profession intellectuelle supérieure"}}],
+    "neurodevelopment": {"code": "ORG-197",
+                         "display": "Orientation vers une plateforme de coordination et d'orientation"},
+}
+
+
+@pytest.mark.parametrize(("kind", "data"), [
+    ("cse_cs9", CSE_DATA),
+    ("cse_cs9", CS9_MINIMAL),
+    ("cse_cs24", {**CSE_DATA, "exam_date": "2026-04-10", "premature": False,
+                  "screens": {"code": "GEN-311", "display": "Jamais"},
+                  "history": [{"code": "MED-183", "display": "Prématurité inf. à 33 semaines"}]}),
+], ids=["cs9-full", "cs9-minimal", "cs24"])
+def test_certificats_de_sante_are_valid(service: CdaService, kind: str, data: dict[str, Any]) -> None:
+    built = service.build_document(kind, CHILD, AUTHOR, data)
+    report = service.validate(built.cda)
+    _assert_valid(report)
+    volet = {"cse_cs9": "CI-SIS_CSE-CS9_2025.01.sch", "cse_cs24": "CI-SIS_CSE-CS24_2025.01.sch"}[kind]
+    assert volet in report.checked
+    assert built.type_code == "CERT_DECL" and built.class_code == "52"
+
+
+def test_a_certificate_with_a_code_outside_its_value_set_is_reported(service: CdaService) -> None:
+    data = {**CSE_DATA, "care_plan": [{"code": "ORG-999", "display": "Orientation imaginaire"}]}
+    report = service.validate(service.build_document("cse_cs9", CHILD, AUTHOR, data).cda)
+    assert not report.valid
+    assert any("[dansJeuDeValeurs]" in e.message and "ORG-999" in e.message for e in report.errors)
+
+
+def test_cs8_is_refused_as_not_available(service: CdaService) -> None:
+    from agent.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("cse_cs8", CHILD, AUTHOR, CSE_DATA)
+    assert refused.value.code == "kind_not_available"
