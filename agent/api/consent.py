@@ -143,13 +143,20 @@ def notices_status(services: Services) -> Any:
         part: RightsPart | None = getattr(services, "rights", None)
         if part is None:
             return {}
+        matrix = part.rights.matrix
+        body: dict[str, Any] = {
+            "notices": [],
+            # Which habilitation matrix applies, and how complete it is: the practice can see and replace it.
+            "habilitation": {"origin": matrix.origin, "version": matrix.version, "source": matrix.source,
+                             "status": matrix.status, "professions": sorted(matrix.columns)},
+        }
         holder = await cps_holder(services)
         rpps = getattr(holder, "rpps", None) if holder else None
-        if not rpps:
-            return {"notices": []}
-        state = await part.notices.state(rpps)
-        return {"notices": [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,
-                             "next_due_at": rfc3339(state.next_due_at) if state.next_due_at else None}]}
+        if rpps:
+            state = await part.notices.state(rpps)
+            body["notices"] = [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,
+                                "next_due_at": rfc3339(state.next_due_at) if state.next_due_at else None}]
+        return body
 
     return provider
 

@@ -179,6 +179,7 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
     assert "notice.due" in seen
     _, status_body = await call(http, agent, "GET", "/v1/status")
     assert status_body["notices"][0]["due"] is True
+    assert "26 octobre 2023" in status_body["habilitation"]["source"]
 
     status, acked = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     assert status == 200 and acked["due"] is False
