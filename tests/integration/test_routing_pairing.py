@@ -23,7 +23,7 @@ async def start(start_agent: Any, name: str, **extra: Any) -> Any:
 
 
 def routing(agent: Any) -> RoutingService:
-    service = agent.services.routing
+    service: RoutingService | None = agent.services.routing
     assert service is not None
     return service
 
@@ -82,7 +82,7 @@ async def pair(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
 
 
 async def test_paired_agents_see_each_other_in_get_peers(pair: Any, http: aiohttp.ClientSession) -> None:
-    a, b = pair
+    _a, b = pair
     async with http.get(f"{b.url}/v1/peers", headers=b.headers()) as response:
         body = await response.json()
     assert response.status == 200
