@@ -89,12 +89,18 @@ async def test_cs9_goes_to_the_cse_platform_and_acknowledgements_reach_the_order
     package = xdm.read_xdm(next(mail.iter_attachments()).get_content())
     assert b"1.2.250.1.213.1.1.1.5.2" in package.entries[0].content  # the CS9 itself
 
-    await agent.services.mss.poll_once()
-    status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+    # The acknowledgement reader wakes after each send (no manual poll): wait for it like an LGC would.
+    for _ in range(300):
+        status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+        if all(d["acknowledgement"] == "read" for d in order["deliveries"]):
+            break
+        await asyncio.sleep(0.1)
     for delivery in order["deliveries"]:
         assert delivery["acknowledgement"] == "read", delivery
         assert {(a["kind"], a["outcome"]) for a in delivery["acknowledgements"]} == {("dsn", "delivered"),
                                                                                    ("mdn", "read")}
+    status, body = await call(http, agent, "GET", "/v1/status")
+    assert body["connectivity"]["mss"]["configured"] and body["connectivity"]["mss"]["reachable"], body
 
 
 async def test_masking_refusals_say_why(agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
