@@ -125,3 +125,26 @@ async def test_directory_lookup(agent: Any, http: aiohttp.ClientSession) -> None
                                                             ["paul.martinez@medecin.demo.mssante.fr"]]
     status, problem = await call(http, agent, "GET", "/v1/directory?name=x")
     assert status == 422 and problem["errors"][0]["field"] == "name"
+
+
+async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http: aiohttp.ClientSession,
+                                                               reference_dir: Path) -> None:
+    from email import message_from_bytes, policy
+
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    body = await cs9_order(http, agent, reference_dir)
+    body["document"] = {"cda_base64": body["document"]["cda_base64"]}
+    body["destinations"] = {"dmp": False, "mss": [], "patient_mss": True}
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    order = await wait_sent(http, agent, order["id"])
+    destinations = {d["destination"]: d["state"] for d in order["deliveries"]}
+    assert destinations == {"patient_mss": "sent", f"mss:{CSE_MSS_ADDRESS}": "sent"}, order
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    to_patient = [m for m in sandbox["items"] if m["rcpt_tos"] == [f"{PAT_TROIS.ins}@patient.mssante.fr"]]
+    assert len(to_patient) == 1
+    mail = message_from_bytes(base64.b64decode(to_patient[0]["raw_base64"]), policy=policy.default)
+    assert mail["X-MSS-MES"] == "FIN" and mail["X-MSS-INS"] == PAT_TROIS.ins
+    body_part = mail.get_body(("plain",))
+    assert body_part is not None and "Mon espace santé" in body_part.get_content()
