@@ -1,0 +1,113 @@
+"""The ISO Schematron engine on small schemas written here: include, abstract patterns, abstract rules, phases,
+lets, value-set lookups relative to the .sch, first-matching-rule semantics, roles and locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cda.saxon import XsltEngine
+from agent.cda.schematron import SchematronError, compile_schema
+from agent.cda.validation import CdaValidator, Finding
+
+SCH = 'xmlns="http://purl.oclc.org/dsdl/schematron"'
+
+
+@pytest.fixture(scope="module")
+def engine() -> XsltEngine:
+    return XsltEngine()
+
+
+def run(engine: XsltEngine, sch: Path, document: str, phase: str | None = None) -> list[Finding]:
+    """Compile (with a phase when given) and apply; the findings as the validator reads them."""
+    validator = CdaValidator(sch.parent.parent, None, engine)
+    if phase is not None:
+        validator._compiled[sch.name] = engine.compile(compile_schema(sch, phase))
+    return validator.run_schematron(sch.name, document)
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Path:
+    (tmp_path / "schematrons" / "abstract").mkdir(parents=True)
+    (tmp_path / "jeuxDeValeurs").mkdir()
+    (tmp_path / "jeuxDeValeurs" / "JDV_X.xml").write_text(
+        '<RetrieveValueSetResponse xmlns="urn:ihe:iti:svs:2008"><ValueSet><ConceptList>'
+        '<Concept code="A" codeSystem="1.2.3"/><Concept code="B" codeSystem="1.2.3"/>'
+        '</ConceptList></ValueSet></RetrieveValueSetResponse>')
+    (tmp_path / "schematrons" / "abstract" / "inSet.sch").write_text(f"""
+<pattern {SCH} id="inSet" abstract="true" xmlns:svs="urn:ihe:iti:svs:2008">
+  <rule context="$elt">
+    <let name="c" value="@code"/>
+    <assert test="document($path)//svs:Concept[@code=$c]">[inSet] <value-of select="$c"/> hors du jeu <name/></assert>
+  </rule>
+</pattern>""")
+    (tmp_path / "schematrons" / "abstract" / "rules.sch").write_text(f"""
+<pattern {SCH} id="holder"><rule abstract="true" id="hasId"><assert test="@id">sans id</assert></rule>
+<rule abstract="true" id="named"><extends rule="hasId"/><assert test="@name" role="warning">sans nom</assert></rule>
+</pattern>""")
+    (tmp_path / "schematrons" / "main.sch").write_text(f"""<?xml version="1.0"?>
+<schema {SCH} queryBinding="xslt2" defaultPhase="normal">
+  <ns prefix="d" uri="urn:d"/>
+  <let name="max" value="3"/>
+  <include href="abstract/inSet.sch"/>
+  <include href="abstract/rules.sch"/>
+  <phase id="normal"><active pattern="codes"/><active pattern="items"/></phase>
+  <phase id="strict"><active pattern="codes"/><active pattern="items"/><active pattern="count"/></phase>
+  <pattern id="codes" is-a="inSet">
+    <param name="elt" value="d:code"/>
+    <param name="path" value="'../jeuxDeValeurs/JDV_X.xml'"/>
+  </pattern>
+  <pattern id="items">
+    <rule context="d:item[@special]"><assert test="@special = 'yes'">special doit valoir yes</assert></rule>
+    <rule context="d:item"><extends rule="named"/></rule>
+  </pattern>
+  <pattern id="count">
+    <rule context="d:doc">
+      <assert test="count(d:item) &lt;= $max">trop d'items (max <value-of select="$max"/>)</assert>
+    </rule>
+  </pattern>
+</schema>""")
+    return tmp_path / "schematrons" / "main.sch"
+
+
+GOOD = '<doc xmlns="urn:d"><code code="A"/><item id="1" name="x"/><item special="yes"/></doc>'
+
+
+def test_a_valid_document_has_no_failure(engine: XsltEngine, kit: Path) -> None:
+    assert run(engine, kit, GOOD) == []
+
+
+def test_abstract_pattern_with_value_set_relative_to_the_sch(engine: XsltEngine, kit: Path) -> None:
+    found = run(engine, kit, '<doc xmlns="urn:d"><code code="Z"/></doc>')
+    assert [f.message for f in found] == ["[inSet] Z hors du jeu code"]
+    assert found[0].location == "/doc[1]/code[1]"
+
+
+def test_abstract_rules_extend_and_roles_split_errors_from_warnings(engine: XsltEngine, kit: Path) -> None:
+    found = run(engine, kit, '<doc xmlns="urn:d"><item/><item id="2"/></doc>')
+    assert [(f.message, f.role, f.location) for f in found] == [
+        ("sans id", "error", "/doc[1]/item[1]"), ("sans nom", "warning", "/doc[1]/item[1]"),
+        ("sans nom", "warning", "/doc[1]/item[2]")]
+
+
+def test_only_the_first_matching_rule_of_a_pattern_fires(engine: XsltEngine, kit: Path) -> None:
+    # item[@special] matches the first rule: the "named" rule must not also run on it.
+    found = run(engine, kit, '<doc xmlns="urn:d"><item special="no"/></doc>')
+    assert [f.message for f in found] == ["special doit valoir yes"]
+
+
+def test_phases_and_global_lets(engine: XsltEngine, kit: Path) -> None:
+    many = '<doc xmlns="urn:d">' + '<item id="1" name="n"/>' * 4 + "</doc>"
+    assert run(engine, kit, many) == []  # the default phase does not count
+    strict = run(engine, kit, many, phase="strict")
+    assert [f.message for f in strict] == ["trop d'items (max 3)"]
+
+
+def test_schema_errors_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "bad.sch").write_text(f'<schema {SCH}><include href="missing.sch"/></schema>')
+    with pytest.raises(SchematronError, match=r"missing\.sch"):
+        compile_schema(tmp_path / "bad.sch")
+    (tmp_path / "phase.sch").write_text(f'<schema {SCH} defaultPhase="nope"><pattern id="p"/></schema>')
+    with pytest.raises(SchematronError, match="phase inconnue"):
+        compile_schema(tmp_path / "phase.sch")
