@@ -20,7 +20,7 @@ from typing import Any
 from smartcard import scard as sc
 
 from agent.cards.cps import Transmit
-from agent.cards.readers import ReaderListener
+from agent.cards.readers import ReaderListener, card_gone, reader_busy, service_down
 from agent.domain.apdu import Command, Response
 from agent.errors import Unavailable
 from agent.logs import TRAFFIC, get_logger
@@ -40,20 +40,6 @@ def _err(hresult: int) -> str:
         return str(sc.SCardGetErrorMessage(hresult))
     except Exception:  # only for a message
         return f"0x{_code(hresult):08X}"
-
-
-def service_down() -> Unavailable:
-    return Unavailable("Le service des lecteurs de cartes (PC/SC) ne répond pas : vérifiez qu'il est démarré "
-                       "(pcscd sous Linux, « Carte à puce » sous Windows).", code="pcsc_unavailable")
-
-
-def reader_busy() -> Unavailable:
-    return Unavailable("Le lecteur de cartes est occupé par un autre logiciel : réessayez dans un instant.",
-                       code="reader_busy")
-
-
-def card_gone() -> Unavailable:
-    return Unavailable("La carte a été retirée pendant sa lecture : réinsérez-la.", code="card_removed")
 
 
 def _raise_for(hresult: int) -> None:

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from agent.cards.cps import Transmit
+from agent.errors import Unavailable
 
 
 class ReaderListener(Protocol):
@@ -36,3 +37,17 @@ class ReaderBackend(Protocol):
     def transaction(self, reader: str) -> AbstractContextManager[Transmit]:
         """Exclusive use of the card for a few APDUs (shared mode, released at exit)."""
         ...
+
+
+def service_down() -> Unavailable:
+    return Unavailable("Le service des lecteurs de cartes (PC/SC) ne répond pas : vérifiez qu'il est démarré "
+                       "(pcscd sous Linux, « Carte à puce » sous Windows).", code="pcsc_unavailable")
+
+
+def reader_busy() -> Unavailable:
+    return Unavailable("Le lecteur de cartes est occupé par un autre logiciel : réessayez dans un instant.",
+                       code="reader_busy")
+
+
+def card_gone() -> Unavailable:
+    return Unavailable("La carte a été retirée pendant sa lecture : réinsérez-la.", code="card_removed")

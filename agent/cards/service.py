@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.cards.cps import CpsToken, check_pin_format, cps_absent, is_cps, not_logged_in
-from agent.cards.readers import ReaderBackend
+from agent.cards.readers import ReaderBackend, reader_busy, service_down
 from agent.cards.vitale import ApduVitaleSource, VitaleSource, is_vitale
 from agent.clock import Clock
 from agent.domain.cps import CpsHolder
@@ -98,6 +98,8 @@ class CardService:
         self._readers: dict[str, str | None] = {}
         self._cps: _Cps | None = None
         self._vitale: _Vitale | None = None
+        # Cards another program kept busy while we tried to identify them: tried again in the background.
+        self._busy: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle --------------------------------------------------------------------------------------
@@ -109,6 +111,8 @@ class CardService:
             self._service_state = "pkcs11"
             self._tasks.append(asyncio.create_task(self._poll_token()))
         self._tasks.append(asyncio.create_task(self._expire_sessions()))
+        if self.backend is not None:
+            self._tasks.append(asyncio.create_task(self._retry_busy()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -136,6 +140,21 @@ class CardService:
             elif not present and known:
                 await asyncio.to_thread(self.card_removed, PKCS11_READER)
             await asyncio.sleep(self._poll_seconds)
+
+    async def _retry_busy(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            with self._lock:
+                pending = list(self._busy)
+            for reader in pending:
+                await asyncio.to_thread(self._reidentify, reader)
+
+    def _reidentify(self, reader: str) -> None:
+        with self._lock:
+            if reader not in self._busy or self._readers.get(reader) is None:
+                self._busy.discard(reader)
+                return
+        self.card_inserted(reader, b"")
 
     async def _expire_sessions(self) -> None:
         while True:
@@ -166,11 +185,21 @@ class CardService:
     def card_inserted(self, reader: str, atr: bytes) -> None:
         kind, cps, vitale = self._identify(reader)
         with self._lock:
-            self._readers[reader] = kind
+            if kind == "busy":
+                known = reader in self._busy
+                self._busy.add(reader)
+                self._readers[reader] = "unknown"
+            else:
+                self._busy.discard(reader)
+                self._readers[reader] = kind
             if cps is not None and (self._cps is None or self._cps.reader == reader):
                 self._cps = cps
             if vitale is not None:
                 self._vitale = vitale
+        if kind == "busy":
+            if not known:
+                self._bus.publish("card.inserted", reader=reader, card="unknown", error="reader_busy")
+            return
         extra: dict[str, Any] = {}
         if vitale is not None:
             extra["beneficiary_count"] = len(vitale.beneficiaries)
@@ -184,6 +213,7 @@ class CardService:
             kind = self._readers.get(reader) or "unknown"
             if reader in self._readers:
                 self._readers[reader] = None
+            self._busy.discard(reader)
             cps = self._cps if self._cps is not None and self._cps.reader == reader else None
             if cps is not None:
                 self._cps = None
@@ -219,7 +249,7 @@ class CardService:
                     time.sleep(0.1 * (attempt + 1))
                     continue
                 log.warning("carte de « %s » non identifiée : %s (%s)", reader, exc.code, exc.message)
-                return "unknown", None, None
+                return ("busy" if exc.code == "reader_busy" else "unknown"), None, None
         if kind == "cps":
             return kind, self._open_cps(reader), None
         return kind, None, vitale
@@ -239,6 +269,16 @@ class CardService:
 
     # --- what the agent asks ------------------------------------------------------------------------------
 
+    def _why_absent(self, absent: Unavailable) -> Unavailable:
+        """A missing card may be a stopped PC/SC service or a reader another program holds: say which."""
+        with self._lock:
+            state, busy = self._service_state, bool(self._busy)
+        if state == "down":
+            return service_down()
+        if busy:
+            return reader_busy()
+        return absent
+
     def cps_holder(self) -> CpsHolder | None:
         with self._lock:
             cps = self._cps
@@ -250,7 +290,7 @@ class CardService:
         with self._lock:
             cps = self._cps
         if cps is None or cps.token is None:
-            raise cps_absent()
+            raise self._why_absent(cps_absent())
         if not cps.token.logged_in:
             raise not_logged_in()
         cps.last_used = self._clock.monotonic()
@@ -269,8 +309,8 @@ class CardService:
         with self._lock:
             vitale = self._vitale
         if vitale is None:
-            raise Unavailable("Aucune carte Vitale dans les lecteurs : insérez la carte Vitale du patient.",
-                              code="vitale_absent")
+            raise self._why_absent(Unavailable("Aucune carte Vitale dans les lecteurs : insérez la carte Vitale du "
+                                               "patient.", code="vitale_absent"))
         if vitale.error:
             raise Unavailable(vitale.error, code="vitale_unreadable")
         return list(vitale.beneficiaries)
@@ -280,7 +320,7 @@ class CardService:
         with self._lock:
             cps = self._cps
         if cps is None or cps.token is None:
-            raise cps_absent()
+            raise self._why_absent(cps_absent())
         token = cps.token
         try:
             await asyncio.to_thread(token.login, pin)

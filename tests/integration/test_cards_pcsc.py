@@ -3,6 +3,7 @@ API and event stream as the LGC sees them, and SoftHSM2 as the CPS's PKCS#11 mod
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -125,3 +126,60 @@ async def test_pcscd_down_is_reported_and_recovered(pcscd: Pcscd, start_agent: A
         with VpcdCard(VitaleApplet(BENEFICIARIES), slot=0):
             inserted = await events.wait("card.inserted", reader=VITALE_READER, timeout=20)
             assert inserted["card"] == "vitale"
+
+
+async def test_card_held_by_another_program_is_read_once_released(pcscd: Pcscd, start_agent: Any,
+                                                                  http: Any) -> None:
+    from smartcard import scard as sc
+
+    from agent.errors import Unavailable
+
+    with VpcdCard(VitaleApplet(BENEFICIARIES), slot=0):
+        # Another program (say the LGC's SESAM-Vitale module) holds the card exclusively.
+        hresult, context = sc.SCardEstablishContext(sc.SCARD_SCOPE_USER)
+        assert hresult == sc.SCARD_S_SUCCESS
+        for _ in range(50):
+            hresult, handle, _protocol = sc.SCardConnect(context, VITALE_READER, sc.SCARD_SHARE_EXCLUSIVE,
+                                                         sc.SCARD_PROTOCOL_T0 | sc.SCARD_PROTOCOL_T1)
+            if hresult == sc.SCARD_S_SUCCESS:
+                break
+            await asyncio.sleep(0.1)
+        assert hresult == sc.SCARD_S_SUCCESS
+        try:
+            agent = await start_agent(cards={"pcsc": True})
+            async with event_stream(http, agent) as events:
+                busy = await events.wait("card.inserted", reader=VITALE_READER)
+                assert busy["card"] == "unknown" and busy["error"] == "reader_busy"
+                with pytest.raises(Unavailable) as held:
+                    agent.services.cards.vitale_beneficiaries()
+                assert held.value.code == "reader_busy" and "occupé" in held.value.message
+                sc.SCardDisconnect(handle, sc.SCARD_LEAVE_CARD)
+                handle = None
+                read = await events.wait("card.inserted", reader=VITALE_READER, card="vitale")
+                assert read["beneficiary_count"] == 2
+                assert len(agent.services.cards.vitale_beneficiaries()) == 2
+        finally:
+            if handle is not None:
+                sc.SCardDisconnect(handle, sc.SCARD_LEAVE_CARD)
+            sc.SCardReleaseContext(context)
+
+
+async def test_service_down_is_what_the_doctor_is_told(pcscd: Pcscd, start_agent: Any, http: Any) -> None:
+    if pcscd.started is None:
+        pytest.skip("pcscd was already running (not started by these tests): it is not ours to stop")
+    agent = await start_agent(cards={"pcsc": True})
+    for _ in range(100):  # the monitor says "up" as soon as its thread reaches pcscd
+        if agent.services.cards.snapshot()["service"]["state"] == "up":
+            break
+        await asyncio.sleep(0.05)
+    async with event_stream(http, agent) as events:
+        pcscd.stop()
+        try:
+            await events.wait("cards.service", state="down")
+            async with http.post(f"{agent.url}/v1/sign", json={"format": "raw", "data_base64": "aGk="},
+                                 headers=agent.headers()) as response:
+                problem = await response.json()
+            assert response.status == 503 and problem["code"] == "pcsc_unavailable"
+            assert "PC/SC" in problem["detail"]
+        finally:
+            pcscd.start()
