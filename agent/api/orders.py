@@ -72,7 +72,8 @@ def _service(request: web.Request) -> OrderService:
 async def create_order(request: web.Request) -> web.Response:
     body = await read_json(request)
     client = request.get(CLIENT_KEY)
-    if request.app[SERVICES].mss is not None:  # CSE platform recipient (LGC.CSE.15) and MSS masking rules
+    mss = request.app[SERVICES].mss
+    if mss is not None:  # CSE platform recipient (LGC.CSE.15) and MSS masking rules
         from agent.mss.orders import prepare_order
 
         body = prepare_order(body)

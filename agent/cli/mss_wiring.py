@@ -251,6 +251,10 @@ class MssPart:
             order["mss_suggestion"] = suggestion
         sender = self.sender
         if sender is None:
+            if any(str(d.get("destination", "")).startswith("mss:") or d.get("destination") == "patient_mss"
+                   for d in order.get("deliveries", [])):
+                order["mss_warning"] = ("MSSanté n'est pas configurée sur cet agent (section [mss]) : les envois "
+                                        "par messagerie attendront sa configuration.")
             return order
         order_id = str(order.get("id", ""))
         deliveries = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")

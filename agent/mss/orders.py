@@ -42,7 +42,10 @@ def document_kind(document: Any) -> str:
 
 
 def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
-    """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``."""
+    """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``.
+
+    Applied whether or not MSSanté is configured yet: like the DMP's, MSS deliveries then wait in the queue
+    until it is (the order's JSON says so in ``mss_warning``)."""
     destinations = body.get("destinations")
     if destinations is not None and not isinstance(destinations, dict):
         return body  # the intake reports the shape error
