@@ -14,7 +14,7 @@ from aiohttp import web
 from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
-from agent.cda.service import KINDS, CdaService, decode_base64
+from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, decode_base64
 from agent.errors import InvalidInput, Unavailable
 
 FINDING = {
@@ -58,6 +58,8 @@ BUILD_RESPONSE = {
         "unique_id": {"type": "string"},
         "document": {"type": "object"},
         "validation": VALIDATION_SCHEMA,
+        "cse_due": {"type": ["object", "null"],
+                    "description": "LGC.CSE.04: the certificat de santé this CR d'examen de l'enfant makes due"},
     },
 }
 VALIDATE_REQUEST = {
@@ -90,6 +92,9 @@ async def build(request: web.Request) -> web.Response:
     built = await service.abuild(kind, _object(body, "patient"), _object(body, "author"), _object(body, "data"))
     answer: dict[str, Any] = {"cda_base64": built.cda_base64, "unique_id": built.unique_id,
                               "document": built.metadata()}
+    notice = cse_notice_for_cda(built.cda, str(_object(body, "data").get("exam") or "") or None)
+    answer["cse_due"] = ({"kind": notice.kind, "title": notice.title, "message": notice.message,
+                          "mss_recipient": notice.mss_recipient} if notice else None)
     if service.validator is not None:
         answer["validation"] = (await service.avalidate(built.cda)).as_dict()
     else:

@@ -19,7 +19,7 @@ import binascii
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from agent.cda import vaccination
@@ -30,6 +30,9 @@ from agent.cda.validation import CdaValidator, ValidationReport
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.errors import FieldError, InvalidInput, Unavailable
+from agent.xml import safe
+
+HL7 = "{urn:hl7-org:v3}"
 
 KINDS = ("n1", "vaccination_note", "synthese_medicale", "cse_cs8", "cse_cs9", "cse_cs24", "mesures_enfant")
 
@@ -197,6 +200,33 @@ class CdaService:
     async def abuild(self, kind: str, patient: dict[str, Any], author: dict[str, Any],
                      data: dict[str, Any]) -> BuiltDocument:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
+
+
+def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNotice | None:
+    """LGC.CSE.04 for a document about to be sent: is a certificat de santé due because of it?
+
+    Reads the type code, the service start and the patient's birth date from the CDA header (hardened parse).
+    The queue calls this once an order is stored; ``POST /v1/cda`` answers it as ``cse_due``.
+    """
+    root = safe.parse(cda, what="CDA")
+    code = root.find(f"{HL7}code")
+    type_code = code.get("code", "") if code is not None else ""
+    if type_code != "59283-2":
+        return None
+    birth = root.find(f"{HL7}recordTarget/{HL7}patientRole/{HL7}patient/{HL7}birthTime")
+    low = root.find(f"{HL7}documentationOf/{HL7}serviceEvent/{HL7}effectiveTime/{HL7}low")
+    try:
+        born = date(*_ymd(birth.get("value", "") if birth is not None else ""))
+        examined = date(*_ymd(low.get("value", "") if low is not None else ""))
+    except ValueError:
+        return None
+    return catalogue.cse_due_for(type_code, born, examined, exam)
+
+
+def _ymd(value: str) -> tuple[int, int, int]:
+    if len(value) < 8 or not value[:8].isdigit():
+        raise ValueError(value)
+    return int(value[:4]), int(value[4:6]), int(value[6:8])
 
 
 def invalid_cda(report: ValidationReport) -> InvalidInput:

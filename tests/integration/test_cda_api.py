@@ -104,3 +104,18 @@ async def test_routes_are_in_the_openapi_document(agent: Any, http: aiohttp.Clie
     async with http.get(agent.url + "/v1/openapi.json") as response:
         paths = (await response.json())["paths"]
     assert "post" in paths["/v1/cda"] and "post" in paths["/v1/cda/validate"]
+
+
+async def test_the_cr_of_the_9th_month_exam_says_the_certificate_is_due(agent: Any,
+                                                                        http: aiohttp.ClientSession) -> None:
+    child = {**PATIENT, "birth_date": "2024-04-01"}
+    status, body = await post(http, agent, "/v1/cda", {"kind": "n1", "patient": child, "author": AUTHOR, "data": {
+        "pdf_base64": PDF64, "type_code": "59283-2", "title": "Examen du 9e mois",
+        "service_start": "2025-01-10T10:00:00+01:00"}})
+    assert status == 200, body
+    assert body["cse_due"]["kind"] == "cse_cs9"
+    assert body["cse_due"]["mss_recipient"] == "certificatsdesante@plateformecse.mssante.fr"
+    status, body = await post(http, agent, "/v1/cda", {"kind": "n1", "patient": child, "author": AUTHOR, "data": {
+        "pdf_base64": PDF64, "type_code": "11488-4", "title": "Consultation",
+        "service_start": "2025-01-10T10:00:00+01:00"}})
+    assert body["cse_due"] is None
