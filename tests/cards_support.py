@@ -104,7 +104,8 @@ class SoftHsm:
     token_label: str
     pin: str
     ca_cert: x509.Certificate
-    cert: x509.Certificate
+    cert: x509.Certificate  # of CPS_PRIV_SIG
+    auth_cert: x509.Certificate  # of CPS_PRIV_AUT
 
 
 def _doctor_certificate(tmp: Path) -> tuple[x509.Certificate, x509.Certificate, rsa.RSAPrivateKey]:
@@ -207,16 +208,21 @@ def create_softhsm_token(root: Path) -> SoftHsm:
     run = {"check": True, "env": env, "capture_output": True}
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", TOKEN_LABEL, "--so-pin", SO_PIN,
                     "--pin", PIN], **run)  # type: ignore[call-overload]
-    ca, cert, key = _doctor_certificate(root)
-    key_file = root / "key.p8"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_file = root / "cert.der"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    subprocess.run(["softhsm2-util", "--import", str(key_file), "--token", TOKEN_LABEL, "--label", "CPS_PRIV_SIG",
-                    "--id", "01", "--pin", PIN], **run)  # type: ignore[call-overload]
-    key_file.unlink()  # the private key now lives in the token only
-    subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", TOKEN_LABEL, "--login", "--pin", PIN,
-                    "--write-object", str(cert_file), "--type", "cert", "--id", "01", "--label", "CPS_SIG_CERT"],
-                   **run)  # type: ignore[call-overload]
-    return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, PIN, ca, cert)
+    certificates = {}
+    keys = (("01", "CPS_PRIV_SIG", "CPS_SIG_CERT"), ("02", "CPS_PRIV_AUT", "CPS_AUT_CERT"))
+    for key_id, key_label, cert_label in keys:
+        ca, cert, key = _doctor_certificate(root)
+        certificates[key_label] = (ca, cert)
+        key_file = root / "key.p8"
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        cert_file = root / "cert.der"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        subprocess.run(["softhsm2-util", "--import", str(key_file), "--token", TOKEN_LABEL, "--label", key_label,
+                        "--id", key_id, "--pin", PIN], **run)  # type: ignore[call-overload]
+        key_file.unlink()  # the private key now lives in the token only
+        subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", TOKEN_LABEL, "--login", "--pin",
+                        PIN, "--write-object", str(cert_file), "--type", "cert", "--id", key_id, "--label",
+                        cert_label], **run)  # type: ignore[call-overload]
+    ca, cert = certificates["CPS_PRIV_SIG"]
+    return SoftHsm(SOFTHSM_MODULE, conf, TOKEN_LABEL, PIN, ca, cert, certificates["CPS_PRIV_AUT"][1])

@@ -12,7 +12,7 @@ is only passed through to the token: never stored, never logged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from cryptography import x509
 
@@ -22,6 +22,10 @@ from agent.domain.signing import Signer
 from agent.errors import PinRefused, Unavailable
 
 CPS_PIN_TRIES = 3
+
+# "signature": the non-repudiation key (documents, XAdES, CMS); "authentication": the key that proves who is
+# connected (TLS client authentication, authentication assertions).
+Purpose = Literal["signature", "authentication"]
 
 Transmit = Callable[[Command], Response]
 
@@ -44,8 +48,8 @@ class CpsToken(Protocol):
 
     def logout(self) -> None: ...
 
-    def signer(self) -> Signer:
-        """The signature key's signer; raises ``Unavailable(code="cps_not_logged_in")`` before login."""
+    def signer(self, purpose: Purpose = "signature") -> Signer:
+        """The key's signer; raises ``Unavailable(code="cps_not_logged_in")`` before login."""
         ...
 
     def close(self) -> None: ...

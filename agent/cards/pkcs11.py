@@ -25,6 +25,7 @@ from pkcs11 import exceptions as p11e
 
 from agent.cards.cps import (
     CPS_PIN_TRIES,
+    Purpose,
     card_blocked,
     cps_absent,
     holder_from_certificate,
@@ -116,7 +117,7 @@ class Pkcs11CpsToken:
         self._labels = labels or KeyLabels()
         self._algorithm_choice = algorithm
         self._session: Any = None
-        self._signer: Pkcs11Signer | None = None
+        self._signers: dict[str, Pkcs11Signer] = {}
         self._holder: CpsHolder | None = None
         self._token = self._find_token()
 
@@ -215,19 +216,18 @@ class Pkcs11CpsToken:
             except p11e.UserAlreadyLoggedIn:
                 session = self._token.open()
             try:
-                self._signer = self._make_signer(session)
+                self._signers = {"signature": self._make_signer(session, self._labels.signature)}
             except BaseException:
                 session.close()
                 raise
             self._session = session
         log.info("CPS : session ouverte")
 
-    def _make_signer(self, session: Any) -> Pkcs11Signer:
+    def _make_signer(self, session: Any, label: str) -> Pkcs11Signer:
         try:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=self._labels.signature)
+            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
         except p11e.NoSuchKey as exc:
-            raise Unavailable(f"Clé de signature « {self._labels.signature} » absente de la carte CPS.",
-                              code="cps_error") from exc
+            raise Unavailable(f"Clé « {label} » absente de la carte CPS.", code="cps_error") from exc
         try:
             key_id = bytes(key[Attribute.ID])
         except p11e.PKCS11Error:
@@ -256,20 +256,24 @@ class Pkcs11CpsToken:
 
     def forget_session(self) -> None:
         self._session = None
-        self._signer = None
+        self._signers = {}
 
     def logout(self) -> None:
         with _MODULE_LOCK:
-            session, self._session, self._signer = self._session, None, None
+            session, self._session, self._signers = self._session, None, {}
             if session is not None:
                 with contextlib.suppress(p11e.PKCS11Error):  # the card is gone: nothing left to close
                     session.close()
         log.info("CPS : session fermée")
 
-    def signer(self) -> Pkcs11Signer:
-        if self._signer is None:
-            raise not_logged_in()
-        return self._signer
+    def signer(self, purpose: Purpose = "signature") -> Pkcs11Signer:
+        with _MODULE_LOCK:
+            if self._session is None:
+                raise not_logged_in()
+            if purpose not in self._signers:
+                label = self._labels.authentication if purpose == "authentication" else self._labels.signature
+                self._signers[purpose] = self._make_signer(self._session, label)
+            return self._signers[purpose]
 
     def close(self) -> None:
         self.logout()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.cards.cps import CpsToken, check_pin_format, cps_absent, is_cps, not_logged_in
+from agent.cards.cps import CpsToken, Purpose, check_pin_format, cps_absent, is_cps, not_logged_in
 from agent.cards.readers import ReaderBackend, reader_busy, service_down
 from agent.cards.vitale import ApduVitaleSource, VitaleSource, is_vitale
 from agent.clock import Clock
@@ -286,7 +286,8 @@ class CardService:
             return None
         return cps.holder.with_state(logged_in=cps.token.logged_in, reader=cps.reader)
 
-    def require_signer(self) -> Signer:
+    def require_signer(self, purpose: Purpose = "signature") -> Signer:
+        """The logged-in CPS's signer (signature key by default; ``"authentication"`` for the CPS_PRIV_AUT key)."""
         with self._lock:
             cps = self._cps
         if cps is None or cps.token is None:
@@ -294,7 +295,7 @@ class CardService:
         if not cps.token.logged_in:
             raise not_logged_in()
         cps.last_used = self._clock.monotonic()
-        return GuardedSigner(self, cps.token, cps.token.signer())
+        return GuardedSigner(self, cps.token, cps.token.signer(purpose))
 
     def _check_token(self, token: CpsToken) -> None:
         with self._lock:

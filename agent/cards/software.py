@@ -15,7 +15,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from agent.cards.cps import CPS_PIN_TRIES, card_blocked, holder_from_certificate, not_logged_in, pin_refused
+from agent.cards.cps import (
+    CPS_PIN_TRIES,
+    Purpose,
+    card_blocked,
+    holder_from_certificate,
+    not_logged_in,
+    pin_refused,
+)
 from agent.domain.cps import CpsHolder
 from agent.domain.signing import SignatureAlgorithm
 
@@ -92,7 +99,8 @@ class SoftwareCpsToken:
     def logout(self) -> None:
         self._logged_in = False
 
-    def signer(self) -> SoftwareSigner:
+    def signer(self, purpose: Purpose = "signature") -> SoftwareSigner:
+        # The demo card has one key for both purposes.
         if not self._logged_in:
             raise not_logged_in()
         return self._signer

@@ -112,3 +112,14 @@ def test_cms_detached_signature_verifies(token: Any, softhsm: SoftHsm) -> None:
     assert digest == hashlib.sha256(data).digest()
     _public(softhsm.cert).verify(signature, signed_attrs, padding.PKCS1v15(), hashes.SHA256())
     assert base64.b64encode(der)  # a DER blob an LGC can store next to the document
+
+
+def test_authentication_key_is_distinct_from_the_signature_key(token: Any, softhsm: SoftHsm) -> None:
+    token.login(softhsm.pin)
+    auth = token.signer("authentication")
+    assert x509.load_der_x509_certificate(auth.certificate_der) == softhsm.auth_cert
+    assert auth.certificate_der != token.signer().certificate_der
+    challenge = b"defi TLS"
+    _public(softhsm.auth_cert).verify(auth.sign(challenge), challenge, padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSignature):
+        _public(softhsm.cert).verify(auth.sign(challenge), challenge, padding.PKCS1v15(), hashes.SHA256())
