@@ -54,6 +54,7 @@ def create_peer_app(service: RoutingService) -> web.Application:
                 if der is None:
                     raise AccessRefused("Certificat de poste requis.", code="peer_refused")
                 request["peer"] = service.identify(der)
+                request["peer_der"] = der
             return await handler(request)
         except RelaisError as error:
             if isinstance(error, AccessRefused):
@@ -77,7 +78,7 @@ def create_peer_app(service: RoutingService) -> web.Application:
 
     async def presence(request: web.Request) -> web.Response:
         theirs = Presence.from_json(await body(request))
-        mine = await service.on_presence(request["peer"], request.remote or "", theirs)
+        mine = await service.on_presence(request["peer"], request.remote or "", theirs, request["peer_der"])
         return web.json_response(mine.to_json())
 
     async def forward(request: web.Request) -> web.Response:

@@ -84,7 +84,7 @@ class PeerConnector(aiohttp.TCPConnector):
     def __init__(self, identify: Callable[[bytes], str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._identify = identify
-        self.peer_names: dict[tuple[str, int], str] = {}
+        self.peer_names: dict[tuple[str, int], tuple[str, int]] = {}
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
@@ -99,7 +99,8 @@ class PeerConnector(aiohttp.TCPConnector):
             raise aiohttp.ClientConnectionError(error.message) from error
         request = kwargs.get("req")
         if request is not None:
-            self.peer_names[(str(request.url.host), int(request.url.port or 0))] = name
+            serial = x509.load_der_x509_certificate(bytes(der)).serial_number
+            self.peer_names[(str(request.url.host), int(request.url.port or 0))] = (name, serial)
         return transport, protocol
 
 
@@ -240,7 +241,16 @@ class RoutingService:
         if self.ca_cert is None:
             raise AccessRefused("Poste hors cabinet.", code="peer_refused")
         cert = x509.load_der_x509_certificate(der)
-        return pki.verify_workstation(self.ca_cert, cert, self.clock.now(), self.revoked)
+        try:
+            return pki.verify_workstation(self.ca_cert, cert, self.clock.now(), self.revoked)
+        except AccessRefused as error:
+            if error.code == "peer_revoked":  # a genuine certificate of ours, removed: drop it from the list
+                self.forget(pki.workstation_name(cert))
+            raise
+
+    def forget(self, name: str) -> None:
+        if self.peers.pop(name, None) is not None:
+            self.bus.publish("peer.changed", name=name, reachable=False, rpps=None, logged_in=False, removed=True)
 
     def own_certificate_der(self) -> bytes:
         return self._own_der
@@ -297,8 +307,11 @@ class RoutingService:
     def workstation_name(self) -> str:
         return self.member.workstation if self.member else self.workstation
 
-    async def on_presence(self, name: str, host: str, theirs: Presence) -> Presence:
+    async def on_presence(self, name: str, host: str, theirs: Presence, der: bytes = b"") -> Presence:
         await self._learn(name, host, theirs)
+        if der:
+            self.identify(der)  # removed from the practice while we were recording it: refuse and forget
+
         return await self.my_presence()
 
     async def tick(self) -> None:
@@ -368,9 +381,10 @@ class RoutingService:
             if isinstance(exc.__cause__, RelaisError):
                 raise exc.__cause__ from None
             raise Unavailable(f"Poste {host}:{port} injoignable.", code="peer_unreachable") from exc
-        name = self._connector.peer_names.get((host, port), "") if self._connector is not None else ""
-        if not name:
-            raise AccessRefused("Le pair n'a pas présenté de certificat.", code="peer_refused")
+        # Connections are kept alive: the revocation list is checked again for every answer.
+        name, serial = self._connector.peer_names.get((host, port), ("", 0)) if self._connector else ("", 0)
+        if not name or serial in self.revoked:
+            raise AccessRefused("Ce poste n'est pas (ou plus) membre du cabinet.", code="peer_refused")
         if expect is not None and name != expect:
             raise AccessRefused(f"Le poste à {host}:{port} n'est pas « {expect} ».", code="peer_refused")
         if not isinstance(data, dict):
