@@ -31,6 +31,8 @@ from agent.events import EventBus
 from agent.store import consent as book
 from agent.store.db import Database
 
+ANNOUNCE_INTERVAL = 600.0  # seconds between two notice.due events for the same professional
+
 
 def access_mode(actor: Actor) -> AccessMode:
     try:
@@ -47,6 +49,7 @@ class Notices:
         self._clock = clock
         self._bus = bus
         self._traces = traces
+        self._announced: dict[str, float] = {}  # rpps -> monotonic time of the last notice.due
 
     async def state(self, rpps: str) -> conf21.NoticeState:
         text = await self._db.read(
@@ -54,8 +57,12 @@ class Notices:
         return conf21.state(rpps, parse_rfc3339(text) if text else None, self._clock.now())
 
     async def due_for(self, rpps: str) -> bool:
+        """Whether the notice is due; if so, ``notice.due`` is announced (again after a quiet interval only,
+        so repeated checks do not flood the tray)."""
         due = (await self.state(rpps)).due
-        if due:
+        now = self._clock.monotonic()
+        if due and now - self._announced.get(rpps, -ANNOUNCE_INTERVAL) >= ANNOUNCE_INTERVAL:
+            self._announced[rpps] = now
             self._bus.publish("notice.due", notice_id=conf21.NOTICE_ID, rpps=rpps)
         return due
 
@@ -70,6 +77,7 @@ class Notices:
         await self._db.write(lambda conn: book.add_ack(conn, rpps, notice_id, conf21.NOTICE_VERSION, at,
                                                        actor.workstation))
         # Acknowledging is the professional's own statement: traced with the client that showed the notice.
+        self._announced.pop(rpps, None)
         await self._traces.record(TraceEvent("notice.acknowledged", actor, object=notice_id,
                                              details={"version": conf21.NOTICE_VERSION}))
         return await self.state(rpps)
