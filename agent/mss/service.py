@@ -96,7 +96,7 @@ class MssSender:
         code, title = _cda_facts(out.cda)
         to_patient = recipient.kind is rules.RecipientKind.PATIENT
         package = await asyncio.to_thread(xdm.build_xdm, metadata, documents, sender=self.settings.sender,
-                                          title=title or "Document de santé")
+                                          title=title or "Document de santé", recipient=recipient.address)
         message_id = self.message_id(out.order_id, out.destination)
         message = mime.MssMessage(
             sender=self.settings.sender, recipient=recipient.address, message_id=message_id, date=now,

@@ -143,11 +143,12 @@ def _readme(sender: str, software: str) -> bytes:
 
 
 def build_xdm(metadata: bytes | etree._Element, documents: Sequence[XdmDocument], *, sender: str,
-              software: str = "Relais", title: str = "Documents de santé") -> bytes:
+              software: str = "Relais", title: str = "Documents de santé", recipient: str = "") -> bytes:
     """The XDM zip for ``documents``, whose DocumentEntries ``metadata`` (a SubmitObjectsRequest) describes.
 
     Each document is matched to its ExtrinsicObject by uniqueId; an entry of the metadata without its bytes,
-    or bytes without an entry, is a programming error reported as ``InvalidInput``.
+    or bytes without an entry, is a programming error reported as ``InvalidInput``. ``recipient`` (an e-mail
+    address) becomes the SubmissionSet's ``intendedRecipient`` (XTN only: ``||^^Internet^address``).
     """
     root = parse(metadata, what="métadonnées XDS") if isinstance(metadata, bytes) else metadata
     root = etree.fromstring(etree.tostring(root))  # work on a copy: the caller's tree stays as it was
@@ -165,6 +166,10 @@ def build_xdm(metadata: bytes | etree._Element, documents: Sequence[XdmDocument]
         _set_slot(eo, "hash", sha1)
         _set_slot(eo, "URI", path.rsplit("/", 1)[1])
         packed.append(XdmEntry(path, doc.unique_id, doc.mime_type, doc.content, len(doc.content), sha1))
+    if recipient:
+        for package in root.iter(_rim("RegistryPackage")):
+            if _external_id(package, SS_UNIQUE_ID):
+                _set_slot(package, "intendedRecipient", f"||^^Internet^{recipient}")
     metadata_bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -69,7 +69,7 @@ def _schema(reference_dir: Path) -> etree.XMLSchema:
 def test_xdm_reads_back_with_hashes_and_valid_metadata(cs9: bytes, signer: KeyFileSigner,
                                                         reference_dir: Path) -> None:
     sor, docs = _submission(cs9, signer)
-    package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr")
+    package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr", recipient="dr.x@medecin.mssante.fr")
 
     back = xdm.read_xdm(package)
     assert set(back.names) >= {"INDEX.HTM", "README.TXT", "IHE_XDM/SUBSET01/METADATA.XML",
@@ -87,6 +87,9 @@ def test_xdm_reads_back_with_hashes_and_valid_metadata(cs9: bytes, signer: KeyFi
     uris = [s.findtext(f".//{{{xdm.RIM}}}Value") for s in metadata.iter(f"{{{xdm.RIM}}}Slot")
             if s.get("name") == "URI"]
     assert sorted(uris) == ["DOC00001.XML", "DOC00002.XML"]
+    recipients = [s.findtext(f".//{{{xdm.RIM}}}Value") for s in metadata.iter(f"{{{xdm.RIM}}}Slot")
+                  if s.get("name") == "intendedRecipient"]
+    assert recipients == ["||^^Internet^dr.x@medecin.mssante.fr"]
 
 
 def test_tampered_xdm_is_refused(cs9: bytes, signer: KeyFileSigner) -> None:
