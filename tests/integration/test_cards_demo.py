@@ -87,3 +87,19 @@ async def test_demo_starts_with_both_cards_by_default(start_agent: Any, http: An
     assert status["cards"]["vitale"] == {"present": True}
     ins = [b["nir"] for b in agent.services.cards.snapshot()["vitale"]["beneficiaries"]]
     assert "279035121518989" in ins
+
+
+async def test_relais_demo_cards_option_as_a_user_starts_it(demo_process: Any, http: Any) -> None:
+    demo = demo_process("agent", "--cards", "vitale")
+    try:
+        headers = {"Authorization": f"Bearer {demo.token}"}
+        async with http.get(f"{demo.url}/v1/cards", headers=headers) as response:
+            cards = await response.json()
+        assert cards["vitale"]["present"] and not cards["cps"]["present"]
+        async with http.post(f"{demo.url}/_sandbox/cards/cps", json={"inserted": True}, headers=headers) as response:
+            assert response.status == 200
+        async with http.get(f"{demo.url}/v1/cards", headers=headers) as response:
+            cards = await response.json()
+        assert cards["cps"]["present"] and cards["cps"]["holder"]["rpps"] == "01234567897"
+    finally:
+        assert demo.stop() == 0

@@ -250,3 +250,28 @@ async def test_status_has_no_names(cards: Any) -> None:
     assert status["cards"]["cps"]["present"] and status["cards"]["vitale"]["present"]
     assert "MULLER" not in text and "PAT-TROIS" not in text and "279035121518989" not in text
     await asyncio.sleep(0)
+
+
+async def test_neither_pin_nor_patient_data_reach_the_logs(cards: Any, caplog: pytest.LogCaptureFixture) -> None:
+    service, virtual, _, _ = cards
+    caplog.set_level(1, logger="relais")
+    virtual.apply("both")
+    with pytest.raises(PinRefused):
+        await service.login("97531")
+    await service.login("1234")
+    service.require_signer().sign(b"x")
+    text = caplog.text
+    assert caplog.records  # the card story is logged...
+    assert "97531" not in text  # ...without the PIN
+    assert "279035121518989" not in text and "PAT-TROIS" not in text and "DOMINIQUE" not in text
+
+
+def test_pkcs11_token_flags_give_tries_left() -> None:
+    pkcs11 = pytest.importorskip("pkcs11", reason="python-pkcs11 absent: pip install 'relais[cards]'")
+    from agent.cards.pkcs11 import tries_left_from_flags
+
+    flags = pkcs11.TokenFlag
+    assert tries_left_from_flags(int(flags.LOGIN_REQUIRED)) == 3
+    assert tries_left_from_flags(int(flags.USER_PIN_COUNT_LOW)) == 2
+    assert tries_left_from_flags(int(flags.USER_PIN_COUNT_LOW | flags.USER_PIN_FINAL_TRY)) == 1
+    assert tries_left_from_flags(int(flags.USER_PIN_LOCKED | flags.USER_PIN_COUNT_LOW)) == 0
