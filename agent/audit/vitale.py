@@ -1,8 +1,9 @@
 """When a carte Vitale is inserted, tell the doctor at once whether each beneficiary's DMP can be consulted and
 how many documents are new since the patient's last consultation (requirement of seed 000, SC.DMP/UX.13).
 
-The result goes out on the bus as ``dmp.access``: beneficiary index, ``can_read``, the codes of the unmet DICA
-conditions and ``new_documents``; never a NIR or a name. The INS of a beneficiary is known only for the insured
+The result goes out on the bus as ``dmp.access``: per beneficiary (by index) ``can_read``, the unmet DICA
+conditions (code, French message, help) and ``new_documents``, with the insured person's result repeated at the
+top level; never a NIR or a name. The INS of a beneficiary is known only for the insured
 person (quality "00": the NIR on the card is their own); for a child or a spouse on the card the INS comes from
 INSi, which the LGC asks, so the entry says ``ins_unknown``. The INS qualification is what the LGC last declared
 for that INS (``identity_status`` on ``GET /v1/dmp/{ins}/access``), never assumed.
@@ -27,6 +28,9 @@ from agent.logs import get_logger
 log = get_logger("audit")
 
 INSURED = "00"
+INS_UNKNOWN = {"code": "ins_unknown",
+               "message": "L'INS de ce bénéficiaire est à obtenir par le téléservice INSi avant d'accéder au DMP.",
+               "help": "/v1/ins/search"}
 
 # What the watcher needs of the cards service: the CPS holder's actor and the Vitale beneficiaries
 # (objects with ``index``, ``nir``, ``quality``).
@@ -79,13 +83,18 @@ class VitaleWatch:
             index = int(beneficiary.index)
             nir = str(getattr(beneficiary, "nir", "") or "")
             if str(getattr(beneficiary, "quality", "")) != INSURED or not key_is_valid(nir):
-                results.append({"beneficiary_index": index, "can_read": False, "reasons": ["ins_unknown"],
+                results.append({"beneficiary_index": index, "can_read": False, "reasons": [INS_UNKNOWN],
                                 "new_documents": None})
                 continue
             access = await self._dica.evaluate(nir, self._oid, self._dica.declared_status(nir), actor,
                                                count_new=True)
             results.append({"beneficiary_index": index, "can_read": access.status.can_read,
-                            "reasons": [r.code for r in access.status.reasons],
+                            "reasons": [{"code": r.code, "message": r.message, "help": r.help}
+                                        for r in access.status.reasons],
                             "new_documents": access.new_documents})
-        self._bus.publish("dmp.access", beneficiaries=results)
+        # The insured person's result also at the top, for a tray that shows one line.
+        summary = next((r for r in results if r["reasons"] != [INS_UNKNOWN]), None) or {
+            "can_read": False, "reasons": [INS_UNKNOWN], "new_documents": None}
+        self._bus.publish("dmp.access", can_read=summary["can_read"], reasons=summary["reasons"],
+                          new_documents=summary["new_documents"], beneficiaries=results)
         return results

@@ -331,7 +331,8 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     by_index = {b["beneficiary_index"]: b for b in event.data["beneficiaries"]}
     assert by_index[0]["can_read"] is True and by_index[0]["reasons"] == []
     assert by_index[0]["new_documents"] == 2  # the attestation de résidence is not for a médecin's eyes
-    assert by_index[1]["reasons"] == ["ins_unknown"] and by_index[1]["new_documents"] is None
+    assert [r["code"] for r in by_index[1]["reasons"]] == ["ins_unknown"] and by_index[1]["new_documents"] is None
+    assert event.data["can_read"] is True and event.data["new_documents"] == 2  # the insured, for the tray
     assert probe.since[0] is not None  # counted from the last consultation
     assert insured not in str(event.data)
 
