@@ -14,6 +14,7 @@ from aiohttp import web
 from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
+from agent.cda.prefill import prefill_cse
 from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, decode_base64
 from agent.errors import InvalidInput, Unavailable
 
@@ -103,6 +104,17 @@ async def build(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def prefill(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    _service(request)
+    documents = body.get("documents")
+    if not isinstance(documents, list) or len(documents) > 50:
+        raise InvalidInput.field("documents", "Liste de 50 documents CDA en base64 au plus.")
+    decoded = [decode_base64(d, f"documents[{i}]", "Le document CDA") for i, d in enumerate(documents)]
+    data = await asyncio.to_thread(prefill_cse, str(body.get("kind") or ""), decoded)
+    return web.json_response({"kind": body.get("kind"), "data": data})
+
+
 async def validate(request: web.Request) -> web.Response:
     body = await read_json(request)
     cda = await asyncio.to_thread(decode_base64, body.get("cda_base64"), "cda_base64", "Le document CDA")
@@ -118,6 +130,16 @@ def register(table: RouteTable) -> None:
         responses={200: json_response("Le CDA, ses identifiants et le rapport CI-SIS", BUILD_RESPONSE),
                    422: problem_response("Données invalides, PDF refusé (not_pdf), DataMatrix illisible"),
                    503: problem_response("Production de documents inactive")},
+    )
+    table.post(
+        "/v1/cda/prefill", prefill, summary="Préremplir un certificat de santé (CS9, CS24) depuis des documents "
+        "antérieurs", tag=tag, body="upload",
+        request_schema={"type": "object", "required": ["kind", "documents"], "properties": {
+            "kind": {"enum": ["cse_cs9", "cse_cs24"]},
+            "documents": {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}}},
+        responses={200: json_response("Le data prérempli pour POST /v1/cda (parents, garde, vaccinations, "
+                                      "mesures)", {"type": "object"}),
+                   422: problem_response("Documents illisibles")},
     )
     table.post(
         "/v1/cda/validate", validate, summary="Valider un CDA (XSD et schématrons CI-SIS)", tag=tag, body="upload",

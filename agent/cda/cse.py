@@ -2,8 +2,8 @@
 
 ``data`` (coded answers are {"code", "display"} from the volet's value sets, TA_ASIP codes mostly):
     exam_date          ISO date of the examination (required)
-    parents            [{"relation": "MTH"|"FTH"|..., "birth_date", "profession": {code, display} (PCS-INSEE),
-                         "family"?, "given"?, "activity"?: {code, display}}]  (at least one)
+    parents            [{"relation": "MTH"|"FTH"|..., "profession": {code, display} (PCS-INSEE), "birth_date"?,
+                         "family"?, "given"?, "activity"?: {code, display}}]  (at least one, one birth date)
     premature          CS24: born before 33 weeks (true/false, required)
     childcare          true/false: is the child looked after outside the family (required)
     childcare_type     {code, display} (JDV_TypeGarde)
@@ -175,16 +175,17 @@ def _social(section: etree._Element, qualifier: tuple[str, str], value: Any, anc
                 el(name, "family", str(parent["family"]))
             if parent.get("given"):
                 el(name, "given", str(parent["given"]))
-        el(person, "birthTime", value=_day(parent.get("birth_date"), f"data.parents[{index}].birth_date"))
+        if parent.get("birth_date"):
+            el(person, "birthTime", value=_day(parent["birth_date"], f"data.parents[{index}].birth_date"))
 
 
 def _habitus(body: etree._Element, data: dict[str, Any], parents: list[dict[str, Any]],
              screens: tuple[str, str] | None, ids: NewId) -> None:
     rows: list[tuple[str, str]] = []
     facts: list[tuple[tuple[str, str], Any, str, str, dict[str, Any] | None, int]] = []
+    if not any(parent.get("birth_date") for parent in parents):
+        raise InvalidInput.field("data.parents[0].birth_date", "Date de naissance d'au moins un parent obligatoire.")
     for index, parent in enumerate(parents):
-        if not parent.get("birth_date"):
-            raise InvalidInput.field(f"data.parents[{index}].birth_date", "Date de naissance du parent obligatoire.")
         relation = RELATIONS.get(str(parent.get("relation") or "MTH"), "Parent")
         # The parent's profession (PCS) carries the parent's identity and birth date, as the volet wants.
         profession = _coded(parent, "profession", required=True, path=f"data.parents[{index}]")

@@ -119,3 +119,14 @@ async def test_the_cr_of_the_9th_month_exam_says_the_certificate_is_due(agent: A
         "pdf_base64": PDF64, "type_code": "11488-4", "title": "Consultation",
         "service_start": "2025-01-10T10:00:00+01:00"}})
     assert body["cse_due"] is None
+
+
+async def test_prefill_a_certificate_from_earlier_documents(agent: Any, http: aiohttp.ClientSession,
+                                                            reference_dir: Path) -> None:
+    cs9 = (reference_dir / "ci-sis" / "ExemplesCDA" / "CSE-CS9_2025.01.xml").read_bytes()
+    status, body = await post(http, agent, "/v1/cda/prefill", {
+        "kind": "cse_cs24", "documents": [base64.b64encode(cs9).decode()]})
+    assert status == 200, body
+    assert body["data"]["childcare"] is True and len(body["data"]["parents"]) == 2
+    status, body = await post(http, agent, "/v1/cda/prefill", {"kind": "cse_cs24", "documents": ["pas du base64"]})
+    assert status == 422

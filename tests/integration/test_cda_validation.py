@@ -330,3 +330,26 @@ def test_cs8_is_refused_as_not_available(service: CdaService) -> None:
     with pytest.raises(InvalidInput) as refused:
         service.build_document("cse_cs8", CHILD, AUTHOR, CSE_DATA)
     assert refused.value.code == "kind_not_available"
+
+
+def test_a_cs24_is_prefilled_from_the_cs9_and_the_vaccination_notes(service: CdaService, kit: Path) -> None:
+    from agent.cda.prefill import prefill_cse
+
+    cs9 = (kit / "ExemplesCDA" / "CSE-CS9_2025.01.xml").read_bytes()
+    note = service.build_document("vaccination_note", CHILD, AUTHOR, {
+        "datamatrix": "]d201034009328572411728123110ABC123", "administered_at": "2025-06-01T10:00:00+02:00",
+        "dose_rank": 3}).cda
+    data = prefill_cse("cse_cs24", [cs9, note])
+    assert {p["relation"] for p in data["parents"]} == {"MTH", "FTH"}
+    mother = next(p for p in data["parents"] if p["relation"] == "MTH")
+    assert mother["profession"]["code"] == "3" and mother["birth_date"]
+    assert data["childcare"] is True and data["childcare_type"]["code"] == "PAT-050"
+    assert {"atc": "J07AM", "display": "vaccins tétaniques", "date": "2025-06-01", "rank": 3,
+            "lot": "ABC123"} in data["vaccinations"]
+    assert len(data["vaccinations"]) > 10  # the CS9's own vaccination history comes along
+    # What the doctor adds at the 24th month makes a valid certificate.
+    data.update({"exam_date": "2026-04-10", "premature": False, "screens": {"code": "GEN-311", "display": "Jamais"},
+                 "measures": {"weight_g": 12000, "height_cm": 86},
+                 "neurodevelopment": CSE_DATA["neurodevelopment"]})
+    report = service.validate(service.build_document("cse_cs24", CHILD, AUTHOR, data).cda)
+    _assert_valid(report)
