@@ -147,18 +147,18 @@ CARD_PROBLEMS = {503: problem_response("Carte absente, non déverrouillée, bloq
 
 
 def register(table: RouteTable) -> None:
-    table.get("/v1/cards", get_cards, summary="Lecteurs, carte CPS et carte Vitale", tag="cartes",
+    table.get("/v1/cards", get_cards, summary="Lecteurs, carte CPS et carte Vitale", tag="cards",
               responses={200: json_response("Lecteurs et cartes", CARDS_SCHEMA), **CARD_PROBLEMS})
-    table.post("/v1/cps/login", login, summary="Saisir le code PIN de la carte CPS", tag="cartes",
+    table.post("/v1/cps/login", login, summary="Saisir le code PIN de la carte CPS", tag="cards",
                request_schema={"type": "object", "required": ["pin"], "properties": {
                    "pin": {"type": "string", "pattern": "^[0-9]{4,8}$"}}},
                responses={200: json_response("Session CPS ouverte", CPS_SCHEMA),
                           401: problem_response("Code PIN incorrect (code pin_invalid, tries_left)"),
                           422: problem_response("Code PIN mal formé"), **CARD_PROBLEMS})
-    table.post("/v1/cps/logout", logout, summary="Fermer la session de la carte CPS", tag="cartes",
+    table.post("/v1/cps/logout", logout, summary="Fermer la session de la carte CPS", tag="cards",
                request_schema={"type": "object"},
                responses={200: json_response("Session CPS fermée", CPS_SCHEMA)})
-    table.post("/v1/sign", sign, summary="Signer avec la clé de signature de la carte CPS", tag="cartes",
+    table.post("/v1/sign", sign, summary="Signer avec la clé de signature de la carte CPS", tag="cards",
                request_schema=SIGN_REQUEST,
                responses={200: json_response("Signature", SIGN_RESPONSE),
                           422: problem_response("Requête invalide"), **CARD_PROBLEMS})

@@ -183,3 +183,21 @@ async def test_service_down_is_what_the_doctor_is_told(pcscd: Pcscd, start_agent
             assert "PC/SC" in problem["detail"]
         finally:
             pcscd.start()
+
+
+async def test_reader_is_released_right_after_reading(pcscd: Pcscd, start_agent: Any, http: Any) -> None:
+    from smartcard import scard as sc
+
+    agent = await start_agent(cards={"pcsc": True})
+    async with event_stream(http, agent) as events:
+        with VpcdCard(VitaleApplet(BENEFICIARIES), slot=0):
+            await events.wait("card.inserted", reader=VITALE_READER, card="vitale")
+            # Another program can now take the card exclusively: the agent holds no connection.
+            hresult, context = sc.SCardEstablishContext(sc.SCARD_SCOPE_USER)
+            try:
+                hresult, handle, _ = sc.SCardConnect(context, VITALE_READER, sc.SCARD_SHARE_EXCLUSIVE,
+                                                     sc.SCARD_PROTOCOL_T0 | sc.SCARD_PROTOCOL_T1)
+                assert hresult == sc.SCARD_S_SUCCESS, sc.SCardGetErrorMessage(hresult)
+                sc.SCardDisconnect(handle, sc.SCARD_LEAVE_CARD)
+            finally:
+                sc.SCardReleaseContext(context)
