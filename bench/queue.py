@@ -20,20 +20,21 @@ from pathlib import Path
 # This file is named like the stdlib's queue module: take its folder off the path before anything imports it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse  # noqa: E402 - after the path fix above
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from typing import Any
 
-import aiohttp  # noqa: E402
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import spawn_demo  # noqa: E402
-from tests.queue_support import make_cda, order_body  # noqa: E402
+from tests.conftest import spawn_demo
+from tests.queue_support import make_cda, order_body
 
 
 def pct(values: list[float], p: float) -> float:
@@ -111,30 +112,61 @@ def bench_creates(work: Path, orders: int) -> None:
         agent.stop()
 
 
-def bench_drain(work: Path, count: int) -> None:
+class DemoDocuments:
+    """Fresh CDAs for a demo patient (an ANS example re-identified): the simulated DMP validates them."""
+
+    def __init__(self, rpps: str) -> None:
+        from agent.sandbox.dmp import find_reference_dir, reidentify
+        from agent.sandbox.identities import PAT_TROIS
+
+        reference = find_reference_dir()
+        assert reference is not None, "kit de référence introuvable (RELAIS_REFERENCE)"
+        self.example = (reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+        self.reference = reference
+        self.patient = PAT_TROIS
+        self.rpps = rpps
+        self.reidentify = reidentify
+
+    def cda(self) -> tuple[bytes, str]:
+        p = self.patient
+        return self.reidentify(self.example, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
+                               f"2.25.{uuid.uuid4().int}")
+
+    def body(self, delay: int) -> dict[str, Any]:
+        cda, _ = self.cda()
+        p = self.patient
+        return order_body(cda=cda, ins=p.ins, oid=p.oid, rpps=self.rpps, delay=delay)
+
+
+def bench_drain(work: Path, count: int, concurrency: int) -> None:
     import subprocess
 
     from tests.conftest import RELAIS, ROOT
 
     port = 7490 + os.getpid() % 100
-    sandbox = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(work / "sandbox"),
+    state = work / "sandbox"
+    sandbox = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(state),
                                 "--data-dir", str(work / "sandbox-data")], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = work / "drain.toml"
+    config.write_text(f"[queue]\nconcurrency = {concurrency}\n[sandbox]\nstate_dir = \"{state}\"\n")
     agent = None
     try:
-        time.sleep(3)
-        agent = spawn_demo(work / "agent-drain", "--sandbox", f"http://127.0.0.1:{port}", "--delay", "3600")
-        asyncio.run(_login(agent.url, agent.token))
-        lead = 30 + count // 300
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(f"{url}/_sandbox/endpoints")
+        agent = spawn_demo(work / "agent-drain", "--sandbox", url, "--delay", "3600", "--config", str(config))
+        rpps = asyncio.run(_login(agent.url, agent.token))
+        docs = DemoDocuments(rpps)
+        lead = 20 + count // 100
         due = time.time() + lead
-        items = bodies(count, delay=None)
-        for body in items:
-            body["delay_seconds"] = lead  # all due at about the same instant
         began = time.time()
+        items = [docs.body(delay=0) for _ in range(count)]
+        for body in items:
+            body["delay_seconds"] = max(0, int(due - time.time()))
         asyncio.run(create(agent.url, agent.token, items, 32))
-        print(f"Drain: {count} orders created in {time.time() - began:.1f} s, due in {due - time.time():.0f} s")
+        print(f"Drain: {count} orders created in {time.time() - began:.1f} s; all due at the same instant")
         while time.time() < due:
-            time.sleep(0.2)
+            time.sleep(0.1)
         start = time.perf_counter()
         while True:
             counts = asyncio.run(status(agent.url, agent.token))
@@ -142,7 +174,12 @@ def bench_drain(work: Path, count: int) -> None:
                 break
             time.sleep(0.2)
         elapsed = time.perf_counter() - start
-        print(f"  queue -> simulator: {count / elapsed:.0f} orders/s ({counts})")
+        print(f"  queue -> simulator, concurrency {concurrency}: {count / elapsed:7.1f} orders/s "
+              f"(sent {counts.get('sent')}, failed {counts.get('failed')})")
+        direct = min(count, 1000)
+        rate = asyncio.run(_direct(url, state, docs, direct, concurrency))
+        print(f"  simulator alone (DmpClient.submit, same concurrency, {direct} docs): {rate:7.1f} submissions/s"
+              f"   queue at {count / elapsed / rate:.0%} of it")
     finally:
         if agent is not None:
             agent.stop()
@@ -150,23 +187,75 @@ def bench_drain(work: Path, count: int) -> None:
         sandbox.wait(20)
 
 
-async def _login(url: str, token: str) -> None:
+def _wait_for(url: str) -> None:
+    import urllib.request
+
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} ne répond pas")
+
+
+async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int) -> float:
+    """The same submissions straight from a DmpClient: the simulator's own throughput."""
+    from agent.clock import SystemClock
+    from agent.dmp.factory import client_for_sandbox
+    from agent.dmp.keys import KeyFileSigner
+    from agent.dmp.models import Professional, SubmissionRequest
+    from agent.sandbox.pki import SandboxPki
+
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/_sandbox/endpoints") as response:
+        endpoint = (await response.json())["endpoints"]["dmp"]
+    creds = SandboxPki(state).issue("bench-doctor", common_name="Dr BENCH")
+    signer = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    who = Professional(rpps=docs.rpps, family_name="BENCH", given_name="Dr")
+    client = client_for_sandbox(endpoint, SystemClock(), lambda: who, reference_dir=docs.reference)
+    p = docs.patient
+    requests = []
+    for _ in range(count):
+        cda, uid = docs.cda()
+        requests.append(SubmissionRequest(cda=cda, submission_set_unique_id=f"2.25.{uuid.uuid4().int}",
+                                          document_unique_id=uid, ins=p.ins, ins_oid=p.oid, signer=signer))
+    pending = list(reversed(requests))
+
+    async def worker() -> None:
+        while pending:
+            await client.submit(pending.pop())
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await client.close()
+    return count / elapsed
+
+
+async def _login(url: str, token: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
-        await session.post(f"{url}/v1/cps/login", json={"pin": "1234"}, headers={"Authorization": f"Bearer {token}"})
+        async with session.post(f"{url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as response:
+            assert response.status == 200, await response.text()
+        async with session.get(f"{url}/v1/cards", headers=headers) as response:
+            return str((await response.json())["cps"]["holder"]["rpps"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--drain", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=4, help="the queue's [queue] concurrency for the drain")
     parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--skip-creates", action="store_true")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
-        bench_creates(work, args.orders)
+        if not args.skip_creates:
+            bench_creates(work, args.orders)
         if not args.skip_drain:
-            bench_drain(work, args.drain)
+            bench_drain(work, args.drain, args.concurrency)
 
 
 if __name__ == "__main__":

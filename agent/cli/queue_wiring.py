@@ -7,6 +7,7 @@ adapter maps the client's errors to what the queue understands: a failure to con
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -146,7 +147,19 @@ async def start_queue(services: Services, *, delay_override: int | None = None,
     services.orders = service
     services.status_providers.append(service.status)
     await executor.start()
+    service.card_watch = asyncio.create_task(_wake_on_cards(services, executor), name="relais-queue-cards")
     return service
+
+
+async def _wake_on_cards(services: Services, executor: QueueExecutor) -> None:
+    """A CPS inserted or logged in may release orders waiting for it: look at once, not at the next recheck."""
+    subscription = services.bus.subscribe()
+    try:
+        async for event in subscription:
+            if event.type in ("card.inserted", "cps.login"):
+                executor.wake()
+    finally:
+        subscription.close()
 
 
 def _insi_test_oids(services: Services) -> bool:

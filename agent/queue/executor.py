@@ -283,8 +283,8 @@ class QueueExecutor:
         try:
             async with asyncio.timeout(self.settings.attempt_timeout_seconds):
                 found = await self._gateways[kind].find(Lookup(ins, oid, unique_id, ""))
-        except (TransientRemoteError, TimeoutError):
-            return
+        except (TransientRemoteError, TimeoutError, Unavailable):
+            return  # still unreachable, or no professional to ask as: try again later
         except Exception:
             log.exception("sonde de connectivité %s", kind)
             found = None

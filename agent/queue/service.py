@@ -7,6 +7,7 @@ sending happens in the executor, in the background (invariants 1 and 6). Every c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ class OrderService:
         self.workstation = workstation
         self.document_builder = document_builder
         self.executor: QueueExecutor | None = None
+        self.card_watch: asyncio.Task[None] | None = None  # wakes the executor when a CPS arrives
         # Set by the routing part: cancels an order this workstation forwarded, at the peer that holds it.
         self.forwarded_cancel: Callable[[str], Awaitable[object]] | None = None
 
@@ -139,6 +141,10 @@ class OrderService:
         return {"queue": {**counts, "offline": offline}}
 
     async def stop(self) -> None:
+        if self.card_watch is not None:
+            self.card_watch.cancel()
+            await asyncio.gather(self.card_watch, return_exceptions=True)
+            self.card_watch = None
         if self.executor is not None:
             await self.executor.stop()
             self.executor = None

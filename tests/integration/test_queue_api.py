@@ -133,3 +133,16 @@ def _parse(text: str) -> Any:
     from agent.clock import parse_rfc3339
 
     return parse_rfc3339(text)
+
+
+async def test_feeding_opposition_refuses_a_dmp_delivery(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent()
+    body = order_body()
+    consent = {"dmp_consultation": "granted", "dmp_feeding": "opposition", "informed": True}
+    async with http.put(f"{agent.url}/v1/patients/{body['patient']['ins']}/consent", json=consent,
+                        headers=agent.headers()) as response:
+        assert response.status == 200, await response.text()
+    status, problem = await post(http, agent, "/v1/orders", body)
+    assert status == 422 and problem["code"] == "feeding_opposed"
+    _, listing = await get(http, agent, "/v1/orders")
+    assert listing["items"] == []  # nothing stored, nothing will be sent
