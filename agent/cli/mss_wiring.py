@@ -101,8 +101,7 @@ def dmp_packager(services: Services) -> Packager:
 
     async def package(out: Outgoing) -> tuple[Any, list[xdm.XdmDocument]]:
         dmp = services.dmp
-        defaults = getattr(dmp, "defaults", None) or SubmissionDefaults(
-            source_id=services.config.dmp.source_id or "1.2.250.1.213.1.1.9")
+        defaults = getattr(dmp, "defaults", None) or SubmissionDefaults(source_id=services.config.dmp.source_id)
         signer = _signer(services)
         request = SubmissionRequest(
             cda=out.cda, submission_set_unique_id=out.submission_set_unique_id,
@@ -296,6 +295,9 @@ async def install_mss(services: Services, registrars: list[Any], sandbox: Any) -
     settings = settings_from(config.mss, await sandbox_endpoint(config, sandbox, "mss"))
     directory = await directory_for(config, services, await sandbox_endpoint(config, sandbox, "directory"))
     registrars.append(mss_api.register)
+    if settings is not None and services.dmp is None and not config.dmp.source_id:
+        raise ConfigError("l'OID de cette installation est nécessaire aux métadonnées XDS des envois MSSanté",
+                          key="dmp.source_id", path=config.source)
     sender = MssSender(settings, dmp_packager(services), services.clock) if settings is not None else None
     part = MssPart(services, sender, config.mss.ack_poll_seconds, directory)
     services.mss = part
