@@ -3,6 +3,7 @@ XAdES through the Signer seam verified by signxml, CMS detached."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -123,3 +124,25 @@ def test_authentication_key_is_distinct_from_the_signature_key(token: Any, softh
     _public(softhsm.auth_cert).verify(auth.sign(challenge), challenge, padding.PKCS1v15(), hashes.SHA256())
     with pytest.raises(InvalidSignature):
         _public(softhsm.cert).verify(auth.sign(challenge), challenge, padding.PKCS1v15(), hashes.SHA256())
+
+
+async def test_without_pcsc_the_token_is_the_card(softhsm: SoftHsm, start_agent: Any, http: Any) -> None:
+    agent = await start_agent(cards={"pcsc": False, "pkcs11_module": softhsm.module,
+                                     "token_label": softhsm.token_label})
+    cards = agent.services.cards
+    for _ in range(100):  # the presence poller runs once a second
+        if cards.cps_holder() is not None:
+            break
+        await asyncio.sleep(0.05)
+    holder = cards.cps_holder()
+    assert holder is not None and holder.rpps == DOCTOR["rpps"] and not holder.logged_in
+    async with http.post(f"{agent.url}/v1/cps/login", json={"pin": softhsm.pin}, headers=agent.headers()) as r:
+        assert r.status == 200
+    async with http.post(f"{agent.url}/v1/sign", json={"format": "raw", "data_base64": "aGk="},
+                         headers=agent.headers()) as r:
+        body = await r.json()
+    assert r.status == 200
+    _public(softhsm.cert).verify(base64.b64decode(body["signature_base64"]), b"hi", padding.PKCS1v15(),
+                                 hashes.SHA256())
+    async with http.post(f"{agent.url}/v1/cps/logout", headers=agent.headers()) as r:
+        assert r.status == 200 and not (await r.json())["logged_in"]
