@@ -27,6 +27,7 @@ import os
 import re
 import ssl
 from email import message_from_bytes, policy
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,11 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from agent.api.spec import RouteTable, json_response
+from agent.domain.catalogue import CSE_MSS_ADDRESS
+from agent.errors import InvalidInput
 from agent.logs import get_logger
 from agent.mss.acks import build_dsn, build_mdn
+from agent.mss.xdm import read_xdm
 from agent.sandbox.host import FaultMode, FaultState, SandboxContext
 
 log = get_logger("sandbox.mss")
@@ -304,6 +308,19 @@ class _ImapSession:
                 await self.send(f"* {seq} FETCH ({' '.join(parts)})")
 
 
+def _valid_xdm(msg: Message) -> bool:
+    """What the CSE platform checks before integrating a certificate: one readable XDM with a CSE CDA."""
+    for part in msg.walk():
+        if part.get_content_type() == "application/zip":
+            payload = part.get_payload(decode=True)
+            try:
+                package = read_xdm(payload if isinstance(payload, bytes) else b"")
+            except InvalidInput:
+                return False
+            return any(b"1.2.250.1.213.1.1.1.5." in e.content for e in package.entries)
+    return False
+
+
 # --- the simulator -----------------------------------------------------------------------------------------
 
 
@@ -382,9 +399,12 @@ class MssSimulator:
         wants_mdn = bool(msg.get("Disposition-Notification-To"))
         for rcpt in rcpt_tos:
             known = not rcpt.lower().startswith("inconnu")
+            status = ""
+            if known and rcpt.lower() == CSE_MSS_ADDRESS and not _valid_xdm(msg):
+                known, status = False, "5.6.0"  # the CSE platform integrates the XDM: a bad package bounces
             if known:
                 self.store.append(rcpt, "INBOX", data)
-            self.store.append(mail_from, "INBOX", build_dsn(data, recipient=rcpt, delivered=known,
+            self.store.append(mail_from, "INBOX", build_dsn(data, recipient=rcpt, delivered=known, status=status,
                                                              reporting_mta=REPORTING_MTA, date=now))
             if known and wants_mdn:
                 self.store.append(mail_from, "INBOX", build_mdn(data, reader=rcpt, date=now))

@@ -20,6 +20,7 @@ from agent.config import MssSection
 from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import SubmissionRequest, Visibility
 from agent.dmp.submission import SubmissionDefaults, build_submission
+from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.mss import acks, smtp, xdm
 from agent.mss.service import MssSender, Outgoing
@@ -105,6 +106,23 @@ async def test_unknown_recipient_gives_an_error_report(operator: Any, cs9: bytes
     batch = await sender.read_acks(0, 0)
     assert [(a.outcome, a.status, a.original_message_id) for a in batch.acks] == [
         (acks.AckOutcome.ERROR, "5.1.1", message_id)]
+
+
+async def test_cse_platform_bounces_a_mail_without_a_valid_xdm(operator: Any) -> None:
+    _, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Message-ID"] = endpoint["sender"], CSE_MSS_ADDRESS, "<bad.1@demo.mssante.fr>"
+    msg.set_content("pas de paquet XDM valide")
+    msg.add_attachment(b"PK not a zip", maintype="application", subtype="zip", filename="IHE_XDM.ZIP")
+    await smtp.submit(settings.smtp, endpoint["sender"], [CSE_MSS_ADDRESS], msg.as_bytes(), "<bad.1@demo.mssante.fr>")
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    reports = (await sender.read_acks(0, 0)).acks
+    assert [(a.outcome, a.status, a.original_message_id) for a in reports] == [
+        (acks.AckOutcome.ERROR, "5.6.0", "<bad.1@demo.mssante.fr>")]
 
 
 async def test_sasl_authentication_and_refusals(operator: Any, cs9: bytes) -> None:
