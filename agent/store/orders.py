@@ -212,34 +212,27 @@ def require_order(conn: sqlite3.Connection, order_id: str, *, with_attempts: boo
 
 def list_orders(conn: sqlite3.Connection, *, state: str | None = None, ins: str | None = None,
                 author: str | None = None, limit: int = 50, before_seq: int | None = None) -> list[OrderView]:
-    """Newest first; ``state`` filters on the order's summary state."""
+    """Newest first, from ``before_seq`` (the cursor) down; ``state`` filters on the order's summary state,
+    which is computed, so the rows are read in chunks until the page is full."""
     clauses: list[str] = []
-    params: list[str] = []
+    params: list[object] = []
     if ins:
         clauses.append("ins = ?")
         params.append(ins)
     if author:
         clauses.append("author_rpps = ?")
         params.append(author)
-    if before_seq is not None:
-        clauses.append("seq < ?")
-        params.append(str(before_seq))
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     out: list[OrderView] = []
-    # The summary state is computed, so filter in Python, paging through the index in chunks.
-    last: int | None = None
+    cursor = before_seq
     while len(out) < limit:
-        chunk_where = where
-        chunk_params = list(params)
-        if last is not None:
-            chunk_where = f"{where} AND seq < ?" if where else "WHERE seq < ?"
-            chunk_params.append(str(last))
-        rows = conn.execute(f"SELECT id, seq FROM orders {chunk_where} ORDER BY seq DESC LIMIT 200",  # noqa: S608
-                            chunk_params).fetchall()
+        where = [*clauses, "seq < ?"] if cursor is not None else clauses
+        args = [*params, cursor] if cursor is not None else params
+        sql = "SELECT id, seq FROM orders" + (f" WHERE {' AND '.join(where)}" if where else "")  # noqa: S608
+        rows = conn.execute(sql + " ORDER BY seq DESC LIMIT 200", args).fetchall()
         if not rows:
             break
         for order_id, seq in rows:
-            last = seq
+            cursor = seq
             order = load_order(conn, order_id)
             if order is not None and (state is None or order.state.value == state):
                 out.append(order)
