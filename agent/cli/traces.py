@@ -41,8 +41,8 @@ def run_traces(args: argparse.Namespace, config: Config) -> int:
                     print("Attention : clé maîtresse indisponible, seules les empreintes ont été vérifiées.",
                           file=sys.stderr)
                 return 0
-            where = f" à la trace n° {result.broken_seq}" if result.broken_seq is not None else ""
-            print(f"Chaîne des traces ROMPUE{where} : {result.problem}", file=sys.stderr)
+            location = f" à la trace n° {result.broken_seq}" if result.broken_seq is not None else ""
+            print(f"Chaîne des traces ROMPUE{location} : {result.problem}", file=sys.stderr)
             print(f"Dernière trace intègre : n° {result.head_seq} (empreinte {result.head_hash}).", file=sys.stderr)
             return 1
         where = _filter(args)
