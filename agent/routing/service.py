@@ -131,7 +131,9 @@ class RoutingService:
         self._session: aiohttp.ClientSession | None = None
         self._connector: PeerConnector | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._signals: asyncio.Queue[str] = asyncio.Queue()
+        self._next_full = 0.0
+        self._watcher: asyncio.Task[None] | None = None
         self._discovery: Any = None
         self._cards: Any = None
 
@@ -148,15 +150,17 @@ class RoutingService:
 
         await self.db.write(seed)
         await self._load()
-        self._cards = self.bus.subscribe(maxsize=100)
+        self._cards = self.bus.subscribe(maxsize=1000)
+        self._watcher = asyncio.create_task(self._watch_bus(), name="relais-routing-events")
         self._task = asyncio.create_task(self._run(), name="relais-routing")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._watcher = None
         if self._cards is not None:
             self._cards.close()
         if self._discovery is not None:
@@ -171,7 +175,8 @@ class RoutingService:
             self._session = None
 
     def wake(self) -> None:
-        self._wake.set()
+        """Run a full round (presence, forwarding, mirroring) now."""
+        self._signals.put_nowait("full")
 
     async def _load(self) -> None:
         member = await self.db.read(repo.membership)
@@ -210,29 +215,44 @@ class RoutingService:
                 self._discovery = None
 
     async def _run(self) -> None:
+        full = True
         while True:
             try:
-                if self.member is None:
-                    await self._load()
-                else:
-                    await self._load()  # a new CRL or removal made by the CLI
-                    await self.tick()
+                if full or self.member is None:
+                    await self._load()  # joined, or a new CRL / removal made by the CLI
+                    self._next_full = asyncio.get_running_loop().time() + self.settings.presence_interval_seconds
+                    if self.member is not None:
+                        await self.tick()
+                elif self.orders is not None:
+                    await self.forward_pass()  # a new order: forward it now, not at the next round
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must survive anything and try again
                 log.exception("routage : erreur pendant un passage")
-            await self._sleep()
+            full = await self._sleep()
 
-    async def _sleep(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.settings.presence_interval_seconds
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or self._wake.is_set():
-                break
-            event = await self._cards.get(timeout=remaining) if self._cards is not None else None
-            if event is not None and event.type in ("card.inserted", "card.removed", "cps.login", "cps.logout"):
-                break
-        self._wake.clear()
+    async def _sleep(self) -> bool:
+        """Until the next round (True), or an order to forward (False); a card event or a peer change brings
+        the round forward."""
+        remaining = self._next_full - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return True
+        try:
+            signal = await asyncio.wait_for(self._signals.get(), remaining)
+        except TimeoutError:
+            return True
+        full = signal == "full"
+        while not self._signals.empty():
+            full = self._signals.get_nowait() == "full" or full
+        return full
+
+    async def _watch_bus(self) -> None:
+        assert self._cards is not None
+        async for event in self._cards:
+            if event.type in ("card.inserted", "card.removed", "cps.login", "cps.logout"):
+                self.wake()
+            elif event.type == "order.updated" and event.data.get("state") in queue_link.FORWARDABLE:
+                self._signals.put_nowait("forward")
 
     # --- identity ----------------------------------------------------------------------------------------
 
