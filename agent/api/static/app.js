@@ -312,8 +312,7 @@ function listen() {
   source.addEventListener("notice.due", () => loadNotices().catch(() => {}));
   source.addEventListener("dmp.access", (event) => {
     const data = JSON.parse(event.data);
-    if (data.ins) document.getElementById("dmp-ins").value = data.ins;
-    if (data.access) renderAccess(data.access);
+    renderAccess(data.access || data);  // pushed when a carte Vitale is inserted
   });
   source.onerror = () => setAgentState("Agent injoignable : nouvelle tentative…");
   source.onopen = () => refreshStatus();
