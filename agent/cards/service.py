@@ -112,7 +112,7 @@ class CardService:
             self._tasks.append(asyncio.create_task(self._poll_token()))
         self._tasks.append(asyncio.create_task(self._expire_sessions()))
         if self.backend is not None:
-            self._tasks.append(asyncio.create_task(self._retry_busy()))
+            self._tasks.append(asyncio.create_task(self._retry_pending()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -141,13 +141,30 @@ class CardService:
                 await asyncio.to_thread(self.card_removed, PKCS11_READER)
             await asyncio.sleep(self._poll_seconds)
 
-    async def _retry_busy(self) -> None:
+    async def _retry_pending(self) -> None:
+        """Cards not fully known yet: held by another program, or a CPS its PKCS#11 module did not show yet (the
+        Cryptolib may see a card a moment after PC/SC does)."""
         while True:
             await asyncio.sleep(self._poll_seconds)
             with self._lock:
                 pending = list(self._busy)
+                cps = self._cps
             for reader in pending:
                 await asyncio.to_thread(self._reidentify, reader)
+            if cps is not None and cps.token is None and self._token_factory is not None:
+                await asyncio.to_thread(self._reopen_cps, cps)
+
+    def _reopen_cps(self, stale: _Cps) -> None:
+        fresh = self._open_cps(stale.reader)
+        if fresh.token is None:
+            return
+        with self._lock:
+            if self._cps is not stale:  # pulled or replaced meanwhile
+                fresh.token.close()
+                return
+            self._cps = fresh
+        self._bus.publish("card.inserted", reader=fresh.reader, card="cps",
+                          rpps=fresh.holder.rpps if fresh.holder else "")
 
     def _reidentify(self, reader: str) -> None:
         with self._lock:

@@ -275,3 +275,29 @@ def test_pkcs11_token_flags_give_tries_left() -> None:
     assert tries_left_from_flags(int(flags.USER_PIN_COUNT_LOW)) == 2
     assert tries_left_from_flags(int(flags.USER_PIN_COUNT_LOW | flags.USER_PIN_FINAL_TRY)) == 1
     assert tries_left_from_flags(int(flags.USER_PIN_LOCKED | flags.USER_PIN_COUNT_LOW)) == 0
+
+
+async def test_cps_seen_by_pcsc_before_its_pkcs11_token_is_opened_when_it_appears(pki: SandboxPki) -> None:
+    bus = EventBus()
+    readers = SimulatedReaders()
+    virtual = VirtualCards(readers, pki)
+    ready = False
+
+    def slow_module(reader: str) -> Any:
+        return readers.token_for(reader) if ready else None  # the module does not show the token yet
+
+    service = CardService(bus, FrozenClock(), backend=readers, token_factory=slow_module, poll_seconds=0.05)
+    recorder = Recorder(bus)
+    await service.start()
+    try:
+        virtual.insert_cps()
+        first = await recorder.next("card.inserted")
+        assert first["card"] == "cps" and "rpps" not in first
+        assert service.snapshot()["cps"]["present"] and service.cps_holder() is None
+        ready = True
+        again = await recorder.next("card.inserted")
+        assert again["rpps"] == "01234567897"
+        await service.login("1234")
+        assert service.require_signer().certificate_der
+    finally:
+        await service.stop()
