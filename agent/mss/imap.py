@@ -8,6 +8,7 @@ messages are fetched with BODY.PEEK so the doctor's own client still sees them u
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
 import ssl
@@ -19,6 +20,27 @@ from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemo
 SERVICE = "mss"
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _MSGID = re.compile(r"^<[\x21-\x7e]{3,250}>$")
+
+
+def imap_utf7(name: str) -> str:
+    """A mailbox name in IMAP's modified UTF-7 (RFC 3501 5.1.3): "Envoyés" -> "Envoy&AOk-s"."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            raw = "".join(pending).encode("utf-16-be")
+            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for char in name:
+        if 0x20 <= ord(char) <= 0x7E:
+            flush()
+            out.append("&-" if char == "&" else char)
+        else:
+            pending.append(char)
+    flush()
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,8 +114,15 @@ class ImapMailbox:
             raise TransientRemoteError(f"Réponse IMAP inattendue ({what}).", service=SERVICE, code="mss_imap")
 
     def _select(self, mailbox: str) -> int:
-        typ, data = self.client.select(mailbox, readonly=True)
-        self._ok(typ, data, f"SELECT {mailbox}")
+        try:
+            typ, _ = self.client.select(imap_utf7(mailbox), readonly=True)
+        except imaplib.IMAP4.error:
+            typ = "NO"
+        if typ != "OK":
+            # A wrong folder name would make every reconciliation fail the same way: say which key to fix.
+            key = "mss.sent_folder" if mailbox == self.settings.sent else "la boîte de réception"
+            raise PermanentRemoteError(f"Dossier IMAP « {mailbox} » introuvable sur la boîte MSSanté ({key}).",
+                                       service=SERVICE, code="mss_folder_missing")
         for line in self.client.untagged_responses.get("OK", []):
             if isinstance(line, bytes):
                 match = _UIDVALIDITY.search(line)

@@ -246,6 +246,10 @@ class _ImapSession:
         elif not self.user:
             await self.send(f"{tag} NO authentication required")
             return True
+        elif command in ("SELECT", "EXAMINE") and args and args[0].upper() != "INBOX" and args[0] != "Sent":
+            self.mailbox = ""
+            await self.send(f"{tag} NO [NONEXISTENT] no such mailbox")
+            return True
         elif command in ("SELECT", "EXAMINE") and args:
             self.mailbox = args[0]
             messages = self.sim.store.messages(self.user, self.mailbox)
@@ -380,8 +384,8 @@ class MssSimulator:
         self._sessions.add(task)  # type: ignore[arg-type]
         try:
             await _ImapSession(self, reader, writer).run()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ssl.SSLError):
+            pass  # a client that hangs up, or sends a line longer than the stream limit
         finally:
             self._sessions.discard(task)  # type: ignore[arg-type]
             writer.close()

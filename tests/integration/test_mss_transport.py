@@ -95,6 +95,11 @@ async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any
     assert again.acks == []  # reading resumes after the last UID
     assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
     assert await sender.find("ord-2", "mss:dr.x@medecin.demo.mssante.fr") is None
+    assert settings.imap is not None
+    misnamed = replace(settings, imap=replace(settings.imap, sent="Envoyés"))
+    with pytest.raises(PermanentRemoteError) as folder:
+        await MssSender(misnamed, packager(pki), FrozenClock(NOW)).find("ord-1", "mss:dr.x@medecin.demo.mssante.fr")
+    assert "mss.sent_folder" in folder.value.message
 
 
 async def test_unknown_recipient_gives_an_error_report(operator: Any, cs9: bytes) -> None:

@@ -88,6 +88,15 @@ def test_annuaire_bundle_keeps_mss_addresses_only() -> None:
         check_query(" x ")
 
 
+def test_mailbox_names_in_modified_utf7() -> None:
+    from agent.mss.imap import imap_utf7
+
+    assert imap_utf7("Sent") == "Sent"
+    assert imap_utf7("Envoyés") == "Envoy&AOk-s"
+    assert imap_utf7("A&B") == "A&-B"
+    assert imap_utf7("台北") == "&U,BTFw-"  # RFC 3501's own example
+
+
 def test_acknowledgements_are_recorded_once_and_summarised() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
     apply_migrations(conn)
