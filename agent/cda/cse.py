@@ -1,4 +1,4 @@
-"""Certificats de santé de l'enfant du 9e et du 24e mois (CI-SIS CSE-CS9 and CSE-CS24 2025.01).
+"""Certificats de santé de l'enfant du 9e et du 24e mois (CI-SIS CSE-CS9 and CSE-CS24 2025.01), shared helpers.
 
 ``data`` (coded answers are {"code", "display"} from the volet's value sets, TA_ASIP codes mostly):
     exam_date          ISO date of the examination (required)
@@ -19,7 +19,7 @@
     treatments         [{"atc", "display"}] médicaments administrés
     care_plan          [{code, display}] orientations (JDV_Rencontre_CS9_CS24)
 
-The CS8 (8th day: pregnancy, delivery and newborn sections) is not built yet.
+The CS8 (8th day: pregnancy, delivery and newborn) has its own input, documented in ``agent.cda.cse8``.
 """
 
 from __future__ import annotations
@@ -77,9 +77,10 @@ def _day(value: Any, field: str) -> str:
 
 def build(service: CdaService, kind: str, patient: dict[str, Any], author: dict[str, Any],
           data: dict[str, Any]) -> BuiltDocument:
-    if kind not in VOLETS:
-        raise InvalidInput.field("kind", "Le certificat du 8e jour (cse_cs8) n'est pas encore produit par cet "
-                                 "agent.", code="kind_not_available")
+    if kind == "cse_cs8":
+        from agent.cda.cse8 import build_cs8
+
+        return build_cs8(service, patient, author, data)
     template, title = VOLETS[kind]
     exam = parse_when(data.get("exam_date"), "data.exam_date")
     parents = _list(data, "parents")
@@ -150,13 +151,18 @@ def _value(observation: etree._Element, value: Any, unit: str = "") -> None:
 
 
 def _social(section: etree._Element, qualifier: tuple[str, str], value: Any, anchor: str, ids: NewId, *,
-            unit: str = "", parent: dict[str, Any] | None = None, index: int = 0) -> None:
+            unit: str = "", parent: dict[str, Any] | None = None, index: int = 0, direct: bool = False) -> None:
+    """A social-history observation: "Autre élément social" qualified by ``qualifier``, or (``direct``) coded
+    with ``qualifier`` itself (a LOINC code such as 74013-4 alcohol)."""
     observation = el(el(section, "entry"), "observation", classCode="OBS", moodCode="EVN")
     for root in SOCIAL:
         el(observation, "templateId", root=root)
     el(observation, "id", root=ids())
-    code = el(observation, "code", code="11345-6", displayName="Autre élément social", codeSystem=LOINC)
-    el(el(code, "qualifier"), "value", code=qualifier[0], displayName=qualifier[1], codeSystem=TA_ASIP)
+    if direct:
+        el(observation, "code", code=qualifier[0], displayName=qualifier[1], codeSystem=LOINC)
+    else:
+        code = el(observation, "code", code="11345-6", displayName="Autre élément social", codeSystem=LOINC)
+        el(el(code, "qualifier"), "value", code=qualifier[0], displayName=qualifier[1], codeSystem=TA_ASIP)
     el(el(observation, "text"), "reference", value=f"#{anchor}")
     el(observation, "statusCode", code="completed")
     el(observation, "effectiveTime", nullFlavor="NA")

@@ -324,32 +324,83 @@ def test_a_certificate_with_a_code_outside_its_value_set_is_reported(service: Cd
     assert any("[dansJeuDeValeurs]" in e.message and "ORG-999" in e.message for e in report.errors)
 
 
-def test_cs8_is_refused_as_not_available(service: CdaService) -> None:
+CS8_CHILD = {**CHILD, "birth_date": "2026-01-01", "address": {"postal_code": "75007", "city": "PARIS"}}
+CS8_AUTHOR = {**AUTHOR, "organisation": {**AUTHOR["organisation"],
+                                         "address": {"postal_code": "75005", "city": "PARIS"}}}
+CS8_DATA: dict[str, Any] = {'exam_date': '2026-01-08',
+     'parents': [{'relation': 'MTH',
+                  'birth_date': '1990-05-31',
+                  'family': 'MARTIN',
+                  'given': 'Marie',
+                  'profession': {'code': '3',
+                                 'display': 'Cadre ou profession intellectuelle supérieure'}},
+                 {'relation': 'FTH',
+                  'profession': {'code': '2', 'display': "Artisan, commerçant ou chef d'entreprise"}}],
+     'mother': {'alcohol': 0, 'tobacco': 0, 'other_addiction': False},
+     'children_at_home': 1,
+     'feeding': {'code': 'MED-1256', 'display': 'Alimentation lait maternel exclusif'},
+     'tb_family_risk': False,
+     'coverage': {'code': 'GEN-105', 'display': 'Protection universelle maladie (PUMa)'},
+     'pregnancy': {'gravidity': 1,
+                   'parity': 1,
+                   'premature_children': 0,
+                   'under_2500g': 0,
+                   'previous_caesarean': False,
+                   'first_visit': {'code': '57630001', 'display': 'premier trimestre de la grossesse'},
+                   'weight_before_kg': 58,
+                   'height_cm': 172,
+                   'preeclampsia': False,
+                   'gestational_diabetes': False,
+                   'other_disease': False},
+     'antenatal': {'trisomy_screening': True,
+                   'ultrasounds': 4,
+                   'morphology_ultrasound': True,
+                   'early_interview': False,
+                   'hbs': 'negative'},
+     'delivery': {'fetuses': 1,
+                  'gestational_age_weeks': 39,
+                  'presentation': {'code': '70028003', 'display': 'présentation du sommet'},
+                  'membranes_over_12h': False,
+                  'labour': {'code': '11466000', 'display': 'césarienne'},
+                  'analgesia': {'code': '50697003', 'display': 'anesthésie générale'},
+                  'method': {'code': 'MED-1273', 'display': 'Césarienne programmée'}},
+     'newborn': {'measures': {'weight_g': 3400, 'height_cm': 50, 'head_cm': 34},
+                 'apgar_1': 9,
+                 'apgar_5': 10,
+                 'specialised_care': False,
+                 'hearing_screening': {'code': 'MED-179', 'display': 'Audition à recontrôler'}},
+     'vaccinations': [{'atc': 'J07BC01', 'display': 'hépatite B, antigène purifié', 'rank': 1}],
+     'care_plan': []}
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"newborn": {**CS8_DATA["newborn"], "hearing_screening": None, "specialised_care": True,
+                 "transfer": {"code": "2603003", "display": "secondaire"}},
+     "antenatal": {**CS8_DATA["antenatal"], "hbs": "not_done"}, "pregnancy": {}, "coverage": None},
+], ids=["full", "hearing-not-done-transfer"])
+def test_certificat_du_8e_jour_is_valid(service: CdaService, changes: dict[str, Any]) -> None:
+    built = service.build_document("cse_cs8", CS8_CHILD, CS8_AUTHOR, {**CS8_DATA, **changes})
+    report = service.validate(built.cda)
+    _assert_valid(report)
+    assert "CI-SIS_CSE-CS8_2025.01.sch" in report.checked
+    informant = etree.fromstring(built.cda).find(f"{HL7}informant/{HL7}relatedEntity/{HL7}code")
+    assert informant is not None and informant.get("code") == "MTH"
+
+
+@pytest.mark.parametrize(("patient", "author", "changes", "field"), [
+    (CS8_CHILD, CS8_AUTHOR, {"parents": CS8_DATA["parents"][1:]}, "data.parents"),
+    (CHILD, CS8_AUTHOR, {}, "patient.address.postal_code"),
+    (CS8_CHILD, {**AUTHOR, "organisation": {"id": "1750803447", "name": "Cabinet"}}, {},
+     "author.organisation.address.postal_code"),
+    (CS8_CHILD, CS8_AUTHOR, {"antenatal": {**CS8_DATA["antenatal"], "hbs": "peut-être"}}, "data.antenatal.hbs"),
+    (CS8_CHILD, CS8_AUTHOR, {"mother": {"alcohol": 0, "tobacco": 0}}, "data.mother.other_addiction"),
+    (CS8_CHILD, CS8_AUTHOR, {"pregnancy": {"parity": "un"}}, "data.pregnancy.parity"),
+])
+def test_certificat_du_8e_jour_refusals(service: CdaService, patient: dict[str, Any], author: dict[str, Any],
+                                        changes: dict[str, Any], field: str) -> None:
     from agent.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as refused:
-        service.build_document("cse_cs8", CHILD, AUTHOR, CSE_DATA)
-    assert refused.value.code == "kind_not_available"
-
-
-def test_a_cs24_is_prefilled_from_the_cs9_and_the_vaccination_notes(service: CdaService, kit: Path) -> None:
-    from agent.cda.prefill import prefill_cse
-
-    cs9 = (kit / "ExemplesCDA" / "CSE-CS9_2025.01.xml").read_bytes()
-    note = service.build_document("vaccination_note", CHILD, AUTHOR, {
-        "datamatrix": "]d201034009328572411728123110ABC123", "administered_at": "2025-06-01T10:00:00+02:00",
-        "dose_rank": 3}).cda
-    data = prefill_cse("cse_cs24", [cs9, note])
-    assert {p["relation"] for p in data["parents"]} == {"MTH", "FTH"}
-    mother = next(p for p in data["parents"] if p["relation"] == "MTH")
-    assert mother["profession"]["code"] == "3" and mother["birth_date"]
-    assert data["childcare"] is True and data["childcare_type"]["code"] == "PAT-050"
-    assert {"atc": "J07AM", "display": "vaccins tétaniques", "date": "2025-06-01", "rank": 3,
-            "lot": "ABC123"} in data["vaccinations"]
-    assert len(data["vaccinations"]) > 10  # the CS9's own vaccination history comes along
-    # What the doctor adds at the 24th month makes a valid certificate.
-    data.update({"exam_date": "2026-04-10", "premature": False, "screens": {"code": "GEN-311", "display": "Jamais"},
-                 "measures": {"weight_g": 12000, "height_cm": 86},
-                 "neurodevelopment": CSE_DATA["neurodevelopment"]})
-    report = service.validate(service.build_document("cse_cs24", CHILD, AUTHOR, data).cda)
-    _assert_valid(report)
+        service.build_document("cse_cs8", patient, author, {**CS8_DATA, **changes})
+    assert refused.value.errors[0].field == field
