@@ -41,7 +41,7 @@ def candidates(conn: sqlite3.Connection, local_rpps: str | None) -> list[tuple[s
         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
         "                 AND d.state NOT IN ('scheduled', 'waiting_card'))"
         " AND NOT EXISTS (SELECT 1 FROM routing_outbound r WHERE r.order_id = o.id AND r.state = 'forwarding')"
-        " ORDER BY o.seq").fetchall()
+        " ORDER BY o.seq LIMIT 500").fetchall()
     return [(str(r[0]), str(r[1])) for r in rows if not same_rpps(str(r[1]), local_rpps)]
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -42,6 +41,7 @@ from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 log = get_logger("routing")
+FORWARD_CONCURRENCY = 8  # forwards in flight at once (their stores' commits are grouped)
 CardState = Callable[[], tuple[str | None, bool]]  # (RPPS of the CPS in this workstation's reader, logged in)
 
 
@@ -436,17 +436,22 @@ class RoutingService:
         now = self.clock.now().timestamp()
         pending = await self.db.read(queue_link.pending_forwards)
         candidates = await self.db.read(lambda c: queue_link.candidates(c, local_rpps))
-        for order_id, author in candidates:
-            holder = self.holder_of(author)
-            if holder is None:
-                continue
-            claimed = await self.db.write(functools.partial(queue_link.claim, order_id=order_id,
-                                                            holder=holder.name, now=now))
-            if claimed:
-                pending.append((order_id, holder.name))
-                await self._changed([order_id])
-        for order_id, holder_name in pending:
-            await self.send_forward(order_id, holder_name)
+        chosen = [(order_id, holder.name) for order_id, author in candidates
+                  if (holder := self.holder_of(author)) is not None]
+        if chosen:
+            def claim_all(conn: Any) -> list[tuple[str, str]]:
+                return [(o, h) for o, h in chosen if queue_link.claim(conn, o, h, now)]
+
+            claimed = await self.db.write(claim_all)
+            pending.extend(claimed)
+            await self._changed([order_id for order_id, _ in claimed])
+        slots = asyncio.Semaphore(FORWARD_CONCURRENCY)
+
+        async def send(order_id: str, holder: str) -> None:
+            async with slots:
+                await self.send_forward(order_id, holder)
+
+        await asyncio.gather(*(send(o, h) for o, h in pending))
 
     async def send_forward(self, order_id: str, holder: str) -> str | None:
         view = self.peers.get(holder)
