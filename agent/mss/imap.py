@@ -137,15 +137,20 @@ class ImapMailbox:
         typ, data = self.client.uid("SEARCH", f"UID {start}:*")
         self._ok(typ, data, "SEARCH")
         uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) >= start)[: self.settings.max_fetch]
+        if not uids:
+            return Fetched(validity, after_uid if validity == uidvalidity else 0, [])
+        # Only reports are downloaded: a colleague's mail in the same mailbox (health data) never reaches us.
+        typ, data = self.client.uid("SEARCH", f"UID {uids[0]}:{uids[-1]}", "HEADER", "Content-Type", '"report"')
+        self._ok(typ, data, "SEARCH reports")
+        reports = {int(u) for u in (data[0] or b"").split()}
         messages: list[tuple[int, bytes]] = []
-        for uid in uids:
+        for uid in (u for u in uids if u in reports):
             typ, parts = self.client.uid("FETCH", str(uid), "(BODY.PEEK[])")
             self._ok(typ, parts, "FETCH")
             for part in parts:
                 if isinstance(part, tuple) and len(part) == 2 and isinstance(part[1], bytes):
                     messages.append((uid, part[1]))
-        last = max(uids) if uids else (after_uid if validity == uidvalidity else 0)
-        return Fetched(validity, last, messages)
+        return Fetched(validity, max(uids), messages)
 
     def holds_message_id(self, message_id: str) -> bool:
         """Whether the operator holds our message: its copy in the Sent folder, or a report quoting it."""

@@ -93,6 +93,10 @@ async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any
     assert {a.original_message_id for a in batch.acks} == {message_id}
     again = await sender.read_acks(batch.uidvalidity, batch.last_uid)
     assert again.acks == []  # reading resumes after the last UID
+    # A colleague's mail in the same INBOX is skipped (never downloaded) and the position moves past it.
+    sim.store.append(endpoint["sender"], "INBOX", b"From: a@b.mssante.fr\r\nSubject: CR\r\n\r\nsecret\r\n")
+    skipped = await sender.read_acks(batch.uidvalidity, batch.last_uid)
+    assert skipped.acks == [] and skipped.last_uid == batch.last_uid + 1
     assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
     assert await sender.find("ord-2", "mss:dr.x@medecin.demo.mssante.fr") is None
     assert settings.imap is not None
