@@ -134,6 +134,7 @@ class MssSender:
     async def probe(self) -> None:
         """Raises when the operator cannot be reached (connectivity check of the queue)."""
         if self.settings.imap is None:
+            await asyncio.to_thread(smtp.check_blocking, self.settings.smtp)
             return
         settings = self.settings.imap
 

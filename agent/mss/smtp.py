@@ -133,6 +133,18 @@ def submit_blocking(settings: SmtpSettings, sender: str, recipients: Sequence[st
             client.close()
 
 
+def check_blocking(settings: SmtpSettings) -> None:
+    """Connect, authenticate, say goodbye: the connectivity probe when no IMAP access is configured."""
+    client = _open(settings)
+    try:
+        client.noop()
+    finally:
+        try:
+            client.quit()
+        except (OSError, smtplib.SMTPException):
+            client.close()
+
+
 async def submit(settings: SmtpSettings, sender: str, recipients: Sequence[str], data: bytes,
                  message_id: str) -> None:
     await asyncio.to_thread(submit_blocking, settings, sender, recipients, data, message_id)

@@ -172,6 +172,10 @@ async def test_faults_map_to_what_the_queue_must_do(operator: Any, cs9: bytes) -
     sim.faults.mode = FaultMode.DOWN
     with pytest.raises(ServiceUnreachable):
         await sender.send(outgoing(cs9, destination))
+    smtp_only = MssSender(replace(settings, imap=None), packager(pki), FrozenClock(NOW))
+    for probe in (sender.probe, smtp_only.probe):  # IMAP when configured, else SMTP
+        with pytest.raises(ServiceUnreachable):
+            await probe()
     sim.faults.mode = FaultMode.ERROR500
     with pytest.raises(TransientRemoteError) as temporary:
         await sender.send(outgoing(cs9, destination))
@@ -186,6 +190,8 @@ async def test_faults_map_to_what_the_queue_must_do(operator: Any, cs9: bytes) -
         await sender.send(outgoing(cs9, destination))
     assert unknown.value.code == "mss_outcome_unknown"
     sim.faults.mode = FaultMode.OK
+    await smtp_only.probe()
+    await sender.probe()
     message_id = await sender.find("ord-1", destination)
     assert message_id is not None
     assert [a["message_id"] for a in sim.store.accepted()] == [message_id]
