@@ -128,7 +128,9 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
     """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``)."""
     repo.record_nonce(conn, message.nonce, origin, now)
     if repo.inbound_origin(conn, message.order_id) is not None:
-        return Accepted("duplicate", _summary(conn, message.order_id))
+        # Stored before (its acknowledgement was lost), or cancelled by the origin before it arrived.
+        return Accepted("duplicate", _summary(conn, message.order_id) if not unknown_here(conn, message.order_id)
+                        else "cancelled")
     existing = orders_repo.load_order(conn, message.order_id)
     if existing is not None:
         back = repo.outbound(conn, message.order_id)
@@ -145,6 +147,23 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
     orders_repo.insert_order(conn, cipher, _new_order(message, origin, now), now, now_text)
     repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now)
     return Accepted("stored", _summary(conn, message.order_id))
+
+
+def unknown_here(conn: sqlite3.Connection, order_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None
+
+
+def settle_cancel(conn: sqlite3.Connection, order_id: str, holder: str, answer: dict[str, Any], now: float) -> None:
+    """The holder accepted a cancel: even if its acknowledgement of the forward never came back (the order
+    may never have arrived; then the holder keeps a tombstone), the order is the holder's answer here."""
+    conn.execute("UPDATE routing_outbound SET state = 'forwarded', updated_at = ? WHERE order_id = ? AND holder = ?",
+                 (now, order_id, holder))
+    deliveries = answer.get("deliveries") or []
+    if not deliveries and answer.get("state") == "cancelled":
+        seq = _seq(conn, order_id)
+        deliveries = [{"destination": r[0], "state": "cancelled"} for r in conn.execute(
+            "SELECT destination FROM deliveries WHERE order_seq = ?", (seq,))]
+    mirror(conn, {order_id: {**answer, "deliveries": deliveries}}, now)
 
 
 def _summary(conn: sqlite3.Connection, order_id: str) -> str:

@@ -508,7 +508,10 @@ class RoutingService:
             raise Unavailable(
                 f"Le poste « {row.holder} », qui détient la carte CPS, est injoignable : l'annulation n'a pas pu "
                 "lui être transmise. Réessayez.", code="peer_unreachable") from error
-        await self._apply_remote({order_id: answer})
+        now = self.clock.now().timestamp()
+        # Acknowledged or not yet, the holder has now answered for this order: mirror what it said.
+        await self.db.write(lambda c: queue_link.settle_cancel(c, order_id, row.holder, answer, now))
+        await self._changed([order_id])
         return str(answer.get("state", "cancelled"))
 
     async def _changed(self, order_ids: list[str]) -> None:
@@ -535,12 +538,19 @@ class RoutingService:
         now_dt = self.clock.now()
         check_fresh(message.at, now_dt, self.rules)
 
-        def record(conn: Any) -> None:
-            if repo.inbound_origin(conn, message.order_id) != origin:
-                raise NotFound("Envoi inconnu de ce poste.", code="order_not_found")
+        def record(conn: Any) -> bool:
+            """False when the order never arrived: a tombstone then refuses it if its forward lands later."""
             repo.record_nonce(conn, message.nonce, origin, now_dt.timestamp())
+            known = repo.inbound_origin(conn, message.order_id)
+            if known is None and queue_link.unknown_here(conn, message.order_id):
+                repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now_dt.timestamp())
+                return False
+            if known != origin:
+                raise NotFound("Envoi inconnu de ce poste.", code="order_not_found")
+            return True
 
-        await self.db.write(record)
+        if not await self.db.write(record):
+            return {"state": "cancelled", "deliveries": []}
         assert self.orders is not None
         order = await self.orders.cancel(message.order_id, f"poste:{origin}")
         states = await self.db.read(lambda c: queue_link.states(c, [message.order_id]))

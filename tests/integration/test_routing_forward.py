@@ -128,3 +128,38 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
     counts = await holder.services.db.read(
         lambda c: c.execute("SELECT count(*) FROM orders WHERE id = ?", (order.id,)).fetchone()[0])
     assert counts == 1
+
+
+async def test_a_cancel_that_overtakes_its_forward_wins(practice: Any, http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    order, _ = await origin.services.orders.create(order_body(rpps=DOCTOR, delay=3600), "test")
+    # The intent is on disk, the request has not reached the holder yet (a slow link, a crash in between).
+    now = origin.services.clock.now().timestamp()
+    routing(origin).orders = None  # keep the background rounds from sending it meanwhile
+    assert await origin.services.db.write(lambda c: queue_link.claim(c, order.id, "Cabinet", now))
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order.id}/cancel")
+    assert status == 200 and cancelled["state"] == "cancelled", cancelled
+    # The late forward is answered "already settled" and the holder never stores the order.
+    assert await routing(origin).send_forward(order.id, "Cabinet") == "cancelled"
+    assert await order_state(holder, order.id) is None
+    assert await order_state(origin, order.id) == "cancelled"
+
+
+async def test_cancel_is_refused_with_the_reason_when_the_holder_is_unreachable(
+        practice: Any, http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    order_id = created["id"]
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    routing(origin).wake()
+    import asyncio
+
+    for _ in range(300):
+        if await order_state(origin, order_id) == "forwarded" and await order_state(holder, order_id):
+            break
+        await asyncio.sleep(0.05)
+    await holder.agent.stop()
+    status, problem = await call(http, origin, "POST", f"/v1/orders/{order_id}/cancel")
+    assert status == 503 and problem["code"] == "peer_unreachable"
+    assert "injoignable" in problem["detail"]
+    assert await order_state(origin, order_id) == "forwarded"
