@@ -139,8 +139,10 @@ class Patient:
         except ValueError:
             errors.append(FieldError("patient.birth_date", "Date de naissance invalide."))
             birth = date(1900, 1, 1)
-        birth_place = _text(data, "birth_place", "patient", errors, required=False, pattern=r"[0-9AB]{5}",
-                            message="Lieu de naissance : code INSEE de 5 caractères.")
+        # One of the INS traits: the structuration minimale requires it whenever the patient has an INS.
+        birth_place = _text(data, "birth_place", "patient", errors, pattern=r"[0-9AB]{5}",
+                            message="Lieu de naissance (code COG INSEE de 5 caractères, 99xxx hors de France) "
+                                    "obligatoire avec l'INS.")
         if errors:
             raise InvalidInput("Identité du patient incomplète ou invalide.", errors=errors)
         return cls(ins, oid, birth_name, tuple(given), sex, birth, birth_place,

@@ -78,6 +78,7 @@ def test_through_build_document_the_pdf_comes_base64(service: CdaService) -> Non
     ({"service_stop": "2026-01-04T10:00:00+01:00"}, "service_stop"),
     ({"patient": {**PATIENT, "ins": "279035121518988"}}, "patient.ins"),
     ({"patient": {**PATIENT, "given_names": []}}, "patient.given_names"),
+    ({"patient": {k: v for k, v in PATIENT.items() if k != "birth_place"}}, "patient.birth_place"),
     ({"author": {**AUTHOR, "rpps": "123"}}, "author.rpps"),
     ({"author": {k: v for k, v in AUTHOR.items() if k != "organisation"}}, "author.organisation"),
 ])
