@@ -163,3 +163,39 @@ async def test_cancel_is_refused_with_the_reason_when_the_holder_is_unreachable(
     assert status == 503 and problem["code"] == "peer_unreachable"
     assert "injoignable" in problem["detail"]
     assert await order_state(origin, order_id) == "forwarded"
+
+
+async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent: Any, tmp_path: Any,
+                                                                     http: aiohttp.ClientSession) -> None:
+    first = await start(start_agent, "Cabinet", data_dir=tmp_path / "first", demo=DemoOptions(cards="cps"))
+    second = await start(start_agent, "Salle-2", data_dir=tmp_path / "second", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
+    status, _ = await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    assert status == 200
+    await init(first, "Cabinet")
+    await join(second, await invite(first), first, "Salle-2")
+    await join(origin, await invite(first), first, "Accueil")
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    assert routing(origin).holder_of(DOCTOR).name == "Cabinet"  # type: ignore[union-attr]
+    status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    order_id = created["id"]
+    import asyncio
+
+    for _ in range(300):
+        if await order_state(first, order_id) == "scheduled":
+            break
+        await asyncio.sleep(0.05)
+    # The doctor takes the card to the other room.
+    await call(http, first, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": True})
+    for _ in range(400):
+        if await order_state(second, order_id) == "scheduled" and await order_state(first, order_id) == "forwarded":
+            break
+        await asyncio.sleep(0.05)
+    assert await order_state(second, order_id) == "scheduled"
+    assert await order_state(first, order_id) == "forwarded"
+    # A cancel from the origin goes to the first holder, which passes it on: it wins at the second.
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order_id}/cancel")
+    assert status == 200, cancelled
+    assert await order_state(second, order_id) == "cancelled"
+    assert await order_state(origin, order_id) == "cancelled"
