@@ -195,6 +195,12 @@ class CdaSection:
     vaccines_file: str = ""
     # Compile the schematrons in the background right after the start, so the first document is not slower.
     warm_up: bool = True
+    # The practice (author's organisation, custodian) when a request does not say: its identifier ("1" + FINESS,
+    # "3" + SIRET, "4" + RPPS rang of a cabinet), name, and structured address (the CSE volets want one).
+    organisation_id: str = ""
+    organisation_name: str = ""
+    organisation_postal_code: str = ""
+    organisation_city: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,11 +29,16 @@ from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
 from agent.clock import Clock
 from agent.domain import catalogue
+from agent.domain.cps import CpsHolder
 from agent.errors import FieldError, InvalidInput, Unavailable
 from agent.xml import safe
 
 HL7 = "{urn:hl7-org:v3}"
 
+# TRE_G15 professions, for the author's code display when it comes from the CPS.
+PROFESSIONS = {"10": "Médecin", "21": "Pharmacien", "40": "Chirurgien-dentiste", "50": "Sage-femme",
+               "60": "Infirmier", "70": "Masseur-kinésithérapeute", "80": "Pédicure-podologue",
+               "91": "Orthophoniste", "92": "Orthoptiste"}
 KINDS = ("n1", "vaccination_note", "synthese_medicale", "cse_cs8", "cse_cs9", "cse_cs24", "mesures_enfant")
 
 
@@ -87,12 +92,16 @@ class CdaService:
         vaccines: VaccineTable | None = None,
         allow_test_oids: bool = False,
         new_id: Callable[[], str] = uuid_oid,
+        organisation: dict[str, Any] | None = None,
+        cps_holder: Callable[[], CpsHolder | None] | None = None,
     ) -> None:
         self.clock = clock
         self.validator = validator
         self.vaccines = vaccines or VaccineTable.load()
         self.allow_test_oids = allow_test_oids
         self.new_id = new_id
+        self.organisation = organisation
+        self.cps_holder = cps_holder
 
     # -- building -----------------------------------------------------------------------------------------------
     def build_document(self, kind: str, patient: dict[str, Any], author: dict[str, Any],
@@ -158,7 +167,26 @@ class CdaService:
         )
 
     def read_people(self, patient: dict[str, Any], author: dict[str, Any]) -> tuple[Patient, Author]:
-        return Patient.read(patient, allow_test_oids=self.allow_test_oids), Author.read(author)
+        return Patient.read(patient, allow_test_oids=self.allow_test_oids), Author.read(self.complete_author(author))
+
+    def complete_author(self, author: dict[str, Any]) -> dict[str, Any]:
+        """What the LGC left out of the author, from the inserted CPS (same RPPS) and the configured practice:
+        an order may say only ``{"rpps": ...}``."""
+        if not isinstance(author, dict):
+            return author
+        filled = dict(author)
+        holder = self.cps_holder() if self.cps_holder is not None else None
+        if holder is not None and holder.rpps and filled.get("rpps", holder.rpps) == holder.rpps:
+            filled.setdefault("rpps", holder.rpps)
+            filled.setdefault("family", holder.family_name)
+            filled.setdefault("given", holder.given_name)
+            if holder.profession and "profession_code" not in filled:
+                code = f"G15_{holder.profession}" + (f"/{holder.specialty}" if holder.specialty else "")
+                filled["profession_code"] = code
+                filled["profession_display"] = PROFESSIONS.get(holder.profession, "Professionnel de santé")
+        if "organisation" not in filled and self.organisation:
+            filled["organisation"] = dict(self.organisation)
+        return filled
 
     # -- send-orders --------------------------------------------------------------------------------------------
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],

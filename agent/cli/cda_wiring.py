@@ -40,8 +40,15 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
         services.warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : les documents CDA ne sont pas validés "
                                  "avant l'envoi.")
     vaccines = VaccineTable.load(Path(settings.vaccines_file) if settings.vaccines_file else None)
+    organisation = None
+    if settings.organisation_id and settings.organisation_name:
+        organisation = {"id": settings.organisation_id, "name": settings.organisation_name,
+                        "address": {"postal_code": settings.organisation_postal_code,
+                                    "city": settings.organisation_city}}
+    cards = services.cards
     service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
-                         allow_test_oids=services.config.sandbox.enabled or services.config.insi.allow_test_oids)
+                         allow_test_oids=services.config.sandbox.enabled or services.config.insi.allow_test_oids,
+                         organisation=organisation, cps_holder=cards.cps_holder if cards is not None else None)
     services.cda = service
 
     async def status() -> dict[str, Any]:

@@ -118,3 +118,22 @@ def test_unknown_kind(service: CdaService) -> None:
     with pytest.raises(InvalidInput) as refused:
         service.build_document("ordonnance_magique", PATIENT, AUTHOR, {})
     assert refused.value.code == "unknown_kind"
+
+
+def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice() -> None:
+    from agent.domain.cps import CpsHolder
+
+    holder = CpsHolder(rpps="01234567897", family_name="MULLER", given_name="Charles", profession="10",
+                       specialty="SM54")
+    service = CdaService(clock=FrozenClock(), allow_test_oids=True, cps_holder=lambda: holder,
+                         organisation={"id": "1750803447", "name": "Cabinet du Dr MULLER",
+                                       "address": {"postal_code": "92100", "city": "BOULOGNE"}})
+    built = n1(service, author={"rpps": "01234567897"})
+    author = etree.fromstring(built.cda).find(f"{HL7}author/{HL7}assignedAuthor")
+    assert author.find(f"{HL7}code").get("code") == "G15_10/SM54"
+    assert author.find(f"{HL7}assignedPerson/{HL7}name/{HL7}family").text == "MULLER"
+    assert author.find(f"{HL7}representedOrganization/{HL7}name").text == "Cabinet du Dr MULLER"
+    # Another doctor's RPPS is never completed with the inserted CPS's identity.
+    with pytest.raises(InvalidInput) as refused:
+        n1(service, author={"rpps": "10003456789"})
+    assert "author.family" in [e.field for e in refused.value.errors]
