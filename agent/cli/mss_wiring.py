@@ -139,7 +139,7 @@ class MssDelivery:
         message_id = await self.sender.send(Outgoing(
             order_id=job.order_id, destination=job.destination, cda=job.cda, ins=lookup.ins, ins_oid=lookup.ins_oid,
             document_unique_id=lookup.document_unique_id, submission_set_unique_id=lookup.submission_set_unique_id,
-            visibility=job.visibility, author_rpps=job.author_rpps))
+            visibility=job.visibility, author_rpps=job.author_rpps, message=getattr(job, "mss_message", {})))
         if self._on_sent is not None:
             self._on_sent()
         return Receipt(message_id)

@@ -41,6 +41,31 @@ def document_kind(document: Any) -> str:
     return ""
 
 
+MESSAGE_KEYS = {"body": str, "patient_body": str, "patient_no_reply": bool, "read_receipt": bool}
+MAX_BODY_CHARS = 20_000
+
+
+def message_errors(message: Any) -> list[FieldError]:
+    """``mss_message``: the mail's text for professionals (CORPSMAIL_PS) and for the patient (CORPSMAIL_PATIENT),
+    X-MSS-MES: FIN to the patient (``patient_no_reply``), and the read receipt (ACK_LECTURE_MSS)."""
+    if message is None:
+        return []
+    if not isinstance(message, dict):
+        return [FieldError("mss_message", "mss_message doit être un objet.")]
+    errors: list[FieldError] = []
+    for key, value in message.items():
+        kind = MESSAGE_KEYS.get(key)
+        if kind is None:
+            errors.append(FieldError(f"mss_message.{key}", "Champ inconnu (body, patient_body, patient_no_reply, "
+                                                           "read_receipt)."))
+        elif not isinstance(value, kind):
+            errors.append(FieldError(f"mss_message.{key}",
+                                     "Texte attendu." if kind is str else "true ou false attendu."))
+        elif isinstance(value, str) and (len(value) > MAX_BODY_CHARS or "\x00" in value):
+            errors.append(FieldError(f"mss_message.{key}", f"Texte de {MAX_BODY_CHARS} caractères au plus."))
+    return errors
+
+
 def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
     """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``.
 
@@ -62,12 +87,15 @@ def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
         addresses.append(cse)
     to_patient = dest.get("patient_mss") is True
     if not addresses and not to_patient:
+        problems = message_errors(out.get("mss_message"))
+        if problems:
+            raise InvalidInput("Options du message MSSanté invalides.", errors=problems)
         return out
     patient = out.get("patient") if isinstance(out.get("patient"), dict) else {}
     assert isinstance(patient, dict)
     visibility = out.get("visibility") if isinstance(out.get("visibility"), dict) else {}
     assert isinstance(visibility, dict)
-    errors: list[FieldError] = []
+    errors: list[FieldError] = message_errors(out.get("mss_message"))
     if to_patient and patient.get("identity_status") != "QUAL":
         errors.append(FieldError("destinations.patient_mss",
                                  "L'identité du patient doit être qualifiée (INS qualifiée) pour écrire dans sa "

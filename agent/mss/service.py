@@ -40,6 +40,7 @@ class Outgoing:
     submission_set_unique_id: str
     visibility: Mapping[str, bool] = field(default_factory=dict)
     author_rpps: str = ""
+    message: Mapping[str, Any] = field(default_factory=dict)  # the order's mss_message (body, no-reply, receipt)
 
 
 # The XDS metadata (lcm:SubmitObjectsRequest) and the documents they describe, as the DMP would get them.
@@ -98,13 +99,17 @@ class MssSender:
         package = await asyncio.to_thread(xdm.build_xdm, metadata, documents, sender=self.settings.sender,
                                           title=title or "Document de santé", recipient=recipient.address)
         message_id = self.message_id(out.order_id, out.destination)
+        options = out.message
+        text = options.get("patient_body" if to_patient else "body")
+        body = text if isinstance(text, str) and text.strip() else mime.default_body(
+            to_patient=to_patient, titles=[title or code.display or "Document"], sender_name=self.settings.sender_name)
+        no_reply = options.get("patient_no_reply", self.settings.patient_no_reply)
+        receipt = options.get("read_receipt", self.settings.read_receipt)
         message = mime.MssMessage(
             sender=self.settings.sender, recipient=recipient.address, message_id=message_id, date=now,
-            subject=f"Document de santé : {code.display or title or 'document'}"[:150],
-            body=mime.default_body(to_patient=to_patient, titles=[title or code.display or "Document"],
-                                   sender_name=self.settings.sender_name),
+            subject=f"Document de santé : {code.display or title or 'document'}"[:150], body=body,
             xdm=package, cda_codes=[code] if code.code else [], ins=out.ins,
-            no_reply=to_patient and self.settings.patient_no_reply, read_receipt=self.settings.read_receipt)
+            no_reply=to_patient and bool(no_reply), read_receipt=bool(receipt))
         return recipient.address, message_id, mime.to_bytes(mime.build_message(message))
 
     async def send(self, out: Outgoing) -> str:

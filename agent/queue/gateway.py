@@ -9,7 +9,7 @@ French reason), ``DuplicateUniqueId`` (already delivered), ``Unavailable`` (the 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -35,6 +35,7 @@ class DeliveryJob:
     cda: bytes
     patient: dict[str, Any]
     visibility: dict[str, bool]
+    mss_message: dict[str, Any] = field(default_factory=dict)  # the order's MSSanté options (body, no-reply)
 
     @classmethod
     def from_payload(cls, order_id: str, destination: str, author_rpps: str, lookup: Lookup,
@@ -43,7 +44,7 @@ class DeliveryJob:
 
         data = json.loads(payload)
         return cls(order_id, destination, author_rpps, lookup, base64.b64decode(data["cda_base64"]),
-                   dict(data.get("patient", {})), dict(data.get("visibility", {})))
+                   dict(data.get("patient", {})), dict(data.get("visibility", {})), dict(data.get("mss_message", {})))
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,8 @@ class Intake:
         payload = json.dumps({
             "patient": patient, "author": author, "visibility": visibility,
             "cda_base64": base64.b64encode(cda).decode(),
+            # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
+            **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()
         return NewOrder(
             order_id=self.new_id(), client_ref=client_ref, client_name=client_name, body_hash=body_hash(body),

@@ -136,6 +136,8 @@ async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http:
     body = await cs9_order(http, agent, reference_dir)
     body["document"] = {"cda_base64": body["document"]["cda_base64"]}
     body["destinations"] = {"dmp": False, "mss": [], "patient_mss": True}
+    body["mss_message"] = {"patient_body": "Bonjour, voici le certificat de santé de votre enfant.",
+                           "body": "Certificat CS9 ci-joint."}
     status, order = await call(http, agent, "POST", "/v1/orders", body)
     assert status == 201, order
     order = await wait_sent(http, agent, order["id"])
@@ -147,4 +149,10 @@ async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http:
     mail = message_from_bytes(base64.b64decode(to_patient[0]["raw_base64"]), policy=policy.default)
     assert mail["X-MSS-MES"] == "FIN" and mail["X-MSS-INS"] == PAT_TROIS.ins
     body_part = mail.get_body(("plain",))
-    assert body_part is not None and "Mon espace santé" in body_part.get_content()
+    assert body_part is not None and body_part.get_content().strip() == (
+        "Bonjour, voici le certificat de santé de votre enfant.")  # the order's text for the patient
+    to_cse = [m for m in sandbox["items"] if m["rcpt_tos"] == [CSE_MSS_ADDRESS]]
+    cse_mail = message_from_bytes(base64.b64decode(to_cse[0]["raw_base64"]), policy=policy.default)
+    cse_body = cse_mail.get_body(("plain",))
+    assert cse_body is not None and cse_body.get_content().strip() == "Certificat CS9 ci-joint."
+    assert cse_mail["X-MSS-MES"] is None

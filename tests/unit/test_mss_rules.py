@@ -39,6 +39,15 @@ def test_cs9_and_cs24_get_the_cse_platform_cs8_does_not() -> None:
     assert len(prepare_order(already)["destinations"]["mss"]) == 1
 
 
+def test_message_options_are_checked() -> None:
+    ok = prepare_order(body(mss_message={"body": "Cher confrère", "patient_no_reply": False}))
+    assert ok["mss_message"]["body"] == "Cher confrère"
+    with pytest.raises(InvalidInput) as bad:
+        prepare_order(body(mss_message={"body": 3, "colour": "red", "patient_body": "x" * 20_001}))
+    assert sorted(e.field for e in bad.value.errors) == ["mss_message.body", "mss_message.colour",
+                                                          "mss_message.patient_body"]
+
+
 def test_a_ready_cs9_cda_is_recognised_by_its_template(reference_dir: Path) -> None:
     cda = (reference_dir / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
     assert document_kind({"cda_base64": base64.b64encode(cda).decode()}) == "cse_cs9"
