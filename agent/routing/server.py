@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = get_logger("routing")
 PEER_NAME: web.AppKey[str] = web.AppKey("peer_name", str)
 MAX_BODY = 48 * 1024 * 1024  # a 32 MB document in base64, with its metadata
+MAX_JOIN_BODY = 16 * 1024  # name, CSR, nonce, MAC
 
 _STATUS: list[tuple[type[RelaisError], int]] = [
     (InvalidInput, 422), (AccessRefused, 403), (NotFound, 404), (Conflict, 409), (Unavailable, 503),
@@ -49,6 +50,9 @@ def create_peer_app(service: RoutingService) -> web.Application:
     async def identify(request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
+            if request.path == JOIN_PATH and (request.content_length is None
+                                              or request.content_length > MAX_JOIN_BODY):
+                raise InvalidInput("Demande d'adhésion trop volumineuse.")  # unauthenticated: kept small
             if request.path != JOIN_PATH:
                 der = peer_certificate(request)
                 if der is None:

@@ -167,6 +167,9 @@ class RoutingService:
             with contextlib.suppress(Exception):
                 await self._discovery.stop()
             self._discovery = None
+        await self._close_links()
+
+    async def _close_links(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -184,11 +187,16 @@ class RoutingService:
             return
         self.ca_cert = pki.load_cert(member.ca_pem)
         self.revoked = pki.load_crl(self.ca_cert, member.crl_pem).serials if member.crl_pem else frozenset()
-        if self.member is None:
-            self._own_der = pki.cert_der(pki.load_cert(member.cert_pem))
-            self.member = member
-            await self._open()
+        first = self._runner is None
         self.member = member
+        if first:
+            self._own_der = pki.cert_der(pki.load_cert(member.cert_pem))
+            try:
+                await self._open()
+            except OSError as exc:
+                await self._close_links()
+                self.member = None  # tried again at the next round
+                log.error("écoute des pairs impossible sur le port %d : %s", self.settings.peer_port, exc)
 
     async def _open(self) -> None:
         """Start the listener and the client once this workstation is in a practice."""
