@@ -168,6 +168,12 @@ ORDER_REQUEST = {
                                                "properties": {"address": {"type": "string"}}}},
             "patient_mss": _BOOL}},
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
+        "mss_message": {"type": "object", "description": "MSSanté mail options (agent/mss/orders.py)", "properties": {
+            "body": {"type": "string", "maxLength": 20000, "description": "text for professionals (CORPSMAIL_PS)"},
+            "patient_body": {"type": "string", "maxLength": 20000,
+                             "description": "text for the patient's mailbox (CORPSMAIL_PATIENT)"},
+            "patient_no_reply": {"type": "boolean", "description": "X-MSS-MES: FIN (default: mss.patient_no_reply)"},
+            "read_receipt": {"type": "boolean", "description": "ask for an MDN (default: mss.read_receipt)"}}},
     },
 }
 _ERROR = {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"},
@@ -178,6 +184,11 @@ DELIVERY_SCHEMA = {
                    "attempts": {"type": "integer"}, "next_attempt_at": {"type": ["string", "null"]},
                    "sent_at": {"type": ["string", "null"]}, "entry_uuid": {"type": ["string", "null"]},
                    "reconciled": {"type": "boolean"}, "last_error": _ERROR,
+                   "message_id": {"type": "string", "description": "MSS deliveries: the Message-ID fixed at creation"},
+                   "acknowledgement": {"enum": ["delivered", "read", "error", "delayed", None]},
+                   "acknowledgements": {"type": "array", "items": {"type": "object", "properties": {
+                       "kind": {"enum": ["dsn", "mdn"]}, "outcome": {"type": "string"},
+                       "status": {"type": "string"}, "at": {"type": "string"}}}},
                    "attempt_log": {"type": "array", "items": {"type": "object"}}},
 }
 ORDER_SCHEMA = {
