@@ -74,8 +74,10 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
     except ssl.SSLError as exc:  # certificate refused on either side: retrying cannot help
         raise PermanentRemoteError(f"Connexion TLS à l'opérateur MSSanté refusée : {exc.reason or exc}",
                                    service=SERVICE, code="mss_tls_refused") from exc
-    except (OSError, smtplib.SMTPConnectError,
-            smtplib.SMTPServerDisconnected) as exc:
+    except smtplib.SMTPConnectError as exc:  # it answered, but not "220 ready" (busy, or garbage)
+        raise TransientRemoteError("L'opérateur MSSanté n'accepte pas de connexion pour l'instant.",
+                                   service=SERVICE, code="mss_temporary") from exc
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE) from exc
     if settings.username:
         try:

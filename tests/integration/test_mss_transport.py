@@ -180,6 +180,10 @@ async def test_faults_map_to_what_the_queue_must_do(operator: Any, cs9: bytes) -
     with pytest.raises(TransientRemoteError) as temporary:
         await sender.send(outgoing(cs9, destination))
     assert temporary.value.code == "mss_temporary"
+    sim.faults.mode = FaultMode.MALFORMED
+    with pytest.raises(TransientRemoteError) as garbage:
+        await sender.send(outgoing(cs9, destination))
+    assert garbage.value.code == "mss_temporary"
     assert sim.store.accepted() == []
 
     # The operator stores the message and never answers DATA: the outcome is unknown, and the Message-ID
