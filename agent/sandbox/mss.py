@@ -154,11 +154,20 @@ class _SimSmtp(SMTP):
             transport.close()
             return
         super().connection_made(transport)
+        self.sim.connections.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
+        self.sim.connections.discard(self)
         if self.session is None:  # refused in connection_made (fault mode): nothing was started
             return
         super().connection_lost(error)
+
+    def abort(self) -> None:
+        """Drop the session now (the simulator stops): a DATA answer withheld by a fault must not wait."""
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        if isinstance(self.transport, asyncio.Transport):
+            self.transport.abort()
 
 
 # --- IMAP ---------------------------------------------------------------------------------------------------
@@ -338,6 +347,7 @@ class MssSimulator:
         self._submission: asyncio.Server | None = None
         self._imap: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self.connections: set[_SimSmtp] = set()
         self._lock = asyncio.Lock()
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
@@ -371,6 +381,8 @@ class MssSimulator:
             server.close()
         for task in list(self._sessions):
             task.cancel()
+        for connection in list(self.connections):
+            connection.abort()
         for server in servers:
             await server.wait_closed()
         self._smtp = self._submission = self._imap = None
