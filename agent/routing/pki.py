@@ -53,10 +53,6 @@ class PracticeCa:
     def practice_id(self) -> str:
         return _attr(self.cert.subject, NameOID.ORGANIZATION_NAME)
 
-    @property
-    def practice_name(self) -> str:
-        return _attr(self.cert.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
-
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
@@ -122,13 +118,14 @@ def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
     return str(values[0].value) if values else ""
 
 
-def create_ca(practice_name: str, now: dt.datetime) -> PracticeCa:
-    """A new practice CA; the practice id (random, 128 bits) goes in the organisation of every certificate."""
+def create_ca(now: dt.datetime) -> PracticeCa:
+    """A new practice CA; the practice id (random, 128 bits) goes in the organisation of every certificate.
+    The practice's name is not in any certificate (it stays in the store): whoever connects to a peer port
+    sees certificates, and they should tell a stranger as little as possible."""
     key = ec.generate_private_key(ec.SECP256R1())
     practice_id = f"relais-practice-{secrets.token_hex(16)}"
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, practice_id),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, practice_name[:64] or "Cabinet"),
         x509.NameAttribute(NameOID.COMMON_NAME, "Relais practice CA"),
     ])
     public = key.public_key()

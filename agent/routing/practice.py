@@ -45,7 +45,7 @@ def init(conn: sqlite3.Connection, data_dir: Path, workstation: str, practice_na
     if repo.membership(conn) is not None:
         raise Conflict("Ce poste fait déjà partie d'un cabinet.", code="already_paired")
     pki.check_workstation_name(workstation)
-    ca = pki.create_ca(practice_name, now)
+    ca = pki.create_ca(now)
     assert ca.key is not None
     key = pki.new_key()
     cert = pki.issue(ca, pki.make_csr(workstation, key), workstation, now)
@@ -54,8 +54,8 @@ def init(conn: sqlite3.Connection, data_dir: Path, workstation: str, practice_na
     tls.write_private(folder / tls.CA_KEY_FILE, pki.key_pem(ca.key))
     tls.write_private(folder / tls.KEY_FILE, pki.key_pem(key))
     tls.write_private(folder / tls.CERT_FILE, pki.cert_pem(cert), 0o644)
-    member = repo.Membership(ca.practice_id, ca.practice_name, workstation, True, ca.cert_pem(), pki.cert_pem(cert),
-                             crl.number, crl.pem)
+    member = repo.Membership(ca.practice_id, practice_name[:64] or "Cabinet", workstation, True, ca.cert_pem(),
+                             pki.cert_pem(cert), crl.number, crl.pem)
     repo.save_membership(conn, member, _ts(now))
     repo.add_member(conn, cert.serial_number, workstation, pki.fingerprint(cert), _ts(now))
     return member

@@ -152,3 +152,31 @@ async def test_a_removed_workstation_is_refused_from_then_on(pair: Any) -> None:
     b_ca = await b.services.db.read(lambda c: c.execute("SELECT ca_pem FROM routing_practice").fetchone()[0])
     context = tls.client_context(b.services.config.data_dir, b_ca)
     assert await _peer_request(routing(a).port, context) == 403
+
+
+async def test_a_party_without_the_code_learns_nothing(pair: Any) -> None:
+    import http.client
+    import json
+
+    from cryptography import x509
+
+    a, _ = pair
+    port = routing(a).port
+    await invite(a)
+
+    def attempt() -> tuple[bytes, int, bytes]:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=tls.join_context(), timeout=10)
+        connection.connect()
+        der = connection.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+        body = {"name": "Intrus", "csr_pem": "x", "nonce": "0" * 32, "mac": "0" * 64}
+        connection.request("POST", practice.JOIN_PATH, body=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return bytes(der or b""), response.status, response.read()
+
+    der, status, body = await asyncio.to_thread(attempt)
+    assert status == 403
+    assert json.loads(body) == {"code": "pairing_refused", "detail": "Code d'invitation refusé."}
+    cert = x509.load_der_x509_certificate(der)
+    shown = f"{cert.subject.rfc4514_string()} {cert.issuer.rfc4514_string()}"
+    assert "Cabinet test" not in shown  # the practice's name is in no certificate

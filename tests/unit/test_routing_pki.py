@@ -16,7 +16,7 @@ NOW = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def ca() -> pki.PracticeCa:
-    return pki.create_ca("Cabinet des Tilleuls", NOW)
+    return pki.create_ca(NOW)
 
 
 def issue(ca: pki.PracticeCa, name: str = "Accueil") -> x509.Certificate:
@@ -42,7 +42,7 @@ def test_issued_certificate_verifies_strictly_and_names_the_workstation(ca):
 
 
 def test_certificate_of_another_practice_is_refused(ca):
-    other = pki.create_ca("Autre cabinet", NOW)
+    other = pki.create_ca(NOW)
     with pytest.raises(AccessRefused):
         pki.verify_workstation(ca.cert, issue(other), NOW)
 
@@ -61,9 +61,14 @@ def test_revoked_certificate_is_refused_and_the_crl_must_be_signed_by_the_ca(ca)
     with pytest.raises(AccessRefused) as info:
         pki.verify_workstation(ca.cert, cert, NOW, loaded.serials)
     assert info.value.code == "peer_revoked"
-    forged = pki.build_crl(pki.create_ca("Cabinet des Tilleuls", NOW), 3, {}, NOW)
-    with pytest.raises(AccessRefused):
+    # A list that names our CA as issuer but is signed by another key (one that would un-revoke) is refused.
+    impostor = pki.PracticeCa(ca.cert, pki.create_ca(NOW).key)
+    forged = pki.build_crl(impostor, 3, {}, NOW)
+    with pytest.raises(AccessRefused) as info:
         pki.load_crl(ca.cert, forged.pem)
+    assert "mal signée" in info.value.message
+    with pytest.raises(AccessRefused):
+        pki.load_crl(ca.cert, pki.build_crl(pki.create_ca(NOW), 4, {}, NOW).pem)
 
 
 def test_the_csr_gives_only_its_key_the_ca_chooses_the_name(ca):
