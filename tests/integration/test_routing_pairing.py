@@ -180,3 +180,18 @@ async def test_a_party_without_the_code_learns_nothing(pair: Any) -> None:
     cert = x509.load_der_x509_certificate(der)
     shown = f"{cert.subject.rfc4514_string()} {cert.issuer.rfc4514_string()}"
     assert "Cabinet test" not in shown  # the practice's name is in no certificate
+
+
+async def test_a_removal_reaches_every_peer_through_presence(pair: Any, start_agent: Any, tmp_path: Any) -> None:
+    a, b = pair
+    c = await start(start_agent, "Salle-C", data_dir=tmp_path / "c")
+    await join(c, await invite(a), a, "Salle-C")
+    await wait_for(lambda: "Salle-C" in routing(b).peers)  # B learnt C's address by gossip
+    services = a.services
+    await services.db.write(lambda c_: practice.remove(c_, services.config.data_dir, "Salle-C", services.clock.now()))
+    # B was not told directly: it takes the CA-signed list from A at their next exchange.
+    await wait_for(lambda: bool(routing(b).revoked))
+    await wait_for(lambda: "Salle-C" not in routing(b).peers)
+    with pytest.raises(AccessRefused):
+        await routing(c).call("127.0.0.1", routing(b).port, "/peer/v1/presence",
+                              (await routing(c).my_presence()).to_json())
