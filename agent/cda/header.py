@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, check_ins
+from agent.domain.ins import OID_INS_NIR, check_ins
 from agent.errors import FieldError, InvalidInput
 
 HL7 = "urn:hl7-org:v3"
@@ -149,9 +149,6 @@ class Patient:
                    str(data.get("used_name") or ""), str(data.get("used_given") or ""),
                    Address.read(data.get("address")))
 
-    @property
-    def is_ins(self) -> bool:
-        return self.oid != ""
 
     def write(self, parent: etree._Element) -> None:
         role = el(el(parent, "recordTarget"), "patientRole")
@@ -174,9 +171,6 @@ class Patient:
             addr = el(el(el(patient, "birthplace"), "place"), "addr")
             el(addr, "county", self.birth_place)
 
-    @property
-    def birth_insee(self) -> str:
-        return self.birth_place
 
 
 @dataclass(frozen=True)
@@ -352,6 +346,3 @@ class Header:
 def serialize(doc: etree._Element) -> bytes:
     return bytes(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
 
-
-__all__ = ["OID_INS_NIA", "Address", "Author", "Header", "Organisation", "Patient", "el", "parse_when",
-           "serialize", "ts"]

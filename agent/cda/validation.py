@@ -130,9 +130,6 @@ class CdaValidator:
                 (warnings if finding.role in ("warning", "info") else errors).append(finding)
         return ValidationReport(not errors, errors, warnings, checked)
 
-    def xsd_only(self, cda: bytes) -> list[Finding]:
-        return self._xsd(safe.parse(cda, max_bytes=MAX_CDA_BYTES, what="CDA"))
-
     def _xsd(self, root: etree._Element) -> list[Finding]:
         schema = self._xml_schema()
         if schema.validate(root):
