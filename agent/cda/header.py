@@ -149,7 +149,6 @@ class Patient:
                    str(data.get("used_name") or ""), str(data.get("used_given") or ""),
                    Address.read(data.get("address")))
 
-
     def write(self, parent: etree._Element) -> None:
         role = el(el(parent, "recordTarget"), "patientRole")
         el(role, "id", root=self.oid, extension=self.ins)
