@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import uuid
 from pathlib import Path
@@ -55,8 +56,11 @@ def settings_from(section: MssSection, endpoint: dict[str, Any] | None) -> MssSe
     _check(section)
     password = ""
     if section.auth == "password":
+        path = Path(section.password_file)
         try:
-            password = Path(section.password_file).read_text(encoding="utf-8").strip()
+            password = path.read_text(encoding="utf-8").strip()
+            if os.name == "posix" and path.stat().st_mode & 0o077:
+                log.warning("mss.password_file est lisible par d'autres comptes : chmod 600 %s", path)
         except OSError as exc:
             raise ConfigError(f"fichier de mot de passe illisible : {exc.strerror}", key="mss.password_file") from exc
     cert = section.client_cert if section.auth == "certificate" else ""

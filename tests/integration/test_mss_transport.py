@@ -245,6 +245,30 @@ async def test_starttls_submission_and_imap_login(operator: Any, cs9: bytes) -> 
     assert len(sim.store.accepted()) == 1
 
 
+async def test_production_style_configuration_with_password(operator: Any, cs9: bytes, tmp_path: Path) -> None:
+    """The [mss] section as a practice writes it (operator host, CA, SASL password in a 0600 file)."""
+    sim, endpoint, pki = operator
+    secret = tmp_path / "mss.password"
+    secret.write_text(endpoint["password"] + "\n")
+    secret.chmod(0o600)
+    section = MssSection(enabled=True, sender_address=endpoint["sender"], smtp_host="127.0.0.1",
+                         smtp_port=endpoint["submission"]["port"], smtp_security="starttls",
+                         imap_host="127.0.0.1", imap_port=endpoint["imap"]["port"], auth="password",
+                         username=endpoint["sender"], password_file=str(secret), ca_file=endpoint["ca"])
+    settings = settings_from(section, None)
+    assert settings is not None and settings.imap is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
+    untrusted = settings_from(replace(section, ca_file=""), None)  # the system store does not know the sandbox CA
+    assert untrusted is not None
+    with pytest.raises(PermanentRemoteError) as tls:
+        await MssSender(untrusted, packager(pki), FrozenClock(NOW)).send(
+            outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr", order_id="ord-2"))
+    assert tls.value.code == "mss_tls_refused"
+    assert len(sim.store.accepted()) == 1
+
+
 def test_enabled_section_names_what_is_missing() -> None:
     from agent.errors import ConfigError
 
