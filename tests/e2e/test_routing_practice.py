@@ -293,3 +293,22 @@ def test_while_the_holder_is_down_orders_wait_then_follow_it(practice: Practice)
     eventually(lambda: state(origin, order_id) == "sent", 30, "origin mirrors sent")
     _, detail = call(holder, "GET", f"/v1/orders/{order_id}")
     assert practice.received(detail["document"]["unique_id"]) == 1
+
+
+def test_a_workstation_removed_with_the_cli_is_dropped_by_every_peer(practice: Practice) -> None:
+    removed = cli(practice.data("Cabinet"), "practice", "remove", "Secretariat", "--config",
+                  str(practice.config("Cabinet")))
+    assert removed.returncode == 0, removed.stderr
+    listing = cli(practice.data("Cabinet"), "practice", "list", "--config", str(practice.config("Cabinet")))
+    assert "Secretariat" in listing.stdout and "retiré" in listing.stdout
+
+    def names(agent: AgentProcess) -> set[str]:
+        return {p["name"] for p in call(agent, "GET", "/v1/peers")[1]["peers"]}
+
+    def dropped(agent: AgentProcess) -> bool:
+        return "Secretariat" not in names(agent)
+
+    for name in ("Cabinet", "Accueil"):
+        eventually(functools.partial(dropped, practice.agents[name]), what=f"{name} drops it")
+    time.sleep(1)  # Secretariat keeps knocking: it stays out
+    assert "Secretariat" not in names(practice.agents["Cabinet"]) | names(practice.agents["Accueil"])
