@@ -404,3 +404,44 @@ def test_certificat_du_8e_jour_refusals(service: CdaService, patient: dict[str, 
     with pytest.raises(InvalidInput) as refused:
         service.build_document("cse_cs8", patient, author, {**CS8_DATA, **changes})
     assert refused.value.errors[0].field == field
+
+
+LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyzéèàç ABCDEFGHIJKLMNOPQRSTUVWXYZ-'()0123456789", min_size=1,
+                max_size=60).filter(str.strip)
+DAY = st.dates(min_value=datetime(1950, 1, 1).date(), max_value=datetime(2025, 12, 31).date()).map(str)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    problems=st.lists(st.tuples(st.sampled_from(["E11.9", "I10", "J45.9", "E78.0"]), LABEL, st.none() | DAY),
+                      max_size=3),
+    allergies=st.lists(LABEL, max_size=2),
+    treatments=st.lists(st.tuples(LABEL, st.none() | DAY), max_size=3),
+    procedures=st.lists(st.tuples(LABEL, DAY), max_size=2),
+    devices=st.lists(LABEL, max_size=2),
+    weight=st.none() | st.integers(2000, 150_000),
+)
+def test_generated_synthese_medicale_is_valid(service: CdaService, problems: Any, allergies: Any, treatments: Any,
+                                             procedures: Any, devices: Any, weight: Any) -> None:
+    data: dict[str, Any] = {
+        "problems": [{"code": c, "display": d.strip(), **({"since": s} if s else {})} for c, d, s in problems],
+        "allergies": [{"display": a.strip()} for a in allergies],
+        "treatments": [{"name": n.strip(), **({"since": s} if s else {})} for n, s in treatments],
+        "procedures": [{"code": "HHFA016", "display": d.strip(), "date": s} for d, s in procedures],
+        "devices": [{"display": d.strip()} for d in devices],
+    }
+    if weight:
+        data["vital_signs"] = {"measured_at": "2026-01-05", "weight_g": weight}
+    _assert_valid(service.validate(service.build_document("synthese_medicale", PATIENT, AUTHOR, data).cda))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(weight=st.none() | st.integers(400, 30_000), height=st.none() | st.floats(30, 130).map(lambda f: round(f, 1)),
+       head=st.none() | st.floats(25, 60).map(lambda f: round(f, 1)), day=DAY)
+def test_generated_mesures_de_l_enfant_are_valid(service: CdaService, weight: Any, height: Any, head: Any,
+                                                day: str) -> None:
+    data = {k: v for k, v in (("weight_g", weight), ("height_cm", height), ("head_cm", head)) if v is not None}
+    if not data:
+        data["weight_g"] = 3000
+    built = service.build_document("mesures_enfant", MDE_PATIENT, AUTHOR, {"measured_at": day, **data})
+    _assert_valid(service.validate(built.cda))
