@@ -111,6 +111,9 @@ async def get_order(request: web.Request) -> web.Response:
     mss = request.app[SERVICES].mss
     if mss is not None:  # each MSS delivery's Message-ID and its acknowledgements (DSN, MDN)
         data = await mss.annotate(data)
+    routing = request.app[SERVICES].routing
+    if routing is not None:  # forwarded to the workstation holding the CPS (its state), or received from one
+        data = await routing.annotate(data)
     return web.json_response(data)
 
 

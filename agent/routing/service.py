@@ -482,6 +482,7 @@ class RoutingService:
         now = self.clock.now().timestamp()
         await self.db.write(lambda c: queue_link.forwarded(c, order_id, holder, remote, now))
         log.info("envoi %s transmis au poste « %s »", order_id, holder)
+        self.bus.publish("order.forwarded", id=order_id, holder=holder, remote_state=remote)
         await self._changed([order_id])
         return remote
 
@@ -501,7 +502,25 @@ class RoutingService:
     async def _apply_remote(self, remote: dict[str, Any]) -> None:
         now = self.clock.now().timestamp()
         changed = await self.db.write(lambda c: queue_link.mirror(c, remote, now))
+        for order_id in changed:
+            info = remote.get(order_id) or {}
+            self.bus.publish("order.forwarded", id=order_id, remote_state=str(info.get("state", "")))
         await self._changed(changed)
+
+    async def annotate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Add to an order's JSON where routing took it: the holder and its state, or the origin."""
+        order_id = str(data.get("id", ""))
+
+        def read(conn: Any) -> dict[str, Any] | None:
+            row = repo.outbound(conn, order_id)
+            if row is not None and row.state != "recalled":
+                return {"forwarded_to": row.holder, "remote_state": row.remote_state,
+                        "acknowledged": row.state == "forwarded"}
+            origin = repo.inbound_origin(conn, order_id)
+            return {"received_from": origin} if origin is not None else None
+
+        found = await self.db.read(read)
+        return {**data, "routing": found} if found is not None else data
 
     async def cancel_forwarded(self, order_id: str) -> str:
         """The origin's cancel of an order it forwarded: the holder decides (cancelled while the delay runs;

@@ -26,6 +26,16 @@ async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
         return response.status, await response.json()
 
 
+async def _recent(agent: Any) -> list[Any]:
+    """Every event the agent published so far (the bus replays its recent history to a new subscriber)."""
+    subscription = agent.services.bus.subscribe(after=0)
+    events = []
+    while (event := await subscription.get(timeout=0.05)) is not None:
+        events.append(event)
+    subscription.close()
+    return events
+
+
 async def order_state(agent: Any, order_id: str) -> str | None:
     from agent.store import orders as repo
 
@@ -75,6 +85,13 @@ async def test_an_order_without_its_cps_here_goes_once_to_the_holder(practice: A
     status, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
     status, theirs = await call(http, holder, "GET", f"/v1/orders/{order_id}")
     assert status == 200 and theirs["state"] == "scheduled"
+    assert mine["state"] == "forwarded"
+    assert mine["routing"] == {"forwarded_to": "Cabinet", "remote_state": "scheduled", "acknowledged": True}
+    assert theirs["routing"] == {"received_from": "Accueil"}
+    # Both sides said so on their event streams; the holder's tray is told an order arrived for its CPS.
+    received = [e for e in await _recent(holder) if e.type == "order.received"]
+    assert [(e.data["id"], e.data["origin"]) for e in received] == [(order_id, "Accueil")]
+    assert any(e.type == "order.forwarded" and e.data["id"] == order_id for e in await _recent(origin))
     assert theirs.get("document_unique_id", mine.get("document_unique_id")) == mine.get("document_unique_id")
     counts = await holder.services.db.read(
         lambda c: c.execute("SELECT count(*) FROM orders WHERE id = ?", (order_id,)).fetchone()[0])
