@@ -348,6 +348,7 @@ class MssSimulator:
         self._imap: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self.connections: set[_SimSmtp] = set()
+        self.auto_read = True  # the simulated recipients read at once; POST /_sandbox/mss/read to do it by hand
         self._lock = asyncio.Lock()
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
@@ -422,13 +423,49 @@ class MssSimulator:
                 self.store.append(rcpt, "INBOX", data)
             self.store.append(mail_from, "INBOX", build_dsn(data, recipient=rcpt, delivered=known, status=status,
                                                              reporting_mta=REPORTING_MTA, date=now))
-            if known and wants_mdn:
+            if known and wants_mdn and self.auto_read:
                 self.store.append(mail_from, "INBOX", build_mdn(data, reader=rcpt, date=now))
+
+    def read(self, message_id: str, disposition: str) -> int:
+        """The recipients of an accepted message read (or delete) it: one MDN each when it asked for one."""
+        now = dt.datetime.now(dt.UTC)
+        sent = 0
+        for item in self.store.accepted():
+            if item["message_id"] != message_id:
+                continue
+            data = base64.b64decode(item["raw_base64"])
+            if not message_from_bytes(data, policy=policy.compat32).get("Disposition-Notification-To"):
+                continue
+            for rcpt in item["rcpt_tos"]:
+                if not rcpt.lower().startswith("inconnu"):
+                    self.store.append(item["mail_from"], "INBOX",
+                                      build_mdn(data, reader=rcpt, date=now, disposition=disposition))
+                    sent += 1
+        return sent
 
     def control_routes(self, table: RouteTable) -> None:
         async def messages(request: web.Request) -> web.Response:
             items = await asyncio.to_thread(self.store.accepted)
             return web.json_response({"items": items})
 
+        async def read(request: web.Request) -> web.Response:
+            from agent.api.guard import read_json
+
+            body = await read_json(request)
+            if isinstance(body.get("auto_read"), bool):
+                self.auto_read = body["auto_read"]
+            count = 0
+            if isinstance(body.get("message_id"), str):
+                disposition = "deleted" if body.get("disposition") == "deleted" else "displayed"
+                async with self._lock:
+                    count = await asyncio.to_thread(self.read, body["message_id"], disposition)
+            return web.json_response({"auto_read": self.auto_read, "reports": count})
+
+        table.post("/_sandbox/mss/read", read, summary="Le destinataire simulé lit un message (accusé de lecture)",
+                   tag="sandbox",
+                   request_schema={"type": "object", "properties": {
+                       "message_id": {"type": "string"}, "disposition": {"enum": ["displayed", "deleted"]},
+                       "auto_read": {"type": "boolean", "description": "read every message at once (default)"}}},
+                   responses={200: json_response("Accusés produits")})
         table.get("/_sandbox/mss/messages", messages, summary="Messages acceptés par le simulateur MSSanté",
                   tag="sandbox", responses={200: json_response("Messages (MIME brut en base64)")})

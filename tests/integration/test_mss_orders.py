@@ -156,3 +156,38 @@ async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http:
     cse_body = cse_mail.get_body(("plain",))
     assert cse_body is not None and cse_body.get_content().strip() == "Certificat CS9 ci-joint."
     assert cse_mail["X-MSS-MES"] is None
+
+
+async def test_acknowledgement_goes_from_delivered_to_read(agent: Any, http: aiohttp.ClientSession,
+                                                           reference_dir: Path) -> None:
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    status, body = await call(http, agent, "POST", "/_sandbox/mss/read", {"auto_read": False})
+    assert status == 200 and body["auto_read"] is False
+    order_body = await cs9_order(http, agent, reference_dir)
+    order_body["document"] = {"cda_base64": order_body["document"]["cda_base64"]}
+    status, order = await call(http, agent, "POST", "/v1/orders", order_body)
+    assert status == 201, order
+
+    async def acknowledgement(destination: str) -> Any:
+        for _ in range(300):
+            status, detail = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+            found = next(d for d in detail["deliveries"] if d["destination"] == destination)
+            if found.get("acknowledgement") not in (None, "delayed"):
+                return found
+            await asyncio.sleep(0.1)
+        raise AssertionError(detail)
+
+    await wait_sent(http, agent, order["id"])
+    correspondent = await acknowledgement(f"mss:{CORRESPONDENT}")
+    assert correspondent["acknowledgement"] == "delivered"
+    status, body = await call(http, agent, "POST", "/_sandbox/mss/read", {"message_id": correspondent["message_id"]})
+    assert status == 200 and body["reports"] == 1
+    agent.services.mss.poll_soon()
+    for _ in range(300):
+        status, detail = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+        states = {d["destination"]: d["acknowledgement"] for d in detail["deliveries"]}
+        if states[f"mss:{CORRESPONDENT}"] == "read":
+            break
+        await asyncio.sleep(0.1)
+    assert states == {f"mss:{CORRESPONDENT}": "read", f"mss:{CSE_MSS_ADDRESS}": "delivered"}

@@ -106,6 +106,21 @@ async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any
     assert "mss.sent_folder" in folder.value.message
 
 
+async def test_delivered_first_read_later(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    sim.auto_read = False
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    first = await sender.read_acks(0, 0)
+    assert [a.outcome for a in first.acks] == [acks.AckOutcome.DELIVERED]
+    assert sim.read(message_id, "displayed") == 1
+    later = await sender.read_acks(first.uidvalidity, first.last_uid)
+    assert [(a.kind, a.outcome, a.original_message_id) for a in later.acks] == [
+        (acks.AckKind.MDN, acks.AckOutcome.READ, message_id)]
+
+
 async def test_unknown_recipient_gives_an_error_report(operator: Any, cs9: bytes) -> None:
     _, endpoint, pki = operator
     settings = settings_from(MssSection(), endpoint)
