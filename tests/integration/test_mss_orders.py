@@ -171,7 +171,7 @@ async def test_acknowledgement_goes_from_delivered_to_read(agent: Any, http: aio
 
     async def acknowledgement(destination: str) -> Any:
         for _ in range(300):
-            status, detail = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+            _, detail = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
             found = next(d for d in detail["deliveries"] if d["destination"] == destination)
             if found.get("acknowledgement") not in (None, "delayed"):
                 return found
