@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_patient ON entries(patient_id);
 CREATE INDEX IF NOT EXISTS entries_unique ON entries(unique_id);
+CREATE INDEX IF NOT EXISTS entries_lid ON entries(lid);
+CREATE INDEX IF NOT EXISTS entries_seq ON entries(created_seq);
 CREATE TABLE IF NOT EXISTS submissions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, submission_set_unique_id TEXT NOT NULL,
     soap BLOB NOT NULL, documents TEXT NOT NULL

@@ -284,9 +284,14 @@ class DmpService:
         elif qid == GET_DOCUMENTS:
             uids = _list(params.get("$XDSDocumentEntryUniqueId"))
             uuids = _list(params.get("$XDSDocumentEntryEntryUUID"))
-            found = [s for s in self.registry.by_patient(caller.patient_cx)
-                     if s.unique_id in uids or s.entry_uuid in uuids]
-            found = [s for s in found if self._readable(s, caller)]
+            candidates = [s for uid in uids for s in self.registry.by_unique_id(uid)]
+            candidates += [s for u in uuids if (s := self.registry.by_uuid(u)) is not None]
+            seen: set[str] = set()
+            found = []
+            for s in candidates:
+                if s.entry_uuid not in seen and s.patient_id == caller.patient_cx and self._readable(s, caller):
+                    seen.add(s.entry_uuid)
+                    found.append(s)
         else:
             raise Refused(_err("XDSUnknownStoredQuery", f"Requête {qid} non prise en charge."))
         resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rim": RIM},
