@@ -111,7 +111,8 @@ class CdaService:
                 raise InvalidInput.field("data", "Objet data attendu.")
             pdf = decode_pdf(data.get("pdf_base64"), "data.pdf_base64")
             return self.wrap_pdf(pdf, str(data.get("type_code") or ""), str(data.get("title") or ""),
-                                 data.get("service_start"), data.get("service_stop"), patient, author)
+                                 data.get("service_start"), data.get("service_stop"), patient, author,
+                                 pdf_field="data.pdf_base64")
         if kind == "vaccination_note":
             return self._vaccination(patient, author, data)
         if kind in KINDS:
@@ -122,7 +123,8 @@ class CdaService:
                                  code="unknown_kind")
 
     def wrap_pdf(self, pdf: bytes, type_code: str, title: str, service_start: Any, service_stop: Any,
-                 patient: dict[str, Any], author: dict[str, Any]) -> BuiltDocument:
+                 patient: dict[str, Any], author: dict[str, Any], *,
+                 pdf_field: str = "document.pdf_base64") -> BuiltDocument:
         """A PDF as CDA R2 N1 (XDS-SD) with the structuration minimale header."""
         entry = catalogue.n1_type(type_code) or catalogue.by_type_code(type_code)
         if entry is None:
@@ -141,7 +143,7 @@ class CdaService:
             display=entry.title, title=title, created=now, service_start=start, service_stop=stop,
             template_ids=((XDS_SD, None),),
         )
-        doc = build_n1(header, who, by, pdf)
+        doc = build_n1(header, who, by, pdf, pdf_field=pdf_field)
         return BuiltDocument(
             serialize(doc), header.unique_id, header.set_id, "n1", entry.type_code, entry.type_system, entry.title,
             entry.class_code, entry.class_display, catalogue.FORMAT_N1_PDF, catalogue.OID_FORMAT_CODES_IHE,

@@ -50,7 +50,7 @@ async def test_build_n1_refuses_what_is_not_a_pdf(agent: Any, http: aiohttp.Clie
         "data": {"pdf_base64": base64.b64encode(b"GIF89a...").decode(), "type_code": "11488-4", "title": "CR",
                  "service_start": "2026-01-05T10:00:00+01:00"}})
     assert status == 422 and body["type"].endswith(":not_pdf")
-    assert body["errors"][0]["field"] == "document.pdf_base64"
+    assert body["errors"][0]["field"] == "data.pdf_base64"
 
 
 async def test_a_wrong_check_digit_is_a_422_naming_the_scan(agent: Any, http: aiohttp.ClientSession) -> None:
