@@ -95,9 +95,14 @@ async def test_orders_accept_a_pdf_and_a_kind_and_refuse_an_invalid_cda(agent: A
     assert body["type"].endswith("cda_invalid")
     assert body["validation"]["valid"] is False
     assert any("realmCode" in e["message"] for e in body["errors"])
+    status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": "gif-1", "document": {
+        "pdf_base64": base64.b64encode(b"GIF89a").decode(), "type_code": "11488-4", "title": "CR",
+        "service_start": "2026-01-05T10:00:00+01:00"}})
+    assert status == 422 and body["type"].endswith(":not_pdf")
+    assert body["errors"][0]["field"] == "document.pdf_base64"
     async with http.get(agent.url + "/v1/orders", headers=agent.headers()) as response:
         refs = [o["client_ref"] for o in (await response.json())["items"]]
-    assert "bad-1" not in refs and {"pdf-1", "vac-1"} <= set(refs)
+    assert "bad-1" not in refs and "gif-1" not in refs and {"pdf-1", "vac-1"} <= set(refs)
 
 
 async def test_routes_are_in_the_openapi_document(agent: Any, http: aiohttp.ClientSession) -> None:
