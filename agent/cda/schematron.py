@@ -195,14 +195,18 @@ def compile_schema(path: Path, phase: str | None = None) -> str:
     _location_function(sheet)
     emitter = _Emitter(sheet, abstract_rules)
 
-    globals_seen: set[str] = set()
+    globals_seen: dict[str, str] = {}
 
     def global_let(let: etree._Element) -> None:
-        name = let.get("name", "")
+        # Schema, phase and pattern lets are global variables: the same name twice is only allowed with the same
+        # value (an abstract pattern instantiated twice), never silently shadowed.
+        name, value = let.get("name", ""), let.get("value", "()")
         if name in globals_seen:
+            if globals_seen[name] != value:
+                raise SchematronError(f"variable globale {name} définie deux fois avec des valeurs différentes")
             return
-        globals_seen.add(name)
-        etree.SubElement(sheet, f"{_X}variable", name=name, select=let.get("value", "()"))
+        globals_seen[name] = value
+        etree.SubElement(sheet, f"{_X}variable", name=name, select=value)
 
     for let in schema.findall(f"{_S}let"):
         global_let(let)

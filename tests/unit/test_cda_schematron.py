@@ -111,3 +111,7 @@ def test_schema_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "phase.sch").write_text(f'<schema {SCH} defaultPhase="nope"><pattern id="p"/></schema>')
     with pytest.raises(SchematronError, match="phase inconnue"):
         compile_schema(tmp_path / "phase.sch")
+    (tmp_path / "lets.sch").write_text(f'<schema {SCH}><let name="a" value="1"/><pattern id="p"><let name="a" '
+                                       'value="2"/></pattern></schema>')
+    with pytest.raises(SchematronError, match="deux fois"):
+        compile_schema(tmp_path / "lets.sch")
