@@ -194,6 +194,11 @@ def compile_schema(path: Path, phase: str | None = None) -> str:
     etree.SubElement(sheet, f"{_X}output", method="xml", indent="no")
     _location_function(sheet)
     emitter = _Emitter(sheet, abstract_rules)
+    # queryBinding xslt2 lets a schema declare its own xsl:function / xsl:key: they go to the stylesheet as is.
+    for foreign in schema:
+        if isinstance(foreign.tag, str) and foreign.tag in (f"{_X}function", f"{_X}key", f"{_X}include",
+                                                            f"{_X}import"):
+            sheet.append(deepcopy(foreign))
 
     globals_seen: dict[str, str] = {}
 

@@ -115,3 +115,16 @@ def test_schema_errors_are_clear(tmp_path: Path) -> None:
                                        'value="2"/></pattern></schema>')
     with pytest.raises(SchematronError, match="deux fois"):
         compile_schema(tmp_path / "lets.sch")
+
+
+def test_xsl_functions_declared_in_the_schema_are_usable(engine: XsltEngine, tmp_path: Path) -> None:
+    (tmp_path / "schematrons").mkdir()
+    sch = tmp_path / "schematrons" / "f.sch"
+    sch.write_text(f"""<schema {SCH} queryBinding="xslt2" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+        xmlns:my="urn:my">
+      <ns prefix="my" uri="urn:my"/>
+      <xsl:function name="my:double"><xsl:param name="n"/><xsl:sequence select="2 * number($n)"/></xsl:function>
+      <pattern id="p"><rule context="n"><assert test="my:double(@v) = 4">pas le double de 2</assert></rule></pattern>
+    </schema>""")
+    assert run(engine, sch, '<r><n v="2"/></r>') == []
+    assert [f.message for f in run(engine, sch, '<r><n v="3"/></r>')] == ["pas le double de 2"]
