@@ -101,6 +101,7 @@ class CdaValidator:
         self._lock = threading.Lock()
         self._schema: etree.XMLSchema | None = None
         self._compiled: dict[str, Any] = {}
+        self._fingerprint: str | None = None
 
     # -- what applies -------------------------------------------------------------------------------------------
     def schematrons_for(self, root: etree._Element) -> list[str]:
@@ -186,8 +187,7 @@ class CdaValidator:
     def _xslt_text(self, sch: Path) -> str:
         if self.cache_dir is None:
             return compile_schema(sch)
-        stat = sch.stat()
-        key = hashlib.sha256(f"{ENGINE_VERSION}|{sch.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        key = hashlib.sha256(f"{ENGINE_VERSION}|{sch.resolve()}|{self._kit_fingerprint()}".encode()).hexdigest()
         cached = self.cache_dir / f"{sch.stem}-{key[:16]}.xsl"
         if cached.exists():
             return cached.read_text(encoding="utf-8")
@@ -197,6 +197,18 @@ class CdaValidator:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(cached)
         return text
+
+    def _kit_fingerprint(self) -> str:
+        """Size and time of every .sch of the kit: an included file that changes invalidates the disk cache
+        (value sets are read at run time, so they do not count)."""
+        with self._lock:
+            if self._fingerprint is None:
+                digest = hashlib.sha256()
+                for path in sorted((self.kit_dir / "schematrons").rglob("*.sch")):
+                    stat = path.stat()
+                    digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+                self._fingerprint = digest.hexdigest()
+            return self._fingerprint
 
     def _kit_file(self, relative: str) -> Path:
         path = self.kit_dir / relative

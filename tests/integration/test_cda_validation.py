@@ -445,3 +445,24 @@ def test_generated_mesures_de_l_enfant_are_valid(service: CdaService, weight: An
         data["weight_g"] = 3000
     built = service.build_document("mesures_enfant", MDE_PATIENT, AUTHOR, {"measured_at": day, **data})
     _assert_valid(service.validate(built.cda))
+
+
+def test_a_changed_included_file_invalidates_the_disk_cache(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    kit = tmp_path / "kit"
+    (kit / "schematrons" / "inc").mkdir(parents=True)
+    main = kit / "schematrons" / "main.sch"
+    main.write_text('<schema xmlns="http://purl.oclc.org/dsdl/schematron"><include href="inc/p.sch"/></schema>')
+    included = kit / "schematrons" / "inc" / "p.sch"
+    included.write_text('<pattern xmlns="http://purl.oclc.org/dsdl/schematron" id="p"><rule context="a">'
+                        '<assert test="@x">sans x</assert></rule></pattern>')
+    cache = tmp_path / "cache"
+    first = CdaValidator(kit, cache)._xslt_text(main)
+    included.write_text(included.read_text().replace("sans x", "il manque x"))
+    os.utime(included, ns=(1, 1))
+    second = CdaValidator(kit, cache)._xslt_text(main)
+    assert "sans x" in first and "il manque x" in second
+    assert len(list(cache.glob("main-*.xsl"))) == 2
+    shutil.rmtree(cache)
