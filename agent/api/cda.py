@@ -15,7 +15,7 @@ from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.cda.prefill import prefill_cse
-from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, decode_base64
+from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, cse_notice_json, decode_base64
 from agent.errors import InvalidInput, Unavailable
 
 FINDING = {
@@ -94,8 +94,7 @@ async def build(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"cda_base64": built.cda_base64, "unique_id": built.unique_id,
                               "document": built.metadata()}
     notice = cse_notice_for_cda(built.cda, str(_object(body, "data").get("exam") or "") or None)
-    answer["cse_due"] = ({"kind": notice.kind, "title": notice.title, "message": notice.message,
-                          "mss_recipient": notice.mss_recipient} if notice else None)
+    answer["cse_due"] = cse_notice_json(notice)
     if service.validator is not None:
         answer["validation"] = (await service.avalidate(built.cda)).as_dict()
     else:

@@ -81,6 +81,14 @@ async def create_order(request: web.Request) -> web.Response:
     data = order_json(order)
     if request.app[SERVICES].mss is not None:  # Message-IDs, and the catalogue's correspondent proposal
         data = await request.app[SERVICES].mss.annotate(data)
+    if request.app[SERVICES].cda is not None:  # LGC.CSE.04: the certificat de santé this exam CR makes due
+        from agent.cda.service import cse_notice_for_order, cse_notice_json
+
+        notice = cse_notice_json(cse_notice_for_order(body))
+        data["cse_due"] = notice
+        if notice is not None and created:
+            request.app[SERVICES].bus.publish("cse.due", order_id=order.id, kind=notice["kind"],
+                                              title=notice["title"], message=notice["message"])
     return web.json_response(data, status=201 if created else 200,
                              headers={"Location": f"/v1/orders/{order.id}"})
 
@@ -200,7 +208,9 @@ ORDER_SCHEMA = {
                    "state": {"enum": [s.value for s in DeliveryState]},
                    "created_at": {"type": "string"}, "send_at": {"type": "string"},
                    "patient": {"type": "object"}, "author": {"type": "object"}, "document": {"type": "object"},
-                   "deliveries": {"type": "array", "items": DELIVERY_SCHEMA}},
+                   "deliveries": {"type": "array", "items": DELIVERY_SCHEMA},
+                   "cse_due": {"type": ["object", "null"], "description": "On creation (LGC.CSE.04): the certificat "
+                               "de santé that this CR d'examen de l'enfant makes due: kind, exam, title, message"}},
 }
 _CONFLICT = problem_response("already_sending, already_sent, order_cancelled, not_failed")
 

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 from agent.cda import vaccination
-from agent.cda.header import Author, Header, Patient, parse_when, serialize
+from agent.cda.header import PARIS, Author, Header, Patient, parse_when, serialize
 from agent.cda.n1 import XDS_SD, build_n1
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
@@ -251,6 +251,35 @@ def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNoti
     except ValueError:
         return None
     return catalogue.cse_due_for(type_code, born, examined, exam)
+
+
+def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
+    """LGC.CSE.04 for a ``POST /v1/orders`` body: a CR d'examen de l'enfant sent as a PDF (type code, the
+    patient's birth date, service start) or as a ready CDA (read from its header). Never raises: a body the
+    queue refuses simply has no notice."""
+    document = body.get("document")
+    if not isinstance(document, dict):
+        return None
+    exam = document.get("exam") if isinstance(document.get("exam"), str) else None
+    try:
+        if "cda_base64" in document:
+            return cse_notice_for_cda(decode_base64(document.get("cda_base64"), "document.cda_base64", "CDA"),
+                                      exam)
+        if document.get("type_code") != "59283-2":
+            return None
+        patient = body.get("patient")
+        born = date.fromisoformat(str(patient.get("birth_date") if isinstance(patient, dict) else ""))
+        examined = parse_when(document.get("service_start"), "document.service_start").astimezone(PARIS).date()
+    except (InvalidInput, ValueError):
+        return None
+    return catalogue.cse_due_for("59283-2", born, examined, exam)
+
+
+def cse_notice_json(notice: catalogue.CseNotice | None) -> dict[str, Any] | None:
+    if notice is None:
+        return None
+    return {"kind": notice.kind, "exam": notice.exam, "title": notice.title, "message": notice.message,
+            "mss_recipient": notice.mss_recipient}
 
 
 def _ymd(value: str) -> tuple[int, int, int]:

@@ -135,3 +135,26 @@ async def test_prefill_a_certificate_from_earlier_documents(agent: Any, http: ai
     assert body["data"]["childcare"] is True and len(body["data"]["parents"]) == 2
     status, body = await post(http, agent, "/v1/cda/prefill", {"kind": "cse_cs24", "documents": ["pas du base64"]})
     assert status == 422
+
+
+async def test_an_order_for_the_9th_month_exam_cr_says_the_certificate_is_due(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    subscription = agent.services.bus.subscribe()
+    child = {**PATIENT, "birth_date": "2024-04-01"}
+    status, body = await post(http, agent, "/v1/orders", {
+        "client_ref": "exam-9m", "patient": child, "author": AUTHOR, "document": {
+            "pdf_base64": PDF64, "type_code": "59283-2", "title": "Examen du 9e mois",
+            "service_start": "2025-01-10T10:00:00+01:00"}})
+    assert status == 201, body
+    assert body["cse_due"]["kind"] == "cse_cs9" and "9e mois" in body["cse_due"]["message"]
+    events = []
+    while (event := await subscription.get(timeout=0.05)) is not None:
+        events.append(event)
+    subscription.close()
+    due = [e for e in events if e.type == "cse.due"]
+    assert len(due) == 1 and due[0].data["order_id"] == body["id"] and "ins" not in due[0].data
+    status, body = await post(http, agent, "/v1/orders", {
+        "client_ref": "consult-1", "patient": child, "author": AUTHOR, "document": {
+            "pdf_base64": PDF64, "type_code": "11488-4", "title": "Consultation",
+            "service_start": "2025-01-10T10:00:00+01:00"}})
+    assert status == 201 and body["cse_due"] is None
