@@ -303,7 +303,7 @@ class DmpService:
 
     def _readable(self, stored: Stored, caller: Caller) -> bool:
         """A document masked to professionals is visible to its author only."""
-        return "MASQUE_PS" not in stored.masked_codes or stored.author_id == caller.national_id
+        return "MASQUE_PS" not in stored.masked_codes or same_person(stored.author_id, caller.national_id)
 
     def _find(self, params: dict[str, list[str]], caller: Caller) -> list[Stored]:
         patient = _list(params.get("$XDSDocumentEntryPatientId"))
@@ -409,7 +409,7 @@ class DmpService:
         with self.registry.transaction():
             for ref in refs:
                 target = self._own_patient(ref, caller)
-                if target.author_id != caller.national_id:
+                if not same_person(target.author_id, caller.national_id):
                     raise Refused(_err("XDSRegistryError", "Seul l'auteur du document peut le supprimer du DMP.",
                                        ref))
                 self.registry.delete_lid(target.lid)
@@ -420,6 +420,11 @@ class DmpService:
         if target is None or target.patient_id != caller.patient_cx:
             raise Refused(_err("XDSUnknownDocument", f"Document {entry_uuid} introuvable pour ce patient."))
         return target
+
+
+def same_person(a: str, b: str) -> bool:
+    """The same professional whether written as the RPPS (11 digits) or the national id (8 + RPPS)."""
+    return bool(a) and a[-11:] == b[-11:]
 
 
 def _status_urn(status: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from lxml import etree
-from signxml.xades.xades import XAdESVerifier
+from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from agent.dmp.keys import KeyFileSigner
 from agent.domain.signing import SignatureAlgorithm
@@ -71,6 +71,10 @@ def test_dsg_detached_covers_every_reference(signer: tuple[CountingSigner, x509.
     s, ca = signer
     contents = {"1.2.3.4": b"<ClinicalDocument/>", "1.2.3.5": b"submission set"}
     signature = etree.fromstring(etree.tostring(sign_xades_detached(list(contents.items()), s)))
+    cert = x509.load_der_x509_certificate(s.certificate_der)
+    independent = XAdESVerifier().verify(signature, x509_cert=cert,
+                                         expect_config=XAdESSignatureConfiguration(expect_references=3))
+    assert any(r.signed_xml is not None and r.signed_xml.tag.endswith("Manifest") for r in independent)
     verified = verify_xades_detached(signature, contents, [ca], NOW)
     assert [r.get("URI") for r in verified.signed] == ["1.2.3.4", "1.2.3.5"]
     with pytest.raises(SignatureInvalid, match="Empreinte"):
