@@ -87,7 +87,24 @@ async def search(request: web.Request) -> web.Response:
         raise
     readable = services.access_policy.filter_readable(entries, actor)
     await _trace(services, "dmp.search", actor, ins, details={"count": len(readable)})
-    return web.json_response({"items": [e.as_dict() for e in readable], "next_cursor": None})
+    # Newest first; the cursor is the offset of the next page in this order (the registry answers in one go).
+    readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
+    limit, offset = _page(request)
+    page = readable[offset:offset + limit]
+    more = offset + limit < len(readable)
+    return web.json_response({"items": [e.as_dict() for e in page],
+                              "next_cursor": str(offset + limit) if more else None})
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query.get("limit", "50"))
+        offset = int(request.query.get("cursor", "0"))
+    except ValueError as exc:
+        raise InvalidInput.field("limit", "limit et cursor sont des nombres entiers.") from exc
+    if not 1 <= limit <= 500 or offset < 0:
+        raise InvalidInput.field("limit", "limit entre 1 et 500, cursor positif.")
+    return limit, offset
 
 
 async def _readable_entry(services: Services, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
@@ -199,7 +216,9 @@ def register(table: RouteTable) -> None:
                           _q("author", "auteur (identifiant national ou nom, % joker)"),
                           _q("status", "statut", enum=list(STATUSES)), _q("visibility", "visibilité",
                                                                          enum=list(VISIBILITIES)),
-                          _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])),
+                          _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"]),
+                          _q("limit", "taille de page (1-500, défaut 50)", type="integer"),
+                          _q("cursor", "page suivante (next_cursor de la réponse précédente)")),
               responses={200: json_response("Documents", {"type": "object", "properties": {
                   "items": {"type": "array", "items": ENTRY_SCHEMA}, "next_cursor": {"type": ["string", "null"]}}}),
                   **COMMON})

@@ -57,6 +57,11 @@ async def test_search_content_pdf_import_and_masking(agent: Any, http: aiohttp.C
     by_format = {item["format_code"]: item for item in body["items"]}
     assert "urn:ihe:iti:xds-sd:pdf:2008" in by_format and "urn:asip:ci-sis:vac-note:2021" in by_format
     n1 = by_format["urn:ihe:iti:xds-sd:pdf:2008"]
+    status, first = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}&limit=2")
+    status, rest = await call(http, agent, "GET",
+                              f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}&limit=2&cursor={first['next_cursor']}")
+    paged = [i["entry_uuid"] for i in first["items"] + rest["items"]]
+    assert sorted(paged) == sorted(i["entry_uuid"] for i in body["items"]) and rest["next_cursor"] is None
 
     status, pdf = await call(http, agent, "GET",
                              f"/v1/dmp/{PAT_TROIS.ins}/documents/{n1['entry_uuid']}/content?oid={OID}&as=pdf")

@@ -288,3 +288,44 @@ async def test_a_patient_without_a_dmp(sandbox: Sandbox) -> None:
     with pytest.raises(PermanentRemoteError) as info:
         await sandbox.client.submit(sandbox.request(cda, uid, person=PAT_TROIS_JULES))
     assert info.value.extra["registry_errors"] == ["XDSUnknownPatientId"]
+
+
+async def test_registry_refusals_of_malformed_submissions(sandbox: Sandbox) -> None:
+    """What a registry answers to a client that got it wrong: each refusal keeps its XDS error code."""
+    from agent.dmp import ebrim
+    from agent.dmp.soap import ACTION_ITI41, raise_for_registry
+    from agent.dmp.submission import build_submission
+
+    c = sandbox.client
+
+    async def send(body: etree._Element, attachments: dict[str, bytes], ins: str = PAT_TROIS.ins,
+                   oid: str = PAT_TROIS.oid) -> list[str]:
+        first, _ = await c._call(c.endpoints.repository, ACTION_ITI41, body, DR_DEMO, ins, oid, attachments)
+        with pytest.raises(PermanentRemoteError) as info:
+            raise_for_registry(first)
+        return list(info.value.extra["registry_errors"])
+
+    def built() -> Any:
+        cda, uid = sandbox.cda()
+        return build_submission(sandbox.request(cda, uid), sandbox.doctor, c.defaults, entry_creation_now(),
+                                c.new_uuid)
+
+    # The VIHF speaks for another patient than the metadata.
+    b = built()
+    assert await send(b.body, b.attachments, ORSONI.ins, ORSONI.oid) == ["XDSPatientIdDoesNotMatch"]
+    # No IHE DSG signature in the submission set.
+    b = built()
+    rol = b.body.find(f"{{{ebrim.LCM}}}SubmitObjectsRequest/{ebrim.rim('RegistryObjectList')}")
+    assert rol is not None
+    for obj in list(rol):
+        if b.signature_entry_uuid in (obj.get("id"), obj.get("targetObject"), obj.get("sourceObject")):
+            rol.remove(obj)
+    for doc in b.body.iterfind("{urn:ihe:iti:xds-b:2007}Document"):
+        if doc.get("id") == b.signature_entry_uuid:
+            b.body.remove(doc)
+    assert await send(b.body, b.attachments) == ["XDSRegistryMetadataError"]
+    # Not valid against the XDS.b schema.
+    b = built()
+    etree.SubElement(b.body, "{urn:ihe:iti:xds-b:2007}Unexpected")
+    assert await send(b.body, b.attachments) == ["XDSRegistryMetadataError"]
+    assert captured(sandbox) == []
