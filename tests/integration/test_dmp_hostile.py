@@ -34,6 +34,7 @@ async def hostile(tmp_path: Path) -> AsyncIterator[tuple[DmpClient, dict[str, An
 
     app = web.Application()
     app.router.add_post("/registry", handle)
+    app.router.add_post("/repository", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server.server_context(pki.ca_path))
@@ -110,3 +111,33 @@ async def test_registry_error_keeps_its_code(hostile: tuple[DmpClient, dict[str,
     with pytest.raises(PermanentRemoteError) as info:
         await search(client)
     assert info.value.extra["registry_errors"] == ["XDSRegistryError"] and "DMP ferme" in info.value.message
+
+
+async def test_a_retrieved_document_that_does_not_match_its_hash_is_refused(
+        hostile: tuple[DmpClient, dict[str, Answer]]) -> None:
+    import hashlib
+
+    from lxml import etree
+
+    from agent.dmp import soap
+    from agent.dmp.models import DocumentEntry
+    from agent.dmp.soap import ACTION_ITI43, ACTIONS_RESPONSE, MtomMessage, response_envelope, write_mtom
+
+    client, behaviour = hostile
+    xdsb = "urn:ihe:iti:xds-b:2007"
+    resp = etree.Element(f"{{{xdsb}}}RetrieveDocumentSetResponse", nsmap={"xdsb": xdsb})
+    resp.append(soap.registry_response())
+    dr = etree.SubElement(resp, f"{{{xdsb}}}DocumentResponse")
+    etree.SubElement(dr, f"{{{xdsb}}}RepositoryUniqueId").text = "1.2.3"
+    etree.SubElement(dr, f"{{{xdsb}}}DocumentUniqueId").text = "1.2.3.4"
+    etree.SubElement(dr, f"{{{xdsb}}}mimeType").text = "text/xml"
+    soap.xop_include(etree.SubElement(dr, f"{{{xdsb}}}Document"), "doc@x")
+    xml = etree.tostring(response_envelope(ACTIONS_RESPONSE[ACTION_ITI43], resp))
+    body, ctype = write_mtom(MtomMessage(xml, {"doc@x": b"<ClinicalDocument>tampered</ClinicalDocument>"}),
+                             ACTIONS_RESPONSE[ACTION_ITI43])
+    behaviour["answer"] = lambda: web.Response(body=body, headers={"Content-Type": ctype})
+    entry = DocumentEntry(entry_uuid="urn:uuid:x", unique_id="1.2.3.4", repository_unique_id="1.2.3",
+                          hash=hashlib.sha1(b"<ClinicalDocument>original</ClinicalDocument>").hexdigest())  # noqa: S324
+    with pytest.raises(PermanentRemoteError) as info:
+        await client.retrieve(PAT_TROIS.ins, PAT_TROIS.oid, entry)
+    assert info.value.code == "dmp_hash_mismatch"
