@@ -165,8 +165,9 @@ def state(agent: AgentProcess, order_id: str) -> str:
 
 
 def peer_holds(agent: AgentProcess, name: str) -> bool:
+    """``name`` is reachable and holds the doctor's CPS, PIN entered."""
     _, body = call(agent, "GET", "/v1/peers")
-    return any(p["name"] == name and p["reachable"] and (p["cps"] or {}).get("rpps") == DOCTOR
+    return any(p["name"] == name and p["reachable"] and p["cps"] == {"rpps": DOCTOR, "logged_in": True}
                for p in body.get("peers", []))
 
 
@@ -283,10 +284,11 @@ def test_the_holder_killed_after_acknowledging_still_sends_once_after_restart(pr
 def test_while_the_holder_is_down_orders_wait_then_follow_it(practice: Practice) -> None:
     origin = practice.agents["Secretariat"]
     practice.kill("Cabinet")
+    eventually(lambda: not peer_holds(origin, "Cabinet"), what="the origin sees the holder gone")
     _status, created = call(origin, "POST", "/v1/orders", practice.order(delay=1))
     order_id = created["id"]
     time.sleep(3)
-    assert state(origin, order_id) in ("scheduled", "waiting_card")
+    assert state(origin, order_id) in ("scheduled", "waiting_card")  # nobody to take it: it waits
     holder = practice.start("Cabinet", "cps")
     call(holder, "POST", "/v1/cps/login", {"pin": "1234"})
     eventually(lambda: state(holder, order_id) == "sent", 60, "sent once the holder is back")
@@ -312,3 +314,46 @@ def test_a_workstation_removed_with_the_cli_is_dropped_by_every_peer(practice: P
         eventually(functools.partial(dropped, practice.agents[name]), what=f"{name} drops it")
     time.sleep(1)  # Secretariat keeps knocking: it stays out
     assert "Secretariat" not in names(practice.agents["Cabinet"]) | names(practice.agents["Accueil"])
+
+
+def test_a_replayed_or_stale_forward_is_refused_by_the_holder(practice: Practice) -> None:
+    """A forward recorded on the wire and played again (here with Accueil's own practice certificate) is ignored."""
+    import http.client
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    from agent.routing import tls
+    from agent.routing.protocol import Forward, new_nonce
+
+    data_dir = practice.data("Accueil")
+    with sqlite3.connect(data_dir / "relais.db") as conn:
+        ca_pem = bytes(conn.execute("SELECT ca_pem FROM routing_practice").fetchone()[0])
+    context = tls.client_context(data_dir, ca_pem)
+    now = datetime.now(UTC)
+    order_id = str(uuid.uuid4())
+    meta = {"destinations": ["dmp"], "send_at": now.timestamp() + 3600, "body_hash": "h", "ins": "279035121518989",
+            "ins_oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL", "type_code": "11488-4",
+            "document_unique_id": f"2.25.{uuid.uuid4().int}", "submission_set_unique_id": f"2.25.{uuid.uuid4().int}"}
+    payload = json.dumps({"cda_base64": "", "patient": {}, "visibility": {}}).encode()
+
+    def send(message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        connection = http.client.HTTPSConnection("127.0.0.1", practice.ports["Cabinet"], context=context, timeout=10)
+        try:
+            connection.request("POST", "/peer/v1/forward", body=json.dumps(message),
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    message = Forward(order_id, now, new_nonce(), DOCTOR, meta, payload).to_json()
+    assert send(message) == (200, {"status": "stored", "state": "scheduled"})
+    status, refused = send(message)
+    assert (status, refused["code"]) == (409, "replayed")
+    stale = Forward(order_id, now - timedelta(hours=1), new_nonce(), DOCTOR, meta, payload).to_json()
+    status, refused = send(stale)
+    assert (status, refused["code"]) == (409, "stale")
+    holder = practice.agents["Cabinet"]
+    status, items = call(holder, "GET", "/v1/orders?limit=200")
+    assert sum(1 for o in items["items"] if o["id"] == order_id) == 1
+    assert call(holder, "POST", f"/v1/orders/{order_id}/cancel")[0] == 200
