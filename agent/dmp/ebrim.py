@@ -7,7 +7,7 @@ Pure functions over lxml elements. Both the client (building, reading query answ
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lxml import etree
@@ -98,7 +98,7 @@ def cx(ins: str, oid: str) -> str:
     return f"{ins}^^^&{oid}&ISO^NH"
 
 
-def _slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
+def add_slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
     values = [v for v in values if v]
     if not values:
         return
@@ -108,33 +108,33 @@ def _slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
         etree.SubElement(vl, rim("Value")).text = value
 
 
-def _name(parent: etree._Element, text: str) -> None:
+def add_name(parent: etree._Element, text: str) -> None:
     if text:
         name = etree.SubElement(parent, rim("Name"))
         etree.SubElement(name, rim("LocalizedString"), value=text)
 
 
-def _classification(parent: etree._Element, scheme: str, obj: str, node: str, coded: Coded | None, cid: str) -> None:
+def add_classification(parent: etree._Element, scheme: str, obj: str, node: str, coded: Coded | None, cid: str) -> None:
     cl = etree.SubElement(parent, rim("Classification"), id=cid, classificationScheme=scheme,
                           classifiedObject=obj, nodeRepresentation=node)
     if coded is not None:
-        _slot(cl, "codingScheme", [coded.scheme])
-        _name(cl, coded.display or coded.code)
+        add_slot(cl, "codingScheme", [coded.scheme])
+        add_name(cl, coded.display or coded.code)
 
 
-def _author(parent: etree._Element, scheme: str, obj: str, author: Author, cid: str) -> None:
+def add_author(parent: etree._Element, scheme: str, obj: str, author: Author, cid: str) -> None:
     cl = etree.SubElement(parent, rim("Classification"), id=cid, classificationScheme=scheme,
                           classifiedObject=obj, nodeRepresentation="")
-    _slot(cl, "authorPerson", [author.person])
-    _slot(cl, "authorInstitution", [author.institution])
-    _slot(cl, "authorRole", [author.role])
-    _slot(cl, "authorSpecialty", [author.specialty])
+    add_slot(cl, "authorPerson", [author.person])
+    add_slot(cl, "authorInstitution", [author.institution])
+    add_slot(cl, "authorRole", [author.role])
+    add_slot(cl, "authorSpecialty", [author.specialty])
 
 
-def _external_id(parent: etree._Element, scheme: str, obj: str, value: str, name: str, cid: str) -> None:
+def add_external_id(parent: etree._Element, scheme: str, obj: str, value: str, name: str, cid: str) -> None:
     ei = etree.SubElement(parent, rim("ExternalIdentifier"), id=cid, registryObject=obj,
                           identificationScheme=scheme, value=value)
-    _name(ei, name)
+    add_name(ei, name)
 
 
 def extrinsic_object(spec: EntrySpec, ids: Iterable[str]) -> etree._Element:
@@ -142,27 +142,27 @@ def extrinsic_object(spec: EntrySpec, ids: Iterable[str]) -> etree._Element:
     it = iter(ids)
     eo = etree.Element(rim("ExtrinsicObject"), id=spec.entry_uuid, mimeType=spec.mime_type,
                        objectType=DOC_ENTRY_STABLE, status=STATUS_APPROVED)
-    _slot(eo, "creationTime", [spec.creation_time])
-    _slot(eo, "hash", [spec.hash_hex])
-    _slot(eo, "languageCode", [spec.language])
-    _slot(eo, "legalAuthenticator", [spec.legal_authenticator])
-    _slot(eo, "serviceStartTime", [spec.service_start])
-    _slot(eo, "serviceStopTime", [spec.service_stop])
-    _slot(eo, "size", [str(spec.size)])
-    _slot(eo, "sourcePatientId", [spec.source_patient_id])
-    _slot(eo, "sourcePatientInfo", spec.source_patient_info)
-    _name(eo, spec.title)
+    add_slot(eo, "creationTime", [spec.creation_time])
+    add_slot(eo, "hash", [spec.hash_hex])
+    add_slot(eo, "languageCode", [spec.language])
+    add_slot(eo, "legalAuthenticator", [spec.legal_authenticator])
+    add_slot(eo, "serviceStartTime", [spec.service_start])
+    add_slot(eo, "serviceStopTime", [spec.service_stop])
+    add_slot(eo, "size", [str(spec.size)])
+    add_slot(eo, "sourcePatientId", [spec.source_patient_id])
+    add_slot(eo, "sourcePatientInfo", spec.source_patient_info)
+    add_name(eo, spec.title)
     if spec.author is not None:
-        _author(eo, DE_AUTHOR, spec.entry_uuid, spec.author, next(it))
-    _classification(eo, DE_CLASS, spec.entry_uuid, spec.class_code.code, spec.class_code, next(it))
+        add_author(eo, DE_AUTHOR, spec.entry_uuid, spec.author, next(it))
+    add_classification(eo, DE_CLASS, spec.entry_uuid, spec.class_code.code, spec.class_code, next(it))
     for conf in spec.confidentiality:
-        _classification(eo, DE_CONFIDENTIALITY, spec.entry_uuid, conf.code, conf, next(it))
-    _classification(eo, DE_FORMAT, spec.entry_uuid, spec.format_code.code, spec.format_code, next(it))
-    _classification(eo, DE_FACILITY, spec.entry_uuid, spec.facility_type.code, spec.facility_type, next(it))
-    _classification(eo, DE_PRACTICE, spec.entry_uuid, spec.practice_setting.code, spec.practice_setting, next(it))
-    _classification(eo, DE_TYPE, spec.entry_uuid, spec.type_code.code, spec.type_code, next(it))
-    _external_id(eo, DE_PATIENT_ID, spec.entry_uuid, spec.patient_id, "XDSDocumentEntry.patientId", next(it))
-    _external_id(eo, DE_UNIQUE_ID, spec.entry_uuid, spec.unique_id, "XDSDocumentEntry.uniqueId", next(it))
+        add_classification(eo, DE_CONFIDENTIALITY, spec.entry_uuid, conf.code, conf, next(it))
+    add_classification(eo, DE_FORMAT, spec.entry_uuid, spec.format_code.code, spec.format_code, next(it))
+    add_classification(eo, DE_FACILITY, spec.entry_uuid, spec.facility_type.code, spec.facility_type, next(it))
+    add_classification(eo, DE_PRACTICE, spec.entry_uuid, spec.practice_setting.code, spec.practice_setting, next(it))
+    add_classification(eo, DE_TYPE, spec.entry_uuid, spec.type_code.code, spec.type_code, next(it))
+    add_external_id(eo, DE_PATIENT_ID, spec.entry_uuid, spec.patient_id, "XDSDocumentEntry.patientId", next(it))
+    add_external_id(eo, DE_UNIQUE_ID, spec.entry_uuid, spec.unique_id, "XDSDocumentEntry.uniqueId", next(it))
     return eo
 
 
@@ -178,6 +178,20 @@ class SubmissionSetSpec:
     title: str = ""
 
 
+def add_submission_set(rol: etree._Element, ss: SubmissionSetSpec, ids: Iterator[str]) -> None:
+    """The RegistryPackage of a submission set and the classification that marks it as one."""
+    rp = etree.SubElement(rol, rim("RegistryPackage"), id=ss.entry_uuid)
+    add_slot(rp, "submissionTime", [ss.submission_time])
+    add_name(rp, ss.title)
+    add_author(rp, SS_AUTHOR, ss.entry_uuid, ss.author, next(ids))
+    add_classification(rp, SS_CONTENT_TYPE, ss.entry_uuid, ss.content_type.code, ss.content_type, next(ids))
+    add_external_id(rp, SS_UNIQUE_ID, ss.entry_uuid, ss.unique_id, "XDSSubmissionSet.uniqueId", next(ids))
+    add_external_id(rp, SS_SOURCE_ID, ss.entry_uuid, ss.source_id, "XDSSubmissionSet.sourceId", next(ids))
+    add_external_id(rp, SS_PATIENT_ID, ss.entry_uuid, ss.patient_id, "XDSSubmissionSet.patientId", next(ids))
+    etree.SubElement(rol, rim("Classification"), id=next(ids), classifiedObject=ss.entry_uuid,
+                     classificationNode=SUBMISSION_SET_NODE)
+
+
 def submit_objects_request(ss: SubmissionSetSpec, entries: list[EntrySpec], ids: Iterable[str], *,
                            replaces: str | None = None, replaced_by: str | None = None,
                            signature_uuid: str | None = None) -> etree._Element:
@@ -188,20 +202,11 @@ def submit_objects_request(ss: SubmissionSetSpec, entries: list[EntrySpec], ids:
     rol = etree.SubElement(req, rim("RegistryObjectList"))
     for spec in entries:
         rol.append(extrinsic_object(spec, it))
-    rp = etree.SubElement(rol, rim("RegistryPackage"), id=ss.entry_uuid)
-    _slot(rp, "submissionTime", [ss.submission_time])
-    _name(rp, ss.title)
-    _author(rp, SS_AUTHOR, ss.entry_uuid, ss.author, next(it))
-    _classification(rp, SS_CONTENT_TYPE, ss.entry_uuid, ss.content_type.code, ss.content_type, next(it))
-    _external_id(rp, SS_UNIQUE_ID, ss.entry_uuid, ss.unique_id, "XDSSubmissionSet.uniqueId", next(it))
-    _external_id(rp, SS_SOURCE_ID, ss.entry_uuid, ss.source_id, "XDSSubmissionSet.sourceId", next(it))
-    _external_id(rp, SS_PATIENT_ID, ss.entry_uuid, ss.patient_id, "XDSSubmissionSet.patientId", next(it))
-    etree.SubElement(rol, rim("Classification"), id=next(it), classifiedObject=ss.entry_uuid,
-                     classificationNode=SUBMISSION_SET_NODE)
+    add_submission_set(rol, ss, it)
     for spec in entries:
         assoc = etree.SubElement(rol, rim("Association"), id=next(it), associationType=HAS_MEMBER,
                                  sourceObject=ss.entry_uuid, targetObject=spec.entry_uuid)
-        _slot(assoc, "SubmissionSetStatus", ["Original"])
+        add_slot(assoc, "SubmissionSetStatus", ["Original"])
     if replaces and replaced_by:
         etree.SubElement(rol, rim("Association"), id=next(it), associationType=RPLC,
                          sourceObject=replaced_by, targetObject=replaces)

@@ -20,11 +20,9 @@ from agent.dmp.ebrim import (
     XDSB,
     Coded,
     SubmissionSetSpec,
-    _author,
-    _classification,
-    _external_id,
-    _name,
-    _slot,
+    add_classification,
+    add_slot,
+    add_submission_set,
     classifications,
     rim,
 )
@@ -64,7 +62,7 @@ def adhoc_query(query_id: str, params: list[tuple[str, str]], return_type: str =
     etree.SubElement(req, f"{{{QUERY}}}ResponseOption", returnComposedObjects="true", returnType=return_type)
     aq = etree.SubElement(req, rim("AdhocQuery"), id=query_id)
     for name, value in params:
-        _slot(aq, name, [value])
+        add_slot(aq, name, [value])
     return req
 
 
@@ -109,24 +107,6 @@ def retrieve_request(repository_unique_id: str, unique_id: str) -> etree._Elemen
     return req
 
 
-def _submission_set(rol: etree._Element, ss: SubmissionSetSpec, ids: Iterable[str]) -> None:
-    it = iter(ids)
-    rp = etree.SubElement(rol, rim("RegistryPackage"), id=ss.entry_uuid)
-    _slot(rp, "submissionTime", [ss.submission_time])
-    _name(rp, ss.title)
-    _author(rp, "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d", ss.entry_uuid, ss.author, next(it))
-    _classification(rp, "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500", ss.entry_uuid, ss.content_type.code,
-                    ss.content_type, next(it))
-    _external_id(rp, "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8", ss.entry_uuid, ss.unique_id,
-                 "XDSSubmissionSet.uniqueId", next(it))
-    _external_id(rp, "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832", ss.entry_uuid, ss.source_id,
-                 "XDSSubmissionSet.sourceId", next(it))
-    _external_id(rp, "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446", ss.entry_uuid, ss.patient_id,
-                 "XDSSubmissionSet.patientId", next(it))
-    etree.SubElement(rol, rim("Classification"), id=next(it), classifiedObject=ss.entry_uuid,
-                     classificationNode="urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd")
-
-
 def update_visibility(old: etree._Element, visibility: Visibility, new_uuid: str, ss: SubmissionSetSpec,
                       ids: Iterable[str]) -> etree._Element:
     """ITI-57 metadata update: a new version of ``old`` (same lid) whose masking codes are ``visibility``."""
@@ -151,17 +131,17 @@ def update_visibility(old: etree._Element, visibility: Visibility, new_uuid: str
     for flag, code in MASKING_CODES.items():
         if getattr(visibility, flag):
             holder = etree.Element("holder")
-            _classification(holder, DE_CONFIDENTIALITY, new_uuid, code, Coded(code, MASKING_SCHEME, code), next(it))
+            add_classification(holder, DE_CONFIDENTIALITY, new_uuid, code, Coded(code, MASKING_SCHEME, code), next(it))
             new.insert(position, holder[0])
             position += 1
     req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
     rol = etree.SubElement(req, rim("RegistryObjectList"))
     rol.append(new)
-    _submission_set(rol, ss, it)
+    add_submission_set(rol, ss, it)
     assoc = etree.SubElement(rol, rim("Association"), id=next(it), associationType=HAS_MEMBER,
                              sourceObject=ss.entry_uuid, targetObject=new_uuid)
-    _slot(assoc, "SubmissionSetStatus", ["Original"])
-    _slot(assoc, "PreviousVersion", [_version_of(old)])
+    add_slot(assoc, "SubmissionSetStatus", ["Original"])
+    add_slot(assoc, "PreviousVersion", [_version_of(old)])
     return req
 
 
@@ -176,11 +156,11 @@ def update_status(entry_uuid: str, lid: str, original: str, new: str, ss: Submis
     it = iter(ids)
     req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
     rol = etree.SubElement(req, rim("RegistryObjectList"))
-    _submission_set(rol, ss, it)
+    add_submission_set(rol, ss, it)
     assoc = etree.SubElement(rol, rim("Association"), id=next(it), associationType=UPDATE_STATUS,
                              sourceObject=ss.entry_uuid, targetObject=entry_uuid)
-    _slot(assoc, "OriginalStatus", [STATUS_URNS.get(original, original)])
-    _slot(assoc, "NewStatus", [STATUS_URNS.get(new, new)])
+    add_slot(assoc, "OriginalStatus", [STATUS_URNS.get(original, original)])
+    add_slot(assoc, "NewStatus", [STATUS_URNS.get(new, new)])
     return req
 
 
