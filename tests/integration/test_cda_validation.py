@@ -466,3 +466,15 @@ def test_a_changed_included_file_invalidates_the_disk_cache(tmp_path: Path) -> N
     assert "sans x" in first and "il manque x" in second
     assert len(list(cache.glob("main-*.xsl"))) == 2
     shutil.rmtree(cache)
+
+
+def test_every_kit_example_without_its_realm_code_fails_at_that_rule(validator: CdaValidator, kit: Path) -> None:
+    for path in examples(kit):
+        root = etree.fromstring(path.read_bytes())
+        realm = root.find(f"{HL7}realmCode")
+        assert realm is not None, path.name
+        root.remove(realm)
+        report = validator.validate(etree.tostring(root))
+        hits = [e for e in report.errors if e.source == "ASIP-STRUCT-MIN-StrucMin.sch"
+                and "element hl7:realmCode[@code = 'FR'] is required" in e.message]
+        assert not report.valid and hits and hits[0].location == "/ClinicalDocument[1]", path.name
