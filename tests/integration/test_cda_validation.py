@@ -478,3 +478,23 @@ def test_every_kit_example_without_its_realm_code_fails_at_that_rule(validator: 
         hits = [e for e in report.errors if e.source == "ASIP-STRUCT-MIN-StrucMin.sch"
                 and "element hl7:realmCode[@code = 'FR'] is required" in e.message]
         assert not report.valid and hits and hits[0].location == "/ClinicalDocument[1]", path.name
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["cse_cs9", "cse_cs24"]), childcare=st.booleans(), premature=st.booleans(),
+       weight=st.integers(5000, 16000), children=st.none() | st.integers(1, 6),
+       accident=st.booleans(), mother_born=DAY, vaccines=st.integers(0, 4))
+def test_generated_certificates_are_valid(service: CdaService, kind: str, childcare: bool, premature: bool,
+                                         weight: int, children: Any, accident: bool, mother_born: str,
+                                         vaccines: int) -> None:
+    data: dict[str, Any] = {
+        **CS9_MINIMAL, "childcare": childcare, "measures": {"weight_g": weight},
+        "parents": [{**CS9_MINIMAL["parents"][0], "birth_date": mother_born}],
+        "vaccinations": CSE_DATA["vaccinations"][:1] * vaccines,
+        "domestic_accidents": CSE_DATA["domestic_accidents"] if accident else [],
+    }
+    if children is not None:
+        data["children_at_home"] = children
+    if kind == "cse_cs24":
+        data.update({"premature": premature, "screens": {"code": "GEN-311", "display": "Jamais"}})
+    _assert_valid(service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda))
