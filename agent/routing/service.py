@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
 from cryptography import x509
 
@@ -34,6 +33,7 @@ from agent.errors import AccessRefused, Conflict, InvalidInput, NotFound, Relais
 from agent.events import EventBus
 from agent.logs import get_logger
 from agent.routing import pki, practice, queue_link, tls
+from agent.routing.client import PeerClient
 from agent.routing.protocol import Cancel, Forward, Freshness, Presence, check_fresh, new_nonce, same_rpps
 from agent.routing.server import create_peer_app
 from agent.store import routing as repo
@@ -77,33 +77,6 @@ def split_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class PeerConnector(aiohttp.TCPConnector):
-    """Checks each new TLS connection's peer certificate (practice, usages, revocation) as it is made, and
-    remembers which workstation answers at each address: the answer of a request is that workstation's."""
-
-    def __init__(self, identify: Callable[[bytes], str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._identify = identify
-        self.peer_names: dict[tuple[str, int], tuple[str, int]] = {}
-
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        try:
-            if not der:
-                raise AccessRefused("Le pair n'a pas présenté de certificat.", code="peer_refused")
-            name = self._identify(bytes(der))
-        except RelaisError as error:
-            transport.close()
-            raise aiohttp.ClientConnectionError(error.message) from error
-        request = kwargs.get("req")
-        if request is not None:
-            serial = x509.load_der_x509_certificate(bytes(der)).serial_number
-            self.peer_names[(str(request.url.host), int(request.url.port or 0))] = (name, serial)
-        return transport, protocol
-
-
 class RoutingService:
     def __init__(self, *, settings: PracticeSection, workstation: str, data_dir: Path, db: Database,
                  cipher: ContentCipher, bus: EventBus, clock: Clock, card_state: CardState,
@@ -128,8 +101,7 @@ class RoutingService:
         self.port = 0
         self._own_der = b""
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._connector: PeerConnector | None = None
+        self._client: PeerClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._signals: asyncio.Queue[str] = asyncio.Queue()
         self._next_full = 0.0
@@ -173,9 +145,9 @@ class RoutingService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     def wake(self) -> None:
         """Run a full round (presence, forwarding, mirroring) now."""
@@ -210,9 +182,7 @@ class RoutingService:
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.peer_port
-        self._connector = PeerConnector(self.identify, ssl=tls.client_context(self.data_dir, self.member.ca_pem),
-                                        limit=16, keepalive_timeout=10)
-        self._session = aiohttp.ClientSession(connector=self._connector, timeout=aiohttp.ClientTimeout(total=30))
+        self._client = PeerClient(tls.client_context(self.data_dir, self.member.ca_pem), self.identify)
         log.info("poste « %s » du cabinet : écoute des pairs sur le port %d", self.member.workstation, self.port)
         if self.settings.discovery and self.discovery_factory is not None:
             try:
@@ -398,37 +368,10 @@ class RoutingService:
     async def call(self, host: str, port: int, path: str, payload: dict[str, Any], *, timeout: float = 30,
                    expect: str | None = None) -> tuple[str, dict[str, Any]]:
         """POST to a peer over mTLS; returns (the workstation its certificate names, the JSON answer)."""
-        if self._session is None:
+        if self._client is None:
             raise Unavailable("Poste hors cabinet.", code="not_paired")
-        url = f"https://{'[' + host + ']' if ':' in host else host}:{port}{path}"
-        try:
-            async with self._session.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                data = await resp.json(content_type=None)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            if isinstance(exc.__cause__, RelaisError):
-                raise exc.__cause__ from None
-            raise Unavailable(f"Poste {host}:{port} injoignable.", code="peer_unreachable") from exc
-        # Connections are kept alive: the revocation list is checked again for every answer.
-        name, serial = self._connector.peer_names.get((host, port), ("", 0)) if self._connector else ("", 0)
-        if not name or serial in self.revoked:
-            raise AccessRefused("Ce poste n'est pas (ou plus) membre du cabinet.", code="peer_refused")
-        if expect is not None and name != expect:
-            raise AccessRefused(f"Le poste à {host}:{port} n'est pas « {expect} ».", code="peer_refused")
-        if not isinstance(data, dict):
-            raise Unavailable("Réponse du pair illisible.", code="peer_unreachable")
-        if status != 200:
-            code, detail = str(data.get("code", "peer_error")), str(data.get("detail", ""))
-            if status == 409:
-                raise Conflict(detail, code=code)
-            if status == 404:
-                raise NotFound(detail, code=code)
-            if status == 403:
-                raise AccessRefused(detail, code=code)
-            if status == 422:
-                raise InvalidInput(detail, code=code)
-            raise Unavailable(detail or f"Erreur du poste {name}.", code=code)
-        return name, data
+        return await self._client.post(host, port, path, payload, timeout=timeout, expect=expect,
+                                       revoked=self.revoked)
 
     async def call_peer(self, name: str, path: str, payload: dict[str, Any], *, timeout: float = 30
                         ) -> dict[str, Any]:
