@@ -41,7 +41,12 @@ from signxml import (  # type: ignore[attr-defined]
 )
 from signxml.exceptions import SignXMLException
 from signxml.signer import SignatureReference
-from signxml.xades.xades import XAdESSignatureConfiguration, XAdESSigner, XAdESVerifier
+from signxml.xades.xades import (
+    XAdESDataObjectFormat,
+    XAdESSignatureConfiguration,
+    XAdESSigner,
+    XAdESVerifier,
+)
 
 from agent.domain.signing import SignatureAlgorithm, Signer
 from agent.errors import InvalidInput
@@ -51,6 +56,7 @@ XADES = "http://uri.etsi.org/01903/v1.3.2#"
 MANIFEST_ID = "IHEManifest"
 MANIFEST_TYPE = "http://www.w3.org/2000/09/xmldsig#Manifest"
 SHA256_URI = "http://www.w3.org/2001/04/xmlenc#sha256"
+COMMITMENT_SOURCE = "1.2.840.10065.1.12.1.14"  # ASTM E1762 "Source" (author's signature)
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 
 
@@ -165,9 +171,20 @@ class _DsgSigner(_XAdESSigner):
     """XAdES detached over an IHE DSG manifest: signs the manifest, then moves it into a ds:Object."""
 
     def __init__(self, manifest: etree._Element, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(data_object_format=XAdESDataObjectFormat(Description="IHE DSG manifest",
+                                                                  MimeType="text/xml"), **kwargs)
         self._manifest = manifest
         self.signature_annotators.insert(1, self._add_manifest_object)
+        self.signed_data_object_properties_annotators.append(self._add_commitment)
+
+    def _add_commitment(self, signed_data_object_properties: etree._Element, sig_root: etree._Element,
+                        signing_settings: Any) -> None:
+        """IHE DSG: the purpose of the signature, from ASTM E1762 (here "Source": the author's signature)."""
+        indication = etree.SubElement(signed_data_object_properties, f"{{{XADES}}}CommitmentTypeIndication")
+        type_id = etree.SubElement(indication, f"{{{XADES}}}CommitmentTypeId")
+        etree.SubElement(type_id, f"{{{XADES}}}Identifier").text = f"urn:oid:{COMMITMENT_SOURCE}"
+        etree.SubElement(type_id, f"{{{XADES}}}Description").text = "Source"
+        etree.SubElement(indication, f"{{{XADES}}}AllSignedDataObjects")
 
     def _unpack(self, data: Any, references: Any) -> Any:
         sig_root = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS})
