@@ -219,6 +219,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("cards", "queue", "connectivity"):
         if key in status:
             print(f"{key} : {json.dumps(status[key], ensure_ascii=False)}")
+    for peer in status.get("peers", []):
+        cps = peer.get("cps") or {}
+        card = f", carte CPS {cps['rpps']}{' (PIN saisi)' if cps.get('logged_in') else ''}" if cps else ""
+        print(f"poste {peer['name']} : {'joignable' if peer.get('reachable') else 'injoignable'}{card}")
     return 0
 
 
