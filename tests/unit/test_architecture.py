@@ -10,7 +10,7 @@ Layers (a package may import its own modules and those listed for it):
 - routing: + store, queue, xml;
 - api: everything but cli and sandbox; sandbox: everything but cli; cli: everything.
 Third-party adapters are single modules: pyscard only in cards/pcsc.py, python-pkcs11 only in cards/pkcs11.py,
-keyring only in store/masterkey.py.
+keyring only in store/masterkey.py, and so on for saxonche, biip, signxml, zeroconf and aiosmtpd.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ ALLOWED: dict[str, set[str]] = {
     "sandbox": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "api"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
-                   "keyring": "agent/store/masterkey.py"}
+                   "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",
+                   "biip": "agent/cda/datamatrix.py", "signxml": "agent/xml/signing.py",
+                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "agent/sandbox/mss.py"}
 
 
 def _imports(path: Path) -> list[str]:
