@@ -168,6 +168,15 @@ async def install_dmp(services: Services, registrars: list[RouteRegistrar], sand
             value_sets=ValueSets.load(reference) if reference is not None else None)
     else:
         return  # the routes answer 503 dmp_disabled
+    def connectivity(up: bool) -> None:
+        services.bus.publish("connectivity.changed", service="dmp", reachable=up)
+
+    client.on_connectivity = connectivity
+
+    async def status() -> dict[str, Any]:
+        return {"connectivity": {"dmp": client.status()}}
+
+    services.status_providers.append(status)
     services.dmp = client
 
 

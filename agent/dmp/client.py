@@ -10,6 +10,7 @@ in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -48,7 +49,7 @@ from agent.dmp.soap import (
     write_mtom,
 )
 from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
-from agent.dmp.transport import Transport
+from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings, signed_assertion
 from agent.domain.signing import Signer
@@ -56,6 +57,7 @@ from agent.errors import NotFound, PermanentRemoteError, TransientRemoteError, U
 from agent.logs import get_logger
 
 log = get_logger("dmp")
+UNREACHABLE = frozenset({"dmp_unreachable", "dmp_timeout", "dmp_tls_error"})
 ProfessionalSource = Callable[[], Professional | None]
 
 
@@ -82,7 +84,8 @@ class DmpClient:
     def __init__(self, endpoints: DmpEndpoints, transport: Transport, *, clock: Clock, vihf: VihfSettings,
                  structure_signer: Signer, defaults: SubmissionDefaults, professional: ProfessionalSource,
                  document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
-                 new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+                 new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
+                 on_connectivity: Callable[[bool], None] | None = None) -> None:
         self.endpoints = endpoints
         self.transport = transport
         self.clock = clock
@@ -93,9 +96,34 @@ class DmpClient:
         self.document_signer = document_signer
         self.value_sets = value_sets
         self.new_uuid = new_uuid
+        self.on_connectivity = on_connectivity
+        self.reachable: bool | None = None  # None: no call yet
+        self.checked_at: dt.datetime | None = None
 
     async def close(self) -> None:
         await self.transport.close()
+
+    async def _post(self, url: str, data: bytes, ctype: str, action: str) -> Answer:
+        """The transport's post, remembering whether the DMP answered (for /v1/status and the tray)."""
+        try:
+            answer = await self.transport.post(url, data, ctype, action)
+        except TransientRemoteError as exc:
+            if exc.code in UNREACHABLE:
+                self._connectivity(False)
+            raise
+        self._connectivity(True)
+        return answer
+
+    def _connectivity(self, reachable: bool) -> None:
+        changed = reachable != self.reachable
+        self.reachable, self.checked_at = reachable, self.clock.now()
+        if changed and self.on_connectivity is not None:
+            self.on_connectivity(reachable)
+
+    def status(self) -> dict[str, object]:
+        """``connectivity.dmp`` of /v1/status: no patient data, only whether the last call got an answer."""
+        return {"configured": True, "url": self.endpoints.base_url, "reachable": self.reachable,
+                "checked_at": self.checked_at.isoformat().replace("+00:00", "Z") if self.checked_at else None}
 
     # --- plumbing --------------------------------------------------------------------------------------
 
@@ -118,7 +146,7 @@ class DmpClient:
             return write_mtom(MtomMessage(xml, attachments or {}), action)
 
         data, ctype = await asyncio.to_thread(build)
-        answer = await self.transport.post(url, data, ctype, action)
+        answer = await self._post(url, data, ctype, action)
         first = parse_envelope(answer.message.root)
         return first, answer.message
 
@@ -255,7 +283,7 @@ class DmpClient:
             return bytes(etree.tostring(self._security(who, ins, oid)))
 
         assertion = await asyncio.to_thread(build)
-        answer = await self.transport.post(url, assertion, "application/samlassertion+xml", "TD0.2")
+        answer = await self._post(url, assertion, "application/samlassertion+xml", "TD0.2")
         try:
             bundle = json.loads(answer.message.root)
         except ValueError as exc:

@@ -93,6 +93,9 @@ async def test_search_content_pdf_import_and_masking(agent: Any, http: aiohttp.C
                                                         f"?oid={OID}")
     assert status == 502 and "auteur" in problem["detail"]
 
+    status, agent_status = await call(http, agent, "GET", "/v1/status")
+    assert agent_status["connectivity"]["dmp"]["reachable"] is True
+
     status, traces = await call(http, agent, "GET", f"/v1/traces?ins={PAT_TROIS.ins}")
     assert status == 200
     actions = [t["action"] for t in traces["items"]]

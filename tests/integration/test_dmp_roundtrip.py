@@ -237,7 +237,15 @@ async def test_faults_map_to_transient_errors(sandbox: Sandbox) -> None:
             await sandbox.client.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria())
         expected = PermanentRemoteError if mode is FaultMode.MALFORMED else TransientRemoteError
         assert isinstance(info.value, expected), (mode, info.value)
+    assert sandbox.client.reachable is True  # the last answer was garbage, but an answer
+    sandbox.sim.faults.mode = FaultMode.DOWN
+    changes: list[bool] = []
+    sandbox.client.on_connectivity = changes.append
+    with pytest.raises(TransientRemoteError):
+        await sandbox.client.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria())
     sandbox.sim.faults.mode = FaultMode.OK
+    await sandbox.client.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria())
+    assert changes == [False, True] and sandbox.client.status()["reachable"] is True
 
 
 async def test_a_client_without_a_sandbox_certificate_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
