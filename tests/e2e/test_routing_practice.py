@@ -209,6 +209,8 @@ def test_peers_see_each_other_and_the_cps_holder(practice: Practice) -> None:
     names = {p["name"]: p for p in body["peers"]}
     assert body["paired"] and body["practice"] == "Cabinet des Tilleuls"
     assert names["Cabinet"]["cps"] == {"rpps": DOCTOR, "logged_in": True}
+    shown = cli(practice.data("Secretariat"), "status", "--config", str(practice.config("Secretariat")))
+    assert f"poste Cabinet : joignable, carte CPS {DOCTOR} (PIN saisi)" in shown.stdout, shown.stderr
     eventually(lambda: "Accueil" in {p["name"] for p in call(practice.agents["Secretariat"], "GET",
                                                                "/v1/peers")[1]["peers"]}, what="gossip")
 
