@@ -22,7 +22,7 @@ from agent.xml.signing import DS, sign_enveloped
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 HL7 = "urn:hl7-org:v3"
-VIHF_VERSION = "3.0"
+VIHF_VERSION = "4.0"  # the ANS table's constant (its worked example still shows 3.0)
 
 
 @dataclass(frozen=True, slots=True)
