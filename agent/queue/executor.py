@@ -145,8 +145,10 @@ class QueueExecutor:
     async def _pass(self) -> None:
         now = self._now()
         offline = set(self.offline)
-        released = await self._db.write(lambda c: repo.release_due(c, now, offline))
-        await self._changed(released)
+        due = await self._db.read(repo.next_due)
+        if due is not None and due <= now:  # a write (and its commit) only when something is due
+            released = await self._db.write(lambda c: repo.release_due(c, now, offline))
+            await self._changed(released)
         await self._check_cards()
         for kind in list(self.offline):
             if self._clock.monotonic() >= self._next_probe.get(kind, 0.0):

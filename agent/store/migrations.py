@@ -148,6 +148,10 @@ MIGRATIONS: dict[str, list[str]] = {
             PRIMARY KEY (delivery_id, number)
         );
         """,
+        # v2: the executor takes ready deliveries oldest order first; this index gives them in that order.
+        """
+        CREATE INDEX deliveries_ready ON deliveries(state, order_seq, id);
+        """,
     ],
     # MSSanté (agent/store/mss_acks.py): acknowledgements (DSN, MDN) read from the sender's mailbox, keyed by the
     # Message-ID of the delivery they answer, and where the mailbox reading stopped.
@@ -169,66 +173,6 @@ MIGRATIONS: dict[str, list[str]] = {
             uidvalidity INTEGER NOT NULL,
             last_uid    INTEGER NOT NULL
         );
-        """,
-    ],
-    # Send-orders (agent/store/orders.py): orders, one delivery per destination, and each attempt.
-    "orders": [
-        """
-        CREATE TABLE orders (
-            seq                      INTEGER PRIMARY KEY AUTOINCREMENT,
-            id                       TEXT NOT NULL UNIQUE,
-            client_ref               TEXT UNIQUE,
-            client_name              TEXT NOT NULL,
-            body_hash                TEXT NOT NULL,
-            ins                      TEXT NOT NULL,
-            ins_oid                  TEXT NOT NULL,
-            identity_status          TEXT NOT NULL,
-            author_rpps              TEXT NOT NULL,
-            document_unique_id       TEXT NOT NULL,
-            submission_set_unique_id TEXT NOT NULL UNIQUE,
-            type_code                TEXT NOT NULL,
-            key_id                   TEXT,
-            payload                  BLOB,
-            created_at               REAL NOT NULL,
-            send_at                  REAL NOT NULL,
-            content_erased_at        REAL
-        );
-        CREATE INDEX orders_document ON orders(document_unique_id);
-        CREATE INDEX orders_ins ON orders(ins);
-        CREATE TABLE deliveries (
-            id              INTEGER PRIMARY KEY AUTOINCREMENT,
-            order_seq       INTEGER NOT NULL REFERENCES orders(seq),
-            destination     TEXT NOT NULL,
-            kind            TEXT NOT NULL,
-            state           TEXT NOT NULL,
-            due_at          REAL,
-            attempts        INTEGER NOT NULL DEFAULT 0,
-            round_attempts  INTEGER NOT NULL DEFAULT 0,
-            uncertain       INTEGER NOT NULL DEFAULT 0,
-            last_error_code TEXT,
-            last_error      TEXT,
-            last_error_at   REAL,
-            sent_at         REAL,
-            entry_uuid      TEXT,
-            reconciled      INTEGER NOT NULL DEFAULT 0,
-            updated_at      REAL NOT NULL,
-            UNIQUE (order_seq, destination)
-        );
-        CREATE INDEX deliveries_state_due ON deliveries(state, due_at);
-        CREATE TABLE attempts (
-            delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
-            number      INTEGER NOT NULL,
-            started_at  REAL NOT NULL,
-            ended_at    REAL,
-            outcome     TEXT,
-            error_code  TEXT,
-            error       TEXT,
-            PRIMARY KEY (delivery_id, number)
-        );
-        """,
-        # v2: the executor takes ready deliveries oldest order first; this index gives them in that order.
-        """
-        CREATE INDEX deliveries_ready ON deliveries(state, order_seq, id);
         """,
     ],
 }

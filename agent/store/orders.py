@@ -363,7 +363,7 @@ def claim_ready(conn: sqlite3.Connection, cipher: ContentCipher, kinds: Iterable
         "SELECT d.id, o.id, d.destination, d.kind, d.attempts, d.round_attempts, d.uncertain,"  # noqa: S608
         " o.ins, o.ins_oid, o.author_rpps, o.document_unique_id, o.submission_set_unique_id, o.key_id, o.payload"
         " FROM deliveries d JOIN orders o ON o.seq = d.order_seq"
-        f" WHERE d.state = 'ready' AND d.kind IN ({marks}) ORDER BY o.seq, d.id LIMIT ?"
+        f" WHERE d.state = 'ready' AND d.kind IN ({marks}) ORDER BY d.order_seq, d.id LIMIT ?"
     )
     rows = conn.execute(query, (*kind_list, limit)).fetchall()
     claims = []
