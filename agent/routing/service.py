@@ -29,7 +29,7 @@ from cryptography import x509
 
 from agent.clock import Clock, rfc3339
 from agent.config import PracticeSection
-from agent.errors import AccessRefused, Conflict, InvalidInput, NotFound, RelaisError, Unavailable
+from agent.errors import AccessRefused, ConfigError, Conflict, InvalidInput, NotFound, RelaisError, Unavailable
 from agent.events import EventBus
 from agent.logs import get_logger
 from agent.routing import pki, practice, queue_link, tls
@@ -41,6 +41,7 @@ from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 log = get_logger("routing")
+ADDRESS_REFRESH_SECONDS = 300.0
 FORWARD_CONCURRENCY = 8  # forwards in flight at once (their stores' commits are grouped)
 CardState = Callable[[], tuple[str | None, bool]]  # (RPPS of the CPS in this workstation's reader, logged in)
 
@@ -108,15 +109,20 @@ class RoutingService:
         self._watcher: asyncio.Task[None] | None = None
         self._discovery: Any = None
         self._cards: Any = None
+        self._remembered: dict[tuple[str, int], tuple[str, float]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         now = self.clock.now().timestamp()
 
+        try:
+            static = [split_address(address) for address in self.settings.static_peers]
+        except InvalidInput as exc:
+            raise ConfigError(exc.message, key="practice.static_peers") from exc
+
         def seed(conn: Any) -> None:
-            for address in self.settings.static_peers:
-                host, port = split_address(address)
+            for host, port in static:
                 repo.remember_address(conn, host, port, "static")
             repo.prune_nonces(conn, now - self.rules.keep_nonces.total_seconds())
 
@@ -283,14 +289,20 @@ class RoutingService:
                 log.info("liste de révocation du cabinet mise à jour (n° %d)", crl.number)
             await self._load()
         now = self.clock.now()
+        # Addresses are written when new, or to refresh when they last answered (not at every exchange).
+        seen = [(host, theirs.port, name, "peer")] + [
+            (h, p, n, "gossip") for h, p, n in theirs.peers if n != self.workstation_name]
+        fresh = [a for a in seen if self._remembered.get((a[0], a[1]), ("", 0.0))[0] != a[2]
+                 or now.timestamp() - self._remembered[(a[0], a[1])][1] > ADDRESS_REFRESH_SECONDS]
+        if fresh:
+            def remember(conn: Any) -> None:
+                for a_host, a_port, a_name, source in fresh:
+                    ok_at = now.timestamp() if source == "peer" else None
+                    repo.remember_address(conn, a_host, a_port, source, name=a_name, ok_at=ok_at)
 
-        def remember(conn: Any) -> None:
-            repo.remember_address(conn, host, theirs.port, "peer", name=name, ok_at=now.timestamp())
-            for g_host, g_port, g_name in theirs.peers:
-                if g_name != self.workstation_name:
-                    repo.remember_address(conn, g_host, g_port, "gossip", name=g_name)
-
-        await self.db.write(remember)
+            await self.db.write(remember)
+            for a_host, a_port, a_name, _ in fresh:
+                self._remembered[(a_host, a_port)] = (a_name, now.timestamp())
         self._update(PeerView(name, host, theirs.port, theirs.rpps, theirs.logged_in, True, now))
 
     def _update(self, view: PeerView) -> None:
@@ -309,7 +321,6 @@ class RoutingService:
         await self._learn(name, host, theirs)
         if der:
             self.identify(der)  # removed from the practice while we were recording it: refuse and forget
-
         return await self.my_presence()
 
     async def tick(self) -> None:
