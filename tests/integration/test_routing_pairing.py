@@ -195,3 +195,12 @@ async def test_a_removal_reaches_every_peer_through_presence(pair: Any, start_ag
     with pytest.raises(AccessRefused):
         await routing(c).call("127.0.0.1", routing(b).port, "/peer/v1/presence",
                               (await routing(c).my_presence()).to_json())
+
+
+async def test_a_malformed_static_peer_stops_the_start_naming_the_key(start_agent: Any, tmp_path: Any) -> None:
+    from agent.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        await start_agent(agent={"data_dir": str(tmp_path / "x")}, cards={"pcsc": False},
+                          practice={**FAST, "static_peers": ["192.168.1.20"]})
+    assert info.value.key == "practice.static_peers"
