@@ -59,6 +59,7 @@ TRANSITIONS: dict[tuple[DeliveryState, Event], DeliveryState] = {
     (S.READY, Event.CLAIM): S.SENDING,
     (S.READY, Event.OFFLINE): S.WAITING_NETWORK,
     (S.READY, Event.CARD_MISSING): S.WAITING_CARD,
+    (S.READY, Event.PERMANENT): S.FAILED,  # its content cannot be opened (erased, or another master key)
     (S.SENDING, Event.DELIVERED): S.SENT,
     (S.SENDING, Event.TRANSIENT): S.RETRYING,
     (S.SENDING, Event.OFFLINE): S.WAITING_NETWORK,

@@ -30,7 +30,7 @@ from agent.domain.orders import (
     refusal,
     summary_state,
 )
-from agent.errors import Conflict, NotFound
+from agent.errors import Conflict, NotFound, StoreError
 from agent.store.crypto import ContentCipher, SealedBlob
 
 S = DeliveryState
@@ -374,7 +374,12 @@ def claim_ready(conn: sqlite3.Connection, cipher: ContentCipher, kinds: Iterable
                        last_error="Le contenu du document a été effacé (durée de conservation écoulée).",
                        last_error_at=now)
             continue
-        payload = cipher.open(conn, SealedBlob(key_id, bytes(blob)))
+        try:
+            payload = cipher.open(conn, SealedBlob(key_id, bytes(blob)))
+        except StoreError as exc:  # another master key, or altered data: this one cannot leave, the others can
+            _set_state(conn, delivery_id, S.FAILED, now, last_error_code=exc.code, last_error=exc.message,
+                       last_error_at=now)
+            continue
         number = attempts + 1
         _set_state(conn, delivery_id, S.SENDING, now, attempts=number, round_attempts=round_attempts + 1,
                    uncertain=1)
