@@ -1,0 +1,99 @@
+"""Intake of a send-order: field checks, identifiers fixed once, the CDA header read with the hardened parser."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.domain.ins import OID_INS_NIR
+from agent.domain.orders import NewOrder
+from agent.errors import InvalidInput
+from agent.queue.intake import Intake, body_hash, decode_cda, new_submission_set_oid, read_cda_header
+from agent.xml.safe import UnsafeXml
+from tests.queue_support import ins_value, make_cda, order_body
+
+INTAKE = Intake(allow_test_oids=False, default_delay=900, new_id=lambda: "order-1",
+                new_set_oid=lambda: "2.25.42")
+
+
+def check(body: dict[str, Any]) -> NewOrder:
+    return INTAKE.check(body, decode_cda(body["document"]), "lgc")
+
+
+def test_a_valid_order_gets_its_ids_once_and_its_content_in_the_payload_only() -> None:
+    cda = make_cda("1.2.3.4.5", extra="contenu")
+    body = order_body(cda=cda, delay=None, mss=["Dr.X@medecin.mssante.fr", "dr.x@medecin.mssante.fr"])
+    new = check(body)
+    assert new.order_id == "order-1" and new.submission_set_unique_id == "2.25.42"
+    assert new.document_unique_id == "1.2.3.4.5" and new.type_code == "11488-4"
+    assert new.destinations == ("dmp", "mss:dr.x@medecin.mssante.fr")
+    assert new.delay_seconds == 900
+    payload = json.loads(new.payload)
+    assert payload["patient"]["birth_name"] == "TEST" and payload["cda_base64"]
+
+
+def test_root_and_extension_make_the_unique_id() -> None:
+    cda = make_cda("1.2.3").replace(b'<id root="1.2.3"/>', b'<id root="1.2.3" extension="ABC"/>')
+    assert read_cda_header(cda).unique_id == "1.2.3^ABC"
+
+
+def test_submission_set_oids_are_unique_oids_within_the_xds_length() -> None:
+    oids = {new_submission_set_oid() for _ in range(1000)}
+    assert len(oids) == 1000
+    assert all(o.startswith("2.25.") and len(o) <= 64 - 2 and o[5:].isdigit() for o in oids)
+
+
+def test_body_hash_ignores_key_order_but_not_content() -> None:
+    a = {"x": 1, "y": [1, 2]}
+    assert body_hash(a) == body_hash({"y": [1, 2], "x": 1})
+    assert body_hash(a) != body_hash({"x": 1, "y": [2, 1]})
+
+
+def test_feeding_is_opt_out_and_an_order_needs_a_destination() -> None:
+    body = order_body()
+    del body["destinations"]
+    assert check(body).destinations == ("dmp",)
+    with pytest.raises(InvalidInput) as caught:
+        check(order_body(dmp=False))
+    assert caught.value.errors[0].field == "destinations"
+
+
+def test_dmp_needs_qual_but_mss_alone_does_not() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check(order_body(status="VALI"))
+    assert caught.value.code == "ins_not_qualified"
+    assert check(order_body(status="VALI", dmp=False, mss=["a@b.fr"])).destinations == ("mss:a@b.fr",)
+
+
+def test_test_oids_only_where_allowed() -> None:
+    body = order_body(oid="1.2.250.1.213.1.4.10")
+    with pytest.raises(InvalidInput) as caught:
+        check(body)
+    assert caught.value.errors[0].field == "patient.oid"
+    lenient = Intake(allow_test_oids=True, default_delay=0)
+    assert lenient.check(body, decode_cda(body["document"]), "lgc").ins_oid == "1.2.250.1.213.1.4.10"
+
+
+def test_the_cda_must_be_about_this_patient() -> None:
+    other = ins_value(7)
+    with pytest.raises(InvalidInput, match="ne correspond pas"):
+        check(order_body(cda=make_cda(ins=other, oid=OID_INS_NIR)))
+
+
+@pytest.mark.parametrize("cda", [
+    b"<html/>",
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><ClinicalDocument xmlns="urn:hl7-org:v3"/>',
+    b'<ClinicalDocument xmlns="urn:hl7-org:v3"><code code="1"/></ClinicalDocument>',
+])
+def test_what_is_not_a_usable_cda_is_refused(cda: bytes) -> None:
+    with pytest.raises((InvalidInput, UnsafeXml)):
+        read_cda_header(cda)
+
+
+def test_base64_is_checked() -> None:
+    with pytest.raises(InvalidInput):
+        decode_cda({"cda_base64": "not base64!"})
+    with pytest.raises(InvalidInput):
+        decode_cda({})
