@@ -164,6 +164,10 @@ def state(agent: AgentProcess, order_id: str) -> str:
     return str(body.get("state")) if status == 200 else f"http {status}"
 
 
+def is_sent(agent: AgentProcess, order_id: str) -> bool:
+    return state(agent, order_id) == "sent"
+
+
 def peer_holds(agent: AgentProcess, name: str) -> bool:
     """``name`` is reachable and holds the doctor's CPS, PIN entered."""
     _, body = call(agent, "GET", "/v1/peers")
@@ -281,6 +285,28 @@ def test_the_holder_killed_after_acknowledging_still_sends_once_after_restart(pr
     eventually(lambda: state(origin, order_id) == "sent", 30, "origin mirrors sent")
     _, detail = call(holder, "GET", f"/v1/orders/{order_id}")
     assert practice.received(detail["document"]["unique_id"]) == 1
+
+
+def test_the_holder_killed_in_the_middle_of_forwards_loses_and_duplicates_nothing(practice: Practice) -> None:
+    """SIGKILL while orders stream in: some were acknowledged, some stored but not acknowledged, some never
+    arrived. After the restart every one is sent, each exactly once."""
+    origin = practice.agents["Accueil"]
+    eventually(lambda: peer_holds(origin, "Cabinet"), what="holder seen")
+    ids: list[str] = []
+    for number in range(16):
+        status, created = call(origin, "POST", "/v1/orders", practice.order(delay=3))
+        assert status == 201, created
+        ids.append(created["id"])
+        if number == 7:
+            practice.kill("Cabinet")
+    holder = practice.start("Cabinet", "cps")
+    call(holder, "POST", "/v1/cps/login", {"pin": "1234"})
+    for order_id in ids:
+        eventually(functools.partial(is_sent, holder, order_id), 90, "every order sent by the holder")
+    for order_id in ids:
+        eventually(functools.partial(is_sent, origin, order_id), 30, "the origin mirrors each")
+    unique_ids = [call(holder, "GET", f"/v1/orders/{o}")[1]["document"]["unique_id"] for o in ids]
+    assert [practice.received(u) for u in unique_ids] == [1] * len(ids)
 
 
 def test_while_the_holder_is_down_orders_wait_then_follow_it(practice: Practice) -> None:
