@@ -427,6 +427,9 @@ class RoutingService:
             if error.code == "not_holder":
                 await self.db.write(lambda c: queue_link.unclaim(c, order_id, self.clock.now().timestamp()))
                 await self._changed([order_id])
+            elif error.code == "stale" and holder in self.peers:  # tried again; the dashboard says why it waits
+                self.peers[holder] = replace(self.peers[holder], last_error=(
+                    f"Les horloges de ce poste et de « {holder} » sont décalées : les envois attendent."))
             log.warning("envoi %s refusé par « %s » : %s", order_id, holder, error.code)
             return None
         except RelaisError as error:
