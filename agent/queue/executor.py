@@ -75,7 +75,8 @@ class QueueExecutor:
         self._on_connectivity = on_connectivity
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
+        self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
         self.offline: set[str] = set()
         self._next_probe: dict[str, float] = {}
         self._next_retention = 0.0
@@ -106,7 +107,7 @@ class QueueExecutor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        pending = list(self._inflight.values())
+        pending = list(self._tasks)
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
             for task in still:
@@ -139,8 +140,8 @@ class QueueExecutor:
     async def run_once(self) -> None:
         """One pass, and wait for the sends it started (tests and benchmarks drive the executor with it)."""
         await self._pass()
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _pass(self) -> None:
         now = self._now()
@@ -177,7 +178,10 @@ class QueueExecutor:
         if claims:
             await self._changed(sorted({c.order_id for c in claims}))
         for claim in claims:
-            self._inflight[claim.delivery_id] = asyncio.create_task(self._deliver(claim))
+            task = asyncio.create_task(self._deliver(claim))
+            self._inflight[claim.delivery_id] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # --- one delivery ------------------------------------------------------------------------------------
 
@@ -185,18 +189,23 @@ class QueueExecutor:
         lookup = Lookup(claim.ins, claim.ins_oid, claim.document_unique_id, claim.submission_set_unique_id,
                         claim.order_id, claim.destination)
         gateway = self._gateways[claim.kind]
+        # A cancellation (agent stopping) leaves the delivery "sending" on disk: the next start reconciles it.
         try:
             outcome = await self._attempt(claim, lookup, gateway)
-            await self._record(claim, *outcome)
         except asyncio.CancelledError:
-            raise  # stays "sending" on disk: the next start reconciles it
+            raise
         except Exception:
             log.exception("envoi %s (%s) : erreur inattendue", claim.order_id, claim.destination)
-            await self._record(claim, Event.TRANSIENT, None, "internal_error",
-                               "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
+            outcome = (Event.TRANSIENT, None, "internal_error",
+                       "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
         finally:
+            # The request is over: its slot goes to the next delivery while this outcome is recorded.
             self._inflight.pop(claim.delivery_id, None)
             self.wake()
+        try:
+            await self._record(claim, *outcome)
+        except Exception:  # the store failed: the delivery stays "sending", reconciled at the next start
+            log.exception("envoi %s (%s) : résultat non enregistré", claim.order_id, claim.destination)
 
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:
