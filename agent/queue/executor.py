@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class QueueExecutor:
         self.offline: set[str] = set()
         self._next_probe: dict[str, float] = {}
         self._next_retention = 0.0
+        self._wake_at = 0.0  # when the loop plans to look again (Unix time)
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -115,8 +117,14 @@ class QueueExecutor:
             await asyncio.gather(*still, return_exceptions=True)
 
     def wake(self) -> None:
-        """Something changed in the store (new order, send-now, retry): look again now."""
+        """Something changed in the store (send-now, retry, a send ended): look again now."""
         self._wakeup.set()
+
+    def due_at(self, when: float) -> None:
+        """A new order falls due at ``when`` (Unix time): wake now only if the loop would sleep past it, so a
+        burst of deferred orders costs no pass each."""
+        if when < self._wake_at:
+            self._wakeup.set()
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -126,6 +134,7 @@ class QueueExecutor:
     async def _run(self) -> None:
         while True:
             self._wakeup.clear()
+            self._wake_at = math.inf  # while it looks, anything new must make it look again
             try:
                 await self._pass()
                 timeout = await self._sleep_for()
@@ -134,6 +143,7 @@ class QueueExecutor:
             except Exception:
                 log.exception("passe de la file d'envoi en erreur ; nouvelle tentative")
                 timeout = self.settings.recheck_seconds
+            self._wake_at = self._now() + timeout
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 

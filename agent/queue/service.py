@@ -79,7 +79,8 @@ class OrderService:
             log.info("envoi %s enregistré (%d destinataire(s), délai %d s)", order.id, len(order.deliveries),
                      new.delay_seconds)
             self.publish(order)
-            self._wake()
+            if self.executor is not None:
+                self.executor.due_at(order.send_at)
         return order, created
 
     async def get(self, order_id: str) -> repo.OrderView:
