@@ -1,0 +1,78 @@
+"""The whole agent in demo mode: the executor's own loop sends a deferred order when its delay ends, after the
+CPS PIN is entered, and the LGC follows each step on `/v1/events` (order.updated, ids and states only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from lxml import etree
+
+from agent.cli.wiring import DemoOptions
+from agent.sandbox.dmp import reidentify
+from agent.sandbox.identities import PAT_TROIS
+from tests.queue_support import order_body
+
+
+def demo_cda(reference: Path) -> bytes:
+    example = (reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    p = PAT_TROIS
+    cda, _ = reidentify(example, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
+                        f"2.25.{uuid.uuid4().int}")
+    return etree.tostring(etree.fromstring(cda), xml_declaration=True, encoding="UTF-8")
+
+
+async def events(http: aiohttp.ClientSession, agent: Any, out: list[dict[str, Any]]) -> None:
+    async with http.get(agent.url + "/v1/events", headers=agent.headers()) as response:
+        kind = ""
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "order.updated":
+                out.append(json.loads(line[6:]))
+
+
+async def test_deferred_order_waits_for_the_pin_then_is_sent_and_followed_on_events(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)})
+    seen: list[dict[str, Any]] = []
+    listener = asyncio.create_task(events(http, agent, seen))
+    async with http.get(agent.url + "/v1/cards", headers=agent.headers()) as response:
+        rpps = (await response.json())["cps"]["holder"]["rpps"]
+    body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=1)
+    async with http.post(agent.url + "/v1/orders", json=body, headers=agent.headers()) as response:
+        order = await response.json()
+        assert response.status == 201, order
+
+    async def state() -> dict[str, Any]:
+        async with http.get(f"{agent.url}/v1/orders/{order['id']}", headers=agent.headers()) as r:
+            return dict(await r.json())
+
+    for _ in range(100):  # the delay ends; the PIN is not entered yet: the order waits for it
+        detail = await state()
+        if detail["state"] == "waiting_card":
+            break
+        await asyncio.sleep(0.1)
+    assert detail["state"] == "waiting_card"
+    assert "code PIN" in detail["deliveries"][0]["last_error"]["message"]
+    async with http.post(agent.url + "/v1/cps/login", json={"pin": "1234"}, headers=agent.headers()) as response:
+        assert response.status == 200
+    for _ in range(100):
+        detail = await state()
+        if detail["state"] == "sent":
+            break
+        await asyncio.sleep(0.1)
+    assert detail["state"] == "sent", detail
+    await asyncio.sleep(0.2)
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    mine = [e for e in seen if e["id"] == order["id"]]
+    assert mine[0]["state"] == "scheduled"
+    assert {"waiting_card", "sending", "sent"} <= {e["state"] for e in mine}
+    assert mine[-1]["state"] == "sent" and mine[-1]["deliveries"] == [{"destination": "dmp", "state": "sent"}]
+    assert not any("ins" in e or "patient" in e for e in mine)  # no patient data on the event stream
