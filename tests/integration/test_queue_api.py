@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -146,3 +147,14 @@ async def test_feeding_opposition_refuses_a_dmp_delivery(start_agent: Any, http:
     assert status == 422 and problem["code"] == "feeding_opposed"
     _, listing = await get(http, agent, "/v1/orders")
     assert listing["items"] == []  # nothing stored, nothing will be sent
+
+
+async def test_concurrent_retries_of_one_order_store_it_once(start_agent: Any, http: aiohttp.ClientSession) -> None:
+    agent = await start_agent()
+    body = order_body(client_ref="retry-storm", delay=900)
+    answers = await asyncio.gather(*(post(http, agent, "/v1/orders", body) for _ in range(12)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200] * 11 + [201]
+    assert len({order["id"] for _, order in answers}) == 1
+    _, listing = await get(http, agent, "/v1/orders")
+    assert len(listing["items"]) == 1
