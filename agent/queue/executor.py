@@ -322,7 +322,11 @@ class QueueExecutor:
 
     async def _check_cards(self) -> None:
         waiting = await self._db.read(repo.waiting_card)
-        back = [delivery_id for delivery_id, rpps in waiting if self._card_check(rpps) is None]
+        here: dict[str, bool] = {}  # one look at the cards per author, however many orders wait for them
+        for _, rpps in waiting:
+            if rpps not in here:
+                here[rpps] = self._card_check(rpps) is None
+        back = [delivery_id for delivery_id, rpps in waiting if here[rpps]]
         if back:
             now = self._now()
             released = await self._db.write(lambda c: repo.release_waiting_card(c, back, now))
