@@ -157,7 +157,7 @@ async def _wake_on_cards(services: Services, executor: QueueExecutor) -> None:
     try:
         async for event in subscription:
             if event.type in ("card.inserted", "cps.login"):
-                executor.wake()
+                executor.cards_changed()
     finally:
         subscription.close()
 

@@ -82,6 +82,7 @@ class QueueExecutor:
         self._next_probe: dict[str, float] = {}
         self._next_retention = 0.0
         self._wake_at = 0.0  # when the loop plans to look again (Unix time)
+        self._cards_due = 0.0  # monotonic time of the next look at orders waiting for a card
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -118,6 +119,11 @@ class QueueExecutor:
 
     def wake(self) -> None:
         """Something changed in the store (send-now, retry, a send ended): look again now."""
+        self._wakeup.set()
+
+    def cards_changed(self) -> None:
+        """A CPS was inserted or logged in: orders waiting for a card are looked at now."""
+        self._cards_due = 0.0
         self._wakeup.set()
 
     def due_at(self, when: float) -> None:
@@ -160,7 +166,10 @@ class QueueExecutor:
         if due is not None and due <= now:  # a write (and its commit) only when something is due
             released = await self._db.write(lambda c: repo.release_due(c, now, offline))
             await self._changed(released)
-        await self._check_cards()
+        if self._clock.monotonic() >= self._cards_due:
+            # Not at every pass: a card that looks present but cannot sign must not spin the loop.
+            self._cards_due = self._clock.monotonic() + self.settings.recheck_seconds
+            await self._check_cards()
         for kind in list(self.offline):
             if self._clock.monotonic() >= self._next_probe.get(kind, 0.0):
                 await self._probe(kind)

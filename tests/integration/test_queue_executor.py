@@ -210,6 +210,9 @@ async def test_author_card_absent_waits_for_the_card(harness: Harness) -> None:
     assert detail.deliveries[0].attempts == 0  # no request left: no attempt spent
     harness.cps_here = True
     await harness.run()
+    assert await harness.state(order.id) is DeliveryState.WAITING_CARD  # looked at again a little later...
+    harness.executor.cards_changed()  # ...or at once when the cards service says a CPS arrived
+    await harness.run()
     await harness.run()
     assert await harness.state(order.id) is DeliveryState.SENT
 
