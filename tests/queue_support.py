@@ -85,7 +85,7 @@ class MemoryDmp:
             self.entered.set()
             await self.release.wait()
         if self.mode == "down":
-            raise ServiceUnreachable("DMP injoignable", service="dmp")
+            raise ServiceUnreachable("DMP injoignable", service="dmp", maybe_delivered=False)
         if self.fail_next > 0:
             self.fail_next -= 1
             raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
@@ -105,7 +105,7 @@ class MemoryDmp:
     async def find(self, lookup: Lookup) -> Receipt | None:
         self.finds += 1
         if self.mode == "down":
-            raise ServiceUnreachable("DMP injoignable", service="dmp")
+            raise ServiceUnreachable("DMP injoignable", service="dmp", maybe_delivered=False)
         entry = self.stored.get(lookup.document_unique_id)
         return Receipt(entry) if entry else None
 

@@ -235,8 +235,12 @@ def register(table: RouteTable) -> None:
               tag=tag, responses={200: json_response("Ordre", ORDER_SCHEMA),
                                                   404: problem_response("order_not_found")})
     table.post("/v1/orders/{id}/cancel", cancel_order, summary="Annuler un ordre d'envoi", tag=tag,
+               description="All deliveries not yet left are cancelled, or none (409). When an earlier attempt "
+                           "may have reached the DMP, the agent asks it first: found there, 409 already_sent; "
+                           "no answer, 503 cancel_unverified (try again).",
                responses={200: json_response("Ordre annulé", ORDER_SCHEMA), 409: _CONFLICT,
-                          404: problem_response("order_not_found")})
+                          404: problem_response("order_not_found"),
+                          503: problem_response("cancel_unverified")})
     table.post("/v1/orders/{id}/send-now", send_now, summary="Envoyer sans attendre la fin du délai", tag=tag,
                responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
     table.post("/v1/orders/{id}/retry", retry, summary="Relancer un envoi en échec", tag=tag,

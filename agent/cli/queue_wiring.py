@@ -28,6 +28,25 @@ _UNREACHABLE = frozenset({"ClientConnectorError", "ClientConnectorDNSError", "Se
                           "ClientConnectionResetError"})
 
 
+# Failures before any byte of the request left: the service cannot have received it.
+_NEVER_CONNECTED = frozenset({"ClientConnectorError", "ClientConnectorDNSError", "ConnectionRefusedError",
+                              "gaierror", "ClientConnectorCertificateError"})
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def unreachable(error: TransientRemoteError) -> ServiceUnreachable:
+    never = any(type(e).__name__ in _NEVER_CONNECTED for e in _chain(error))
+    return ServiceUnreachable(error.message, service="dmp", maybe_delivered=not never)
+
+
 def is_unreachable(error: BaseException) -> bool:
     if getattr(error, "code", "") == "dmp_unreachable":  # the DMP transport's "no connection" code
         return True
@@ -61,7 +80,7 @@ class DmpDelivery:
             result = await self._client.submit(request)
         except TransientRemoteError as exc:
             if is_unreachable(exc):
-                raise ServiceUnreachable(exc.message, service="dmp") from exc
+                raise unreachable(exc) from exc
             raise
         return Receipt(result.entry_uuid)
 
@@ -70,7 +89,7 @@ class DmpDelivery:
             entries = await self._client.find_by_unique_id(lookup.ins, lookup.ins_oid, lookup.document_unique_id)
         except TransientRemoteError as exc:
             if is_unreachable(exc):
-                raise ServiceUnreachable(exc.message, service="dmp") from exc
+                raise unreachable(exc) from exc
             raise
         return Receipt(entries[0].entry_uuid) if entries else None
 

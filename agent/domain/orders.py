@@ -68,7 +68,12 @@ TRANSITIONS: dict[tuple[DeliveryState, Event], DeliveryState] = {
     (S.SENDING, Event.RECOVER): S.READY,
     (S.RETRYING, Event.BACKOFF_ELAPSED): S.READY,
     (S.WAITING_NETWORK, Event.NETWORK_BACK): S.READY,
-    (S.WAITING_NETWORK, Event.DELIVERED): S.SENT,  # the probe's reconciliation found it already there
+    # Reconciliation (the probe, or a cancel that asks first) found an earlier attempt already delivered.
+    (S.WAITING_NETWORK, Event.DELIVERED): S.SENT,
+    (S.READY, Event.DELIVERED): S.SENT,
+    (S.RETRYING, Event.DELIVERED): S.SENT,
+    (S.WAITING_CARD, Event.DELIVERED): S.SENT,
+    (S.FAILED, Event.DELIVERED): S.SENT,
     (S.WAITING_CARD, Event.CARD_BACK): S.READY,
     (S.FAILED, Event.RETRY): S.READY,
 }

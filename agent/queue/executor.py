@@ -251,7 +251,8 @@ class QueueExecutor:
                      claim.destination)
             return Event.DELIVERED, None, "reconciled", "", False
         except ServiceUnreachable as exc:
-            return Event.OFFLINE, None, exc.code, exc.message, True
+            # Refused or unresolved connections never carried the request; a dropped one may have.
+            return Event.OFFLINE, None, exc.code, exc.message, bool(exc.extra.get("maybe_delivered", True))
         except TimeoutError:
             return (Event.TRANSIENT, None, "remote_timeout",
                     "Le service n'a pas répondu à temps ; l'envoi sera vérifié puis retenté.", True)
@@ -328,6 +329,24 @@ class QueueExecutor:
         if self._on_connectivity:
             self._on_connectivity(kind, True)
         await self._changed(released)
+
+    async def already_delivered(self, order: repo.OrderView, delivery: repo.DeliveryView) -> str | None:
+        """Ask the service whether an earlier, ambiguous attempt of this delivery got through (before a cancel
+        is allowed): its entry id when it did, None when it did not. Unavailable (503) when it cannot say."""
+        gateway = self._gateways.get(delivery.kind)
+        if gateway is None:
+            return None
+        lookup = Lookup(order.ins, order.ins_oid, order.document_unique_id, order.submission_set_unique_id,
+                        order.id, delivery.destination)
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout_seconds):
+                found = await gateway.find(lookup)
+        except (TransientRemoteError, TimeoutError, Unavailable) as exc:
+            raise Unavailable("Un envoi précédent a peut-être atteint le destinataire et il ne répond pas pour "
+                              "le confirmer : réessayez l'annulation plus tard.", code="cancel_unverified") from exc
+        if found is None:
+            return None
+        return found.entry_uuid or ""
 
     async def _check_cards(self) -> None:
         waiting = await self._db.read(repo.waiting_card)

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.clock import Clock, rfc3339
-from agent.domain.orders import DeliveryState
+from agent.domain.orders import CANCELLABLE, DeliveryState
 from agent.domain.policy import Actor, FeedingGate, NoTraces, TraceEvent, TraceRecorder
+from agent.errors import Conflict
 from agent.events import EventBus
 from agent.logs import get_logger
 from agent.queue.executor import QueueExecutor
@@ -99,12 +100,35 @@ class OrderService:
             order = await self.db.read(lambda c: repo.require_order(c, order_id))
             await self._trace("order.cancelled", order, client_name)
             return order
+        await self._reconcile_before_cancel(before)
         order = await self.db.write(lambda c: repo.cancel_order(c, order_id, now))
         if before.state is not DeliveryState.CANCELLED:
             log.info("envoi %s annulé", order_id)
             self.publish(order)
             await self._trace("order.cancelled", order, client_name)
         return order
+
+    async def _reconcile_before_cancel(self, order: repo.OrderView) -> None:
+        """A delivery whose earlier attempt may have reached its service is not called cancelled on a guess:
+        the service is asked first. Found there: it is recorded sent and the cancel is refused (409
+        already_sent); unreachable: 503, try again. The cancel's own transaction then re-checks the states, so
+        a send that starts meanwhile still answers 409 already_sending."""
+        if self.executor is None:
+            return
+        for delivery in order.deliveries:
+            if not delivery.uncertain or delivery.state not in CANCELLABLE:
+                continue
+            entry = await self.executor.already_delivered(order, delivery)
+            if entry is None:
+                continue
+            await self._record_found(order.id, delivery.id, entry or None)
+            raise Conflict("Le document a déjà été reçu par le destinataire : il ne peut plus être annulé.",
+                           code="already_sent")
+
+    async def _record_found(self, order_id: str, delivery_id: int, entry_uuid: str | None) -> None:
+        now = self.clock.now().timestamp()
+        await self.db.write(lambda c: repo.mark_sent(c, delivery_id, None, now, entry_uuid, reconciled=True))
+        self.publish(await self.db.read(lambda c: repo.require_order(c, order_id)))
 
     async def send_now(self, order_id: str) -> repo.OrderView:
         now = self.clock.now().timestamp()

@@ -282,7 +282,7 @@ def cancel_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderVi
         raise Conflict(refusal(state, Event.CANCEL), code=refusal_code)
     for d in order.deliveries:
         if d.state in CANCELLABLE:
-            _set_state(conn, d.id, S.CANCELLED, now, due_at=None)
+            _set_state(conn, d.id, S.CANCELLED, now, due_at=None, uncertain=0)
     return require_order(conn, order_id)
 
 

@@ -248,3 +248,48 @@ async def test_same_document_cannot_be_ordered_twice_for_the_dmp(harness: Harnes
     with pytest.raises(Conflict) as caught:
         await harness.service.create(order_body(delay=60, cda=cda), "lgc")
     assert caught.value.code == "document_already_ordered"
+
+
+async def test_cancel_after_an_ambiguous_attempt_asks_the_dmp_first(harness: Harness) -> None:
+    harness.dmp.mode = "timeout_after_store"  # it got there, the answer did not
+    stored, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    assert await harness.state(stored.id) is DeliveryState.RETRYING
+    with pytest.raises(Conflict) as caught:
+        await harness.service.cancel(stored.id)
+    assert caught.value.code == "already_sent"  # not "cancelled" on a guess
+    assert await harness.state(stored.id) is DeliveryState.SENT
+
+    harness.dmp.mode = "error500"  # failed on the DMP's side: nothing stored
+    lost, _ = await harness.service.create(order_body(delay=0, cda=make_cda()), "lgc")
+    await harness.run()
+    cancelled = await harness.service.cancel(lost.id)
+    assert cancelled.state is DeliveryState.CANCELLED
+    harness.clock.advance(3600)
+    harness.dmp.mode = "ok"
+    await harness.run()
+    assert lost.document_unique_id not in harness.dmp.stored
+
+
+async def test_cancel_while_the_dmp_cannot_answer_is_refused_then_allowed(harness: Harness) -> None:
+    from agent.errors import Unavailable
+
+    harness.dmp.mode = "error500"
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    harness.dmp.mode = "down"
+    with pytest.raises(Unavailable) as caught:
+        await harness.service.cancel(order.id)
+    assert caught.value.code == "cancel_unverified"
+    harness.dmp.mode = "ok"
+    assert (await harness.service.cancel(order.id)).state is DeliveryState.CANCELLED
+
+
+async def test_cancel_of_an_order_that_never_reached_the_dmp_needs_no_answer(harness: Harness) -> None:
+    harness.dmp.mode = "down"  # connection refused: the request never left
+    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.WAITING_NETWORK
+    finds = harness.dmp.finds
+    assert (await harness.service.cancel(order.id)).state is DeliveryState.CANCELLED
+    assert harness.dmp.finds == finds
