@@ -191,3 +191,33 @@ async def test_timeout_after_the_simulator_stored_it_is_reconciled_not_sent_twic
     assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
     assert dmp.received() == [order.document_unique_id]
     await asyncio.sleep(0)
+
+
+async def test_cancel_after_a_timeout_asks_the_simulator_and_refuses(env: tuple[Harness, Simulated]) -> None:
+    from agent.errors import Conflict
+
+    harness, dmp = env
+    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    await harness.run()
+    dmp.fault(FaultMode.OK)
+    with pytest.raises(Conflict) as caught:
+        await harness.service.cancel(order.id)
+    assert caught.value.code == "already_sent"
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+    assert dmp.received() == [order.document_unique_id]
+
+
+async def test_order_waiting_for_the_network_is_checked_then_cancelled(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.DOWN)
+    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    await harness.run()
+    assert (await harness.service.get(order.id)).state is DeliveryState.WAITING_NETWORK
+    dmp.fault(FaultMode.OK)
+    cancelled = await harness.service.cancel(order.id)  # the dropped connection may have carried it: asked first
+    assert cancelled.state is DeliveryState.CANCELLED
+    harness.clock.advance(3600)
+    await harness.run()
+    assert dmp.received() == []
