@@ -123,11 +123,12 @@ class Presence:
     crl_number: int
     crl_pem: str | None = None
     peers: tuple[tuple[str, int, str], ...] = ()  # (host, port, name)
+    at: datetime | None = None  # the sender's clock: forwards need clocks within the freshness window
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "presence", "name": self.name, "port": self.port, "rpps": self.rpps,
                 "logged_in": self.logged_in, "crl_number": self.crl_number, "crl_pem": self.crl_pem,
-                "peers": [list(p) for p in self.peers]}
+                "peers": [list(p) for p in self.peers], "at": rfc3339(self.at) if self.at else None}
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Presence:
@@ -148,7 +149,8 @@ class Presence:
                 peers.append((item[0], item[1], item[2]))
         return cls(_str(body, "name"), port, rpps, bool(body.get("logged_in")),
                    crl_number if isinstance(crl_number, int) else 0,
-                   crl_pem if isinstance(crl_pem, str) else None, tuple(peers[:64]))
+                   crl_pem if isinstance(crl_pem, str) else None, tuple(peers[:64]),
+                   _at(body) if body.get("at") else None)
 
 
 def same_rpps(a: str | None, b: str | None) -> bool:

@@ -276,7 +276,8 @@ class RoutingService:
         assert self.member is not None
         known = tuple((p.host, p.port, p.name) for p in self.peers.values() if p.reachable)
         return Presence(self.member.workstation, self.port or self.settings.peer_port, rpps, logged_in,
-                        self.member.crl_number, self.member.crl_pem.decode() if self.member.crl_pem else None, known)
+                        self.member.crl_number, self.member.crl_pem.decode() if self.member.crl_pem else None, known,
+                        self.clock.now())
 
     async def _learn(self, name: str, host: str, theirs: Presence) -> None:
         """Record what a verified peer said about itself; take its CRL when newer (the CA signed it)."""
@@ -303,7 +304,10 @@ class RoutingService:
             await self.db.write(remember)
             for a_host, a_port, a_name, _ in fresh:
                 self._remembered[(a_host, a_port)] = (a_name, now.timestamp())
-        self._update(PeerView(name, host, theirs.port, theirs.rpps, theirs.logged_in, True, now))
+        skewed = theirs.at is not None and abs(theirs.at - now) > self.rules.max_skew
+        warning = f"Horloge décalée de {abs(theirs.at - now).total_seconds():.0f} s : les envois attendront." \
+            if skewed and theirs.at is not None else None
+        self._update(PeerView(name, host, theirs.port, theirs.rpps, theirs.logged_in, True, now, warning))
 
     def _update(self, view: PeerView) -> None:
         old = self.peers.get(view.name)
@@ -427,9 +431,6 @@ class RoutingService:
             if error.code == "not_holder":
                 await self.db.write(lambda c: queue_link.unclaim(c, order_id, self.clock.now().timestamp()))
                 await self._changed([order_id])
-            elif error.code == "stale" and holder in self.peers:  # tried again; the dashboard says why it waits
-                self.peers[holder] = replace(self.peers[holder], last_error=(
-                    f"Les horloges de ce poste et de « {holder} » sont décalées : les envois attendent."))
             log.warning("envoi %s refusé par « %s » : %s", order_id, holder, error.code)
             return None
         except RelaisError as error:

@@ -216,3 +216,37 @@ async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent:
     assert status == 200, cancelled
     assert await order_state(second, order_id) == "cancelled"
     assert await order_state(origin, order_id) == "cancelled"
+
+
+class OffsetClock:
+    """The system clock, set wrong by ``offset`` (a workstation whose time drifted)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        from agent.clock import SystemClock
+
+        self._system = SystemClock()
+        self.offset = offset
+
+    def now(self) -> Any:
+        return self._system.now() + self.offset
+
+    def monotonic(self) -> float:
+        return self._system.monotonic()
+
+
+async def test_a_workstation_whose_clock_drifted_is_flagged_and_its_forwards_are_not_applied(
+        start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin",
+                         clock=OffsetClock(timedelta(minutes=30)))
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    status, body = await call(http, origin, "GET", "/v1/peers")
+    assert "Horloge décalée" in (body["peers"][0]["last_error"] or "")
+    _status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    await routing(origin).tick()
+    await routing(origin).tick()
+    assert await order_state(holder, created["id"]) is None  # refused as stale, every time
+    _, mine = await call(http, origin, "GET", f"/v1/orders/{created['id']}")
+    assert mine["routing"]["acknowledged"] is False
