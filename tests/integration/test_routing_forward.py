@@ -243,8 +243,8 @@ async def test_a_workstation_whose_clock_drifted_is_flagged_and_its_forwards_are
     await join(origin, await invite(holder), holder, "Accueil")
     await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
     status, body = await call(http, origin, "GET", "/v1/peers")
-    assert "Horloge décalée" in (body["peers"][0]["last_error"] or "")
-    _status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    assert status == 200 and "Horloge décalée" in (body["peers"][0]["last_error"] or "")
+    _, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     await routing(origin).tick()
     await routing(origin).tick()
     assert await order_state(holder, created["id"]) is None  # refused as stale, every time
