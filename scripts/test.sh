@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Set up everything and run all the checks: system packages (as root, with apt-get), the virtual environment,
+# Set up everything and run all the checks: system packages (apt-get, through sudo when not root), the venv,
 # ruff, mypy and the whole pytest suite (unit, integration against real pcscd/SoftHSM2/SQLite/simulators,
 # end to end, UI). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+as_root=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+  as_root="sudo"
+fi
+if { [ "$(id -u)" = 0 ] || [ -n "$as_root" ]; } && command -v apt-get >/dev/null 2>&1; then
   mapfile -t packages < <(grep -v '^\s*#' scripts/system-packages.txt | tr ' ' '\n' | grep -v '^\s*$' || true)
   missing=()
   for p in "${packages[@]}"; do
@@ -13,12 +17,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing system packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 else
-  echo "Not root: system packages from scripts/system-packages.txt are not installed; tests needing them will skip."
+  echo "Neither root nor sudo: system packages from scripts/system-packages.txt are not installed;"
+  echo "the tests that need them will skip and say so."
 fi
 
 bash scripts/setup-venv.sh "dev,cards,desktop"
