@@ -250,3 +250,41 @@ async def test_a_workstation_whose_clock_drifted_is_flagged_and_its_forwards_are
     assert await order_state(holder, created["id"]) is None  # refused as stale, every time
     _, mine = await call(http, origin, "GET", f"/v1/orders/{created['id']}")
     assert mine["routing"]["acknowledged"] is False
+
+
+async def test_a_partition_loses_nothing_and_duplicates_nothing(practice: Any, http: aiohttp.ClientSession) -> None:
+    """The holder's peer link goes down while both agents keep running: orders made meanwhile wait at the
+    origin, a cancel is refused rather than promised, and after the link is back everything goes once."""
+    origin, holder = practice
+    _, before = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    import asyncio
+
+    for _ in range(300):
+        if await order_state(holder, before["id"]) == "scheduled":
+            break
+        await asyncio.sleep(0.05)
+    link = routing(holder)
+    await link.stop()  # the partition
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is None)
+    _, during = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    await routing(origin).tick()
+    assert await order_state(origin, during["id"]) == "scheduled"
+    status, _ = await call(http, origin, "POST", f"/v1/orders/{before['id']}/cancel")
+    assert status == 503
+    await link.start()  # healed (on a new port: presence tells the origin where)
+    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    for _ in range(300):
+        if await order_state(holder, during["id"]) == "scheduled":
+            break
+        await asyncio.sleep(0.05)
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{before['id']}/cancel")
+    assert status == 200 and cancelled["state"] == "cancelled"
+    for _ in range(3):
+        await routing(origin).tick()
+    counts = await holder.services.db.read(lambda c: c.execute(
+        "SELECT id, count(*) FROM orders WHERE id IN (?, ?) GROUP BY id", (before["id"], during["id"])).fetchall())
+    assert sorted(tuple(r) for r in counts) == sorted([(before["id"], 1), (during["id"], 1)])
+    assert await order_state(holder, before["id"]) == "cancelled"
+    assert await order_state(holder, during["id"]) == "scheduled"
+    assert await order_state(origin, during["id"]) == "forwarded"
