@@ -50,7 +50,8 @@ async def open_dashboard(browser, agent, artifacts, name: str):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     await page.goto(link["url"])
-    await page.wait_for_function("document.getElementById('agent-state').textContent.includes('connecté')")
+    # A locator wait: the page's CSP (no 'unsafe-eval') forbids Playwright's string-evaluated waits.
+    await page.locator("#agent-state", has_text="connecté").wait_for()
     assert "#login=" not in page.url  # the one-time code leaves the address bar
     page.errors = errors
     return page
