@@ -21,6 +21,11 @@ LOGGER_NAME = "relais"
 _NIR_LIKE = re.compile(r"(?<![\dA-Za-z])[12378]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2A|2B)\s?\d{3}\s?\d{3}(?:\s?\d{2})?(?!\d)")
 
 
+def redact(text: str) -> str:
+    """``text`` with NIR-shaped numbers masked: for messages that leave the process (events, logs)."""
+    return _NIR_LIKE.sub("[NIR masqué]", text)
+
+
 class RedactingFilter(logging.Filter):
     """Masks NIR-shaped numbers in the final message; a guard, not a licence to log patient data."""
 
@@ -28,7 +33,7 @@ class RedactingFilter(logging.Filter):
         if record.levelno <= TRAFFIC:
             return True
         message = record.getMessage()
-        redacted = _NIR_LIKE.sub("[NIR masqué]", message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

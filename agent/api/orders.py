@@ -14,6 +14,7 @@ from agent.api.context import SERVICES
 from agent.api.guard import CLIENT_KEY, read_json
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.clock import rfc3339
+from agent.domain.catalogue import by_type_code
 from agent.domain.orders import DeliveryState
 from agent.errors import InvalidInput, Unavailable
 from agent.queue.service import OrderService
@@ -56,10 +57,27 @@ def order_json(order: OrderView, *, with_log: bool = False) -> dict[str, Any]:
         "patient": {"ins": order.ins, "oid": order.ins_oid, "identity_status": order.identity_status},
         "author": {"rpps": order.author_rpps},
         "document": {"unique_id": order.document_unique_id, "type_code": order.type_code,
+                     "type_label": _type_label(order.type_code),
                      "submission_set_unique_id": order.submission_set_unique_id,
                      "content_erased_at": _time(order.content_erased_at)},
         "deliveries": [delivery_json(d, with_log=with_log) for d in order.deliveries],
     }
+
+
+def _type_label(type_code: str) -> str | None:
+    """The catalogue's French name of the document type, for screens (the dashboard)."""
+    entry = by_type_code(type_code)
+    return entry.title if entry is not None else None
+
+
+async def pause_queue(request: web.Request) -> web.Response:
+    paused = await _service(request).set_paused(True, request[CLIENT_KEY].name)
+    return web.json_response({"paused": paused})
+
+
+async def resume_queue(request: web.Request) -> web.Response:
+    paused = await _service(request).set_paused(False, request[CLIENT_KEY].name)
+    return web.json_response({"paused": paused})
 
 
 def _service(request: web.Request) -> OrderService:
@@ -217,6 +235,13 @@ _CONFLICT = problem_response("already_sending, already_sent, order_cancelled, no
 
 def register(table: RouteTable) -> None:
     tag = "orders"
+    paused_schema = {"type": "object", "required": ["paused"], "properties": {"paused": {"type": "boolean"}}}
+    table.post("/v1/queue/pause", pause_queue, summary="Suspendre les envois (les délais continuent, "
+               "l'annulation reste possible)", tag=tag, body="none",
+               description="Stored: a restarted agent stays paused. Publishes queue.paused.",
+               responses={200: json_response("Envois suspendus", paused_schema)})
+    table.post("/v1/queue/resume", resume_queue, summary="Reprendre les envois", tag=tag, body="none",
+               description="Publishes queue.resumed.", responses={200: json_response("Envois repris", paused_schema)})
     table.post("/v1/orders", create_order, summary="Créer un ordre d'envoi (DMP, MSSanté)", tag=tag, body="upload",
                request_schema=ORDER_REQUEST,
                description="Answers once the order is on disk. 201 for a new order, 200 with the stored order "

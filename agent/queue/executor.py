@@ -83,6 +83,8 @@ class QueueExecutor:
         self._next_retention = 0.0
         self._wake_at = 0.0  # when the loop plans to look again (Unix time)
         self._cards_due = 0.0  # monotonic time of the next look at orders waiting for a card
+        # The doctor paused sending (tray or dashboard): nothing new leaves; delays still run, cancel still works.
+        self.paused = False
 
     # --- life cycle --------------------------------------------------------------------------------------
 
@@ -101,7 +103,15 @@ class QueueExecutor:
         for kind in self._gateways:
             if await self._db.read(lambda c, k=kind: repo.has_waiting_network(c, k)):  # type: ignore[misc]
                 self.offline.add(kind)
+        self.paused = await self._db.read(repo.is_paused)
         await self._changed(recovered)
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume sending; the choice is stored, so a restart keeps it."""
+        await self._db.write(lambda c: repo.set_paused(c, paused))
+        self.paused = paused
+        if not paused:
+            self._wakeup.set()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; sends in flight get ``grace`` seconds, then are cancelled (they stay ``sending``
@@ -188,6 +198,8 @@ class QueueExecutor:
         return timeout
 
     async def _dispatch(self) -> None:
+        if self.paused:
+            return
         free = self.settings.concurrency - len(self._inflight)
         kinds = [k for k in self._gateways if k not in self.offline]
         if free <= 0 or not kinds:

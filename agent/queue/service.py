@@ -16,7 +16,7 @@ from agent.domain.orders import CANCELLABLE, DeliveryState
 from agent.domain.policy import Actor, FeedingGate, NoTraces, TraceEvent, TraceRecorder
 from agent.errors import Conflict
 from agent.events import EventBus
-from agent.logs import get_logger
+from agent.logs import get_logger, redact
 from agent.queue.executor import QueueExecutor
 from agent.queue.intake import Intake, decode_cda
 from agent.store import orders as repo
@@ -150,8 +150,12 @@ class OrderService:
     # --- events and status -------------------------------------------------------------------------------
 
     def publish(self, order: repo.OrderView) -> None:
-        self.bus.publish("order.updated", id=order.id, state=order.state.value,
-                         deliveries=[{"destination": d.destination, "state": d.state.value} for d in order.deliveries])
+        # The French reason of a failure is for the doctor's notification; it names no patient.
+        reason = next((d.last_error for d in order.deliveries if d.state is DeliveryState.FAILED and d.last_error),
+                      None)
+        self.bus.publish("order.updated", id=order.id, state=order.state.value, type_code=order.type_code,
+                         deliveries=[{"destination": d.destination, "state": d.state.value} for d in order.deliveries],
+                         **({"reason": redact(reason)} if reason else {}))
 
     async def on_executor_change(self, order_ids: list[str]) -> None:
         def load(c: Any) -> list[repo.OrderView]:
@@ -163,7 +167,16 @@ class OrderService:
     async def status(self) -> dict[str, Any]:
         counts = await self.db.read(repo.counts_by_state)
         offline = sorted(self.executor.offline) if self.executor else []
-        return {"queue": {**counts, "offline": offline}}
+        paused = self.executor.paused if self.executor else False
+        return {"queue": {**counts, "offline": offline, "paused": paused}}
+
+    async def set_paused(self, paused: bool, client_name: str) -> bool:
+        if self.executor is None:
+            raise Conflict("La file d'envoi n'est pas active sur cet agent.", code="queue_inactive")
+        await self.executor.set_paused(paused)
+        log.info("envois %s par %s", "suspendus" if paused else "repris", client_name)
+        self.bus.publish("queue.paused" if paused else "queue.resumed", client=client_name)
+        return paused
 
     async def stop(self) -> None:
         if self.card_watch is not None:

@@ -496,3 +496,15 @@ def open_payload(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str)
         return None
     return cipher.open(conn, SealedBlob(row[0], bytes(row[1])))
 
+
+_PAUSED_KEY = "queue.paused"
+
+
+def is_paused(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (_PAUSED_KEY,)).fetchone()
+    return row is not None and row[0] == "1"
+
+
+def set_paused(conn: sqlite3.Connection, paused: bool) -> None:
+    conn.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (_PAUSED_KEY, "1" if paused else "0"))

@@ -94,6 +94,13 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
     status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
     assert status == 200 and after["state"] == "cancelled"
     await page.screenshot(path=str(artifacts / "dashboard-queue-cancelled.png"))
+    # Pause and resume sending from the same view.
+    await page.get_by_role("button", name="Suspendre les envois").click()
+    await page.get_by_text("Envois suspendus").wait_for()
+    assert api(agent, "GET", "/v1/status")[1]["queue"]["paused"] is True
+    await page.get_by_role("button", name="Reprendre les envois").click()
+    await page.get_by_role("button", name="Suspendre les envois").wait_for()
+    assert api(agent, "GET", "/v1/status")[1]["queue"]["paused"] is False
     assert not page.errors
 
 

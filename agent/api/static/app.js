@@ -293,6 +293,20 @@ async function loadSettings() {
   document.getElementById("settings").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
 }
 
+// ---- pause ------------------------------------------------------------------------------------------
+let queuePaused = false;
+function showPaused(paused) {
+  queuePaused = paused;
+  const button = document.getElementById("queue-pause");
+  button.textContent = paused ? "Reprendre les envois" : "Suspendre les envois";
+  button.setAttribute("aria-pressed", String(paused));
+  document.getElementById("queue-paused").textContent = paused ? "Envois suspendus : rien ne part tant que vous ne reprenez pas." : "";
+}
+async function togglePause() {
+  try { showPaused((await api("POST", queuePaused ? "/v1/queue/resume" : "/v1/queue/pause")).paused); }
+  catch (e) { show(e.message); }
+}
+
 // ---- live updates --------------------------------------------------------------------------------------
 async function refreshStatus() {
   try {
@@ -300,6 +314,7 @@ async function refreshStatus() {
     const queue = status.queue || {};
     const counts = queue.counts || queue;
     const pending = ["scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card"].reduce((n, k) => n + (Number(counts[k]) || 0), 0);
+    showPaused(Boolean(queue.paused));
     setAgentState(`Agent ${status.version} connecté${status.sandbox ? " (démonstration)" : ""} · ${pending} envoi(s) en attente`);
   } catch (e) { setAgentState(e.message); }
 }
@@ -310,6 +325,7 @@ function listen() {
     if (!document.getElementById("view-cards").hidden) loadCards().catch(() => {});
   });
   source.addEventListener("notice.due", () => loadNotices().catch(() => {}));
+  for (const type of ["queue.paused", "queue.resumed"]) source.addEventListener(type, () => refreshStatus());
   source.addEventListener("dmp.access", (event) => {
     const data = JSON.parse(event.data);
     renderAccess(data.access || data);  // pushed when a carte Vitale is inserted
@@ -322,6 +338,7 @@ async function main() {
   setupTabs();
   document.getElementById("cps-login").addEventListener("submit", cpsLogin);
   document.getElementById("cps-logout").addEventListener("click", cpsLogout);
+  document.getElementById("queue-pause").addEventListener("click", togglePause);
   document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
   document.getElementById("traces-form").addEventListener("submit", loadTraces);
   document.getElementById("traces-csv").addEventListener("click", () => exportTraces("csv"));
