@@ -29,6 +29,11 @@ def kit_dir(services: Services) -> Path | None:
     return None
 
 
+# The demo practice (fictitious identifiers), used only under `relais demo` when [cda] names none.
+DEMO_PRACTICE = {"id": "1750803447", "name": "Cabinet médical du Dr MULLER (démonstration)",
+                 "address": {"postal_code": "75008", "city": "PARIS"}}
+
+
 def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaService:
     settings = services.config.cda
     kit = kit_dir(services)
@@ -45,6 +50,8 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
         organisation = {"id": settings.organisation_id, "name": settings.organisation_name,
                         "address": {"postal_code": settings.organisation_postal_code,
                                     "city": settings.organisation_city}}
+    elif services.config.sandbox.enabled:
+        organisation = DEMO_PRACTICE  # the demo doctor's practice, so an LGC can name the author by RPPS alone
     cards = services.cards
     service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
                          allow_test_oids=services.config.sandbox.enabled or services.config.insi.allow_test_oids,
