@@ -294,6 +294,9 @@ class QueueExecutor:
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
             await self._trace("order.sent", claim, "ok")
         else:
+            # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
+            # clear the doubt an earlier attempt left (a timeout after the service stored the document).
+            uncertain = uncertain or claim.needs_reconcile
             await self._db.write(lambda c: repo.mark_failed_attempt(
                 c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due, uncertain=uncertain))
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)

@@ -87,6 +87,8 @@ async def play(steps: list[Step], folder: Path) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=STEPS)
 @example(steps=[("create", 0), ("mode", 3), ("run", 0), ("cancel", 0)])  # cancel after a timeout-after-store
+# A timeout after the store, then a refused connection: the refusal must not clear the earlier doubt.
+@example(steps=[("create", 0), ("mode", 3), ("run", 0), ("mode", 1), ("send_now", 0), ("run", 0), ("cancel", 0)])
 @example(steps=[("create", 0), ("mode", 3), ("run", 0), ("restart", 0), ("cancel", 0), ("run", 0)])
 @example(steps=[("create", 0), ("mode", 1), ("run", 0), ("cancel", 0), ("mode", 0), ("advance", 30), ("run", 0)])
 @example(steps=[("create", 3), ("advance", 30), ("mode", 2), ("run", 0), ("advance", 30), ("run", 0),
