@@ -207,14 +207,14 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     """The same submissions straight from a DmpClient: the simulator's own throughput."""
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
-    from agent.dmp.keys import KeyFileSigner
     from agent.dmp.models import Professional, SubmissionRequest
     from agent.sandbox.pki import SandboxPki
+    from agent.softkey import SoftwareSigner
 
     async with aiohttp.ClientSession() as session, session.get(f"{url}/_sandbox/endpoints") as response:
         endpoint = (await response.json())["endpoints"]["dmp"]
     creds = SandboxPki(state).issue("bench-doctor", common_name="Dr BENCH")
-    signer = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    signer = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
     who = Professional(rpps=docs.rpps, family_name="BENCH", given_name="Dr")
     client = client_for_sandbox(endpoint, SystemClock(), lambda: who, reference_dir=docs.reference)
     p = docs.patient

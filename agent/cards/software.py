@@ -1,4 +1,4 @@
-"""Software keys behind the Signer seam: the demo's virtual CPS and a plain software signer.
+"""The demo's virtual CPS: a software key (``agent.softkey``) behind a card's PIN rules.
 
 Never used with a real card: ``relais demo`` and the tests build these from the sandbox PKI. The virtual CPS
 behaves like a card for the doctor: a PIN (compared in constant time), 3 attempts, blocked after the third wrong
@@ -11,10 +11,6 @@ import hashlib
 import hmac
 import threading
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from agent.cards.cps import (
     CPS_PIN_TRIES,
     Purpose,
@@ -24,39 +20,7 @@ from agent.cards.cps import (
     pin_refused,
 )
 from agent.domain.cps import CpsHolder
-from agent.domain.signing import SignatureAlgorithm
-
-
-class SoftwareSigner:
-    def __init__(self, key: rsa.RSAPrivateKey, certificate_der: bytes,
-                 algorithm: SignatureAlgorithm = SignatureAlgorithm.RSA_PKCS1V15_SHA256) -> None:
-        self._key = key
-        self._certificate_der = certificate_der
-        self._algorithm = algorithm
-
-    @classmethod
-    def from_pem(cls, key_pem: bytes, cert_pem: bytes) -> SoftwareSigner:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError("an RSA key is expected")
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        return cls(key, cert.public_bytes(serialization.Encoding.DER))
-
-    @property
-    def certificate_der(self) -> bytes:
-        return self._certificate_der
-
-    @property
-    def algorithm(self) -> SignatureAlgorithm:
-        return self._algorithm
-
-    def sign(self, data: bytes, algorithm: SignatureAlgorithm | None = None) -> bytes:
-        algorithm = algorithm or self._algorithm
-        if algorithm is SignatureAlgorithm.RSA_PSS_SHA256:
-            pad: padding.AsymmetricPadding = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        else:
-            pad = padding.PKCS1v15()
-        return self._key.sign(data, pad, hashes.SHA256())
+from agent.softkey import SoftwareSigner
 
 
 def _pin_digest(pin: str) -> bytes:

@@ -86,9 +86,9 @@ async def install_insi(services: Services, registrars: list[RouteRegistrar], san
         return  # the routes answer 503 insi_unreachable, naming the missing configuration
     structure_signer = None
     if section.structure_cert:
-        from agent.dmp.keys import KeyFileSigner
+        from agent.softkey import SoftwareSigner
 
-        structure_signer = KeyFileSigner.from_files(Path(section.structure_cert),
+        structure_signer = SoftwareSigner.from_files(Path(section.structure_cert),
                                                     Path(section.structure_key or section.structure_cert))
     services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer,
                                on_connectivity=lambda up: services.bus.publish("connectivity.changed",
@@ -124,12 +124,12 @@ async def install_dmp(services: Services, registrars: list[RouteRegistrar], sand
     from agent.api import dmp as dmp_api
     from agent.dmp.client import DmpClient, DmpEndpoints
     from agent.dmp.factory import client_for_sandbox
-    from agent.dmp.keys import KeyFileSigner
     from agent.dmp.submission import CABINET, SubmissionDefaults
     from agent.dmp.transport import TlsSettings, Transport
     from agent.dmp.valuesets import ValueSets
     from agent.dmp.vihf import VihfSettings
     from agent.errors import ConfigError
+    from agent.softkey import SoftwareSigner
 
     section = services.config.dmp
     registrars.append(dmp_api.register)
@@ -159,7 +159,7 @@ async def install_dmp(services: Services, registrars: list[RouteRegistrar], sand
             clock=services.clock,
             vihf=VihfSettings(structure_id=section.structure_id, sector=section.sector, lps_version=__version__,
                               lps_homologation=section.homologation_id),
-            structure_signer=KeyFileSigner.from_files(Path(section.structure_cert),
+            structure_signer=SoftwareSigner.from_files(Path(section.structure_cert),
                                                       Path(section.structure_key or section.structure_cert)),
             defaults=SubmissionDefaults(source_id=section.source_id,
                                         facility_type=CABINET if code == CABINET.code else

@@ -8,13 +8,13 @@ from typing import Any
 
 from agent.clock import Clock
 from agent.dmp.client import DmpClient, DmpEndpoints, ProfessionalSource
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.soap import MAX_ANSWER_BYTES
 from agent.dmp.submission import SubmissionDefaults
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings
 from agent.domain.signing import Signer
+from agent.softkey import SoftwareSigner
 
 SANDBOX_SOURCE_ID = "1.2.250.1.213.1.1.9.99"
 
@@ -25,8 +25,8 @@ def client_for_sandbox(endpoint: dict[str, Any], clock: Clock, professional: Pro
                        max_answer_bytes: int = MAX_ANSWER_BYTES) -> DmpClient:
     """A client of the sandbox DMP: TLS and VIHF credentials from the simulator's endpoint description."""
     tls = TlsSettings(Path(endpoint["ca_file"]), Path(endpoint["client_cert"]), Path(endpoint["client_key"]))
-    structure = KeyFileSigner.from_files(Path(endpoint["structure_cert"]), Path(endpoint["structure_key"]))
-    demo_signer = KeyFileSigner.from_files(Path(endpoint["signer_cert"]), Path(endpoint["signer_key"]))
+    structure = SoftwareSigner.from_files(Path(endpoint["structure_cert"]), Path(endpoint["structure_key"]))
+    demo_signer = SoftwareSigner.from_files(Path(endpoint["signer_cert"]), Path(endpoint["signer_key"]))
     return DmpClient(
         DmpEndpoints(endpoint["url"]), Transport(tls, total_timeout=total_timeout, max_answer_bytes=max_answer_bytes),
         clock=clock,

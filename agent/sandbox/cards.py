@@ -22,13 +22,14 @@ from cryptography.x509.oid import NameOID
 from agent.api.spec import RouteTable, json_response
 from agent.cards.cps import CpsToken, Transmit
 from agent.cards.readers import ReaderListener
-from agent.cards.software import SoftwareCpsToken, SoftwareSigner
+from agent.cards.software import SoftwareCpsToken
 from agent.domain.apdu import Command, Response
 from agent.domain.vitale import VitaleBeneficiary
 from agent.errors import InvalidInput, Unavailable
 from agent.sandbox.cards_vpcd import Applet, CpsApplet, VitaleApplet
 from agent.sandbox.identities import DEMO_VITALE
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 
 READERS = ("Lecteur virtuel Relais 0", "Lecteur virtuel Relais 1")
 CPS_READER, VITALE_READER = READERS

@@ -24,7 +24,6 @@ from lxml import etree
 from agent.api.spec import RouteTable, json_response
 from agent.dmp import soap
 from agent.dmp.ebrim import cx
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import STATUS_NAMES, SubmissionRequest
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import RelaisError
@@ -32,6 +31,7 @@ from agent.logs import get_logger
 from agent.sandbox.dmp_registry import Registry
 from agent.sandbox.dmp_service import Caller, DmpService
 from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
+from agent.softkey import SoftwareSigner
 from agent.xml.safe import parse
 
 log = get_logger("sandbox.dmp")
@@ -87,7 +87,7 @@ class DmpSimulator:
         author = ctx.pki.issue("dmp-demo-author", common_name="Dr DEMO (signature, sandbox)")
         if self.seed and self.reference_dir is not None and not self.registry.all():
             seeder = ctx.pki.issue("dmp-seed-author", common_name="Dr MULLER (signature, sandbox)")
-            await asyncio.to_thread(self._seed, KeyFileSigner.from_files(seeder.cert_path, seeder.key_path))
+            await asyncio.to_thread(self._seed, SoftwareSigner.from_files(seeder.cert_path, seeder.key_path))
         app = web.Application(middlewares=[fault_middleware(self.faults)], client_max_size=MAX_REQUEST)
         app.router.add_post("/repository", self.handle)
         app.router.add_post("/registry", self.handle)
@@ -186,7 +186,7 @@ class DmpSimulator:
 
     # --- demo content ----------------------------------------------------------------------------------
 
-    def _seed(self, signer: KeyFileSigner) -> None:
+    def _seed(self, signer: SoftwareSigner) -> None:
         from agent.sandbox.identities import identity
 
         assert self.service is not None and self.reference_dir is not None

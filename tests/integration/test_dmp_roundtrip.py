@@ -23,7 +23,6 @@ from agent.clock import SystemClock
 from agent.dmp import soap
 from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import Professional, SearchCriteria, SubmissionRequest, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.errors import DuplicateUniqueId, NotFound, PermanentRemoteError, TransientRemoteError
@@ -31,6 +30,7 @@ from agent.sandbox.dmp import DmpSimulator, reidentify
 from agent.sandbox.host import FaultMode, SandboxContext
 from agent.sandbox.identities import ORSONI, PAT_TROIS
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 from agent.xml.signing import DS, verify_xades_detached
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
@@ -44,7 +44,7 @@ class Sandbox:
     endpoint: dict[str, Any]
     client: DmpClient
     reference: Path
-    doctor: KeyFileSigner
+    doctor: SoftwareSigner
 
     def cda(self, person: Any = PAT_TROIS, example: str = "VAC-NOTE_2023.01.xml") -> tuple[bytes, str]:
         data = (self.reference / "ci-sis" / "ExemplesCDA" / example).read_bytes()
@@ -70,7 +70,7 @@ async def sandbox(tmp_path: Path, reference_dir: Path) -> AsyncIterator[Sandbox]
     sim = DmpSimulator(reference_dir, seed=False)
     endpoint = await sim.start(ctx)
     doctor_creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
-    doctor = KeyFileSigner.from_files(doctor_creds.cert_path, doctor_creds.key_path)
+    doctor = SoftwareSigner.from_files(doctor_creds.cert_path, doctor_creds.key_path)
     client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
                                 total_timeout=5.0)
     yield Sandbox(ctx, sim, endpoint, client, reference_dir, doctor)

@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 
 from agent.clock import SystemClock
-from agent.dmp.keys import KeyFileSigner
 from agent.domain.traits import IdentityTraits
 from agent.errors import PermanentRemoteError, TransientRemoteError
 from agent.ins import soap
@@ -21,6 +20,7 @@ from agent.sandbox.host import SandboxContext
 from agent.sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE, PAT_TROIS_JULES
 from agent.sandbox.insi import InsiSimulator
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 
 PAT = IdentityTraits("PAT-TROIS", ("DOMINIQUE",), "F", "1979-03-28")
 
@@ -30,7 +30,7 @@ class Sandbox:
     ctx: SandboxContext
     sim: InsiSimulator
     endpoint: dict[str, Any]
-    signer: KeyFileSigner
+    signer: SoftwareSigner
 
     def settings(self, **changes: Any) -> InsiSettings:
         base = InsiSettings(url=self.endpoint["url"], ca_file=self.endpoint["ca_file"],
@@ -45,11 +45,11 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
     sim = InsiSimulator()
     endpoint = await sim.start(ctx)
     creds = ctx.pki.issue("doctor", common_name="Dr Test", client=True)
-    yield Sandbox(ctx, sim, endpoint, KeyFileSigner.from_files(creds.cert_path, creds.key_path))
+    yield Sandbox(ctx, sim, endpoint, SoftwareSigner.from_files(creds.cert_path, creds.key_path))
     await sim.stop()
 
 
-async def search(settings: InsiSettings, signer: KeyFileSigner, traits: IdentityTraits = PAT) -> soap.InsiAnswer:
+async def search(settings: InsiSettings, signer: SoftwareSigner, traits: IdentityTraits = PAT) -> soap.InsiAnswer:
     client = InsiClient(settings, SystemClock())
     try:
         return await client.search_traits(traits, signer, "01234567897")

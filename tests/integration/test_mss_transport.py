@@ -17,7 +17,6 @@ import pytest
 from agent.cli.mss_wiring import settings_from
 from agent.clock import FrozenClock
 from agent.config import MssSection
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import SubmissionRequest, Visibility
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.domain.catalogue import CSE_MSS_ADDRESS
@@ -27,6 +26,7 @@ from agent.mss.service import MssSender, Outgoing
 from agent.sandbox.host import FaultMode, SandboxContext
 from agent.sandbox.mss import MssSimulator
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
@@ -44,7 +44,7 @@ async def operator(tmp_path: Path) -> AsyncIterator[tuple[MssSimulator, dict[str
 
 def packager(pki: SandboxPki) -> Any:
     creds = pki.issue("doctor", common_name="Dr Test", client=True)
-    signer = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    signer = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
     counter = itertools.count(1)
 
     async def package(out: Outgoing) -> tuple[Any, list[xdm.XdmDocument]]:

@@ -27,10 +27,10 @@ from tests.queue_support import Harness, order_body
 
 pytest.importorskip("agent.sandbox.dmp")
 from agent.dmp.factory import client_for_sandbox
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import Professional
 from agent.sandbox.dmp import DmpSimulator, reidentify
 from agent.sandbox.identities import PAT_TROIS
+from agent.softkey import SoftwareSigner
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 
@@ -71,7 +71,7 @@ async def env(tmp_path: Path, reference_dir: Path) -> AsyncIterator[tuple[Harnes
     sim = DmpSimulator(reference_dir, seed=False)
     endpoint = await sim.start(ctx)
     creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
-    doctor = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    doctor = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
     client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
                                 total_timeout=3.0)
     gateway = DmpDelivery(client, lambda: doctor)

@@ -1,7 +1,7 @@
 """Imports go down the layers of ARCHITECTURE.md, never up; the tray imports nothing from the agent.
 
 Layers (a package may import its own modules and those listed for it):
-- foundation: errors, clock, logs, config, events: each other only as below;
+- foundation: errors, clock, logs, config, events, softkey (the software-key Signer): each other only as below;
 - domain: pure rules (errors allowed);
 - xml, cards, store: foundation + domain;
 - cda, ins, dmp, mss: foundation + domain + xml;
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = {"errors", "clock", "logs", "config", "events"}
+FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey"}
 BASE = FOUNDATION | {"domain"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "logs": set(),
     "config": {"errors"},
     "events": {"clock"},
+    "softkey": {"errors", "domain"},
     "domain": {"errors"},
     "xml": BASE,
     "cards": BASE,

@@ -12,7 +12,6 @@ from lxml import etree
 
 from agent.dmp import ebrim, queries, soap
 from agent.dmp.cda_header import extract_pdf, hl7_to_xds_time, parse_cda_header
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import SearchCriteria, SubmissionRequest, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.dmp.submission import SubmissionDefaults, build_submission
@@ -21,6 +20,7 @@ from agent.errors import DuplicateUniqueId, InvalidInput, PermanentRemoteError, 
 from agent.sandbox.dmp import reidentify
 from agent.sandbox.identities import PAT_TROIS
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 
@@ -33,9 +33,9 @@ def vac_note(reference_dir: Path) -> tuple[bytes, str]:
 
 
 @pytest.fixture
-def signer(tmp_path: Path) -> KeyFileSigner:
+def signer(tmp_path: Path) -> SoftwareSigner:
     creds = SandboxPki(tmp_path).issue("doctor", common_name="Dr Test")
-    return KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    return SoftwareSigner.from_files(creds.cert_path, creds.key_path)
 
 
 def request(cda: bytes, uid: str, **kw: object) -> SubmissionRequest:
@@ -76,7 +76,7 @@ def test_hl7_times_become_utc_xds_times(hl7: str, xds: str) -> None:
 
 
 def test_submission_is_schema_valid_and_carries_the_required_metadata(
-        vac_note: tuple[bytes, str], signer: KeyFileSigner, reference_dir: Path) -> None:
+        vac_note: tuple[bytes, str], signer: SoftwareSigner, reference_dir: Path) -> None:
     cda, uid = vac_note
     built = build_submission(request(cda, uid, visibility=Visibility(masked_to_ps=True)), signer,
                              SubmissionDefaults(source_id="1.2.250.1.999"), NOW, lambda: str(uuid.uuid4()),
@@ -99,7 +99,7 @@ def test_submission_is_schema_valid_and_carries_the_required_metadata(
     assert ebrim.coded(sig, ebrim.DE_TYPE).code == "E1762"  # type: ignore[union-attr]
 
 
-def test_a_code_outside_its_value_set_names_the_field(vac_note: tuple[bytes, str], signer: KeyFileSigner,
+def test_a_code_outside_its_value_set_names_the_field(vac_note: tuple[bytes, str], signer: SoftwareSigner,
                                                       reference_dir: Path) -> None:
     cda, uid = vac_note
     cda = cda.replace(b'code="87273-9"', b'code="99999-9"')
@@ -110,7 +110,7 @@ def test_a_code_outside_its_value_set_names_the_field(vac_note: tuple[bytes, str
     assert "JDV_J07" in info.value.errors[0].message and "99999-9" in info.value.errors[0].message
 
 
-def test_the_request_must_match_the_document(vac_note: tuple[bytes, str], signer: KeyFileSigner) -> None:
+def test_the_request_must_match_the_document(vac_note: tuple[bytes, str], signer: SoftwareSigner) -> None:
     cda, _ = vac_note
     with pytest.raises(InvalidInput) as info:
         build_submission(request(cda, "1.2.3.4"), signer, SubmissionDefaults(source_id="1.2"), NOW,

@@ -14,22 +14,22 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import SubmissionRequest, Visibility
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import InvalidInput
 from agent.mss import acks, mime, rules, xdm
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> KeyFileSigner:
+def signer(tmp_path_factory: pytest.TempPathFactory) -> SoftwareSigner:
     pki = SandboxPki(tmp_path_factory.mktemp("pki"))
     creds = pki.issue("doctor", common_name="Dr Test", client=True)
-    return KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    return SoftwareSigner.from_files(creds.cert_path, creds.key_path)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def cs9(reference_dir: Path) -> bytes:
     return (reference_dir / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
 
 
-def _submission(cda: bytes, signer: KeyFileSigner, visibility: Visibility | None = None
+def _submission(cda: bytes, signer: SoftwareSigner, visibility: Visibility | None = None
                 ) -> tuple[etree._Element, list[xdm.XdmDocument]]:
     counter = itertools.count(1)
     req = SubmissionRequest(cda=cda, submission_set_unique_id="1.2.250.1.999.1.42", ins=INS, ins_oid=OID,
@@ -66,7 +66,7 @@ def _schema(reference_dir: Path) -> etree.XMLSchema:
     return etree.XMLSchema(doc)
 
 
-def test_xdm_reads_back_with_hashes_and_valid_metadata(cs9: bytes, signer: KeyFileSigner,
+def test_xdm_reads_back_with_hashes_and_valid_metadata(cs9: bytes, signer: SoftwareSigner,
                                                         reference_dir: Path) -> None:
     sor, docs = _submission(cs9, signer)
     package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr", recipient="dr.x@medecin.mssante.fr")
@@ -92,7 +92,7 @@ def test_xdm_reads_back_with_hashes_and_valid_metadata(cs9: bytes, signer: KeyFi
     assert recipients == ["||^^Internet^dr.x@medecin.mssante.fr"]
 
 
-def test_tampered_xdm_is_refused(cs9: bytes, signer: KeyFileSigner) -> None:
+def test_tampered_xdm_is_refused(cs9: bytes, signer: SoftwareSigner) -> None:
     sor, docs = _submission(cs9, signer)
     package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr")
     src = zipfile.ZipFile(io.BytesIO(package))
@@ -109,7 +109,7 @@ def test_tampered_xdm_is_refused(cs9: bytes, signer: KeyFileSigner) -> None:
         xdm.read_xdm(b"not a zip")
 
 
-def test_metadata_must_describe_exactly_the_documents(cs9: bytes, signer: KeyFileSigner) -> None:
+def test_metadata_must_describe_exactly_the_documents(cs9: bytes, signer: SoftwareSigner) -> None:
     sor, docs = _submission(cs9, signer)
     with pytest.raises(InvalidInput):
         xdm.build_xdm(sor, docs[:1], sender="a@b.mssante.fr")
@@ -124,7 +124,7 @@ def _message(xdm_bytes: bytes, *, recipient: str, patient: bool) -> bytes:
         ins=INS, no_reply=patient)))
 
 
-def test_mime_carries_the_xdm_and_the_mss_headers(cs9: bytes, signer: KeyFileSigner) -> None:
+def test_mime_carries_the_xdm_and_the_mss_headers(cs9: bytes, signer: SoftwareSigner) -> None:
     sor, docs = _submission(cs9, signer)
     package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr")
     raw = _message(package, recipient=f"{INS}@patient.mssante.fr", patient=True)

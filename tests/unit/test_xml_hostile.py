@@ -16,11 +16,11 @@ from cryptography import x509
 from lxml import etree
 
 from agent.dmp import soap
-from agent.dmp.keys import KeyFileSigner
 from agent.dmp.models import Professional
 from agent.dmp.vihf import SAML, VihfSettings, read_assertion, signed_assertion
 from agent.errors import PermanentRemoteError
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 from agent.xml.safe import UnsafeXml, parse
 from agent.xml.signing import SignatureInvalid, verify_enveloped
 
@@ -78,7 +78,7 @@ def test_deeply_nested_document_is_refused() -> None:
 def signed(tmp_path: Path) -> tuple[etree._Element, x509.Certificate]:
     pki = SandboxPki(tmp_path)
     creds = pki.issue("structure", common_name="Cabinet test")
-    signer = KeyFileSigner.from_files(creds.cert_path, creds.key_path)
+    signer = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
     assertion = signed_assertion(VihfSettings("1750803447"), Professional("10001234567", "DEMO", "Alice"),
                                  "279035121518989", "1.2.250.1.213.1.4.10", signer, dt.datetime.now(dt.UTC))
     ca = x509.load_pem_x509_certificate(pki.ca_path.read_bytes())

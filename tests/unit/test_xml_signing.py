@@ -14,9 +14,9 @@ from cryptography import x509
 from lxml import etree
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
-from agent.dmp.keys import KeyFileSigner
 from agent.domain.signing import SignatureAlgorithm
 from agent.sandbox.pki import SandboxPki
+from agent.softkey import SoftwareSigner
 from agent.xml.signing import (
     SignatureInvalid,
     sign_xades_detached,
@@ -31,7 +31,7 @@ NOW = dt.datetime.now(dt.UTC)
 class CountingSigner:
     """A Signer that only signs (like a card) and counts how often it was asked."""
 
-    def __init__(self, inner: KeyFileSigner) -> None:
+    def __init__(self, inner: SoftwareSigner) -> None:
         self.inner = inner
         self.calls: list[SignatureAlgorithm | None] = []
 
@@ -52,7 +52,7 @@ class CountingSigner:
 def signer(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[CountingSigner, x509.Certificate]:
     pki = SandboxPki(tmp_path)
     creds = pki.issue("doctor", common_name="Dr Test")
-    inner = KeyFileSigner.from_files(creds.cert_path, creds.key_path, algorithm=request.param)
+    inner = SoftwareSigner.from_files(creds.cert_path, creds.key_path, algorithm=request.param)
     return CountingSigner(inner), x509.load_pem_x509_certificate(pki.ca_path.read_bytes())
 
 
