@@ -15,15 +15,15 @@ from pathlib import Path
 # The project root, not bench/, first on the path: bench/queue.py would shadow the standard library's queue.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import tempfile
+import time
+from typing import Any
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from tests.conftest import spawn_demo  # noqa: E402
+from tests.conftest import spawn_demo
 
 FOUND = {"source": "traits", "traits": {"birth_name": "Lefèvre", "given_names": ["Hélène"], "sex": "F",
                                         "birth_date": "1955-01-30"}}

@@ -7,6 +7,7 @@ on the agent: an unreachable agent only turns the icon grey until it comes back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -46,10 +47,8 @@ class Tray:
             return
         self.icon.icon = icon_image(self.model.light)
         self.icon.title = self.model.tooltip
-        try:
+        with contextlib.suppress(Exception):  # backends without menus
             self.icon.update_menu()
-        except Exception:  # noqa: S110 - backends without menus
-            pass
 
     def on_event(self, event: SseEvent | None) -> None:
         with self._lock:
@@ -79,7 +78,7 @@ class Tray:
         except AgentUnavailable as exc:
             self.notify(Notification("Relais", f"Tableau de bord indisponible : {exc}"))
             return
-        subprocess.Popen([sys.executable, "-m", "tray.window", url], start_new_session=True)  # noqa: S603
+        subprocess.Popen([sys.executable, "-m", "tray.window", url], start_new_session=True)
 
     def toggle_pause(self, *_: Any) -> None:
         action = "resume" if self.model.paused else "pause"
@@ -133,10 +132,8 @@ class Tray:
     def run_headless(self) -> int:
         """No tray on this desktop: follow events and raise notifications only."""
         self.refresh()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             self._follow()
-        except KeyboardInterrupt:
-            pass
         return 0
 
 

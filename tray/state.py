@@ -110,7 +110,8 @@ class TrayModel:
             if state == "failed" and order_id not in self.failed_orders:
                 self.failed_orders.add(order_id)
                 reason = data.get("reason") or data.get("last_error") or "voir le tableau de bord"
-                return Notification("Échec d'envoi d'un document", f"{reason}. Ouvrez le tableau de bord pour réessayer.")
+                return Notification("Échec d'envoi d'un document",
+                                    f"{reason}. Ouvrez le tableau de bord pour réessayer.")
             if state != "failed":
                 self.failed_orders.discard(order_id)
             if state == "waiting_card" and data.get("from_peer"):

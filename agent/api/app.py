@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from agent.api import core, ui
-from agent.api.sessions import UiSessions
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
+from agent.api.sessions import UiSessions
 from agent.api.spec import Route, RouteTable
 from agent.store.tokens import TokenInfo, verify_token
 

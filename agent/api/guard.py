@@ -30,11 +30,11 @@ from multidict import CIMultiDict
 
 from agent import errors as e
 from agent.api.problems import SECURITY_HEADERS, problem, problem_from
+from agent.api.sessions import COOKIE, CSRF_HEADER, UiSessions
 from agent.api.spec import Route, route_of
 from agent.clock import Clock
 from agent.config import is_loopback_host
 from agent.logs import get_logger
-from agent.api.sessions import COOKIE, CSRF_HEADER, UiSessions
 from agent.store.tokens import TokenInfo
 
 log = get_logger("api.guard")
