@@ -151,3 +151,50 @@ def demo_process(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for processes that take --port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SandboxProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def spawn_sandbox(state_dir: Path, log: Path, *extra: str, port: int | None = None,
+                  wait: float = 60) -> SandboxProcess:
+    """`relais sandbox` as its own process (simulators that outlive agents); returns once it answers."""
+    import urllib.request
+
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(state_dir), *extra],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_sandbox/endpoints", timeout=5):
+                return SandboxProcess(proc, url, log)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"relais sandbox did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)

@@ -7,22 +7,13 @@ of the sandbox process.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from agent.sandbox.identities import LEFEVRE
-from tests.conftest import RELAIS, ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.conftest import spawn_sandbox
 
 
 def request(url: str, method: str = "GET", body: dict[str, Any] | None = None,
@@ -39,36 +30,13 @@ def request(url: str, method: str = "GET", body: dict[str, Any] | None = None,
         return exc.code, json.loads(exc.read())
 
 
-def start_sandbox(state_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(state_dir)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-2000:]
-        try:
-            if request(f"http://127.0.0.1:{port}/_sandbox/endpoints")[0] == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"relais sandbox did not start: {log.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(20)
-
-
 def test_search_through_a_separate_sandbox(demo_process: Any, tmp_path: Path) -> None:
-    port, state = free_port(), tmp_path / "sandbox-state"
-    sandbox = start_sandbox(state, port, tmp_path / "sandbox.log")
+    state = tmp_path / "sandbox-state"
+    sandbox = spawn_sandbox(state, tmp_path / "sandbox.log")
     try:
         config = tmp_path / "relais.toml"
         config.write_text('[agent]\nlog_level = "DEBUG"\n')
-        agent = demo_process("agent", "--config", str(config), "--sandbox", f"http://127.0.0.1:{port}")
+        agent = demo_process("agent", "--config", str(config), "--sandbox", sandbox.url)
         status, body = request(agent.url + "/v1/cps/login", "POST", {"pin": "1234"}, agent.token)
         assert status == 200, body
         status, body = request(agent.url + "/v1/ins/search", "POST", {"source": "traits", "traits": {
@@ -82,11 +50,12 @@ def test_search_through_a_separate_sandbox(demo_process: Any, tmp_path: Path) ->
         for secret in (LEFEVRE.ins, LEFEVRE.ins[:13], "LEFEVRE", "Lefèvre", "HELENE"):
             assert secret not in logs, secret
     finally:
-        stop(sandbox)
-    sandbox = start_sandbox(state, port, tmp_path / "sandbox.log")
+        sandbox.stop()
+    # The same state folder, restarted on the same port: the call journal survived.
+    sandbox = spawn_sandbox(state, tmp_path / "sandbox.log", port=int(sandbox.url.rsplit(":", 1)[1]))
     try:
-        status, calls = request(f"http://127.0.0.1:{port}/_sandbox/insi/calls")
+        status, calls = request(f"{sandbox.url}/_sandbox/insi/calls")
         assert status == 200
         assert [(c["code"], c["ins"]) for c in calls["items"]] == [("00", LEFEVRE.ins)]
     finally:
-        stop(sandbox)
+        sandbox.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -17,8 +16,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from tests.conftest import RELAIS, ROOT, AgentProcess, reference_root, spawn_demo
-from tests.e2e.test_queue_crash import free_port, get_json, post_json
+from tests.conftest import AgentProcess, reference_root, spawn_demo, spawn_sandbox
+from tests.e2e.test_queue_crash import get_json, post_json
 
 RECIPIENT = "jeanne.martin@medecin.demo.mssante.fr"
 
@@ -64,22 +63,10 @@ def test_sigkill_between_data_and_the_record_sends_one_mail(tmp_path: Path) -> N
                       "probe_interval_seconds = 1.0\nattempt_timeout_seconds = 60.0\n"
                       "[mss]\ntimeout_seconds = 60.0\n"
                       f"[sandbox]\nstate_dir = \"{tmp_path / 'sandbox'}\"\n")
-    port = free_port()
-    with open(tmp_path / "sandbox.log", "wb") as out:
-        sandbox = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(tmp_path / "sandbox"),
-                                    "--data-dir", str(tmp_path / "sandbox-data")],
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox_url = f"http://127.0.0.1:{port}"
+    sandbox = spawn_sandbox(tmp_path / "sandbox", tmp_path / "sandbox.log",
+                            "--data-dir", str(tmp_path / "sandbox-data"))
+    sandbox_url = sandbox.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                get_json(f"{sandbox_url}/_sandbox/endpoints")
-                break
-            except OSError:
-                assert time.monotonic() < deadline and sandbox.poll() is None, \
-                    (tmp_path / "sandbox.log").read_text()[-2000:]
-                time.sleep(0.2)
         # The operator will store the message, then keep the client waiting for its 250 to DATA.
         post_sandbox(f"{sandbox_url}/_sandbox/mss/faults", {"mode": "timeout", "timeout_seconds": 120})
         data_dir = tmp_path / "agent"
@@ -112,5 +99,4 @@ def test_sigkill_between_data_and_the_record_sends_one_mail(tmp_path: Path) -> N
         messages = get_json(f"{sandbox_url}/_sandbox/mss/messages")["items"]
         assert [m["message_id"] for m in messages] == [delivery["message_id"]]  # one mail, never resent
     finally:
-        sandbox.terminate()
-        sandbox.wait(20)
+        sandbox.stop()

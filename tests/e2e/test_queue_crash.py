@@ -14,9 +14,7 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -26,19 +24,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import RELAIS, ROOT, AgentProcess, reference_root, spawn_demo
+from tests.conftest import AgentProcess, reference_root, spawn_demo, spawn_sandbox
 from tests.queue_support import order_body
 
 pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("RELAIS_CRASH_KILLS", "50"))
 generated: set[str] = set()  # every document uniqueId a client tried to order, acknowledged or not
 ACTIVE = ("scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str, token: str | None = None) -> Any:
@@ -117,24 +109,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_each_once(tmp_path: P
     config.write_text("[queue]\nbackoff_base_seconds = 0.5\nbackoff_cap_seconds = 2.0\n"
                       "probe_interval_seconds = 1.0\nattempt_timeout_seconds = 10.0\n"
                       f"[sandbox]\nstate_dir = \"{tmp_path / 'sandbox'}\"\n")
-    port = free_port()
-    sandbox_log = tmp_path / "sandbox.log"
-    with open(sandbox_log, "wb") as out:
-        sandbox = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(tmp_path / "sandbox"),
-                                    "--data-dir", str(tmp_path / "sandbox-data")],
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    sandbox_url = f"http://127.0.0.1:{port}"
+    sandbox = spawn_sandbox(tmp_path / "sandbox", tmp_path / "sandbox.log",
+                            "--data-dir", str(tmp_path / "sandbox-data"))
+    sandbox_url = sandbox.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                get_json(f"{sandbox_url}/_sandbox/endpoints")
-                break
-            except OSError:
-                if time.monotonic() > deadline or sandbox.poll() is not None:
-                    raise RuntimeError(sandbox_log.read_text()[-2000:]) from None
-                time.sleep(0.2)
-
         data_dir = tmp_path / "agent"
         acked: dict[str, str] = {}
         rpps = ""
@@ -199,5 +177,4 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_each_once(tmp_path: P
         with sqlite3.connect(data_dir / "relais.db") as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
-        sandbox.terminate()
-        sandbox.wait(20)
+        sandbox.stop()
