@@ -31,10 +31,11 @@ async def start_cards(services: Services, registrars: list[RouteRegistrar], *, d
     timeout = section.session_timeout_minutes * 60.0
     registrars.append(cards_api.register)
     if config.sandbox.enabled:
+        from agent.cli.wiring import sandbox_state_dir
         from agent.sandbox.cards import SimulatedReaders, VirtualCards
         from agent.sandbox.pki import SandboxPki
 
-        state_dir = Path(config.sandbox.state_dir) if config.sandbox.state_dir else data_dir / "sandbox"
+        state_dir = await sandbox_state_dir(config, data_dir)
         readers = SimulatedReaders()
         virtual = VirtualCards(readers, SandboxPki(state_dir))
         service = CardService(services.bus, services.clock, backend=readers, token_factory=readers.token_for,

@@ -180,6 +180,16 @@ async def install_dmp(services: Services, registrars: list[RouteRegistrar], sand
     services.dmp = client
 
 
+async def _describe_sandbox(url: str) -> dict[str, Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
+            http.get(f"{url.rstrip('/')}/_sandbox/endpoints") as response:
+        response.raise_for_status()
+        described = await response.json()
+    return described if isinstance(described, dict) else {}
+
+
 async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: str) -> dict[str, Any] | None:
     """Where a simulator listens: the in-process sandbox, or a `relais sandbox` process (``--sandbox URL``)."""
     if sandbox is not None:
@@ -187,14 +197,20 @@ async def sandbox_endpoint(config: Config, sandbox: SandboxHost | None, name: st
         return dict(found) if isinstance(found, dict) else None
     if not (config.sandbox.enabled and config.sandbox.url):
         return None
-    import aiohttp
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
-            http.get(f"{config.sandbox.url.rstrip('/')}/_sandbox/endpoints") as response:
-        response.raise_for_status()
-        described = await response.json()
-    found = described.get("endpoints", {}).get(name)
+    found = (await _describe_sandbox(config.sandbox.url)).get("endpoints", {}).get(name)
     return dict(found) if isinstance(found, dict) else None
+
+
+async def sandbox_state_dir(config: Config, data_dir: Path) -> Path:
+    """The sandbox's state folder, whose test CA issues the virtual cards: the configured one, else that of the
+    `relais sandbox` given by --sandbox URL (same machine), else the agent's own."""
+    if config.sandbox.state_dir:
+        return Path(config.sandbox.state_dir)
+    if config.sandbox.url:
+        described = await _describe_sandbox(config.sandbox.url)
+        if described.get("state_dir"):
+            return Path(described["state_dir"])
+    return data_dir / "sandbox"
 
 
 def install_rights(services: Services, registrars: list[RouteRegistrar]) -> None:

@@ -122,7 +122,10 @@ class SandboxHost:
         raise NotFound(f"Simulateur « {name} » absent de ce bac à sable.")
 
     def describe(self) -> dict[str, Any]:
-        return {"endpoints": self.endpoints, "ca_pem": self.ctx.pki.ca_path.read_text()}
+        # state_dir: an agent on this machine started with --sandbox URL issues its virtual CPS from the same
+        # test CA, so the simulators trust what the demo doctor signs.
+        return {"endpoints": self.endpoints, "ca_pem": self.ctx.pki.ca_path.read_text(),
+                "state_dir": str(self.ctx.state_dir.resolve())}
 
     def register_routes(self, table: RouteTable) -> None:
         async def set_fault(request: web.Request) -> web.Response:
