@@ -63,6 +63,7 @@ class Tray:
             self.notify(note)
 
     def notify(self, note: Notification) -> None:
+        log.info("notification : %s : %s", note.title, note.message)
         if self.icon is not None and getattr(self.icon, "HAS_NOTIFICATION", False):
             try:
                 self.icon.notify(note.message, note.title)
@@ -177,10 +178,11 @@ def xorg_tray_present() -> bool:
 
 
 def notify_send(note: Notification) -> None:
+    """The desktop's notification service (freedesktop), when there is one; the log line is always there."""
     if shutil.which("notify-send"):
-        subprocess.run(["notify-send", "--app-name=Relais", note.title, note.message], check=False, timeout=5)
-    else:
-        print(f"[Relais] {note.title} : {note.message}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["notify-send", "--app-name=Relais", note.title, note.message], check=False, timeout=5,
+                           capture_output=True)
 
 
 def main(locate: Locator) -> int:

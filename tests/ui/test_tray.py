@@ -79,3 +79,39 @@ def test_tray_icon_follows_cps_card_events(desktop, demo_process, artifacts):
             tray.wait(10)
         except subprocess.TimeoutExpired:
             tray.kill()
+
+
+def test_without_a_tray_host_the_tray_falls_back_to_notifications(demo_process, tmp_path):
+    import shutil
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb absent : apt-get install xvfb")
+    from tests.ui.conftest import _free_display
+
+    display = f":{_free_display()}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = demo_process("tray-headless", "--cards", "cps")
+    log = tmp_path / "tray.log"
+    try:
+        env = {**os.environ, "DISPLAY": display, "PYSTRAY_BACKEND": "xorg"}
+        with open(log, "wb") as out:
+            tray = subprocess.Popen([sys.executable, "-m", "agent.cli", "tray", "--data-dir", str(agent.data_dir)],
+                                    env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while "notifications seules" not in log.read_text():
+            assert time.monotonic() < deadline and tray.poll() is None, log.read_text()
+            time.sleep(0.1)
+        # It follows the events all the same: a carte Vitale inserted is announced.
+        deadline = time.monotonic() + 30
+        while "Carte Vitale insérée" not in log.read_text():
+            post(agent, "/_sandbox/cards/vitale", {"inserted": True})
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+            post(agent, "/_sandbox/cards/vitale", {"inserted": False})
+    finally:
+        if "tray" in locals() and tray.poll() is None:
+            tray.terminate()
+            tray.wait(10)
+        xvfb.terminate()
+        xvfb.wait(10)
