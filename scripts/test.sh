@@ -25,7 +25,11 @@ else
   echo "the tests that need them will skip and say so."
 fi
 
-bash scripts/setup-venv.sh "dev,cards,desktop"
+extras="dev,cards,desktop"
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists gobject-introspection-1.0 cairo; then
+  extras="$extras,gtk"  # PyGObject builds against them: the tray's GTK backends and the dashboard window
+fi
+bash scripts/setup-venv.sh "$extras"
 
 echo "== ruff"; .venv/bin/ruff check agent tray tests bench
 echo "== mypy"; .venv/bin/mypy

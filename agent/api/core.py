@@ -31,6 +31,7 @@ STATUS_SCHEMA = {
             "properties": {"master_key": {"enum": ["keyring", "file"]}, "warnings": {"type": "array"}},
         },
         "warnings": {"type": "array", "items": {"type": "string"}},
+        "dashboard": {"type": "object", "properties": {"sessions": {"type": "integer"}}},
         "cards": {"type": "object"},
         "queue": {"type": "object"},
         "connectivity": {"type": "object"},
@@ -54,6 +55,7 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": services.config.sandbox.enabled,
         "store": {"master_key": services.master_key_source},
         "warnings": list(services.warnings),
+        "dashboard": {"sessions": services.ui_sessions.active() if services.ui_sessions else 0},
     }
     for provider in services.status_providers:
         for key, value in (await provider()).items():

@@ -69,6 +69,11 @@ class UiSessions:
         self._purge()
         return self._sessions.get(_digest(session_id))
 
+    def active(self) -> int:
+        """How many dashboard sessions are open (for /v1/status)."""
+        self._purge()
+        return len(self._sessions)
+
     def end(self, session_id: str) -> None:
         self._sessions.pop(_digest(session_id), None)
 

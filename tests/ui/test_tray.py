@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import shutil
+import signal
 import os
 import subprocess
 import sys
@@ -55,30 +58,51 @@ def wait_for_light(display: str, wanted: Light, artifacts, name: str, timeout: f
     pytest.fail(f"tray icon is {seen}, expected {wanted}")
 
 
-def test_tray_icon_follows_cps_card_events(desktop, demo_process, artifacts):
-    agent = demo_process("tray")
+def end_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def tray_command(backend: str) -> list[str]:
+    """`relais tray` with a pystray backend; GTK ones run in their own D-Bus session, as on a desktop."""
+    command = [sys.executable, "-m", "agent.cli", "tray", "--backend", backend]
+    if backend == "xorg":
+        return command
+    if importlib.util.find_spec("gi") is None:
+        pytest.skip("PyGObject absent : pip install -e .[gtk] (paquets Debian dans scripts/system-packages.txt)")
+    if shutil.which("dbus-run-session") is None:
+        pytest.skip("dbus-run-session absent : apt-get install dbus-daemon")
+    return ["dbus-run-session", "--", *command]
+
+
+@pytest.mark.parametrize("backend", ["xorg", "gtk", "appindicator"])
+def test_tray_icon_follows_cps_card_events(desktop, demo_process, artifacts, backend):
+    command = tray_command(backend)
+    agent = demo_process(f"tray-{backend}")
     # The demo doctor has a CONF.21 notice due at first: acknowledge it, so only the card decides the colour.
     post(agent, "/v1/notices/conf21/ack")
-    env = {**os.environ, "DISPLAY": desktop, "PYSTRAY_BACKEND": "xorg"}
-    tray = subprocess.Popen([sys.executable, "-m", "agent.cli", "tray", "--data-dir", str(agent.data_dir)],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {**os.environ, "DISPLAY": desktop}
+    # Its own process group: the D-Bus daemons of a GTK session end with it.
+    tray = subprocess.Popen([*command, "--data-dir", str(agent.data_dir)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for_light(desktop, Light.ATTENTION, artifacts, "cps-not-logged-in")
+        wait_for_light(desktop, Light.ATTENTION, artifacts, f"{backend}-cps-not-logged-in")
         post(agent, "/v1/cps/login", {"pin": "1234"})
-        wait_for_light(desktop, Light.OK, artifacts, "cps-logged-in")
+        wait_for_light(desktop, Light.OK, artifacts, f"{backend}-cps-logged-in")
         post(agent, "/_sandbox/cards/cps", {"inserted": False})
-        wait_for_light(desktop, Light.ATTENTION, artifacts, "cps-removed")
+        wait_for_light(desktop, Light.ATTENTION, artifacts, f"{backend}-cps-removed")
         # The agent stops: grey; it comes back on the same data dir: the tray finds it again by itself.
         agent.stop()
-        wait_for_light(desktop, Light.OFFLINE, artifacts, "agent-stopped")
-        demo_process("tray")
-        wait_for_light(desktop, Light.ATTENTION, artifacts, "agent-back")
+        wait_for_light(desktop, Light.OFFLINE, artifacts, f"{backend}-agent-stopped")
+        demo_process(f"tray-{backend}")
+        wait_for_light(desktop, Light.ATTENTION, artifacts, f"{backend}-agent-back")
     finally:
-        tray.terminate()
-        try:
-            tray.wait(10)
-        except subprocess.TimeoutExpired:
-            tray.kill()
+        end_group(tray)
 
 
 def test_without_a_tray_host_the_tray_falls_back_to_notifications(demo_process, tmp_path):
