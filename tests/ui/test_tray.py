@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import signal
-import os
 import subprocess
 import sys
 import time
