@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.sandbox.identities import PAT_TROIS
-from tests.e2e.test_ins_demo import free_port, request, start_sandbox, stop
+from tests.conftest import free_port, spawn_sandbox
+from tests.e2e.test_ins_demo import request
 
 
 def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process: Any, tmp_path: Path) -> None:
     port, state = free_port(), tmp_path / "sandbox-state"
-    sandbox = start_sandbox(state, port, tmp_path / "sandbox.log")
+    sandbox = spawn_sandbox(state, tmp_path / "sandbox.log", port=port)
     try:
         config = tmp_path / "relais.toml"
         config.write_text('[agent]\nlog_level = "DEBUG"\n')
@@ -39,12 +40,12 @@ def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process:
         logs = "".join(p.read_text(errors="replace") for p in agent.data_dir.rglob("*.log*") if p.is_file())
         assert PAT_TROIS.ins not in logs
 
-        stop(sandbox)
-        sandbox = start_sandbox(state, port, tmp_path / "sandbox.log")
+        sandbox.stop()
+        sandbox = spawn_sandbox(state, tmp_path / "sandbox.log", port=port)
         status, held = request(f"http://127.0.0.1:{port}/_sandbox/dmp/documents?ins={PAT_TROIS.ins}")
         assert status == 200
         by_uuid = {i["entry_uuid"]: i for i in held["items"]}
         assert by_uuid[masked["entry_uuid"]]["visibility"]["masked_to_ps"]
         assert by_uuid[first["entry_uuid"]]["status"] == "deprecated"
     finally:
-        stop(sandbox)
+        sandbox.stop()
