@@ -261,6 +261,11 @@ class Config:
         return Path(self.agent.log_dir) if self.agent.log_dir else self.data_dir / "logs"
 
     @property
+    def allow_test_oids(self) -> bool:
+        """Whether test and demo INS OIDs are accepted: under the sandbox, or on an INSi test platform."""
+        return self.sandbox.enabled or self.insi.allow_test_oids
+
+    @property
     def workstation_id(self) -> str:
         return self.agent.workstation_id or socket.gethostname()
 

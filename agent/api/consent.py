@@ -13,13 +13,14 @@ from aiohttp import web
 
 from agent.api.context import SERVICES, Services
 from agent.api.guard import CLIENT_KEY, read_json
+from agent.api.params import path_ins
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.audit import chain
 from agent.audit.service import RightsPart
 from agent.clock import parse_rfc3339, rfc3339
 from agent.domain import notices as conf21
 from agent.domain.consent import Consultation, Feeding, parse_change, parse_mode
-from agent.domain.ins import OID_INS_NIR, IdentityStatus, check_ins, key_is_valid
+from agent.domain.ins import IdentityStatus, key_is_valid
 from agent.domain.policy import Actor
 from agent.errors import FieldError, InvalidInput, Unavailable
 from agent.store.traces import TraceFilter
@@ -64,27 +65,18 @@ def _part(request: web.Request) -> RightsPart:
     return part
 
 
-def _ins(request: web.Request) -> tuple[str, str]:
-    ins = request.match_info["ins"].upper()
-    oid = request.query.get("oid", OID_INS_NIR)
-    problems = check_ins(ins, oid, allow_test_oids=request.app[SERVICES].config.sandbox.enabled)
-    if problems:
-        raise InvalidInput("INS invalide.", errors=[FieldError(f, m) for f, m in problems])
-    return ins, oid
-
-
 # -- consent ------------------------------------------------------------------------------------------------
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    ins, _ = _ins(request)
+    ins, _ = path_ins(request)
     part = _part(request)
     history = await part.consents.history(ins)
     return web.json_response(_consent_body(ins, history))
 
 
 async def put_consent(request: web.Request) -> web.Response:
-    ins, _ = _ins(request)
+    ins, _ = path_ins(request)
     part = _part(request)
     change = parse_change(await read_json(request))
     actor = await request_actor(request)
@@ -105,7 +97,7 @@ def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
 
 
 async def dmp_access(request: web.Request) -> web.Response:
-    ins, oid = _ins(request)
+    ins, oid = path_ins(request)
     part = _part(request)
     status = request.query.get("identity_status")
     if status is not None and status not in IdentityStatus.__members__:

@@ -16,11 +16,11 @@ from aiohttp import web
 from agent.api.consent import OID_PARAM, request_actor
 from agent.api.context import SERVICES, Services
 from agent.api.guard import read_json
+from agent.api.params import path_ins
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.dmp.cda_header import extract_pdf
 from agent.dmp.client import DmpClient
 from agent.dmp.models import DocumentEntry, SearchCriteria, Visibility
-from agent.domain.ins import OID_INS_NIR, check_ins
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, FieldError, InvalidInput, RelaisError, Unavailable
 
@@ -36,19 +36,10 @@ def _dmp(services: Services) -> DmpClient:
     return services.dmp
 
 
-def _ins(request: web.Request) -> tuple[str, str]:
-    ins = request.match_info["ins"].upper()
-    oid = request.query.get("oid", OID_INS_NIR)
-    problems = check_ins(ins, oid, allow_test_oids=request.app[SERVICES].config.sandbox.enabled)
-    if problems:
-        raise InvalidInput("INS invalide.", errors=[FieldError(f, m) for f, m in problems])
-    return ins, oid
-
-
 async def _context(request: web.Request) -> tuple[Services, DmpClient, str, str, Actor]:
     services = request.app[SERVICES]
     dmp = _dmp(services)
-    ins, oid = _ins(request)
+    ins, oid = path_ins(request)
     actor = await request_actor(request, request.query.get("mode"))
     await services.access_policy.check_consultation(ins, actor)
     return services, dmp, ins, oid, actor

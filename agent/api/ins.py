@@ -204,7 +204,7 @@ async def verify(request: web.Request) -> web.Response:
 
 
 def _test_oids(services: Services) -> bool:
-    return services.config.insi.allow_test_oids or services.config.sandbox.enabled
+    return services.config.allow_test_oids
 
 
 TRAITS_SCHEMA: dict[str, Any] = {

@@ -54,7 +54,7 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
         organisation = DEMO_PRACTICE  # the demo doctor's practice, so an LGC can name the author by RPPS alone
     cards = services.cards
     service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
-                         allow_test_oids=services.config.sandbox.enabled or services.config.insi.allow_test_oids,
+                         allow_test_oids=services.config.allow_test_oids,
                          organisation=organisation, cps_holder=cards.cps_holder if cards is not None else None)
     services.cda = service
 

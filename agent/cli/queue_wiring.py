@@ -145,7 +145,7 @@ async def start_queue(services: Services, *, delay_override: int | None = None,
                       gateways: dict[str, DeliveryGateway] | None = None) -> OrderService:
     """Build the order service and start its executor (which first recovers interrupted sends)."""
     settings = queue_settings(services, delay_override)
-    intake = Intake(allow_test_oids=services.config.sandbox.enabled or _insi_test_oids(services),
+    intake = Intake(allow_test_oids=services.config.allow_test_oids,
                     default_delay=settings.delay_seconds)
     service = OrderService(services.db, services.cipher, services.bus, services.clock, intake,
                            feeding_gate=services.feeding_gate, traces=services.traces,
@@ -180,7 +180,3 @@ async def _wake_on_cards(services: Services, executor: QueueExecutor) -> None:
     finally:
         subscription.close()
 
-
-def _insi_test_oids(services: Services) -> bool:
-    insi = getattr(services.config, "insi", None)
-    return bool(getattr(insi, "allow_test_oids", False))
