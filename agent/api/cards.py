@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from agent.api.context import SERVICES, Services
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.cards.service import CardService
+from agent.domain.encoding import decode_base64_field
 from agent.errors import InvalidInput, Unavailable
 
 FORMATS = ("xades-enveloped", "xades-detached", "cms-detached", "raw")
@@ -89,13 +89,8 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def _data(body: dict[str, Any]) -> bytes:
-    raw = body.get("data_base64")
-    if not isinstance(raw, str) or not raw:
-        raise InvalidInput.field("data_base64", "Les données à signer (base64) sont requises pour ce format.")
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput.field("data_base64", "Base64 invalide.") from exc
+    return decode_base64_field(body.get("data_base64"), "data_base64",
+                               "Les données à signer (base64) sont requises pour ce format.")
 
 
 async def sign(request: web.Request) -> web.Response:

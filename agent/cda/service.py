@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from agent.cda.validation import CdaValidator, ValidationReport
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.domain.cps import CpsHolder
+from agent.domain.encoding import decode_base64_field
 from agent.errors import FieldError, InvalidInput, Unavailable
 from agent.xml import safe
 
@@ -302,9 +302,4 @@ def decode_pdf(value: Any, field_name: str) -> bytes:
 
 
 def decode_base64(value: Any, field_name: str, what: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput.field(field_name, f"{what} en base64 est obligatoire.")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput.field(field_name, "Base64 invalide.") from exc
+    return decode_base64_field(value, field_name, f"{what} en base64 est obligatoire.")

@@ -9,7 +9,6 @@ The CDA is parsed with the hardened parser only to read its header; its content 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import re
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.domain.encoding import decode_base64_field
 from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, IdentityStatus, check_ins
 from agent.domain.orders import NewOrder, check_delay
 from agent.errors import FieldError, InvalidInput
@@ -172,10 +172,5 @@ class Intake:
 
 
 def decode_cda(document: dict[str, Any]) -> bytes:
-    text = document.get("cda_base64")
-    if not isinstance(text, str) or not text:
-        raise InvalidInput.field("document.cda_base64", "Le document CDA (cda_base64) est obligatoire.")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInput.field("document.cda_base64", "cda_base64 n'est pas du base64 valide.") from exc
+    return decode_base64_field(document.get("cda_base64"), "document.cda_base64",
+                               "Le document CDA (cda_base64) est obligatoire.")
