@@ -74,11 +74,11 @@ class EventBus:
             event = Event(next(self._ids), type_, rfc3339(self._clock.now()), data)
             self._recent.append(event)
             subscribers = list(self._subscribers)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # published from a thread (the card monitor)
+            running = None
         for sub in subscribers:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
             if running is sub._loop:
                 sub._offer(event)
             else:

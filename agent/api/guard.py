@@ -138,7 +138,7 @@ def make_guard(
         try:
             if route is None:
                 # Unknown path or method: let aiohttp raise its 404/405, turned into a problem below.
-                return await _finish(await handler(request), extra_headers)
+                return _finish(await handler(request), extra_headers)
             _check_body_size(request, route, settings)
             if settings.require_token and not route.public:
                 request[CLIENT_KEY] = await _authenticate(request, verify, failures, sessions)
@@ -160,12 +160,12 @@ def make_guard(
             log.exception("erreur interne sur %s %s", request.method, request.path)
             response = problem(500, "internal_error", "Erreur interne de l'agent Relais",
                                "Une erreur inattendue est survenue ; elle est consignée dans le journal de l'agent.")
-        return await _finish(response, extra_headers)
+        return _finish(response, extra_headers)
 
     return guard
 
 
-async def _finish(response: web.StreamResponse, extra: dict[str, str]) -> web.StreamResponse:
+def _finish(response: web.StreamResponse, extra: dict[str, str]) -> web.StreamResponse:
     if not response.prepared:
         for name, value in {**SECURITY_HEADERS, **extra}.items():
             response.headers.setdefault(name, value)

@@ -321,7 +321,7 @@ class Agent:
         # First, so every part built after it traces and checks rights through the real implementations.
         install_rights(services, registrars)
         if config.sandbox.enabled and not config.sandbox.url:
-            state_dir = Path(config.sandbox.state_dir) if config.sandbox.state_dir else data_dir / "sandbox"
+            state_dir = await sandbox_state_dir(config, data_dir)
             self.sandbox = SandboxHost(SandboxContext(state_dir, SandboxPki(state_dir)), build_simulators())
             await self.sandbox.start()
             registrars.append(self.sandbox.register_routes)
@@ -372,29 +372,29 @@ class Agent:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
-        if self.services is not None and self.services.rights is not None:
-            await self.services.rights.close()
-        if self.services is not None:
+        services = self.services
+        if services is not None:
+            # Parts stop in the reverse order of their dependencies: nothing sends once the store closes.
+            from agent.cli.cards_wiring import stop_cards
             from agent.cli.routing_wiring import stop_routing
 
-            await stop_routing(self.services)
-        if self.services is not None and self.services.orders is not None:
-            await self.services.orders.stop()  # sends in flight finish or stay "sending" (reconciled at start)
-        if self.services is not None and self.services.mss is not None:
-            await self.services.mss.stop()
-        if self.services is not None:
-            from agent.cli.cards_wiring import stop_cards
-
-            await stop_cards(self.services)
+            if services.rights is not None:
+                await services.rights.close()
+            await stop_routing(services)
+            if services.orders is not None:
+                await services.orders.stop()  # sends in flight finish or stay "sending" (reconciled at start)
+            if services.mss is not None:
+                await services.mss.stop()
+            await stop_cards(services)
         if self.sandbox is not None:
             await self.sandbox.stop()
             self.sandbox = None
-        if self.services is not None:
-            if self.services.insi is not None:
-                await self.services.insi.close()
-            if self.services.dmp is not None:
-                await self.services.dmp.close()
-            self.services.db.close()
+        if services is not None:
+            if services.insi is not None:
+                await services.insi.close()
+            if services.dmp is not None:
+                await services.dmp.close()
+            services.db.close()
             self.services = None
         if self._lock is not None:
             try:
