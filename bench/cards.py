@@ -34,7 +34,7 @@ from agent.cards.pcsc import PcscBackend
 from agent.cli.wiring import Agent
 from agent.config import load_config
 from agent.domain.vitale import VitaleBeneficiary
-from agent.sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
+from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
 from agent.store.tokens import create_token
 from tests.cards_support import _readers, create_softhsm_token, event_stream
 

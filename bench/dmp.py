@@ -36,8 +36,8 @@ from agent.dmp import client as client_module
 from agent.dmp import submission, vihf
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SubmissionRequest
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import ROOT, reference_root
 
 DOCTOR = Professional("10001234567", "DEMO", "Alice")

@@ -24,9 +24,9 @@ from agent.clock import SystemClock
 from agent.config import MssSection
 from agent.mss import mime, xdm
 from agent.mss.service import MssSender, Outgoing
-from agent.sandbox.host import SandboxContext
-from agent.sandbox.mss import MssSimulator
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import SandboxContext
+from relais_sandbox.mss import MssSimulator
+from relais_sandbox.pki import SandboxPki
 from tests.conftest import reference_root
 from tests.integration.test_mss_transport import INS, OID, UID, packager
 

@@ -117,8 +117,8 @@ class DemoDocuments:
     """Fresh CDAs for a demo patient (an ANS example re-identified): the simulated DMP validates them."""
 
     def __init__(self, rpps: str) -> None:
-        from agent.sandbox.dmp import find_reference_dir, reidentify
-        from agent.sandbox.identities import PAT_TROIS
+        from relais_sandbox.dmp import find_reference_dir, reidentify
+        from relais_sandbox.identities import PAT_TROIS
 
         reference = find_reference_dir()
         assert reference is not None, "kit de référence introuvable (RELAIS_REFERENCE)"
@@ -208,7 +208,7 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
     from agent.dmp.models import Professional, SubmissionRequest
-    from agent.sandbox.pki import SandboxPki
+    from relais_sandbox.pki import SandboxPki
     from agent.softkey import SoftwareSigner
 
     async with aiohttp.ClientSession() as session, session.get(f"{url}/_sandbox/endpoints") as response:

@@ -31,6 +31,6 @@ if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists gobject-introspe
 fi
 bash scripts/setup-venv.sh "$extras"
 
-echo "== ruff"; .venv/bin/ruff check agent tray tests bench
+echo "== ruff"; .venv/bin/ruff check agent relais_sandbox tray tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; exec .venv/bin/pytest -q "$@"

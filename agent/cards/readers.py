@@ -1,7 +1,7 @@
 """The reader seam: where cards come and go, and how to talk to one.
 
 Two backends: PC/SC (``cards/pcsc.py``, real readers and vpcd in tests) and the in-process simulated reader of
-the sandbox (``agent/sandbox/cards.py``, demo and unit tests). The card service listens to either the same way
+the sandbox (``relais_sandbox/cards.py``, demo and unit tests). The card service listens to either the same way
 and reads the cards through ``transaction``, so the demo runs the very identification and Vitale code a real
 reader does.
 """

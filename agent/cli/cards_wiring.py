@@ -32,8 +32,8 @@ async def start_cards(services: Services, registrars: list[RouteRegistrar], *, d
     registrars.append(cards_api.register)
     if config.sandbox.enabled:
         from agent.cli.wiring import sandbox_state_dir
-        from agent.sandbox.cards import SimulatedReaders, VirtualCards
-        from agent.sandbox.pki import SandboxPki
+        from relais_sandbox.cards import SimulatedReaders, VirtualCards
+        from relais_sandbox.pki import SandboxPki
 
         state_dir = await sandbox_state_dir(config, data_dir)
         readers = SimulatedReaders()

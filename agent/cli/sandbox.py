@@ -11,8 +11,8 @@ from aiohttp import web
 from agent.cli.wiring import build_simulators
 from agent.config import Config
 from agent.logs import get_logger, setup_logging
-from agent.sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
+from relais_sandbox.pki import SandboxPki
 
 log = get_logger("sandbox")
 

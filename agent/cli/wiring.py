@@ -28,8 +28,8 @@ from agent.config import Config
 from agent.errors import NotFound
 from agent.events import EventBus
 from agent.logs import get_logger, setup_logging
-from agent.sandbox.host import SandboxContext, SandboxHost, Simulator
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import SandboxContext, SandboxHost, Simulator
+from relais_sandbox.pki import SandboxPki
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from agent.store.lock import DataDirLock
@@ -52,10 +52,10 @@ class DemoOptions:
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order. Each part adds its own here."""
-    from agent.sandbox.directory import DirectorySimulator
-    from agent.sandbox.dmp import DmpSimulator
-    from agent.sandbox.insi import InsiSimulator
-    from agent.sandbox.mss import MssSimulator
+    from relais_sandbox.directory import DirectorySimulator
+    from relais_sandbox.dmp import DmpSimulator
+    from relais_sandbox.insi import InsiSimulator
+    from relais_sandbox.mss import MssSimulator
 
     return [InsiSimulator(), DmpSimulator(), MssSimulator(), DirectorySimulator()]
 
@@ -140,7 +140,7 @@ async def install_dmp(services: Services, registrars: list[RouteRegistrar], sand
     endpoint = await sandbox_endpoint(services.config, sandbox, "dmp")
     if endpoint:
         if reference is None:
-            from agent.sandbox.dmp import find_reference_dir
+            from relais_sandbox.dmp import find_reference_dir
 
             reference = find_reference_dir()
         client = client_for_sandbox(endpoint, services.clock, professional, document_signer=document_signer,

@@ -1,6 +1,6 @@
 """ISO 7816-4 command/response APDUs and BER-TLV, as pure functions: no reader, no socket.
 
-The card code (``agent/cards``) and the card emulators (``agent/sandbox``) speak through these, so the same
+The card code (``agent/cards``) and the card emulators (``relais_sandbox``) speak through these, so the same
 bytes are tested on both sides without hardware. Status words become domain errors in the card sessions that
 know what they mean, never in the callers.
 """

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from agent.sandbox.identities import LEFEVRE
+from relais_sandbox.identities import LEFEVRE
 from tests.conftest import spawn_sandbox
 
 

@@ -30,8 +30,8 @@ def post_sandbox(url: str, body: dict[str, Any]) -> Any:
 
 
 def order(reference: Path, rpps: str) -> dict[str, Any]:
-    from agent.sandbox.dmp import reidentify
-    from agent.sandbox.identities import PAT_TROIS
+    from relais_sandbox.dmp import reidentify
+    from relais_sandbox.identities import PAT_TROIS
 
     p = PAT_TROIS
     data = (reference / "ci-sis/ExemplesCDA/VAC-NOTE_2023.01.xml").read_bytes()

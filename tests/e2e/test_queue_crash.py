@@ -50,8 +50,8 @@ class Documents:
     """Fresh CDAs of a demo patient (an ANS example, re-identified), each with its own uniqueId."""
 
     def __init__(self, reference: Path, rpps: str) -> None:
-        from agent.sandbox.dmp import reidentify
-        from agent.sandbox.identities import PAT_TROIS
+        from relais_sandbox.dmp import reidentify
+        from relais_sandbox.identities import PAT_TROIS
 
         self.example = (reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
         self.patient = PAT_TROIS

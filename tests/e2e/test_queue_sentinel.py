@@ -44,8 +44,8 @@ def demo_document(sentinel: str) -> bytes:
     """An ANS example given to a demo patient, with the sentinel in its title: the simulated DMP accepts it."""
     from lxml import etree
 
-    from agent.sandbox.dmp import reidentify
-    from agent.sandbox.identities import PAT_TROIS
+    from relais_sandbox.dmp import reidentify
+    from relais_sandbox.identities import PAT_TROIS
 
     example = (reference_root() / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
     p = PAT_TROIS
@@ -61,7 +61,7 @@ def demo_document(sentinel: str) -> bytes:
 def test_sentinel_in_a_queued_document_is_nowhere_on_disk_or_in_logs(demo_process: Any, tmp_path: Path) -> None:
     if not (reference_root() / "ci-sis" / "ExemplesCDA").is_dir():
         pytest.skip("kit de référence absent : définissez RELAIS_REFERENCE")
-    from agent.sandbox.identities import PAT_TROIS
+    from relais_sandbox.identities import PAT_TROIS
 
     config = tmp_path / "relais.toml"
     config.write_text('[agent]\nlog_level = "DEBUG"\n')

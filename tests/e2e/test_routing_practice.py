@@ -29,7 +29,7 @@ from lxml import etree
 from tests.conftest import RELAIS, ROOT, AgentProcess, spawn_demo
 from tests.queue_support import order_body
 
-DOCTOR = "01234567897"  # the demo CPS (agent/sandbox/cards.py)
+DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
 
 
 def free_port() -> int:
@@ -127,8 +127,8 @@ class Practice:
 
     def cda(self) -> bytes:
         from agent.dmp.models import Professional
-        from agent.sandbox.dmp import reidentify
-        from agent.sandbox.identities import PAT_TROIS
+        from relais_sandbox.dmp import reidentify
+        from relais_sandbox.identities import PAT_TROIS
 
         data = (self.reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
         p = PAT_TROIS
@@ -141,7 +141,7 @@ class Practice:
         return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
     def order(self, delay: int) -> dict[str, Any]:
-        from agent.sandbox.identities import PAT_TROIS
+        from relais_sandbox.identities import PAT_TROIS
 
         return order_body(cda=self.cda(), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=DOCTOR, delay=delay)
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from agent.domain.vitale import VitaleBeneficiary
-from agent.sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
+from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
 from tests.cards_support import DOCTOR, Pcscd, SoftHsm, event_stream
 
 pytest.importorskip("smartcard", reason="pyscard absent: pip install 'relais[cards]'")

@@ -311,7 +311,7 @@ async def _next(subscription: Any, type_: str) -> Any:
 async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent: Any,
                                                                     http: aiohttp.ClientSession) -> None:
     from agent.domain.policy import TraceEvent
-    from agent.sandbox.identities import DEMO_VITALE
+    from relais_sandbox.identities import DEMO_VITALE
 
     agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"))
     insured = DEMO_VITALE[0].person.ins

@@ -17,8 +17,8 @@ from lxml import etree
 
 from agent.cli.wiring import DemoOptions
 from agent.dmp.models import SubmissionRequest
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.identities import ORSONI, PAT_TROIS
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.identities import ORSONI, PAT_TROIS
 
 OID = PAT_TROIS.oid
 

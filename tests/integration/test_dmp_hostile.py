@@ -14,8 +14,8 @@ from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SearchCriteria
 from agent.errors import PermanentRemoteError, TransientRemoteError
-from agent.sandbox.identities import PAT_TROIS
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.identities import PAT_TROIS
+from relais_sandbox.pki import SandboxPki
 
 ENV = b'<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body>%s</soap:Body></soap:Envelope>'
 Answer = Callable[[], web.Response]

@@ -26,10 +26,10 @@ from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SearchCriteria, SubmissionRequest, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.errors import DuplicateUniqueId, NotFound, PermanentRemoteError, TransientRemoteError
-from agent.sandbox.dmp import DmpSimulator, reidentify
-from agent.sandbox.host import FaultMode, SandboxContext
-from agent.sandbox.identities import ORSONI, PAT_TROIS
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.dmp import DmpSimulator, reidentify
+from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.identities import ORSONI, PAT_TROIS
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 from agent.xml.signing import DS, verify_xades_detached
 
@@ -288,7 +288,7 @@ async def test_an_answer_that_never_comes_is_transient_and_the_document_can_be_r
 
 
 async def test_a_patient_without_a_dmp(sandbox: Sandbox) -> None:
-    from agent.sandbox.identities import PAT_TROIS_JULES
+    from relais_sandbox.identities import PAT_TROIS_JULES
 
     status = await sandbox.client.td02(PAT_TROIS_JULES.ins, PAT_TROIS_JULES.oid)
     assert not status.exists and not status.authorized

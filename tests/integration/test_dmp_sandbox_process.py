@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import free_port, spawn_sandbox
 from tests.e2e.test_ins_demo import request
 

@@ -10,8 +10,8 @@ import pytest
 
 from agent.cli.wiring import DemoOptions
 from agent.domain.policy import TraceEvent
-from agent.sandbox.identities import D_ARCY, FONTAINE, LEFEVRE, MARTIN_BORDEAUX, ORSONI, PAT_TROIS
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.identities import D_ARCY, FONTAINE, LEFEVRE, MARTIN_BORDEAUX, ORSONI, PAT_TROIS
+from relais_sandbox.pki import SandboxPki
 
 
 class ListTraces:

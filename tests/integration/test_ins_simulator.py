@@ -16,10 +16,10 @@ from agent.domain.traits import IdentityTraits
 from agent.errors import PermanentRemoteError, TransientRemoteError
 from agent.ins import soap
 from agent.ins.client import InsiClient, InsiSettings
-from agent.sandbox.host import SandboxContext
-from agent.sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE, PAT_TROIS_JULES
-from agent.sandbox.insi import InsiSimulator
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import SandboxContext
+from relais_sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE, PAT_TROIS_JULES
+from relais_sandbox.insi import InsiSimulator
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 
 PAT = IdentityTraits("PAT-TROIS", ("DOMINIQUE",), "F", "1979-03-28")
@@ -136,7 +136,7 @@ async def test_unsigned_or_tampered_assertions_are_refused(sandbox: Sandbox) -> 
 
 
 async def test_an_answer_that_never_comes_is_a_timeout(sandbox: Sandbox) -> None:
-    from agent.sandbox.host import FaultMode
+    from relais_sandbox.host import FaultMode
 
     sandbox.sim.faults.mode = FaultMode.TIMEOUT
     sandbox.sim.faults.timeout_seconds = 2.0

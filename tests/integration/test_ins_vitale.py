@@ -10,8 +10,8 @@ import pytest
 
 from agent.cli.wiring import DemoOptions
 from agent.domain.policy import TraceEvent
-from agent.sandbox.cards import DEMO_DOCTOR, DEMO_PIN
-from agent.sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE
+from relais_sandbox.cards import DEMO_DOCTOR, DEMO_PIN
+from relais_sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE
 
 
 class ListTraces:

@@ -16,8 +16,8 @@ from lxml import etree
 from agent.cli.wiring import DemoOptions
 from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.mss import xdm
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.identities import PAT_TROIS
 
 CORRESPONDENT = "jeanne.martin@medecin.demo.mssante.fr"
 

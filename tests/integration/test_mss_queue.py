@@ -26,11 +26,11 @@ from agent.queue.executor import QueueExecutor, QueueSettings
 from agent.queue.gateway import DeliveryJob, Lookup, Receipt
 from agent.queue.intake import Intake
 from agent.queue.service import OrderService
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.host import FaultMode, SandboxContext
-from agent.sandbox.identities import PAT_TROIS
-from agent.sandbox.mss import MssSimulator
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.identities import PAT_TROIS
+from relais_sandbox.mss import MssSimulator
+from relais_sandbox.pki import SandboxPki
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from tests.integration.test_mss_transport import packager

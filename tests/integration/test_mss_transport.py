@@ -23,9 +23,9 @@ from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.mss import acks, smtp, xdm
 from agent.mss.service import MssSender, Outgoing
-from agent.sandbox.host import FaultMode, SandboxContext
-from agent.sandbox.mss import MssSimulator
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.mss import MssSimulator
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)

@@ -13,8 +13,8 @@ import aiohttp
 from lxml import etree
 
 from agent.cli.wiring import DemoOptions
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.identities import PAT_TROIS
 from tests.queue_support import order_body
 
 

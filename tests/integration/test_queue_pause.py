@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from agent.cli.wiring import DemoOptions
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.identities import PAT_TROIS
 from tests.integration.test_queue_demo import demo_cda
 from tests.queue_support import order_body
 

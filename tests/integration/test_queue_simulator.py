@@ -21,15 +21,15 @@ from lxml import etree
 from agent.cli.queue_wiring import DmpDelivery
 from agent.clock import FrozenClock, SystemClock
 from agent.domain.orders import DeliveryState
-from agent.sandbox.host import FaultMode, SandboxContext
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.pki import SandboxPki
 from tests.queue_support import Harness, order_body
 
-pytest.importorskip("agent.sandbox.dmp")
+pytest.importorskip("relais_sandbox.dmp")
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional
-from agent.sandbox.dmp import DmpSimulator, reidentify
-from agent.sandbox.identities import PAT_TROIS
+from relais_sandbox.dmp import DmpSimulator, reidentify
+from relais_sandbox.identities import PAT_TROIS
 from agent.softkey import SoftwareSigner
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")

@@ -17,7 +17,7 @@ from agent.routing.protocol import Forward, new_nonce
 from tests.integration.test_routing_pairing import init, invite, join, routing, start, wait_for
 from tests.queue_support import order_body
 
-DOCTOR = "01234567897"  # the demo CPS (agent/sandbox/cards.py)
+DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
 
 
 async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.queue_support import order_body
 
-DEMO_RPPS = "01234567897"  # the demo CPS holder (agent/sandbox identities)
+DEMO_RPPS = "01234567897"  # the demo CPS holder (relais_sandbox identities)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 

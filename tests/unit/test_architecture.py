@@ -8,7 +8,8 @@ Layers (a package may import its own modules and those listed for it):
 - queue: + store (service clients only through protocols: no dmp, mss, cards imports);
 - audit: + store;
 - routing: + store, queue, xml;
-- api: everything but cli and sandbox; sandbox: everything but cli; cli: everything.
+- api: everything but cli; cli: everything. The simulators (relais_sandbox/) may import the product; only the
+  command line imports them.
 Third-party adapters are single modules: pyscard only in cards/pcsc.py, python-pkcs11 only in cards/pkcs11.py,
 keyring only in store/masterkey.py, and so on for saxonche, biip, signxml, zeroconf and aiosmtpd.
 """
@@ -41,12 +42,11 @@ ALLOWED: dict[str, set[str]] = {
     "audit": BASE | {"store"},
     "routing": BASE | {"store", "queue", "xml"},
     "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing"},
-    "sandbox": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "api"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
                    "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",
                    "biip": "agent/cda/datamatrix.py", "signxml": "agent/xml/signing.py",
-                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "agent/sandbox/mss.py"}
+                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py"}
 
 
 def _imports(path: Path) -> list[str]:
@@ -82,6 +82,18 @@ def test_agent_imports_follow_the_layers():
     assert not problems, "imports against the layers:\n" + "\n".join(problems)
 
 
+def test_no_product_module_imports_the_simulators():
+    """The simulators (relais_sandbox) are imported by the command line's demo and sandbox commands only."""
+    offenders = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for p in sorted((ROOT / "agent").rglob("*.py"))
+        if p.parent.name != "cli"
+        for n in _imports(p)
+        if n == "relais_sandbox" or n.startswith("relais_sandbox.")
+    ]
+    assert not offenders, "product modules importing the simulators:\n" + "\n".join(offenders)
+
+
 def test_tray_imports_nothing_from_the_agent():
     offenders = [
         f"{p.relative_to(ROOT)}: {n}"
@@ -94,7 +106,7 @@ def test_tray_imports_nothing_from_the_agent():
 
 def test_third_party_adapters_are_single_modules():
     problems = []
-    for path in sorted((ROOT / "agent").rglob("*.py")):
+    for path in sorted([*(ROOT / "agent").rglob("*.py"), *(ROOT / "relais_sandbox").rglob("*.py")]):
         rel = str(path.relative_to(ROOT))
         for name in _imports(path):
             top = name.split(".")[0]

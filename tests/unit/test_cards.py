@@ -25,9 +25,9 @@ from agent.domain.vitale import (
 )
 from agent.errors import InvalidInput, PinRefused, Unavailable
 from agent.events import EventBus
-from agent.sandbox.cards import CPS_READER, VITALE_READER, SimulatedReaders, VirtualCards, demo_beneficiaries
-from agent.sandbox.cards_vpcd import VitaleApplet
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.cards import CPS_READER, VITALE_READER, SimulatedReaders, VirtualCards, demo_beneficiaries
+from relais_sandbox.cards_vpcd import VitaleApplet
+from relais_sandbox.pki import SandboxPki
 
 # --- APDU and TLV -----------------------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from agent.dmp.schemas import validate, xds_schema
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.dmp.valuesets import ValueSets
 from agent.errors import DuplicateUniqueId, InvalidInput, PermanentRemoteError, TransientRemoteError
-from agent.sandbox.dmp import reidentify
-from agent.sandbox.identities import PAT_TROIS
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.dmp import reidentify
+from relais_sandbox.identities import PAT_TROIS
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)

@@ -28,7 +28,7 @@ from agent.domain.traits import (
     normalize_name,
     parse_traits,
 )
-from agent.sandbox.identities import TEST_IDENTITIES
+from relais_sandbox.identities import TEST_IDENTITIES
 
 TODAY = dt.date(2026, 11, 22)
 

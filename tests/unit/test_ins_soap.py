@@ -12,8 +12,8 @@ from agent.domain.traits import IdentityTraits
 from agent.errors import PermanentRemoteError, TransientRemoteError
 from agent.ins import soap
 from agent.ins.soap import CallContext, HistoricIns, InsiAnswer, LpsInfo, VitaleQuery
-from agent.sandbox.identities import DEMO_VITALE, MARTIN_LYON, TEST_IDENTITIES
-from agent.sandbox.insi import match_traits, match_vitale
+from relais_sandbox.identities import DEMO_VITALE, MARTIN_LYON, TEST_IDENTITIES
+from relais_sandbox.insi import match_traits, match_vitale
 
 CTX = CallContext(message_id="5c1b9c4e-0000-4000-8000-000000000001", now=dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC),
                   emitter="01234567897", lps=LpsInfo(idam="RELAIS01", name="relais", version="0.1", instance="ws-1"))

@@ -18,7 +18,7 @@ from agent.dmp.models import SubmissionRequest, Visibility
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import InvalidInput
 from agent.mss import acks, mime, rules, xdm
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)

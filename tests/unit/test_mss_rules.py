@@ -15,7 +15,7 @@ from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.errors import InvalidInput
 from agent.mss.directory import check_query, parse_bundle
 from agent.mss.orders import document_kind, prepare_order
-from agent.sandbox.directory import _bundle
+from relais_sandbox.directory import _bundle
 from agent.store import mss_acks
 from agent.store.migrations import apply_migrations
 

@@ -19,7 +19,7 @@ from agent.dmp import soap
 from agent.dmp.models import Professional
 from agent.dmp.vihf import SAML, VihfSettings, read_assertion, signed_assertion
 from agent.errors import PermanentRemoteError
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import UnsafeXml, parse
 from agent.xml.signing import SignatureInvalid, verify_enveloped

@@ -15,7 +15,7 @@ from lxml import etree
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from agent.domain.signing import SignatureAlgorithm
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 from agent.xml.signing import (
     SignatureInvalid,

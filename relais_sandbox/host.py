@@ -25,7 +25,7 @@ from aiohttp import web
 from agent.api.spec import RouteTable, json_response
 from agent.errors import InvalidInput, NotFound
 from agent.logs import get_logger
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.pki import SandboxPki
 
 log = get_logger("sandbox")
 

@@ -1,7 +1,7 @@
 """The simulated DMP's protocol logic: check a request (schema, VIHF, DSG) and answer it as a registry does.
 
 No sockets: ``DmpService.handle`` takes the request's envelope and MTOM attachments and returns the answer
-(XML, attachments). ``agent/sandbox/dmp.py`` puts it behind TLS.
+(XML, attachments). ``relais_sandbox/dmp.py`` puts it behind TLS.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from agent.dmp.queries import FIND_DOCUMENTS, GET_DOCUMENTS, UPDATE_STATUS
 from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import RelaisError
-from agent.sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
+from relais_sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
 from agent.xml.signing import SignatureInvalid, verify_enveloped, verify_xades_detached
 
 ERR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"

@@ -26,9 +26,9 @@ from agent.cards.software import SoftwareCpsToken
 from agent.domain.apdu import Command, Response
 from agent.domain.vitale import VitaleBeneficiary
 from agent.errors import InvalidInput, Unavailable
-from agent.sandbox.cards_vpcd import Applet, CpsApplet, VitaleApplet
-from agent.sandbox.identities import DEMO_VITALE
-from agent.sandbox.pki import SandboxPki
+from relais_sandbox.cards_vpcd import Applet, CpsApplet, VitaleApplet
+from relais_sandbox.identities import DEMO_VITALE
+from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 
 READERS = ("Lecteur virtuel Relais 0", "Lecteur virtuel Relais 1")

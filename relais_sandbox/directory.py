@@ -10,7 +10,7 @@ from aiohttp import web
 
 from agent.api.spec import RouteTable
 from agent.mss.directory import MAILBOX_METADATA
-from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
 
 EMAIL_TYPE_EXTENSION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-contact-point-email-type"
 TYPE_MESSAGERIE = "https://mos.esante.gouv.fr/NOS/TRE_R256-TypeMessagerie/FHIR/TRE-R256-TypeMessagerie"

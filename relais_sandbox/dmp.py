@@ -28,9 +28,9 @@ from agent.dmp.models import STATUS_NAMES, SubmissionRequest
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import RelaisError
 from agent.logs import get_logger
-from agent.sandbox.dmp_registry import Registry
-from agent.sandbox.dmp_service import Caller, DmpService
-from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.dmp_registry import Registry
+from relais_sandbox.dmp_service import Caller, DmpService
+from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import parse
 
@@ -76,7 +76,7 @@ class DmpSimulator:
             schema = xds_schema(self.reference_dir)
         else:
             log.warning("kit de référence introuvable : le simulateur DMP ne valide pas les schémas XDS.b")
-        from agent.sandbox.identities import PAT_TROIS_JULES
+        from relais_sandbox.identities import PAT_TROIS_JULES
 
         # A newborn not yet known to INSi has no DMP either: TD0.2 answers "no DMP", ITI-41 an unknown patient.
         self.service = DmpService(self.registry, [ca], schema,
@@ -187,7 +187,7 @@ class DmpSimulator:
     # --- demo content ----------------------------------------------------------------------------------
 
     def _seed(self, signer: SoftwareSigner) -> None:
-        from agent.sandbox.identities import identity
+        from relais_sandbox.identities import identity
 
         assert self.service is not None and self.reference_dir is not None
         examples = self.reference_dir / "ci-sis" / "ExemplesCDA"

@@ -40,7 +40,7 @@ from agent.errors import InvalidInput
 from agent.logs import get_logger
 from agent.mss.acks import build_dsn, build_mdn
 from agent.mss.xdm import read_xdm
-from agent.sandbox.host import FaultMode, FaultState, SandboxContext
+from relais_sandbox.host import FaultMode, FaultState, SandboxContext
 
 log = get_logger("sandbox.mss")
 SANDBOX_PASSWORD = "sandbox-mss"  # noqa: S105 - the SASL password the simulator accepts (demo and tests only)

@@ -1,6 +1,6 @@
 """The INSi simulator: the téléservice's SOAP 1.2 over TLS with client authentication, on a loopback port.
 
-It knows the people of ``agent.sandbox.identities`` (the demo carte Vitale's beneficiaries among them) and
+It knows the people of ``relais_sandbox.identities`` (the demo carte Vitale's beneficiaries among them) and
 answers as INSi does: CR 00 with the active INS, its history and the reference traits; 01 when nobody matches;
 02 when several people match (homonyms told apart only by the birth place). It refuses a request without the
 ContexteBAM/ContexteLPS headers or without a signed assertion (SOAP fault), checking that the signature is intact
@@ -29,8 +29,8 @@ from agent.errors import RelaisError
 from agent.ins import soap
 from agent.ins.soap import CR_FOUND, CR_NOT_FOUND, CR_SEVERAL, HistoricIns, InsiAnswer, InsiRequest, VitaleQuery
 from agent.logs import get_logger
-from agent.sandbox.host import FaultState, SandboxContext, fault_middleware
-from agent.sandbox.identities import DEMO_VITALE, TEST_IDENTITIES, TestIdentity
+from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.identities import DEMO_VITALE, TEST_IDENTITIES, TestIdentity
 from agent.xml.signing import verify_enveloped
 
 log = get_logger("sandbox.insi")
