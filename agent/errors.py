@@ -166,10 +166,19 @@ class TransientRemoteError(RemoteError):
 
 class ServiceUnreachable(TransientRemoteError):
     """No connection could be made (refused, reset before an answer, no route, DNS): the send-order queue
-    waits for the network (``waiting_network``) rather than spending its retry budget."""
+    waits for the network (``waiting_network``) rather than spending its retry budget.
+
+    ``maybe_delivered`` is the transport's verdict: False only when the request surely never left (the
+    connection was refused or never resolved); a connection dropped mid-request may have carried it, and the
+    queue then asks the service before any resend."""
 
     code = "remote_unreachable"
     title = "Service distant injoignable"
+
+    def __init__(self, message: str | None = None, *, service: str = "", code: str | None = None,
+                 maybe_delivered: bool = True, **extra: Any) -> None:
+        self.maybe_delivered = maybe_delivered
+        super().__init__(message, service=service, code=code, **extra)
 
 
 class PermanentRemoteError(RemoteError):

@@ -34,9 +34,9 @@ from agent.cards.pcsc import PcscBackend
 from agent.cli.wiring import Agent
 from agent.config import load_config
 from agent.domain.vitale import VitaleBeneficiary
-from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
 from agent.store.tokens import create_token
-from tests.cards_support import _readers, create_softhsm_token, event_stream
+from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
+from tests.support.cards import _readers, create_softhsm_token, event_stream
 
 RUNS = 20
 SIGN_SECONDS = 3.0

@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from agent.cda.schematron import compile_schema
 from agent.cda.service import CdaService
 from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator
 from agent.clock import FrozenClock
+from agent.reference import BESIDE_CHECKOUT, find_reference
 from agent.xml import safe
 
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
@@ -41,8 +41,7 @@ def ms(seconds: float) -> str:
 
 
 def main() -> None:
-    default_kit = Path(os.environ.get("RELAIS_REFERENCE", Path(__file__).resolve().parents[2] / "shared" /
-                                      "reference")) / "ci-sis"
+    default_kit = (find_reference() or BESIDE_CHECKOUT) / "ci-sis"
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=200)
     parser.add_argument("--kit", type=Path, default=default_kit)

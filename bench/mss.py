@@ -19,10 +19,10 @@ import statistics
 import tempfile
 import time
 
-from agent.cli.mss_wiring import settings_from
 from agent.clock import SystemClock
 from agent.config import MssSection
 from agent.mss import mime, xdm
+from agent.mss.factory import settings_from
 from agent.mss.service import MssSender, Outgoing
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.mss import MssSimulator

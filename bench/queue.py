@@ -34,7 +34,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import spawn_demo
-from tests.queue_support import make_cda, order_body
+from tests.support.queue import make_cda, order_body
 
 
 def pct(values: list[float], p: float) -> float:
@@ -117,10 +117,11 @@ class DemoDocuments:
     """Fresh CDAs for a demo patient (an ANS example re-identified): the simulated DMP validates them."""
 
     def __init__(self, rpps: str) -> None:
-        from relais_sandbox.dmp import find_reference_dir, reidentify
+        from agent.reference import find_reference
+        from relais_sandbox.dmp import reidentify
         from relais_sandbox.identities import PAT_TROIS
 
-        reference = find_reference_dir()
+        reference = find_reference(marker="ihe")
         assert reference is not None, "kit de référence introuvable (RELAIS_REFERENCE)"
         self.example = (reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
         self.reference = reference
@@ -208,8 +209,8 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
     from agent.dmp.models import Professional, SubmissionRequest
-    from relais_sandbox.pki import SandboxPki
     from agent.softkey import SoftwareSigner
+    from relais_sandbox.pki import SandboxPki
 
     async with aiohttp.ClientSession() as session, session.get(f"{url}/_sandbox/endpoints") as response:
         endpoint = (await response.json())["endpoints"]["dmp"]

@@ -33,7 +33,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import RELAIS, ROOT, AgentProcess, spawn_demo
-from tests.queue_support import make_cda, order_body
+from tests.support.queue import make_cda, order_body
 
 DOCTOR = "01234567897"
 

@@ -26,10 +26,10 @@ from agent.cards.software import SoftwareCpsToken
 from agent.domain.apdu import Command, Response
 from agent.domain.vitale import VitaleBeneficiary
 from agent.errors import InvalidInput, Unavailable
+from agent.softkey import SoftwareSigner
 from relais_sandbox.cards_vpcd import Applet, CpsApplet, VitaleApplet
 from relais_sandbox.identities import DEMO_VITALE
 from relais_sandbox.pki import SandboxPki
-from agent.softkey import SoftwareSigner
 
 READERS = ("Lecteur virtuel Relais 0", "Lecteur virtuel Relais 1")
 CPS_READER, VITALE_READER = READERS

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,12 @@ from agent.dmp.models import STATUS_NAMES, SubmissionRequest
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import RelaisError
 from agent.logs import get_logger
+from agent.reference import find_reference
+from agent.softkey import SoftwareSigner
+from agent.xml.safe import parse
 from relais_sandbox.dmp_registry import Registry
 from relais_sandbox.dmp_service import Caller, DmpService
 from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
-from agent.softkey import SoftwareSigner
-from agent.xml.safe import parse
 
 log = get_logger("sandbox.dmp")
 MAX_REQUEST = 64 * 1024 * 1024
@@ -42,23 +42,12 @@ SEED_PATIENTS = ("pat-trois", "orsoni", "lefevre")
 HL7 = "urn:hl7-org:v3"
 
 
-def find_reference_dir() -> Path | None:
-    env = os.environ.get("RELAIS_REFERENCE")
-    candidates = [Path(env)] if env else []
-    candidates += [Path.cwd().parent / "shared" / "reference", Path(__file__).resolve().parents[3] / "shared" /
-                   "reference"]
-    for c in candidates:
-        if (c / "ihe").is_dir():
-            return c
-    return None
-
-
 class DmpSimulator:
     name = "dmp"
 
     def __init__(self, reference_dir: Path | None = None, *, seed: bool = True) -> None:
         self.faults = FaultState()
-        self.reference_dir = reference_dir if reference_dir is not None else find_reference_dir()
+        self.reference_dir = reference_dir if reference_dir is not None else find_reference(marker="ihe")
         self.seed = seed
         self.registry: Registry | None = None
         self.service: DmpService | None = None
@@ -245,4 +234,4 @@ def _fault(sender: bool, reason: str) -> web.Response:
                         headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
 
 
-__all__ = ["DmpSimulator", "find_reference_dir", "json", "reidentify"]
+__all__ = ["DmpSimulator", "json", "reidentify"]

@@ -45,8 +45,8 @@ from agent.dmp.queries import FIND_DOCUMENTS, GET_DOCUMENTS, UPDATE_STATUS
 from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import RelaisError
-from relais_sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
 from agent.xml.signing import SignatureInvalid, verify_enveloped, verify_xades_detached
+from relais_sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
 
 ERR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 REQUIRED_CLASSIFICATIONS = {DE_CLASS: "classCode", DE_TYPE: "typeCode", DE_FORMAT: "formatCode",

@@ -29,9 +29,9 @@ from agent.errors import RelaisError
 from agent.ins import soap
 from agent.ins.soap import CR_FOUND, CR_NOT_FOUND, CR_SEVERAL, HistoricIns, InsiAnswer, InsiRequest, VitaleQuery
 from agent.logs import get_logger
+from agent.xml.signing import verify_enveloped
 from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
 from relais_sandbox.identities import DEMO_VITALE, TEST_IDENTITIES, TestIdentity
-from agent.xml.signing import verify_enveloped
 
 log = get_logger("sandbox.insi")
 PATH = "/insi/ServiceIdentiteCertifiee"

@@ -6,18 +6,22 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from agent.api import core, ui
+from agent.api import cards, cda, consent, core, dmp, ins, mss, orders, peers, ui
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
-from agent.api.sessions import UiSessions
 from agent.api.spec import Route, RouteTable
 from agent.store.tokens import TokenInfo, verify_token
 
 RouteRegistrar = Callable[[RouteTable], None]
 
 
-def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) -> web.Application:
-    """Build the app; ``registrars`` add the routes of the parts the composition root enabled."""
+PART_ROUTES: tuple[RouteRegistrar, ...] = (core.register, ui.register, cards.register, ins.register,
+                                           consent.register, dmp.register, cda.register, mss.register,
+                                           orders.register, peers.register)
+
+
+def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.Application:
+    """Build the app with every part's routes; ``extra`` adds more (the sandbox's control routes, in the demo)."""
     api = services.config.api
     settings = GuardSettings(
         port=api.port,
@@ -28,8 +32,6 @@ def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) ->
         failure_window=float(api.auth_failure_window_seconds),
     )
     failures = FailureTracker(settings.failure_limit, settings.failure_window, services.clock)
-    if services.ui_sessions is None:
-        services.ui_sessions = UiSessions(services.clock)
 
     async def verify(token: str) -> TokenInfo | None:
         return await services.db.read(lambda conn: verify_token(conn, token))
@@ -43,9 +45,7 @@ def create_app(services: Services, registrars: Iterable[RouteRegistrar] = ()) ->
     app[LIMITS_KEY] = lambda route: body_limit(route, settings) if route else settings.max_body
 
     table = services.routes
-    core.register(table)
-    ui.register(table)
-    for registrar in registrars:
+    for registrar in (*PART_ROUTES, *extra):
         registrar(table)
     table.install(app)
 

@@ -20,9 +20,12 @@ from lxml import etree
 from agent.api.context import SERVICES, Services
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
+from agent.cards.cms import sign_detached
 from agent.cards.service import CardService
 from agent.domain.encoding import decode_base64_field
-from agent.errors import InvalidInput, Unavailable
+from agent.errors import InvalidInput
+from agent.xml.safe import parse
+from agent.xml.signing import sign_xades_detached, sign_xades_enveloped
 
 FORMATS = ("xades-enveloped", "xades-detached", "cms-detached", "raw")
 
@@ -67,8 +70,6 @@ SIGN_RESPONSE: dict[str, Any] = {
 
 
 def _cards(services: Services) -> CardService:
-    if services.cards is None:
-        raise Unavailable("La gestion des cartes est désactivée sur cet agent.", code="cards_disabled")
     return services.cards
 
 
@@ -109,15 +110,10 @@ async def sign(request: web.Request) -> web.Response:
         signature = await asyncio.to_thread(signer.sign, data)
         answer["signature_base64"] = base64.b64encode(signature).decode()
     elif fmt == "cms-detached":
-        from agent.cards.cms import sign_detached
-
         data = _data(body)
         der = await asyncio.to_thread(sign_detached, data, signer, services.clock.now())
         answer["signature_base64"] = base64.b64encode(der).decode()
     elif fmt == "xades-enveloped":
-        from agent.xml.safe import parse
-        from agent.xml.signing import sign_xades_enveloped
-
         text = body.get("xml")
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput.field("xml", "Le document XML à signer est requis pour ce format.")
@@ -125,8 +121,6 @@ async def sign(request: web.Request) -> web.Response:
         signed = await asyncio.to_thread(sign_xades_enveloped, root, signer)
         answer["xml"] = etree.tostring(signed, encoding="unicode")
     else:
-        from agent.xml.signing import sign_xades_detached
-
         data = _data(body)
         uri = body.get("uri") or "document"
         if not isinstance(uri, str) or len(uri) > 256:

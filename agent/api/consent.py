@@ -6,7 +6,7 @@ service, this workstation, the API client's name, and the access mode asked for 
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,52 +17,35 @@ from agent.api.params import path_ins
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.audit import chain
 from agent.audit.service import RightsPart
+from agent.cards.service import CardService
 from agent.clock import parse_rfc3339, rfc3339
 from agent.domain import notices as conf21
 from agent.domain.consent import Consultation, Feeding, parse_change, parse_mode
 from agent.domain.ins import IdentityStatus, key_is_valid
 from agent.domain.policy import Actor
-from agent.errors import FieldError, InvalidInput, Unavailable
+from agent.errors import FieldError, InvalidInput
 from agent.store.traces import TraceFilter
 
 # -- who acts -----------------------------------------------------------------------------------------------
 
 
-async def cps_holder(services: Services) -> Any | None:
-    """The CPS holder from the cards service (sync or async ``cps_holder()``), None without card or service."""
-    cards = getattr(services, "cards", None)
-    if cards is None or not hasattr(cards, "cps_holder"):
-        return None
-    holder = cards.cps_holder()
-    if inspect.isawaitable(holder):
-        holder = await holder
-    return holder
-
-
 async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
     client = request.get(CLIENT_KEY)
-    return await agent_actor(request.app[SERVICES], client=getattr(client, "name", "") if client else "",
-                             mode=parse_mode(mode).value)
+    return agent_actor(request.app[SERVICES], client=client.name if client else "", mode=parse_mode(mode).value)
 
 
-async def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
+def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
     """The professional at this workstation (the CPS holder, if any) acting through ``client``."""
-    holder = await cps_holder(services)
-    return Actor(
-        rpps=(getattr(holder, "rpps", None) or None) if holder else None,
-        workstation=services.config.workstation_id,
-        client=client,
-        profession=(getattr(holder, "profession", None) or None) if holder else None,
-        specialty=(getattr(holder, "specialty", None) or None) if holder else None,
-        mode=mode,
-    )
+    holder = services.cards.cps_holder()
+    if holder is None:
+        return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
+    return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,
+                 profession=holder.profession or None, specialty=holder.specialty or None, mode=mode,
+                 family_name=holder.family_name, given_name=holder.given_name)
 
 
 def _part(request: web.Request) -> RightsPart:
-    part: RightsPart | None = getattr(request.app[SERVICES], "rights", None)
-    if part is None:
-        raise Unavailable("Le suivi des consentements et des traces n'est pas activé.", code="rights_disabled")
-    return part
+    return request.app[SERVICES].rights
 
 
 # -- consent ------------------------------------------------------------------------------------------------
@@ -130,11 +113,10 @@ async def _notice(part: RightsPart, actor: Actor) -> dict[str, Any]:
     return {**conf21.state("", None, parse_rfc3339("1970-01-01T00:00:00Z")).as_dict(rfc3339), "rpps": None}
 
 
-def notices_status(services: Services) -> Any:
+def notices_status(part: RightsPart, cards: CardService) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``/v1/status``'s notices (CONF.21 for the CPS holder) and which habilitation matrix applies."""
+
     async def provider() -> dict[str, Any]:
-        part: RightsPart | None = getattr(services, "rights", None)
-        if part is None:
-            return {}
         matrix = part.rights.matrix
         body: dict[str, Any] = {
             "notices": [],
@@ -142,8 +124,8 @@ def notices_status(services: Services) -> Any:
             "habilitation": {"origin": matrix.origin, "version": matrix.version, "source": matrix.source,
                              "status": matrix.status, "professions": sorted(matrix.columns)},
         }
-        holder = await cps_holder(services)
-        rpps = getattr(holder, "rpps", None) if holder else None
+        holder = cards.cps_holder()
+        rpps = holder.rpps if holder else None
         if rpps:
             state = await part.notices.state(rpps)
             body["notices"] = [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,

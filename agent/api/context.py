@@ -1,7 +1,9 @@
-"""What the API handlers reach: the services the composition root (``agent.cli``) built and wired.
+"""What the API handlers reach: the agent's parts, as the composition root (``agent.cli.root.build``) made them.
 
-Each later part (cards, queue, DMP...) adds its service here as an optional field; its routes are installed
-only when the service is present, so the app runs with whatever parts a configuration enables.
+Every part is here, concretely typed, whatever the configuration: a service that is off is represented by a part
+that refuses with a clear code (the DMP consultation answers ``dmp_disabled`` without a ``[dmp]`` section; the
+queue keeps DMP deliveries waiting), never by a missing attribute. Only the INSi client may be absent
+(``insi``): its routes then answer ``insi_unreachable`` naming the missing configuration.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from aiohttp import web
 
 from agent.api.sessions import UiSessions
 from agent.api.spec import RouteTable
+from agent.audit.consultation import DmpConsultation
 from agent.audit.service import RightsPart
 from agent.cards.service import CardService
 from agent.cda.service import CdaService
 from agent.clock import Clock
 from agent.config import Config
+from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient
-from agent.domain.policy import AccessPolicy, AllowAll, FeedingGate, NoTraces, TraceRecorder
 from agent.events import EventBus
 from agent.ins.client import InsiClient
+from agent.mss.part import MssPart
 from agent.queue.service import OrderService
 from agent.routing.service import RoutingService
 from agent.store.crypto import ContentCipher
@@ -32,7 +36,7 @@ from agent.store.db import Database
 StatusProvider = Callable[[], Awaitable[dict[str, Any]]]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Services:
     config: Config
     version: str
@@ -42,27 +46,23 @@ class Services:
     cipher: ContentCipher
     master_key_source: str
     started_at: str
+    connectivity: ConnectivityTracker
+    cards: CardService  # readers, CPS, Vitale (routes in agent/api/cards.py)
+    rights: RightsPart  # consent, DICA, CONF.21 notice, traces (routes in agent/api/consent.py)
+    consultation: DmpConsultation  # the DMP consultation use case (routes in agent/api/dmp.py)
+    dmp: DmpClient | None  # the XDS.b client, None without [dmp]: consultation refuses, DMP deliveries wait
+    insi: InsiClient | None  # INSi search and verification (routes in agent/api/ins.py)
+    cda: CdaService  # CDA builders and CI-SIS validation (routes in agent/api/cda.py)
+    mss: MssPart  # MSSanté sender, acknowledgements, directory (routes in agent/api/mss.py)
+    orders: OrderService  # send-orders (routes in agent/api/orders.py)
+    routing: RoutingService  # practice peers, forwarding (routes in agent/api/peers.py)
+    ui_sessions: UiSessions  # dashboard login links and cookie sessions (agent/api/sessions.py)
     warnings: list[str] = field(default_factory=list)
-    status_providers: list[StatusProvider] = field(default_factory=list)
+    status_providers: tuple[StatusProvider, ...] = ()
     routes: RouteTable = field(default_factory=RouteTable)
     # Open SSE streams and their handler tasks, cancelled on shutdown so a stop never waits on a client.
     streams: dict[web.StreamResponse, asyncio.Task[object]] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    # Seams filled by the consent/traces part; permissive until it is wired.
-    access_policy: AccessPolicy = field(default_factory=AllowAll)
-    feeding_gate: FeedingGate = field(default_factory=AllowAll)
-    traces: TraceRecorder = field(default_factory=NoTraces)
-    # Dashboard login links and cookie sessions (agent/api/sessions.py).
-    ui_sessions: UiSessions | None = None
-    # One optional field per part, set by agent.cli.wiring when the part is enabled:
-    cards: CardService | None = None  # agent/cards: readers, CPS, Vitale (routes in agent/api/cards.py)
-    orders: OrderService | None = None  # agent/queue: send-orders (routes in agent/api/orders.py)
-    rights: RightsPart | None = None  # agent/audit: consent, DICA, CONF.21 notice, traces (api/consent.py)
-    insi: InsiClient | None = None  # agent/ins: INSi search and verification (routes in agent/api/ins.py)
-    cda: CdaService | None = None  # agent/cda: CDA builders and CI-SIS validation (routes in agent/api/cda.py)
-    dmp: DmpClient | None = None  # agent/dmp: XDS.b client of the DMP (routes in agent/api/dmp.py)
-    mss: Any = None  # agent/mss: MSSanté sender, acknowledgements, directory (agent/cli/mss_wiring.MssPart)
-    routing: RoutingService | None = None  # agent/routing: practice peers, forwarding (api/peers.py)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("relais_services", Services)

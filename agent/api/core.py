@@ -55,7 +55,7 @@ async def status(request: web.Request) -> web.Response:
         "sandbox": services.config.sandbox.enabled,
         "store": {"master_key": services.master_key_source},
         "warnings": list(services.warnings),
-        "dashboard": {"sessions": services.ui_sessions.active() if services.ui_sessions else 0},
+        "dashboard": {"sessions": services.ui_sessions.active()},
     }
     for provider in services.status_providers:
         for key, value in (await provider()).items():

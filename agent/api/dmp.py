@@ -1,9 +1,9 @@
 """DMP consultation and management routes: TD3.1 search, TD3.2 content (``?as=pdf`` for an N1), multi-select
 import, TD3.3a/b visibility, TD3.3c deletion.
 
-Every call goes through ``services.access_policy`` (consent, DICA, habilitation matrix) and is traced through
-``services.traces`` (who, which patient, which document; never content). The professional the VIHF names is the
-CPS holder (or the demo configuration). ``GET /v1/dmp/{ins}/access`` belongs to the consent part.
+Each handler parses the request and calls the one consultation use case (``agent.audit.consultation``), which
+checks the rights (consent, CONF.21, habilitation), calls the DMP, filters and traces. The professional the
+VIHF names is the CPS holder. ``GET /v1/dmp/{ins}/access`` belongs to the consent part.
 """
 
 from __future__ import annotations
@@ -14,41 +14,25 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.consent import OID_PARAM, request_actor
-from agent.api.context import SERVICES, Services
+from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.params import path_ins
 from agent.api.spec import RouteTable, json_response, problem_response
-from agent.dmp.cda_header import extract_pdf
-from agent.dmp.client import DmpClient
-from agent.dmp.models import DocumentEntry, SearchCriteria, Visibility
-from agent.domain.policy import Actor, TraceEvent
-from agent.errors import AccessRefused, FieldError, InvalidInput, RelaisError, Unavailable
+from agent.audit.consultation import VISIBILITY_FLAGS, DmpConsultation
+from agent.dmp.models import SearchCriteria
+from agent.domain.policy import Actor
+from agent.errors import FieldError, InvalidInput
+from agent.xml.cda_header import extract_pdf
 
 STATUSES = ("approved", "deprecated", "archived")
 VISIBILITIES = ("normal", "masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
 MAX_IMPORT = 50
 
 
-def _dmp(services: Services) -> DmpClient:
-    if services.dmp is None:
-        raise Unavailable("Le DMP n'est pas configuré sur ce poste (section [dmp] du fichier de configuration).",
-                          code="dmp_disabled")
-    return services.dmp
-
-
-async def _context(request: web.Request) -> tuple[Services, DmpClient, str, str, Actor]:
-    services = request.app[SERVICES]
-    dmp = _dmp(services)
+async def _context(request: web.Request) -> tuple[DmpConsultation, str, str, Actor]:
     ins, oid = path_ins(request)
     actor = await request_actor(request, request.query.get("mode"))
-    await services.access_policy.check_consultation(ins, actor)
-    return services, dmp, ins, oid, actor
-
-
-async def _trace(services: Services, action: str, actor: Actor, ins: str, obj: str | None = None,
-                 outcome: str = "ok", details: dict[str, Any] | None = None) -> None:
-    await services.traces.record(TraceEvent(action=action, actor=actor, ins=ins, object=obj, outcome=outcome,
-                                            details=details or {}))
+    return request.app[SERVICES].consultation, ins, oid, actor
 
 
 def _list(request: web.Request, name: str) -> tuple[str, ...]:
@@ -70,17 +54,11 @@ def _criteria(request: web.Request) -> SearchCriteria:
 
 
 async def search(request: web.Request) -> web.Response:
-    services, dmp, ins, oid, actor = await _context(request)
-    try:
-        entries = await dmp.search(ins, oid, _criteria(request))
-    except RelaisError as exc:
-        await _trace(services, "dmp.search", actor, ins, outcome=exc.code)
-        raise
-    readable = services.access_policy.filter_readable(entries, actor)
-    await _trace(services, "dmp.search", actor, ins, details={"count": len(readable)})
-    # Newest first; the cursor is the offset of the next page in this order (the registry answers in one go).
-    readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
+    consultation, ins, oid, actor = await _context(request)
+    criteria = _criteria(request)
     limit, offset = _page(request)
+    readable = await consultation.search(ins, oid, criteria, actor)
+    # Newest first; the cursor is the offset of the next page in this order (the registry answers in one go).
     page = readable[offset:offset + limit]
     more = offset + limit < len(readable)
     return web.json_response({"items": [e.as_dict() for e in page],
@@ -98,34 +76,17 @@ def _page(request: web.Request) -> tuple[int, int]:
     return limit, offset
 
 
-async def _readable_entry(services: Services, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
-                          actor: Actor) -> DocumentEntry:
-    entry = await dmp.get_entry(ins, oid, entry_uuid)
-    if not services.access_policy.filter_readable([entry], actor):
-        raise AccessRefused("Votre profession ne vous permet pas de lire ce type de document.",
-                            code="dmp_document_not_readable")
-    return entry
-
-
 async def content(request: web.Request) -> web.StreamResponse:
-    services, dmp, ins, oid, actor = await _context(request)
-    entry_uuid = request.match_info["entry_uuid"]
-    as_pdf = request.query.get("as") == "pdf"
-    try:
-        entry = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
-        doc = await dmp.retrieve(ins, oid, entry)
-    except RelaisError as exc:
-        await _trace(services, "dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code)
-        raise
-    await _trace(services, "dmp.retrieve", actor, ins, entry.unique_id)
-    if as_pdf:
+    consultation, ins, oid, actor = await _context(request)
+    _, doc = await consultation.retrieve(ins, oid, request.match_info["entry_uuid"], actor)
+    if request.query.get("as") == "pdf":
         return web.Response(body=extract_pdf(doc.content), content_type="application/pdf")
     return web.Response(body=doc.content, content_type="application/xml" if "xml" in doc.mime_type
                         else doc.mime_type or "application/octet-stream")
 
 
 async def import_documents(request: web.Request) -> web.Response:
-    services, dmp, ins, oid, actor = await _context(request)
+    consultation, ins, oid, actor = await _context(request)
     body = await read_json(request)
     uuids = body.get("entry_uuids")
     if not isinstance(uuids, list) or not uuids or not all(isinstance(u, str) and u for u in uuids):
@@ -133,50 +94,34 @@ async def import_documents(request: web.Request) -> web.Response:
     if len(uuids) > MAX_IMPORT:
         raise InvalidInput.field("entry_uuids", f"Au plus {MAX_IMPORT} documents par import.")
     items: list[dict[str, Any]] = []
-    for entry_uuid in dict.fromkeys(uuids):
-        try:
-            entry = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
-            doc = await dmp.retrieve(ins, oid, entry)
-        except RelaisError as exc:
-            await _trace(services, "dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code)
-            items.append({"entry_uuid": entry_uuid, "error": {"code": exc.code, "message": exc.message}})
-            continue
-        await _trace(services, "dmp.retrieve", actor, ins, entry.unique_id, details={"purpose": "import"})
-        items.append({**entry.as_dict(), "content_base64": base64.b64encode(doc.content).decode()})
+    for done in await consultation.import_documents(ins, oid, uuids, actor):
+        if done.entry is None or done.content is None:
+            error = done.error
+            items.append({"entry_uuid": done.entry_uuid,
+                          "error": {"code": error.code if error else "unknown", "message": error.message
+                                    if error else ""}})
+        else:
+            items.append({**done.entry.as_dict(), "content_base64": base64.b64encode(done.content).decode()})
     return web.json_response({"items": items})
 
 
 async def visibility(request: web.Request) -> web.Response:
-    services, dmp, ins, oid, actor = await _context(request)
+    consultation, ins, oid, actor = await _context(request)
     entry_uuid = request.match_info["entry_uuid"]
     body = await read_json(request)
-    names = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
-    flags: dict[str, Any] = {k: body[k] for k in names if k in body}
+    flags: dict[str, Any] = {k: body[k] for k in VISIBILITY_FLAGS if k in body}
     bad = [k for k, v in flags.items() if not isinstance(v, bool)]
     if not flags or bad:
         raise InvalidInput("Indiquez au moins un réglage de visibilité (true ou false).",
                            errors=[FieldError(k, "true ou false attendu.") for k in bad])
-    try:
-        current = await _readable_entry(services, dmp, ins, oid, entry_uuid, actor)
-        merged: dict[str, bool] = {**current.visibility.as_dict(), **flags}
-        wanted = Visibility(**merged)
-        updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted)
-    except RelaisError as exc:
-        await _trace(services, "dmp.visibility", actor, ins, entry_uuid, outcome=exc.code)
-        raise
-    await _trace(services, "dmp.visibility", actor, ins, updated.unique_id, details=dict(wanted.as_dict()))
+    updated = await consultation.set_visibility(ins, oid, entry_uuid, flags, actor)
     return web.json_response(updated.as_dict() | {"previous_entry_uuid": entry_uuid})
 
 
 async def delete(request: web.Request) -> web.Response:
-    services, dmp, ins, oid, actor = await _context(request)
+    consultation, ins, oid, actor = await _context(request)
     entry_uuid = request.match_info["entry_uuid"]
-    try:
-        await dmp.delete(ins, oid, entry_uuid)
-    except RelaisError as exc:
-        await _trace(services, "dmp.delete", actor, ins, entry_uuid, outcome=exc.code)
-        raise
-    await _trace(services, "dmp.delete", actor, ins, entry_uuid)
+    await consultation.delete(ins, oid, entry_uuid, actor)
     return web.json_response({"entry_uuid": entry_uuid, "deleted": True})
 
 

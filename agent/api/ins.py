@@ -54,7 +54,7 @@ def _insi(services: Services) -> InsiClient:
 async def _caller(request: web.Request, services: Services, insi: InsiClient) -> Caller:
     """The logged-in CPS if there is one, else the structure certificate, else 503 cps_absent."""
     client = request.get(CLIENT_KEY)
-    client_name = getattr(client, "name", "") or ""
+    client_name = client.name if client else ""
     cards = services.cards
     refusal: RelaisError | None = None
     if cards is not None:
@@ -94,7 +94,7 @@ def _traits_or_422(raw: Any, services: Services, prefix: str = "traits") -> Iden
 async def _trace(services: Services, caller: Caller, action: str, outcome: str, ins: str | None,
                  details: dict[str, Any]) -> None:
     try:
-        await services.traces.record(TraceEvent(action=action, actor=caller.actor, ins=ins, outcome=outcome,
+        await services.rights.traces.record(TraceEvent(action=action, actor=caller.actor, ins=ins, outcome=outcome,
                                                 details=details))
     except Exception:  # a trace failure is logged loudly; the INSi answer is still due
         log.exception("trace INSi non enregistrée")

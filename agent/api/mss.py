@@ -20,8 +20,7 @@ ENTRY_SCHEMA: dict[str, Any] = {
 
 async def directory(request: web.Request) -> web.Response:
     name = check_query(request.query.get("name", ""))
-    part = request.app[SERVICES].mss
-    client = getattr(part, "directory", None)
+    client = request.app[SERVICES].mss.directory
     if client is None:
         raise Unavailable("L'Annuaire santé n'est pas configuré sur cet agent (mss.directory_url).",
                           code="directory_unavailable")

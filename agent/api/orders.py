@@ -16,8 +16,7 @@ from agent.api.spec import RouteTable, json_response, problem_response
 from agent.clock import rfc3339
 from agent.domain.catalogue import by_type_code
 from agent.domain.orders import DeliveryState
-from agent.errors import InvalidInput, Unavailable
-from agent.queue.service import OrderService
+from agent.errors import InvalidInput
 from agent.store.orders import DeliveryView, OrderView, from_ts
 
 
@@ -71,44 +70,24 @@ def _type_label(type_code: str) -> str | None:
 
 
 async def pause_queue(request: web.Request) -> web.Response:
-    paused = await _service(request).set_paused(True, request[CLIENT_KEY].name)
+    paused = await request.app[SERVICES].orders.set_paused(True, request[CLIENT_KEY].name)
     return web.json_response({"paused": paused})
 
 
 async def resume_queue(request: web.Request) -> web.Response:
-    paused = await _service(request).set_paused(False, request[CLIENT_KEY].name)
+    paused = await request.app[SERVICES].orders.set_paused(False, request[CLIENT_KEY].name)
     return web.json_response({"paused": paused})
-
-
-def _service(request: web.Request) -> OrderService:
-    service = request.app[SERVICES].orders
-    if service is None:
-        raise Unavailable("La file d'envoi n'est pas active sur cet agent.", code="queue_disabled")
-    return service
 
 
 async def create_order(request: web.Request) -> web.Response:
     body = await read_json(request)
     client = request.get(CLIENT_KEY)
-    mss = request.app[SERVICES].mss
-    if mss is not None:  # CSE platform recipient (LGC.CSE.15) and MSS masking rules
-        from agent.mss.orders import prepare_order
-
-        body = prepare_order(body)
-    order, created = await _service(request).create(body, client.name if client else "")
-    data = order_json(order)
-    if request.app[SERVICES].mss is not None:  # Message-IDs, and the catalogue's correspondent proposal
-        data = await request.app[SERVICES].mss.annotate(data)
-    if request.app[SERVICES].cda is not None:  # LGC.CSE.04: the certificat de santé this exam CR makes due
-        from agent.cda.service import cse_notice_for_order, cse_notice_json
-
-        notice = cse_notice_json(cse_notice_for_order(body))
-        data["cse_due"] = notice
-        if notice is not None and created:
-            request.app[SERVICES].bus.publish("cse.due", order_id=order.id, kind=notice["kind"],
-                                              title=notice["title"], message=notice["message"])
-    return web.json_response(data, status=201 if created else 200,
-                             headers={"Location": f"/v1/orders/{order.id}"})
+    orders = request.app[SERVICES].orders
+    submitted = await orders.submit(body, client.name if client else "")
+    data = await orders.annotate(order_json(submitted.order))
+    data["cse_due"] = submitted.cse_due
+    return web.json_response(data, status=201 if submitted.created else 200,
+                             headers={"Location": f"/v1/orders/{submitted.order.id}"})
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -123,7 +102,7 @@ async def list_orders(request: web.Request) -> web.Response:
     state = query.get("state") or None
     if state is not None and state not in {s.value for s in DeliveryState}:
         raise InvalidInput.field("state", "État inconnu.")
-    orders = await _service(request).list_orders(state=state, ins=query.get("ins") or None,
+    orders = await request.app[SERVICES].orders.list_orders(state=state, ins=query.get("ins") or None,
                                                  author=query.get("author") or None, limit=limit + 1,
                                                  before_seq=before)
     page = orders[:limit]
@@ -132,34 +111,28 @@ async def list_orders(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
-    order = await _service(request).get(request.match_info["id"])
-    data = order_json(order, with_log=True)
-    mss = request.app[SERVICES].mss
-    if mss is not None:  # each MSS delivery's Message-ID and its acknowledgements (DSN, MDN)
-        data = await mss.annotate(data)
-    routing = request.app[SERVICES].routing
-    if routing is not None:  # forwarded to the workstation holding the CPS (its state), or received from one
-        data = await routing.annotate(data)
-    return web.json_response(data)
+    orders = request.app[SERVICES].orders
+    order = await orders.get(request.match_info["id"])
+    return web.json_response(await orders.annotate(order_json(order, with_log=True)))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
     client = request.get(CLIENT_KEY)
-    order = await _service(request).cancel(request.match_info["id"], client.name if client else "")
+    order = await request.app[SERVICES].orders.cancel(request.match_info["id"], client.name if client else "")
     return web.json_response(order_json(order))
 
 
 async def send_now(request: web.Request) -> web.Response:
-    return web.json_response(order_json(await _service(request).send_now(request.match_info["id"])))
+    return web.json_response(order_json(await request.app[SERVICES].orders.send_now(request.match_info["id"])))
 
 
 async def retry(request: web.Request) -> web.Response:
-    return web.json_response(order_json(await _service(request).retry(request.match_info["id"])))
+    return web.json_response(order_json(await request.app[SERVICES].orders.retry(request.match_info["id"])))
 
 
 async def document_status(request: web.Request) -> web.Response:
     unique_id = request.match_info["unique_id"]
-    pairs = await _service(request).document(unique_id)
+    pairs = await request.app[SERVICES].orders.document(unique_id)
     dmp = [(o, d) for o, d in pairs if d.destination == "dmp"]
     best = next(((o, d) for o, d in reversed(dmp) if d.state is DeliveryState.SENT), None)
     best = best or next(((o, d) for o, d in reversed(dmp) if d.state is not DeliveryState.CANCELLED), None)

@@ -36,14 +36,14 @@ PEERS_SCHEMA: dict[str, Any] = {
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    routing = request.app[SERVICES].routing
-    member = routing.member if routing is not None else None
+    peers = request.app[SERVICES].routing.peers
+    member = peers.member
     body = {
         "paired": member is not None,
         "practice": member.practice_name if member is not None else None,
         "workstation": member.workstation if member is not None else request.app[SERVICES].config.workstation_id,
-        "peer_port": routing.port if routing is not None and member is not None else None,
-        "peers": routing.peers_json() if routing is not None else [],
+        "peer_port": peers.port if member is not None else None,
+        "peers": peers.peers_json(),
     }
     return web.json_response(body)
 

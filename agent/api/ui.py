@@ -53,7 +53,6 @@ def _serve(name: str) -> web.Response:
 
 async def login_link(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    assert services.ui_sessions is not None
     client = request[CLIENT_KEY].name
     code = services.ui_sessions.issue_code(client)
     host = request.headers.get("Host", f"127.0.0.1:{services.config.api.port}")
@@ -67,7 +66,6 @@ def _session_body(csrf: str, client: str) -> dict[str, Any]:
 
 async def open_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    assert services.ui_sessions is not None
     body = await read_json(request)
     code = body.get("code")
     if not isinstance(code, str) or not code:
@@ -84,7 +82,6 @@ async def open_session(request: web.Request) -> web.Response:
 
 async def current_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    assert services.ui_sessions is not None
     session = services.ui_sessions.lookup(request.cookies.get(COOKIE, ""))
     if session is None:
         raise AuthenticationRequired("Aucune session du tableau de bord.", code="session_expired")
@@ -93,7 +90,6 @@ async def current_session(request: web.Request) -> web.Response:
 
 async def close_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    assert services.ui_sessions is not None
     services.ui_sessions.end(request.cookies.get(COOKIE, ""))
     response = web.json_response({"closed": True})
     response.del_cookie(COOKIE, path="/")

@@ -57,6 +57,15 @@ class TraceLog:
         self._key = key  # only now: a key created in a transaction that failed is never used again
         log.debug("trace %d %s %s", row.seq, row.action, row.outcome)
 
+    def record_in(self, conn: sqlite3.Connection, event: TraceEvent) -> None:
+        """Append inside the caller's transaction: the trace commits with the state it records, or neither."""
+        at = rfc3339(self._clock.now())
+        key = self._key
+        if key is None and self._cipher is not None:
+            key = mac_key(conn, self._cipher, create_at=at)  # cached by the next record(), once surely committed
+        row = append_event(conn, event, at, key)
+        log.debug("trace %d %s %s", row.seq, row.action, row.outcome)
+
     async def page(self, where: TraceFilter, limit: int) -> Page:
         limit = max(1, min(limit, MAX_PAGE))
         rows = await self._db.read(lambda conn: table.select(conn, where, limit + 1))

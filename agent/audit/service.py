@@ -1,39 +1,37 @@
-"""The consent, rights and traces part as one bundle the composition root builds and installs on Services."""
+"""The consent, rights and traces part as one bundle the composition root builds: the trace log, the consent
+book, the CONF.21 notices, the rights (access policy and feeding gate), the DMP consultation use case and DICA."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from agent.audit.access import DicaService, DmpProbe
+from agent.audit.access import DicaService
+from agent.audit.consultation import DmpConsultation
 from agent.audit.recorder import TraceLog
 from agent.audit.rights import ConsentBook, DmpRights, Notices
-from agent.audit.vitale import VitaleWatch
 from agent.clock import Clock
+from agent.dmp.client import DmpClient
 from agent.domain.habilitation import HabilitationMatrix
 from agent.events import EventBus
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RightsPart:
     traces: TraceLog
     consents: ConsentBook
     notices: Notices
     rights: DmpRights
+    consultation: DmpConsultation
     dica: DicaService
-    watches: list[VitaleWatch] = field(default_factory=list)
-
-    async def close(self) -> None:
-        for watch in self.watches:
-            await watch.stop()
-        self.watches.clear()
 
 
-def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix,
-                 probe: DmpProbe | None = None, cipher: ContentCipher | None = None) -> RightsPart:
+def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix, cipher: ContentCipher,
+                 dmp: DmpClient | None) -> RightsPart:
     traces = TraceLog(db, clock, cipher)
     consents = ConsentBook(db, clock, traces)
     notices = Notices(db, clock, bus, traces)
     rights = DmpRights(consents, notices, matrix, traces, bus)
-    return RightsPart(traces, consents, notices, rights, DicaService(rights, traces, probe))
+    consultation = DmpConsultation(dmp, rights, traces)
+    return RightsPart(traces, consents, notices, rights, consultation, DicaService(rights, traces, consultation))

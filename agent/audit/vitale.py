@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from agent.audit.access import DicaService
@@ -23,6 +23,7 @@ from agent.domain.ins import key_is_valid
 from agent.domain.policy import Actor
 from agent.errors import RelaisError
 from agent.events import EventBus
+from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
 
 log = get_logger("audit")
@@ -34,11 +35,11 @@ INS_UNKNOWN = {"code": "ins_unknown",
 
 # What the watcher needs of the cards service: the CPS holder's actor and the Vitale beneficiaries
 # (objects with ``index``, ``nir``, ``quality``).
-ActorSource = Callable[[], Awaitable[Actor]]
+ActorSource = Callable[[], Actor]
 BeneficiarySource = Callable[[], list[Any]]
 
 
-class VitaleWatch:
+class VitaleWatch(Lifecycle):
     def __init__(self, bus: EventBus, dica: DicaService, actor: ActorSource, beneficiaries: BeneficiarySource,
                  *, oid: str) -> None:
         self._bus = bus
@@ -48,7 +49,7 @@ class VitaleWatch:
         self._oid = oid
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
         subscription = self._bus.subscribe()
         self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="relais-vitale-dica")
 
@@ -77,7 +78,7 @@ class VitaleWatch:
             subscription.close()
 
     async def on_vitale(self) -> list[dict[str, Any]]:
-        actor = await self._actor()
+        actor = self._actor()
         results: list[dict[str, Any]] = []
         for beneficiary in self._beneficiaries():
             index = int(beneficiary.index)

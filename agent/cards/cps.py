@@ -19,7 +19,7 @@ from cryptography import x509
 from agent.domain.apdu import Command, Response, select_aid
 from agent.domain.cps import CPS3_AID, CPS3_CONTACTLESS_AID, CpsHolder, holder_from_subject
 from agent.domain.signing import Signer
-from agent.errors import PinRefused, Unavailable
+from agent.errors import InvalidInput, PinRefused, Unavailable
 
 CPS_PIN_TRIES = 3
 
@@ -67,8 +67,6 @@ def holder_from_certificate(der: bytes) -> CpsHolder:
 
 def check_pin_format(pin: str) -> None:
     """A CPS PIN is 4 to 8 digits; anything else is refused before it costs the doctor an attempt."""
-    from agent.errors import InvalidInput
-
     if not isinstance(pin, str) or not pin.isdigit() or not 4 <= len(pin) <= 8:
         raise InvalidInput.field("pin", "Le code PIN de la carte CPS compte 4 à 8 chiffres.")
 

@@ -32,6 +32,7 @@ from agent.domain.signing import SignatureAlgorithm, Signer
 from agent.domain.vitale import VitaleBeneficiary
 from agent.errors import RelaisError, Unavailable
 from agent.events import EventBus
+from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
 
 log = get_logger("cards")
@@ -79,7 +80,7 @@ class GuardedSigner:
         return self._signer.sign(data, algorithm)
 
 
-class CardService:
+class CardService(Lifecycle):
     def __init__(self, bus: EventBus, clock: Clock, *, backend: ReaderBackend | None,
                  token_factory: TokenFactory | None = None, token_present: Callable[[], bool] | None = None,
                  vitale_source: VitaleSource | None = None, session_timeout: float = 4 * 3600.0,
@@ -302,6 +303,21 @@ class CardService:
         if cps is None or cps.holder is None or cps.token is None:
             return None
         return cps.holder.with_state(logged_in=cps.token.logged_in, reader=cps.reader)
+
+    def author_ready(self, rpps: str) -> str | None:
+        """Why the CPS of the professional ``rpps`` cannot sign on this workstation now (French, for the order's
+        ``waiting_card`` reason), or None when it can: it is in a reader here and its PIN was entered."""
+        holder = self.cps_holder()
+        if holder is None or not holder.rpps or holder.rpps[-11:] != rpps[-11:]:
+            return "La carte CPS de l'auteur n'est pas sur ce poste : l'envoi attend sa carte."
+        if not holder.logged_in:
+            return "La carte CPS de l'auteur attend son code PIN : l'envoi partira après la saisie du code."
+        return None
+
+    def holder_state(self) -> tuple[str | None, bool]:
+        """(RPPS of the CPS in a reader here, whether its PIN was entered): what presence tells the peers."""
+        holder = self.cps_holder()
+        return (holder.rpps or None, holder.logged_in) if holder is not None else (None, False)
 
     def require_signer(self, purpose: Purpose = "signature") -> Signer:
         """The logged-in CPS's signer (signature key by default; ``"authentication"`` for the CPS_PRIV_AUT key)."""

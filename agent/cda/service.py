@@ -191,6 +191,10 @@ class CdaService:
         return filled
 
     # -- send-orders --------------------------------------------------------------------------------------------
+    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None."""
+        return cse_notice_json(cse_notice_for_order(body))
+
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
                              author: dict[str, Any]) -> bytes:
         """The CDA of a ``POST /v1/orders`` document, built if needed, and refused (422 ``cda_invalid``, with

@@ -52,7 +52,7 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], An
 def cmd_practice(args: argparse.Namespace) -> int:
     from agent.cli.commands import load
     from agent.routing import practice
-    from agent.routing.service import split_address
+    from agent.routing.peers import split_address
     from agent.store import routing as repo
     from agent.store.db import open_sync
 

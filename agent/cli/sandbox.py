@@ -8,9 +8,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent.cli.wiring import build_simulators
 from agent.config import Config
 from agent.logs import get_logger, setup_logging
+from relais_sandbox.demo import build_simulators
 from relais_sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
 from relais_sandbox.pki import SandboxPki
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from agent.softkey import SoftwareSigner
 SANDBOX_SOURCE_ID = "1.2.250.1.213.1.1.9.99"
 
 
-def client_for_sandbox(endpoint: dict[str, Any], clock: Clock, professional: ProfessionalSource, *,
+def client_for_sandbox(endpoint: Mapping[str, Any], clock: Clock, professional: ProfessionalSource, *,
                        document_signer: Callable[[], Signer] | None = None, reference_dir: Path | None = None,
                        structure_id: str = "1750803447", total_timeout: float = 30.0,
                        max_answer_bytes: int = MAX_ANSWER_BYTES) -> DmpClient:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.domain.signing import Signer
+from agent.xml.cda_header import CdaHeader
 
 # XDS availability statuses (ebRIM), and the DMP's archived status (TD3.3d).
 STATUS_APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
@@ -68,6 +69,7 @@ class SubmissionRequest:
     replaces_entry_uuid: str | None = None  # TD2.1 replacement: the entryUUID of the previous version
     signer: Signer | None = None  # signs the submission set (IHE DSG); None: the client's default signer
     professional: Professional | None = None  # who the VIHF speaks for; None: the client's default
+    header: CdaHeader | None = None  # the CDA's header as read when the order was created; None: read it here
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from agent.dmp.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
 from agent.dmp.ebrim import (
     MASKING_CODES,
     MASKING_SCHEME,
@@ -32,6 +31,7 @@ from agent.dmp.soap import xop_include
 from agent.dmp.valuesets import ValueSets
 from agent.domain.signing import Signer
 from agent.errors import FieldError, InvalidInput
+from agent.xml.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
 from agent.xml.signing import sign_xades_detached
 
 IHE_FORMAT_SCHEME = "1.3.6.1.4.1.19376.1.2.3"
@@ -127,7 +127,7 @@ def _patient_info(header: CdaHeader, patient_cx: str) -> tuple[str, ...]:
 def build_submission(req: SubmissionRequest, signer: Signer, defaults: SubmissionDefaults, now: dt.datetime,
                      new_uuid: Callable[[], str], value_sets: ValueSets | None = None) -> BuiltSubmission:
     """The ITI-41 body and its attachments; signs (blocking: call from a thread)."""
-    header = parse_cda_header(req.cda)
+    header = req.header or parse_cda_header(req.cda)
     errors: list[FieldError] = []
     if header.unique_id != req.document_unique_id:
         errors.append(FieldError("document_unique_id",

@@ -1,11 +1,13 @@
 """HTTPS transport to the DMP: TLS with client authentication, timeouts, bounded answers, error mapping.
 
-The only place the DMP client touches sockets. Network failures, timeouts and 5xx are transient; a 4xx without
-a SOAP fault is permanent. What the answer says (faults, registry errors) is read by ``soap``.
+The only place the DMP client touches sockets. No connection is ``ServiceUnreachable`` (saying whether the
+request may have left); timeouts and 5xx are transient; a 4xx without a SOAP fault is permanent. What the answer
+says (faults, registry errors) is read by ``soap``.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from agent.dmp.soap import MAX_ANSWER_BYTES, MtomMessage, read_mtom
-from agent.errors import PermanentRemoteError, TransientRemoteError
+from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.logs import get_logger
 
 log = get_logger("dmp")
@@ -77,8 +79,11 @@ class Transport:
             raise TransientRemoteError(f"Connexion TLS au DMP refusée : {exc}", service="dmp",
                                        code="dmp_tls_error") from exc
         except (aiohttp.ClientError, OSError) as exc:
+            # Refused or unresolved connections never carried the request; a dropped one may have.
+            never_left = isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError | socket.gaierror)
             log.warning("DMP injoignable (%s) : %s", action, type(exc).__name__)
-            raise TransientRemoteError("Le DMP est injoignable.", service="dmp", code="dmp_unreachable") from exc
+            raise ServiceUnreachable("Le DMP est injoignable.", service="dmp", code="dmp_unreachable",
+                                     maybe_delivered=not never_left) from exc
         message = read_mtom(data, ctype, max_bytes=self._max)
         if status >= 500 and not _looks_soap(message.root):
             raise TransientRemoteError(f"Le DMP est en erreur (HTTP {status}).", service="dmp",

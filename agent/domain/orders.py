@@ -9,6 +9,11 @@ failing DMP never resends a mail that already left, and the reverse::
                                                  |          +--(permanent)--> failed --(retry by user)--> ready
                                                  +--(author's CPS not here)--> waiting_card --(CPS here)--> ready
 
+    scheduled / waiting_card --(forward: a peer holds the CPS)--> forwarded
+    forwarded --(the holder refused: not its CPS any more)--> waiting_card
+    forwarded --(recalled: the CPS came back here)--> scheduled
+    forwarded --(the holder sent it / cancelled it)--> sent / cancelled   (mirrored from the holder)
+
 Pure rules, stdlib only: no clock, no randomness of its own (both are passed in), no I/O. The store applies
 these transitions inside its transactions; this module only says which are allowed.
 """
@@ -50,6 +55,10 @@ class Event(enum.StrEnum):
     RETRY = "retry"  # the user asks again after a failure
     CANCEL = "cancel"
     RECOVER = "recover"  # the agent restarted while it was sending: back to ready, to reconcile first
+    FORWARD = "forward"  # handed to the peer holding the author's CPS (agent/routing)
+    FORWARD_REFUSED = "forward_refused"  # that peer no longer holds it: wait for the card again
+    RECALL = "recall"  # the CPS came back to this workstation: the order is sent from here again
+    REMOTE_CANCELLED = "remote_cancelled"  # the holder cancelled it (mirrored here)
 
 
 S = DeliveryState
@@ -76,6 +85,12 @@ TRANSITIONS: dict[tuple[DeliveryState, Event], DeliveryState] = {
     (S.FAILED, Event.DELIVERED): S.SENT,
     (S.WAITING_CARD, Event.CARD_BACK): S.READY,
     (S.FAILED, Event.RETRY): S.READY,
+    (S.SCHEDULED, Event.FORWARD): S.FORWARDED,
+    (S.WAITING_CARD, Event.FORWARD): S.FORWARDED,
+    (S.FORWARDED, Event.FORWARD_REFUSED): S.WAITING_CARD,
+    (S.FORWARDED, Event.RECALL): S.SCHEDULED,
+    (S.FORWARDED, Event.DELIVERED): S.SENT,  # the holder sent it
+    (S.FORWARDED, Event.REMOTE_CANCELLED): S.CANCELLED,
 }
 CANCELLABLE = frozenset({S.SCHEDULED, S.READY, S.RETRYING, S.WAITING_NETWORK, S.WAITING_CARD, S.FAILED})
 for _state in CANCELLABLE:

@@ -1,8 +1,8 @@
 """Seams between parts: DMP access rights, traces, and the feeding gate.
 
-The DMP routes, the INSi routes and the queue call these protocols; the consent/traces part implements them
-(consent store, habilitation matrix, DICA, hash-chained traces). Until it is wired, the composition root
-installs the permissive defaults below, which say so in ``/v1/status``.
+The DMP consultation, the INSi routes and the queue call these protocols; the consent/traces part implements them
+(consent store, habilitation matrix, DICA, hash-chained traces). There is no permissive default: an agent without
+its rights and traces part does not start.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class Actor:
     profession: str | None = None
     specialty: str | None = None
     mode: str = "normal"  # "normal", "bris_de_glace", "centre_15"
+    family_name: str = ""  # the CPS holder's name, for the VIHF (never traced: the RPPS is)
+    given_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,16 @@ class TraceEvent:
 
 
 class TraceRecorder(Protocol):
+    """The trace policy, decided once: a trace that cannot be written fails what it records. Where there is a
+    state change (a send, a failure, a cancellation), the trace is written in the same store transaction
+    (``record_in``), so both commit or neither does; elsewhere (DMP reads, INSi calls) it is written before the
+    answer leaves (``record``), and its failure is the operation's."""
+
     async def record(self, event: TraceEvent) -> None: ...
+
+    def record_in(self, conn: Any, event: TraceEvent) -> None:
+        """Append within the caller's store transaction (``conn`` is its sqlite3 connection)."""
+        ...
 
 
 class AccessPolicy(Protocol):
@@ -52,19 +63,3 @@ class FeedingGate(Protocol):
     async def check_feeding(self, ins: str) -> None:
         """Raise InvalidInput(code="feeding_opposed") when the patient opposed feeding their DMP."""
         ...
-
-
-class NoTraces:
-    async def record(self, event: TraceEvent) -> None:
-        return None
-
-
-class AllowAll:
-    async def check_consultation(self, ins: str, actor: Actor) -> None:
-        return None
-
-    def filter_readable(self, entries: Sequence[Any], actor: Actor) -> list[Any]:
-        return list(entries)
-
-    async def check_feeding(self, ins: str) -> None:
-        return None

@@ -41,6 +41,7 @@ class Outgoing:
     visibility: Mapping[str, bool] = field(default_factory=dict)
     author_rpps: str = ""
     message: Mapping[str, Any] = field(default_factory=dict)  # the order's mss_message (body, no-reply, receipt)
+    cda_header: Mapping[str, Any] = field(default_factory=dict)  # read at order creation (CdaHeader.to_json)
 
 
 # The XDS metadata (lcm:SubmitObjectsRequest) and the documents they describe, as the DMP would get them.

@@ -70,7 +70,7 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
             client.starttls(context=context)
         client.ehlo()
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the server dropped the connection
-        raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE) from exc
+        raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE, maybe_delivered=False) from exc
     except ssl.SSLError as exc:  # certificate refused on either side: retrying cannot help
         raise PermanentRemoteError(f"Connexion TLS à l'opérateur MSSanté refusée : {exc.reason or exc}",
                                    service=SERVICE, code="mss_tls_refused") from exc
@@ -78,7 +78,7 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
         raise TransientRemoteError("L'opérateur MSSanté n'accepte pas de connexion pour l'instant.",
                                    service=SERVICE, code="mss_temporary") from exc
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
-        raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE) from exc
+        raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE, maybe_delivered=False) from exc
     if settings.username:
         try:
             client.login(settings.username, settings.password)

@@ -19,12 +19,15 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from agent.clock import Clock
+from agent.connectivity import ConnectivityTracker
+from agent.domain.delivery import DeliveryGateway, DeliveryJob, Lookup
 from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
-from agent.domain.policy import Actor, NoTraces, TraceEvent, TraceRecorder
+from agent.domain.policy import Actor, TraceEvent, TraceRecorder
 from agent.errors import (
     DuplicateUniqueId,
     InvalidInput,
@@ -33,15 +36,15 @@ from agent.errors import (
     TransientRemoteError,
     Unavailable,
 )
+from agent.events import EventBus
+from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
-from agent.queue.gateway import DeliveryGateway, DeliveryJob, Lookup
+from agent.queue.events import OrderEvents, QueueWaker
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 log = get_logger("queue")
-
-ChangeListener = Callable[[list[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,24 +61,26 @@ class QueueSettings:
     workstation: str = ""
 
 
-class QueueExecutor:
+class QueueExecutor(Lifecycle):
     def __init__(self, db: Database, cipher: ContentCipher, gateways: Mapping[str, DeliveryGateway],
-                 settings: QueueSettings, clock: Clock, *, rand: Callable[[], float] = random.random,
-                 card_check: Callable[[str], str | None] = lambda rpps: None,
-                 on_change: ChangeListener | None = None, traces: TraceRecorder | None = None,
-                 on_connectivity: Callable[[str, bool], None] | None = None) -> None:
+                 settings: QueueSettings, clock: Clock, *, events: OrderEvents, traces: TraceRecorder,
+                 connectivity: ConnectivityTracker, waker: QueueWaker | None = None, bus: EventBus | None = None,
+                 rand: Callable[[], float] = random.random,
+                 card_check: Callable[[str], str | None] = lambda rpps: None) -> None:
         self._db = db
         self._cipher = cipher
         self._gateways = dict(gateways)
         self.settings = settings
         self._clock = clock
         self._rand = rand
-        self._card_check = card_check
-        self._on_change = on_change
-        self._traces = traces or NoTraces()
-        self._on_connectivity = on_connectivity
-        self._wakeup = asyncio.Event()
+        self._card_check = card_check  # why the author's CPS cannot sign here (French), or None
+        self._events = events
+        self._traces = traces
+        self._connectivity = connectivity
+        self._bus = bus  # a CPS inserted or logged in: orders waiting for it are looked at at once
+        self._wakeup = waker or QueueWaker()
         self._task: asyncio.Task[None] | None = None
+        self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
         self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
         self.offline: set[str] = set()
@@ -91,6 +96,17 @@ class QueueExecutor:
     async def start(self) -> None:
         await self.recover()
         self._task = asyncio.create_task(self._run(), name="relais-queue")
+        if self._bus is not None:
+            self._card_watch = asyncio.create_task(self._watch_cards(self._bus), name="relais-queue-cards")
+
+    async def _watch_cards(self, bus: EventBus) -> None:
+        subscription = bus.subscribe()
+        try:
+            async for event in subscription:
+                if event.type in ("card.inserted", "cps.login"):
+                    self.cards_changed()
+        finally:
+            subscription.close()
 
     async def recover(self) -> None:
         """Rebuild the in-memory view from the store: interrupted sends back to ready (to reconcile), and
@@ -111,15 +127,16 @@ class QueueExecutor:
         await self._db.write(lambda c: repo.set_paused(c, paused))
         self.paused = paused
         if not paused:
-            self._wakeup.set()
+            self._wakeup.wake()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; sends in flight get ``grace`` seconds, then are cancelled (they stay ``sending``
         on disk and are reconciled at the next start)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._card_watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._card_watch = None
         pending = list(self._tasks)
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
@@ -129,18 +146,18 @@ class QueueExecutor:
 
     def wake(self) -> None:
         """Something changed in the store (send-now, retry, a send ended): look again now."""
-        self._wakeup.set()
+        self._wakeup.wake()
 
     def cards_changed(self) -> None:
         """A CPS was inserted or logged in: orders waiting for a card are looked at now."""
         self._cards_due = 0.0
-        self._wakeup.set()
+        self._wakeup.wake()
 
     def due_at(self, when: float) -> None:
         """A new order falls due at ``when`` (Unix time): wake now only if the loop would sleep past it, so a
         burst of deferred orders costs no pass each."""
         if when < self._wake_at:
-            self._wakeup.set()
+            self._wakeup.wake()
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -264,7 +281,7 @@ class QueueExecutor:
             return Event.DELIVERED, None, "reconciled", "", False
         except ServiceUnreachable as exc:
             # Refused or unresolved connections never carried the request; a dropped one may have.
-            return Event.OFFLINE, None, exc.code, exc.message, bool(exc.extra.get("maybe_delivered", True))
+            return Event.OFFLINE, None, exc.code, exc.message, exc.maybe_delivered
         except TimeoutError:
             return (Event.TRANSIENT, None, "remote_timeout",
                     "Le service n'a pas répondu à temps ; l'envoi sera vérifié puis retenté.", True)
@@ -289,29 +306,38 @@ class QueueExecutor:
                                         cap=self.settings.backoff_cap_seconds, rand=self._rand)
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
-            await self._db.write(lambda c: repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid,
-                                                          reconciled=reconciled))
+            sent = self._trace_event("order.sent", claim, "ok")
+
+            def record_sent(c: Any) -> None:
+                repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
+                self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
+
+            await self._db.write(record_sent)
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
-            await self._trace("order.sent", claim, "ok")
         else:
             # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
             # clear the doubt an earlier attempt left (a timeout after the service stored the document).
             uncertain = uncertain or claim.needs_reconcile
-            await self._db.write(lambda c: repo.mark_failed_attempt(
-                c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due, uncertain=uncertain))
+            failed = self._trace_event("order.failed", claim, "error", code=code) \
+                if event is Event.PERMANENT else None
+
+            def record_failure(c: Any) -> None:
+                repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
+                                         uncertain=uncertain)
+                if failed is not None:
+                    self._traces.record_in(c, failed)
+
+            await self._db.write(record_failure)
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
             if event is Event.OFFLINE:
                 await self._went_offline(claim.kind)
-            elif event is Event.PERMANENT:
-                await self._trace("order.failed", claim, "error", code=code)
         await self._changed([claim.order_id])
 
     async def _went_offline(self, kind: str) -> None:
         if kind not in self.offline:
             log.warning("service %s injoignable : les envois attendent le retour du réseau", kind)
             self.offline.add(kind)
-            if self._on_connectivity:
-                self._on_connectivity(kind, False)
+        self._connectivity.report(kind, False)
         self._next_probe[kind] = self._clock.monotonic() + self.settings.probe_interval_seconds
         now = self._now()
         parked = await self._db.write(lambda c: repo.park_ready(c, kind, now))
@@ -341,8 +367,7 @@ class QueueExecutor:
         released = await self._db.write(lambda c: repo.release_waiting_network(c, kind, now))
         self.offline.discard(kind)
         log.info("service %s de nouveau joignable : %d envoi(s) repris", kind, len(released))
-        if self._on_connectivity:
-            self._on_connectivity(kind, True)
+        self._connectivity.report(kind, True)
         await self._changed(released)
 
     async def already_delivered(self, order: repo.OrderView, delivery: repo.DeliveryView) -> str | None:
@@ -384,15 +409,10 @@ class QueueExecutor:
         return erased
 
     async def _changed(self, order_ids: list[str]) -> None:
-        if order_ids and self._on_change is not None:
-            await self._on_change(order_ids)
+        await self._events.changed(order_ids)
 
-    async def _trace(self, action: str, claim: repo.Claim, outcome: str, **details: str) -> None:
-        try:
-            await self._traces.record(TraceEvent(
-                action=action, actor=Actor(rpps=claim.author_rpps, workstation=self.settings.workstation,
-                                           client="queue"),
-                ins=claim.ins, object=claim.document_unique_id, outcome=outcome,
-                details={"order_id": claim.order_id, "destination": claim.destination, **details}))
-        except Exception:
-            log.exception("trace %s non enregistrée", action)
+    def _trace_event(self, action: str, claim: repo.Claim, outcome: str, **details: str) -> TraceEvent:
+        return TraceEvent(action=action, actor=Actor(rpps=claim.author_rpps, workstation=self.settings.workstation,
+                                                     client="queue"),
+                          ins=claim.ins, object=claim.document_unique_id, outcome=outcome,
+                          details={"order_id": claim.order_id, "destination": claim.destination, **details})

@@ -3,7 +3,8 @@
 Every refusal is an ``InvalidInput`` with French field messages (the LGC shows them to the doctor). The
 document's identifiers are fixed here, once: the CDA's own id is the document uniqueId, and a fresh OID is the
 submission-set uniqueId; both are stored with the order so every resend is recognisably the same submission.
-The CDA is parsed with the hardened parser only to read its header; its content is never logged.
+The CDA's header is read once (``agent.xml.cda_header``) and stored with the order, so no send reads it again;
+the content is never logged.
 """
 
 from __future__ import annotations
@@ -21,39 +22,12 @@ from agent.domain.encoding import decode_base64_field
 from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, IdentityStatus, check_ins
 from agent.domain.orders import NewOrder, check_delay
 from agent.errors import FieldError, InvalidInput
-from agent.xml.safe import parse
+from agent.xml.cda_header import CdaHeader, parse_cda_header
 
-HL7 = "{urn:hl7-org:v3}"
 INS_OIDS = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS_NIR_DEMO})
 _RPPS = re.compile(r"^8?\d{11}$")
 _MAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CLIENT_REF = 200
-
-
-@dataclass(frozen=True, slots=True)
-class CdaHeader:
-    unique_id: str
-    type_code: str
-    patient_ids: tuple[tuple[str, str], ...]  # (root, extension) of recordTarget/patientRole/id
-
-
-def read_cda_header(cda: bytes) -> CdaHeader:
-    root = parse(cda, what="CDA")
-    if root.tag != f"{HL7}ClinicalDocument":
-        raise InvalidInput.field("document.cda_base64",
-                                 "Le document n'est pas un CDA (élément ClinicalDocument attendu).")
-    doc_id = root.find(f"{HL7}id")
-    id_root = doc_id.get("root", "") if doc_id is not None else ""
-    if not id_root:
-        raise InvalidInput.field("document.cda_base64", "Le CDA n'a pas d'identifiant (ClinicalDocument/id/@root).")
-    extension = doc_id.get("extension", "") if doc_id is not None else ""
-    code = root.find(f"{HL7}code")
-    type_code = code.get("code", "") if code is not None else ""
-    if not type_code:
-        raise InvalidInput.field("document.cda_base64", "Le CDA n'a pas de type de document (ClinicalDocument/code).")
-    ids = tuple((i.get("root", ""), i.get("extension", ""))
-                for i in root.iterfind(f"{HL7}recordTarget/{HL7}patientRole/{HL7}id"))
-    return CdaHeader(f"{id_root}^{extension}" if extension else id_root, type_code, ids)
 
 
 def body_hash(body: dict[str, Any]) -> str:
@@ -74,8 +48,12 @@ class Intake:
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid
 
-    def check(self, body: dict[str, Any], cda: bytes, client_name: str) -> NewOrder:
-        """``cda`` is the document to send (decoded, or built by the documents part from ``body["document"]``)."""
+    def check(self, body: dict[str, Any], cda: bytes, client_name: str, header: CdaHeader | None = None,
+              *, fingerprint: str | None = None) -> NewOrder:
+        """``cda`` is the document to send (decoded, or built by the documents part from ``body["document"]``);
+        ``header`` its header when the caller already read it (it is read here otherwise, once);
+        ``fingerprint`` the hash of the body as the client sent it (client_ref idempotency), when ``body`` is
+        that body with the automatic recipients added."""
         errors: list[FieldError] = []
 
         def need(path: str, value: Any, kind: type, message: str) -> Any:
@@ -122,22 +100,23 @@ class Intake:
                 "« Identité qualifiée » (QUAL).",
                 code="ins_not_qualified",
             )
-        header = read_cda_header(cda)
-        for root, extension in header.patient_ids:
+        header = header or parse_cda_header(cda)
+        for extension, root in header.patient_ids:
             if root in INS_OIDS and (root != oid or extension != ins):
                 raise InvalidInput.field("document.cda_base64",
                                          "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
         payload = json.dumps({
             "patient": patient, "author": author, "visibility": visibility,
-            "cda_base64": base64.b64encode(cda).decode(),
+            "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
             # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
             **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()
         return NewOrder(
-            order_id=self.new_id(), client_ref=client_ref, client_name=client_name, body_hash=body_hash(body),
+            order_id=self.new_id(), client_ref=client_ref, client_name=client_name,
+            body_hash=fingerprint or body_hash(body),
             ins=ins, ins_oid=oid, identity_status=str(status), author_rpps=rpps[-11:],  # type: ignore[index]
             document_unique_id=header.unique_id, submission_set_unique_id=self.new_set_oid(),
-            type_code=header.type_code, payload=payload, destinations=destinations, delay_seconds=int(delay),
+            type_code=header.type_code.code, payload=payload, destinations=destinations, delay_seconds=int(delay),
         )
 
     @staticmethod

@@ -1,111 +1,204 @@
-"""The send-order service the API and the CLI call: create, read, cancel, send now, retry; events and status.
+"""The send-order use cases, one owner for each, whatever door they come by (API, CLI, tray, dashboard, a peer):
+submit, read, cancel, send now, retry, pause; and accepting an order another workstation forwards.
 
-Creating an order answers once the order is committed and fsynced (``Database.write``), never later: the
-sending happens in the executor, in the background (invariants 1 and 6). Every change publishes
-``order.updated`` with ids and states only.
+``submit`` is the whole "create an order" sequence: the destinations' rules (MSSanté recipients and masking), the
+document (built and validated by the documents part), the intake checks (identity, destinations, delay), the
+feeding gate (the patient's opposition), the durable insert, the event, and the certificat de santé notice. It
+answers once the order is committed and fsynced (``Database.write``), never later: the sending happens in the
+executor, in the background (invariants 1 and 6).
+
+The queue never imports the parts it uses: each comes in as a small protocol below, built by the composition
+root. Every change publishes ``order.updated`` (ids and states only).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+import functools
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from agent.clock import Clock, rfc3339
-from agent.domain.orders import CANCELLABLE, DeliveryState
-from agent.domain.policy import Actor, FeedingGate, NoTraces, TraceEvent, TraceRecorder
-from agent.errors import Conflict
-from agent.events import EventBus
-from agent.logs import get_logger, redact
+from agent.domain.orders import CANCELLABLE, DeliveryState, NewOrder
+from agent.domain.policy import Actor, FeedingGate, TraceEvent, TraceRecorder
+from agent.errors import Conflict, InvalidInput
+from agent.logs import get_logger
+from agent.queue.events import OrderEvents
 from agent.queue.executor import QueueExecutor
-from agent.queue.intake import Intake, decode_cda
+from agent.queue.intake import Intake, body_hash
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
 log = get_logger("queue")
 
-# The documents part plugs in here: builds the CDA from {pdf_base64...} or {kind, data} documents.
-DocumentBuilder = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], Awaitable[bytes]]
+
+class DocumentSource(Protocol):
+    """The documents part: the CDA of an order's ``document`` (built when needed, always validated)."""
+
+    async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
+                             author: dict[str, Any]) -> bytes: ...
+
+    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """LGC.CSE.04: the certificat de santé this document makes due (kind, title, message), or None."""
+        ...
+
+
+class ForwardedOrders(Protocol):
+    """The routing part: orders this workstation handed to the one holding the author's CPS."""
+
+    async def cancel_forwarded(self, order_id: str) -> str: ...
+
+    async def annotate(self, data: dict[str, Any]) -> dict[str, Any]: ...
+
+
+DestinationRules = Callable[[dict[str, Any]], dict[str, Any]]  # the body with its automatic recipients, checked
+Annotator = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # adds a part's view to an order's JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    order: repo.OrderView
+    created: bool  # False: the same client_ref and body were already stored (the stored order is answered)
+    cse_due: dict[str, Any] | None = None
 
 
 class OrderService:
-    def __init__(self, db: Database, cipher: ContentCipher, bus: EventBus, clock: Clock, intake: Intake, *,
-                 feeding_gate: FeedingGate | None = None, traces: TraceRecorder | None = None,
-                 workstation: str = "", document_builder: DocumentBuilder | None = None) -> None:
+    def __init__(self, *, db: Database, cipher: ContentCipher, clock: Clock, intake: Intake,
+                 executor: QueueExecutor, events: OrderEvents, documents: DocumentSource,
+                 rules: DestinationRules, feeding: FeedingGate, traces: TraceRecorder,
+                 forwarding: ForwardedOrders | None = None, annotators: Sequence[Annotator] = (),
+                 workstation: str = "") -> None:
         self.db = db
         self.cipher = cipher
-        self.bus = bus
         self.clock = clock
         self.intake = intake
-        self.feeding_gate = feeding_gate
-        self.traces: TraceRecorder = traces or NoTraces()
+        self.executor = executor
+        self.events = events
+        self.documents = documents
+        self.rules = rules
+        self.feeding = feeding
+        self.traces = traces
+        self.forwarding = forwarding
+        self.annotators = tuple(annotators)
         self.workstation = workstation
-        self.document_builder = document_builder
-        self.executor: QueueExecutor | None = None
-        self.card_watch: asyncio.Task[None] | None = None  # wakes the executor when a CPS arrives
-        # Set by the routing part: cancels an order this workstation forwarded, at the peer that holds it.
-        self.forwarded_cancel: Callable[[str], Awaitable[object]] | None = None
 
-    # --- API actions -------------------------------------------------------------------------------------
+    # --- submit ------------------------------------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any], client_name: str) -> tuple[repo.OrderView, bool]:
-        """Validate and store; (order, created). The same client_ref with the same body returns the stored
-        order (created=False); with another body, Conflict ``client_ref_conflict``."""
+    async def submit(self, body: dict[str, Any], client_name: str) -> Submitted:
+        """Check and store; the same client_ref with the same body returns the stored order (created=False);
+        with another body, Conflict ``client_ref_conflict``."""
         client_ref = body.get("client_ref")
         if isinstance(client_ref, str):
             existing = await self.db.read(lambda c: repo.find_by_client_ref(c, client_ref))
-            if existing is not None:
-                from agent.queue.intake import body_hash
-
-                if existing.body_hash == body_hash(body):
-                    return existing, False  # fast path; the write below re-checks under the writer's lock
-        document = body.get("document")
+            if existing is not None and existing.body_hash == body_hash(body):
+                return Submitted(existing, False)  # fast path; the insert re-checks under the writer's lock
+        prepared = self.rules(body)
+        document = prepared.get("document")
         if not isinstance(document, dict):
-            from agent.errors import InvalidInput
-
             raise InvalidInput.field("document", "Le document est obligatoire (objet document).")
-        # The documents part, when wired, builds {pdf_base64...}/{kind, data} and validates every CDA.
-        if self.document_builder is None:
-            cda = decode_cda(document)
-        else:
-            cda = await self.document_builder(document, body.get("patient") or {}, body.get("author") or {})
-        new = self.intake.check(body, cda, client_name)
-        if "dmp" in new.destinations and self.feeding_gate is not None:
-            await self.feeding_gate.check_feeding(new.ins)
+        patient, author = prepared.get("patient"), prepared.get("author")
+        cda = await self.documents.order_document(document, patient if isinstance(patient, dict) else {},
+                                                  author if isinstance(author, dict) else {})
+        new = self.intake.check(prepared, cda, client_name, fingerprint=body_hash(body))
+        if "dmp" in new.destinations:
+            await self.feeding.check_feeding(new.ins)
+        order, created = await self._insert(new)
+        notice = self.documents.cse_notice(prepared)
+        if created and notice is not None:
+            self.events.publish_raw("cse.due", order_id=order.id, kind=notice["kind"], title=notice["title"],
+                                    message=notice["message"])
+        return Submitted(order, created, notice)
+
+    async def check_forward(self, meta: dict[str, Any], payload: bytes, origin: str) -> None:
+        """The checks a forwarded order gets here, the same as one from this workstation's LGC: the
+        destinations' rules, the document's validation, the identity (QUAL for the DMP, the CDA's INS), the
+        patient's opposition recorded on this workstation. The metadata must say what the payload says."""
+        try:
+            content = json.loads(payload)
+            destinations = [str(d) for d in meta["destinations"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput("Ordre transmis incomplet.") from exc
+        if not isinstance(content, dict):
+            raise InvalidInput("Ordre transmis incomplet.")
+        body: dict[str, Any] = {
+            "patient": content.get("patient"), "author": content.get("author"),
+            "document": {"cda_base64": content.get("cda_base64")},
+            "visibility": content.get("visibility", {}),
+            "destinations": {"dmp": "dmp" in destinations, "patient_mss": "patient_mss" in destinations,
+                             "mss": [{"address": d.removeprefix("mss:")} for d in destinations
+                                     if d.startswith("mss:")]},
+            "delay_seconds": 0,
+        }
+        if isinstance(content.get("mss_message"), dict):
+            body["mss_message"] = content["mss_message"]
+        prepared = self.rules(body)
+        cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
+        new = self.intake.check(prepared, cda, f"poste:{origin}")
+        claimed = {k: str(meta.get(k, "")) for k in ("ins", "ins_oid", "identity_status", "document_unique_id")}
+        derived = {"ins": new.ins, "ins_oid": new.ins_oid, "identity_status": new.identity_status,
+                   "document_unique_id": new.document_unique_id}
+        if claimed != derived or set(new.destinations) != set(destinations):
+            raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
+        if "dmp" in new.destinations:
+            await self.feeding.check_feeding(new.ins)
+
+    async def _insert(self, new: NewOrder) -> tuple[repo.OrderView, bool]:
         now_dt = self.clock.now()
         now, now_text = now_dt.timestamp(), rfc3339(now_dt)
         order, created = await self.db.write(lambda c: repo.insert_order(c, self.cipher, new, now, now_text))
         if created:
             log.info("envoi %s enregistré (%d destinataire(s), délai %d s)", order.id, len(order.deliveries),
                      new.delay_seconds)
-            self.publish(order)
-            if self.executor is not None:
-                self.executor.due_at(order.send_at)
+            self.events.publish(order)
+            self.executor.due_at(order.send_at)
         return order, created
+
+    async def annotate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """An order's JSON with what each part adds (MSSanté Message-IDs and acknowledgements, routing)."""
+        for annotator in self.annotators:
+            data = await annotator(data)
+        if self.forwarding is not None:
+            data = await self.forwarding.annotate(data)
+        return data
+
+    # --- read --------------------------------------------------------------------------------------------
 
     async def get(self, order_id: str) -> repo.OrderView:
         return await self.db.read(lambda c: repo.require_order(c, order_id, with_attempts=True))
 
     async def list_orders(self, *, state: str | None = None, ins: str | None = None, author: str | None = None,
-                   limit: int = 50, before_seq: int | None = None) -> list[repo.OrderView]:
+                          limit: int = 50, before_seq: int | None = None) -> list[repo.OrderView]:
         return await self.db.read(lambda c: repo.list_orders(c, state=state, ins=ins, author=author, limit=limit,
                                                              before_seq=before_seq))
 
+    async def document(self, unique_id: str) -> list[tuple[repo.OrderView, repo.DeliveryView]]:
+        return await self.db.read(lambda c: repo.document_status(c, unique_id))
+
+    # --- act ---------------------------------------------------------------------------------------------
+
     async def cancel(self, order_id: str, client_name: str = "") -> repo.OrderView:
-        now = self.clock.now().timestamp()
         before = await self.db.read(lambda c: repo.require_order(c, order_id))
-        if self.forwarded_cancel is not None and any(d.state is DeliveryState.FORWARDED for d in before.deliveries):
-            await self.forwarded_cancel(order_id)  # the holder decides; its refusal (409, 503) reaches the user
+        if self.forwarding is not None and any(d.state is DeliveryState.FORWARDED for d in before.deliveries):
+            await self.forwarding.cancel_forwarded(order_id)  # the holder decides; its refusal reaches the user
             order = await self.db.read(lambda c: repo.require_order(c, order_id))
-            await self._trace("order.cancelled", order, client_name)
+            await self.traces.record(self._trace_event("order.cancelled", order, client_name))
             return order
         await self._reconcile_before_cancel(before)
-        order = await self.db.write(lambda c: repo.cancel_order(c, order_id, now))
+        now = self.clock.now().timestamp()
+        event = self._trace_event("order.cancelled", before, client_name)
+
+        def cancel(c: Any) -> repo.OrderView:
+            order = repo.cancel_order(c, order_id, now)
+            if before.state is not DeliveryState.CANCELLED:
+                self.traces.record_in(c, event)  # the cancellation and its trace commit together
+            return order
+
+        order = await self.db.write(cancel)
         if before.state is not DeliveryState.CANCELLED:
             log.info("envoi %s annulé", order_id)
-            self.publish(order)
-            await self._trace("order.cancelled", order, client_name)
+            self.events.publish(order)
         return order
 
     async def _reconcile_before_cancel(self, order: repo.OrderView) -> None:
@@ -113,88 +206,48 @@ class OrderService:
         the service is asked first. Found there: it is recorded sent and the cancel is refused (409
         already_sent); unreachable: 503, try again. The cancel's own transaction then re-checks the states, so
         a send that starts meanwhile still answers 409 already_sending."""
-        if self.executor is None:
-            return
         for delivery in order.deliveries:
             if not delivery.uncertain or delivery.state not in CANCELLABLE:
                 continue
             entry = await self.executor.already_delivered(order, delivery)
             if entry is None:
                 continue
-            await self._record_found(order.id, delivery.id, entry or None)
+            now = self.clock.now().timestamp()
+            await self.db.write(functools.partial(_mark_reconciled, delivery_id=delivery.id, now=now,
+                                                  entry=entry or None))
+            self.events.publish(await self.db.read(lambda c: repo.require_order(c, order.id)))
             raise Conflict("Le document a déjà été reçu par le destinataire : il ne peut plus être annulé.",
                            code="already_sent")
-
-    async def _record_found(self, order_id: str, delivery_id: int, entry_uuid: str | None) -> None:
-        now = self.clock.now().timestamp()
-        await self.db.write(lambda c: repo.mark_sent(c, delivery_id, None, now, entry_uuid, reconciled=True))
-        self.publish(await self.db.read(lambda c: repo.require_order(c, order_id)))
 
     async def send_now(self, order_id: str) -> repo.OrderView:
         now = self.clock.now().timestamp()
         order = await self.db.write(lambda c: repo.release_order(c, order_id, now))
-        self.publish(order)
-        self._wake()
+        self.events.publish(order)
+        self.executor.wake()
         return order
 
     async def retry(self, order_id: str) -> repo.OrderView:
         now = self.clock.now().timestamp()
         order = await self.db.write(lambda c: repo.retry_order(c, order_id, now))
-        self.publish(order)
-        self._wake()
+        self.events.publish(order)
+        self.executor.wake()
         return order
 
-    async def document(self, unique_id: str) -> list[tuple[repo.OrderView, repo.DeliveryView]]:
-        return await self.db.read(lambda c: repo.document_status(c, unique_id))
-
-    # --- events and status -------------------------------------------------------------------------------
-
-    def publish(self, order: repo.OrderView) -> None:
-        # The French reason of a failure is for the doctor's notification; it names no patient.
-        reason = next((d.last_error for d in order.deliveries if d.state is DeliveryState.FAILED and d.last_error),
-                      None)
-        self.bus.publish("order.updated", id=order.id, state=order.state.value, type_code=order.type_code,
-                         deliveries=[{"destination": d.destination, "state": d.state.value} for d in order.deliveries],
-                         **({"reason": redact(reason)} if reason else {}))
-
-    async def on_executor_change(self, order_ids: list[str]) -> None:
-        def load(c: Any) -> list[repo.OrderView]:
-            return [o for o in (repo.load_order(c, i) for i in order_ids) if o is not None]
-
-        for order in await self.db.read(load):
-            self.publish(order)
+    async def set_paused(self, paused: bool, client_name: str) -> bool:
+        await self.executor.set_paused(paused)
+        log.info("envois %s par %s", "suspendus" if paused else "repris", client_name)
+        self.events.publish_raw("queue.paused" if paused else "queue.resumed", client=client_name)
+        return paused
 
     async def status(self) -> dict[str, Any]:
         counts = await self.db.read(repo.counts_by_state)
-        offline = sorted(self.executor.offline) if self.executor else []
-        paused = self.executor.paused if self.executor else False
-        return {"queue": {**counts, "offline": offline, "paused": paused}}
+        return {"queue": {**counts, "offline": sorted(self.executor.offline), "paused": self.executor.paused}}
 
-    async def set_paused(self, paused: bool, client_name: str) -> bool:
-        if self.executor is None:
-            raise Conflict("La file d'envoi n'est pas active sur cet agent.", code="queue_inactive")
-        await self.executor.set_paused(paused)
-        log.info("envois %s par %s", "suspendus" if paused else "repris", client_name)
-        self.bus.publish("queue.paused" if paused else "queue.resumed", client=client_name)
-        return paused
+    def _trace_event(self, action: str, order: repo.OrderView, client_name: str) -> TraceEvent:
+        return TraceEvent(action=action, actor=Actor(rpps=order.author_rpps, workstation=self.workstation,
+                                                     client=client_name),
+                          ins=order.ins, object=order.document_unique_id, details={"order_id": order.id})
 
-    async def stop(self) -> None:
-        if self.card_watch is not None:
-            self.card_watch.cancel()
-            await asyncio.gather(self.card_watch, return_exceptions=True)
-            self.card_watch = None
-        if self.executor is not None:
-            await self.executor.stop()
-            self.executor = None
 
-    def _wake(self) -> None:
-        if self.executor is not None:
-            self.executor.wake()
-
-    async def _trace(self, action: str, order: repo.OrderView, client_name: str) -> None:
-        try:
-            await self.traces.record(TraceEvent(
-                action=action, actor=Actor(rpps=order.author_rpps, workstation=self.workstation, client=client_name),
-                ins=order.ins, object=order.document_unique_id, details={"order_id": order.id}))
-        except Exception:
-            log.exception("trace %s non enregistrée", action)
+def _mark_reconciled(conn: Any, *, delivery_id: int, now: float, entry: str | None) -> None:
+    repo.mark_sent(conn, delivery_id, None, now, entry, reconciled=True)

@@ -56,7 +56,7 @@ class ZeroconfDiscovery:
 
     @classmethod
     def factory(cls, service: Any) -> ZeroconfDiscovery:
-        """Build it for a RoutingService that just started its listener."""
+        """Build it for the practice's peers (agent.routing.peers.Peers) once their listener is open."""
         host = service.settings.peer_host
         loopback = host.startswith("127.") or host == "::1"
         addresses = [host] if loopback or host not in ("0.0.0.0", "::") else lan_addresses()  # noqa: S104

@@ -1,5 +1,8 @@
 """Where routing meets the queue's tables: pick orders to forward, hand them over, store what peers forward,
 and mirror the holder's state. Each function runs inside one store transaction (``db.write``/``db.read``).
+Delivery states change only through the order state machine (``agent.domain.orders``), applied by the order
+repository (``agent.store.orders``: forward, forward_refused, recall, mirror_final); this module keeps routing's
+own tables.
 
 Origin side, per order::
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.domain.orders import DeliveryState, NewOrder
-from agent.errors import Conflict, NotFound
+from agent.errors import Conflict, InvalidInput, NotFound
 from agent.routing.protocol import Forward, same_rpps
 from agent.store import orders as orders_repo
 from agent.store import routing as repo
@@ -54,11 +57,8 @@ def _seq(conn: sqlite3.Connection, order_id: str) -> int:
 
 def claim(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> bool:
     """Mark the order's deliveries ``forwarded`` (the executor no longer touches them) and record the intent."""
-    seq = _seq(conn, order_id)
-    states = {r[0] for r in conn.execute("SELECT state FROM deliveries WHERE order_seq = ?", (seq,))}
-    if not states or not states <= set(FORWARDABLE):
+    if not orders_repo.forward(conn, _seq(conn, order_id), now):
         return False  # the executor took it meanwhile, or it was cancelled
-    conn.execute("UPDATE deliveries SET state = 'forwarded', updated_at = ? WHERE order_seq = ?", (now, seq))
     conn.execute(
         "INSERT INTO routing_outbound(order_id, holder, state, remote_state, cancel_requested, forwarded_at,"
         " updated_at) VALUES (?, ?, 'forwarding', NULL, 0, ?, ?) ON CONFLICT(order_id) DO UPDATE SET"
@@ -74,9 +74,7 @@ def pending_forwards(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def unclaim(conn: sqlite3.Connection, order_id: str, now: float) -> None:
     """The holder refused for good (it stored nothing): the order waits for a card again."""
-    seq = _seq(conn, order_id)
-    conn.execute("UPDATE deliveries SET state = 'waiting_card', updated_at = ? WHERE order_seq = ?"
-                 " AND state = 'forwarded'", (now, seq))
+    orders_repo.forward_refused(conn, _seq(conn, order_id), now)
     conn.execute("DELETE FROM routing_outbound WHERE order_id = ? AND state = 'forwarding'", (order_id,))
 
 
@@ -115,8 +113,6 @@ def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
                                             "document_unique_id", "submission_set_unique_id", "type_code")}
         json.loads(message.payload)
     except (KeyError, TypeError, ValueError) as exc:
-        from agent.errors import InvalidInput
-
         raise InvalidInput("Ordre transmis incomplet.") from exc
     return NewOrder(order_id=message.order_id, client_ref=None, client_name=f"poste:{origin}",
                     author_rpps=message.author_rpps, payload=message.payload, destinations=destinations,
@@ -137,8 +133,7 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
         if back is None or back.holder != origin:
             raise Conflict("Cet envoi existe déjà sur ce poste.", code="duplicate_order")
         # The CPS came back here: the order we forwarded returns; its deadline is unchanged.
-        conn.execute("UPDATE deliveries SET state = 'scheduled', due_at = ?, updated_at = ? WHERE order_seq = ?"
-                     " AND state = 'forwarded'", (max(existing.send_at, now), now, existing.seq))
+        orders_repo.recall(conn, existing.seq, now, max(existing.send_at, now))
         conn.execute("UPDATE routing_outbound SET state = 'recalled', updated_at = ? WHERE order_id = ?",
                      (now, message.order_id))
         return Accepted("stored", _summary(conn, message.order_id))
@@ -204,11 +199,9 @@ def mirror(conn: sqlite3.Connection, remote: dict[str, Any], now: float) -> list
                 continue
             sent_at = d.get("sent_at") if isinstance(d.get("sent_at"), int | float) else None
             entry = d.get("entry_uuid") if isinstance(d.get("entry_uuid"), str) else None
-            cur = conn.execute(
-                "UPDATE deliveries SET state = ?, sent_at = ?, entry_uuid = ?, updated_at = ?, due_at = NULL"
-                " WHERE order_seq = ? AND destination = ? AND state = 'forwarded'",
-                (d["state"], sent_at, entry, now, seq, str(d.get("destination"))))
-            touched = touched or cur.rowcount > 0
+            changed_here = orders_repo.mirror_final(conn, seq, str(d.get("destination")), str(d["state"]), now,
+                                                    sent_at, entry)
+            touched = touched or changed_here
         if touched:
             changed.append(order_id)
     return changed

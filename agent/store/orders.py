@@ -308,6 +308,54 @@ def retry_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderVie
     return require_order(conn, order_id)
 
 
+# --- routing: orders handed to the workstation that holds the author's CPS --------------------------------
+
+def _transition_all(conn: sqlite3.Connection, seq: int, event: Event, now: float, *, only: DeliveryState | None = None,
+                    destination: str | None = None, **columns: object) -> int:
+    """Apply ``event`` to the order's deliveries where the state machine allows it; how many changed."""
+    changed = 0
+    for delivery_id, raw, dest in conn.execute("SELECT id, state, destination FROM deliveries WHERE order_seq = ?",
+                                               (seq,)).fetchall():
+        state = DeliveryState(raw)
+        if (only is not None and state is not only) or (destination is not None and dest != destination):
+            continue
+        if allowed(state, event):
+            _set_state(conn, int(delivery_id), next_state(state, event), now, **columns)
+            changed += 1
+    return changed
+
+
+def forward(conn: sqlite3.Connection, seq: int, now: float) -> bool:
+    """Every delivery of the order becomes ``forwarded`` (the executor no longer touches them), or none when one
+    of them has moved on (the executor took it, or it was cancelled)."""
+    states = {DeliveryState(r[0]) for r in conn.execute("SELECT state FROM deliveries WHERE order_seq = ?", (seq,))}
+    if not states or not all(allowed(state, Event.FORWARD) for state in states):
+        return False
+    _transition_all(conn, seq, Event.FORWARD, now)
+    return True
+
+
+def forward_refused(conn: sqlite3.Connection, seq: int, now: float) -> None:
+    _transition_all(conn, seq, Event.FORWARD_REFUSED, now)
+
+
+def recall(conn: sqlite3.Connection, seq: int, now: float, due_at: float) -> None:
+    """The order comes back from the holder; its deadline is unchanged (or now, if it passed)."""
+    _transition_all(conn, seq, Event.RECALL, now, due_at=due_at)
+
+
+def mirror_final(conn: sqlite3.Connection, seq: int, destination: str, state: str, now: float,
+                 sent_at: float | None, entry_uuid: str | None) -> bool:
+    """The holder's final state of one forwarded delivery (sent or cancelled), taken here."""
+    if state == S.SENT.value:
+        return _transition_all(conn, seq, Event.DELIVERED, now, only=S.FORWARDED, destination=destination,
+                               sent_at=sent_at, entry_uuid=entry_uuid, due_at=None) > 0
+    if state == S.CANCELLED.value:
+        return _transition_all(conn, seq, Event.REMOTE_CANCELLED, now, only=S.FORWARDED, destination=destination,
+                               due_at=None) > 0
+    return False
+
+
 # --- the executor's side ----------------------------------------------------------------------------------
 
 def _order_ids(conn: sqlite3.Connection, delivery_ids: Iterable[int]) -> list[str]:

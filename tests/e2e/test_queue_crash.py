@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import AgentProcess, reference_root, spawn_demo, spawn_sandbox
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 pytestmark = pytest.mark.slow
 KILLS = int(os.environ.get("RELAIS_CRASH_KILLS", "50"))

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RELAIS, ROOT, reference_root
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 
 def call(agent: Any, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:

@@ -27,7 +27,7 @@ import pytest
 from lxml import etree
 
 from tests.conftest import RELAIS, ROOT, AgentProcess, spawn_demo
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
 

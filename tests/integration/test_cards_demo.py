@@ -15,7 +15,7 @@ from signxml import XMLVerifier
 
 from agent.cards.cms import signed_attributes_of
 from agent.cli.wiring import DemoOptions
-from tests.cards_support import event_stream
+from tests.support.cards import event_stream
 
 
 async def _post(http: Any, agent: Any, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

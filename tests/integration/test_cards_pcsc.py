@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from agent.domain.vitale import VitaleBeneficiary
 from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
-from tests.cards_support import DOCTOR, Pcscd, SoftHsm, event_stream
+from tests.support.cards import DOCTOR, Pcscd, SoftHsm, event_stream
 
 pytest.importorskip("smartcard", reason="pyscard absent: pip install 'relais[cards]'")
 

@@ -18,7 +18,7 @@ from lxml import etree
 
 from agent.domain.signing import SignatureAlgorithm
 from agent.errors import PinRefused, Unavailable
-from tests.cards_support import DOCTOR, SoftHsm
+from tests.support.cards import DOCTOR, SoftHsm
 
 pytest.importorskip("pkcs11", reason="python-pkcs11 absent: pip install 'relais[cards]'")
 

@@ -26,12 +26,12 @@ from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SearchCriteria, SubmissionRequest, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.errors import DuplicateUniqueId, NotFound, PermanentRemoteError, TransientRemoteError
+from agent.softkey import SoftwareSigner
+from agent.xml.signing import DS, verify_xades_detached
 from relais_sandbox.dmp import DmpSimulator, reidentify
 from relais_sandbox.host import FaultMode, SandboxContext
 from relais_sandbox.identities import ORSONI, PAT_TROIS
 from relais_sandbox.pki import SandboxPki
-from agent.softkey import SoftwareSigner
-from agent.xml.signing import DS, verify_xades_detached
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 DR_OTHER = Professional(rpps="10009999999", family_name="AUTRE", given_name="Bruno")

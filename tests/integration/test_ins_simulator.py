@@ -16,11 +16,11 @@ from agent.domain.traits import IdentityTraits
 from agent.errors import PermanentRemoteError, TransientRemoteError
 from agent.ins import soap
 from agent.ins.client import InsiClient, InsiSettings
+from agent.softkey import SoftwareSigner
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE, PAT_TROIS_JULES
 from relais_sandbox.insi import InsiSimulator
 from relais_sandbox.pki import SandboxPki
-from agent.softkey import SoftwareSigner
 
 PAT = IdentityTraits("PAT-TROIS", ("DOMINIQUE",), "F", "1979-03-28")
 

@@ -16,23 +16,24 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from agent.cli.mss_wiring import MssDelivery, settings_from
 from agent.clock import FrozenClock
 from agent.config import MssSection
+from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.orders import DeliveryState
 from agent.events import EventBus
+from agent.mss.factory import settings_from
+from agent.mss.gateway import MssDelivery
 from agent.mss.service import MssSender
 from agent.queue.executor import QueueExecutor, QueueSettings
-from agent.queue.gateway import DeliveryJob, Lookup, Receipt
 from agent.queue.intake import Intake
 from agent.queue.service import OrderService
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.host import FaultMode, SandboxContext
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
-from agent.store.crypto import ContentCipher
-from agent.store.db import Database
 from tests.integration.test_mss_transport import packager
 
 RECIPIENT = "jeanne.martin@medecin.demo.mssante.fr"

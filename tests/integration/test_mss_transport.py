@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from agent.cli.mss_wiring import settings_from
 from agent.clock import FrozenClock
 from agent.config import MssSection
 from agent.dmp.models import SubmissionRequest, Visibility
@@ -22,11 +21,12 @@ from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.mss import acks, smtp, xdm
+from agent.mss.factory import settings_from
 from agent.mss.service import MssSender, Outgoing
+from agent.softkey import SoftwareSigner
 from relais_sandbox.host import FaultMode, SandboxContext
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
-from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"

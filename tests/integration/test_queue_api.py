@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.queue_support import make_cda, order_body
+from tests.support.queue import make_cda, order_body
 
 
 async def post(http: aiohttp.ClientSession, agent: Any, path: str, body: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ from lxml import etree
 from agent.cli.wiring import DemoOptions
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import PAT_TROIS
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 
 def demo_cda(reference: Path) -> bytes:

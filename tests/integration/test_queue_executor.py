@@ -16,7 +16,7 @@ from agent.clock import FrozenClock
 from agent.domain.orders import DeliveryState
 from agent.errors import Conflict
 from agent.store import orders as repo
-from tests.queue_support import Harness, MemoryDmp, make_cda, order_body
+from tests.support.queue import Harness, MemoryDmp, make_cda, order_body
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import aiohttp
 from agent.cli.wiring import DemoOptions
 from relais_sandbox.identities import PAT_TROIS
 from tests.integration.test_queue_demo import demo_cda
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 
 async def _call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, body: Any = None) -> Any:

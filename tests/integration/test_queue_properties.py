@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from agent.clock import FrozenClock
 from agent.domain.orders import DeliveryState
 from agent.errors import Conflict, Unavailable
-from tests.queue_support import Harness, MemoryDmp, make_cda, order_body
+from tests.support.queue import Harness, MemoryDmp, make_cda, order_body
 
 Step = tuple[str, int]
 STEPS = st.lists(st.tuples(

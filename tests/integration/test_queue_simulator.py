@@ -18,19 +18,17 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from agent.cli.queue_wiring import DmpDelivery
 from agent.clock import FrozenClock, SystemClock
-from agent.domain.orders import DeliveryState
-from relais_sandbox.host import FaultMode, SandboxContext
-from relais_sandbox.pki import SandboxPki
-from tests.queue_support import Harness, order_body
-
-pytest.importorskip("relais_sandbox.dmp")
 from agent.dmp.factory import client_for_sandbox
+from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
-from relais_sandbox.dmp import DmpSimulator, reidentify
-from relais_sandbox.identities import PAT_TROIS
+from agent.domain.orders import DeliveryState
 from agent.softkey import SoftwareSigner
+from relais_sandbox.dmp import DmpSimulator, reidentify
+from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.identities import PAT_TROIS
+from relais_sandbox.pki import SandboxPki
+from tests.support.queue import Harness, order_body
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 

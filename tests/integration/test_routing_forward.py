@@ -15,7 +15,7 @@ from agent.errors import Conflict
 from agent.routing import queue_link
 from agent.routing.protocol import Forward, new_nonce
 from tests.integration.test_routing_pairing import init, invite, join, routing, start, wait_for
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
 
@@ -121,7 +121,7 @@ async def test_cancel_from_the_origin_wins_at_the_holder_during_the_delay(practi
 
 async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
     origin, holder = practice
-    from tests.queue_support import make_cda
+    from tests.support.queue import make_cda
 
     body = order_body(rpps=DOCTOR, delay=3600, cda=make_cda())
     order, _ = await origin.services.orders.create(body, "test")

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.queue_support import order_body
+from tests.support.queue import order_body
 
 DEMO_RPPS = "01234567897"  # the demo CPS holder (relais_sandbox identities)
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

@@ -11,16 +11,16 @@ import pytest
 from lxml import etree
 
 from agent.dmp import ebrim, queries, soap
-from agent.dmp.cda_header import extract_pdf, hl7_to_xds_time, parse_cda_header
 from agent.dmp.models import SearchCriteria, SubmissionRequest, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.dmp.valuesets import ValueSets
 from agent.errors import DuplicateUniqueId, InvalidInput, PermanentRemoteError, TransientRemoteError
+from agent.softkey import SoftwareSigner
+from agent.xml.cda_header import extract_pdf, hl7_to_xds_time, parse_cda_header
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.pki import SandboxPki
-from agent.softkey import SoftwareSigner
 
 NOW = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 

@@ -18,8 +18,8 @@ from agent.dmp.models import SubmissionRequest, Visibility
 from agent.dmp.submission import SubmissionDefaults, build_submission
 from agent.errors import InvalidInput
 from agent.mss import acks, mime, rules, xdm
-from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
+from relais_sandbox.pki import SandboxPki
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from agent.cli.mss_wiring import mss_suggestion
 from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.errors import InvalidInput
 from agent.mss.directory import check_query, parse_bundle
 from agent.mss.orders import document_kind, prepare_order
-from relais_sandbox.directory import _bundle
+from agent.mss.part import mss_suggestion
 from agent.store import mss_acks
 from agent.store.migrations import apply_migrations
+from relais_sandbox.directory import _bundle
 
 INS = "279035121518989"
 

@@ -10,9 +10,10 @@ import pytest
 from agent.domain.ins import OID_INS_NIR
 from agent.domain.orders import NewOrder
 from agent.errors import InvalidInput
-from agent.queue.intake import Intake, body_hash, decode_cda, new_submission_set_oid, read_cda_header
+from agent.queue.intake import Intake, body_hash, decode_cda, new_submission_set_oid
+from agent.xml.cda_header import parse_cda_header
 from agent.xml.safe import UnsafeXml
-from tests.queue_support import ins_value, make_cda, order_body
+from tests.support.queue import ins_value, make_cda, order_body
 
 INTAKE = Intake(allow_test_oids=False, default_delay=900, new_id=lambda: "order-1",
                 new_set_oid=lambda: "2.25.42")
@@ -36,7 +37,7 @@ def test_a_valid_order_gets_its_ids_once_and_its_content_in_the_payload_only() -
 
 def test_root_and_extension_make_the_unique_id() -> None:
     cda = make_cda("1.2.3").replace(b'<id root="1.2.3"/>', b'<id root="1.2.3" extension="ABC"/>')
-    assert read_cda_header(cda).unique_id == "1.2.3^ABC"
+    assert parse_cda_header(cda).unique_id == "1.2.3^ABC"
 
 
 def test_submission_set_oids_are_unique_oids_within_the_xds_length() -> None:
@@ -89,7 +90,7 @@ def test_the_cda_must_be_about_this_patient() -> None:
 ])
 def test_what_is_not_a_usable_cda_is_refused(cda: bytes) -> None:
     with pytest.raises((InvalidInput, UnsafeXml)):
-        read_cda_header(cda)
+        parse_cda_header(cda)
 
 
 def test_base64_is_checked() -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.errors import Conflict, InvalidInput
+from agent.routing.peers import split_address
 from agent.routing.protocol import Cancel, Forward, Freshness, Presence, check_fresh, new_nonce, same_rpps
-from agent.routing.service import split_address
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -19,10 +19,10 @@ from agent.dmp import soap
 from agent.dmp.models import Professional
 from agent.dmp.vihf import SAML, VihfSettings, read_assertion, signed_assertion
 from agent.errors import PermanentRemoteError
-from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import UnsafeXml, parse
 from agent.xml.signing import SignatureInvalid, verify_enveloped
+from relais_sandbox.pki import SandboxPki
 
 XXE = b"""<?xml version="1.0"?>
 <!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/passwd">]><r>&e;</r>"""

@@ -15,7 +15,6 @@ from lxml import etree
 from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from agent.domain.signing import SignatureAlgorithm
-from relais_sandbox.pki import SandboxPki
 from agent.softkey import SoftwareSigner
 from agent.xml.signing import (
     SignatureInvalid,
@@ -24,6 +23,7 @@ from agent.xml.signing import (
     verify_enveloped,
     verify_xades_detached,
 )
+from relais_sandbox.pki import SandboxPki
 
 NOW = dt.datetime.now(dt.UTC)
 

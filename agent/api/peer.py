@@ -1,40 +1,32 @@
-"""The peer listener: an aiohttp app served over mTLS on the practice's LAN port.
+"""The peer API: the aiohttp app the practice's other workstations call, served over mTLS on the LAN port by
+``agent.routing.peers``.
 
 TLS admits only certificates chaining to the practice CA (OpenSSL, strict); every route but the join exchange
 then requires one, checked again strictly (``pki.verify_workstation``: practice, usages, the revocation list),
-and the handler gets the workstation name from it. A refused peer gets a bare 403: nothing about the practice.
+and the handler gets the workstation name from it. Errors become problem+json through the local API's one
+table (``agent.api.problems``); a refused peer learns nothing about the practice.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from agent.errors import AccessRefused, Conflict, InvalidInput, NotFound, RelaisError, Unavailable
+from agent.api.problems import problem_from
+from agent.errors import AccessRefused, InvalidInput, RelaisError
 from agent.logs import get_logger
+from agent.routing.inbound import Inbound
+from agent.routing.peers import Peers
 from agent.routing.practice import JOIN_PATH
 from agent.routing.protocol import Cancel, Forward, Presence
-
-if TYPE_CHECKING:
-    from agent.routing.service import RoutingService
 
 log = get_logger("routing")
 PEER_NAME: web.AppKey[str] = web.AppKey("peer_name", str)
 MAX_BODY = 48 * 1024 * 1024  # a 32 MB document in base64, with its metadata
 MAX_JOIN_BODY = 16 * 1024  # name, CSR, nonce, MAC
-
-_STATUS: list[tuple[type[RelaisError], int]] = [
-    (InvalidInput, 422), (AccessRefused, 403), (NotFound, 404), (Conflict, 409), (Unavailable, 503),
-]
-
-
-def error_response(error: RelaisError) -> web.Response:
-    status = next((s for cls, s in _STATUS if isinstance(error, cls)), 500)
-    return web.json_response({"code": error.code, "detail": error.message}, status=status)
-
 
 def peer_certificate(request: web.Request) -> bytes | None:
     transport = request.transport
@@ -45,7 +37,7 @@ def peer_certificate(request: web.Request) -> bytes | None:
     return bytes(der) if der else None
 
 
-def create_peer_app(service: RoutingService) -> web.Application:
+def create_peer_app(peers: Peers, inbound: Inbound) -> web.Application:
     @web.middleware
     async def identify(request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -57,13 +49,13 @@ def create_peer_app(service: RoutingService) -> web.Application:
                 der = peer_certificate(request)
                 if der is None:
                     raise AccessRefused("Certificat de poste requis.", code="peer_refused")
-                request["peer"] = service.identify(der)
+                request["peer"] = peers.identify(der)
                 request["peer_der"] = der
             return await handler(request)
         except RelaisError as error:
             if isinstance(error, AccessRefused):
                 log.warning("pair refusé depuis %s : %s", request.remote, error.code)
-            return error_response(error)
+            return problem_from(error)
 
     app = web.Application(middlewares=[identify], client_max_size=MAX_BODY)
 
@@ -77,28 +69,28 @@ def create_peer_app(service: RoutingService) -> web.Application:
         return data
 
     async def join(request: web.Request) -> web.Response:
-        own = service.own_certificate_der()
-        return web.json_response(await service.accept_join(own, await body(request), request.remote or ""))
+        own = peers.own_certificate_der()
+        return web.json_response(await peers.accept_join(own, await body(request), request.remote or ""))
 
     async def presence(request: web.Request) -> web.Response:
         theirs = Presence.from_json(await body(request))
-        mine = await service.on_presence(request["peer"], request.remote or "", theirs, request["peer_der"])
+        mine = await peers.on_presence(request["peer"], request.remote or "", theirs, request["peer_der"])
         return web.json_response(mine.to_json())
 
     async def forward(request: web.Request) -> web.Response:
         message = Forward.from_json(await body(request))
-        return web.json_response(await service.receive_forward(request["peer"], message))
+        return web.json_response(await inbound.accept(request["peer"], message))
 
     async def cancel(request: web.Request) -> web.Response:
         message = Cancel.from_json(await body(request))
-        return web.json_response(await service.receive_cancel(request["peer"], message))
+        return web.json_response(await inbound.cancel(request["peer"], message))
 
     async def states(request: web.Request) -> web.Response:
         data = await body(request)
         ids = data.get("order_ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
             raise InvalidInput.field("order_ids", "Liste d'identifiants attendue.")
-        return web.json_response({"orders": await service.states_for(request["peer"], ids)})
+        return web.json_response({"orders": await inbound.states(request["peer"], ids)})
 
     app.router.add_post(JOIN_PATH, join)
     app.router.add_post("/peer/v1/presence", presence)

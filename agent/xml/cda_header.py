@@ -1,12 +1,19 @@
-"""Read what XDS metadata needs from a CDA header (lien-entete-cda-meta-xds): pure, no network.
+"""The one reader of a CDA header: what the order, XDS metadata (lien-entete-cda-meta-xds) and the MSSanté mail
+need from it. Pure, no network.
 
-The CDA comes from the LGC or from our builders; it is parsed with the hardened parser. Missing required
-header parts are ``InvalidInput`` errors naming the CDA element.
+The CDA comes from the LGC or from our builders; it is parsed once, with the hardened parser, when the order is
+created, and the ``CdaHeader`` travels with the order (``to_json``/``from_json``), so a send never parses the
+header again. Missing required header parts are ``InvalidInput`` errors naming the CDA element.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -59,6 +66,30 @@ class CdaHeader:
     @property
     def is_n1(self) -> bool:
         return bool(self.non_xml_media_type)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("missing")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CdaHeader:
+        codes = {"type_code", "confidentiality", "author_specialty", "author_role", "facility_type",
+                 "practice_setting"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"missing"}
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in known:
+                continue
+            if name in codes:
+                values[name] = Code(**value) if isinstance(value, dict) else None
+            elif name in ("patient_ids",):
+                values[name] = tuple(tuple(pair) for pair in value)
+            elif name == "template_ids":
+                values[name] = tuple(value)
+            else:
+                values[name] = value
+        return cls(**values)
 
 
 def _attr(root: etree._Element, path: str, name: str) -> str:
@@ -163,8 +194,6 @@ def parse_cda_header(cda: bytes) -> CdaHeader:
 
 def hl7_to_xds_time(value: str) -> str:
     """HL7 TS (YYYYMMDDHHMMSS[+ZZZZ]) to XDS DTM in UTC (YYYYMMDDHHMMSS, truncated to the precision given)."""
-    import datetime as dt
-
     value = value.strip()
     digits, offset = value, ""
     for sign in "+-":
@@ -186,9 +215,6 @@ def hl7_to_xds_time(value: str) -> str:
 
 def extract_pdf(cda: bytes) -> bytes:
     """The PDF an N1 CDA carries in its nonXMLBody (base64), or InvalidInput when it carries none."""
-    import base64
-    import binascii
-
     root = parse(cda, what="CDA")
     text = root.find("h:component/h:nonXMLBody/h:text", NS)
     if text is None or (text.get("mediaType") or "").lower() != "application/pdf":

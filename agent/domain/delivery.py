@@ -1,13 +1,15 @@
 """What the queue needs from a destination's service (the DMP, an MSSanté operator): two calls, nothing more.
 
-The queue never imports a service client; the composition root adapts one (``agent.cli.queue_wiring``) to this
-protocol. Errors are the project's: ``ServiceUnreachable`` (wait for the network), ``TransientRemoteError``
+The queue never imports a service client; each service implements this protocol next to its client
+(``agent.dmp.gateway``, ``agent.mss.gateway``) and the composition root hands them to the queue. Errors are the
+project's: ``ServiceUnreachable`` (wait for the network), ``TransientRemoteError``
 (retry with backoff; the request may have reached the service), ``PermanentRemoteError`` (failed, with the
 French reason), ``DuplicateUniqueId`` (already delivered), ``Unavailable`` (the author's card cannot sign here).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,15 +38,15 @@ class DeliveryJob:
     patient: dict[str, Any]
     visibility: dict[str, bool]
     mss_message: dict[str, Any] = field(default_factory=dict)  # the order's MSSanté options (body, no-reply)
+    cda_header: dict[str, Any] = field(default_factory=dict)  # the header read at creation (CdaHeader.to_json)
 
     @classmethod
     def from_payload(cls, order_id: str, destination: str, author_rpps: str, lookup: Lookup,
                      payload: bytes) -> DeliveryJob:
-        import base64
-
         data = json.loads(payload)
         return cls(order_id, destination, author_rpps, lookup, base64.b64decode(data["cda_base64"]),
-                   dict(data.get("patient", {})), dict(data.get("visibility", {})), dict(data.get("mss_message", {})))
+                   dict(data.get("patient", {})), dict(data.get("visibility", {})), dict(data.get("mss_message", {})),
+                   dict(data.get("cda_header", {})))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import FrozenClock
+from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.ins import OID_INS_NIR, compute_key
 from agent.domain.orders import DeliveryState
 from agent.domain.policy import TraceEvent
 from agent.errors import DuplicateUniqueId, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.events import EventBus
 from agent.queue.executor import QueueExecutor, QueueSettings
-from agent.queue.gateway import DeliveryJob, Lookup, Receipt
 from agent.queue.intake import Intake
 from agent.queue.service import OrderService
 from agent.store.crypto import ContentCipher
@@ -44,7 +44,11 @@ def make_cda(unique_root: str | None = None, *, ins: str | None = None, oid: str
   <id root="{root}"/>
   <code code="{type_code}" codeSystem="2.16.840.1.113883.6.1" displayName="Note de consultation"/>
   <title>Compte rendu {extra}</title>
+  <effectiveTime value="20261207101500+0100"/>
+  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
   <recordTarget><patientRole><id root="{oid}" extension="{ins}"/></patientRole></recordTarget>
+  <author><time value="20261207101500+0100"/><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="810003456789"/>
+  </assignedAuthor></author>
   <component><nonXMLBody><text>{extra}</text></nonXMLBody></component>
 </ClinicalDocument>""".encode()
 
@@ -165,3 +169,13 @@ class Harness:
 
     async def state(self, order_id: str) -> DeliveryState:
         return (await self.service.get(order_id)).deliveries[0].state
+
+
+def kit_cda(reference: Path, person: Any, example: str = "VAC-NOTE_2023.01.xml") -> tuple[bytes, str]:
+    """An ANS example document of the CI-SIS kit given to a test patient (a fresh document id): a CDA that passes
+    the validation a real order gets. Returns the document and its unique id."""
+    from relais_sandbox.dmp import reidentify  # the simulators' helper; tests may use them
+
+    data = (reference / "ci-sis" / "ExemplesCDA" / example).read_bytes()
+    return reidentify(data, person.ins, person.oid, person.birth_name, person.first_given_name, person.sex,
+                      person.birth_date, f"2.25.{uuid.uuid4().int}")

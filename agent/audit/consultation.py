@@ -1,0 +1,156 @@
+"""Consulting and managing a patient's DMP, the one way every door does it: policy, call, filter, trace.
+
+The API routes, the Vitale watcher and DICA all come here; none calls the DMP client for a consultation on its
+own. Each operation checks the rights first (consent, CONF.21 notice, habilitation: ``DmpRights``), calls the DMP,
+keeps only what this professional may read, and records the trace before the answer leaves: a trace that cannot
+be written fails the operation (fail closed for DMP reads), and a refusal or a DMP error is traced too.
+
+Without a configured DMP every operation answers 503 ``dmp_disabled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.audit.access import DmpPresence
+from agent.audit.recorder import TraceLog
+from agent.audit.rights import DmpRights
+from agent.dmp.client import DmpClient
+from agent.dmp.models import DocumentEntry, Professional, RetrievedDocument, SearchCriteria, Visibility
+from agent.domain.policy import Actor, TraceEvent
+from agent.errors import AccessRefused, RelaisError, Unavailable
+
+VISIBILITY_FLAGS = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """One document of a multi-select import: its entry and content, or the error that stopped it."""
+
+    entry_uuid: str
+    entry: DocumentEntry | None = None
+    content: bytes | None = None
+    error: RelaisError | None = None
+
+
+def professional_of(actor: Actor) -> Professional:
+    """The VIHF's professional for an actor: its CPS holder (a DMP call is always in a professional's name)."""
+    if not actor.rpps:
+        raise Unavailable("Aucune carte CPS : le DMP ne se consulte qu'avec l'identité du professionnel.",
+                          code="cps_absent")
+    return Professional(rpps=actor.rpps, family_name=actor.family_name, given_name=actor.given_name,
+                        profession=actor.profession or "10", specialty=actor.specialty or "")
+
+
+class DmpConsultation:
+    def __init__(self, dmp: DmpClient | None, rights: DmpRights, traces: TraceLog) -> None:
+        self._dmp = dmp
+        self.rights = rights
+        self._traces = traces
+
+    def _client(self) -> DmpClient:
+        if self._dmp is None:
+            raise Unavailable("Le DMP n'est pas configuré sur ce poste (section [dmp] du fichier de configuration).",
+                              code="dmp_disabled")
+        return self._dmp
+
+    async def _trace(self, action: str, actor: Actor, ins: str, obj: str | None = None, outcome: str = "ok",
+                     **details: Any) -> None:
+        await self._traces.record(TraceEvent(action=action, actor=actor, ins=ins, object=obj, outcome=outcome,
+                                             details=details))
+
+    async def _allowed(self, ins: str, actor: Actor) -> DmpClient:
+        dmp = self._client()
+        await self.rights.check_consultation(ins, actor)  # refusals are traced there
+        return dmp
+
+    # --- TD3.1 / TD3.2 -----------------------------------------------------------------------------------
+
+    async def search(self, ins: str, oid: str, criteria: SearchCriteria, actor: Actor) -> list[DocumentEntry]:
+        """The documents this professional may read, newest first."""
+        dmp = await self._allowed(ins, actor)
+        try:
+            entries = await dmp.search(ins, oid, criteria)
+        except RelaisError as exc:
+            await self._trace("dmp.search", actor, ins, outcome=exc.code)
+            raise
+        readable: list[DocumentEntry] = self.rights.filter_readable(entries, actor)
+        await self._trace("dmp.search", actor, ins, count=len(readable))
+        readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
+        return readable
+
+    async def _readable_entry(self, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
+                              actor: Actor) -> DocumentEntry:
+        entry = await dmp.get_entry(ins, oid, entry_uuid)
+        if not self.rights.may_read(entry, actor):
+            raise AccessRefused("Votre profession ne vous permet pas de lire ce type de document.",
+                                code="dmp_document_not_readable")
+        return entry
+
+    async def retrieve(self, ins: str, oid: str, entry_uuid: str, actor: Actor,
+                       *, purpose: str = "") -> tuple[DocumentEntry, RetrievedDocument]:
+        dmp = await self._allowed(ins, actor)
+        return await self._retrieve(dmp, ins, oid, entry_uuid, actor, purpose)
+
+    async def _retrieve(self, dmp: DmpClient, ins: str, oid: str, entry_uuid: str, actor: Actor,
+                        purpose: str) -> tuple[DocumentEntry, RetrievedDocument]:
+        extra = {"purpose": purpose} if purpose else {}
+        try:
+            entry = await self._readable_entry(dmp, ins, oid, entry_uuid, actor)
+            document = await dmp.retrieve(ins, oid, entry)
+        except RelaisError as exc:
+            await self._trace("dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code, **extra)
+            raise
+        await self._trace("dmp.retrieve", actor, ins, entry.unique_id, **extra)
+        return entry, document
+
+    async def import_documents(self, ins: str, oid: str, entry_uuids: Sequence[str], actor: Actor) -> list[Imported]:
+        """Several documents for the local record; one that fails does not stop the others."""
+        dmp = await self._allowed(ins, actor)
+        out: list[Imported] = []
+        for entry_uuid in dict.fromkeys(entry_uuids):
+            try:
+                entry, document = await self._retrieve(dmp, ins, oid, entry_uuid, actor, "import")
+            except RelaisError as exc:
+                out.append(Imported(entry_uuid, error=exc))
+                continue
+            out.append(Imported(entry_uuid, entry, document.content))
+        return out
+
+    # --- TD3.3 -------------------------------------------------------------------------------------------
+
+    async def set_visibility(self, ins: str, oid: str, entry_uuid: str, flags: dict[str, bool],
+                             actor: Actor) -> DocumentEntry:
+        dmp = await self._allowed(ins, actor)
+        try:
+            current = await self._readable_entry(dmp, ins, oid, entry_uuid, actor)
+            wanted = Visibility(**{**current.visibility.as_dict(), **flags})
+            updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted)
+        except RelaisError as exc:
+            await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code)
+            raise
+        await self._trace("dmp.visibility", actor, ins, updated.unique_id, "ok", **wanted.as_dict())
+        return updated
+
+    async def delete(self, ins: str, oid: str, entry_uuid: str, actor: Actor) -> None:
+        dmp = await self._allowed(ins, actor)
+        try:
+            await dmp.delete(ins, oid, entry_uuid)
+        except RelaisError as exc:
+            await self._trace("dmp.delete", actor, ins, entry_uuid, outcome=exc.code)
+            raise
+        await self._trace("dmp.delete", actor, ins, entry_uuid)
+
+    # --- DICA's questions (agent.audit.access.DmpProbe) --------------------------------------------------
+
+    async def dmp_status(self, ins: str, oid: str, actor: Actor) -> DmpPresence:
+        """TD0.2 in this professional's name (DICA traces it)."""
+        status = await self._client().td02(ins, oid, professional_of(actor))
+        return DmpPresence(exists=bool(status.exists and status.active), blocked=bool(status.blocked))
+
+    async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[DocumentEntry]:
+        """TD3.1 of the documents created since ``since`` (DICA filters and traces them)."""
+        criteria = SearchCriteria(created_from=since or "")
+        return list(await self._client().search(ins, oid, criteria, professional_of(actor)))

@@ -1,0 +1,353 @@
+"""The composition root: ``build(config)`` makes every part of the agent, once, in dependency order, and returns
+them as one frozen, concretely typed ``Services``.
+
+Each long-lived part is entered on the caller's ``AsyncExitStack`` as it is built, so the parts start in build
+order and stop in the reverse order, once, even when a later part fails to start. Nothing here is optional by
+accident: the rights and traces part is always built (there is no allow-all policy), a service that is off is
+a part that refuses clearly (``dmp_disabled``), and the simulators come in only through an ``Environment``
+(``relais demo``).
+
+Build order (each line uses only what is above it):
+store, bus, connectivity -> cards -> INSi, DMP clients -> rights, traces, DMP consultation, DICA -> Vitale watch
+-> documents (CDA) -> MSSanté -> queue (events, executor, gateways) -> peers, forwarding -> order use cases ->
+peer API, routing loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.api.consent import agent_actor, notices_status
+from agent.api.context import Services, StatusProvider
+from agent.api.peer import create_peer_app
+from agent.api.sessions import UiSessions
+from agent.audit.service import RightsPart, build_rights
+from agent.audit.vitale import VitaleWatch
+from agent.cards.cps import CpsToken
+from agent.cards.readers import ReaderBackend
+from agent.cards.service import CardService
+from agent.cda.service import CdaService
+from agent.cda.vaccines import VaccineTable
+from agent.cda.validation import CdaValidator
+from agent.cli.environment import Environment
+from agent.clock import Clock, rfc3339
+from agent.config import Config
+from agent.connectivity import ConnectivityTracker
+from agent.dmp.client import DmpClient, DmpEndpoints
+from agent.dmp.factory import client_for_sandbox
+from agent.dmp.gateway import DmpDelivery
+from agent.dmp.models import Professional
+from agent.dmp.submission import CABINET, SubmissionDefaults
+from agent.dmp.transport import TlsSettings, Transport
+from agent.dmp.valuesets import ValueSets
+from agent.dmp.vihf import VihfSettings
+from agent.domain.delivery import DeliveryGateway
+from agent.domain.habilitation import load_matrix
+from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
+from agent.errors import ConfigError
+from agent.events import EventBus
+from agent.ins.client import InsiClient, InsiSettings
+from agent.ins.soap import LpsInfo
+from agent.logs import get_logger
+from agent.mss import factory as mss_factory
+from agent.mss import orders as mss_orders
+from agent.mss.part import MssPart
+from agent.queue.events import OrderEvents, QueueWaker
+from agent.queue.executor import QueueExecutor, QueueSettings
+from agent.queue.intake import Intake
+from agent.queue.service import OrderService
+from agent.reference import find_reference
+from agent.routing.discovery import ZeroconfDiscovery
+from agent.routing.forwarding import Forwarding
+from agent.routing.inbound import Inbound
+from agent.routing.peers import Peers
+from agent.routing.service import RoutingService
+from agent.softkey import SoftwareSigner
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+from agent.store.masterkey import load_master_key
+
+log = get_logger("agent")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What ``relais demo``'s options change for this run (nothing is written to the configuration)."""
+
+    delay_seconds: int | None = None
+    peer_port: int | None = None
+    peers_on_loopback: bool = False
+
+
+async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Environment | None = None,
+                overrides: Overrides = Overrides()) -> Services:
+    """Every part, started; ``stack`` stops them (in reverse) when the caller closes it."""
+    data_dir = config.data_dir
+    master = load_master_key(data_dir, config.store.master_key)
+    db = Database(data_dir / "relais.db")
+    db.open()
+    stack.callback(db.close)
+    bus = EventBus(clock)
+    cipher = ContentCipher(master.key)
+    connectivity = ConnectivityTracker(bus, clock)
+    warnings = [master.warning] if master.warning else []
+    if env is not None:
+        await stack.enter_async_context(env)
+
+    cards = await stack.enter_async_context(_cards(config, bus, clock, env, warnings))
+    source = env.card_source() if env is not None else None
+    if source is not None and source.after_start is not None:
+        await source.after_start()
+    insi = _insi(config, clock, env, connectivity)
+    if insi is not None:
+        stack.push_async_callback(insi.close)
+    dmp = _dmp(config, clock, env, cards, connectivity)
+    if dmp is not None:
+        stack.push_async_callback(dmp.close)
+
+    rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp)
+    cda = _cda(config, clock, env, cards, warnings)
+    mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
+
+    events = OrderEvents(db, bus)
+    waker = QueueWaker()
+    gateways: dict[str, DeliveryGateway] = {}
+    if dmp is not None:
+        gateways["dmp"] = DmpDelivery(dmp, cards.require_signer)
+    else:
+        log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
+    if mss.gateway is not None:
+        gateways["mss"] = mss.gateway
+    settings = _queue_settings(config, overrides)
+    executor = await stack.enter_async_context(QueueExecutor(
+        db, cipher, gateways, settings, clock, events=events, traces=rights.traces, connectivity=connectivity,
+        waker=waker, bus=bus, rand=random.random, card_check=cards.author_ready))
+
+    practice = config.practice
+    if overrides.peer_port is not None:
+        practice = replace(practice, peer_port=overrides.peer_port)
+    if overrides.peers_on_loopback:
+        practice = replace(practice, peer_host="127.0.0.1")  # demo peers are other agents on this machine
+    peers = Peers(settings=practice, workstation=config.workstation_id, data_dir=data_dir, db=db, bus=bus,
+                  clock=clock, card_state=cards.holder_state,
+                  discovery=ZeroconfDiscovery.factory if practice.discovery else None)
+    forwarding = Forwarding(peers=peers, db=db, cipher=cipher, clock=clock, bus=bus, events=events, waker=waker)
+    orders = OrderService(
+        db=db, cipher=cipher, clock=clock,
+        intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds),
+        executor=executor, events=events, documents=cda, rules=mss_orders.prepare_order, feeding=rights.rights,
+        traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
+    inbound = Inbound(forwarding=forwarding, orders=orders)
+    routing = await stack.enter_async_context(RoutingService(
+        peers=peers, forwarding=forwarding, bus=bus, peer_app=functools.partial(create_peer_app, peers, inbound)))
+
+    services = Services(
+        config=config, version=__version__, clock=clock, db=db, bus=bus, cipher=cipher,
+        master_key_source=master.source, started_at=rfc3339(clock.now()), connectivity=connectivity,
+        cards=cards, rights=rights, consultation=rights.consultation, dmp=dmp, insi=insi, cda=cda, mss=mss,
+        orders=orders, routing=routing, ui_sessions=UiSessions(clock), warnings=warnings,
+        status_providers=_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
+    )
+    # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
+    await stack.enter_async_context(VitaleWatch(
+        bus, rights.dica, functools.partial(agent_actor, services), cards.vitale_beneficiaries,
+        oid=OID_INS_NIR_TEST if env is not None else OID_INS_NIR))
+    return services
+
+
+# --- the parts -------------------------------------------------------------------------------------------------
+
+
+def _cards(config: Config, bus: EventBus, clock: Clock, env: Environment | None, warnings: list[str]) -> CardService:
+    """The card service: the environment's virtual readers, else PC/SC and the CPS's PKCS#11 module."""
+    section = config.cards
+    timeout = section.session_timeout_minutes * 60.0
+    source = env.card_source() if env is not None else None
+    if source is not None:
+        return CardService(bus, clock, backend=source.backend, token_factory=source.token_factory,
+                           session_timeout=timeout)
+    backend: ReaderBackend | None = None
+    if section.pcsc:
+        try:
+            from agent.cards.pcsc import PcscBackend  # optional: the [cards] extra (pyscard)
+
+            backend = PcscBackend()
+        except ImportError:
+            warnings.append("Lecteurs de cartes indisponibles : le module pyscard n'est pas installé "
+                            "(paquet relais[cards]).")
+    if not section.pkcs11_module:
+        return CardService(bus, clock, backend=backend, session_timeout=timeout)
+    try:
+        from agent.cards.pkcs11 import KeyLabels, Pkcs11CpsToken  # optional: the [cards] extra (python-pkcs11)
+    except ImportError:
+        warnings.append("Carte CPS indisponible : le module python-pkcs11 n'est pas installé (paquet relais[cards]).")
+        return CardService(bus, clock, backend=backend, session_timeout=timeout)
+    labels = KeyLabels(authentication=section.auth_key_label, signature=section.sign_key_label)
+
+    def token(reader: str) -> CpsToken | None:
+        return Pkcs11CpsToken(section.pkcs11_module, token_label=section.token_label, labels=labels,
+                              algorithm=section.signature_algorithm)
+
+    def present() -> bool:
+        return Pkcs11CpsToken.present(section.pkcs11_module, section.token_label)
+
+    return CardService(bus, clock, backend=backend, token_factory=token, token_present=present,
+                       session_timeout=timeout)
+
+
+def _insi(config: Config, clock: Clock, env: Environment | None,
+          connectivity: ConnectivityTracker) -> InsiClient | None:
+    """The INSi client; None without a URL (its routes then answer 503, naming the missing configuration)."""
+    section = config.insi
+    settings = InsiSettings(
+        url=section.url, ca_file=section.ca_file, client_cert=section.client_cert, client_key=section.client_key,
+        connect_timeout=section.connect_timeout_seconds, timeout=section.timeout_seconds,
+        allow_test_oids=section.allow_test_oids, structure_id=section.structure_id,
+        lps=LpsInfo(idam=section.idam, name="relais", version=__version__,
+                    instance=section.instance_id or config.workstation_id))
+    endpoint = env.endpoint("insi") if env is not None else None
+    if endpoint:
+        settings = replace(settings, url=endpoint["url"], ca_file=endpoint["ca_file"],
+                           client_cert=endpoint["client_cert"], client_key=endpoint["client_key"],
+                           allow_test_oids=True)
+    if not settings.url:
+        return None
+    structure = (SoftwareSigner.from_files(Path(section.structure_cert),
+                                           Path(section.structure_key or section.structure_cert))
+                 if section.structure_cert else None)
+    return InsiClient(settings, clock, structure_signer=structure, on_connectivity=connectivity.reporter("insi"))
+
+
+def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardService,
+         connectivity: ConnectivityTracker) -> DmpClient | None:
+    """The DMP client: the sandbox's under the demo, else ``[dmp]`` (None without a URL)."""
+    section = config.dmp
+    endpoint = env.endpoint("dmp") if env is not None else None
+
+    def professional() -> Professional | None:
+        """Who the VIHF names: the CPS holder, else the configured or sandbox demo professional."""
+        holder = cards.cps_holder()
+        if holder is not None and holder.rpps:
+            return Professional(rpps=holder.rpps, family_name=holder.family_name, given_name=holder.given_name,
+                                profession=holder.profession or "10", specialty=holder.specialty)
+        if section.demo_rpps:
+            return Professional(rpps=section.demo_rpps, family_name=section.demo_family_name,
+                                given_name=section.demo_given_name)
+        return env.professional() if env is not None else None
+
+    if endpoint:
+        reference = find_reference(section.reference_dir, marker="ihe")
+        client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
+                                    reference_dir=reference, total_timeout=section.timeout_seconds)
+        client.on_connectivity = connectivity.reporter("dmp")
+        return client
+    if not section.url:
+        return None
+    missing = [k for k in ("ca_file", "client_cert", "client_key", "structure_cert", "structure_id", "source_id")
+               if not getattr(section, k)]
+    if missing:
+        raise ConfigError(f"clés requises avec [dmp] url : {', '.join(missing)}", key=f"dmp.{missing[0]}",
+                          path=config.source)
+    code, _, scheme = section.sector.partition("^")
+    tls = TlsSettings(Path(section.ca_file), Path(section.client_cert), Path(section.client_key))
+    return DmpClient(
+        DmpEndpoints(section.url),
+        Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
+        clock=clock,
+        vihf=VihfSettings(structure_id=section.structure_id, sector=section.sector, lps_version=__version__,
+                          lps_homologation=section.homologation_id),
+        structure_signer=SoftwareSigner.from_files(Path(section.structure_cert),
+                                                  Path(section.structure_key or section.structure_cert)),
+        defaults=SubmissionDefaults(source_id=section.source_id,
+                                    facility_type=CABINET if code == CABINET.code else
+                                    type(CABINET)(code, scheme or CABINET.scheme)),
+        professional=professional, document_signer=cards.require_signer,
+        value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
+        on_connectivity=connectivity.reporter("dmp"))
+
+
+def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardService,
+         warnings: list[str]) -> CdaService:
+    """The documents part: builders, and the CI-SIS validator on the configured kit (the reference's under
+    the demo)."""
+    section = config.cda
+    kit = Path(section.kit_dir) if section.kit_dir else None
+    if kit is None and env is not None:
+        reference = find_reference()
+        kit = reference / "ci-sis" if reference is not None else None
+    validator: CdaValidator | None = None
+    if kit is not None:
+        cache = Path(section.cache_dir) if section.cache_dir else config.data_dir / "cache" / "cda"
+        validator = CdaValidator(kit, cache)
+        if section.warm_up:
+            # A daemon thread: compiling the schematrons takes seconds and must not delay the start or the stop.
+            threading.Thread(target=_warm, args=(validator,), name="cda-warm-up", daemon=True).start()
+    else:
+        warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : les documents CDA ne sont pas validés avant "
+                        "l'envoi.")
+    organisation: dict[str, Any] | None = None
+    if section.organisation_id and section.organisation_name:
+        organisation = {"id": section.organisation_id, "name": section.organisation_name,
+                        "address": {"postal_code": section.organisation_postal_code, "city": section.organisation_city}}
+    elif env is not None:
+        organisation = env.organisation()  # the demo doctor's practice: an LGC may name the author by RPPS alone
+    return CdaService(clock=clock, validator=validator,
+                      vaccines=VaccineTable.load(Path(section.vaccines_file) if section.vaccines_file else None),
+                      allow_test_oids=config.allow_test_oids, organisation=organisation, cps_holder=cards.cps_holder)
+
+
+def _warm(validator: CdaValidator) -> None:
+    try:
+        validator.warm()
+    except Exception as exc:
+        log.warning("préparation des schématrons CI-SIS impossible : %s", exc)
+
+
+def _mss(config: Config, clock: Clock, db: Database, bus: EventBus, connectivity: ConnectivityTracker,
+         env: Environment | None, cards: CardService, dmp: DmpClient | None) -> MssPart:
+    """The MSSanté part: the sender (``[mss]`` or the sandbox operator), its acknowledgement poller, the
+    directory; the XDM's metadata come from the DMP's own builder."""
+    defaults = dmp.defaults if dmp is not None else SubmissionDefaults(source_id=config.dmp.source_id)
+    document_signer = cards.require_signer
+    packager = mss_factory.dmp_packager(now=clock.now, defaults=defaults, signer=document_signer,
+                                        value_sets=dmp.value_sets if dmp is not None else None)
+    sender = mss_factory.sender_for(config, env.endpoint("mss") if env is not None else None, packager, clock)
+    directory = mss_factory.directory_for(config, env.endpoint("directory") if env is not None else None)
+    return MssPart(db=db, clock=clock, bus=bus, connectivity=connectivity, sender=sender,
+                   interval=config.mss.ack_poll_seconds, directory=directory)
+
+
+def _queue_settings(config: Config, overrides: Overrides) -> QueueSettings:
+    q = config.queue
+    return QueueSettings(
+        delay_seconds=q.delay_seconds if overrides.delay_seconds is None else overrides.delay_seconds,
+        max_attempts=q.max_attempts, backoff_base_seconds=q.backoff_base_seconds,
+        backoff_cap_seconds=q.backoff_cap_seconds, probe_interval_seconds=q.probe_interval_seconds,
+        concurrency=q.concurrency, attempt_timeout_seconds=q.attempt_timeout_seconds,
+        retention_days=config.store.retention_days, workstation=config.workstation_id)
+
+
+def _status_providers(cards: CardService, dmp: DmpClient | None, insi: InsiClient | None, cda: CdaService,
+                      mss: MssPart, orders: OrderService, routing: RoutingService, rights: RightsPart,
+                      connectivity: ConnectivityTracker) -> tuple[StatusProvider, ...]:
+    """What each part adds to ``/v1/status``; connectivity comes from the one tracker."""
+
+    async def services_connectivity() -> dict[str, Any]:
+        dmp_state = {"configured": dmp is not None, **connectivity.reading("dmp").as_dict()}
+        if dmp is not None:
+            dmp_state["url"] = dmp.endpoints.base_url
+        insi_state = {"configured": insi is not None, **connectivity.reading("insi").as_dict()}
+        return {"connectivity": {"dmp": dmp_state, "insi": insi_state}}
+
+    async def documents() -> dict[str, Any]:
+        return {"cda": {"validation": cda.validator is not None, "vaccines": len(cda.vaccines)}}
+
+    return (cards.status, services_connectivity, documents, mss.status, orders.status, routing.status,
+            notices_status(rights, cards))

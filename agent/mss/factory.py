@@ -1,0 +1,150 @@
+"""Building the MSSanté part from the configuration (or from the sandbox operator's endpoint description).
+
+The sender's settings and TLS contexts, the Annuaire santé client, and the XDM packager, whose METADATA.XML comes
+from the DMP's own submission builder (same DocumentEntry, SubmissionSet and DSG signature as a DMP feed).
+An enabled ``[mss]`` section that lacks what it needs stops the agent at start with the key named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.clock import Clock
+from agent.config import Config, MssSection
+from agent.dmp.models import SubmissionRequest, Visibility
+from agent.dmp.submission import SubmissionDefaults, build_submission
+from agent.dmp.valuesets import ValueSets
+from agent.domain.signing import Signer
+from agent.errors import ConfigError
+from agent.logs import get_logger
+from agent.mss import imap, smtp, xdm
+from agent.mss.directory import DirectoryClient
+from agent.mss.service import MssSender, MssSettings, Outgoing, Packager
+from agent.xml.cda_header import CdaHeader
+
+log = get_logger("mss")
+
+
+def tls_context_factory(ca_file: str, cert: str, key: str) -> Callable[[], ssl.SSLContext]:
+    """TLS for SMTP and IMAP: the server checked against ``ca_file`` (the system store when empty), TLS 1.2+."""
+    def make() -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cert:
+            context.load_cert_chain(cert, key or cert)
+        return context
+
+    return make
+
+
+def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> MssSettings | None:
+    """The sender's settings: the sandbox operator under the demo, else the [mss] section (None when off)."""
+    if endpoint:
+        factory = tls_context_factory(endpoint["ca"], endpoint["client_cert"], endpoint["client_key"])
+        sender = str(endpoint["sender"])
+        return MssSettings(
+            sender=sender, sender_name=section.sender_name or "Cabinet de démonstration Relais",
+            smtp=smtp.SmtpSettings(host=endpoint["smtp"]["host"], port=int(endpoint["smtp"]["port"]),
+                                   security=endpoint["smtp"].get("security", "tls"), context=factory,
+                                   timeout=section.timeout_seconds),
+            imap=imap.ImapSettings(host=endpoint["imap"]["host"], port=int(endpoint["imap"]["port"]),
+                                   context=factory, username=sender, timeout=section.timeout_seconds,
+                                   sent=section.sent_folder),
+            patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
+    if not section.enabled:
+        return None
+    _check(section)
+    password = ""
+    if section.auth == "password":
+        path = Path(section.password_file)
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+            if os.name == "posix" and path.stat().st_mode & 0o077:
+                log.warning("mss.password_file est lisible par d'autres comptes : chmod 600 %s", path)
+        except OSError as exc:
+            raise ConfigError(f"fichier de mot de passe illisible : {exc.strerror}", key="mss.password_file") from exc
+    cert = section.client_cert if section.auth == "certificate" else ""
+    factory = tls_context_factory(section.ca_file, cert, section.client_key)
+    username = section.username if section.auth == "password" else ""
+    return MssSettings(
+        sender=section.sender_address, sender_name=section.sender_name, message_id_domain=section.message_id_domain,
+        smtp=smtp.SmtpSettings(host=section.smtp_host, port=section.smtp_port, security=section.smtp_security,
+                               context=factory, username=username, password=password,
+                               timeout=section.timeout_seconds),
+        imap=imap.ImapSettings(host=section.imap_host, port=section.imap_port, context=factory,
+                               username=section.username or section.sender_address, password=password,
+                               timeout=section.timeout_seconds, sent=section.sent_folder)
+        if section.imap_host else None,
+        patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
+
+
+def _check(section: MssSection) -> None:
+    """What an enabled [mss] section needs, each missing key named (the agent refuses to start without it)."""
+    needed = {"mss.sender_address": section.sender_address, "mss.smtp_host": section.smtp_host}
+    if section.auth == "certificate":
+        needed["mss.client_cert"] = section.client_cert
+    else:
+        needed["mss.username"] = section.username
+        needed["mss.password_file"] = section.password_file
+    for key, value in needed.items():
+        if not value:
+            raise ConfigError("valeur obligatoire quand mss.enabled = true", key=key)
+    if "@" not in section.sender_address:
+        raise ConfigError("adresse MSSanté attendue (nom@domaine.mssante.fr)", key="mss.sender_address")
+    for key, port in (("mss.smtp_port", section.smtp_port), ("mss.imap_port", section.imap_port)):
+        if not 0 < port < 65536:
+            raise ConfigError("port hors de la plage 1-65535", key=key)
+    if section.timeout_seconds <= 0 or section.ack_poll_seconds <= 0:
+        raise ConfigError("une valeur strictement positive est attendue", key="mss.timeout_seconds")
+
+
+def dmp_packager(*, now: Callable[[], datetime], defaults: SubmissionDefaults, signer: Callable[[], Signer],
+                 value_sets: ValueSets | None = None,
+                 new_uuid: Callable[[], str] = lambda: str(uuid.uuid4())) -> Packager:
+    """The XDM's METADATA.XML from the DMP's own builder (same DocumentEntry, SubmissionSet, DSG signature)."""
+
+    async def package(out: Outgoing) -> tuple[Any, list[xdm.XdmDocument]]:
+        document_signer = signer()
+        request = SubmissionRequest(
+            cda=out.cda, submission_set_unique_id=out.submission_set_unique_id,
+            document_unique_id=out.document_unique_id, ins=out.ins, ins_oid=out.ins_oid,
+            visibility=Visibility(**{k: bool(v) for k, v in out.visibility.items()}), signer=document_signer,
+            header=CdaHeader.from_json(dict(out.cda_header)) if out.cda_header else None)
+        built = await asyncio.to_thread(build_submission, request, document_signer, defaults, now(), new_uuid,
+                                        value_sets)
+        signature = next(v for v in built.attachments.values() if v != out.cda)
+        return built.body[0], [xdm.XdmDocument(out.document_unique_id, out.cda),
+                               xdm.XdmDocument(built.signature_unique_id, signature)]
+
+    return package
+
+
+def directory_for(config: Config, endpoint: Mapping[str, Any] | None = None) -> DirectoryClient | None:
+    """The Annuaire santé client: the sandbox directory under the demo, else ``mss.directory_url`` (None: off)."""
+    section = config.mss
+    if endpoint:
+        return DirectoryClient(endpoint["url"], ca_file=endpoint["ca"])
+    if not section.directory_url:
+        return None
+    key = Path(section.directory_api_key_file).read_text(encoding="utf-8").strip() \
+        if section.directory_api_key_file else ""
+    return DirectoryClient(section.directory_url, api_key=key, ca_file=section.ca_file)
+
+
+def sender_for(config: Config, endpoint: Mapping[str, Any] | None, packager: Packager,
+               clock: Clock) -> MssSender | None:
+    """The sender when ``[mss]`` is enabled or the sandbox operator is there; None when MSSanté is off."""
+    settings = settings_from(config.mss, endpoint)
+    if settings is None:
+        return None
+    if not config.dmp.source_id and not endpoint and not config.dmp.url:
+        raise ConfigError("l'OID de cette installation est nécessaire aux métadonnées XDS des envois MSSanté",
+                          key="dmp.source_id", path=config.source)
+    return MssSender(settings, packager, clock)
