@@ -18,6 +18,8 @@ import pytest
 from agent.cli.wiring import RUNTIME_FILE, Agent, DemoOptions
 from agent.clock import Clock, SystemClock
 from agent.config import Config, load_config
+from agent.reference import BESIDE_CHECKOUT, find_reference
+from agent.reference import ENV as REFERENCE_ENV
 from agent.store.tokens import create_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,28 @@ RELAIS = [sys.executable, "-m", "agent.cli"]
 
 
 def reference_root() -> Path:
-    return Path(os.environ.get("RELAIS_REFERENCE", ROOT.parent / "shared" / "reference"))
+    """The reference kits, found by the agent's own rule (``agent.reference``): tests and product look alike."""
+    return find_reference() or Path(os.environ.get(REFERENCE_ENV) or BESIDE_CHECKOUT)
+
+
+def _require_all() -> bool:
+    """``RELAIS_REQUIRE_ALL=1`` (set by ``.ci/run``): a test that would be skipped fails instead."""
+    return os.environ.get("RELAIS_REQUIRE_ALL") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if _require_all() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped while RELAIS_REQUIRE_ALL=1: {report.longrepr}"
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if _require_all() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"module skipped while RELAIS_REQUIRE_ALL=1: {report.longrepr}"
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,8 +24,9 @@ from agent.clock import FrozenClock
 from agent.domain.notices import BUTTON, NOTICE_ID
 from agent.domain.policy import Actor
 from agent.errors import AccessRefused
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import ROOT
-from tests.queue_support import order_body
+from tests.support.queue import kit_cda, order_body
 
 INS = "279035121518989"
 # The virtual CPS only: an inserted carte Vitale would start its own DICA (and TD0.2 trace) for its insured.
@@ -61,7 +63,7 @@ async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.Clie
     status, consent = await call(http, agent, "GET", f"/v1/patients/{INS}/consent")
     assert status == 200 and consent["dmp_consultation"] == "unknown" and consent["history"] == []
     with pytest.raises(AccessRefused) as refused:
-        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+        await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     assert refused.value.code == "consent_missing"
 
     status, consent = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent",
@@ -72,14 +74,14 @@ async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.Clie
     assert status == 200 and access["can_read"] is False
     assert "consent_refused" in [r["code"] for r in access["reasons"]]
     with pytest.raises(AccessRefused) as refused:
-        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+        await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     assert refused.value.code == "consent_refused"
     assert "refusé" in refused.value.message
 
     status, consent = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
     assert status == 200 and consent["dmp_consultation"] == "granted"
     assert [h["dmp_consultation"] for h in consent["history"]] == ["granted", "refused"]
-    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
     codes = [r["code"] for r in access["reasons"]]
     assert "consent_refused" not in codes and access["consent"]["dmp_consultation"] == "granted"
@@ -127,20 +129,24 @@ async def test_the_dmp_routes_refuse_without_consent_with_a_french_403(start_age
     assert rows[-1]["actor"]["rpps"] == doctor(agent).rpps
 
 
-async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, http: aiohttp.ClientSession) -> None:
+async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, http: aiohttp.ClientSession,
+                                                            reference_dir: Path) -> None:
     agent = await start_agent(demo=DEMO)
+
+    def body(**kw: Any) -> dict[str, Any]:  # a document that passes the CI-SIS validation a real order gets
+        return order_body(cda=kit_cda(reference_dir, PAT_TROIS)[0], ins=INS, oid=PAT_TROIS.oid, **kw)
+
     status, _ = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_feeding": "opposition"})
     assert status == 200
-    status, problem = await call(http, agent, "POST", "/v1/orders", order_body(ins=INS))
-    assert status == 422 and problem["code"] == "feeding_opposed"
+    status, problem = await call(http, agent, "POST", "/v1/orders", body())
+    assert status == 422 and problem["code"] == "feeding_opposed", problem
     assert "opposé" in problem["detail"]
     # MSSanté does not feed the DMP: still accepted.
-    status, _ = await call(http, agent, "POST", "/v1/orders",
-                           order_body(ins=INS, dmp=False, mss=["dr.x@medecin.mssante.fr"]))
+    status, _ = await call(http, agent, "POST", "/v1/orders", body(dmp=False, mss=["dr.x@medecin.mssante.fr"]))
     assert status == 201
     status, _ = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_feeding": "non_opposition"})
-    status, _ = await call(http, agent, "POST", "/v1/orders", order_body(ins=INS))
-    assert status == 201
+    status, created = await call(http, agent, "POST", "/v1/orders", body())
+    assert status == 201, created
 
 
 @pytest.mark.parametrize("mode", ["bris_de_glace", "centre_15"])
@@ -149,7 +155,7 @@ async def test_an_emergency_access_is_traced_as_such_and_notified(start_agent: A
     agent = await start_agent(demo=DEMO)
     await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     events = agent.services.bus.subscribe()
-    await agent.services.access_policy.check_consultation(INS, doctor(agent, mode))  # no consent recorded
+    await agent.services.rights.rights.check_consultation(INS, doctor(agent, mode))  # no consent recorded
     rows = await traces(http, agent, "?action=dmp.emergency_access")
     assert len(rows) == 1
     assert rows[0]["actor"]["mode"] == mode and rows[0]["ins"] == INS
@@ -173,10 +179,10 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
     notice = notices["items"][0]
     assert notice["due"] is True and notice["button"] == BUTTON and notice["rpps"] == doctor(agent).rpps
     with pytest.raises(AccessRefused) as refused:
-        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+        await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     assert refused.value.code == "notice_due"
     with pytest.raises(AccessRefused):
-        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+        await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     seen = [e.type for e in await _drain(events)]
     assert seen.count("notice.due") == 1  # announced once, not at every check
     _, status_body = await call(http, agent, "GET", "/v1/status")
@@ -187,12 +193,12 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
     assert status == 200 and acked["due"] is False
     ack_trace = (await traces(http, agent, "?action=notice.acknowledged"))[0]
     assert ack_trace["actor"]["rpps"] == doctor(agent).rpps and ack_trace["actor"]["client"] == "test-1"
-    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     clock.advance(timedelta(days=180).total_seconds() - 1)
-    await agent.services.access_policy.check_consultation(INS, doctor(agent))
+    await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     clock.advance(1)
     with pytest.raises(AccessRefused):
-        await agent.services.access_policy.check_consultation(INS, doctor(agent))
+        await agent.services.rights.rights.check_consultation(INS, doctor(agent))
     _, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
     assert access["notice_acknowledged"] is False and "notice_due" in [r["code"] for r in access["reasons"]]
     status, _ = await call(http, agent, "POST", "/v1/notices/other/ack")
@@ -221,15 +227,15 @@ async def test_the_habilitation_matrix_filters_what_a_profession_reads(start_age
     agent = await start_agent(demo=DEMO)
     entries = [{"type_code": "11488-4", "class_code": "10"}, {"type_code": "68599-0", "class_code": "11"}]
     dentist = Actor(rpps="10000000001", workstation="poste", profession="40")
-    assert agent.services.access_policy.filter_readable(entries, dentist) == entries[:1]
-    assert agent.services.access_policy.filter_readable(entries, doctor(agent)) == entries
+    assert agent.services.rights.rights.filter_readable(entries, dentist) == entries[:1]
+    assert agent.services.rights.rights.filter_readable(entries, doctor(agent)) == entries
 
 
 async def test_traces_export_by_patient_and_csv(start_agent: Any, http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
     await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_consultation": "granted"})
     for _ in range(3):
-        await agent.services.traces.record(_event(agent, "dmp.search", INS))
+        await agent.services.rights.traces.record(_event(agent, "dmp.search", INS))
     rows = await traces(http, agent, "?limit=2")
     assert len(rows) == 2
     status, page = await call(http, agent, "GET", "/v1/traces?limit=2")
@@ -257,7 +263,7 @@ def relais(*args: str) -> subprocess.CompletedProcess[str]:
 async def test_cli_verify_names_the_edited_row_and_export_writes_csv(start_agent: Any, tmp_path: Any) -> None:
     agent = await start_agent(demo=DEMO)
     for _ in range(5):
-        await agent.services.traces.record(_event(agent, "dmp.retrieve", INS))
+        await agent.services.rights.traces.record(_event(agent, "dmp.retrieve", INS))
     data_dir = str(agent.services.config.data_dir)
     ok = await asyncio.to_thread(relais, "traces", "verify", "--data-dir", data_dir)
     assert ok.returncode == 0 and "5 trace(s)" in ok.stdout
@@ -323,7 +329,7 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
                {"dmp_consultation": "granted"})
     # The LGC declared this INS qualified when it last asked.
     await call(http, agent, "GET", f"/v1/dmp/{insured}/access?oid=1.2.250.1.213.1.4.10&identity_status=QUAL")
-    await agent.services.traces.record(TraceEvent("dmp.search", doctor(agent), ins=insured))
+    await agent.services.rights.traces.record(TraceEvent("dmp.search", doctor(agent), ins=insured))
     events = agent.services.bus.subscribe()
     status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
     assert status == 200

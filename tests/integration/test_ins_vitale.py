@@ -9,17 +9,9 @@ import aiohttp
 import pytest
 
 from agent.cli.wiring import DemoOptions
-from agent.domain.policy import TraceEvent
 from relais_sandbox.cards import DEMO_DOCTOR, DEMO_PIN
 from relais_sandbox.identities import PAT_TROIS, PAT_TROIS_CAMILLE
-
-
-class ListTraces:
-    def __init__(self) -> None:
-        self.events: list[TraceEvent] = []
-
-    async def record(self, event: TraceEvent) -> None:
-        self.events.append(event)
+from tests.support.traces import recorded
 
 
 async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
@@ -42,7 +34,6 @@ async def beneficiaries(http: aiohttp.ClientSession, agent: Any) -> list[dict[st
 @pytest.fixture
 async def demo(start_agent: Any) -> Any:
     running = await start_agent(demo=DemoOptions(cards="both", tray=False))
-    running.services.traces = ListTraces()
     return running
 
 
@@ -63,8 +54,8 @@ async def test_vitale_to_insi(http: aiohttp.ClientSession, demo: Any) -> None:
     # The card carries the parent's NIR; INSi gives the child's own INS.
     assert child["nir"] == PAT_TROIS.ins and body["ins"]["value"] == PAT_TROIS_CAMILLE.ins
     assert body["traits"]["given_names"] == ["CAMILLE", "ROSE"]
-    event = demo.services.traces.events[-1]
-    assert (event.action, event.ins, event.actor.rpps) == ("insi.search", PAT_TROIS_CAMILLE.ins, DEMO_DOCTOR["rpps"])
+    event = (await recorded(demo.services, "insi.search"))[-1]
+    assert (event.action, event.ins, event.actor_rpps) == ("insi.search", PAT_TROIS_CAMILLE.ins, DEMO_DOCTOR["rpps"])
 
     unknown = next(b for b in listed if b["given_names"][:1] == ["JULES"])
     status, body = await call(http, demo, "POST", "/v1/ins/search", {"source": "vitale",
