@@ -13,6 +13,7 @@ from agent.api.context import Services
 from agent.cda.service import CdaService
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator
+from agent.cda.valuesets import ValueSets
 from agent.logs import get_logger
 
 log = get_logger("cda")
@@ -42,8 +43,10 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
         cache = Path(settings.cache_dir) if settings.cache_dir else services.config.data_dir / "cache" / "cda"
         validator = CdaValidator(kit, cache)
     else:
-        services.warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : les documents CDA ne sont pas validés "
-                                 "avant l'envoi.")
+        services.warnings.append(
+            "Kit CI-SIS non configuré (cda.kit_dir) : " + ("les documents CDA sont envoyés SANS validation "
+                                                           "(cda.allow_unvalidated)." if settings.allow_unvalidated
+                                                           else "aucun document CDA n'est accepté."))
     vaccines = VaccineTable.load(Path(settings.vaccines_file) if settings.vaccines_file else None)
     organisation = None
     if settings.organisation_id and settings.organisation_name:
@@ -53,13 +56,14 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
     elif services.config.sandbox.enabled:
         organisation = DEMO_PRACTICE  # the demo doctor's practice, so an LGC can name the author by RPPS alone
     cards = services.cards
-    service = CdaService(clock=services.clock, validator=validator, vaccines=vaccines,
-                         allow_test_oids=services.config.allow_test_oids,
+    service = CdaService(clock=services.clock, validator=validator, value_sets=ValueSets(kit), vaccines=vaccines,
+                         allow_test_oids=services.config.allow_test_oids, allow_unvalidated=settings.allow_unvalidated,
                          organisation=organisation, cps_holder=cards.cps_holder if cards is not None else None)
     services.cda = service
 
     async def status() -> dict[str, Any]:
-        return {"cda": {"validation": validator is not None, "vaccines": len(vaccines)}}
+        return {"cda": {"validation": validator is not None, "vaccines": len(vaccines),
+                        "unvalidated_accepted": validator is None and settings.allow_unvalidated}}
 
     services.status_providers.append(status)
     registrars.append(cda_api.register)

@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from agent.cda.pdfa import is_pdfa1
 from agent.cda.schematron import compile_schema
 from agent.cda.service import CdaService
 from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator, ValidationReport
 from agent.clock import FrozenClock
 from agent.domain.ins import compute_key
+from agent.errors import InvalidInput
 
 HL7 = "{urn:hl7-org:v3}"
 
@@ -140,7 +142,7 @@ PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name"
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER",
                            "address": {"lines": ["25 rue Pasteur"], "postal_code": "92100", "city": "EVRY"}}}
-PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+from tests.support.documents import PDF  # noqa: E402  a real one-page PDF: Ghostscript turns it into PDF/A-1
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +166,9 @@ def test_n1_wrapper_passes_for_catalogue_types(service: CdaService, type_code: s
     assert [t.get("root") for t in root.findall(f"{HL7}templateId")] == [
         "2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1", "1.3.6.1.4.1.19376.1.2.20"]
     text = root.find(f"{HL7}component/{HL7}nonXMLBody/{HL7}text")
-    assert text is not None and base64.b64decode(text.text or "") == PDF
+    assert text is not None and text.get("mediaType") == "application/pdf"
+    carried = base64.b64decode(text.text or "")
+    assert carried.startswith(b"%PDF-") and is_pdfa1(carried)  # the DMP's PDF/A-1, made by Ghostscript
     assert root.find(f"{HL7}id").get("root") == built.unique_id
 
 
@@ -317,9 +321,17 @@ def test_certificats_de_sante_are_valid(service: CdaService, kind: str, data: di
     assert built.type_code == "CERT_DECL" and built.class_code == "52"
 
 
-def test_a_certificate_with_a_code_outside_its_value_set_is_reported(service: CdaService) -> None:
+def test_a_certificate_with_a_code_outside_its_value_set_is_refused_then_reported(service: CdaService) -> None:
+    # The builder refuses it, naming the field, before any CDA exists...
     data = {**CSE_DATA, "care_plan": [{"code": "ORG-999", "display": "Orientation imaginaire"}]}
-    report = service.validate(service.build_document("cse_cs9", CHILD, AUTHOR, data).cda)
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("cse_cs9", CHILD, AUTHOR, data)
+    assert refused.value.code == "code_not_in_value_set"
+    assert [e.field for e in refused.value.errors] == ["data.care_plan[0]"]
+    # ... and a CDA carrying it anyway (an LGC's own) fails the volet's schematron at that rule.
+    good = service.build_document("cse_cs9", CHILD, AUTHOR, {**CSE_DATA, "care_plan": [
+        {"code": "ORG-194", "display": "Orientation vers un autre professionnel de santé"}]}).cda
+    report = service.validate(good.replace(b'code="ORG-194"', b'code="ORG-999"'))
     assert not report.valid
     assert any("[dansJeuDeValeurs]" in e.message and "ORG-999" in e.message for e in report.errors)
 

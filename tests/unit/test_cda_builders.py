@@ -1,32 +1,41 @@
-"""Builders without the kit: what goes in the header, and what is refused before any CDA exists."""
+"""Builders without the validator (the kit's value sets only): what goes in the header, and what is refused
+before any CDA exists."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
 from agent.cda.service import CdaService
+from agent.cda.valuesets import ValueSets
 from agent.clock import FrozenClock
+from agent.domain.cps import CpsHolder
 from agent.errors import InvalidInput
+from tests.support.documents import PDF
 
 HL7 = "{urn:hl7-org:v3}"
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
            "given_names": ["DOMINIQUE", "MARIE-LOUISE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
-PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+@pytest.fixture(scope="session")
+def codes(reference_dir: Path) -> ValueSets:
+    return ValueSets(reference_dir / "ci-sis")
 
 
 @pytest.fixture
-def service() -> CdaService:
+def service(codes: ValueSets) -> CdaService:
     counter = itertools.count(1)
     return CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)), allow_test_oids=True,
-                      new_id=lambda: f"2.25.{next(counter)}")
+                      new_id=lambda: f"2.25.{next(counter)}", value_sets=codes)
 
 
 def n1(service: CdaService, **changes: Any) -> Any:
@@ -88,8 +97,8 @@ def test_refusals_name_the_field(service: CdaService, changes: dict[str, Any], f
     assert field in [e.field for e in refused.value.errors]
 
 
-def test_test_oids_are_refused_outside_the_sandbox() -> None:
-    production = CdaService(clock=FrozenClock(), allow_test_oids=False)
+def test_test_oids_are_refused_outside_the_sandbox(codes: ValueSets) -> None:
+    production = CdaService(clock=FrozenClock(), allow_test_oids=False, value_sets=codes)
     with pytest.raises(InvalidInput) as refused:
         n1(production)
     assert "patient.oid" in [e.field for e in refused.value.errors]
@@ -120,12 +129,10 @@ def test_unknown_kind(service: CdaService) -> None:
     assert refused.value.code == "unknown_kind"
 
 
-def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice() -> None:
-    from agent.domain.cps import CpsHolder
-
+def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice(codes: ValueSets) -> None:
     holder = CpsHolder(rpps="01234567897", family_name="MULLER", given_name="Charles", profession="10",
                        specialty="SM54")
-    service = CdaService(clock=FrozenClock(), allow_test_oids=True, cps_holder=lambda: holder,
+    service = CdaService(clock=FrozenClock(), allow_test_oids=True, cps_holder=lambda: holder, value_sets=codes,
                          organisation={"id": "1750803447", "name": "Cabinet du Dr MULLER",
                                        "address": {"postal_code": "92100", "city": "BOULOGNE"}})
     built = n1(service, author={"rpps": "01234567897"})
