@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import spawn_sandbox
-
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+from tests.support.documents import PDF
 
 
 def call(url: str, token: str | None = None, body: dict[str, Any] | None = None) -> Any:

@@ -9,9 +9,9 @@ import urllib.request
 from typing import Any
 
 from tests.queue_support import order_body
+from tests.support.documents import PDF
 
 DEMO_RPPS = "01234567897"  # the demo CPS holder (relais_sandbox identities)
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 def n1_order(client_ref: str, delay: int = 0) -> dict[str, Any]:
