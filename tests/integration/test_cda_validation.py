@@ -543,3 +543,35 @@ def test_generated_certificates_are_valid(service: CdaService, kind: str, childc
     if kind == "cse_cs24":
         data.update({"premature": premature, "screens": {"code": "GEN-311", "display": "Jamais"}})
     _assert_valid(service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda))
+
+
+@pytest.mark.parametrize("kind", ["cse_cs9", "cse_cs24"])
+def test_every_answer_the_certificate_allows_gives_a_valid_document(service: CdaService, kind: str) -> None:
+    """Each coded answer of the form, for every code of its value set (read from the kit, as the builder does):
+    the lists all at once, the single answers in turn."""
+    codes = service.context.value_sets
+
+    def every(name: str) -> list[str]:
+        return codes.get(name).codes
+
+    history = "JDV_AntecedentsCSE9_CISIS" if kind == "cse_cs9" else "JDV_AntecedentsCSE24_CISIS"
+    vaccines = "JDV_VaccinCSE9_CISIS" if kind == "cse_cs9" else "JDV_VaccinCSE24_CISIS"
+    singles = {name: every(name) for name in ("JDV_Profession_CISIS", "JDV_Activite_CISIS", "JDV_TypeGarde_CISIS",
+                                              "JDV_EnfantExposeAuxEcrans_CS24_CISIS",
+                                              "JDV_ReperageTroubleNeurodeveloppement_CISIS")}
+    rounds = max(len(v) for v in singles.values())
+    for turn in range(rounds):
+        pick = {name: values[turn % len(values)] for name, values in singles.items()}
+        data = {**CSE_DATA, "premature": turn % 2 == 0,
+                "parents": [{**CSE_DATA["parents"][0], "profession": pick["JDV_Profession_CISIS"],
+                             "activity": pick["JDV_Activite_CISIS"]}, CSE_DATA["parents"][1]],
+                "childcare_type": pick["JDV_TypeGarde_CISIS"], "screens": pick["JDV_EnfantExposeAuxEcrans_CS24_CISIS"],
+                "neurodevelopment": pick["JDV_ReperageTroubleNeurodeveloppement_CISIS"],
+                "domestic_accidents": [{"code": c} for c in every("JDV_CauseAccidentDom_CISIS")],
+                "history": [{"code": c} for c in every(history)],
+                "development": [{"code": c, "value": True} for c in every("JDV_DeveloppementPsychomoteur_CS24_CISIS")],
+                "vaccinations": [{"atc": c, "rank": 1} for c in every(vaccines)],
+                "care_plan": [{"code": c} for c in every("JDV_Rencontre_CS9_CS24_CISIS")]}
+        report = service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda)
+        assert report.valid, (turn, pick, [e.as_dict() for e in report.errors[:5]])
+        assert report.warnings == [], [w.as_dict() for w in report.warnings[:5]]
