@@ -4,8 +4,8 @@ before any CDA exists."""
 from __future__ import annotations
 
 import base64
-import json
 import itertools
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,7 +166,7 @@ def test_a_service_stop_equal_to_its_start_writes_no_high(service: CdaService) -
 
 
 @pytest.mark.parametrize(("content", "media_type", "format_code"), [
-    ("Compte rendu en texte libre\nligne 2".encode(), "text/plain", "urn:ihe:iti:xds-sd:text:2008"),
+    (b"Compte rendu en texte libre\nligne 2", "text/plain", "urn:ihe:iti:xds-sd:text:2008"),
     (b"{\\rtf1\\ansi Compte rendu}", "text/rtf", "urn:ihe:iti-fr:xds-sd:rtf:2010"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00rest", "image/jpeg", "urn:ihe:iti-fr:xds-sd:jpeg:2010"),
     (b"II*\x00\x08\x00\x00\x00rest", "image/tiff", "urn:ihe:iti-fr:xds-sd:tiff:2010"),
