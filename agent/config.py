@@ -201,8 +201,9 @@ class CdaSection:
     organisation_name: str = ""
     organisation_postal_code: str = ""
     organisation_city: str = ""
-    # Accept orders whose CDA nobody validated when no kit is configured (fail open: a test bench only). Off, an
-    # order is refused (cda_kit_missing) until the kit is installed; /v1/status and `relais doctor` say which.
+    # Accept orders whose CDA nobody validated when no kit is configured (fail open: a test bench, and the sandbox
+    # when it finds no kit). Off, an order is refused (cda_kit_missing) until the kit is installed; /v1/status
+    # and `relais doctor` say which.
     allow_unvalidated: bool = False
 
 

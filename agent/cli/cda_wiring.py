@@ -38,6 +38,8 @@ DEMO_PRACTICE = {"id": "1750803447", "name": "Cabinet médical du Dr MULLER (dé
 def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaService:
     settings = services.config.cda
     kit = kit_dir(services)
+    # The sandbox sends only to the simulators: without a kit it keeps accepting (with the warning below).
+    allow_unvalidated = settings.allow_unvalidated or (kit is None and services.config.sandbox.enabled)
     validator: CdaValidator | None = None
     if kit is not None:
         cache = Path(settings.cache_dir) if settings.cache_dir else services.config.data_dir / "cache" / "cda"
@@ -45,7 +47,7 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
     else:
         services.warnings.append(
             "Kit CI-SIS non configuré (cda.kit_dir) : " + ("les documents CDA sont envoyés SANS validation "
-                                                           "(cda.allow_unvalidated)." if settings.allow_unvalidated
+                                                           "(cda.allow_unvalidated)." if allow_unvalidated
                                                            else "aucun document CDA n'est accepté."))
     vaccines = VaccineTable.load(Path(settings.vaccines_file) if settings.vaccines_file else None)
     organisation = None
@@ -57,13 +59,13 @@ def install_cda(services: Services, registrars: list[RouteRegistrar]) -> CdaServ
         organisation = DEMO_PRACTICE  # the demo doctor's practice, so an LGC can name the author by RPPS alone
     cards = services.cards
     service = CdaService(clock=services.clock, validator=validator, value_sets=ValueSets(kit), vaccines=vaccines,
-                         allow_test_oids=services.config.allow_test_oids, allow_unvalidated=settings.allow_unvalidated,
+                         allow_test_oids=services.config.allow_test_oids, allow_unvalidated=allow_unvalidated,
                          organisation=organisation, cps_holder=cards.cps_holder if cards is not None else None)
     services.cda = service
 
     async def status() -> dict[str, Any]:
         return {"cda": {"validation": validator is not None, "vaccines": len(vaccines),
-                        "unvalidated_accepted": validator is None and settings.allow_unvalidated}}
+                        "unvalidated_accepted": validator is None and allow_unvalidated}}
 
     services.status_providers.append(status)
     registrars.append(cda_api.register)
