@@ -1,6 +1,7 @@
 """Certificats de santé de l'enfant du 9e et du 24e mois (CI-SIS CSE-CS9 and CSE-CS24 2025.01), shared helpers.
 
-``data`` (coded answers are {"code", "display"} from the volet's value sets, TA_ASIP codes mostly):
+``data`` (coded answers are {"code", "display"?} or a bare code, looked up in the value set the volet's schematron
+checks that element against, the ``JDV_*`` constants below; the code system and display come from it):
     exam_date          ISO date of the examination (required)
     parents            [{"relation": "MTH"|"FTH"|..., "profession": {code, display} (PCS-INSEE), "birth_date"?,
                          "family"?, "given"?, "activity"?: {code, display}}]  (at least one, one birth date)

@@ -1,6 +1,6 @@
 """Certificat de santé du 8e jour (CI-SIS CSE-CS8 2025.01): the mother, the pregnancy, the delivery, the newborn.
 
-``data`` (coded answers are {"code", "display"}; SNOMED CT where the volet says so, TA_ASIP otherwise):
+``data`` (coded answers are {"code", "display"?}, looked up in the value sets the tables below name):
     exam_date, parents, children_at_home, vaccinations, treatments, care_plan   as for CS9/CS24
     mother             {"alcohol": int (glasses/week, 74013-4), "tobacco": int (cigarettes/day, 74011-8),
                         "other_addiction": bool}                                            (required)
