@@ -186,8 +186,8 @@ class PracticeSection:
 @dataclass(frozen=True, kw_only=True)
 class CdaSection:
     # Folder of the ANS CI-SIS kit (TestContenuCDA: infrastructure/, schematrons/, jeuxDeValeurs/) used to validate
-    # every CDA before it is accepted. Empty: documents are built but not validated (a warning in /v1/status);
-    # under `relais demo`, RELAIS_REFERENCE/ci-sis is used when this is empty.
+    # every CDA before it is accepted, and whose value sets code the documents' answers. Empty: no document is built
+    # and no order accepted (unless allow_unvalidated); under `relais demo`, RELAIS_REFERENCE/ci-sis is used.
     kit_dir: str = ""
     # Where the schematrons compiled to XSLT are kept between starts; empty = <data_dir>/cache/cda.
     cache_dir: str = ""
@@ -201,6 +201,10 @@ class CdaSection:
     organisation_name: str = ""
     organisation_postal_code: str = ""
     organisation_city: str = ""
+    # Accept orders whose CDA nobody validated when no kit is configured (fail open: a test bench, and the sandbox
+    # when it finds no kit). Off, an order is refused (cda_kit_missing) until the kit is installed; /v1/status
+    # and `relais doctor` say which.
+    allow_unvalidated: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,9 @@
-"""Benchmark of the documents part: build + CI-SIS validation of a note de vaccination.
+"""Benchmark of the documents part: build + CI-SIS validation of a note de vaccination, then of every kind.
 
 Prints: the one-off costs (CDA XSD load; each schematron compiled to XSLT by the engine, then by Saxon; the same
 with the on-disk XSLT cache a restart finds), the per-document split between XSD and schematrons once warm,
-and documents per second for build + validation, one thread. Not a test: figures only.
+documents per second for build + validation, one thread, and per kind (N1 with its PDF/A-1 conversion, each N3
+volet) the build and the full validation apart. Not a test: figures only (the inputs are the tests' own).
 
     .venv/bin/python bench/cda.py [--documents 200] [--kit ../shared/reference/ci-sis]
 """
@@ -105,6 +106,33 @@ def main() -> None:
         elapsed = time.perf_counter() - t
         print(f"build + validate: {args.documents} notes in {elapsed:.2f} s = "
               f"{args.documents / elapsed:.1f} documents/s (one thread)")
+        per_kind(service, max(5, args.documents // 20))
+
+
+def per_kind(service: CdaService, rounds: int) -> None:
+    from tests.integration import test_cda_validation as inputs
+
+    samples = {
+        "n1 (PDF -> PDF/A-1)": lambda: service.wrap_pdf(inputs.PDF, "11488-4", "CR", "2026-01-05T10:00:00+01:00",
+                                                         None, inputs.PATIENT, inputs.AUTHOR),
+        "vaccination_note": lambda: service.build_document("vaccination_note", PATIENT, AUTHOR, DATA),
+        "mesures_enfant": lambda: service.build_document("mesures_enfant", inputs.CHILD, inputs.AUTHOR, {
+            "measured_at": "2025-01-10", "weight_g": 8600, "height_cm": 71, "head_cm": 45}),
+        "cse_cs9": lambda: service.build_document("cse_cs9", inputs.CHILD, inputs.AUTHOR, inputs.CSE_DATA),
+        "cse_cs8": lambda: service.build_document("cse_cs8", inputs.CS8_CHILD, inputs.CS8_AUTHOR, inputs.CS8_DATA),
+    }
+    print(f"per kind, warm, median of {rounds} (build | full validation | documents/s for both):")
+    for name, build in samples.items():
+        built_times, valid_times = [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            cda = build().cda
+            built_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assert service.validate(cda).valid, name
+            valid_times.append(time.perf_counter() - t)
+        build_s, valid_s = statistics.median(built_times), statistics.median(valid_times)
+        print(f"  {name:22s}{ms(build_s)} |{ms(valid_s)} | {1 / (build_s + valid_s):6.1f}/s")
 
 
 if __name__ == "__main__":

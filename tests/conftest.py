@@ -67,6 +67,9 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
         sections.setdefault("agent", {}).setdefault("data_dir", str(tmp_path / "data"))
         sections.setdefault("api", {}).setdefault("port", 0)
         sections.setdefault("store", {}).setdefault("master_key", "file")
+        # Most tests send hand-made CDAs through agents without the CI-SIS kit: they opt in to the fail-open mode a
+        # real workstation never has (tests/integration/test_cda_api.py checks the fail-closed default).
+        sections.setdefault("cda", {}).setdefault("allow_unvalidated", True)
         return load_config(None, **sections)
 
     return make

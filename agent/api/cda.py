@@ -46,7 +46,8 @@ BUILD_REQUEST = {
                                                       "birth_place, used_name?, used_given?, address?"},
         "author": {"type": "object", "description": "rpps, family, given, civility?, title?, profession_code?, "
                                                      "profession_display?, organisation {id, name, address?}"},
-        "data": {"type": "object", "description": "n1: {pdf_base64, type_code, title, service_start, "
+        "data": {"type": "object", "description": "n1: {pdf_base64 or content_base64 (PDF, text, RTF, JPEG, "
+                                                   "TIFF) + media_type?, type_code, title, service_start, "
                                                    "service_stop?}; vaccination_note: {datamatrix, "
                                                    "administered_at, dose_rank?, ...}; see docs"},
     },

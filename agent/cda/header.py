@@ -2,8 +2,11 @@
 
 Input is the API's JSON, read once into small dataclasses (``Patient``, ``Author``) with French field errors.
 ``Header.build`` writes realmCode ... componentOf in CDA schema order; the builders add their templateIds and body.
+Coded header items (sex, the author's profession, the practice's sector and facility type) come from the kit's
+value sets (``ValueSets``, given by the caller): a code outside them is a 422 on its field.
 
-Pure: no I/O, no clock (the caller passes the times), no randomness (the caller passes the identifiers).
+No clock (the caller passes the times), no randomness (the caller passes the identifiers); the only reading is of
+the value sets the caller hands in.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from agent.cda.valuesets import Concept, ValueSets
 from agent.domain.ins import OID_INS_NIR, check_ins
 from agent.errors import FieldError, InvalidInput
 
@@ -24,11 +28,18 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NSMAP: dict[str | None, str] = {None: HL7, "xsi": XSI}
 OID_RPPS_PREFIXED = "1.2.250.1.71.4.2.1"  # identifiant national de PS: "8" + RPPS
 OID_STRUCTURE = "1.2.250.1.71.4.2.2"  # identifiant de structure: "1" + FINESS, "3" + SIRET
-OID_PROFESSION = "1.2.250.1.213.1.1.4.5"
-OID_SECTOR = "1.2.250.1.213.1.1.4.9"
-OID_FACILITY = "1.2.250.1.71.4.2.4"
 PARIS = ZoneInfo("Europe/Paris")
-SEX_DISPLAY = {"M": "Masculin", "F": "Féminin", "U": "Inconnu"}
+# The value sets the structuration minimale checks the header's codes against (jeuxDeValeurs/<name>.xml).
+JDV_SEX = "JDV_J143_AdministrativeGender_CISIS"
+JDV_PROFESSION = "JDV_J01_XdsAuthorSpecialty_CISIS"
+JDV_SECTOR = "JDV_J04_XdsPracticeSettingCode_CISIS"
+JDV_FACILITY = "JDV_J02_XdsHealthcareFacilityTypeCode_CISIS"
+JDV_TITLE = "JDV_J246_Titre_CISIS"
+# The API takes the INS's own "U" (sexe inconnu) and writes the value set's "UN".
+SEX_ALIASES = {"U": "UN"}
+DEFAULT_PROFESSION = "G15_10/SM26"  # Médecin - Qualifié en Médecine Générale
+DEFAULT_SECTOR = "AMBULATOIRE"
+DEFAULT_FACILITY = "SA07"  # Cabinet individuel
 
 
 def el(parent: etree._Element | None, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
@@ -64,43 +75,109 @@ def parse_when(value: Any, field_name: str) -> datetime:
 def _text(data: dict[str, Any], key: str, path: str, errors: list[FieldError], *, required: bool = True,
           pattern: str | None = None, message: str = "") -> str:
     value = data.get(key)
-    if value is None or value == "":
+    if value is not None and not isinstance(value, str):
+        errors.append(FieldError(f"{path}.{key}", "Une chaîne est attendue."))
+        return ""
+    value = " ".join((value or "").split())  # no blank-only names, no line breaks in the header
+    if not value:
         if required:
             errors.append(FieldError(f"{path}.{key}", message or "Champ obligatoire."))
         return ""
-    if not isinstance(value, str):
-        errors.append(FieldError(f"{path}.{key}", "Une chaîne est attendue."))
-        return ""
+    if len(value) > 200:
+        errors.append(FieldError(f"{path}.{key}", "Texte trop long (200 caractères au plus)."))
     if pattern and not re.fullmatch(pattern, value):
         errors.append(FieldError(f"{path}.{key}", message or "Format invalide."))
-    return value.strip()
+    return value
+
+
+def _coded(codes: ValueSets, name: str, value: str, field_name: str, errors: list[FieldError]) -> Concept:
+    try:
+        concept = codes.concept(name, value, field_name)
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+        return Concept(value, "", value)
+    assert concept is not None
+    return concept
+
+
+def telecom_url(value: str, field_name: str) -> str:
+    """A telecom as the URL the CDA wants: tel:, fax:, mailto: or http(s):; a bare number becomes tel:."""
+    text = value.strip()
+    if re.fullmatch(r"(tel|fax|mailto|https?):\S+", text):
+        return text
+    digits = re.sub(r"[\s.\-()]", "", text)
+    if re.fullmatch(r"\+?\d{4,20}", digits):
+        return f"tel:{digits}"
+    if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        return f"mailto:{text}"
+    raise InvalidInput.field(field_name, "Coordonnée attendue : numéro de téléphone, adresse e-mail ou URL "
+                             "tel:/mailto:.")
+
+
+_NUMBERED = re.compile(r"(\d+\s*(?:bis|ter|quater|[a-dA-D])?)\b[\s,]*(.+)")
 
 
 @dataclass(frozen=True)
 class Address:
+    """A postal address. The CI-SIS wants either free lines only (streetAddressLine) or structured parts only:
+    with a postal code or city, the lines become parts (the numbered line: houseNumber + streetName, the others:
+    additionalLocator); without, they stay lines."""
+
     lines: tuple[str, ...] = ()
     postal_code: str = ""
     city: str = ""
     country: str = ""
 
     @classmethod
-    def read(cls, data: Any) -> Address | None:
-        if not isinstance(data, dict):
+    def read(cls, data: Any, path: str = "address") -> Address | None:
+        if data is None:
             return None
+        if not isinstance(data, dict):
+            raise InvalidInput.field(path, "Adresse attendue : {lines, postal_code, city}.")
         lines = data.get("lines") or []
-        return cls(tuple(str(x) for x in lines if x), str(data.get("postal_code", "")), str(data.get("city", "")),
-                   str(data.get("country", "")))
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines) or len(lines) > 5:
+            raise InvalidInput.field(f"{path}.lines", "Lignes d'adresse : une liste de 5 chaînes au plus.")
+        errors: list[FieldError] = []
+        postal = _text(data, "postal_code", path, errors, required=False, pattern=r"[0-9A-Z -]{2,10}",
+                       message="Code postal invalide.")
+        city = _text(data, "city", path, errors, required=False)
+        country = _text(data, "country", path, errors, required=False)
+        if errors:
+            raise InvalidInput("Adresse invalide.", errors=errors)
+        kept = tuple(" ".join(x.split()) for x in lines if x.strip())
+        if not (kept or postal or city):
+            return None
+        return cls(kept, postal, city, country)
+
+    @property
+    def structured(self) -> bool:
+        return bool(self.postal_code or self.city)
 
     def write(self, parent: etree._Element) -> None:
         addr = el(parent, "addr")
+        if not self.structured:
+            for line in self.lines:
+                el(addr, "streetAddressLine", line)
+            return
+        numbered = next((m for m in map(_NUMBERED.fullmatch, self.lines) if m), None)
+        street = numbered.string if numbered else (self.lines[-1] if self.lines else "")
         for line in self.lines:
-            el(addr, "streetAddressLine", line)
+            if line != street:
+                el(addr, "additionalLocator", line)
+        if numbered:
+            el(addr, "houseNumber", numbered.group(1))
+            el(addr, "streetName", numbered.group(2))
+        elif street:
+            el(addr, "streetName", street)
         if self.postal_code:
             el(addr, "postalCode", self.postal_code)
         if self.city:
             el(addr, "city", self.city)
         if self.country:
             el(addr, "country", self.country)
+
+    def without_lines(self) -> Address:
+        return Address((), self.postal_code, self.city, self.country)
 
 
 @dataclass(frozen=True)
@@ -109,7 +186,7 @@ class Patient:
     oid: str
     birth_name: str
     given_names: tuple[str, ...]
-    sex: str
+    sex: Concept
     birth_date: date
     birth_place: str = ""
     used_name: str = ""
@@ -117,7 +194,7 @@ class Patient:
     address: Address | None = None
 
     @classmethod
-    def read(cls, data: Any, *, allow_test_oids: bool = True) -> Patient:
+    def read(cls, data: Any, codes: ValueSets, *, allow_test_oids: bool = True) -> Patient:
         if not isinstance(data, dict):
             raise InvalidInput.field("patient", "Objet patient attendu.")
         errors: list[FieldError] = []
@@ -128,10 +205,13 @@ class Patient:
                 errors.append(FieldError(f"patient.{name}", message))
         birth_name = _text(data, "birth_name", "patient", errors, message="Nom de naissance obligatoire.")
         given = data.get("given_names")
-        if not isinstance(given, list) or not given or not all(isinstance(g, str) and g for g in given):
+        if (not isinstance(given, list) or not given or len(given) > 10
+                or not all(isinstance(g, str) and g.strip() for g in given)):
             errors.append(FieldError("patient.given_names", "Liste des prénoms de naissance obligatoire."))
             given = []
-        sex = _text(data, "sex", "patient", errors, pattern="[MFU]", message="Sexe attendu : M, F ou U.")
+        given = [" ".join(g.split()) for g in given]
+        sex_raw = _text(data, "sex", "patient", errors, pattern="M|F|U|UN", message="Sexe attendu : M, F ou U.")
+        sex = _coded(codes, JDV_SEX, SEX_ALIASES.get(sex_raw, sex_raw), "patient.sex", errors) if sex_raw else None
         birth_raw = _text(data, "birth_date", "patient", errors, pattern=r"\d{4}-\d{2}-\d{2}",
                           message="Date de naissance AAAA-MM-JJ obligatoire.")
         try:
@@ -140,14 +220,19 @@ class Patient:
             errors.append(FieldError("patient.birth_date", "Date de naissance invalide."))
             birth = date(1900, 1, 1)
         # One of the INS traits: the structuration minimale requires it whenever the patient has an INS.
-        birth_place = _text(data, "birth_place", "patient", errors, pattern=r"[0-9AB]{5}",
+        birth_place = _text(data, "birth_place", "patient", errors, pattern=r"[0-9][0-9AB][0-9]{3}",
                             message="Lieu de naissance (code COG INSEE de 5 caractères, 99xxx hors de France) "
                                     "obligatoire avec l'INS.")
-        if errors:
+        used_name = _text(data, "used_name", "patient", errors, required=False)
+        used_given = _text(data, "used_given", "patient", errors, required=False)
+        address = None
+        try:
+            address = Address.read(data.get("address"), "patient.address")
+        except InvalidInput as exc:
+            errors.extend(exc.errors or [FieldError("patient.address", exc.message)])
+        if errors or sex is None:
             raise InvalidInput("Identité du patient incomplète ou invalide.", errors=errors)
-        return cls(ins, oid, birth_name, tuple(given), sex, birth, birth_place,
-                   str(data.get("used_name") or ""), str(data.get("used_given") or ""),
-                   Address.read(data.get("address")))
+        return cls(ins, oid, birth_name, tuple(given), sex, birth, birth_place, used_name, used_given, address)
 
     def write(self, parent: etree._Element) -> None:
         role = el(el(parent, "recordTarget"), "patientRole")
@@ -163,25 +248,44 @@ class Patient:
             el(name, "family", self.used_name, qualifier="CL")
         if self.used_given:
             el(name, "given", self.used_given, qualifier="CL")
-        el(patient, "administrativeGenderCode", code=self.sex, displayName=SEX_DISPLAY[self.sex],
-           codeSystem="2.16.840.1.113883.5.1")
+        el(patient, "administrativeGenderCode", code=self.sex.code, displayName=self.sex.display,
+           codeSystem=self.sex.system)
         el(patient, "birthTime", value=self.birth_date.strftime("%Y%m%d"))
         if self.birth_place:
             addr = el(el(el(patient, "birthplace"), "place"), "addr")
             el(addr, "county", self.birth_place)
 
 
-
 @dataclass(frozen=True)
 class Organisation:
     id: str  # prefixed: "1" + FINESS, "3" + SIRET, or "4" + RPPS rang for a cabinet
     name: str
+    sector: Concept
+    facility: Concept
     address: Address | None = None
     telecom: str = ""
-    sector_code: str = "AMBULATOIRE"
-    sector_display: str = "Ambulatoire"
-    facility_code: str = "SA07"
-    facility_display: str = "Cabinet individuel"
+
+    @classmethod
+    def read(cls, org: Any, codes: ValueSets, errors: list[FieldError]) -> Organisation | None:
+        path = "author.organisation"
+        if not isinstance(org, dict):
+            errors.append(FieldError(path, "Structure d'exercice obligatoire ({id, name})."))
+            return None
+        org_id = _text(org, "id", path, errors, pattern=r"[0-9][0-9A-Za-z]{1,40}",
+                       message="Identifiant de structure obligatoire (1+FINESS, 3+SIRET ou 4+RPPS rang).")
+        org_name = _text(org, "name", path, errors, message="Nom de la structure obligatoire.")
+        sector = _coded(codes, JDV_SECTOR, str(org.get("sector_code") or DEFAULT_SECTOR), f"{path}.sector_code",
+                        errors)
+        facility = _coded(codes, JDV_FACILITY, str(org.get("facility_code") or DEFAULT_FACILITY),
+                          f"{path}.facility_code", errors)
+        address = None
+        try:
+            address = Address.read(org.get("address"), f"{path}.address")
+            telecom = telecom_url(str(org["telecom"]), f"{path}.telecom") if org.get("telecom") else ""
+        except InvalidInput as exc:
+            errors.extend(exc.errors or [FieldError(path, exc.message)])
+            telecom = ""
+        return cls(org_id, org_name, sector, facility, address, telecom)
 
     def write_ids(self, parent: etree._Element, *, sector: bool = False) -> None:
         el(parent, "id", root=OID_STRUCTURE, extension=self.id)
@@ -191,8 +295,8 @@ class Organisation:
         if self.address:
             self.address.write(parent)
         if sector:
-            el(parent, "standardIndustryClassCode", code=self.sector_code, displayName=self.sector_display,
-               codeSystem=OID_SECTOR)
+            el(parent, "standardIndustryClassCode", code=self.sector.code, displayName=self.sector.display,
+               codeSystem=self.sector.system)
 
 
 @dataclass(frozen=True)
@@ -200,11 +304,10 @@ class Author:
     rpps: str
     family: str
     given: str
-    profession_code: str
-    profession_display: str
+    profession: Concept
     organisation: Organisation
     civility: str = ""  # JDV_J245 (M, MME) -> name/prefix
-    title: str = ""  # JDV_J246 (DR, PR) -> name/suffix
+    title: str = ""  # JDV_J246 (DR, PR...) -> name/suffix
     telecom: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -217,37 +320,30 @@ class Author:
         return "8" + self.rpps
 
     @classmethod
-    def read(cls, data: Any) -> Author:
+    def read(cls, data: Any, codes: ValueSets) -> Author:
         if not isinstance(data, dict):
             raise InvalidInput.field("author", "Objet auteur attendu.")
         errors: list[FieldError] = []
         rpps = _text(data, "rpps", "author", errors, pattern=r"\d{11}", message="RPPS de 11 chiffres obligatoire.")
         family = _text(data, "family", "author", errors, message="Nom de l'auteur obligatoire.")
         given = _text(data, "given", "author", errors, message="Prénom de l'auteur obligatoire.")
-        org = data.get("organisation")
-        organisation = Organisation("", "")
-        if not isinstance(org, dict):
-            errors.append(FieldError("author.organisation", "Structure d'exercice obligatoire ({id, name})."))
-        else:
-            org_id = _text(org, "id", "author.organisation", errors,
-                           message="Identifiant de structure obligatoire (1+FINESS, 3+SIRET ou 4+RPPS rang).")
-            org_name = _text(org, "name", "author.organisation", errors, message="Nom de la structure obligatoire.")
-            organisation = Organisation(
-                org_id, org_name, Address.read(org.get("address")), str(org.get("telecom") or ""),
-                str(org.get("sector_code") or "AMBULATOIRE"), str(org.get("sector_display") or "Ambulatoire"),
-                str(org.get("facility_code") or "SA07"), str(org.get("facility_display") or "Cabinet individuel"),
-            )
+        organisation = Organisation.read(data.get("organisation"), codes, errors)
         civility = _text(data, "civility", "author", errors, required=False, pattern="M|MME",
                          message="Civilité : M ou MME.")
-        title = _text(data, "title", "author", errors, required=False, pattern="DR|PR", message="Titre : DR ou PR.")
-        if errors:
+        title = _text(data, "title", "author", errors, required=False)
+        if title:
+            _coded(codes, JDV_TITLE, title, "author.title", errors)
+        profession = _coded(codes, JDV_PROFESSION, str(data.get("profession_code") or DEFAULT_PROFESSION),
+                            "author.profession_code", errors)
+        telecom = ""
+        if data.get("telecom"):
+            try:
+                telecom = telecom_url(str(data["telecom"]), "author.telecom")
+            except InvalidInput as exc:
+                errors.extend(exc.errors)
+        if errors or organisation is None:
             raise InvalidInput("Auteur du document incomplet ou invalide.", errors=errors)
-        return cls(
-            rpps, family, given,
-            str(data.get("profession_code") or "G15_10/SM26"),
-            str(data.get("profession_display") or "Médecin - Qualifié en Médecine Générale (SM)"),
-            organisation, civility, title, str(data.get("telecom") or ""),
-        )
+        return cls(rpps, family, given, profession, organisation, civility, title, telecom)
 
     def write_person(self, parent: etree._Element, tag: str = "assignedPerson") -> None:
         name = el(el(parent, tag), "name")
@@ -263,8 +359,8 @@ class Author:
         entity = el(parent, tag, **attrs)
         el(entity, "id", root=OID_RPPS_PREFIXED, extension=self.national_id)
         if code:
-            el(entity, "code", code=self.profession_code, displayName=self.profession_display,
-               codeSystem=OID_PROFESSION)
+            el(entity, "code", code=self.profession.code, displayName=self.profession.display,
+               codeSystem=self.profession.system)
         if self.telecom:
             el(entity, "telecom", value=self.telecom, use="WP")
         self.write_person(entity)
@@ -332,13 +428,14 @@ class Header:
         encounter = el(el(doc, "componentOf"), "encompassingEncounter")
         self._interval(encounter)
         facility = el(el(encounter, "location"), "healthCareFacility")
-        el(facility, "code", code=org.facility_code, displayName=org.facility_display, codeSystem=OID_FACILITY)
+        el(facility, "code", code=org.facility.code, displayName=org.facility.display, codeSystem=org.facility.system)
         return doc
 
     def _interval(self, parent: etree._Element) -> None:
         period = el(parent, "effectiveTime")
         el(period, "low", value=ts(self.service_start))
-        if self.service_stop is not None:
+        # An interval whose end equals its start breaks dtr1-6-IVL_TS: the low alone says the same.
+        if self.service_stop is not None and ts(self.service_stop) != ts(self.service_start):
             el(period, "high", value=ts(self.service_stop))
 
 

@@ -6,26 +6,27 @@ What the API (``POST /v1/cda``, ``/v1/cda/validate``) and the queue (``POST /v1/
     wrap_pdf(pdf, type_code, title, service_start, service_stop, patient, author) -> BuiltDocument
     validate(cda) -> ValidationReport              (blocking: run it in a thread)
     avalidate(cda) -> ValidationReport             (the same, off the event loop)
+    order_document(document, patient, author) -> bytes   (the queue's DocumentBuilder)
+    cse_notice(body) -> str                        (the JSON of the CSE notice an order body makes due)
 
-Identifiers (document uniqueId, setId, section and entry ids) are OIDs under 2.25 made from random UUIDs: fixed
-when the document is built, so a retried send carries the same uniqueId.
+The builders get a ``BuildContext`` (``agent.cda.context``), never this service. Validation fails closed: without a
+validator (no CI-SIS kit), an order's CDA is refused unless the configuration says ``cda.allow_unvalidated``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from agent.cda import vaccination
-from agent.cda.header import PARIS, Author, Header, Patient, parse_when, serialize
-from agent.cda.n1 import XDS_SD, build_n1
+from agent.cda import n1
+from agent.cda.builders import BUILDERS, KINDS
+from agent.cda.context import BuildContext, BuiltDocument, uuid_oid
+from agent.cda.header import PARIS, parse_when
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
+from agent.cda.valuesets import ValueSets
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.domain.cps import CpsHolder
@@ -34,53 +35,7 @@ from agent.errors import FieldError, InvalidInput, Unavailable
 from agent.xml import safe
 
 HL7 = "{urn:hl7-org:v3}"
-
-# TRE_G15 professions, for the author's code display when it comes from the CPS.
-PROFESSIONS = {"10": "Médecin", "21": "Pharmacien", "40": "Chirurgien-dentiste", "50": "Sage-femme",
-               "60": "Infirmier", "70": "Masseur-kinésithérapeute", "80": "Pédicure-podologue",
-               "91": "Orthophoniste", "92": "Orthoptiste"}
-KINDS = ("n1", "vaccination_note", "synthese_medicale", "cse_cs8", "cse_cs9", "cse_cs24", "mesures_enfant")
-
-
-def uuid_oid() -> str:
-    """An OID under 2.25 (ISO/IEC 9834-8: a UUID as an integer): unique without a registry."""
-    return f"2.25.{uuid.uuid4().int}"
-
-
-@dataclass(frozen=True)
-class BuiltDocument:
-    cda: bytes
-    unique_id: str
-    set_id: str
-    kind: str
-    type_code: str
-    type_system: str
-    type_display: str
-    class_code: str
-    class_display: str
-    format_code: str
-    format_system: str
-    level: str
-    title: str
-    creation_time: datetime
-    service_start: datetime
-    service_stop: datetime | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cda_base64(self) -> str:
-        return base64.b64encode(self.cda).decode("ascii")
-
-    def metadata(self) -> dict[str, Any]:
-        """The document's description for API answers and the queue (no content)."""
-        return {
-            "unique_id": self.unique_id, "set_id": self.set_id, "kind": self.kind, "level": self.level,
-            "type_code": self.type_code, "type_system": self.type_system, "type_display": self.type_display,
-            "class_code": self.class_code, "class_display": self.class_display,
-            "format_code": self.format_code, "format_system": self.format_system, "title": self.title,
-            "creation_time": self.creation_time.isoformat(), "service_start": self.service_start.isoformat(),
-            "service_stop": self.service_stop.isoformat() if self.service_stop else None,
-        }
+__all__ = ["KINDS", "BuiltDocument", "CdaService"]
 
 
 class CdaService:
@@ -89,106 +44,42 @@ class CdaService:
         *,
         clock: Clock,
         validator: CdaValidator | None = None,
+        value_sets: ValueSets | None = None,
         vaccines: VaccineTable | None = None,
         allow_test_oids: bool = False,
         new_id: Callable[[], str] = uuid_oid,
         organisation: dict[str, Any] | None = None,
         cps_holder: Callable[[], CpsHolder | None] | None = None,
+        allow_unvalidated: bool = False,
     ) -> None:
         self.clock = clock
         self.validator = validator
-        self.vaccines = vaccines or VaccineTable.load()
-        self.allow_test_oids = allow_test_oids
-        self.new_id = new_id
-        self.organisation = organisation
-        self.cps_holder = cps_holder
+        # The value sets come from the validator's kit unless given; none at all: coded answers are refused.
+        if value_sets is None:
+            value_sets = ValueSets(validator.kit_dir if validator is not None else None)
+        self.context = BuildContext(clock=clock, value_sets=value_sets, vaccines=vaccines or VaccineTable.load(),
+                                    new_id=new_id, organisation=organisation, cps_holder=cps_holder,
+                                    allow_test_oids=allow_test_oids)
+        self.allow_unvalidated = allow_unvalidated
+
+    @property
+    def validated(self) -> bool:
+        """Whether every order's CDA is checked before it is accepted (what /v1/status and doctor say)."""
+        return self.validator is not None
 
     # -- building -----------------------------------------------------------------------------------------------
-    def build_document(self, kind: str, patient: dict[str, Any], author: dict[str, Any],
-                       data: dict[str, Any]) -> BuiltDocument:
-        if kind == "n1":
-            if not isinstance(data, dict):
-                raise InvalidInput.field("data", "Objet data attendu.")
-            pdf = decode_pdf(data.get("pdf_base64"), "data.pdf_base64")
-            return self.wrap_pdf(pdf, str(data.get("type_code") or ""), str(data.get("title") or ""),
-                                 data.get("service_start"), data.get("service_stop"), patient, author,
-                                 pdf_field="data.pdf_base64")
-        if kind == "vaccination_note":
-            return self._vaccination(patient, author, data)
-        if kind in KINDS:
-            from agent.cda import structured
-
-            return structured.build(self, kind, patient, author, data)
-        raise InvalidInput.field("kind", f"Type de document inconnu : {kind!r} (attendu : {', '.join(KINDS)}).",
-                                 code="unknown_kind")
+    def build_document(self, kind: str, patient: Any, author: Any, data: Any) -> BuiltDocument:
+        builder = BUILDERS.get(kind)
+        if builder is None:
+            raise InvalidInput.field("kind", f"Type de document inconnu : {kind!r} (attendu : {', '.join(KINDS)}).",
+                                     code="unknown_kind")
+        return builder(self.context, patient, author, data)
 
     def wrap_pdf(self, pdf: bytes, type_code: str, title: str, service_start: Any, service_stop: Any,
-                 patient: dict[str, Any], author: dict[str, Any], *,
-                 pdf_field: str = "document.pdf_base64") -> BuiltDocument:
+                 patient: Any, author: Any, *, pdf_field: str = "document.pdf_base64") -> BuiltDocument:
         """A PDF as CDA R2 N1 (XDS-SD) with the structuration minimale header."""
-        entry = catalogue.n1_type(type_code) or catalogue.by_type_code(type_code)
-        if entry is None:
-            raise InvalidInput.field("type_code", f"Type de document {type_code!r} absent du catalogue Ségur "
-                                     "(JDV_J07).", code="unknown_type_code")
-        if not title or len(title) > 250:
-            raise InvalidInput.field("title", "Titre du document obligatoire (250 caractères au plus).")
-        start = parse_when(service_start, "service_start")
-        stop = parse_when(service_stop, "service_stop") if service_stop else None
-        if stop is not None and stop < start:
-            raise InvalidInput.field("service_stop", "La fin de l'acte précède son début.")
-        who, by = self.read_people(patient, author)
-        now = self.clock.now()
-        header = Header(
-            unique_id=self.new_id(), set_id=self.new_id(), code=entry.type_code, code_system=entry.type_system,
-            display=entry.title, title=title, created=now, service_start=start, service_stop=stop,
-            template_ids=((XDS_SD, None),),
-        )
-        doc = build_n1(header, who, by, pdf, pdf_field=pdf_field)
-        return BuiltDocument(
-            serialize(doc), header.unique_id, header.set_id, "n1", entry.type_code, entry.type_system, entry.title,
-            entry.class_code, entry.class_display, catalogue.FORMAT_N1_PDF, catalogue.OID_FORMAT_CODES_IHE,
-            catalogue.Level.N1.value, title, now, start, stop,
-        )
-
-    def _vaccination(self, patient: dict[str, Any], author: dict[str, Any], data: dict[str, Any]) -> BuiltDocument:
-        given = vaccination.VaccinationInput.read(data, self.vaccines)
-        who, by = self.read_people(patient, author)
-        now = self.clock.now()
-        header = vaccination.header_for(self.new_id(), self.new_id(), now, given)
-        doc = header.build(who, by)
-        vaccination.add_body(doc, given, by, [self.new_id(), self.new_id()])
-        return self.built("vaccination_note", header, serialize(doc))
-
-    def built(self, kind: str, header: Header, cda: bytes, **extra: Any) -> BuiltDocument:
-        entry = catalogue.by_kind(kind)
-        assert entry is not None, kind
-        return BuiltDocument(
-            cda, header.unique_id, header.set_id, kind, entry.type_code, entry.type_system, entry.title,
-            entry.class_code, entry.class_display, entry.format_code, entry.format_system, entry.level.value,
-            header.title, header.created, header.service_start, header.service_stop, dict(extra),
-        )
-
-    def read_people(self, patient: dict[str, Any], author: dict[str, Any]) -> tuple[Patient, Author]:
-        return Patient.read(patient, allow_test_oids=self.allow_test_oids), Author.read(self.complete_author(author))
-
-    def complete_author(self, author: dict[str, Any]) -> dict[str, Any]:
-        """What the LGC left out of the author, from the inserted CPS (same RPPS) and the configured practice:
-        an order may say only ``{"rpps": ...}``."""
-        if not isinstance(author, dict):
-            return author
-        filled = dict(author)
-        holder = self.cps_holder() if self.cps_holder is not None else None
-        if holder is not None and holder.rpps and filled.get("rpps", holder.rpps) == holder.rpps:
-            filled.setdefault("rpps", holder.rpps)
-            filled.setdefault("family", holder.family_name)
-            filled.setdefault("given", holder.given_name)
-            if holder.profession and "profession_code" not in filled:
-                code = f"G15_{holder.profession}" + (f"/{holder.specialty}" if holder.specialty else "")
-                filled["profession_code"] = code
-                filled["profession_display"] = PROFESSIONS.get(holder.profession, "Professionnel de santé")
-        if "organisation" not in filled and self.organisation:
-            filled["organisation"] = dict(self.organisation)
-        return filled
+        return n1.wrap(self.context, pdf, type_code, title, service_start, service_stop, patient, author,
+                       content_field=pdf_field)
 
     # -- send-orders --------------------------------------------------------------------------------------------
     def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -199,18 +90,20 @@ class CdaService:
                              author: dict[str, Any]) -> bytes:
         """The CDA of a ``POST /v1/orders`` document, built if needed, and refused (422 ``cda_invalid``, with
         the report) unless it passes the CI-SIS checks. The queue's ``DocumentBuilder``."""
+        if self.validator is None and not self.allow_unvalidated:
+            raise Unavailable("Kit CI-SIS non configuré : le document ne peut pas être validé, il n'est donc pas "
+                              "envoyé (relais kit install, ou cda.allow_unvalidated).", code="cda_kit_missing")
         if "cda_base64" in document:
             cda = decode_base64(document.get("cda_base64"), "document.cda_base64", "Le document CDA")
-        elif "pdf_base64" in document:
-            pdf = decode_pdf(document.get("pdf_base64"), "document.pdf_base64")
+        elif "pdf_base64" in document or "content_base64" in document:
+            content, field, declared = n1.read_content(document, "document.")
             built = await asyncio.to_thread(
-                self.wrap_pdf, pdf, str(document.get("type_code") or ""), str(document.get("title") or ""),
-                document.get("service_start"), document.get("service_stop"), patient, author)
+                n1.wrap, self.context, content, str(document.get("type_code") or ""),
+                str(document.get("title") or ""), document.get("service_start"), document.get("service_stop"),
+                patient, author, content_field=field, media_type=declared or None)
             cda = built.cda
         elif "kind" in document:
-            data = document.get("data")
-            built = await self.abuild(str(document.get("kind")), patient, author, data if isinstance(data, dict)
-                                      else {})
+            built = await self.abuild(str(document.get("kind")), patient, author, document.get("data"))
             cda = built.cda
         else:
             raise InvalidInput.field("document", "Document attendu : {cda_base64}, {pdf_base64, type_code, title, "
@@ -231,8 +124,7 @@ class CdaService:
     async def avalidate(self, cda: bytes) -> ValidationReport:
         return await asyncio.to_thread(self.validate, cda)
 
-    async def abuild(self, kind: str, patient: dict[str, Any], author: dict[str, Any],
-                     data: dict[str, Any]) -> BuiltDocument:
+    async def abuild(self, kind: str, patient: Any, author: Any, data: Any) -> BuiltDocument:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
 
 

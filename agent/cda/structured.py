@@ -1,4 +1,6 @@
-"""Structured (N3) documents beyond the note de vaccination: mesures de l'enfant, synthèse médicale, CSE.
+"""Mesures de l'enfant, and the vital-signs section it shares with the synthèse médicale and the certificates.
+
+Measures are coded from the kit's JDV_SignesVitaux_CISIS (LOINC), the value set the content profile checks.
 
 Mesures de l'enfant (CSE-MDE 2023.01), ``data``:
     measured_at      ISO date (or date-time) of the measures (required)
@@ -10,39 +12,22 @@ Mesures de l'enfant (CSE-MDE 2023.01), ``data``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lxml import etree
 
+from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.header import PARIS, Header, el, parse_when, serialize
+from agent.cda.valuesets import ValueSets
 from agent.errors import InvalidInput
 
-if TYPE_CHECKING:
-    from agent.cda.service import BuiltDocument, CdaService
-
 LOINC = "2.16.840.1.113883.6.1"
+JDV_VITAL_SIGNS = "JDV_SignesVitaux_CISIS"
 NewId = Callable[[], str]
-
-
-def build(service: CdaService, kind: str, patient: dict[str, Any], author: dict[str, Any],
-          data: dict[str, Any]) -> BuiltDocument:
-    if not isinstance(data, dict):
-        raise InvalidInput.field("data", "Objet data attendu.")
-    if kind == "mesures_enfant":
-        return _mesures_enfant(service, patient, author, data)
-    if kind == "synthese_medicale":
-        from agent.cda.synthese import build as build_synthese
-
-        return build_synthese(service, patient, author, data)
-    if kind in ("cse_cs8", "cse_cs9", "cse_cs24"):
-        from agent.cda.cse import build as build_cse
-
-        return build_cse(service, kind, patient, author, data)
-    raise InvalidInput.field("kind", f"Le document {kind!r} n'est pas encore produit par cet agent.",
-                             code="kind_not_available")
 
 
 # -- vital signs (shared by mesures de l'enfant and the synthèse) -------------------------------------------------
@@ -53,6 +38,7 @@ class Measure:
     display: str
     value: float
     unit: str
+    system: str = LOINC
 
     @property
     def text(self) -> str:
@@ -60,23 +46,36 @@ class Measure:
         return f"{number} {self.unit}"
 
 
-MEASURES = {  # data key -> (LOINC, display, UCUM unit)
-    "weight_g": ("29463-7", "Poids", "g"),
-    "height_cm": ("8302-2", "Taille", "cm"),
-    "head_cm": ("8287-5", "Périmètre crânien", "cm"),
+MEASURES = {  # data key -> (code in JDV_SignesVitaux_CISIS, UCUM unit, largest plausible value)
+    "weight_g": ("29463-7", "g", 500_000),
+    "height_cm": ("8302-2", "cm", 300),
+    "head_cm": ("8287-5", "cm", 100),
 }
 
 
-def read_measures(data: dict[str, Any], path: str) -> list[Measure]:
+def read_measures(data: Any, path: str, codes: ValueSets) -> list[Measure]:
+    if not isinstance(data, dict):
+        raise InvalidInput.field(path, "Objet attendu : {weight_g, height_cm, head_cm}.")
     measures: list[Measure] = []
-    for key, (code, display, unit) in MEASURES.items():
+    for key, (code, unit, largest) in MEASURES.items():
         value = data.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1_000_000:
-            raise InvalidInput.field(f"{path}.{key}", f"{display} : un nombre positif est attendu ({unit}).")
-        measures.append(Measure(code, display, float(value), unit))
+        concept = codes.concept(JDV_VITAL_SIGNS, code, f"{path}.{key}")
+        assert concept is not None
+        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                or not 0 < value <= largest):
+            raise InvalidInput.field(f"{path}.{key}", f"{concept.display} : un nombre positif est attendu ({unit}, "
+                                     f"{largest} au plus).")
+        measures.append(Measure(concept.code, concept.display, round(float(value), 3), unit, concept.system))
     return measures
+
+
+def measure(codes: ValueSets, code: str, value: float, unit: str, field: str) -> Measure:
+    """A measure coded from JDV_SignesVitaux_CISIS (Apgar scores...)."""
+    concept = codes.concept(JDV_VITAL_SIGNS, code, field)
+    assert concept is not None
+    return Measure(concept.code, concept.display, value, unit, concept.system)
 
 
 def vital_signs_section(parent: etree._Element, measures: list[Measure], when: datetime, new_id: NewId) -> None:
@@ -109,7 +108,7 @@ def vital_signs_section(parent: etree._Element, measures: list[Measure], when: d
                      "1.3.6.1.4.1.19376.1.5.3.1.4.13.2", "1.2.250.1.213.1.1.3.50"):
             el(observation, "templateId", root=root)
         el(observation, "id", root=new_id())
-        el(observation, "code", code=measure.code, displayName=measure.display, codeSystem=LOINC)
+        el(observation, "code", code=measure.code, displayName=measure.display, codeSystem=measure.system)
         el(el(observation, "text"), "reference", value=f"#vs-{index}")
         el(observation, "statusCode", code="completed")
         el(observation, "effectiveTime", value=when.astimezone(PARIS).strftime("%Y%m%d"))
@@ -118,21 +117,31 @@ def vital_signs_section(parent: etree._Element, measures: list[Measure], when: d
 
 # -- mesures de l'enfant --------------------------------------------------------------------------------------------
 
-def _mesures_enfant(service: CdaService, patient: dict[str, Any], author: dict[str, Any],
-                    data: dict[str, Any]) -> BuiltDocument:
+def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) -> BuiltDocument:
+    data = data_object(data)
     when = parse_when(data.get("measured_at"), "data.measured_at")
-    measures = read_measures(data, "data")
+    measures = read_measures(data, "data", ctx.value_sets)
     if not measures:
         raise InvalidInput.field("data", "Au moins une mesure : weight_g, height_cm ou head_cm.")
-    title = str(data.get("title") or "Carnet de santé de l'enfant - Mesures de l'enfant")
-    who, by = service.read_people(patient, author)
+    title = document_title(data, "Carnet de santé de l'enfant - Mesures de l'enfant")
+    who, by = ctx.read_people(patient, author)
     header = Header(
-        unique_id=service.new_id(), set_id=service.new_id(), code="29274-8", code_system=LOINC,
-        display="Mesures de signes vitaux", title=title, created=service.clock.now(), service_start=when,
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="29274-8", code_system=LOINC,
+        display="Mesures de signes vitaux", title=title, created=ctx.clock.now(), service_start=when,
         service_stop=None, event_code=("29274-8", LOINC, "Mesures de signes vitaux"),
         template_ids=(("1.3.6.1.4.1.19376.1.5.3.1.1.1", None), ("1.2.250.1.213.1.1.1.5", None),
                       ("1.2.250.1.213.1.1.1.5.4", "2023.01")),
     )
     doc = header.build(who, by)
-    vital_signs_section(el(el(doc, "component"), "structuredBody"), measures, when, service.new_id)
-    return service.built("mesures_enfant", header, serialize(doc))
+    vital_signs_section(el(el(doc, "component"), "structuredBody"), measures, when, ctx.new_id)
+    return ctx.built("mesures_enfant", header, serialize(doc))
+
+
+def document_title(data: dict[str, Any], default: str) -> str:
+    """``data.title`` (one line, 250 characters at most) or the volet's title."""
+    title = data.get("title")
+    if title is None or title == "":
+        return default
+    if not isinstance(title, str) or not title.strip() or len(title) > 250:
+        raise InvalidInput.field("data.title", "Titre : un texte de 250 caractères au plus.")
+    return " ".join(title.split())

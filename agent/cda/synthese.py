@@ -15,15 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lxml import etree
 
+from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.header import PARIS, Header, el, parse_when, serialize
+from agent.cda.structured import document_title, read_measures, vital_signs_section
 from agent.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from agent.cda.service import BuiltDocument, CdaService
 
 LOINC = "2.16.840.1.113883.6.1"
 SNOMED = "2.16.840.1.113883.6.96"
@@ -67,38 +66,37 @@ def _items(data: dict[str, Any], key: str, *, label: str, need_code: bool = Fals
     return items
 
 
-def build(service: CdaService, patient: dict[str, Any], author: dict[str, Any], data: dict[str, Any]) -> BuiltDocument:
+def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) -> BuiltDocument:
+    data = data_object(data)
     problems = _items(data, "problems", label="Problème", need_code=True, default_system=CIM10)
     allergies = _items(data, "allergies", label="Allergie", default_system=SNOMED)
     treatments = _items(data, "treatments", label="Traitement", display_key="name", default_system=CIS,
                         extras=("cis", "atc", "atc_display"))
     procedures = _items(data, "procedures", label="Acte", need_code=True, default_system=CCAM, date_key="date")
     devices = _items(data, "devices", label="Dispositif", default_system=EMDN)
-    who, by = service.read_people(patient, author)
-    now = service.clock.now()
+    vitals = data.get("vital_signs")
+    measures = read_measures(vitals, "data.vital_signs", ctx.value_sets) if vitals is not None else []
+    when: datetime | None = (parse_when(vitals.get("measured_at"), "data.vital_signs.measured_at")
+                             if isinstance(vitals, dict) and measures else None)
+    who, by = ctx.read_people(patient, author)
+    now = ctx.clock.now()
     header = Header(
-        unique_id=service.new_id(), set_id=service.new_id(), code="60591-5", code_system=LOINC,
-        display="Synthèse médicale", title=str(data.get("title") or "Synthèse médicale"), created=now,
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="60591-5", code_system=LOINC,
+        display="Synthèse médicale", title=document_title(data, "Synthèse médicale"), created=now,
         service_start=now, service_stop=None,
         template_ids=(("2.16.840.1.113883.10.22.1.1", None), ("1.2.250.1.213.1.1.1.51", "2024.01")),
     )
     doc = header.build(who, by)
     body = el(el(doc, "component"), "structuredBody")
-    ids = service.new_id
+    ids = ctx.new_id
     _problems(body, problems, ids)
     _allergies(body, allergies, ids)
     _treatments(body, treatments, ids)
     _procedures(body, procedures, ids)
     _devices(body, devices, ids)
-    vitals = data.get("vital_signs")
-    if isinstance(vitals, dict):
-        from agent.cda.structured import read_measures, vital_signs_section
-
-        measures = read_measures(vitals, "data.vital_signs")
-        if measures:
-            when: datetime = parse_when(vitals.get("measured_at"), "data.vital_signs.measured_at")
-            vital_signs_section(body, measures, when, ids)
-    return service.built("synthese_medicale", header, serialize(doc))
+    if when is not None:
+        vital_signs_section(body, measures, when, ids)
+    return ctx.built("synthese_medicale", header, serialize(doc))
 
 
 def _section(body: etree._Element, templates: tuple[str, ...], code: str, display: str, title: str,

@@ -5,13 +5,16 @@ Input (``data`` of ``{kind: "vaccination_note"}``), only the first two are requi
     administered_at  ISO date-time of the injection
     dose_rank        1, 2, 3... (rang de la vaccination)
     immunization     "IMMUNIZ" (default), "INITIMMUNIZ" (primovaccination) or "BOOSTER" (rappel)
-    route            {"code", "display"} EDQM route (e.g. 20035000 Voie intramusculaire)
-    site             {"code", "display"} SNOMED CT approach site (e.g. 16217701000119102 deltoïde gauche)
+                     (JDV_HL7_ActSubstanceAdministrationImmunizationCode_CISIS)
+    route            {"code", "display"?} route (JDV_ImmunizationRouteCodes_CISIS, e.g. 20035000 intramusculaire)
+    site             {"code", "display"?} approach site (JDV_ImmunizationApproachSiteCode_CISIS, e.g.
+                     16217701000119102 deltoïde gauche)
     lot              the lot when the box has no DataMatrix or the scan lacks AI 10
     comment          free text
     vaccine          {"cis", "name", "atc", "atc_display"} when the pack is not in the table
 The VAC-NOTE schematron requires the CIS code, the ATC class and the lot: a pack missing from the table without
-``vaccine``, or a scan without lot and no ``lot``, is refused here with a message saying what to add.
+``vaccine``, or a scan without lot and no ``lot``, is refused here with a message saying what to add. Coded answers
+take their code system and display from the kit's value sets; a code outside them is a 422 on its field.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ from typing import Any
 
 from lxml import etree
 
+from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.datamatrix import VaccinePack, parse_datamatrix
-from agent.cda.header import PARIS, Author, Header, el, parse_when, ts
+from agent.cda.header import PARIS, Author, Header, el, parse_when, serialize, ts
 from agent.cda.vaccines import Vaccine, VaccineTable
+from agent.cda.valuesets import Concept, ValueSets
 from agent.errors import InvalidInput
 
 LOINC = "2.16.840.1.113883.6.1"
-IMMUNIZATION_CODES = {"IMMUNIZ": "Vaccination", "INITIMMUNIZ": "1ère série vaccinante", "BOOSTER": "Rappel"}
+CIS = "1.2.250.1.213.2.3.1"  # the CIS and CIP codes and the ATC class name the product, not an answer
+CIP = "1.2.250.1.213.2.3.2"
+ATC = "2.16.840.1.113883.6.73"
+JDV_IMMUNIZATION = "JDV_HL7_ActSubstanceAdministrationImmunizationCode_CISIS"
+JDV_ROUTE = "JDV_ImmunizationRouteCodes_CISIS"
+JDV_SITE = "JDV_ImmunizationApproachSiteCode_CISIS"
 TEMPLATE_IDS = (("1.3.6.1.4.1.19376.1.5.3.1.1.18.1.2", None), ("1.2.250.1.213.1.1.1.46", "2023.01"))
 
 
@@ -39,13 +49,13 @@ class VaccinationInput:
     vaccine: Vaccine | None
     lot: str
     dose_rank: int | None
-    immunization: str
-    route: tuple[str, str] | None
-    site: tuple[str, str] | None
+    immunization: Concept
+    route: Concept | None
+    site: Concept | None
     comment: str
 
     @classmethod
-    def read(cls, data: Any, table: VaccineTable) -> VaccinationInput:
+    def read(cls, data: Any, table: VaccineTable, codes: ValueSets) -> VaccinationInput:
         if not isinstance(data, dict):
             raise InvalidInput.field("data", "Objet data attendu.")
         raw = data.get("datamatrix")
@@ -64,29 +74,33 @@ class VaccinationInput:
         rank = data.get("dose_rank")
         if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or not 1 <= rank <= 20):
             raise InvalidInput.field("data.dose_rank", "Rang de vaccination : un entier de 1 à 20.")
-        immunization = str(data.get("immunization") or "IMMUNIZ")
-        if immunization not in IMMUNIZATION_CODES:
-            raise InvalidInput.field("data.immunization", "Valeurs possibles : IMMUNIZ, INITIMMUNIZ, BOOSTER.")
+        immunization = codes.concept(JDV_IMMUNIZATION, data.get("immunization") or "IMMUNIZ", "data.immunization")
+        assert immunization is not None
         if vaccine is None or not vaccine.atc:
             cip = pack.cip13 or pack.gtin if pack else ""
             raise InvalidInput.field(
                 "data.vaccine", f"Vaccin (CIP/GTIN {cip}) absent de la table des vaccins : indiquez data.vaccine "
                 "{cis, name, atc, atc_display} (la note exige le code CIS et la classe ATC).", code="vaccine_unknown")
-        lot = str(data.get("lot") or (pack.lot if pack else "") or "")
+        lot = " ".join(str(data.get("lot") or (pack.lot if pack else "") or "").split())
         if not lot:
             raise InvalidInput.field("data.lot", "Numéro de lot obligatoire : il manque dans le DataMatrix, "
                                      "saisissez-le (data.lot).")
-        return cls(pack, administered, vaccine, lot, rank, immunization, _coded(data, "route"),
-                   _coded(data, "site"), str(data.get("comment") or ""))
+        comment = data.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+            raise InvalidInput.field("data.comment", "Commentaire : un texte de 2000 caractères au plus.")
+        return cls(pack, administered, vaccine, lot, rank, immunization,
+                   codes.concept(JDV_ROUTE, data.get("route"), "data.route", required=False),
+                   codes.concept(JDV_SITE, data.get("site"), "data.site", required=False),
+                   " ".join((comment or "").split()))
 
 
-def _coded(data: dict[str, Any], key: str) -> tuple[str, str] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not value.get("code") or not value.get("display"):
-        raise InvalidInput.field(f"data.{key}", "Objet {code, display} attendu.")
-    return str(value["code"]), str(value["display"])
+def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) -> BuiltDocument:
+    given = VaccinationInput.read(data_object(data), ctx.vaccines, ctx.value_sets)
+    who, by = ctx.read_people(patient, author)
+    header = header_for(ctx.new_id(), ctx.new_id(), ctx.clock.now(), given)
+    doc = header.build(who, by)
+    add_body(doc, given, by, [ctx.new_id(), ctx.new_id()])
+    return ctx.built("vaccination_note", header, serialize(doc))
 
 
 def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput) -> Header:
@@ -114,33 +128,33 @@ def add_body(doc: etree._Element, given: VaccinationInput, author: Author, ids: 
     for root in ("2.16.840.1.113883.10.20.1.24", "1.3.6.1.4.1.19376.1.5.3.1.4.12", "1.2.250.1.213.1.1.3.45"):
         el(entry, "templateId", root=root)
     el(entry, "id", root=ids[1])
-    el(entry, "code", code=given.immunization, displayName=IMMUNIZATION_CODES[given.immunization],
-       codeSystem="2.16.840.1.113883.5.4")
+    el(entry, "code", code=given.immunization.code, displayName=given.immunization.display,
+       codeSystem=given.immunization.system)
     el(el(entry, "text"), "reference", value="#vac-1")
     el(entry, "statusCode", code="completed")
     # VAC-NOTE wants the day (AAAAMMJJ) on the entry; the precise time is on the entry's author.
     el(entry, "effectiveTime", value=given.administered_at.astimezone(PARIS).strftime("%Y%m%d"))
     if given.route:
-        el(entry, "routeCode", code=given.route[0], displayName=given.route[1], codeSystem="0.4.0.127.0.16.1.1.2.1")
+        el(entry, "routeCode", code=given.route.code, displayName=given.route.display, codeSystem=given.route.system)
     if given.site:
-        el(entry, "approachSiteCode", code=given.site[0], displayName=given.site[1],
-           codeSystem="2.16.840.1.113883.6.96")
+        el(entry, "approachSiteCode", code=given.site.code, displayName=given.site.display,
+           codeSystem=given.site.system)
     product = el(el(entry, "consumable", typeCode="CSM"), "manufacturedProduct")
     for root in ("2.16.840.1.113883.10.20.1.53", "1.3.6.1.4.1.19376.1.5.3.1.4.7.2", "1.2.250.1.213.1.1.3.43"):
         el(product, "templateId", root=root)
     material = el(product, "manufacturedMaterial")
     if vaccine and vaccine.cis:
-        code = el(material, "code", code=vaccine.cis, displayName=vaccine.name, codeSystem="1.2.250.1.213.2.3.1")
+        code = el(material, "code", code=vaccine.cis, displayName=vaccine.name, codeSystem=CIS)
     else:
         code = el(material, "code", nullFlavor="UNK")
     el(el(code, "originalText"), "reference", value="#vac-1")
     if vaccine and vaccine.atc:
         el(code, "translation", code=vaccine.atc, displayName=vaccine.atc_display or vaccine.atc,
-           codeSystem="2.16.840.1.113883.6.73")
+           codeSystem=ATC)
     cip = given.pack.cip13 if given.pack else (vaccine.cip13 if vaccine else "")
     if cip:
         el(code, "translation", code=cip, displayName=vaccine.pack_display if vaccine else label,
-           codeSystem="1.2.250.1.213.2.3.2")
+           codeSystem=CIP)
     el(material, "name", label)
     if given.lot:
         el(material, "lotNumberText", given.lot)
@@ -179,8 +193,8 @@ def _narrative(section: etree._Element, given: VaccinationInput, author: Author,
     el(el(row, "td"), "content", label, ID="vac-1")
     el(row, "td", given.lot or "")
     el(row, "td", str(given.dose_rank) if given.dose_rank else "")
-    el(row, "td", given.route[1] if given.route else "")
-    el(row, "td", given.site[1] if given.site else "")
+    el(row, "td", given.route.display if given.route else "")
+    el(row, "td", given.site.display if given.site else "")
     comment = el(row, "td")
     if given.comment:
         el(comment, "content", given.comment, ID="vac-1-comment")

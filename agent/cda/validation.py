@@ -10,6 +10,9 @@ memory, so the agent starts fast and the second document costs only the run. A f
 ``warning``/``info`` is a warning; any other one makes the document invalid. Messages are the kit's own
 (French); the location is an XPath in the document.
 
+Fails closed: a structured document whose templateIds name no volet the agent knows (so no volet schematron runs),
+or a typeId other than HL7's CDA R2 one, is invalid (source ``relais``), never "valid by silence".
+
 Never logs document content.
 """
 
@@ -44,7 +47,11 @@ VOLETS: dict[tuple[str, str | None], str] = {
     ("1.2.250.1.213.1.1.1.5.4", None): "CI-SIS_CSE-MDE_2023.01.sch",
     ("1.2.250.1.213.1.1.1.51", None): "CI-SIS_IPS-FR_2024.01.sch",
     ("1.2.250.1.213.1.1.1.13", None): "CI-SIS_VSM_1.4_2022.01.sch",
+    ("1.2.250.1.213.1.1.1.39", None): "CI-SIS_EP-MED-DM_2024.01.sch",
 }
+# A document with one of these (N1, XDS-SD) is fully checked by the XSD and the structuration minimale.
+UNSTRUCTURED = "1.3.6.1.4.1.19376.1.2.20"
+TYPE_ID = ("2.16.840.1.113883.1.3", "POCD_HD000040")
 HL7 = "urn:hl7-org:v3"
 MAX_CDA_BYTES = 48 * 1024 * 1024
 
@@ -121,7 +128,7 @@ class CdaValidator:
         if root.tag != f"{{{HL7}}}ClinicalDocument":
             finding = Finding("xsd", "La racine doit être un élément ClinicalDocument (urn:hl7-org:v3).", "/")
             return ValidationReport(False, [finding], [], ["xsd"])
-        errors = self._xsd(root)
+        errors = self._xsd(root) + self._envelope(root)
         warnings: list[Finding] = []
         checked = ["xsd"]
         text = etree.tostring(root, encoding="unicode")
@@ -130,6 +137,19 @@ class CdaValidator:
             for finding in self.run_schematron(relative, text):
                 (warnings if finding.role in ("warning", "info") else errors).append(finding)
         return ValidationReport(not errors, errors, warnings, checked)
+
+    def _envelope(self, root: etree._Element) -> list[Finding]:
+        """What no kit rule makes an error but the DMP needs: the CDA R2 typeId, and a known volet."""
+        found: list[Finding] = []
+        type_id = root.find(f"{{{HL7}}}typeId")
+        if type_id is None or (type_id.get("root"), type_id.get("extension")) != TYPE_ID:
+            found.append(Finding("relais", f"typeId attendu : root={TYPE_ID[0]} extension={TYPE_ID[1]} (CDA R2).",
+                                 "/ClinicalDocument/typeId"))
+        roots = {t.get("root", "") for t in root.findall(f"{{{HL7}}}templateId")}
+        if UNSTRUCTURED not in roots and not any(key[0] in roots for key in VOLETS):
+            found.append(Finding("relais", "Volet inconnu : aucun schématron du kit ne correspond aux templateId du "
+                                 "document, il ne peut donc pas être déclaré valide.", "/ClinicalDocument/templateId"))
+        return found
 
     def _xsd(self, root: etree._Element) -> list[Finding]:
         schema = self._xml_schema()

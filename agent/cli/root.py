@@ -282,6 +282,8 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     if kit is None and env is not None:
         reference = find_reference()
         kit = reference / "ci-sis" if reference is not None else None
+    # The sandbox sends only to the simulators: without a kit it keeps accepting (with the warning below).
+    allow_unvalidated = section.allow_unvalidated or (kit is None and env is not None)
     validator: CdaValidator | None = None
     if kit is not None:
         cache = Path(section.cache_dir) if section.cache_dir else config.data_dir / "cache" / "cda"
@@ -290,8 +292,9 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
             # A daemon thread: compiling the schematrons takes seconds and must not delay the start or the stop.
             threading.Thread(target=_warm, args=(validator,), name="cda-warm-up", daemon=True).start()
     else:
-        warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : les documents CDA ne sont pas validés avant "
-                        "l'envoi.")
+        warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : " + (
+            "les documents CDA sont envoyés SANS validation (cda.allow_unvalidated)." if allow_unvalidated
+            else "aucun document CDA n'est accepté."))
     organisation: dict[str, Any] | None = None
     if section.organisation_id and section.organisation_name:
         organisation = {"id": section.organisation_id, "name": section.organisation_name,
@@ -300,7 +303,8 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         organisation = env.organisation()  # the demo doctor's practice: an LGC may name the author by RPPS alone
     return CdaService(clock=clock, validator=validator,
                       vaccines=VaccineTable.load(Path(section.vaccines_file) if section.vaccines_file else None),
-                      allow_test_oids=config.allow_test_oids, organisation=organisation, cps_holder=cards.cps_holder)
+                      allow_test_oids=config.allow_test_oids, allow_unvalidated=allow_unvalidated,
+                      organisation=organisation, cps_holder=cards.cps_holder)
 
 
 def _warm(validator: CdaValidator) -> None:
@@ -347,7 +351,8 @@ def _status_providers(cards: CardService, dmp: DmpClient | None, insi: InsiClien
         return {"connectivity": {"dmp": dmp_state, "insi": insi_state}}
 
     async def documents() -> dict[str, Any]:
-        return {"cda": {"validation": cda.validator is not None, "vaccines": len(cda.vaccines)}}
+        return {"cda": {"validation": cda.validator is not None, "vaccines": len(cda.context.vaccines),
+                        "unvalidated_accepted": cda.validator is None and cda.allow_unvalidated}}
 
     return (cards.status, services_connectivity, documents, mss.status, orders.status, routing.status,
             notices_status(rights, cards))

@@ -10,9 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import spawn_sandbox
-
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+from tests.conftest import reference_root, spawn_sandbox
+from tests.support.documents import PDF
 
 
 def call(url: str, token: str | None = None, body: dict[str, Any] | None = None) -> Any:
@@ -26,7 +25,9 @@ def call(url: str, token: str | None = None, body: dict[str, Any] | None = None)
 def test_an_order_from_the_demo_reaches_the_separate_simulator(demo_process: Any, tmp_path: Path) -> None:
     sandbox = spawn_sandbox(tmp_path / "sandbox-state", tmp_path / "sandbox.log")
     try:
-        agent = demo_process("agent", "--sandbox", sandbox.url, "--delay", "0")
+        # The kit, as scripts/demo.sh gives it: the N1 is coded from its value sets and validated.
+        agent = demo_process("agent", "--sandbox", sandbox.url, "--delay", "0",
+                             env={"RELAIS_REFERENCE": str(reference_root())})
         call(f"{agent.url}/v1/cps/login", agent.token, {"pin": "1234"})
         before = len(call(f"{sandbox.url}/_sandbox/dmp/submissions")["items"])
         order = call(f"{agent.url}/v1/orders", agent.token, {

@@ -10,12 +10,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.documents import PDF_BASE64
+
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL",
            "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
            "birth_place": "51215"}
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
-PDF64 = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n").decode()
+PDF64 = PDF_BASE64  # a real one-page PDF: the agent turns it into PDF/A-1 with Ghostscript
 SCAN = "]d201034009328572411728123110ABC123\x1d21XYZ789"
 
 
@@ -158,3 +160,18 @@ async def test_an_order_for_the_9th_month_exam_cr_says_the_certificate_is_due(
             "pdf_base64": PDF64, "type_code": "11488-4", "title": "Consultation",
             "service_start": "2025-01-10T10:00:00+01:00"}})
     assert status == 201 and body["cse_due"] is None
+
+
+async def test_without_the_kit_no_order_is_accepted_and_status_says_so(start_agent: Callable[..., Any],
+                                                                       http: aiohttp.ClientSession) -> None:
+    agent = await start_agent(cda={"allow_unvalidated": False}, queue={"delay_seconds": 3600},
+                              insi={"allow_test_oids": True})
+    status, body = await post(http, agent, "/v1/orders", {
+        "patient": PATIENT, "author": AUTHOR, "destinations": {"dmp": True}, "client_ref": "no-kit",
+        "document": {"pdf_base64": PDF64, "type_code": "11488-4", "title": "CR",
+                     "service_start": "2026-01-05T10:00:00+01:00"}})
+    assert status == 503 and body["type"].endswith("cda_kit_missing"), body
+    async with http.get(agent.url + "/v1/status", headers=agent.headers()) as response:
+        state = await response.json()
+    assert state["cda"]["validation"] is False and state["cda"]["unvalidated_accepted"] is False
+    assert any("aucun document CDA" in w for w in state.get("warnings", [])), state.get("warnings")

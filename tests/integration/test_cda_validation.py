@@ -13,11 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from agent.cda.pdfa import is_pdfa1
 from agent.cda.schematron import compile_schema
 from agent.cda.service import CdaService
 from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator, ValidationReport
 from agent.clock import FrozenClock
 from agent.domain.ins import compute_key
+from agent.errors import InvalidInput
 
 HL7 = "{urn:hl7-org:v3}"
 
@@ -39,14 +41,47 @@ def examples(kit: Path) -> list[Path]:
     return sorted((kit / "ExemplesCDA").glob("*.xml"))
 
 
+# Structured kit examples of volets whose schematron the kit does not ship: nothing checks their volet's rules.
+NO_VOLET_SCHEMATRON = {"BIO-CR-BIO_2024.01_CR-2nde-intention-PDF.xml"}
+
+
 def test_every_kit_example_passes_with_zero_failed_assertions(validator: CdaValidator, kit: Path) -> None:
     found = examples(kit)
     assert len(found) >= 15
     for path in found:
         report = validator.validate(path.read_bytes())
+        assert "ASIP-STRUCT-MIN-StrucMin.sch" in report.checked
+        if path.name in NO_VOLET_SCHEMATRON:
+            continue
         assert report.valid, (path.name, [e.as_dict() for e in report.errors[:5]])
         assert report.errors == []
-        assert "ASIP-STRUCT-MIN-StrucMin.sch" in report.checked
+
+
+def test_a_volet_without_schematron_is_not_called_valid(validator: CdaValidator, kit: Path) -> None:
+    for name in NO_VOLET_SCHEMATRON:
+        report = validator.validate((kit / "ExemplesCDA" / name).read_bytes())
+        assert not report.valid
+        assert [e.source for e in report.errors] == ["relais"] and "Volet inconnu" in report.errors[0].message
+
+
+def test_an_ep_med_dm_without_its_pdf_copy_fails_its_schematron(validator: CdaValidator, kit: Path) -> None:
+    source = (kit / "ExemplesCDA" / "eP-MED-DM_2024.01_PosoNonStruct.xml").read_bytes()
+    assert "CI-SIS_EP-MED-DM_2024.01.sch" in validator.validate(source).checked
+    root = etree.fromstring(source)
+    copies = [s for s in root.iter(f"{HL7}section") if s.find(f"{HL7}code") is not None
+              and s.find(f"{HL7}code").get("code") == "55108-5"]
+    assert copies, "the example's PDF copy section (LOINC 55108-5)"
+    for section in copies:
+        section.getparent().getparent().remove(section.getparent())
+    report = validator.validate(etree.tostring(root))
+    assert not report.valid
+    assert any(e.source == "CI-SIS_EP-MED-DM_2024.01.sch" for e in report.errors)
+
+
+def test_a_wrong_type_id_extension_is_an_error(validator: CdaValidator, kit: Path) -> None:
+    source = (kit / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    report = validator.validate(source.replace(b'extension="POCD_HD000040"', b'extension="POCD_HD000041"', 1))
+    assert not report.valid and any(e.source == "relais" and "typeId" in e.message for e in report.errors)
 
 
 def test_the_volet_schematron_is_chosen_by_template_id(validator: CdaValidator, kit: Path) -> None:
@@ -140,7 +175,7 @@ PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name"
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER",
                            "address": {"lines": ["25 rue Pasteur"], "postal_code": "92100", "city": "EVRY"}}}
-PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+from tests.support.documents import PDF  # noqa: E402  a real one-page PDF: Ghostscript turns it into PDF/A-1
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +199,9 @@ def test_n1_wrapper_passes_for_catalogue_types(service: CdaService, type_code: s
     assert [t.get("root") for t in root.findall(f"{HL7}templateId")] == [
         "2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1", "1.3.6.1.4.1.19376.1.2.20"]
     text = root.find(f"{HL7}component/{HL7}nonXMLBody/{HL7}text")
-    assert text is not None and base64.b64decode(text.text or "") == PDF
+    assert text is not None and text.get("mediaType") == "application/pdf"
+    carried = base64.b64decode(text.text or "")
+    assert carried.startswith(b"%PDF-") and is_pdfa1(carried)  # the DMP's PDF/A-1, made by Ghostscript
     assert root.find(f"{HL7}id").get("root") == built.unique_id
 
 
@@ -317,9 +354,17 @@ def test_certificats_de_sante_are_valid(service: CdaService, kind: str, data: di
     assert built.type_code == "CERT_DECL" and built.class_code == "52"
 
 
-def test_a_certificate_with_a_code_outside_its_value_set_is_reported(service: CdaService) -> None:
+def test_a_certificate_with_a_code_outside_its_value_set_is_refused_then_reported(service: CdaService) -> None:
+    # The builder refuses it, naming the field, before any CDA exists...
     data = {**CSE_DATA, "care_plan": [{"code": "ORG-999", "display": "Orientation imaginaire"}]}
-    report = service.validate(service.build_document("cse_cs9", CHILD, AUTHOR, data).cda)
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("cse_cs9", CHILD, AUTHOR, data)
+    assert refused.value.code == "code_not_in_value_set"
+    assert [e.field for e in refused.value.errors] == ["data.care_plan[0]"]
+    # ... and a CDA carrying it anyway (an LGC's own) fails the volet's schematron at that rule.
+    good = service.build_document("cse_cs9", CHILD, AUTHOR, {**CSE_DATA, "care_plan": [
+        {"code": "ORG-194", "display": "Orientation vers un autre professionnel de santé"}]}).cda
+    report = service.validate(good.replace(b'code="ORG-194"', b'code="ORG-999"'))
     assert not report.valid
     assert any("[dansJeuDeValeurs]" in e.message and "ORG-999" in e.message for e in report.errors)
 
@@ -498,3 +543,35 @@ def test_generated_certificates_are_valid(service: CdaService, kind: str, childc
     if kind == "cse_cs24":
         data.update({"premature": premature, "screens": {"code": "GEN-311", "display": "Jamais"}})
     _assert_valid(service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda))
+
+
+@pytest.mark.parametrize("kind", ["cse_cs9", "cse_cs24"])
+def test_every_answer_the_certificate_allows_gives_a_valid_document(service: CdaService, kind: str) -> None:
+    """Each coded answer of the form, for every code of its value set (read from the kit, as the builder does):
+    the lists all at once, the single answers in turn."""
+    codes = service.context.value_sets
+
+    def every(name: str) -> list[str]:
+        return codes.get(name).codes
+
+    history = "JDV_AntecedentsCSE9_CISIS" if kind == "cse_cs9" else "JDV_AntecedentsCSE24_CISIS"
+    vaccines = "JDV_VaccinCSE9_CISIS" if kind == "cse_cs9" else "JDV_VaccinCSE24_CISIS"
+    singles = {name: every(name) for name in ("JDV_Profession_CISIS", "JDV_Activite_CISIS", "JDV_TypeGarde_CISIS",
+                                              "JDV_EnfantExposeAuxEcrans_CS24_CISIS",
+                                              "JDV_ReperageTroubleNeurodeveloppement_CISIS")}
+    rounds = max(len(v) for v in singles.values())
+    for turn in range(rounds):
+        pick = {name: values[turn % len(values)] for name, values in singles.items()}
+        data = {**CSE_DATA, "premature": turn % 2 == 0,
+                "parents": [{**CSE_DATA["parents"][0], "profession": pick["JDV_Profession_CISIS"],
+                             "activity": pick["JDV_Activite_CISIS"]}, CSE_DATA["parents"][1]],
+                "childcare_type": pick["JDV_TypeGarde_CISIS"], "screens": pick["JDV_EnfantExposeAuxEcrans_CS24_CISIS"],
+                "neurodevelopment": pick["JDV_ReperageTroubleNeurodeveloppement_CISIS"],
+                "domestic_accidents": [{"code": c} for c in every("JDV_CauseAccidentDom_CISIS")],
+                "history": [{"code": c} for c in every(history)],
+                "development": [{"code": c, "value": True} for c in every("JDV_DeveloppementPsychomoteur_CS24_CISIS")],
+                "vaccinations": [{"atc": c, "rank": 1} for c in every(vaccines)],
+                "care_plan": [{"code": c} for c in every("JDV_Rencontre_CS9_CS24_CISIS")]}
+        report = service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda)
+        assert report.valid, (turn, pick, [e.as_dict() for e in report.errors[:5]])
+        assert report.warnings == [], [w.as_dict() for w in report.warnings[:5]]

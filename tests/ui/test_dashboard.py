@@ -8,10 +8,11 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.conftest import reference_root
+from tests.support.documents import PDF
 from tests.support.queue import order_body
 
 DEMO_RPPS = "01234567897"  # the demo CPS holder (relais_sandbox identities)
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 def n1_order(client_ref: str, delay: int = 0) -> dict[str, Any]:
@@ -107,7 +108,8 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
 async def test_retry_a_failed_order(browser, demo_process, artifacts):
     import asyncio
 
-    agent = demo_process("ui-retry")
+    # The kit, as scripts/demo.sh gives it: the N1 is coded from its value sets and validated.
+    agent = demo_process("ui-retry", env={"RELAIS_REFERENCE": str(reference_root())})
     assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
     # The simulated DMP answers garbage: the delivery fails with a French reason the doctor can read.
     assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200

@@ -1,32 +1,42 @@
-"""Builders without the kit: what goes in the header, and what is refused before any CDA exists."""
+"""Builders without the validator (the kit's value sets only): what goes in the header, and what is refused
+before any CDA exists."""
 
 from __future__ import annotations
 
 import base64
 import itertools
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
 from agent.cda.service import CdaService
+from agent.cda.valuesets import ValueSets
 from agent.clock import FrozenClock
-from agent.errors import InvalidInput
+from agent.domain.cps import CpsHolder
+from agent.errors import InvalidInput, Unavailable
+from tests.support.documents import PDF
 
 HL7 = "{urn:hl7-org:v3}"
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
            "given_names": ["DOMINIQUE", "MARIE-LOUISE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
-PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+@pytest.fixture(scope="session")
+def codes(reference_dir: Path) -> ValueSets:
+    return ValueSets(reference_dir / "ci-sis")
 
 
 @pytest.fixture
-def service() -> CdaService:
+def service(codes: ValueSets) -> CdaService:
     counter = itertools.count(1)
     return CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)), allow_test_oids=True,
-                      new_id=lambda: f"2.25.{next(counter)}")
+                      new_id=lambda: f"2.25.{next(counter)}", value_sets=codes)
 
 
 def n1(service: CdaService, **changes: Any) -> Any:
@@ -88,8 +98,8 @@ def test_refusals_name_the_field(service: CdaService, changes: dict[str, Any], f
     assert field in [e.field for e in refused.value.errors]
 
 
-def test_test_oids_are_refused_outside_the_sandbox() -> None:
-    production = CdaService(clock=FrozenClock(), allow_test_oids=False)
+def test_test_oids_are_refused_outside_the_sandbox(codes: ValueSets) -> None:
+    production = CdaService(clock=FrozenClock(), allow_test_oids=False, value_sets=codes)
     with pytest.raises(InvalidInput) as refused:
         n1(production)
     assert "patient.oid" in [e.field for e in refused.value.errors]
@@ -120,12 +130,10 @@ def test_unknown_kind(service: CdaService) -> None:
     assert refused.value.code == "unknown_kind"
 
 
-def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice() -> None:
-    from agent.domain.cps import CpsHolder
-
+def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice(codes: ValueSets) -> None:
     holder = CpsHolder(rpps="01234567897", family_name="MULLER", given_name="Charles", profession="10",
                        specialty="SM54")
-    service = CdaService(clock=FrozenClock(), allow_test_oids=True, cps_holder=lambda: holder,
+    service = CdaService(clock=FrozenClock(), allow_test_oids=True, cps_holder=lambda: holder, value_sets=codes,
                          organisation={"id": "1750803447", "name": "Cabinet du Dr MULLER",
                                        "address": {"postal_code": "92100", "city": "BOULOGNE"}})
     built = n1(service, author={"rpps": "01234567897"})
@@ -137,3 +145,71 @@ def test_an_author_given_by_rpps_only_is_completed_from_the_cps_and_the_practice
     with pytest.raises(InvalidInput) as refused:
         n1(service, author={"rpps": "10003456789"})
     assert "author.family" in [e.field for e in refused.value.errors]
+
+
+def test_the_ins_unknown_sex_is_written_as_the_value_set_s_un(service: CdaService) -> None:
+    root = etree.fromstring(n1(service, patient={**PATIENT, "sex": "U"}).cda)
+    gender = root.find(f"{HL7}recordTarget/{HL7}patientRole/{HL7}patient/{HL7}administrativeGenderCode")
+    assert (gender.get("code"), gender.get("codeSystem")) == ("UN", "2.16.840.1.113883.5.1")
+
+
+def test_a_profession_outside_its_value_set_is_a_422_on_its_field(service: CdaService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        n1(service, author={**AUTHOR, "profession_code": "G15_99/XX"})
+    assert [e.field for e in refused.value.errors] == ["author.profession_code"]
+
+
+def test_a_service_stop_equal_to_its_start_writes_no_high(service: CdaService) -> None:
+    root = etree.fromstring(n1(service, service_stop="2026-01-05T10:00:00+01:00").cda)
+    period = root.find(f"{HL7}documentationOf/{HL7}serviceEvent/{HL7}effectiveTime")
+    assert [p.tag[len(HL7):] for p in period] == ["low"]  # dtr1-6-IVL_TS: a high equal to the low is refused
+
+
+@pytest.mark.parametrize(("content", "media_type", "format_code"), [
+    (b"Compte rendu en texte libre\nligne 2", "text/plain", "urn:ihe:iti:xds-sd:text:2008"),
+    (b"{\\rtf1\\ansi Compte rendu}", "text/rtf", "urn:ihe:iti-fr:xds-sd:rtf:2010"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00rest", "image/jpeg", "urn:ihe:iti-fr:xds-sd:jpeg:2010"),
+    (b"II*\x00\x08\x00\x00\x00rest", "image/tiff", "urn:ihe:iti-fr:xds-sd:tiff:2010"),
+])
+def test_n1_carries_the_formats_the_test_book_names(service: CdaService, content: bytes, media_type: str,
+                                                   format_code: str) -> None:
+    built = service.build_document("n1", PATIENT, AUTHOR, {
+        "content_base64": base64.b64encode(content).decode(), "type_code": "11488-4", "title": "CR",
+        "service_start": "2026-01-05"})
+    text = etree.fromstring(built.cda).find(f"{HL7}component/{HL7}nonXMLBody/{HL7}text")
+    assert text.get("mediaType") == media_type and base64.b64decode(text.text) == content
+    assert built.format_code == format_code
+
+
+def test_n1_refuses_a_content_that_is_not_what_it_claims(service: CdaService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("n1", PATIENT, AUTHOR, {
+            "content_base64": base64.b64encode(b"plain text").decode(), "media_type": "image/jpeg",
+            "type_code": "11488-4", "title": "CR", "service_start": "2026-01-05"})
+    assert refused.value.code == "format_mismatch" and refused.value.errors[0].field == "data.content_base64"
+
+
+def test_without_the_kit_nothing_coded_is_written() -> None:
+    service = CdaService(clock=FrozenClock(), allow_test_oids=True)
+    with pytest.raises(Unavailable) as refused:
+        n1(service)
+    assert refused.value.code == "cda_kit_missing"
+
+
+async def test_without_the_kit_an_order_is_refused_unless_configured(codes: ValueSets) -> None:
+    document = {"cda_base64": base64.b64encode(b"<ClinicalDocument/>").decode()}
+    closed = CdaService(clock=FrozenClock(), value_sets=codes)
+    with pytest.raises(Unavailable) as refused:
+        await closed.order_document(document, PATIENT, AUTHOR)
+    assert refused.value.code == "cda_kit_missing" and not closed.validated
+    opened = CdaService(clock=FrozenClock(), value_sets=codes, allow_unvalidated=True)
+    assert await opened.order_document(document, PATIENT, AUTHOR) == b"<ClinicalDocument/>"
+
+
+def test_cse_notice_is_the_json_of_the_notice_an_order_makes_due(service: CdaService) -> None:
+    body = {"patient": {**PATIENT, "birth_date": "2025-04-02"},
+            "document": {"type_code": "59283-2", "service_start": "2026-01-05T10:00:00+01:00"}}
+    notice = json.loads(service.cse_notice(body))
+    assert notice["kind"] == "cse_cs9"
+    assert json.loads(service.cse_notice({"document": {"type_code": "11488-4"}})) is None
+    assert service.cse_notice("not an object") == "null"
