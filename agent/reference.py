@@ -17,13 +17,14 @@ ENV = "RELAIS_REFERENCE"
 BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
-def find_reference(configured: str = "", *, marker: str = "ci-sis") -> Path | None:
-    """The reference folder holding ``marker`` (a sub-folder such as ``ci-sis`` or ``ihe``), or None."""
+def find_reference(configured: str = "", *, marker: str = "ci-sis", beside_checkout: bool = True) -> Path | None:
+    """The reference folder holding ``marker`` (a sub-folder such as ``ci-sis`` or ``ihe``), or None.
+    ``beside_checkout=False``: only what the configuration or the environment names."""
     candidates = [Path(configured)] if configured else []
     env = os.environ.get(ENV)
     if env:
         candidates.append(Path(env))
-    elif env is None:  # set but empty: only the configured folder
+    elif env is None and beside_checkout:  # set but empty: only the configured folder
         candidates.append(BESIDE_CHECKOUT)
     for candidate in candidates:
         if (candidate / marker).is_dir():

@@ -280,7 +280,8 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     section = config.cda
     kit = Path(section.kit_dir) if section.kit_dir else None
     if kit is None and env is not None:
-        reference = find_reference()
+        # The documented rule of cda.kit_dir: under the demo, $RELAIS_REFERENCE/ci-sis (scripts/demo.sh sets it).
+        reference = find_reference(beside_checkout=False)
         kit = reference / "ci-sis" if reference is not None else None
     # The sandbox sends only to the simulators: without a kit it keeps accepting (with the warning below).
     allow_unvalidated = section.allow_unvalidated or (kit is None and env is not None)
