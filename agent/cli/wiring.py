@@ -61,38 +61,15 @@ def build_simulators() -> list[Simulator]:
 
 
 async def install_insi(services: Services, registrars: list[RouteRegistrar], sandbox: SandboxHost | None) -> None:
-    """INSi: the client on ``services.insi`` and the identity routes; under the demo, the simulator's endpoint."""
-    from dataclasses import replace
-
+    """INSi: the client on ``services.insi`` (``agent.ins.factory``) and the identity routes."""
     from agent.api import ins as ins_api
-    from agent.ins.client import InsiClient, InsiSettings
-    from agent.ins.soap import LpsInfo
+    from agent.ins.factory import build_insi_client
 
-    config = services.config
-    section = config.insi
-    settings = InsiSettings(
-        url=section.url, ca_file=section.ca_file, client_cert=section.client_cert, client_key=section.client_key,
-        connect_timeout=section.connect_timeout_seconds, timeout=section.timeout_seconds,
-        allow_test_oids=section.allow_test_oids, structure_id=section.structure_id,
-        lps=LpsInfo(idam=section.idam, name="relais", version=__version__,
-                    instance=section.instance_id or config.workstation_id))
-    endpoint = await sandbox_endpoint(config, sandbox, "insi")
-    if endpoint:
-        settings = replace(settings, url=endpoint["url"], ca_file=endpoint["ca_file"],
-                           client_cert=endpoint["client_cert"], client_key=endpoint["client_key"],
-                           allow_test_oids=True)
     registrars.append(ins_api.register)
-    if not settings.url:
-        return  # the routes answer 503 insi_unreachable, naming the missing configuration
-    structure_signer = None
-    if section.structure_cert:
-        from agent.softkey import SoftwareSigner
-
-        structure_signer = SoftwareSigner.from_files(Path(section.structure_cert),
-                                                    Path(section.structure_key or section.structure_cert))
-    services.insi = InsiClient(settings, services.clock, structure_signer=structure_signer,
-                               on_connectivity=lambda up: services.bus.publish("connectivity.changed",
-                                                                               service="insi", reachable=up))
+    services.insi = build_insi_client(
+        services.config.insi, services.clock, version=__version__, instance=services.config.workstation_id,
+        endpoint=await sandbox_endpoint(services.config, sandbox, "insi"),
+        on_connectivity=lambda up: services.bus.publish("connectivity.changed", service="insi", reachable=up))
 
 
 def dmp_professional(services: Services) -> Any:
