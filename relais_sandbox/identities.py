@@ -155,8 +155,6 @@ DEMO_VITALE: tuple[DemoBeneficiary, ...] = (
 )
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class VirtualCard:
     """A carte Vitale the sandbox can insert, with the serial number its card block carries."""
