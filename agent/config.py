@@ -94,6 +94,21 @@ class InsiSection:
     structure_id: str = ""
     structure_cert: str = ""
     structure_key: str = ""
+    # The CPx endpoint (the CPS signs; TLS without client certificate), e.g.
+    # https://qualiflps.services-ps.ameli.fr/lps. Empty: CPS calls go to `url` too. `url` is then the mutual-TLS
+    # endpoint of the structure certificate (INSI-AUTO / INSI-MANU), e.g. https://qualiflps-services-ps-tlsm.ameli.fr/lps.
+    cpx_url: str = ""
+    # The professional's assertion: identifiantFacturation (AM billing number, FINESS or SIRET), codeSpecialiteAMO
+    # (mandatory for doctors: calls are refused without it) and secteurActivite.
+    billing_id: str = ""
+    amo_specialty: str = ""
+    activity_sector: str = "SA07"
+    # NameQualifier of the assertion's NameID for a CPS and for the structure certificate. No public source gives
+    # them (the guide's Pro Santé Connect example uses "PSC"): check them with the CNAM before production.
+    cps_name_qualifier: str = "1.2.250.1.71.4.2.1"
+    structure_name_qualifier: str = "1.2.250.1.71.4.2.2"
+    # A fault the CNAM marks temporary (siram_40...) is retried this many times before answering 503.
+    transient_retries: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -422,6 +437,8 @@ def validate(config: Config) -> None:
         raise ConfigError("délai entre 0 et 604800 secondes attendu", key="queue.delay_seconds", path=src)
     if config.api.sse_heartbeat_seconds <= 0:
         raise ConfigError("une valeur strictement positive est attendue", key="api.sse_heartbeat_seconds", path=src)
+    if not 0 <= config.insi.transient_retries <= 5:
+        raise ConfigError("entre 0 et 5 nouvelles tentatives", key="insi.transient_retries", path=src)
 
 
 def iter_keys(cls: type[Any] = Config, prefix: str = "") -> list[tuple[str, Any]]:

@@ -1,8 +1,9 @@
 """Benchmark of INSi searches through the agent: POST /v1/ins/search (traits) against the simulator over mTLS.
 
 Starts `relais demo` as its own process, logs the virtual CPS in (each search signs an assertion with it), then
-prints searches per second and p50/p99 latency with 1 and 8 concurrent clients, and the same for a refused
-search (422, no INSi call) to show what the pre-checks save. Not a test: figures only.
+prints searches per second and p50/p99 latency with 1 and 8 concurrent clients for a search INSi answers "found",
+one it answers "not found" (one given name: no re-query), and a search refused by the pre-checks (422, no INSi
+call) to show what they save. Not a test: figures only.
 
     .venv/bin/python bench/insi.py [--requests 300]
 """
@@ -27,6 +28,8 @@ from tests.conftest import spawn_demo
 
 FOUND = {"source": "traits", "traits": {"birth_name": "Lefèvre", "given_names": ["Hélène"], "sex": "F",
                                         "birth_date": "1955-01-30"}}
+NOT_FOUND = {"source": "traits", "traits": {"birth_name": "Moreau", "given_names": ["Hélène"], "sex": "F",
+                                            "birth_date": "1955-01-30"}}
 REFUSED = {"source": "traits", "traits": {"birth_name": "Lefèvre", "given_names": ["Hélène"],
                                           "birth_date": "1955-02-30"}}
 
@@ -64,7 +67,8 @@ async def bench(url: str, token: str, total: int) -> None:
                          headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 200, await response.text()
     await run(url, token, FOUND, 200, 10, 1)  # warm up: TLS session, imports
-    for label, body, expected in (("found (INSi call)", FOUND, 200), ("refused (422, no call)", REFUSED, 422)):
+    for label, body, expected in (("found (INSi call)", FOUND, 200), ("not found (INSi call)", NOT_FOUND, 200),
+                                  ("refused (422, no call)", REFUSED, 422)):
         for concurrency in (1, 8):
             rate, latencies = await run(url, token, body, expected, total, concurrency)
             print(f"{label:24} concurrency {concurrency}: {rate:7.1f} req/s  p50 {pct(latencies, 0.5):6.1f} ms  "

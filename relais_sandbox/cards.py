@@ -4,7 +4,8 @@
 same APDUs (the applets of ``cards_vpcd``), so the demo exercises the real card code. The demo doctor's CPS is a
 software key with a test certificate from the sandbox PKI (PIN 1234, 3 attempts); the demo carte Vitale carries the
 INSi test identities of ``identities.DEMO_VITALE``. ``/_sandbox/cards/cps`` and ``/_sandbox/cards/vitale`` insert
-and pull them (agent only, in demo mode).
+and pull them (agent only, in demo mode); ``/_sandbox/cards/vitale`` ``{inserted: true, card: "cnda-insi-01"}``
+inserts one of the CNDA's test cards instead (read from the reference kit, ``relais_sandbox/cnda.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from agent.domain.vitale import VitaleBeneficiary
 from agent.errors import InvalidInput, Unavailable
 from agent.softkey import SoftwareSigner
 from relais_sandbox.cards_vpcd import Applet, CpsApplet, VitaleApplet
-from relais_sandbox.identities import DEMO_VITALE
+from relais_sandbox.identities import DEMO_CARD, DEMO_VITALE, DemoBeneficiary, VirtualCard
 from relais_sandbox.pki import SandboxPki
 
 READERS = ("Lecteur virtuel Relais 0", "Lecteur virtuel Relais 1")
@@ -40,10 +41,25 @@ DEMO_DOCTOR = {"rpps": "01234567897", "family_name": "MULLER", "given_name": "CH
                "profession": "10", "specialty": "SM40"}
 
 
-def demo_beneficiaries() -> list[VitaleBeneficiary]:
+def card_beneficiaries(beneficiaries: tuple[DemoBeneficiary, ...]) -> list[VitaleBeneficiary]:
     return [VitaleBeneficiary(index=b.index, nir=b.nir, family_name=b.family_name, given_names=b.given_names,
                               birth_name=b.birth_name, birth_date=b.birth_date, birth_rank=b.birth_rank,
-                              quality=b.quality) for b in DEMO_VITALE]
+                              quality=b.quality) for b in beneficiaries]
+
+
+def demo_beneficiaries() -> list[VitaleBeneficiary]:
+    return card_beneficiaries(DEMO_VITALE)
+
+
+def known_cards() -> dict[str, VirtualCard]:
+    """The cards the sandbox can insert by name: the demo card, and the CNDA's when the reference kit is there."""
+    from relais_sandbox import cnda
+
+    cards = {DEMO_CARD.key: DEMO_CARD}
+    reference = cnda.reference_dir()
+    if reference is not None:
+        cards.update(cnda.load(reference).cards)
+    return cards
 
 
 def demo_cps_signer(pki: SandboxPki) -> SoftwareSigner:
@@ -128,8 +144,16 @@ class VirtualCards:
     def insert_cps(self) -> None:
         self.readers.insert(CPS_READER, CpsApplet(), self.cps_token)
 
-    def insert_vitale(self, beneficiaries: list[VitaleBeneficiary] | None = None) -> None:
-        self.readers.insert(VITALE_READER, VitaleApplet(beneficiaries or demo_beneficiaries()))
+    def insert_vitale(self, beneficiaries: list[VitaleBeneficiary] | None = None, *,
+                      card: VirtualCard | None = None) -> None:
+        """A custom card (its serial derived from its content), a named one, or the demo card."""
+        if beneficiaries:
+            applet = VitaleApplet(beneficiaries)
+        else:
+            chosen = card or DEMO_CARD
+            applet = VitaleApplet(card_beneficiaries(chosen.beneficiaries), serial=chosen.serial,
+                                  validity_start=chosen.validity_start)
+        self.readers.insert(VITALE_READER, applet)
 
     def apply(self, cards: str) -> None:
         """``relais demo --cards both|cps|vitale|none``."""
@@ -153,8 +177,14 @@ class VirtualCards:
             body = await read_json(request)
             inserted = _flag(body)
             beneficiaries = _beneficiaries(body.get("beneficiaries"))
+            card = None
+            if body.get("card") is not None:
+                card = known_cards().get(str(body["card"]))
+                if card is None:
+                    raise InvalidInput.field("card", "Carte inconnue du bac à sable (demo, cnda-insi-01, "
+                                                     "cnda-insi-04 quand le kit de référence est présent).")
             if inserted:
-                await asyncio.to_thread(self.insert_vitale, beneficiaries)
+                await asyncio.to_thread(lambda: self.insert_vitale(beneficiaries, card=card))
             else:
                 await asyncio.to_thread(self.readers.remove, VITALE_READER)
             return web.json_response({"card": "vitale", "inserted": inserted, "reader": VITALE_READER})
@@ -167,6 +197,7 @@ class VirtualCards:
                    tag="sandbox",
                    request_schema={"type": "object", "required": ["inserted"], "properties": {
                        "inserted": {"type": "boolean"},
+                       "card": {"type": "string", "description": "demo, cnda-insi-01, cnda-insi-04"},
                        "beneficiaries": {"type": "array", "maxItems": 12, "items": BENEFICIARY_SCHEMA}}},
                    responses={200: json_response("État de la carte virtuelle")})
 

@@ -11,6 +11,7 @@ with an R-APDU. Connecting inserts the card; closing the socket pulls it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import struct
 import threading
@@ -18,7 +19,15 @@ from typing import Protocol
 
 from agent.domain.apdu import Command, Response, Sw
 from agent.domain.cps import CPS3_AID
-from agent.domain.vitale import VITALE_AID, VitaleBeneficiary, encode_beneficiaries
+from agent.domain.vitale import (
+    EF_POINTERS,
+    VITALE_AID,
+    PointedFile,
+    VitaleBeneficiary,
+    encode_beneficiaries,
+    encode_card_block,
+    encode_pointer_map,
+)
 
 VPCD_PORTS = (35963, 35964)
 VPCD_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
@@ -70,25 +79,48 @@ class _SelectableApplet:
 
 
 class VitaleApplet(_SelectableApplet):
-    """The VITALE application with one file of beneficiary records (layout: ``agent/domain/vitale.py``)."""
+    """The VITALE application as ``agent/domain/vitale.py`` lays it out: EF 2001 points to a beneficiaries file
+    and a card file (their EF numbers and names are the emulator's own: no public source gives a real card's).
+    Without a given serial number the card gets one derived from its content, so two different virtual cards
+    never share it."""
 
     aid = VITALE_AID
     atr = make_atr(b"RLS-VITALE")
+    EF_BENEFICIARIES, EF_CARD = 0x2002, 0x2004
 
-    def __init__(self, beneficiaries: list[VitaleBeneficiary]) -> None:
+    def __init__(self, beneficiaries: list[VitaleBeneficiary], *, serial: str = "",
+                 validity_start: str = "2020-01-01") -> None:
         super().__init__()
         self.file = encode_beneficiaries(beneficiaries)
+        self.serial = serial or str(int.from_bytes(hashlib.sha256(self.file).digest()[:4], "big") % 10**9).zfill(9)
+        self.files = {
+            EF_POINTERS: encode_pointer_map([PointedFile("BENEFIC", VITALE_AID, self.EF_BENEFICIARIES),
+                                             PointedFile("CARTE", VITALE_AID, self.EF_CARD)]),
+            self.EF_BENEFICIARIES: self.file,
+            self.EF_CARD: encode_card_block(self.serial, validity_start),
+        }
+        self.current: bytes | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self.current = None
 
     def handle(self, command: Command) -> Response:
-        if command.ins != 0xB0:
-            return Response(b"", Sw.INS_NOT_SUPPORTED)
         if not self.selected:
             return Response(b"", Sw.CONDITIONS_NOT_SATISFIED)
+        if command.ins == 0xA4 and command.p1 in (0x00, 0x02):
+            fid = int.from_bytes(command.data, "big") if len(command.data) == 2 else -1
+            self.current = self.files.get(fid)
+            return Response(b"", Sw.OK if self.current is not None else Sw.FILE_NOT_FOUND)
+        if command.ins != 0xB0:
+            return Response(b"", Sw.INS_NOT_SUPPORTED)
+        if self.current is None:
+            return Response(b"", Sw.CONDITIONS_NOT_SATISFIED)
         offset = (command.p1 << 8) | command.p2
-        if offset > len(self.file):
+        if offset > len(self.current):
             return Response(b"", Sw.WRONG_P1P2)
         want = command.le or 256
-        chunk = self.file[offset : offset + want]
+        chunk = self.current[offset : offset + want]
         return Response(chunk, Sw.OK if len(chunk) == want else Sw.END_OF_FILE)
 
 

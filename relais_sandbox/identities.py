@@ -120,6 +120,7 @@ class DemoBeneficiary:
     person: TestIdentity
     quality: str  # agent.domain.vitale codes: "00" assuré, "02" conjoint, "06" enfant
     insured_nir: str  # the NIR of the insured person (ouvrant droit) the card belongs to
+    rank: int = 1  # rang de naissance: tells twins on one card apart
 
     @property
     def nir(self) -> str:
@@ -144,7 +145,7 @@ class DemoBeneficiary:
 
     @property
     def birth_rank(self) -> int:
-        return 1
+        return self.rank
 
 
 DEMO_VITALE: tuple[DemoBeneficiary, ...] = (
@@ -152,6 +153,24 @@ DEMO_VITALE: tuple[DemoBeneficiary, ...] = (
     DemoBeneficiary(1, PAT_TROIS_CAMILLE, "06", PAT_TROIS.ins),
     DemoBeneficiary(2, PAT_TROIS_JULES, "06", PAT_TROIS.ins),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualCard:
+    """A carte Vitale the sandbox can insert, with the serial number its card block carries."""
+
+    key: str
+    serial: str
+    beneficiaries: tuple[DemoBeneficiary, ...]
+    validity_start: str = "2020-01-01"
+
+    @property
+    def insured_nir(self) -> str:
+        return self.beneficiaries[0].insured_nir
+
+
+# The demo card's serial number is invented (9 digits, as the CNDA's card INSi 01 has).
+DEMO_CARD = VirtualCard("demo", "900000001", DEMO_VITALE)
 
 
 def covered_by(insured_nir: str) -> list[TestIdentity]:

@@ -29,7 +29,7 @@ from agent.cards.vitale import ApduVitaleSource, VitaleSource, is_vitale
 from agent.clock import Clock
 from agent.domain.cps import CpsHolder
 from agent.domain.signing import SignatureAlgorithm, Signer
-from agent.domain.vitale import VitaleBeneficiary
+from agent.domain.vitale import VitaleBeneficiary, VitaleCard
 from agent.errors import RelaisError, Unavailable
 from agent.events import EventBus
 from agent.lifecycle import Lifecycle
@@ -55,8 +55,12 @@ class _Cps:
 @dataclass
 class _Vitale:
     reader: str
-    beneficiaries: list[VitaleBeneficiary] = field(default_factory=list)
+    card: VitaleCard = field(default_factory=lambda: VitaleCard([]))
     error: str = ""
+
+    @property
+    def beneficiaries(self) -> list[VitaleBeneficiary]:
+        return self.card.beneficiaries
 
 
 class GuardedSigner:
@@ -255,7 +259,7 @@ class CardService(Lifecycle):
                         kind = "vitale"
                         vitale = _Vitale(reader)
                         try:
-                            vitale.beneficiaries = self._vitale_source.read(reader, transmit)
+                            vitale.card = self._vitale_source.read(reader, transmit)
                         except Unavailable as exc:
                             vitale.error = exc.message
                     elif is_cps(transmit):
@@ -340,6 +344,10 @@ class CardService(Lifecycle):
         cps.last_used = self._clock.monotonic()
 
     def vitale_beneficiaries(self) -> list[VitaleBeneficiary]:
+        return list(self.vitale_card().beneficiaries)
+
+    def vitale_card(self) -> VitaleCard:
+        """The carte Vitale in the reader now (serial number and beneficiaries), read when it was inserted."""
         with self._lock:
             vitale = self._vitale
         if vitale is None:
@@ -347,7 +355,7 @@ class CardService(Lifecycle):
                                                "patient.", code="vitale_absent"))
         if vitale.error:
             raise Unavailable(vitale.error, code="vitale_unreadable")
-        return list(vitale.beneficiaries)
+        return vitale.card
 
     async def login(self, pin: str) -> dict[str, Any]:
         check_pin_format(pin)
@@ -399,7 +407,10 @@ class CardService(Lifecycle):
             if cps.error:
                 cps_view["error"] = cps.error
         vitale_view: dict[str, Any] = {"present": vitale is not None, "reader": vitale.reader if vitale else None,
-                                       "beneficiaries": [b.as_dict() for b in vitale.beneficiaries] if vitale else []}
+                                       "beneficiaries": [b.as_dict() for b in vitale.beneficiaries] if vitale else [],
+                                       # The LGC sends card_serial back with its INSi search (CNDA INSi 1.03).
+                                       "card_serial": vitale.card.serial or None if vitale else None,
+                                       "validity_start": vitale.card.validity_start or None if vitale else None}
         if vitale is not None and vitale.error:
             vitale_view["error"] = vitale.error
         return {"service": service, "readers": readers, "cps": cps_view, "vitale": vitale_view}

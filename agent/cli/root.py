@@ -53,8 +53,8 @@ from agent.domain.habilitation import load_matrix
 from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 from agent.errors import ConfigError
 from agent.events import EventBus
-from agent.ins.client import InsiClient, InsiSettings
-from agent.ins.soap import LpsInfo
+from agent.ins.client import InsiClient
+from agent.ins.factory import build_insi_client
 from agent.logs import get_logger
 from agent.mss import factory as mss_factory
 from agent.mss import orders as mss_orders
@@ -205,24 +205,9 @@ def _cards(config: Config, bus: EventBus, clock: Clock, env: Environment | None,
 def _insi(config: Config, clock: Clock, env: Environment | None,
           connectivity: ConnectivityTracker) -> InsiClient | None:
     """The INSi client; None without a URL (its routes then answer 503, naming the missing configuration)."""
-    section = config.insi
-    settings = InsiSettings(
-        url=section.url, ca_file=section.ca_file, client_cert=section.client_cert, client_key=section.client_key,
-        connect_timeout=section.connect_timeout_seconds, timeout=section.timeout_seconds,
-        allow_test_oids=section.allow_test_oids, structure_id=section.structure_id,
-        lps=LpsInfo(idam=section.idam, name="relais", version=__version__,
-                    instance=section.instance_id or config.workstation_id))
-    endpoint = env.endpoint("insi") if env is not None else None
-    if endpoint:
-        settings = replace(settings, url=endpoint["url"], ca_file=endpoint["ca_file"],
-                           client_cert=endpoint["client_cert"], client_key=endpoint["client_key"],
-                           allow_test_oids=True)
-    if not settings.url:
-        return None
-    structure = (SoftwareSigner.from_files(Path(section.structure_cert),
-                                           Path(section.structure_key or section.structure_cert))
-                 if section.structure_cert else None)
-    return InsiClient(settings, clock, structure_signer=structure, on_connectivity=connectivity.reporter("insi"))
+    return build_insi_client(config.insi, clock, version=__version__, instance=config.workstation_id,
+                             endpoint=env.endpoint("insi") if env is not None else None,
+                             on_connectivity=connectivity.reporter("insi"))
 
 
 def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardService,

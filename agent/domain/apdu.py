@@ -97,6 +97,11 @@ def select_aid(aid: bytes) -> Command:
     return Command(0x00, 0xA4, 0x04, 0x0C, aid)
 
 
+def select_file(fid: int) -> Command:
+    """SELECT an elementary file by its identifier under the current DF, FCI not requested."""
+    return Command(0x00, 0xA4, 0x02, 0x0C, fid.to_bytes(2, "big"))
+
+
 def read_binary(offset: int, length: int) -> Command:
     if not 0 <= offset <= 0x7FFF:
         raise ValueError("READ BINARY offset out of range")

@@ -1,10 +1,20 @@
 """Identity traits as INSi expects them, the checks made before any INSi call, and identity-status transitions.
 
 INSi compares "strict traits" (birth name, birth given names, sex, birth date, birth place) written the way the
-civil-status registry writes them: upper case, no accents or ligatures, letters, spaces, hyphens and apostrophes
-only. A trait typed "Lefèvre" or "d’Arcy" must become "LEFEVRE" / "D'ARCY" before the call, or INSi answers
-"not found". What cannot be fixed by normalising (no sex, an impossible date, an empty name) is refused before the
-call, with the field named, rather than spent on a useless INSi request.
+civil-status registry writes them. The lexical rules are those of the INSi integration guide (GIE SESAM-Vitale
+SEL-MP-043 v05.00.01, §2 "Limitations du téléservice" and §3.4.1, fields EF_INS01_03 / EF_INS10_01 for the birth
+name and EF_INS10_02 for the given names) as a public third-party summary gives them (no public copy of the guide
+itself was found):
+
+- no lower case, no diacritic, no ligature: only the letters A-Z, the space, the apostrophe (ASCII 39) and the
+  hyphen (ASCII 45), single or double (``DUPONT--DURAND``);
+- the first character is neither a space nor a hyphen; it may be an apostrophe (``'T HOOFT``);
+- a space and an apostrophe are never doubled nor put side by side;
+- a given name has no double hyphen and does not end with a hyphen or an apostrophe.
+
+A trait typed "Lefèvre" or "d’Arcy" becomes "LEFEVRE" / "D'ARCY" before the call (``normalize_name``); what
+normalising cannot fix (a digit, a doubled apostrophe, no sex, an impossible date) is refused before the call with
+the field named, never silently rewritten into another person's name.
 
 Pure rules, stdlib only. Problems are (field, French message) pairs; the caller turns them into InvalidInput.
 """
@@ -23,32 +33,40 @@ from agent.domain.ins import IdentityStatus
 
 Problems = list[tuple[str, str]]
 
+# No public source gives INSi's field lengths: 100 is a Relais bound, far above any civil-status name.
 MAX_NAME_LENGTH = 100
 OLDEST_BIRTH_YEAR = 1880  # INSi refuses older dates; nobody alive was born before
 
 _APOSTROPHES = "'’‘`´ʼʹ′＇"
 _HYPHENS = "-‐‑‒–—―−﹣－"
 _LIGATURES = {"Œ": "OE", "œ": "OE", "Æ": "AE", "æ": "AE", "ß": "SS"}
-_ALLOWED = re.compile(r"^[A-Z]+(?:(?: |-|')[A-Z]+)*$")
+_CHARSET = re.compile(r"^[A-Z '\-]*$")
 _BIRTH_PLACE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+class NameKind(enum.Enum):
+    """Which INSi field a name goes to: the rules differ (SEL-MP-043 §3.4.1)."""
+
+    BIRTH_NAME = "birth_name"  # EF_INS01_03, EF_INS10_01: a double hyphen is allowed
+    GIVEN_NAME = "given_name"  # EF_INS10_02: no double hyphen, no hyphen or apostrophe at the end
+
+
 def normalize_name(value: str) -> str:
     """A name or given name as INSi writes it: upper case, accents and ligatures removed, one kind of apostrophe
-    and of hyphen, no space around them, single spaces. Characters INSi never uses are kept (the check refuses
-    them with the field named, rather than silently dropping part of a name)."""
+    and of hyphen, single spaces, no space around an apostrophe or a hyphen, no space at either end.
+
+    Only what has one obvious reading is rewritten. A doubled apostrophe, a leading hyphen, a digit stay as typed,
+    so that ``name_problems`` refuses them with the field named instead of changing the name; a double hyphen is
+    kept, it is part of some names (``DUPONT--DURAND``), and so is a leading apostrophe (``'T HOOFT``)."""
     text = "".join(_LIGATURES.get(ch, ch) for ch in value)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = "".join("'" if ch in _APOSTROPHES else "-" if ch in _HYPHENS else ch for ch in text)
     text = text.upper()
     text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\s*-\s*", "-", text)
-    text = re.sub(r"\s*'\s*", "'", text)
-    text = re.sub(r"-{2,}", "-", text)
-    text = re.sub(r"'{2,}", "'", text)
-    return text.strip(" -'")
+    text = re.sub(r" ?(-+) ?", r"\1", text)
+    return re.sub(r" ?' ?", "'", text)
 
 
 def normalize_given_names(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -59,6 +77,40 @@ def normalize_given_names(value: str | Iterable[str]) -> tuple[str, ...]:
     for item in items:
         names.extend(part for part in normalize_name(item).split(" ") if part)
     return tuple(names)
+
+
+def name_problems(value: str, kind: NameKind) -> list[str]:
+    """Every lexical rule of SEL-MP-043 §2 / §3.4.1 that ``value`` (already normalised) breaks, in French; the
+    messages complete "Le nom ..." / "Le prénom ..." as the caller words it."""
+    if not value:
+        return ["est vide"]
+    problems: list[str] = []
+    if len(value) > MAX_NAME_LENGTH:
+        problems.append(f"dépasse {MAX_NAME_LENGTH} caractères")
+    if not _CHARSET.match(value):
+        problems.append("contient des caractères que l'INSi n'accepte pas (lettres A à Z sans accent, espace, "
+                        "apostrophe et tiret seulement)")
+    if value[0] in " -":
+        problems.append("ne peut pas commencer par un espace ou un tiret")
+    if any(pair in value for pair in ("  ", "''", " '", "' ")):
+        problems.append("ne peut pas contenir deux espaces ou deux apostrophes à la suite, ni une apostrophe "
+                        "accolée à un espace")
+    if "---" in value:
+        problems.append("ne peut pas contenir plus de deux tirets à la suite")
+    if kind is NameKind.GIVEN_NAME:
+        if "--" in value:
+            problems.append("ne peut pas contenir de double tiret (réservé au nom de naissance)")
+        if value[-1] in "-'":
+            problems.append("ne peut pas finir par un tiret ou une apostrophe")
+    elif value[-1] == " ":
+        problems.append("ne peut pas finir par un espace")
+    if not re.search(r"[A-Z]", value):
+        problems.append("ne contient aucune lettre")
+    return problems
+
+
+def is_valid_name(value: str, kind: NameKind) -> bool:
+    return not name_problems(value, kind)
 
 
 def normalize_sex(value: Any) -> str | None:
@@ -87,15 +139,11 @@ class IdentityTraits:
                 "birth_date": self.birth_date, "birth_place": self.birth_place}
 
 
-def _check_name(value: str, field: str, label: str) -> Problems:
-    if not value:
-        return [(field, f"{label} est vide.")]
-    if len(value) > MAX_NAME_LENGTH:
-        return [(field, f"{label} dépasse {MAX_NAME_LENGTH} caractères.")]
-    if not _ALLOWED.match(value):
-        return [(field, f"{label} contient des caractères que l'INSi n'accepte pas (lettres, espace, tiret et "
-                        "apostrophe seulement).")]
-    return []
+def _check_name(value: str, field: str, label: str, kind: NameKind) -> Problems:
+    found = name_problems(value, kind)
+    if not found:
+        return []
+    return [(field, f"{label} {' ; '.join(found)}.")]
 
 
 def check_birth_date(value: Any, field: str, today: dt.date) -> Problems:
@@ -122,7 +170,7 @@ def parse_traits(raw: Any, today: dt.date, *, prefix: str = "traits") -> tuple[I
     if birth_name_raw is not None and not isinstance(birth_name_raw, str):
         problems.append((f"{prefix}.birth_name", "Le nom de naissance doit être une chaîne."))
     else:
-        problems += _check_name(birth_name, f"{prefix}.birth_name", "Le nom de naissance")
+        problems += _check_name(birth_name, f"{prefix}.birth_name", "Le nom de naissance", NameKind.BIRTH_NAME)
 
     given_raw = raw.get("given_names")
     given: tuple[str, ...] = ()
@@ -133,7 +181,7 @@ def parse_traits(raw: Any, today: dt.date, *, prefix: str = "traits") -> tuple[I
     if not given and not any(f == f"{prefix}.given_names" for f, _ in problems):
         problems.append((f"{prefix}.given_names", "Au moins un prénom de naissance est requis."))
     for name in given:
-        found = _check_name(name, f"{prefix}.given_names", f"Le prénom « {name} »")
+        found = _check_name(name, f"{prefix}.given_names", f"Le prénom « {name} »", NameKind.GIVEN_NAME)
         if found:
             problems += found
             break
@@ -161,8 +209,8 @@ def likely_not_found_causes(traits: IdentityTraits) -> list[str]:
     """What, in these traits, commonly makes INSi answer "not found" (French, for the doctor)."""
     causes: list[str] = []
     if len(traits.given_names) > 1:
-        causes.append("Plusieurs prénoms ont été saisis : l'INSi compare le premier prénom de naissance ; "
-                      "vérifiez leur ordre sur la pièce d'identité.")
+        causes.append("Plusieurs prénoms ont été saisis : l'INSi compare le premier prénom de naissance (ou la "
+                      "liste complète) ; vérifiez leur ordre sur la pièce d'identité.")
     if " " in traits.birth_name:
         causes.append("Le nom de naissance contient un espace : un nom composé s'écrit souvent avec un tiret "
                       "(ou l'inverse) ; vérifiez sur la pièce d'identité.")
@@ -175,12 +223,15 @@ def likely_not_found_causes(traits: IdentityTraits) -> list[str]:
     return causes
 
 
-def traits_differences(local: IdentityTraits, reference: IdentityTraits) -> list[str]:
-    """Which traits differ between the local record and the INSi reference (field names)."""
+def traits_differences(local: IdentityTraits, reference: IdentityTraits, *,
+                       all_given_names: bool = False) -> list[str]:
+    """Which traits differ between the local record and the INSi reference (field names). A search compares the
+    first given name (the one it sent); a verification, the whole list the record holds."""
     diffs = []
     if local.birth_name != reference.birth_name:
         diffs.append("birth_name")
-    if local.first_given_name != reference.first_given_name:
+    if (local.given_names != reference.given_names if all_given_names
+            else local.first_given_name != reference.first_given_name):
         diffs.append("given_names")
     if local.sex != reference.sex:
         diffs.append("sex")

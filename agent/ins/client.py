@@ -1,10 +1,21 @@
 """The INSi client: search by carte Vitale, search by traits, verification of a known INS, over TLS.
 
-The messages come from ``agent.ins.soap``; this module adds the signed assertion (the professional's CPS, or the
-structure certificate), TLS with client authentication, timeouts, and the mapping of failures:
-``TransientRemoteError`` code ``insi_unreachable`` (network, timeout, 5xx) or ``insi_bad_answer``;
-``PermanentRemoteError`` ``insi_refused`` (a SOAP fault: INSi understood and refused). An answer whose INS has a
-wrong key or an OID this configuration does not accept is refused too: it must never reach a patient record.
+Two ways in, each with its own URL (``InsiSettings``), as the CNAM publishes them:
+
+- the CPx endpoint (``cpx_url``, e.g. ``https://qualiflps.services-ps.ameli.fr/lps``): the professional's CPS
+  signs the assertions; TLS authenticates the server only;
+- the mutual-TLS endpoint (``url``, e.g. ``https://qualiflps-services-ps-tlsm.ameli.fr/lps``): the structure's
+  INSI-AUTO / INSI-MANU certificate authenticates the workstation in TLS and signs the assertion.
+
+When ``cpx_url`` is empty, CPS calls go to ``url`` too (one endpoint for both, as before these were told apart).
+
+The messages come from ``agent.ins.soap`` and ``agent.ins.assertion``; this module signs the assertions (a CPS
+may take a second: never on the event loop), posts them, and maps failures: ``TransientRemoteError``
+``insi_unreachable`` (network, timeout, 5xx without a SOAP fault), ``insi_bad_answer``,
+``insi_temporarily_unavailable`` (a CNAM fault marked temporary: ``siram_40``...; retried ``transient_retries``
+times first); ``PermanentRemoteError`` ``insi_refused`` (a fault: INSi understood and refused). Faults carry
+``remote`` = the CNAM's ``insi_NNN`` code, its severity and its message. An answer whose INS has a wrong key or an
+OID this configuration does not accept is refused: it must never reach a patient record.
 """
 
 from __future__ import annotations
@@ -14,26 +25,31 @@ import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 from lxml import etree
 
 from agent.clock import Clock
-from agent.domain.ins import Ins, accepted_oids, key_is_valid
+from agent.domain.ins import accepted_oids, key_is_valid
 from agent.domain.signing import Signer
 from agent.domain.traits import IdentityTraits
 from agent.errors import ConfigError, PermanentRemoteError, TransientRemoteError
 from agent.ins import soap
+from agent.ins.assertion import ProfessionalIdentity, VitaleCardData, professional_assertion, vitale_assertion
 from agent.ins.soap import ACTION_TRAITS, ACTION_VITALE, CallContext, InsiAnswer, LpsInfo, VitaleQuery
 from agent.logs import get_logger
 from agent.xml.signing import sign_enveloped
 
 log = get_logger("insi")
 
+Channel = Literal["cpx", "mtls"]
+
 
 @dataclass(frozen=True, slots=True)
 class InsiSettings:
-    url: str
+    url: str  # the mutual-TLS endpoint (structure certificate); also the CPx one when cpx_url is empty
+    cpx_url: str = ""
     ca_file: str = ""
     client_cert: str = ""
     client_key: str = ""
@@ -42,14 +58,32 @@ class InsiSettings:
     allow_test_oids: bool = False
     lps: LpsInfo = field(default_factory=lambda: LpsInfo(idam="", name="relais", version="0", instance=""))
     structure_id: str = ""
+    billing_id: str = ""
+    amo_specialty: str = ""
+    activity_sector: str = "SA07"
+    cps_name_qualifier: str = ""
+    structure_name_qualifier: str = ""
+    transient_retries: int = 1
+    retry_delay: float = 0.5
 
 
-def tls_context(settings: InsiSettings) -> ssl.SSLContext:
-    """Server checked against ``ca_file`` (the system store when empty), client authenticated by its certificate."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls INSi: the signer of the assertions, the emitter of the contexts, and which endpoint."""
+
+    signer: Signer
+    emitter: str
+    professional: ProfessionalIdentity
+    channel: Channel
+
+
+def tls_context(settings: InsiSettings, *, client_certificate: bool = True) -> ssl.SSLContext:
+    """Server checked against ``ca_file`` (the system store when empty); on the mutual-TLS endpoint, the
+    workstation authenticated by its certificate."""
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file or None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if settings.client_cert:
+        if client_certificate and settings.client_cert:
             context.load_cert_chain(settings.client_cert, settings.client_key or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"certificats INSi illisibles : {exc}", key="insi.client_cert") from exc
@@ -60,13 +94,17 @@ class InsiClient:
     def __init__(self, settings: InsiSettings, clock: Clock, *, context: ssl.SSLContext | None = None,
                  structure_signer: Signer | None = None,
                  on_connectivity: Callable[[bool], object] | None = None) -> None:
-        if not settings.url.startswith("https://"):
-            raise ConfigError("l'URL du téléservice INSi doit être en https://", key="insi.url")
+        for key, url in (("insi.url", settings.url), ("insi.cpx_url", settings.cpx_url)):
+            if url and not url.startswith("https://"):
+                raise ConfigError("l'URL du téléservice INSi doit être en https://", key=key)
+        if not (settings.url or settings.cpx_url):
+            raise ConfigError("aucune URL du téléservice INSi", key="insi.url")
         self.settings = settings
         # Signs the assertion when no CPS is logged in (the structure certificate), if configured.
         self.structure_signer = structure_signer
         self._clock = clock
-        self._context = context or tls_context(settings)
+        self._mtls = context or tls_context(settings)
+        self._server_only = context or tls_context(settings, client_certificate=False)
         self._session: aiohttp.ClientSession | None = None
         # None until the first call; the callback hears each change (the bus's connectivity.changed).
         self.reachable: bool | None = None
@@ -86,48 +124,57 @@ class InsiClient:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=self.settings.connect_timeout)
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._context, limit=8),
-                                                  timeout=timeout)
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8), timeout=timeout)
         return self._session
 
-    async def search_traits(self, traits: IdentityTraits, signer: Signer, emitter: str) -> InsiAnswer:
-        """rechercherInsAvecTraitsIdentite with normalised traits (``agent.domain.traits.parse_traits``)."""
-        return await self._call(ACTION_TRAITS, soap.traits_body(traits), signer, emitter)
+    def endpoint(self, channel: Channel) -> tuple[str, ssl.SSLContext]:
+        if channel == "cpx" and self.settings.cpx_url:
+            return self.settings.cpx_url, self._server_only
+        if not self.settings.url:
+            raise ConfigError("aucune URL INSi pour le certificat de structure (authentification mutuelle)",
+                              key="insi.url")
+        return self.settings.url, self._mtls
 
-    async def search_vitale(self, query: VitaleQuery, signer: Signer, emitter: str) -> InsiAnswer:
-        """rechercherInsAvecCarteVitale for one beneficiary of the card."""
-        return await self._call(ACTION_VITALE, soap.vitale_body(query), signer, emitter)
+    async def search_traits(self, traits: IdentityTraits, caller: Caller) -> InsiAnswer:
+        """One rechercherInsAvecTraitsIdentite with normalised traits; ``agent.ins.search`` plans the sequence."""
+        return await self._call(ACTION_TRAITS, soap.traits_body(traits), caller)
 
-    async def verify(self, ins: Ins, traits: IdentityTraits, signer: Signer, emitter: str) -> tuple[str, InsiAnswer]:
-        """Verification of a known INS (the "vérification unitaire"): a search by the traits, compared with it.
+    async def search_vitale(self, query: VitaleQuery, caller: Caller) -> InsiAnswer:
+        """rechercherInsAvecCarteVitale for one beneficiary; the carte Vitale assertion is built now, at send time."""
+        return await self._call(ACTION_VITALE, soap.vitale_body(query), caller, query)
 
-        ``match`` when INSi returns this INS as the active one; ``mismatch`` when it returns another person or
-        when this INS is only a former one (the active INS replaced it); ``not_found`` / ``several`` otherwise.
-        """
-        answer = await self.search_traits(traits, signer, emitter)
-        if answer.result != "found" or answer.ins is None:
-            return answer.result, answer
-        if answer.ins.value == ins.value:
-            return "match", answer
-        return "mismatch", answer
+    async def _call(self, action: str, body: etree._Element, caller: Caller,
+                    coverage: VitaleQuery | None = None) -> InsiAnswer:
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(action, body, caller, coverage)
+            except TransientRemoteError as exc:
+                if exc.code != "insi_temporarily_unavailable" or attempt >= self.settings.transient_retries:
+                    raise
+                attempt += 1
+                log.info("INSi momentanément indisponible : nouvelle tentative %d", attempt)
+                await asyncio.sleep(self.settings.retry_delay)
 
-    async def _call(self, action: str, body: etree._Element, signer: Signer, emitter: str) -> InsiAnswer:
-        message_id = str(uuid.uuid4())
-        ctx = CallContext(message_id=message_id, now=self._clock.now(), emitter=emitter, lps=self.settings.lps,
-                          structure_id=self.settings.structure_id)
-        assertion = soap.build_assertion(ctx, f"_{uuid.uuid4().hex}")
-        # A CPS may take a second to sign: never on the event loop.
-        signed = await asyncio.to_thread(sign_enveloped, assertion, signer)
-        envelope = soap.build_envelope(action, ctx, body, signed)
-        data = await self._post(action, envelope)
-        answer = soap.parse_answer(data)
+    async def _call_once(self, action: str, body: etree._Element, caller: Caller,
+                         coverage: VitaleQuery | None) -> InsiAnswer:
+        now = self._clock.now()
+        ctx = CallContext(message_id=str(uuid.uuid4()), now=now, emitter=caller.emitter, lps=self.settings.lps)
+        unsigned = [professional_assertion(caller.professional, f"_{uuid.uuid4().hex}", now)]
+        if coverage is not None:
+            card = VitaleCardData(coverage.card_serial, coverage.insured_nir, coverage.birth_date, coverage.birth_rank)
+            unsigned.append(vitale_assertion(card, caller.professional.issuer_dn, f"_{uuid.uuid4().hex}", now))
+        signed = await asyncio.to_thread(lambda: [sign_enveloped(a, caller.signer) for a in unsigned])
+        envelope = soap.build_envelope(action, ctx, body, signed, coverage)
+        url, context = self.endpoint(caller.channel)
+        answer = soap.parse_answer(await self._post(url, context, action, envelope))
         self._check(answer)
         return answer
 
-    async def _post(self, action: str, envelope: bytes) -> bytes:
+    async def _post(self, url: str, context: ssl.SSLContext, action: str, envelope: bytes) -> bytes:
         headers = {"Content-Type": f'{soap.CONTENT_TYPE}; action="{action}"'}
         try:
-            async with self._http().post(self.settings.url, data=envelope, headers=headers) as response:
+            async with self._http().post(url, data=envelope, headers=headers, ssl=context) as response:
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.content.iter_chunked(65536):

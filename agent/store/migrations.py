@@ -175,6 +175,23 @@ MIGRATIONS: dict[str, list[str]] = {
         );
         """,
     ],
+    # INS provenance (agent/store/ins_provenance.py): every INS INSi returned as the active one (CR 00), with its
+    # OID, when, how and for whom; never a name or a trait. The DMP takes only INS obtained this way.
+    "ins": [
+        """
+        CREATE TABLE ins_provenance (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            ins         TEXT NOT NULL,
+            oid         TEXT NOT NULL,
+            obtained_at TEXT NOT NULL,
+            operation   TEXT NOT NULL,
+            rpps        TEXT,
+            structure   TEXT,
+            workstation TEXT NOT NULL
+        );
+        CREATE INDEX ins_provenance_ins ON ins_provenance(ins, id);
+        """,
+    ],
 }
 
 

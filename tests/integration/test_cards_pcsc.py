@@ -55,7 +55,8 @@ async def test_vitale_insert_read_pull_and_insert_again(pcscd: Pcscd, start_agen
             removed = await events.wait("card.removed", reader=VITALE_READER)
             assert removed["card"] == "vitale"
             cards = await _cards(http, agent)
-            assert cards["vitale"] == {"present": False, "reader": None, "beneficiaries": []}
+            assert cards["vitale"] == {"present": False, "reader": None, "beneficiaries": [], "card_serial": None,
+                                      "validity_start": None}
 
 
 async def test_cps_and_vitale_in_two_readers_login_and_sign(pcscd: Pcscd, softhsm: SoftHsm,

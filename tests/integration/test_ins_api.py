@@ -15,14 +15,21 @@ from tests.support.traces import recorded
 
 
 @pytest.fixture
-def structure_credentials(tmp_path: Path) -> dict[str, str]:
-    creds = SandboxPki(tmp_path / "structure-pki").issue("structure", common_name="Cabinet de test", client=True)
+def sandbox_state(tmp_path: Path) -> Path:
+    return tmp_path / "sandbox-state"
+
+
+@pytest.fixture
+def structure_credentials(sandbox_state: Path) -> dict[str, str]:
+    # The structure's INSI-AUTO certificate comes from the test CA the simulator trusts (IGC-Santé's stand-in).
+    creds = SandboxPki(sandbox_state).issue("structure", common_name="Cabinet de test", client=True)
     return {"structure_id": "10B0152872", "structure_cert": str(creds.cert_path), "structure_key": str(creds.key_path)}
 
 
 @pytest.fixture
-async def agent(start_agent: Any, structure_credentials: dict[str, str]) -> Any:
-    running = await start_agent(demo=DemoOptions(cards="none", tray=False), insi=structure_credentials)
+async def agent(start_agent: Any, structure_credentials: dict[str, str], sandbox_state: Path) -> Any:
+    running = await start_agent(demo=DemoOptions(cards="none", tray=False), insi=structure_credentials,
+                                sandbox={"state_dir": str(sandbox_state)})
     return running
 
 
@@ -116,7 +123,7 @@ async def test_insi_down_gives_503(http: aiohttp.ClientSession, agent: Any, mode
 
 
 async def test_verify_match_replaced_and_mismatch(http: aiohttp.ClientSession, agent: Any) -> None:
-    fontaine = {"birth_name": "Fontaine", "given_names": ["Thomas"], "sex": "M", "birth_date": "1975-04-18"}
+    fontaine = {"birth_name": "Fontaine", "given_names": ["Thomas", "Luca"], "sex": "M", "birth_date": "1975-04-18"}
     status, body = await post(http, agent, "/v1/ins/verify", {
         "ins": {"value": FONTAINE.ins, "oid": "1.2.250.1.213.1.4.10"}, "traits": fontaine})
     assert status == 200 and body["result"] == "match", body
@@ -141,12 +148,28 @@ async def test_verify_refuses_a_wrong_key_before_calling(http: aiohttp.ClientSes
     assert await insi_calls(http, agent) == []
 
 
-async def test_without_cps_or_structure_certificate_503(http: aiohttp.ClientSession, start_agent: Any) -> None:
+async def test_insi_2_01_without_cps_no_call_and_a_clear_message(http: aiohttp.ClientSession,
+                                                                  start_agent: Any) -> None:
     running = await start_agent(demo=DemoOptions(cards="none", tray=False))
     status, body = await post(http, running, "/v1/ins/search", traits(
         birth_name="Lefevre", given_names=["Helene"], sex="F", birth_date="1955-01-30"))
     assert status == 503, body
-    assert body["code"] in ("cps_absent", "cps_not_logged_in")
+    assert body["code"] in ("cps_absent", "cps_not_logged_in") and "CPS" in body["detail"]
+    assert await insi_calls(http, running) == []
+
+
+async def test_a_cnam_fault_reaches_the_lgc_with_its_insi_code(http: aiohttp.ClientSession, agent: Any) -> None:
+    async with http.post(agent.url + "/_sandbox/insi/inject", json={"answer": "siram_40", "times": 2},
+                         headers=agent.headers()) as r:
+        assert r.status == 200
+    search = traits(birth_name="Lefevre", given_names=["Helene"], sex="F", birth_date="1955-01-30")
+    status, body = await post(http, agent, "/v1/ins/search", search)
+    assert status == 503 and body["code"] == "insi_temporarily_unavailable", body
+    assert body["remote"]["code"] == "insi_102" and body["remote"]["subcode"] == "siram_40"
+    assert "momentanément indisponible" in body["detail"]
+    status, body = await post(http, agent, "/v1/ins/search", search)  # the injection is spent
+    assert status == 200 and body["result"] == "found" and body["qualified_via_insi"] is True
+    assert body["identity_source"] == "insi"
 
 
 async def test_insi_not_configured_503(http: aiohttp.ClientSession, start_agent: Any) -> None:

@@ -78,3 +78,47 @@ async def test_no_vitale_in_the_reader(http: aiohttp.ClientSession, demo: Any) -
             break
         await asyncio.sleep(0.05)
     assert status == 503 and body["code"] == "vitale_absent", body
+
+
+async def insert(http: aiohttp.ClientSession, agent: Any, card: str) -> str:
+    """Insert a named virtual card; returns its serial once GET /v1/cards shows it."""
+    status, body = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True, "card": card})
+    assert status == 200, body
+    for _ in range(100):
+        status, cards = await call(http, agent, "GET", "/v1/cards")
+        serial = (cards.get("vitale") or {}).get("card_serial")
+        if status == 200 and serial and serial != agent.last_serial:
+            agent.last_serial = serial
+            return str(serial)
+        await asyncio.sleep(0.05)
+    pytest.fail(f"la carte {card} n'apparaît pas dans /v1/cards")
+
+
+async def test_insi_1_01_search_by_carte_vitale_card_insi_01(http: aiohttp.ClientSession, demo: Any,
+                                                              reference_dir: Any) -> None:
+    await beneficiaries(http, demo)
+    demo.last_serial = None
+    serial = await insert(http, demo, "cnda-insi-01")
+    assert serial == "468929507"  # the card's number in the CNDA's test 1.01
+    assert (await call(http, demo, "POST", "/v1/cps/login", {"pin": DEMO_PIN}))[0] == 200
+    status, body = await call(http, demo, "POST", "/v1/ins/search",
+                              {"source": "vitale", "beneficiary_index": 0, "card_serial": serial})
+    assert status == 200 and body["result"] == "found", body
+    assert body["ins"]["value"] == "277076322082910" and body["traits"]["birth_name"] == "NESSI"
+    assert body["card_serial"] == serial
+
+
+async def test_insi_1_03_card_swapped_after_the_selection_is_refused(http: aiohttp.ClientSession, demo: Any,
+                                                                      reference_dir: Any) -> None:
+    await beneficiaries(http, demo)
+    demo.last_serial = None
+    assert (await call(http, demo, "POST", "/v1/cps/login", {"pin": DEMO_PIN}))[0] == 200
+    selected_on = await insert(http, demo, "cnda-insi-01")  # Ruth is selected on card INSi 01...
+    await insert(http, demo, "cnda-insi-04")  # ...then card INSi 04 takes its place in the reader
+    status, body = await call(http, demo, "POST", "/v1/ins/search",
+                              {"source": "vitale", "beneficiary_index": 0, "card_serial": selected_on})
+    assert status == 409 and body["code"] == "vitale_card_changed", body
+    assert "sélectionnez à nouveau" in body["detail"]
+    status, calls = await call(http, demo, "GET", "/_sandbox/insi/calls")
+    assert all(c.get("action") != "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale"
+               for c in calls["items"])

@@ -68,7 +68,7 @@ def test_vitale_records_round_trip_with_accents_corsica_and_lunar_dates() -> Non
 
 def test_vitale_given_names_in_one_tag_are_split_and_birth_name_defaults() -> None:
     inner = encode_tlv(0x93, b"279035121518989") + encode_tlv(0x80, b"PAT-TROIS") + \
-        encode_tlv(0x81, b"DOMINIQUE MARIE-LOUISE") + encode_tlv(0x82, b"28031979")
+        encode_tlv(0x81, b"DOMINIQUE MARIE-LOUISE") + encode_tlv(0x82, b"19790328")
     (person,) = parse_beneficiaries(encode_tlv(0x65, inner))
     assert person.given_names == ["DOMINIQUE", "MARIE-LOUISE"]
     assert person.birth_name == "PAT-TROIS" and person.birth_date == "1979-03-28" and person.quality == "00"
@@ -85,7 +85,7 @@ def test_malformed_vitale_records_are_refused(inner: bytes) -> None:
 
 
 def test_vitale_applet_reads_in_chunks_like_a_card() -> None:
-    from agent.cards.vitale import read_beneficiaries
+    from agent.cards.vitale import read_card
 
     many = [VitaleBeneficiary(i, "279035121518989", f"NOM{i}", ["PRENOM"], f"NOM{i}", "1979-03-28", 1, "06")
             for i in range(8)]
@@ -95,9 +95,9 @@ def test_vitale_applet_reads_in_chunks_like_a_card() -> None:
     def transmit(command: Command) -> Response:
         return Response.decode(applet.process(command.encode()))
 
-    assert read_beneficiaries(transmit) == many
+    assert read_card(transmit).beneficiaries == many
     with pytest.raises(Unavailable) as not_vitale:
-        read_beneficiaries(lambda c: Response(b"", Sw.FILE_NOT_FOUND))
+        read_card(lambda c: Response(b"", Sw.FILE_NOT_FOUND))
     assert not_vitale.value.code == "vitale_absent"
 
 
@@ -170,6 +170,8 @@ async def test_vitale_events_never_carry_patient_data(cards: Any) -> None:
                         "beneficiary_count": len(demo_beneficiaries())}
     people = service.vitale_beneficiaries()
     assert people[0].nir == "279035121518989" and people[0].given_names[0] == "DOMINIQUE"
+    # The serial number is not patient data and travels in GET /v1/cards, never in events.
+    assert service.snapshot()["vitale"]["card_serial"] == service.vitale_card().serial != ""
     virtual.readers.remove(VITALE_READER)
     assert (await recorder.next("card.removed"))["card"] == "vitale"
     with pytest.raises(Unavailable):

@@ -20,9 +20,12 @@ from agent.domain.ins import (
 )
 from agent.domain.traits import (
     IdentityTraits,
+    NameKind,
     StatusEvent,
+    is_valid_name,
     likely_not_found_causes,
     may_share,
+    name_problems,
     next_status,
     normalize_given_names,
     normalize_name,
@@ -102,7 +105,8 @@ def test_test_oids_only_where_allowed() -> None:
     ("  d’Arcy ", "D'ARCY"),
     ("D ' ARCY", "D'ARCY"),
     ("Pat – Trois", "PAT-TROIS"),
-    ("Pat--Trois", "PAT-TROIS"),
+    ("Dupont -- Durand", "DUPONT--DURAND"),
+    ("’t Hooft", "'T HOOFT"),
     ("Cœur", "COEUR"),
     ("Lætitia", "LAETITIA"),
     ("Ñúñez  García", "NUNEZ GARCIA"),
@@ -110,6 +114,67 @@ def test_test_oids_only_where_allowed() -> None:
 ])
 def test_names_are_normalised_as_insi_writes_them(typed: str, expected: str) -> None:
     assert normalize_name(typed) == expected
+
+
+# SEL-MP-043 §2 / §3.4.1 as the public summary gives them: A-Z, space, apostrophe, hyphen and double hyphen in a
+# birth name; an apostrophe may come first; no doubled space or apostrophe; given names take no double hyphen.
+letters = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=12)
+separators = st.sampled_from([" ", "-", "'", "--"])
+birth_names = st.builds(lambda head, rest: head + "".join(sep + word for sep, word in rest),
+                        letters, st.lists(st.tuples(separators, letters), max_size=4))
+given_names = st.builds(lambda head, rest: head + "".join(sep + word for sep, word in rest),
+                        letters, st.lists(st.tuples(st.sampled_from([" ", "-", "'"]), letters), max_size=3))
+
+
+@given(birth_names, st.booleans())
+def test_every_name_the_referentiel_allows_is_accepted(name: str, leading_apostrophe: bool) -> None:
+    name = f"'{name}" if leading_apostrophe else name
+    assert name_problems(name, NameKind.BIRTH_NAME) == []
+    assert normalize_name(name) == name  # already as INSi writes it: normalising changes nothing
+
+
+@given(given_names)
+def test_every_given_name_the_referentiel_allows_is_accepted(name: str) -> None:
+    assert is_valid_name(name, NameKind.GIVEN_NAME)
+
+
+@given(birth_names, st.sampled_from(["  ", "''", " '", "' ", "---", "1", "É", "_", "."]), birth_names)
+def test_a_forbidden_sequence_anywhere_is_refused(head: str, bad: str, tail: str) -> None:
+    assert not is_valid_name(head + bad + tail, NameKind.BIRTH_NAME)
+
+
+@given(birth_names)
+def test_a_name_never_starts_with_a_space_or_a_hyphen(name: str) -> None:
+    assert not is_valid_name(f"-{name}", NameKind.BIRTH_NAME)
+    assert not is_valid_name(f" {name}", NameKind.BIRTH_NAME)
+
+
+@given(letters, letters)
+def test_a_given_name_has_no_double_hyphen_and_no_trailing_hyphen_or_apostrophe(a: str, b: str) -> None:
+    assert is_valid_name(f"{a}--{b}", NameKind.BIRTH_NAME)
+    assert not is_valid_name(f"{a}--{b}", NameKind.GIVEN_NAME)
+    assert not is_valid_name(f"{a}-", NameKind.GIVEN_NAME)
+    assert not is_valid_name(f"{a}'", NameKind.GIVEN_NAME)
+
+
+@given(st.text(max_size=30))
+def test_normalising_is_idempotent_and_never_invents_a_valid_name_from_garbage(typed: str) -> None:
+    once = normalize_name(typed)
+    assert normalize_name(once) == once
+    if is_valid_name(once, NameKind.BIRTH_NAME):
+        assert all(ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ '-" for ch in once)
+
+
+def test_referentiel_examples_pass_the_precheck() -> None:
+    traits, problems = parse_traits({"birth_name": "Dupont--Durand", "given_names": ["Jean-Marie"], "sex": "M",
+                                     "birth_date": "1980-01-01"}, TODAY)
+    assert problems == [] and traits is not None and traits.birth_name == "DUPONT--DURAND"
+    traits, problems = parse_traits({"birth_name": "'t Hooft", "given_names": ["Gerard"], "sex": "M",
+                                     "birth_date": "1946-07-05"}, TODAY)
+    assert problems == [] and traits is not None and traits.birth_name == "'T HOOFT"
+    _, problems = parse_traits({"birth_name": "Durand", "given_names": ["Jean--Marie"], "sex": "M",
+                                "birth_date": "1980-01-01"}, TODAY)
+    assert [field for field, _ in problems] == ["traits.given_names"] and "double tiret" in problems[0][1]
 
 
 def test_given_names_keep_composed_names_whole() -> None:
