@@ -11,6 +11,7 @@ from aiohttp import web
 from agent.cli.wiring import build_simulators
 from agent.config import Config
 from agent.logs import get_logger, setup_logging
+from agent.netbind import bind_first_free, start_sites
 from agent.sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
 from agent.sandbox.pki import SandboxPki
 
@@ -23,8 +24,7 @@ async def serve_sandbox(state_dir: Path, port: int, config: Config) -> int:
     await host.start()
     runner = web.AppRunner(create_sandbox_app(host, port), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
-    await site.start()
+    await start_sites(runner, bind_first_free("127.0.0.1", port, what="le bac à sable"))
     print(f"Bac à sable Relais : http://127.0.0.1:{port}/_sandbox/endpoints", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -352,9 +352,12 @@ class Agent:
         app = create_app(services, registrars)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, config.api.host, config.api.port, reuse_address=True)
-        await site.start()
-        self.port = _bound_port(self.runner) or config.api.port
+        from agent.netbind import bind_first_free, start_sites
+
+        # An exclusive port; when another session's agent has it (shared Remote Desktop server), the next free one.
+        sockets = bind_first_free(config.api.host, config.api.port, search=config.api.port_search,
+                                  skip=(config.practice.peer_port,))
+        self.port = await start_sites(self.runner, sockets)
         app[GUARD_KEY].port = self.port
         if self._lock is not None:
             self._lock.update(port=self.port, started_at=services.started_at)
@@ -402,15 +405,6 @@ class Agent:
             finally:
                 self._lock.release()
                 self._lock = None
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        for sock in sockets:
-            return int(sock.getsockname()[1])
-    return None
 
 
 def _atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:

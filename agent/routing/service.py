@@ -32,6 +32,7 @@ from agent.config import PracticeSection
 from agent.errors import AccessRefused, ConfigError, Conflict, InvalidInput, NotFound, RelaisError, Unavailable
 from agent.events import EventBus
 from agent.logs import get_logger
+from agent.netbind import bind_exclusive, start_sites
 from agent.routing import pki, practice, queue_link, tls
 from agent.routing.client import PeerClient
 from agent.routing.protocol import Cancel, Forward, Freshness, Presence, check_fresh, new_nonce, same_rpps
@@ -182,12 +183,9 @@ class RoutingService:
         app = create_peer_app(self)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.peer_host, self.settings.peer_port,
-                           ssl_context=tls.server_context(self.data_dir, self.member.ca_pem), reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.peer_port
+        sockets = bind_exclusive(self.settings.peer_host, self.settings.peer_port)  # OSError: logged by _load
+        self.port = await start_sites(self._runner, sockets,
+                                      ssl_context=tls.server_context(self.data_dir, self.member.ca_pem))
         self._client = PeerClient(tls.client_context(self.data_dir, self.member.ca_pem), self.identify)
         log.info("poste « %s » du cabinet : écoute des pairs sur le port %d", self.member.workstation, self.port)
         if self.settings.discovery and self.discovery_factory is not None:

@@ -1,7 +1,9 @@
 """Imports go down the layers of ARCHITECTURE.md, never up; the tray imports nothing from the agent.
 
 Layers (a package may import its own modules and those listed for it):
-- foundation: errors, clock, logs, config, events, softkey (the software-key Signer): each other only as below;
+- foundation: errors, clock, logs, config, events, softkey (the software-key Signer), netbind (exclusive
+  listeners), platforms (OS facts): each other only as below;
+- autostart, locator: foundation only (used by the command line);
 - domain: pure rules (errors allowed);
 - xml, cards, store: foundation + domain;
 - cda, ins, dmp, mss: foundation + domain + xml;
@@ -20,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey"}
+FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey", "netbind", "platforms"}
 BASE = FOUNDATION | {"domain"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -29,6 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "events": {"clock"},
     "softkey": {"errors", "domain"},
+    # OS facts and exclusive listeners, for every layer.
+    "netbind": {"errors"},
+    "platforms": {"errors"},
+    # Only the command line uses these: autostart at logon, the session file an LGC reads.
+    "autostart": FOUNDATION,
+    "locator": FOUNDATION,
     "domain": {"errors"},
     "xml": BASE,
     "cards": BASE,
