@@ -98,7 +98,7 @@ def _file_settings(config: Config) -> list[tuple[str, str]]:
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     """Check what a workstation needs; OK / ATTENTION / ERREUR lines, exit 1 on any error."""
     from agent.cli.commands import agent_request
-    from agent.store.masterkey import _keyring_usable
+    from agent.store.masterkey import describe as describe_master_key
 
     problems = 0
 
@@ -117,10 +117,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
         line("OK", f"dossier de données accessible en écriture : {data_dir}")
     except OSError as exc:
         line("ERREUR", f"dossier de données inaccessible : {data_dir} ({exc.strerror})")
-    if config.store.master_key == "file" or not _keyring_usable():
-        line("ATTENTION", "pas de trousseau système : la clé maîtresse est un fichier du dossier de données")
-    else:
-        line("OK", "trousseau système disponible pour la clé maîtresse")
+    line(*describe_master_key(data_dir, config.store.master_key))
     try:
         status = agent_request(config, "GET", "/v1/status")
         line("OK", f"agent {status['version']} en marche sur ce dossier")
