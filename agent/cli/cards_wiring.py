@@ -18,6 +18,7 @@ from agent.cards.cps import CpsToken
 from agent.cards.readers import ReaderBackend
 from agent.cards.service import CardService
 from agent.logs import get_logger
+from agent.platforms import default_pkcs11_module
 
 log = get_logger("cards")
 
@@ -55,8 +56,9 @@ async def start_cards(services: Services, registrars: list[RouteRegistrar], *, d
                                          "(paquet relais[cards]).")
         token_factory: Any = None
         token_present: Any = None
-        if section.pkcs11_module:
-            token_factory, token_present = _pkcs11(services)
+        module = section.pkcs11_module or default_pkcs11_module()  # the Cryptolib CPS where it is installed
+        if module:
+            token_factory, token_present = _pkcs11(services, module)
         service = CardService(services.bus, services.clock, backend=backend, token_factory=token_factory,
                               token_present=token_present, session_timeout=timeout)
         await service.start()
@@ -65,7 +67,7 @@ async def start_cards(services: Services, registrars: list[RouteRegistrar], *, d
     return service
 
 
-def _pkcs11(services: Services) -> tuple[Any, Any]:
+def _pkcs11(services: Services, module: str) -> tuple[Any, Any]:
     section = services.config.cards
     try:
         from agent.cards.pkcs11 import KeyLabels, Pkcs11CpsToken
@@ -76,11 +78,11 @@ def _pkcs11(services: Services) -> tuple[Any, Any]:
     labels = KeyLabels(authentication=section.auth_key_label, signature=section.sign_key_label)
 
     def factory(reader: str) -> CpsToken | None:
-        return Pkcs11CpsToken(section.pkcs11_module, token_label=section.token_label, labels=labels,
+        return Pkcs11CpsToken(module, token_label=section.token_label, labels=labels,
                               algorithm=section.signature_algorithm)
 
     def present() -> bool:
-        return Pkcs11CpsToken.present(section.pkcs11_module, section.token_label)
+        return Pkcs11CpsToken.present(module, section.token_label)
 
     return factory, present
 

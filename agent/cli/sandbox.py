@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 from aiohttp import web
@@ -12,6 +11,7 @@ from agent.cli.wiring import build_simulators
 from agent.config import Config
 from agent.logs import get_logger, setup_logging
 from agent.netbind import bind_first_free, start_sites
+from agent.platforms import install_stop_handlers
 from agent.sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
 from agent.sandbox.pki import SandboxPki
 
@@ -27,9 +27,7 @@ async def serve_sandbox(state_dir: Path, port: int, config: Config) -> int:
     await start_sites(runner, bind_first_free("127.0.0.1", port, what="le bac à sable"))
     print(f"Bac à sable Relais : http://127.0.0.1:{port}/_sandbox/endpoints", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    install_stop_handlers(stop.set)
     try:
         await stop.wait()
     finally:

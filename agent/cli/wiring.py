@@ -11,7 +11,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from agent.config import Config
 from agent.errors import NotFound
 from agent.events import EventBus
 from agent.logs import get_logger, setup_logging
+from agent.platforms import install_stop_handlers
 from agent.sandbox.host import SandboxContext, SandboxHost, Simulator
 from agent.sandbox.pki import SandboxPki
 from agent.store.crypto import ContentCipher
@@ -450,12 +450,7 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
                   backups=config.agent.log_backups)
     agent = Agent(config, demo)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:  # pragma: no cover - Windows
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    install_stop_handlers(stop.set)
     await agent.start()
     tray: subprocess.Popen[bytes] | None = None
     try:
