@@ -358,6 +358,9 @@ class Agent:
         sockets = bind_first_free(config.api.host, config.api.port, search=config.api.port_search,
                                   skip=(config.practice.peer_port,))
         self.port = await start_sites(self.runner, sockets)
+        if config.api.port and self.port != config.api.port:
+            services.warnings.append(f"Port {config.api.port} déjà pris (agent d'une autre session ?) : l'agent "
+                                     f"écoute sur le port {self.port}, annoncé dans le fichier de session.")
         app[GUARD_KEY].port = self.port
         if self._lock is not None:
             self._lock.update(port=self.port, started_at=services.started_at)
@@ -452,6 +455,9 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     stop = asyncio.Event()
     install_stop_handlers(stop.set)
     await agent.start()
+    from agent import locator
+
+    session = locator.announce(config, agent.port, agent.services.started_at if agent.services else "")
     tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
@@ -466,6 +472,7 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     finally:
         if tray is not None and tray.poll() is None:
             tray.terminate()
+        locator.withdraw(session)
         await agent.stop()
     log.info("agent arrêté proprement")
     return 0
