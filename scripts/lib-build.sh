@@ -12,15 +12,8 @@ tools_venv() {
   fi
 }
 
-deps_digest() {
-  # What the installer locks were resolved from: the runtime dependencies and the extras bundled (cards, desktop).
-  python3 - <<'PY'
-import hashlib, json, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-extras = project.get("optional-dependencies", {})
-spec = {"dependencies": project["dependencies"], "cards": extras.get("cards", []), "desktop": extras.get("desktop", [])}
-print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16])
-PY
+deps_digest() {  # what the installer locks were resolved from (scripts/lock_digest.py)
+  python3 scripts/lock_digest.py pyproject.toml
 }
 
 check_lock() {
