@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the Windows setup under wine (a throw-away 64-bit prefix): silent per-user install, `relais
 # --version`, `relais doctor`, `relais demo --cards none` answering /v1/health, silent uninstall that keeps the
-# data folder. $1: the setup (default: dist/Relais-Setup-<version>.exe, built by scripts/build-windows.sh).
+# data folder; then the same setup with /ALLUSERS (Program Files, the machine's Run key) and its uninstall.
+# $1: the setup (default: dist/Relais-Setup-<version>.exe, built by scripts/build-windows.sh).
 # What wine cannot run is listed in installer/README.md (manual checks on a real Windows machine).
 # Output of Windows programs goes through pipes: under wine 8, CPython cannot open its standard streams on a
 # redirected regular file ("init_sys_streams: Invalid handle").
@@ -79,12 +80,26 @@ demo_pid=""
 
 step "silent uninstall"
 [ -d "$data_dir" ] || fail "no data folder at $data_dir before uninstalling"
-wine "$install_dir/uninstall.exe" /S "_?=$(winepath -w "$install_dir")" </dev/null >/dev/null 2>&1 || fail "uninstaller exited $?"
-rm -f "$install_dir/uninstall.exe"  # with _?= the uninstaller does not delete itself
-[ ! -e "$install_dir/relais.exe" ] || fail "relais.exe still there after uninstall"
-[ ! -d "$install_dir/python" ] || fail "the bundled Python is still there after uninstall"
+uninstall() {  # $@: the uninstaller's options. It copies itself to %TEMP% and exits at once: wait for the copy.
+  wine "$@" </dev/null >/dev/null 2>&1 || true  # its exit code is the launcher's; the checks below are the result
+  wineserver -w
+}
+uninstall "$install_dir/uninstall.exe" /S
+[ ! -e "$install_dir" ] || fail "the installation folder is still there after uninstall: $(ls "$install_dir")"
 [ -d "$data_dir" ] || fail "the uninstaller removed the data folder"
 if win reg query 'HKCU\Software\Microsoft\Windows\CurrentVersion\Run' /v Relais | grep -q relaisw; then
   fail "the Run value survived the uninstall"
+fi
+step "silent install for all users (/ALLUSERS)"
+machine_dir="$WINEPREFIX/drive_c/Program Files/Relais"
+RELAIS_NO_SYSTEMCTL=1 wine "$setup" /ALLUSERS /S </dev/null >/dev/null 2>&1 || fail "setup /ALLUSERS exited $?"
+[ -f "$machine_dir/relais.exe" ] || fail "relais.exe not installed in Program Files"
+run_key=$(win reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Run' /v Relais)
+grep -q '"C:\\Program Files\\Relais\\relaisw.exe" run' <<<"$run_key" || fail "no machine Run value: $run_key"
+[ "$(win "$machine_dir/relais.exe" --version)" = "relais $(project_version)" ] || fail "relais --version (all users)"
+uninstall "$machine_dir/uninstall.exe" /ALLUSERS /S
+[ ! -e "$machine_dir" ] || fail "Program Files\\Relais is still there after uninstall: $(ls "$machine_dir")"
+if win reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Run' /v Relais | grep -q relaisw; then
+  fail "the machine Run value survived the uninstall"
 fi
 step "smoke test passed"

@@ -68,9 +68,10 @@ FunctionEnd
 !insertmacro ChooseMode "un."
 
 Function .onInit
+  StrCpy $R9 "$LOCALAPPDATA\Programs\Relais"  ; the user's default, before ChooseMode switches to all users
   Call ChooseMode
   ${If} $AllUsers == 1
-  ${AndIf} $INSTDIR == "$LOCALAPPDATA\Programs\Relais"
+  ${AndIf} $INSTDIR == $R9
     StrCpy $INSTDIR "$PROGRAMFILES64\Relais"
   ${EndIf}
 FunctionEnd
