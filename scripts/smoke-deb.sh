@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the .deb in a fresh Debian 12 (minbase + python3, libpcsclite1, systemd): install, `relais
-# --version`, `relais doctor`, `relais demo --cards none` answering /v1/health, the user unit enabled for all users,
-# removal keeping the data folder. Needs root (chroot) and mmdebstrap; the first run builds the chroot's tarball
-# (30 s to 5 minutes depending on the mirror, cached in build/deb-chroot/). $1: the .deb (default: dist/relais_<version>_amd64.deb).
+# --version`, `relais doctor`, `relais demo --cards none` answering /v1/health, the user unit enabled for all
+# users, removal keeping the data folder. Needs root (chroot) and mmdebstrap; the first run builds the chroot's
+# tarball (30 s to 5 minutes depending on the mirror, cached in build/deb-chroot/).
+# $1: the .deb (default: dist/relais_<version>_amd64.deb).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-build.sh
