@@ -36,7 +36,6 @@ printf 'python313.zip\r\n.\r\nLib\\site-packages\r\nimport site\r\n' > "$stage/p
 
 # 2. The dependencies, as wheels built for win_amd64 / CPython 3.13, unpacked into Lib\site-packages. The few
 # pure-Python packages published only as sources (SDIST_ONLY) are built here; a Linux binary would be refused below.
-SDIST_ONLY="proxy-tools"  # pywebview's
 "${pip[@]}" install --target "$site" --platform win_amd64 --python-version 3.13 --implementation cp \
   --only-binary=:all: --no-binary="$SDIST_ONLY" --no-deps --require-hashes --no-compile -r "$lock"
 if find "$site" -name '*.so' -o -name '*.so.*' | grep -q .; then

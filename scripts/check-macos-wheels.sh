@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-build.sh
 tools_venv
-SDIST_ONLY="proxy-tools"  # pure Python, published as sources only (pywebview's)
 for arch in arm64 x86_64; do
   lock="installer/macos/requirements-macos-$arch.txt"
   check_lock "$lock"

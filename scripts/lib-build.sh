@@ -2,6 +2,9 @@
 # Build tools go to build/tools (a venv); nothing is installed system-wide except Debian packages.
 
 TOOLS_VENV="build/tools"
+# Pure-Python packages published as sources only (pywebview's proxy-tools): the only ones the bundles for another
+# OS build rather than take as wheels.
+SDIST_ONLY="proxy-tools"
 
 tools_venv() {
   # A venv with the pinned tools of installer/build-tools.txt (uv to resolve, distlib for the Windows launchers).

@@ -10,8 +10,8 @@ tools_venv
 digest=$(deps_digest)
 
 # Bundles for another OS take wheels only: uv then picks versions that have a wheel for that OS (cryptography has
-# none after 48 for macOS x86_64). proxy-tools is pure Python, published as sources only.
-WHEELS_ONLY=(--only-binary :all: --no-binary proxy-tools)
+# none after 48 for macOS x86_64), except the pure-Python SDIST_ONLY.
+WHEELS_ONLY=(--only-binary :all: --no-binary "$SDIST_ONLY")
 
 lock() {  # $1 uv target triple, $2 output, $3 CPython version, then more uv options
   local body target=$1 out=$2 python=$3
