@@ -42,8 +42,8 @@ class ReaderBackend(Protocol):
 
 def service_down() -> Unavailable:
     service = pcsc_service()
-    return Unavailable(f"Le service des lecteurs de cartes ({service.name}) ne répond pas : {service.start_hint}.",
-                       code="pcsc_unavailable")
+    return Unavailable(f"Le service PC/SC des lecteurs de cartes ({service.name}) ne répond pas : "
+                       f"{service.start_hint}.", code="pcsc_unavailable")
 
 
 def reader_busy() -> Unavailable:
