@@ -46,6 +46,10 @@ class AgentSection:
 class ApiSection:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    # When `port` is taken (on a shared Remote Desktop or Citrix server, by another session's agent), the
+    # agent takes the first free one of the next `port_search` ports (never the peer port) and says which in
+    # its session file; 0: stop with an error instead.
+    port_search: int = 32
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65_536
     max_upload_bytes: int = 32 * 1024 * 1024
@@ -405,6 +409,8 @@ def validate(config: Config) -> None:
         )
     if not 0 <= config.api.port <= 65535:
         raise ConfigError("port hors de la plage 0-65535", key="api.port", path=src)
+    if not 0 <= config.api.port_search <= 1000:
+        raise ConfigError("nombre de ports entre 0 et 1000 attendu", key="api.port_search", path=src)
     for origin in config.api.allowed_origins:
         if origin in ("*", "null") or "://" not in origin:
             raise ConfigError(

@@ -224,3 +224,18 @@ def spawn_sandbox(state_dir: Path, log: Path, *extra: str, port: int | None = No
                 proc.kill()
                 raise RuntimeError(f"relais sandbox did not start: {log.read_text()[-2000:]}") from None
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_files_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Agents started by the tests announce themselves here, never in the user's own session folder."""
+    from agent.locator import ENV_DIR
+
+    folder = tmp_path_factory.mktemp("sessions")
+    previous = os.environ.get(ENV_DIR)
+    os.environ[ENV_DIR] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(ENV_DIR, None)
+    else:
+        os.environ[ENV_DIR] = previous

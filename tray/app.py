@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from tray.backend import this_desktop_backend
 from tray.client import AgentClient, AgentUnavailable, Locator, SseEvent, follow
 from tray.icons import icon_image
 from tray.state import Notification, TrayModel
@@ -104,12 +105,17 @@ class Tray:
                 self.refresh()
 
     def run(self) -> int:
+        backend = this_desktop_backend()
+        if backend is None:
+            log.warning("session sans zone de notification utilisable : notifications seules")
+            return self.run_headless()
+        os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it once, at import
         try:
             import pystray
         except Exception as exc:  # no display, or no backend at all
             log.warning("pas de zone de notification (%s) : notifications seules", exc)
             return self.run_headless()
-        if os.environ.get("PYSTRAY_BACKEND", "xorg") == "xorg" and not xorg_tray_present():
+        if backend == "xorg" and not xorg_tray_present():
             log.warning("le bureau n'a pas de zone de notification : notifications seules")
             return self.run_headless()
         menu = pystray.Menu(
@@ -178,7 +184,15 @@ def xorg_tray_present() -> bool:
 
 
 def notify_send(note: Notification) -> None:
-    """The desktop's notification service (freedesktop), when there is one; the log line is always there."""
+    """The desktop's notification service (freedesktop, or macOS's), when there is one; the log line is always
+    there. (On Windows the win32 backend notifies by itself.)"""
+    if sys.platform == "darwin" and shutil.which("osascript"):
+        script = ["-e", "on run argv", "-e", "display notification (item 2 of argv) with title (item 1 of argv)",
+                  "-e", "end run"]  # the texts go as arguments, never into the script
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["osascript", *script, note.title, note.message], check=False, timeout=5,
+                           capture_output=True)
+        return
     if shutil.which("notify-send"):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["notify-send", "--app-name=Relais", note.title, note.message], check=False, timeout=5,

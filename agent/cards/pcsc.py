@@ -24,12 +24,22 @@ from agent.cards.readers import ReaderListener, card_gone, reader_busy, service_
 from agent.domain.apdu import Command, Response
 from agent.errors import Unavailable
 from agent.logs import TRAFFIC, get_logger
+from agent.platforms import pcsc_service
 
 log = get_logger("cards.pcsc")
 
 PNP_READER = "\\\\?PnP?\\Notification"
 WAIT_MS = 2000  # a safety net only: changes and SCardCancel wake the wait at once
 RETRY_SECONDS = 1.0
+
+def service_answers() -> bool:
+    """Whether the OS's PC/SC service gives a context now (for `relais doctor`)."""
+    hresult, context = sc.SCardEstablishContext(sc.SCARD_SCOPE_USER)
+    if hresult != sc.SCARD_S_SUCCESS:
+        return False
+    sc.SCardReleaseContext(context)
+    return True
+
 
 def _code(hresult: int) -> int:
     return hresult & 0xFFFFFFFF if hresult < 0 else hresult
@@ -108,7 +118,7 @@ class PcscBackend:
             if context is None:
                 if service_up is not False:
                     service_up = False
-                    listener.service_changed(False, "pcscd ne répond pas")
+                    listener.service_changed(False, f"{pcsc_service().name} ne répond pas")
                     listener.readers_changed([])
                 self._wake.wait(RETRY_SECONDS)
                 continue
@@ -129,7 +139,7 @@ class PcscBackend:
                         listener.card_removed(reader)
                 listener.readers_changed([])
                 service_up = False
-                listener.service_changed(False, "pcscd s'est arrêté")
+                listener.service_changed(False, f"{pcsc_service().name} s'est arrêté")
                 self._wake.wait(RETRY_SECONDS / 5)
 
     def _list_readers(self, context: Any) -> list[str] | None:

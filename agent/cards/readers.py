@@ -13,6 +13,7 @@ from typing import Protocol
 
 from agent.cards.cps import Transmit
 from agent.errors import Unavailable
+from agent.platforms import pcsc_service
 
 
 class ReaderListener(Protocol):
@@ -40,8 +41,9 @@ class ReaderBackend(Protocol):
 
 
 def service_down() -> Unavailable:
-    return Unavailable("Le service des lecteurs de cartes (PC/SC) ne répond pas : vérifiez qu'il est démarré "
-                       "(pcscd sous Linux, « Carte à puce » sous Windows).", code="pcsc_unavailable")
+    service = pcsc_service()
+    return Unavailable(f"Le service PC/SC des lecteurs de cartes ({service.name}) ne répond pas : "
+                       f"{service.start_hint}.", code="pcsc_unavailable")
 
 
 def reader_busy() -> Unavailable:

@@ -52,9 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     tray.add_argument("--backend", choices=["xorg", "gtk", "appindicator", "win32", "darwin", "dummy"], default=None,
                       help="moteur pystray (défaut : automatique)")
 
-    install = add("install", "démarrer l'agent et l'icône à chaque ouverture de session (Linux)")
+    install = add("install", "démarrer l'agent et l'icône à chaque ouverture de session")
     install.add_argument("--user", action="store_true", default=True, help="pour l'utilisateur courant (défaut)")
-    add("uninstall", "retirer le démarrage automatique (les données sont conservées)")
+    install.add_argument("--all-users", action="store_true",
+                         help="Windows : pour chaque session (clé Run de la machine, pare-feu du port du cabinet)")
+    uninstall = add("uninstall", "retirer le démarrage automatique (les données sont conservées)")
+    uninstall.add_argument("--all-users", action="store_true", help="Windows : retirer l'installation « --all-users »")
     add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
 
     status = add("status", "état de l'agent en cours d'exécution")

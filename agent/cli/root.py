@@ -59,6 +59,7 @@ from agent.logs import get_logger
 from agent.mss import factory as mss_factory
 from agent.mss import orders as mss_orders
 from agent.mss.part import MssPart
+from agent.platforms import default_pkcs11_module
 from agent.queue.events import OrderEvents, QueueWaker
 from agent.queue.executor import QueueExecutor, QueueSettings
 from agent.queue.intake import Intake
@@ -182,7 +183,8 @@ def _cards(config: Config, bus: EventBus, clock: Clock, env: Environment | None,
         except ImportError:
             warnings.append("Lecteurs de cartes indisponibles : le module pyscard n'est pas installé "
                             "(paquet relais[cards]).")
-    if not section.pkcs11_module:
+    module = section.pkcs11_module or default_pkcs11_module()  # the Cryptolib CPS where it is installed
+    if not module:
         return CardService(bus, clock, backend=backend, session_timeout=timeout)
     try:
         from agent.cards.pkcs11 import KeyLabels, Pkcs11CpsToken  # optional: the [cards] extra (python-pkcs11)
@@ -192,11 +194,11 @@ def _cards(config: Config, bus: EventBus, clock: Clock, env: Environment | None,
     labels = KeyLabels(authentication=section.auth_key_label, signature=section.sign_key_label)
 
     def token(reader: str) -> CpsToken | None:
-        return Pkcs11CpsToken(section.pkcs11_module, token_label=section.token_label, labels=labels,
+        return Pkcs11CpsToken(module, token_label=section.token_label, labels=labels,
                               algorithm=section.signature_algorithm)
 
     def present() -> bool:
-        return Pkcs11CpsToken.present(section.pkcs11_module, section.token_label)
+        return Pkcs11CpsToken.present(module, section.token_label)
 
     return CardService(bus, clock, backend=backend, token_factory=token, token_present=present,
                        session_timeout=timeout)

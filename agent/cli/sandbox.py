@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 from aiohttp import web
 
 from agent.config import Config
 from agent.logs import get_logger, setup_logging
+from agent.netbind import bind_first_free, start_sites
+from agent.platforms import install_stop_handlers
 from relais_sandbox.demo import build_simulators
 from relais_sandbox.host import SandboxContext, SandboxHost, create_sandbox_app
 from relais_sandbox.pki import SandboxPki
@@ -23,13 +24,10 @@ async def serve_sandbox(state_dir: Path, port: int, config: Config) -> int:
     await host.start()
     runner = web.AppRunner(create_sandbox_app(host, port), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
-    await site.start()
+    await start_sites(runner, bind_first_free("127.0.0.1", port, what="le bac à sable"))
     print(f"Bac à sable Relais : http://127.0.0.1:{port}/_sandbox/endpoints", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    install_stop_handlers(stop.set)
     try:
         await stop.wait()
     finally:

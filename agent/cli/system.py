@@ -3,80 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import shutil
-import subprocess
-import sys
 from dataclasses import fields, is_dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from agent.config import Config
-from agent.errors import RelaisError, Unavailable
-
-SERVICE = "relais-agent.service"
-AUTOSTART = "relais-tray.desktop"
-
-
-def _relais_command() -> str:
-    beside = Path(sys.executable).parent / "relais"  # the console script of this very installation
-    if beside.exists():
-        return shlex.quote(str(beside))
-    return f"{shlex.quote(sys.executable)} -m agent.cli"
-
-
-def _options(args: argparse.Namespace) -> str:
-    parts: list[str] = []
-    if getattr(args, "config", None):
-        parts += ["--config", str(Path(args.config).resolve())]
-    if getattr(args, "data_dir", None):
-        parts += ["--data-dir", str(Path(args.data_dir).resolve())]
-    return shlex.join(parts)
-
-
-def _targets() -> tuple[Path, Path]:
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
-    return config_home / "systemd" / "user" / SERVICE, config_home / "autostart" / AUTOSTART
-
-
-def _render(name: str, args: argparse.Namespace) -> str:
-    template = resources.files("installer").joinpath("linux").joinpath(name).read_text(encoding="utf-8")
-    return template.replace("@RELAIS@", _relais_command()).replace("@ARGS@", _options(args))
-
-
-def _systemctl(*words: str) -> None:
-    if shutil.which("systemctl") and os.environ.get("RELAIS_NO_SYSTEMCTL") != "1":
-        subprocess.run(["systemctl", "--user", *words], check=False, timeout=30)
+from agent.errors import RelaisError
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    if sys.platform != "linux":
-        raise Unavailable("L'installation automatique n'est disponible que sous Linux pour l'instant.",
-                          code="install_unsupported")
-    service, autostart = _targets()
-    for path, name in ((service, SERVICE), (autostart, AUTOSTART)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_render(name, args), encoding="utf-8")
-        print(f"écrit : {path}")
-    _systemctl("daemon-reload")
-    _systemctl("enable", "--now", SERVICE)
+    from agent import autostart
+
+    config = load_quietly(args)
+    all_users = bool(getattr(args, "all_users", False))
+    autostart.install(autostart.this_launch(getattr(args, "config", None), getattr(args, "data_dir", None)),
+                      all_users=all_users, peer_port=config.practice.peer_port if config else 0)
     print("L'agent démarrera à chaque ouverture de session ; l'icône aussi.")
     return 0
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    service, autostart = _targets()
-    if service.exists():
-        _systemctl("disable", "--now", SERVICE)
-    for path in (service, autostart):
-        if path.exists():
-            path.unlink()
-            print(f"supprimé : {path}")
-    _systemctl("daemon-reload")
+    from agent import autostart
+
+    autostart.uninstall(all_users=bool(getattr(args, "all_users", False)))
     print("Relais est désinstallé de la session ; le dossier de données (file d'envoi, traces) est conservé.")
     return 0
+
+
+def load_quietly(args: argparse.Namespace) -> Config | None:
+    """The configuration when it loads; `relais install` still writes its entries with a broken one."""
+    from agent.cli.commands import load
+
+    try:
+        return load(args)
+    except RelaisError:
+        return None
 
 
 def _file_settings(config: Config) -> list[tuple[str, str]]:
@@ -98,7 +59,7 @@ def _file_settings(config: Config) -> list[tuple[str, str]]:
 def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     """Check what a workstation needs; OK / ATTENTION / ERREUR lines, exit 1 on any error."""
     from agent.cli.commands import agent_request
-    from agent.store.masterkey import _keyring_usable
+    from agent.store.masterkey import describe as describe_master_key
 
     problems = 0
 
@@ -117,10 +78,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
         line("OK", f"dossier de données accessible en écriture : {data_dir}")
     except OSError as exc:
         line("ERREUR", f"dossier de données inaccessible : {data_dir} ({exc.strerror})")
-    if config.store.master_key == "file" or not _keyring_usable():
-        line("ATTENTION", "pas de trousseau système : la clé maîtresse est un fichier du dossier de données")
-    else:
-        line("OK", "trousseau système disponible pour la clé maîtresse")
+    line(*describe_master_key(data_dir, config.store.master_key))
     try:
         status = agent_request(config, "GET", "/v1/status")
         line("OK", f"agent {status['version']} en marche sur ce dossier")
@@ -133,13 +91,34 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
             line("OK", f"{key} : {value}")
         else:
             line("ERREUR", f"{key} : fichier absent ({value})")
-    if sys.platform == "linux":
-        if Path("/run/pcscd/pcscd.comm").exists():
-            line("OK", "service de cartes à puce (pcscd) présent")
-        else:
-            line("ATTENTION", "pcscd ne semble pas lancé : les lecteurs de cartes ne seront pas vus")
-        service, _ = _targets()
-        line("OK" if service.exists() else "ATTENTION",
-             "démarrage automatique installé" if service.exists() else "démarrage automatique absent "
-             "(relais install --user)")
+    _platform_lines(config, line)
     return 1 if problems else 0
+
+
+def _platform_lines(config: Config, line: Any) -> None:
+    """The smart-card service, the CPS module and autostart, in this OS's terms."""
+    from agent import autostart
+    from agent.platforms import cryptolib_candidates, default_pkcs11_module, pcsc_service
+
+    service = pcsc_service()
+    if config.cards.pcsc:
+        try:
+            from agent.cards.pcsc import service_answers
+        except ImportError:
+            line("ATTENTION", "module pyscard absent (paquet relais[cards]) : les lecteurs de cartes ne seront pas vus")
+        else:
+            if service_answers():
+                line("OK", f"service de cartes à puce présent : {service.name}")
+            else:
+                line("ATTENTION", f"{service.name} ne répond pas : {service.start_hint}")
+    if not config.cards.pkcs11_module:
+        found = default_pkcs11_module()
+        if found:
+            line("OK", f"Cryptolib CPS trouvée : {found}")
+        else:
+            line("ATTENTION", "Cryptolib CPS absente (signature par carte CPS impossible) ; chemins essayés : "
+                 + ", ".join(cryptolib_candidates()))
+    if autostart.installed():
+        line("OK", "démarrage automatique installé")
+    else:
+        line("ATTENTION", "démarrage automatique absent (relais install --user)")

@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -22,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import __version__
+from agent import __version__, locator
 from agent.api.app import GUARD_KEY, create_app
 from agent.api.context import Services
 from agent.cli.environment import Environment
@@ -31,6 +30,8 @@ from agent.clock import Clock, SystemClock, rfc3339
 from agent.config import Config
 from agent.errors import NotFound
 from agent.logs import get_logger, setup_logging
+from agent.netbind import bind_first_free, start_sites
+from agent.platforms import install_stop_handlers
 from agent.store.lock import DataDirLock
 from agent.store.tokens import create_token, revoke_token
 
@@ -90,9 +91,13 @@ class Agent:
         app = create_app(services, env.routes if env is not None else ())
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, config.api.host, config.api.port, reuse_address=True)
-        await site.start()
-        self.port = _bound_port(self.runner) or config.api.port
+        # An exclusive port; when another session's agent has it (shared Remote Desktop server), the next free one.
+        sockets = bind_first_free(config.api.host, config.api.port, search=config.api.port_search,
+                                  skip=(config.practice.peer_port,))
+        self.port = await start_sites(self.runner, sockets)
+        if config.api.port and self.port != config.api.port:
+            services.warnings.append(f"Port {config.api.port} déjà pris (agent d'une autre session ?) : l'agent "
+                                     f"écoute sur le port {self.port}, annoncé dans le fichier de session.")
         app[GUARD_KEY].port = self.port
         if self._lock is not None:
             self._lock.update(port=self.port, started_at=services.started_at)
@@ -121,15 +126,6 @@ class Agent:
             finally:
                 self._lock.release()
                 self._lock = None
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        for sock in sockets:
-            return int(sock.getsockname()[1])
-    return None
 
 
 def _atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -175,13 +171,9 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
                   backups=config.agent.log_backups)
     agent = Agent(config, demo)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except NotImplementedError:  # pragma: no cover - Windows
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    install_stop_handlers(stop.set)
     await agent.start()
+    session = locator.announce(config, agent.port, agent.services.started_at if agent.services else "")
     tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
@@ -196,6 +188,7 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     finally:
         if tray is not None and tray.poll() is None:
             tray.terminate()
+        locator.withdraw(session)
         await agent.stop()
     log.info("agent arrêté proprement")
     return 0

@@ -27,6 +27,7 @@ from agent.errors import AccessRefused, ConfigError, InvalidInput, RelaisError, 
 from agent.events import EventBus
 from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
+from agent.netbind import bind_exclusive, start_sites
 from agent.routing import pki, practice, tls
 from agent.routing.client import PeerClient
 from agent.routing.protocol import Freshness, Presence, same_rpps
@@ -149,12 +150,9 @@ class Peers(Lifecycle):
         app = peer_app()
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.peer_host, self.settings.peer_port,
-                           ssl_context=tls.server_context(self.data_dir, self.member.ca_pem), reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else self.settings.peer_port
+        sockets = bind_exclusive(self.settings.peer_host, self.settings.peer_port)  # OSError: logged by load()
+        self.port = await start_sites(self._runner, sockets,
+                                      ssl_context=tls.server_context(self.data_dir, self.member.ca_pem))
         self._client = PeerClient(tls.client_context(self.data_dir, self.member.ca_pem), self.identify)
         log.info("poste « %s » du cabinet : écoute des pairs sur le port %d", self.member.workstation, self.port)
         if self.settings.discovery and self.discovery_factory is not None:

@@ -37,3 +37,17 @@ def test_doctor_names_a_missing_certificate_and_fails(tmp_path):
     assert result.returncode == 1
     assert "ERREUR" in result.stdout and "insi.ca_file" in result.stdout and "/nonexistent/insi-ca.pem" in result.stdout
     assert "dossier de données accessible" in result.stdout
+
+
+def test_doctor_explains_a_master_key_that_existed_and_is_gone(tmp_path):
+    from agent.store.masterkey import load_master_key
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    data = tmp_path / "data"
+    load_master_key(data, "file")
+    (data / "master.key").unlink()
+    result = run(env, "doctor", "--data-dir", str(data))
+    assert result.returncode == 1
+    assert "ERREUR" in result.stdout and "master.key a disparu" in result.stdout
+    started = run(env, "run", "--data-dir", str(data))
+    assert started.returncode == 2 and "pour ne pas créer une autre clé" in started.stderr

@@ -3,7 +3,9 @@ imports nothing from the agent; the product never imports the simulators.
 
 Layers (a package may import its own modules and those listed for it):
 - foundation: errors, clock, logs, config, events, softkey (the software-key Signer), connectivity (the one
-  reachability tracker), lifecycle (start/stop as an async context), reference (where the ANS kits are);
+  reachability tracker), lifecycle (start/stop as an async context), reference (where the ANS kits are),
+  netbind (exclusive listeners), platforms (OS facts);
+- autostart, locator: foundation only (used by the command line);
 - domain: pure rules (errors allowed);
 - xml, cards, store: foundation + domain;
 - cda, ins, dmp: foundation + domain + xml;
@@ -26,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey", "connectivity", "lifecycle", "reference"}
+FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey", "connectivity", "lifecycle", "reference",
+              "netbind", "platforms"}
 BASE = FOUNDATION | {"domain"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -38,6 +41,12 @@ ALLOWED: dict[str, set[str]] = {
     "events": {"clock"},
     "connectivity": {"clock", "events"},
     "softkey": {"errors", "domain"},
+    # OS facts and exclusive listeners, for every layer.
+    "netbind": {"errors"},
+    "platforms": {"errors"},
+    # Only the command line uses these: autostart at logon, the session file an LGC reads.
+    "autostart": FOUNDATION,
+    "locator": FOUNDATION,
     "domain": {"errors"},
     "xml": BASE,
     "cards": BASE,
