@@ -80,6 +80,7 @@ class Peers(Lifecycle):
         self.member: repo.Membership | None = None
         self.ca_cert: x509.Certificate | None = None
         self.revoked: frozenset[int] = frozenset()
+        self.refused = 0  # peer connections refused since the start (removed or foreign workstations)
         self.peers: dict[str, PeerView] = {}
         self.port = 0
         self.signals: asyncio.Queue[str] = asyncio.Queue()  # "full": a round of presence and forwarding now
@@ -171,6 +172,7 @@ class Peers(Lifecycle):
         try:
             return pki.verify_workstation(self.ca_cert, cert, self.clock.now(), self.revoked)
         except AccessRefused as error:
+            self.refused += 1
             if error.code == "peer_revoked":  # a genuine certificate of ours, removed: drop it from the list
                 self.forget(pki.workstation_name(cert))
             raise
@@ -291,7 +293,7 @@ class Peers(Lifecycle):
         return [p.as_json() for p in sorted(self.peers.values(), key=lambda p: p.name)]
 
     async def status(self) -> dict[str, Any]:
-        return {"peers": self.peers_json()}
+        return {"peers": self.peers_json(), "routing": {"refused_connections": self.refused}}
 
     async def call(self, host: str, port: int, path: str, payload: dict[str, Any], *, timeout: float = 30,
                    expect: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -52,7 +52,7 @@ class RoutingService(Lifecycle):
         await self.peers.stop()
 
     async def status(self) -> dict[str, Any]:
-        return {"peers": self.peers.peers_json()}
+        return await self.peers.status()
 
     async def tick(self) -> None:
         """One full round: presence, then forwarding and mirroring."""

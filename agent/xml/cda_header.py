@@ -128,7 +128,7 @@ def _family(root: etree._Element, path: str) -> str:
 def parse_cda_header(cda: bytes) -> CdaHeader:
     root = parse(cda, what="CDA")
     if root.tag != f"{{{HL7}}}ClinicalDocument":
-        raise InvalidInput.field("document", "Le document n'est pas un CDA (ClinicalDocument attendu).")
+        raise InvalidInput.field("document.cda_base64", "Le document n'est pas un CDA (ClinicalDocument attendu).")
     missing: list[FieldError] = []
 
     def need(value: str, where: str, what: str) -> str:

@@ -10,6 +10,7 @@ when it is back; a wrong code, a used code and an unpaired workstation are refus
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import signal
@@ -340,7 +341,12 @@ def test_a_workstation_removed_with_the_cli_is_dropped_by_every_peer(practice: P
 
     for name in ("Cabinet", "Accueil"):
         eventually(functools.partial(dropped, practice.agents[name]), what=f"{name} drops it")
-    time.sleep(1)  # Secretariat keeps knocking: it stays out
+    def refused(agent: AgentProcess) -> int:
+        return int(call(agent, "GET", "/v1/status")[1]["routing"]["refused_connections"])
+
+    before = refused(practice.agents["Cabinet"])
+    eventually(lambda: refused(practice.agents["Cabinet"]) >= before + 2,
+               what="Secretariat keeps knocking and is refused")  # presence rounds went by
     assert "Secretariat" not in names(practice.agents["Cabinet"]) | names(practice.agents["Accueil"])
 
 
@@ -359,10 +365,18 @@ def test_a_replayed_or_stale_forward_is_refused_by_the_holder(practice: Practice
     context = tls.client_context(data_dir, ca_pem)
     now = datetime.now(UTC)
     order_id = str(uuid.uuid4())
-    meta = {"destinations": ["dmp"], "send_at": now.timestamp() + 3600, "body_hash": "h", "ins": "279035121518989",
-            "ins_oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL", "type_code": "11488-4",
-            "document_unique_id": f"2.25.{uuid.uuid4().int}", "submission_set_unique_id": f"2.25.{uuid.uuid4().int}"}
-    payload = json.dumps({"cda_base64": "", "patient": {}, "visibility": {}}).encode()
+    # A genuine order (the holder checks a forward as it checks its own LGC's): only its freshness is played with.
+    body = practice.order(3600)
+    cda = base64.b64decode(body["document"]["cda_base64"])
+    root_id = etree.fromstring(cda).find("{urn:hl7-org:v3}id")
+    assert root_id is not None
+    unique_id = root_id.get("root", "") + (f"^{root_id.get('extension')}" if root_id.get("extension") else "")
+    meta = {"destinations": ["dmp"], "send_at": now.timestamp() + 3600, "body_hash": "h",
+            "ins": body["patient"]["ins"], "ins_oid": body["patient"]["oid"], "identity_status": "QUAL",
+            "type_code": "87273-9", "document_unique_id": unique_id,
+            "submission_set_unique_id": f"2.25.{uuid.uuid4().int}"}
+    payload = json.dumps({"cda_base64": body["document"]["cda_base64"], "patient": body["patient"],
+                          "author": body["author"], "visibility": {}}).encode()
 
     def send(message: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         connection = http.client.HTTPSConnection("127.0.0.1", practice.ports["Cabinet"], context=context, timeout=10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,21 +19,17 @@ from agent.clock import FrozenClock
 from agent.config import MssSection
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.orders import DeliveryState
-from agent.events import EventBus
 from agent.mss.factory import settings_from
 from agent.mss.gateway import MssDelivery
 from agent.mss.service import MssSender
-from agent.queue.executor import QueueExecutor, QueueSettings
-from agent.queue.intake import Intake
 from agent.queue.service import OrderService
-from agent.store.crypto import ContentCipher
-from agent.store.db import Database
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.host import FaultMode, SandboxContext
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
 from tests.integration.test_mss_transport import packager
+from tests.support.queue import Harness
 
 RECIPIENT = "jeanne.martin@medecin.demo.mssante.fr"
 
@@ -53,36 +48,16 @@ class CrashAfterData:
         return await self.inner.find(lookup)
 
 
-class Queue:
-    """A queue over a real store file; ``restart`` reopens it as a new agent process would."""
+class Queue(Harness):
+    """The queue over a real store, sending through the MSSanté gateway only; restart() may swap the gateway."""
 
     def __init__(self, path: Path, clock: FrozenClock, gateway: Any) -> None:
-        self.path, self.clock, self.gateway = path, clock, gateway
-        self.master = os.urandom(32)
-        self.db: Database | None = None
+        super().__init__(path, clock, None, gateways={"mss": gateway}, allow_test_oids=True, grace=0.1,
+                         attempt_timeout_seconds=3.0, backoff_base_seconds=10.0, backoff_cap_seconds=60.0)
 
-    async def start(self) -> None:
-        self.db = Database(self.path)
-        self.db.open()
-        cipher = ContentCipher(self.master)
-        self.service = OrderService(self.db, cipher, EventBus(self.clock), self.clock,
-                                    Intake(allow_test_oids=True, default_delay=0))
-        self.executor = QueueExecutor(self.db, cipher, {"mss": self.gateway}, QueueSettings(
-            attempt_timeout_seconds=3.0, backoff_base_seconds=10.0, backoff_cap_seconds=60.0), self.clock,
-            rand=lambda: 0.5, on_change=self.service.on_executor_change)
-        self.service.executor = self.executor
-        await self.executor.recover()
-
-    async def stop(self) -> None:
-        if self.db is not None:
-            await self.executor.stop(grace=0.1)
-            self.db.close()
-            self.db = None
-
-    async def restart(self, gateway: Any) -> None:
-        await self.stop()
-        self.gateway = gateway
-        await self.start()
+    async def restart(self, gateway: Any) -> OrderService:  # type: ignore[override]
+        self.gateways = {"mss": gateway}
+        return await super().restart()
 
 
 @pytest.fixture
@@ -115,7 +90,7 @@ async def world(tmp_path: Path, reference_dir: Path) -> AsyncIterator[tuple[MssS
 async def test_crash_between_data_and_the_record_sends_no_second_mail(world: Any) -> None:
     sim, gateway, queue, body = world
     await queue.restart(CrashAfterData(gateway))
-    order, _ = await queue.service.create(body, "lgc")
+    order, _ = await queue.create(body, "lgc")
     await queue.executor.run_once()
     assert (await queue.service.get(order.id)).state is DeliveryState.SENDING  # the record never happened
     assert len(sim.store.accepted()) == 1
@@ -133,7 +108,7 @@ async def test_timeout_after_data_is_reconciled_never_resent(world: Any) -> None
     sim, _, queue, body = world
     sim.faults.mode = FaultMode.TIMEOUT
     sim.faults.timeout_seconds = 6.0
-    order, _ = await queue.service.create(body, "lgc")
+    order, _ = await queue.create(body, "lgc")
     await queue.executor.run_once()
     detail = await queue.service.get(order.id)
     assert detail.state is DeliveryState.RETRYING and detail.deliveries[0].uncertain
@@ -148,7 +123,7 @@ async def test_timeout_after_data_is_reconciled_never_resent(world: Any) -> None
 async def test_operator_down_waits_for_the_network_then_sends_once(world: Any) -> None:
     sim, _, queue, body = world
     sim.faults.mode = FaultMode.DOWN
-    order, _ = await queue.service.create(body, "lgc")
+    order, _ = await queue.create(body, "lgc")
     await queue.executor.run_once()
     assert (await queue.service.get(order.id)).state is DeliveryState.WAITING_NETWORK
     assert sim.store.accepted() == []

@@ -28,7 +28,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 async def test_scheduled_order_waits_out_its_delay_then_is_sent_once(harness: Harness) -> None:
-    order, created = await harness.service.create(order_body(delay=900), "lgc")
+    order, created = await harness.create(order_body(delay=900), "lgc")
     assert created and order.state is DeliveryState.SCHEDULED
     await harness.run()
     assert harness.dmp.submissions == []
@@ -46,7 +46,7 @@ async def test_scheduled_order_waits_out_its_delay_then_is_sent_once(harness: Ha
 
 
 async def test_cancel_during_the_delay_means_never_sent_across_restarts(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=600), "lgc")
+    order, _ = await harness.create(order_body(delay=600), "lgc")
     service = await harness.restart()  # between the order and the cancel
     cancelled = await service.cancel(order.id)
     assert cancelled.state is DeliveryState.CANCELLED
@@ -60,7 +60,7 @@ async def test_cancel_during_the_delay_means_never_sent_across_restarts(harness:
 
 
 async def test_cancel_after_sent_is_refused(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     with pytest.raises(Conflict) as caught:
         await harness.service.cancel(order.id)
@@ -68,14 +68,14 @@ async def test_cancel_after_sent_is_refused(harness: Harness) -> None:
 
 
 async def test_send_now_ends_the_delay(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=900), "lgc")
+    order, _ = await harness.create(order_body(delay=900), "lgc")
     await harness.service.send_now(order.id)
     await harness.run()
     assert harness.dmp.submissions == [order.document_unique_id]
 
 
 async def test_due_order_is_sent_after_a_restart_and_a_clock_jump(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=300), "lgc")
+    order, _ = await harness.create(order_body(delay=300), "lgc")
     await harness.stop()
     harness.clock.advance(24 * 3600)  # the machine slept, or the clock jumped forward, while the agent was off
     await harness.start()
@@ -85,7 +85,7 @@ async def test_due_order_is_sent_after_a_restart_and_a_clock_jump(harness: Harne
 
 async def test_dmp_down_then_back_sends_each_once_in_creation_order(harness: Harness) -> None:
     harness.dmp.mode = "down"
-    orders = [(await harness.service.create(order_body(delay=0), "lgc"))[0] for _ in range(5)]
+    orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(5)]
     await harness.run()
     states = {await harness.state(o.id) for o in orders}
     assert states == {DeliveryState.WAITING_NETWORK}
@@ -104,7 +104,7 @@ async def test_dmp_down_then_back_sends_each_once_in_creation_order(harness: Har
 
 async def test_bursts_of_500_are_retried_with_backoff_then_sent(harness: Harness) -> None:
     harness.dmp.fail_next = 3
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     delivery = detail.deliveries[0]
@@ -127,7 +127,7 @@ async def test_bursts_of_500_are_retried_with_backoff_then_sent(harness: Harness
 
 async def test_too_many_transient_failures_fail_with_a_french_reason(harness: Harness) -> None:
     harness.dmp.mode = "error500"
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     for _ in range(5):
         await harness.run()
         harness.clock.advance(600)
@@ -139,7 +139,7 @@ async def test_too_many_transient_failures_fail_with_a_french_reason(harness: Ha
 
 async def test_permanent_error_fails_and_retry_sends_it(harness: Harness) -> None:
     harness.dmp.mode = "refuse"
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     assert detail.state is DeliveryState.FAILED
@@ -156,7 +156,7 @@ async def test_permanent_error_fails_and_retry_sends_it(harness: Harness) -> Non
 
 async def test_timeout_after_the_dmp_stored_it_is_reconciled_not_resent(harness: Harness) -> None:
     harness.dmp.mode = "timeout_after_store"
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     assert await harness.state(order.id) is DeliveryState.RETRYING
     harness.dmp.mode = "ok"
@@ -173,7 +173,7 @@ async def test_crash_while_sending_is_reconciled_at_restart(harness: Harness) ->
     import asyncio
 
     harness.dmp.entered, harness.dmp.release = asyncio.Event(), asyncio.Event()
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     task = asyncio.create_task(harness.run())
     await harness.dmp.entered.wait()
     assert await harness.state(order.id) is DeliveryState.SENDING  # on disk before the request leaves
@@ -194,7 +194,7 @@ async def test_crash_while_sending_is_reconciled_at_restart(harness: Harness) ->
 
 
 async def test_duplicate_unique_id_answer_means_delivered(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     harness.dmp.stored[order.document_unique_id] = "urn:uuid:already"
     await harness.run()
     detail = await harness.service.get(order.id)
@@ -203,7 +203,7 @@ async def test_duplicate_unique_id_answer_means_delivered(harness: Harness) -> N
 
 async def test_author_card_absent_waits_for_the_card(harness: Harness) -> None:
     harness.cps_here = False
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     assert detail.state is DeliveryState.WAITING_CARD
@@ -218,7 +218,7 @@ async def test_author_card_absent_waits_for_the_card(harness: Harness) -> None:
 
 
 async def test_retention_destroys_the_document_key_and_keeps_the_metadata(harness: Harness) -> None:
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     assert await harness.executor.erase_expired() == 0
     harness.clock.advance(31 * 86400)
@@ -233,7 +233,7 @@ async def test_retention_destroys_the_document_key_and_keeps_the_metadata(harnes
 
 async def test_events_follow_every_change(harness: Harness) -> None:
     subscription = harness.bus.subscribe()
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     states = []
     while (event := await subscription.get(timeout=0.01)) is not None:
@@ -244,15 +244,15 @@ async def test_events_follow_every_change(harness: Harness) -> None:
 
 async def test_same_document_cannot_be_ordered_twice_for_the_dmp(harness: Harness) -> None:
     cda = make_cda()
-    await harness.service.create(order_body(delay=60, cda=cda), "lgc")
+    await harness.create(order_body(delay=60, cda=cda), "lgc")
     with pytest.raises(Conflict) as caught:
-        await harness.service.create(order_body(delay=60, cda=cda), "lgc")
+        await harness.create(order_body(delay=60, cda=cda), "lgc")
     assert caught.value.code == "document_already_ordered"
 
 
 async def test_cancel_after_an_ambiguous_attempt_asks_the_dmp_first(harness: Harness) -> None:
     harness.dmp.mode = "timeout_after_store"  # it got there, the answer did not
-    stored, _ = await harness.service.create(order_body(delay=0), "lgc")
+    stored, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     assert await harness.state(stored.id) is DeliveryState.RETRYING
     with pytest.raises(Conflict) as caught:
@@ -261,7 +261,7 @@ async def test_cancel_after_an_ambiguous_attempt_asks_the_dmp_first(harness: Har
     assert await harness.state(stored.id) is DeliveryState.SENT
 
     harness.dmp.mode = "error500"  # failed on the DMP's side: nothing stored
-    lost, _ = await harness.service.create(order_body(delay=0, cda=make_cda()), "lgc")
+    lost, _ = await harness.create(order_body(delay=0, cda=make_cda()), "lgc")
     await harness.run()
     cancelled = await harness.service.cancel(lost.id)
     assert cancelled.state is DeliveryState.CANCELLED
@@ -275,7 +275,7 @@ async def test_cancel_while_the_dmp_cannot_answer_is_refused_then_allowed(harnes
     from agent.errors import Unavailable
 
     harness.dmp.mode = "error500"
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     harness.dmp.mode = "down"
     with pytest.raises(Unavailable) as caught:
@@ -287,7 +287,7 @@ async def test_cancel_while_the_dmp_cannot_answer_is_refused_then_allowed(harnes
 
 async def test_cancel_of_an_order_that_never_reached_the_dmp_needs_no_answer(harness: Harness) -> None:
     harness.dmp.mode = "down"  # connection refused: the request never left
-    order, _ = await harness.service.create(order_body(delay=0), "lgc")
+    order, _ = await harness.create(order_body(delay=0), "lgc")
     await harness.run()
     assert await harness.state(order.id) is DeliveryState.WAITING_NETWORK
     finds = harness.dmp.finds

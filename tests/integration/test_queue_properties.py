@@ -37,7 +37,7 @@ async def play(steps: list[Step], folder: Path) -> None:
     try:
         for action, n in steps:
             if action == "create":
-                order, _ = await harness.service.create(order_body(delay=n % 3 * 60, cda=make_cda()), "lgc")
+                order, _ = await harness.create(order_body(delay=n % 3 * 60, cda=make_cda()), "lgc")
                 orders.append(order.id)
             elif action in ("cancel", "send_now", "retry") and orders:
                 order_id = orders[n % len(orders)]

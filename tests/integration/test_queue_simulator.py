@@ -84,7 +84,7 @@ async def env(tmp_path: Path, reference_dir: Path) -> AsyncIterator[tuple[Harnes
 
 async def test_sent_once_with_its_fixed_ids(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     assert detail.state is DeliveryState.SENT, detail.deliveries[0].last_error
@@ -97,7 +97,7 @@ async def test_sent_once_with_its_fixed_ids(env: tuple[Harness, Simulated]) -> N
 
 async def test_cancel_during_the_delay_across_restarts_never_reaches_the_dmp(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
-    order, _ = await harness.service.create(dmp.body(delay=300), "lgc")
+    order, _ = await harness.create(dmp.body(delay=300), "lgc")
     await harness.restart()
     await harness.service.cancel(order.id)
     await harness.restart()
@@ -109,7 +109,7 @@ async def test_cancel_during_the_delay_across_restarts_never_reaches_the_dmp(env
 async def test_dmp_down_then_back_sends_each_once_in_creation_order(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.DOWN)
-    orders = [(await harness.service.create(dmp.body(delay=0), "lgc"))[0] for _ in range(4)]
+    orders = [(await harness.create(dmp.body(delay=0), "lgc"))[0] for _ in range(4)]
     await harness.run()
     assert {(await harness.service.get(o.id)).state for o in orders} == {DeliveryState.WAITING_NETWORK}
     harness.clock.advance(31)
@@ -126,7 +126,7 @@ async def test_dmp_down_then_back_sends_each_once_in_creation_order(env: tuple[H
 async def test_bursts_of_500_are_retried_with_backoff_then_sent(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.ERROR500)
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     for _ in range(3):
         await harness.run()
         detail = await harness.service.get(order.id)
@@ -144,7 +144,7 @@ async def test_bursts_of_500_are_retried_with_backoff_then_sent(env: tuple[Harne
 async def test_unreadable_answer_fails_in_french_and_retry_sends_it(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.MALFORMED)
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     assert detail.state is DeliveryState.FAILED
@@ -166,7 +166,7 @@ async def test_document_the_dmp_cannot_take_fails_with_the_reason_and_is_not_sen
     assert code is not None
     code.set("code", "00000-0")  # a type of document outside the DMP's value sets
     body["document"]["cda_base64"] = base64.b64encode(etree.tostring(root)).decode()
-    order, _ = await harness.service.create(body, "lgc")
+    order, _ = await harness.create(body, "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
     assert detail.state is DeliveryState.FAILED
@@ -178,7 +178,7 @@ async def test_timeout_after_the_simulator_stored_it_is_reconciled_not_sent_twic
         env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     assert (await harness.service.get(order.id)).state is DeliveryState.RETRYING
     assert dmp.received() == [order.document_unique_id]  # it got there; the answer did not
@@ -196,7 +196,7 @@ async def test_cancel_after_a_timeout_asks_the_simulator_and_refuses(env: tuple[
 
     harness, dmp = env
     dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     dmp.fault(FaultMode.OK)
     with pytest.raises(Conflict) as caught:
@@ -210,7 +210,7 @@ async def test_cancel_after_a_timeout_asks_the_simulator_and_refuses(env: tuple[
 async def test_order_waiting_for_the_network_is_checked_then_cancelled(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.DOWN)
-    order, _ = await harness.service.create(dmp.body(delay=0), "lgc")
+    order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     assert (await harness.service.get(order.id)).state is DeliveryState.WAITING_NETWORK
     dmp.fault(FaultMode.OK)

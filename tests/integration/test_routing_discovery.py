@@ -41,7 +41,7 @@ async def test_agents_of_one_practice_find_each_other_and_skip_other_practices()
 async def test_paired_agents_find_each_other_by_zeroconf_alone(start_agent: object, tmp_path: object) -> None:
     from typing import Any
 
-    from tests.integration.test_routing_pairing import FAST, init, invite, join, routing, wait_for
+    from tests.integration.test_routing_pairing import FAST, init, invite, join, peers, wait_for
 
     start: Any = start_agent
     settings = {**FAST, "discovery": True}
@@ -51,12 +51,12 @@ async def test_paired_agents_find_each_other_by_zeroconf_alone(start_agent: obje
                     practice=dict(settings), cards={"pcsc": False})
     await init(a, "Cabinet")
     await join(b, await invite(a), a, "Accueil")
-    await wait_for(lambda: "Cabinet" in routing(b).peers)
-    if routing(a)._discovery is None or routing(b)._discovery is None:
+    await wait_for(lambda: "Cabinet" in peers(b).peers)
+    if peers(a)._discovery is None or peers(b)._discovery is None:
         pytest.skip("zeroconf indisponible sur cette machine")
     # Forget every address learnt by joining and gossip: only what zeroconf announces remains.
     for agent in (a, b):
         await agent.services.db.write(lambda c: c.execute("DELETE FROM routing_addresses"))
-        routing(agent).peers.clear()
-    await wait_for(lambda: "Cabinet" in routing(b).peers and "Accueil" in routing(a).peers, timeout=30)
-    assert routing(b).peers["Cabinet"].port == routing(a).port
+        peers(agent).peers.clear()
+    await wait_for(lambda: "Cabinet" in peers(b).peers and "Accueil" in peers(a).peers, timeout=30)
+    assert peers(b).peers["Cabinet"].port == peers(a).port

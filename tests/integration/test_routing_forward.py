@@ -14,7 +14,7 @@ from agent.cli.wiring import DemoOptions
 from agent.errors import Conflict
 from agent.routing import queue_link
 from agent.routing.protocol import Forward, new_nonce
-from tests.integration.test_routing_pairing import init, invite, join, routing, start, wait_for
+from tests.integration.test_routing_pairing import init, invite, join, peers, routing, start, wait_for
 from tests.support.queue import order_body
 
 DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
@@ -50,7 +50,7 @@ async def practice(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
     origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
     await init(holder, "Cabinet")
     await join(origin, await invite(holder), holder, "Accueil")
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
     return origin, holder
 
 
@@ -68,8 +68,8 @@ async def test_an_order_without_its_cps_here_goes_once_to_the_holder(practice: A
     status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     assert status == 201, created
     order_id = created["id"]
-    await wait_for(lambda: routing(origin).peers["Cabinet"].reachable)
-    routing(origin).wake()
+    await wait_for(lambda: peers(origin).peers["Cabinet"].reachable)
+    peers(origin).wake()
     async def forwarded() -> bool:
         return await order_state(origin, order_id) == "forwarded" and await order_state(holder, order_id) is not None
 
@@ -106,7 +106,7 @@ async def test_cancel_from_the_origin_wins_at_the_holder_during_the_delay(practi
     origin, holder = practice
     status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     order_id = created["id"]
-    routing(origin).wake()
+    peers(origin).wake()
     import asyncio
 
     for _ in range(300):
@@ -124,23 +124,23 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
     from tests.support.queue import make_cda
 
     body = order_body(rpps=DOCTOR, delay=3600, cda=make_cda())
-    order, _ = await origin.services.orders.create(body, "test")
+    order = (await origin.services.orders.submit(body, "test")).order
     meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
-    port = routing(holder).port
+    port = peers(holder).port
     now = origin.services.clock.now()
     message = Forward(order.id, now, new_nonce(), DOCTOR, meta, payload).to_json()
-    _, first = await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
+    _, first = await peers(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
     assert first["status"] == "stored"
     with pytest.raises(Conflict) as replay:
-        await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
+        await peers(origin).call("127.0.0.1", port, "/peer/v1/forward", message)
     assert replay.value.code == "replayed"
     # A fresh message for the same order is acknowledged without a second order.
     again = Forward(order.id, now, new_nonce(), DOCTOR, meta, payload).to_json()
-    _, second = await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", again)
+    _, second = await peers(origin).call("127.0.0.1", port, "/peer/v1/forward", again)
     assert second["status"] == "duplicate"
     stale = Forward(order.id, now - timedelta(hours=1), new_nonce(), DOCTOR, meta, payload).to_json()
     with pytest.raises(Conflict) as old:
-        await routing(origin).call("127.0.0.1", port, "/peer/v1/forward", stale)
+        await peers(origin).call("127.0.0.1", port, "/peer/v1/forward", stale)
     assert old.value.code == "stale"
     counts = await holder.services.db.read(
         lambda c: c.execute("SELECT count(*) FROM orders WHERE id = ?", (order.id,)).fetchone()[0])
@@ -149,15 +149,18 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
 
 async def test_a_cancel_that_overtakes_its_forward_wins(practice: Any, http: aiohttp.ClientSession) -> None:
     origin, holder = practice
-    order, _ = await origin.services.orders.create(order_body(rpps=DOCTOR, delay=3600), "test")
+    order = (await origin.services.orders.submit(order_body(rpps=DOCTOR, delay=3600), "test")).order
     # The intent is on disk, the request has not reached the holder yet (a slow link, a crash in between).
     now = origin.services.clock.now().timestamp()
-    routing(origin).orders = None  # keep the background rounds from sending it meanwhile
+    async def no_round() -> None:  # keep the background rounds from sending it meanwhile
+        return None
+
+    routing(origin).forwarding.forward_pass = no_round  # type: ignore[method-assign]
     assert await origin.services.db.write(lambda c: queue_link.claim(c, order.id, "Cabinet", now))
     status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order.id}/cancel")
     assert status == 200 and cancelled["state"] == "cancelled", cancelled
     # The late forward is answered "already settled" and the holder never stores the order.
-    assert await routing(origin).send_forward(order.id, "Cabinet") == "cancelled"
+    assert await routing(origin).forwarding.send_forward(order.id, "Cabinet") == "cancelled"
     assert await order_state(holder, order.id) is None
     assert await order_state(origin, order.id) == "cancelled"
 
@@ -167,8 +170,8 @@ async def test_cancel_is_refused_with_the_reason_when_the_holder_is_unreachable(
     origin, holder = practice
     status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     order_id = created["id"]
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
-    routing(origin).wake()
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    peers(origin).wake()
     import asyncio
 
     for _ in range(300):
@@ -192,8 +195,8 @@ async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent:
     await init(first, "Cabinet")
     await join(second, await invite(first), first, "Salle-2")
     await join(origin, await invite(first), first, "Accueil")
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
-    assert routing(origin).holder_of(DOCTOR).name == "Cabinet"  # type: ignore[union-attr]
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    assert peers(origin).holder_of(DOCTOR).name == "Cabinet"  # type: ignore[union-attr]
     status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     order_id = created["id"]
     import asyncio
@@ -241,7 +244,7 @@ async def test_a_workstation_whose_clock_drifted_is_flagged_and_its_forwards_are
                          clock=OffsetClock(timedelta(minutes=30)))
     await init(holder, "Cabinet")
     await join(origin, await invite(holder), holder, "Accueil")
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
     status, body = await call(http, origin, "GET", "/v1/peers")
     assert status == 200 and "Horloge décalée" in (body["peers"][0]["last_error"] or "")
     _, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
@@ -257,7 +260,7 @@ async def test_a_partition_loses_nothing_and_duplicates_nothing(practice: Any, h
     origin, a cancel is refused rather than promised, and after the link is back everything goes once."""
     origin, holder = practice
     _, before = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
     import asyncio
 
     for _ in range(300):
@@ -266,14 +269,14 @@ async def test_a_partition_loses_nothing_and_duplicates_nothing(practice: Any, h
         await asyncio.sleep(0.05)
     link = routing(holder)
     await link.stop()  # the partition
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is None)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is None)
     _, during = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     await routing(origin).tick()
     assert await order_state(origin, during["id"]) == "scheduled"
     status, _ = await call(http, origin, "POST", f"/v1/orders/{before['id']}/cancel")
     assert status == 503
     await link.start()  # healed (on a new port: presence tells the origin where)
-    await wait_for(lambda: routing(origin).holder_of(DOCTOR) is not None)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
     for _ in range(300):
         if await order_state(holder, during["id"]) == "scheduled":
             break

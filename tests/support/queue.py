@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from agent.clock import FrozenClock
+from agent.connectivity import ConnectivityTracker
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.ins import OID_INS_NIR, compute_key
 from agent.domain.orders import DeliveryState
 from agent.domain.policy import TraceEvent
 from agent.errors import DuplicateUniqueId, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.events import EventBus
+from agent.queue.events import OrderEvents
 from agent.queue.executor import QueueExecutor, QueueSettings
-from agent.queue.intake import Intake
+from agent.queue.intake import Intake, decode_cda
 from agent.queue.service import OrderService
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -115,21 +117,46 @@ class MemoryDmp:
 
 
 class Traces:
+    """The trace seam, collecting what the queue records (in its transactions or not)."""
+
     def __init__(self) -> None:
         self.events: list[TraceEvent] = []
 
     async def record(self, event: TraceEvent) -> None:
         self.events.append(event)
 
+    def record_in(self, conn: Any, event: TraceEvent) -> None:
+        self.events.append(event)
+
+
+class PlainDocuments:
+    """The documents part for queue tests: the order's CDA as given (validation is the CDA part's own tests)."""
+
+    async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
+                             author: dict[str, Any]) -> bytes:
+        return decode_cda(document)
+
+    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        return None
+
+
+class NoOpposition:
+    """No patient opposed feeding their DMP (the rights part has its own tests)."""
+
+    async def check_feeding(self, ins: str) -> None:
+        return None
+
 
 class Harness:
     """A queue over a real store file with an injected gateway; ``restart`` reopens it as a new agent would."""
 
     def __init__(self, path: Path, clock: FrozenClock, dmp: Any, *, allow_test_oids: bool = False,
-                 **settings: Any) -> None:
+                 gateways: dict[str, Any] | None = None, grace: float = 5.0, **settings: Any) -> None:
         self.path = path
         self.clock = clock
         self.dmp = dmp
+        self.gateways = gateways if gateways is not None else {"dmp": dmp}
+        self.grace = grace  # how long stop() lets sends in flight finish (short: a crash)
         self.master = os.urandom(32)
         self.settings = QueueSettings(**{"backoff_base_seconds": 10.0, "backoff_cap_seconds": 300.0,
                                          "probe_interval_seconds": 30.0, "max_attempts": 5, **settings})
@@ -144,15 +171,23 @@ class Harness:
         self.db.open()
         cipher = ContentCipher(self.master)
         self.bus = EventBus(self.clock)
-        self.service = OrderService(self.db, cipher, self.bus, self.clock,
-                                    Intake(allow_test_oids=self.allow_test_oids, default_delay=900), traces=self.traces)
-        self.executor = QueueExecutor(self.db, cipher, {"dmp": self.dmp}, self.settings, self.clock,
+        events = OrderEvents(self.db, self.bus)
+        self.executor = QueueExecutor(self.db, cipher, self.gateways, self.settings, self.clock,
+                                      events=events, traces=self.traces,
+                                      connectivity=ConnectivityTracker(self.bus, self.clock),
                                       rand=lambda: self.rand_value,
-                                      card_check=lambda rpps: None if self.cps_here else "CPS absente",
-                                      on_change=self.service.on_executor_change, traces=self.traces)
-        self.service.executor = self.executor
+                                      card_check=lambda rpps: None if self.cps_here else "CPS absente")
+        self.service = OrderService(
+            db=self.db, cipher=cipher, clock=self.clock,
+            intake=Intake(allow_test_oids=self.allow_test_oids, default_delay=900), executor=self.executor,
+            events=events, documents=PlainDocuments(), rules=lambda body: body, feeding=NoOpposition(),
+            traces=self.traces)
         await self.executor.recover()
         return self.service
+
+    async def create(self, body: dict[str, Any], client: str) -> tuple[Any, bool]:
+        submitted = await self.service.submit(body, client)
+        return submitted.order, submitted.created
 
     async def restart(self) -> OrderService:
         await self.stop()
@@ -160,7 +195,7 @@ class Harness:
 
     async def stop(self) -> None:
         if self.db is not None:
-            await self.executor.stop()
+            await self.executor.stop(grace=self.grace)
             self.db.close()
             self.db = None
 
