@@ -1,0 +1,47 @@
+"""The store on a bad day (issue 23): nothing lost, nothing readable by others. Real SQLite files on disk."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from agent.domain.orders import DeliveryState, NewOrder
+from agent.store import orders as repo
+from agent.store.crypto import ContentCipher
+from agent.store.db import Database
+
+NOW = 1_800_000_000.0
+
+
+def _new_order() -> NewOrder:
+    return NewOrder(order_id=str(uuid.uuid4()), client_ref=None, client_name="lgc", body_hash="h",
+                    ins="279035121518989", ins_oid="1.2.250.1.213.1.4.8", identity_status="QUAL",
+                    author_rpps="10000000000", document_unique_id=f"2.25.{uuid.uuid4().int}",
+                    submission_set_unique_id=f"2.25.{uuid.uuid4().int}", type_code="11488-4",
+                    payload=b'{"document": "..."}', destinations=("dmp",), delay_seconds=900)
+
+
+async def _insert(db: Database, cipher: ContentCipher) -> repo.OrderView:
+    order, _ = await db.write(lambda c: repo.insert_order(c, cipher, _new_order(), NOW, "2027-01-15T08:00:00Z"))
+    return order
+
+
+async def test_retention_never_erases_an_order_forwarded_to_a_holder_that_never_settled_it(tmp_path: Path) -> None:
+    # The holder never came back: erasing the origin's copy would lose an acknowledged order everywhere.
+    db = Database(tmp_path / "relais.db")
+    db.open()
+    cipher = ContentCipher(os.urandom(32))
+    try:
+        order = await _insert(db, cipher)
+        assert await db.write(lambda c: repo.forward(c, order.seq, NOW))
+        a_year_later = NOW + 365 * 86400
+        assert await db.write(lambda c: repo.erase_expired_content(c, a_year_later - 30 * 86400, a_year_later)) == 0
+        assert await db.read(lambda c: repo.open_payload(c, cipher, order.id)) == b'{"document": "..."}'
+        # Once the holder says it sent it, the retention applies as for any sent order.
+        assert await db.write(lambda c: repo.mirror_final(c, order.seq, "dmp", "sent", NOW, NOW, "urn:uuid:1"))
+        assert await db.write(lambda c: repo.erase_expired_content(c, a_year_later - 30 * 86400, a_year_later)) == 1
+        detail = await db.read(lambda c: repo.require_order(c, order.id))
+        assert detail.deliveries[0].state is DeliveryState.SENT and detail.content_erased_at is not None
+    finally:
+        db.close()
