@@ -104,9 +104,22 @@ class Database:
                     batch.append(job)
                 self._commit_batch(conn, batch)
                 if stop:
+                    self._fold_wal(conn)
                     return
         finally:
             conn.close()
+
+    @staticmethod
+    def _fold_wal(conn: sqlite3.Connection) -> None:
+        """On a clean stop, copy the WAL into the database file and empty it: a backup or a copy of relais.db
+        alone then holds every acknowledged order (they were only in relais.db-wal before)."""
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("report du journal WAL dans la base impossible à l'arrêt : %s", exc)
+            return
+        if busy:
+            log.warning("report du journal WAL incomplet à l'arrêt : un autre programme lit la base")
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[_Job, bool, Any]] = []
@@ -170,15 +183,16 @@ class Database:
         return fn(self._read_conn())
 
     def close(self) -> None:
-        """Finish every queued write, then close. Safe to call twice."""
+        """Finish every queued write, fold the WAL into the database, then close. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._jobs.put(None)
-            self._writer.join()
+        # Readers first: the writer's checkpoint on its way out can then fold the whole WAL.
         self._readers.shutdown(wait=True)
         with self._read_lock:
             for conn in self._read_conns:
                 conn.close()
             self._read_conns.clear()
+        if self._writer is not None:
+            self._jobs.put(None)
+            self._writer.join()

@@ -45,3 +45,23 @@ async def test_retention_never_erases_an_order_forwarded_to_a_holder_that_never_
         assert detail.deliveries[0].state is DeliveryState.SENT and detail.content_erased_at is not None
     finally:
         db.close()
+
+
+async def test_a_clean_stop_folds_the_wal_into_the_database_so_a_copy_of_it_alone_loses_nothing(
+        tmp_path: Path) -> None:
+    # A backup tool that copies relais.db without its -wal file must find every acknowledged order.
+    db = Database(tmp_path / "relais.db")
+    db.open()
+    cipher = ContentCipher(os.urandom(32))
+    orders = [await _insert(db, cipher) for _ in range(5)]
+    assert len(await db.read(lambda c: repo.list_orders(c))) == 5  # the readers are open, as in a running agent
+    db.close()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "relais.db").write_bytes((tmp_path / "relais.db").read_bytes())
+    restored = Database(copy / "relais.db")
+    restored.open()
+    try:
+        assert sorted(o.id for o in await restored.read(lambda c: repo.list_orders(c))) == sorted(o.id for o in orders)
+    finally:
+        restored.close()
