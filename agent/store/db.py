@@ -57,6 +57,19 @@ def open_sync(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _damaged(path: Path, detail: str) -> str:
+    return (f"la base de l'agent est endommagée ({path}) : {detail}. L'agent ne démarre pas, pour ne pas accepter "
+            "d'ordres qu'il ne pourrait pas garder ; restaurez la dernière sauvegarde de ce fichier.")
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    """``PRAGMA quick_check`` at start: a damaged store (bad sector, torn copy) is refused with a French message
+    instead of accepting orders it may lose and answering 500 on its order list."""
+    problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
@@ -77,10 +90,16 @@ class Database:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn: sqlite3.Connection | None = None
         try:
             conn = connect(self.path)
+            _check_integrity(conn)
             apply_migrations(conn)
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                raise StoreError(_damaged(self.path, str(exc))) from exc
             raise StoreError(f"ouverture de la base impossible : {exc}") from exc
         self._writer = threading.Thread(target=self._run_writer, args=(conn,), name="relais-db-write", daemon=True)
         self._writer.start()

@@ -6,7 +6,10 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
+
 from agent.domain.orders import DeliveryState, NewOrder
+from agent.errors import StoreError
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -65,3 +68,27 @@ async def test_a_clean_stop_folds_the_wal_into_the_database_so_a_copy_of_it_alon
         assert sorted(o.id for o in await restored.read(lambda c: repo.list_orders(c))) == sorted(o.id for o in orders)
     finally:
         restored.close()
+
+
+async def test_a_damaged_database_is_refused_at_start_with_a_french_message(tmp_path: Path) -> None:
+    # Before: the agent started without a word, accepted new orders (201), and its order list answered 500.
+    path = tmp_path / "relais.db"
+    db = Database(path)
+    db.open()
+    cipher = ContentCipher(os.urandom(32))
+    for _ in range(40):
+        await _insert(db, cipher)
+    db.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    middle = len(data) // page // 2 * page  # a page of orders, read by no migration: the agent used to start
+    data[middle:middle + page] = bytes([0x5A]) * page  # a bad disk sector, a torn copy
+    path.write_bytes(bytes(data))
+    damaged = Database(path)
+    with pytest.raises(StoreError) as caught:
+        damaged.open()
+    assert "endommagée" in caught.value.message and "sauvegarde" in caught.value.message
+    with pytest.raises(StoreError):
+        await damaged.write(lambda c: repo.insert_order(c, cipher, _new_order(), NOW, "2027-01-15T08:00:00Z"))
+    damaged.close()
