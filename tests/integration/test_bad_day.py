@@ -1,15 +1,20 @@
-"""The store on a bad day (issue 23): nothing lost, nothing readable by others. Real SQLite files on disk."""
+"""A bad day and an attacker (issue 23): nothing lost, nothing frozen, nothing readable by others. Real SQLite
+files on disk, real sockets."""
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.domain.orders import DeliveryState, NewOrder
-from agent.errors import StoreError
+from agent.errors import InvalidInput, StoreError
+from agent.routing import queue_link
+from agent.routing.protocol import Forward, new_nonce
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -92,3 +97,26 @@ async def test_a_damaged_database_is_refused_at_start_with_a_french_message(tmp_
     with pytest.raises(StoreError):
         await damaged.write(lambda c: repo.insert_order(c, cipher, _new_order(), NOW, "2027-01-15T08:00:00Z"))
     damaged.close()
+
+
+@pytest.mark.parametrize("send_at", [1e308, math.nan, math.inf, -math.inf, NOW + 30 * 86400])
+async def test_a_forward_with_an_absurd_deadline_is_refused_and_nothing_is_stored(tmp_path: Path,
+                                                                                    send_at: float) -> None:
+    # A practice member sent send_at=1e308: the holder stored it and its order list answered 500 for good.
+    origin, holder = Database(tmp_path / "origin.db"), Database(tmp_path / "holder.db")
+    origin.open()
+    holder.open()
+    cipher = ContentCipher(os.urandom(32))
+    try:
+        order = await _insert(origin, cipher)
+        meta, payload = await origin.read(lambda c: queue_link.export(c, cipher, order.id))
+        message = Forward(order.id, datetime.fromtimestamp(NOW, UTC), new_nonce(), "10000000000",
+                          {**meta, "send_at": send_at}, payload)
+        with pytest.raises(InvalidInput) as caught:
+            await holder.write(lambda c: queue_link.accept(c, cipher, "Accueil", message, "10000000000", NOW,
+                                                           "2027-01-15T08:00:00Z"))
+        assert caught.value.code == "invalid_input"
+        assert await holder.read(lambda c: repo.list_orders(c)) == []
+    finally:
+        origin.close()
+        holder.close()
