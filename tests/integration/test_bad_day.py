@@ -3,11 +3,13 @@ files on disk, real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,30 @@ async def test_a_forward_with_an_absurd_deadline_is_refused_and_nothing_is_store
     finally:
         origin.close()
         holder.close()
+
+
+async def _closed_by_server(port: int, opening: bytes) -> bool:
+    """Open a connection, send ``opening`` (nothing, or half a request) and wait: True once the server closes it.
+    The 60 s guard only stops a hang; it is no timing assertion (the agent's idle timeout is set far below)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(opening)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 60) == b""
+    except TimeoutError:
+        return False
+    finally:
+        writer.close()
+
+
+async def test_idle_and_half_sent_connections_are_closed_and_the_api_keeps_answering(start_agent: Any) -> None:
+    # ~1,000 idle connections exhausted the file handles and the LGC's requests timed out.
+    agent = await start_agent(api={"idle_timeout_seconds": 0.5})
+    port = agent.agent.port
+    idle = [_closed_by_server(port, b"") for _ in range(20)]
+    slow = [_closed_by_server(port, b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(20)]
+    assert all(await asyncio.gather(*idle, *slow))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+    assert (await asyncio.wait_for(reader.read(), 60)).startswith(b"HTTP/1.1 200")
+    writer.close()
