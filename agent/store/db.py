@@ -13,6 +13,7 @@ This module must never hold the event loop: every SQLite call happens in a threa
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -49,9 +50,21 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def make_private(path: Path) -> None:
+    """The data folder 0700, the database and its WAL files 0600, created so and tightened if an older agent
+    (or a umask of 022) left them readable: they hold INS numbers, consents, traces and pairing invites.
+    On Windows the folder under the user's profile already is private; chmod changes only the read-only bit."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if (path.parent / name).exists():
+            os.chmod(path.parent / name, 0o600)
+
+
 def open_sync(path: Path) -> sqlite3.Connection:
     """For short-lived commands (`relais token create`): a migrated write connection."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = connect(path)
     apply_migrations(conn)
     return conn
@@ -89,7 +102,10 @@ class Database:
         self.commits = 0  # for benchmarks: how many fsynced transactions carried the writes
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            make_private(self.path)
+        except OSError as exc:
+            raise StoreError(f"dossier de données inaccessible : {self.path.parent} ({exc.strerror})") from exc
         conn: sqlite3.Connection | None = None
         try:
             conn = connect(self.path)

@@ -149,3 +149,27 @@ async def test_idle_and_half_sent_connections_are_closed_and_the_api_keeps_answe
     writer.write(f"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
     assert (await asyncio.wait_for(reader.read(), 60)).startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_the_data_folder_and_the_database_are_readable_by_this_account_only(tmp_path: Path) -> None:
+    # Another Unix account read INS numbers, consents and a live pairing invite's key from a 0644 relais.db.
+    previous = os.umask(0o022)
+    try:
+        fresh = Database(tmp_path / "new" / "relais.db")
+        fresh.open()
+        await _insert(fresh, ContentCipher(os.urandom(32)))
+        folder = tmp_path / "new"
+        assert folder.stat().st_mode & 0o777 == 0o700
+        for name in ("relais.db", "relais.db-wal", "relais.db-shm"):
+            assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+        fresh.close()
+        # A folder made by an older agent is tightened at start.
+        folder.chmod(0o755)
+        (folder / "relais.db").chmod(0o644)
+        again = Database(folder / "relais.db")
+        again.open()
+        again.close()
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert (folder / "relais.db").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
