@@ -56,6 +56,9 @@ class ApiSection:
     auth_failure_limit: int = 10
     auth_failure_window_seconds: int = 60
     sse_heartbeat_seconds: float = 15.0
+    # Seconds a connection may stay idle (no request, or a request's headers not finished) before it is closed:
+    # idle sockets must not pile up until the file handles run out. No public source: a choice, kept short.
+    idle_timeout_seconds: float = 15.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +203,8 @@ class PracticeSection:
     invite_ttl_seconds: int = 900
     # A forwarded order or cancel older than this (or this far ahead of our clock) is refused as stale.
     message_max_age_seconds: int = 300
+    # Seconds a peer connection may stay idle (before its first request, between requests) before it is closed.
+    peer_idle_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,6 +428,8 @@ def validate(config: Config) -> None:
         "api.max_upload_bytes": config.api.max_upload_bytes,
         "api.auth_failure_limit": config.api.auth_failure_limit,
         "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
+        "api.idle_timeout_seconds": config.api.idle_timeout_seconds,
+        "practice.peer_idle_timeout_seconds": config.practice.peer_idle_timeout_seconds,
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,

@@ -8,8 +8,10 @@
 4. Unknown routes are 404/405 before anything else is looked at.
 5. A body larger than the route allows is refused from its Content-Length, before a byte of it is read;
    a chunked body is cut at the same limit while reading.
-6. After repeated authentication failures, every unauthenticated attempt is refused with 429 for a while,
-   without even checking the token: guessing stays slow.
+6. After repeated authentication failures, failed attempts answer 429 for a while. The lockout is the
+   guesser's, never global: a valid token or session is checked first (in constant time) and always passes,
+   so a local process sending bad tokens cannot keep the LGC out (tokens are 256-bit: the lockout is an alarm
+   and a brake, not what makes guessing hopeless).
 7. A bearer token issued to a named client, compared in constant time, is required except on public routes.
 
 GET routes never change state by construction (the route table refuses a GET with a body, and handlers of GET
@@ -57,7 +59,8 @@ class GuardSettings:
 
 @dataclass
 class FailureTracker:
-    """Authentication failures in a sliding window. All clients are local, so the window is global."""
+    """Failed authentication attempts in a sliding window. All clients are local (one address), so failures
+    cannot be told apart by client: they lock out failed attempts only, never a client that authenticates."""
 
     limit: int
     window: float
@@ -190,33 +193,39 @@ def body_limit(route: Route, settings: GuardSettings) -> int:
 async def _authenticate(
     request: web.Request, verify: TokenVerifier, failures: FailureTracker, sessions: UiSessions | None
 ) -> TokenInfo:
-    wait = failures.locked_for()
-    if wait:
-        raise e.TooManyFailures(
-            f"Trop d'échecs d'authentification : réessayez dans {wait} secondes.", retry_after=wait
-        )
     cookie = request.cookies.get(COOKIE)
     if sessions is not None and cookie and "Authorization" not in request.headers:
         return _session_client(request, sessions, cookie, failures)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        failures.record()
+        _failed(failures)
         raise e.AuthenticationRequired("Jeton d'accès manquant : en-tête « Authorization: Bearer <jeton> ».",
                                        code="token_missing")
     client = await verify(token.strip())
     if client is None:
-        failures.record()
+        _failed(failures)
         log.warning("jeton refusé (inconnu ou révoqué)")
         raise e.AuthenticationRequired("Jeton d'accès inconnu ou révoqué.", code="token_invalid")
     return client
+
+
+def _failed(failures: FailureTracker) -> None:
+    """A failed attempt: 429 while failures are over the limit (this attempt is then not counted, so the lockout
+    ends with the window), else counted and the caller answers 401."""
+    wait = failures.locked_for()
+    if wait:
+        raise e.TooManyFailures(
+            f"Trop d'échecs d'authentification : réessayez dans {wait} secondes.", retry_after=wait
+        )
+    failures.record()
 
 
 def _session_client(request: web.Request, sessions: UiSessions, cookie: str, failures: FailureTracker) -> TokenInfo:
     """The dashboard's cookie session; state changes also need the CSRF header (SameSite is a second lock)."""
     session = sessions.lookup(cookie)
     if session is None:
-        failures.record()
+        _failed(failures)
         raise e.AuthenticationRequired("Session du tableau de bord expirée : rouvrez-le depuis l'icône Relais.",
                                        code="session_expired")
     if request.method not in ("GET", "HEAD") and not sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):

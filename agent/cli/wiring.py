@@ -89,7 +89,9 @@ class Agent:
         services = await build(config, self._stack, clock=self.clock, env=env, overrides=overrides)
         self.services = services
         app = create_app(services, env.routes if env is not None else ())
-        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None)
+        # keepalive_timeout also runs from the connection's start: idle and half-sent connections are closed.
+        self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None,
+                                    keepalive_timeout=config.api.idle_timeout_seconds)
         await self.runner.setup()
         # An exclusive port; when another session's agent has it (shared Remote Desktop server), the next free one.
         sockets = bind_first_free(config.api.host, config.api.port, search=config.api.port_search,

@@ -149,7 +149,8 @@ class Peers(Lifecycle):
         """Start the listener and the client once this workstation is in a practice."""
         assert self.member is not None
         app = peer_app()
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0,
+                                     keepalive_timeout=self.settings.peer_idle_timeout_seconds)
         await self._runner.setup()
         sockets = bind_exclusive(self.settings.peer_host, self.settings.peer_port)  # OSError: logged by load()
         self.port = await start_sites(self._runner, sockets,

@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from agent.domain.orders import DeliveryState, NewOrder
+from agent.domain.orders import DeliveryState, NewOrder, check_delay
 from agent.errors import Conflict, InvalidInput, NotFound
 from agent.routing.protocol import Forward, same_rpps
 from agent.store import orders as orders_repo
@@ -114,6 +114,10 @@ def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
         json.loads(message.payload)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput("Ordre transmis incomplet.") from exc
+    # The origin's deadline, checked as an LGC's delay is: a finite number within the allowed range (1e308 or
+    # NaN stored here made the order list answer 500 for good).
+    if not math.isfinite(send_at) or check_delay(max(0, math.ceil(send_at - now))) is not None:
+        raise InvalidInput.field("send_at", "Échéance d'envoi de l'ordre transmis invalide.")
     return NewOrder(order_id=message.order_id, client_ref=None, client_name=f"poste:{origin}",
                     author_rpps=message.author_rpps, payload=message.payload, destinations=destinations,
                     delay_seconds=max(0, math.ceil(send_at - now)), **fields)

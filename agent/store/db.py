@@ -13,6 +13,7 @@ This module must never hold the event loop: every SQLite call happens in a threa
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -49,12 +50,37 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def make_private(path: Path) -> None:
+    """The data folder 0700, the database and its WAL files 0600, created so and tightened if an older agent
+    (or a umask of 022) left them readable: they hold INS numbers, consents, traces and pairing invites.
+    On Windows the folder under the user's profile already is private; chmod changes only the read-only bit."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if (path.parent / name).exists():
+            os.chmod(path.parent / name, 0o600)
+
+
 def open_sync(path: Path) -> sqlite3.Connection:
     """For short-lived commands (`relais token create`): a migrated write connection."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = connect(path)
     apply_migrations(conn)
     return conn
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (f"la base de l'agent est endommagée ({path}) : {detail}. L'agent ne démarre pas, pour ne pas accepter "
+            "d'ordres qu'il ne pourrait pas garder ; restaurez la dernière sauvegarde de ce fichier.")
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    """``PRAGMA quick_check`` at start: a damaged store (bad sector, torn copy) is refused with a French message
+    instead of accepting orders it may lose and answering 500 on its order list."""
+    problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
 
 
 @dataclass(slots=True)
@@ -76,11 +102,20 @@ class Database:
         self.commits = 0  # for benchmarks: how many fsynced transactions carried the writes
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            make_private(self.path)
+        except OSError as exc:
+            raise StoreError(f"dossier de données inaccessible : {self.path.parent} ({exc.strerror})") from exc
+        conn: sqlite3.Connection | None = None
         try:
             conn = connect(self.path)
+            _check_integrity(conn)
             apply_migrations(conn)
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                raise StoreError(_damaged(self.path, str(exc))) from exc
             raise StoreError(f"ouverture de la base impossible : {exc}") from exc
         self._writer = threading.Thread(target=self._run_writer, args=(conn,), name="relais-db-write", daemon=True)
         self._writer.start()
@@ -104,9 +139,22 @@ class Database:
                     batch.append(job)
                 self._commit_batch(conn, batch)
                 if stop:
+                    self._fold_wal(conn)
                     return
         finally:
             conn.close()
+
+    @staticmethod
+    def _fold_wal(conn: sqlite3.Connection) -> None:
+        """On a clean stop, copy the WAL into the database file and empty it: a backup or a copy of relais.db
+        alone then holds every acknowledged order (they were only in relais.db-wal before)."""
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("report du journal WAL dans la base impossible à l'arrêt : %s", exc)
+            return
+        if busy:
+            log.warning("report du journal WAL incomplet à l'arrêt : un autre programme lit la base")
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[_Job, bool, Any]] = []
@@ -170,15 +218,16 @@ class Database:
         return fn(self._read_conn())
 
     def close(self) -> None:
-        """Finish every queued write, then close. Safe to call twice."""
+        """Finish every queued write, fold the WAL into the database, then close. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._jobs.put(None)
-            self._writer.join()
+        # Readers first: the writer's checkpoint on its way out can then fold the whole WAL.
         self._readers.shutdown(wait=True)
         with self._read_lock:
             for conn in self._read_conns:
                 conn.close()
             self._read_conns.clear()
+        if self._writer is not None:
+            self._jobs.put(None)
+            self._writer.join()

@@ -522,13 +522,14 @@ def release_waiting_card(conn: sqlite3.Connection, delivery_ids: Iterable[int], 
 
 
 def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -> int:
-    """Destroy the data key of every order whose deliveries all ended (sent, cancelled, or forwarded to the peer
-    that sends them) before ``cutoff``: its content can no longer be opened anywhere (WAL, backups); the
-    metadata stays for the history."""
+    """Destroy the data key of every order whose deliveries all settled (sent or cancelled) before ``cutoff``:
+    its content can no longer be opened anywhere (WAL, backups); the metadata stays for the history.
+    A ``forwarded`` delivery is not settled: until the holder says it sent or cancelled it, this copy may be
+    the only one left (the holder may never come back), so it is kept to be recalled."""
     rows = conn.execute(
         "SELECT o.seq, o.key_id FROM orders o WHERE o.key_id IS NOT NULL"
         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
-        "                 AND (d.state NOT IN ('sent', 'cancelled', 'forwarded') OR d.updated_at > ?))",
+        "                 AND (d.state NOT IN ('sent', 'cancelled') OR d.updated_at > ?))",
         (cutoff,),
     ).fetchall()
     for seq, key_id in rows:
