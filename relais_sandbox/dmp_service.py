@@ -11,13 +11,14 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from lxml import etree
 
-from agent.dmp import ebrim, soap
+from agent.dmp import ebrim, hl7v3, soap
 from agent.dmp.ebrim import (
     DE_AUTHOR,
     DE_CLASS,
@@ -46,6 +47,7 @@ from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import RelaisError
 from agent.xml.signing import SignatureInvalid, verify_enveloped, verify_xades_detached
+from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
 
 ERR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
@@ -83,14 +85,18 @@ class Answer:
 
 class DmpService:
     def __init__(self, registry: Registry, trusted: Sequence[x509.Certificate], schema: etree.XMLSchema | None,
-                 now: dt.datetime | None = None, without_dmp: set[str] | None = None) -> None:
-        self.without_dmp = without_dmp or set()
+                 now: dt.datetime | None = None, without_dmp: set[str] | None = None,
+                 patients: DmpPatients | None = None) -> None:
+        self.patients = patients or DmpPatients()
+        for patient_cx in without_dmp or ():
+            self.patients.without_dmp(patient_cx.split("^")[0])
         self.registry = registry
         self.trusted = list(trusted)
         self.schema = schema
         self._now = now
         # Requests are handled in worker threads: one at a time touches the registry (one SQLite connection).
         self._lock = threading.Lock()
+        self.calls: list[dict[str, str]] = []  # every request received, in order (GET /_sandbox/dmp/calls)
 
     def now(self) -> dt.datetime:
         return self._now or dt.datetime.now(dt.UTC)
@@ -116,6 +122,7 @@ class DmpService:
     def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes) -> Answer:
         caller = self.verify_vihf(env)
         with self._lock:
+            self.calls.append(describe_call(action, env, caller, raw))
             return self._handle(action, env, attachments, raw, caller)
 
     def _handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
@@ -124,6 +131,8 @@ class DmpService:
         request = body[0] if body is not None and len(body) else None
         if request is None:
             raise ValueError("corps SOAP vide")
+        if etree.QName(request).namespace == hl7v3.HL7:
+            return self.patients_request(action, request, caller)
         response_action = soap.ACTIONS_RESPONSE.get(action, action + "Response")
         try:
             if self.schema is not None:
@@ -154,6 +163,29 @@ class DmpService:
                 return Answer(response_action, resp)
             return Answer(response_action, soap.registry_response(exc.errors))
 
+    # --- TD0.2 / TD0.3 (HL7v3) ------------------------------------------------------------------------------
+
+    def patients_request(self, action: str, request: etree._Element, caller: Caller) -> Answer:
+        interaction = hl7v3.interaction_of(request)
+        if etree.QName(request).localname != interaction or action != f"urn:hl7-org:v3:{interaction}":
+            raise ValueError(f"interaction HL7v3 {interaction or '?'} et action SOAP {action} incohérentes")
+        ins, oid = hl7v3.request_patient(request)
+        ids = hl7v3.MessageIds(hl7v3.DMP_DEVICE, "DMP", str(uuid.uuid4()), "", self.now())
+        if ebrim.cx(ins, oid) != caller.patient_cx:
+            return Answer(f"urn:hl7-org:v3:{hl7v3.ACK_INTERACTION}",
+                          hl7v3.ack_answer(request, ids, False, "DMPPatientMismatch"))
+        if interaction == hl7v3.TD02_INTERACTION:
+            if hl7v3.reason_of(request) != hl7v3.TEST_EXISTENCE:
+                raise ValueError("reasonCode TEST_EXST attendu pour un test d'existence")
+            state = self.patients.state(ins, caller.national_id)
+            return Answer(f"urn:hl7-org:v3:{hl7v3.TD02_ANSWER}",
+                          hl7v3.td02_answer(request, ins, oid, state, ids))
+        reason = hl7v3.reason_of(request)
+        if reason not in (hl7v3.TD03_ADD, hl7v3.TD03_REMOVE):
+            raise ValueError(f"TD0.3 : action {reason or '?'} inconnue")
+        ok, code = self.patients.td03(ins, caller.national_id, reason == hl7v3.TD03_ADD)
+        return Answer(f"urn:hl7-org:v3:{hl7v3.ACK_INTERACTION}", hl7v3.ack_answer(request, ids, ok, code))
+
     # --- ITI-41 ------------------------------------------------------------------------------------------
 
     def provide_and_register(self, request: etree._Element, attachments: dict[str, bytes], caller: Caller,
@@ -181,8 +213,9 @@ class DmpService:
             errors.append(_err("XDSRegistryMetadataError", "uniqueId du lot de soumission absent."))
         elif self.registry.unique_id_known(ss_uid):
             errors.append(_err("XDSDuplicateUniqueIdInRegistry", f"Lot de soumission {ss_uid} déjà reçu.", ss_uid))
-        if ss_patient in self.without_dmp:
-            errors.append(_err("XDSUnknownPatientId", "Ce patient n'a pas de DMP."))
+        patient_file = self.patients.file(ss_patient.split("^")[0])
+        if not patient_file.exists or patient_file.closed_on:
+            errors.append(_err("XDSUnknownPatientId", "Ce patient n'a pas de DMP actif."))
         if ss_patient != caller.patient_cx:
             errors.append(_err("XDSPatientIdDoesNotMatch", "Le patient du lot ne correspond pas au jeton VIHF."))
         members = {a.get("targetObject") for a in associations if a.get("associationType") == HAS_MEMBER
@@ -420,6 +453,30 @@ class DmpService:
         if target is None or target.patient_id != caller.patient_cx:
             raise Refused(_err("XDSUnknownDocument", f"Document {entry_uuid} introuvable pour ce patient."))
         return target
+
+
+TRANSACTIONS = {soap.ACTION_ITI41: "TD2.1", soap.ACTION_ITI18: "TD3.1", soap.ACTION_ITI43: "TD3.2",
+                soap.ACTION_ITI57: "TD3.3", hl7v3.TD02_ACTION: "TD0.2"}
+STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", GET_DOCUMENTS: "GetDocuments"}
+
+
+def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes) -> dict[str, str]:
+    """One line of the call log: transaction, SOAP action, HL7v3 interaction or stored query, who, the raw bytes."""
+    body = env.find(f"{{{soap.SOAP12}}}Body")
+    request = body[0] if body is not None and len(body) else None
+    query, return_type, interaction = "", "", ""
+    if request is not None and request.tag == f"{{{QUERY}}}AdhocQueryRequest":
+        aq = request.find(rim("AdhocQuery"))
+        qid = aq.get("id", "") if aq is not None else ""
+        query = STORED_QUERIES.get(qid, qid)
+        option = request.find(f"{{{QUERY}}}ResponseOption")
+        return_type = option.get("returnType", "") if option is not None else ""
+    elif request is not None and etree.QName(request).namespace == hl7v3.HL7:
+        interaction = hl7v3.interaction_of(request)
+    transaction = TRANSACTIONS.get(action, "TD0.3" if interaction else action)
+    return {"transaction": transaction, "action": action, "interaction": interaction, "stored_query": query,
+            "return_type": return_type, "professional": caller.national_id,
+            "request_base64": base64.b64encode(raw).decode()}
 
 
 def same_person(a: str, b: str) -> bool:

@@ -1,4 +1,4 @@
-"""DmpClient: the DMP transactions as async methods (TD0.2, TD2.1, TD3.1, TD3.2, TD3.3a-d).
+"""DmpClient: the DMP transactions as async methods (TD0.2, TD0.3, TD2.1, TD3.1, TD3.2, TD3.3a-d).
 
 Interface other parts code against (the queue, the API routes); the XML lives in ``submission``, ``queries``,
 ``ebrim``, ``soap`` and ``vihf``, the sockets in ``transport``. Failures: ``TransientRemoteError`` (network, 5xx,
@@ -13,16 +13,14 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from lxml import etree
 
 from agent.clock import Clock
-from agent.dmp import queries
+from agent.dmp import hl7v3, queries
 from agent.dmp.ebrim import XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
     DocumentEntry,
@@ -53,7 +51,8 @@ from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings, signed_assertion
 from agent.domain.signing import Signer
-from agent.errors import NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
+from agent.domain.ins import OID_INS_NIA
+from agent.errors import InvalidInput, NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
 from agent.logs import get_logger
 
 log = get_logger("dmp")
@@ -85,7 +84,8 @@ class DmpClient:
                  structure_signer: Signer, defaults: SubmissionDefaults, professional: ProfessionalSource,
                  document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
                  new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
-                 on_connectivity: Callable[[bool], None] | None = None) -> None:
+                 on_connectivity: Callable[[bool], None] | None = None,
+                 td03_interaction: str = hl7v3.TD03_INTERACTION) -> None:
         self.endpoints = endpoints
         self.transport = transport
         self.clock = clock
@@ -97,6 +97,7 @@ class DmpClient:
         self.value_sets = value_sets
         self.new_uuid = new_uuid
         self.on_connectivity = on_connectivity
+        self.td03_interaction = td03_interaction
         self.reachable: bool | None = None  # None: no call yet
         self.checked_at: dt.datetime | None = None
 
@@ -138,6 +139,9 @@ class DmpClient:
 
     async def _call(self, url: str, action: str, body: etree._Element, who: Professional, ins: str, oid: str,
                     attachments: dict[str, bytes] | None = None) -> tuple[etree._Element, MtomMessage]:
+        if oid == OID_INS_NIA:  # [CDT] 0.2-080: a patient known by a NIA has no access to the DMP
+            raise InvalidInput.field("patient.oid", "Patient identifié par un NIA (matricule provisoire) : "
+                                                    "l'accès au DMP est interdit.", code="dmp_nia_forbidden")
         def build() -> tuple[bytes, str]:
             env = envelope(action, body, to=url, security=self._security(who, ins, oid))
             xml = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
@@ -272,39 +276,28 @@ class DmpClient:
                                        code="dmp_version_missing")
         return live[-1]
 
-    # --- TD0.2 -----------------------------------------------------------------------------------------
+    # --- TD0.2 / TD0.3 (HL7v3 on .../patients) ------------------------------------------------------------
+
+    def _hl7_ids(self) -> hl7v3.MessageIds:
+        return hl7v3.MessageIds(self.defaults.source_id, self.vihf.lps_name, self.new_uuid(), self.new_uuid(),
+                                self.clock.now())
 
     async def td02(self, ins: str, oid: str, professional: Professional | None = None) -> PatientDmpStatus:
-        """Does the patient have an active DMP, and may this professional consult it (FHIR Patient search)."""
+        """TD0.2 (PRPA_IN201307UV02): does the patient have a DMP, and may this professional use it."""
         who = self._who(professional)
-        url = f"{self.endpoints.patients}?identifier={quote(f'urn:oid:{oid}|{ins}', safe='')}"
+        body = hl7v3.td02_request(ins, oid, self._hl7_ids())
+        first, _ = await self._call(self.endpoints.patients, hl7v3.TD02_ACTION, body, who, ins, oid)
+        return hl7v3.read_td02_answer(first)
 
-        def build() -> bytes:
-            return bytes(etree.tostring(self._security(who, ins, oid)))
-
-        assertion = await asyncio.to_thread(build)
-        answer = await self._post(url, assertion, "application/samlassertion+xml", "TD0.2")
-        try:
-            bundle = json.loads(answer.message.root)
-        except ValueError as exc:
-            raise TransientRemoteError("Réponse TD0.2 illisible.", service="dmp", code="dmp_answer_invalid") from exc
-        if answer.status >= 400 or bundle.get("resourceType") != "Bundle":
-            raise PermanentRemoteError(f"Le DMP a refusé la vérification d'accès (HTTP {answer.status}).",
-                                       service="dmp", code="dmp_td02_refused")
-        entries = bundle.get("entry") or []
-        if not entries:
-            return PatientDmpStatus(exists=False)
-        patient = entries[0].get("resource", {})
-        ext = {e.get("url", "").rsplit("/", 1)[-1]: e for e in patient.get("extension", [])}
-
-        def flag(name: str) -> bool:
-            return bool(ext.get(name, {}).get("valueBoolean", False))
-
-        return PatientDmpStatus(exists=True, active=bool(patient.get("active", False)),
-                                authorized=flag("dmp-authorization"), blocked=flag("dmp-blocked"),
-                                attached_to_mes=flag("dmp-attached-mes"),
-                                closed_reason=str(ext.get("dmp-closure", {}).get("valueString", "")),
-                                treating_physician=flag("dmp-treating-physician"))
+    async def td03(self, ins: str, oid: str, add: bool, professional: Professional | None = None) -> str:
+        """TD0.3: add (the patient consented) or remove (consent withdrawn) this professional's authorisation;
+        returns the DMP's acknowledgement code (DMPOk)."""
+        who = self._who(professional)
+        interaction = self.td03_interaction
+        body = hl7v3.td03_request(ins, oid, hl7v3.TD03_ADD if add else hl7v3.TD03_REMOVE, self._hl7_ids(),
+                                  interaction)
+        first, _ = await self._call(self.endpoints.patients, f"urn:hl7-org:v3:{interaction}", body, who, ins, oid)
+        return hl7v3.read_ack(first, "l'ajout de l'autorisation" if add else "le retrait de l'autorisation")
 
 
 def _check_hash(entry: DocumentEntry, content: bytes) -> None:

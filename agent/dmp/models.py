@@ -159,8 +159,13 @@ class PatientDmpStatus:
     attached_to_mes: bool = False  # linked to Mon espace santé
     closed_reason: str = ""
     treating_physician: bool = False
+    authorization: str = ""  # valid, expired, forbidden, none (or the DMP's own word when unknown)
+    closed_on: str = ""  # YYYY-MM-DD
+    ack_code: str = ""  # the HL7v3 acknowledgement (AA)
+    query_response: str = ""  # OK, NF (no DMP)
 
     def as_dict(self) -> dict[str, Any]:
         return {"exists": self.exists, "active": self.active, "authorized": self.authorized,
                 "blocked": self.blocked, "attached_to_mes": self.attached_to_mes,
-                "closed_reason": self.closed_reason, "treating_physician": self.treating_physician}
+                "closed_reason": self.closed_reason, "treating_physician": self.treating_physician,
+                "authorization": self.authorization, "closed_on": self.closed_on}
