@@ -108,7 +108,8 @@ async def test_the_author_deletes_their_document(agent: Any, http: aiohttp.Clien
     status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
     assert status == 200, body
     services = agent.services
-    professional = __import__("agent.cli.wiring", fromlist=["dmp_professional"]).dmp_professional(services)()
+    professional = services.dmp.professional()
+    assert professional is not None
     data = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
     cda, uid = reidentify(data, ORSONI.ins, ORSONI.oid, ORSONI.birth_name, ORSONI.first_given_name, ORSONI.sex,
                           ORSONI.birth_date, f"2.25.{uuid.uuid4().int}")
