@@ -41,7 +41,7 @@ from agent.dmp.ebrim import (
     rim,
     slot_value,
 )
-from agent.dmp.models import STATUS_APPROVED, STATUS_DEPRECATED, STATUS_URNS
+from agent.dmp.models import STATUS_APPROVED, STATUS_DELETED, STATUS_DEPRECATED, STATUS_URNS
 from agent.dmp.queries import FIND_DOCUMENTS, GET_DOCUMENTS, UPDATE_STATUS
 from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
@@ -150,8 +150,6 @@ class DmpService:
                 return Answer(response_action, body_el, atts)
             if action == soap.ACTION_ITI57 and request.tag == f"{{{LCM}}}SubmitObjectsRequest":
                 return Answer(response_action, self.update(request, caller))
-            if action == soap.ACTION_DELETE and request.tag == f"{{{LCM}}}RemoveObjectsRequest":
-                return Answer(response_action, self.remove(request, caller))
             raise Refused(_err("XDSRegistryError", f"Action {action} inconnue pour {etree.QName(request).localname}."))
         except Refused as exc:
             if action == soap.ACTION_ITI18:
@@ -312,6 +310,10 @@ class DmpService:
         params = {s.get("name", ""): [(v.text or "").strip() for v in s.iter(rim("Value"))]
                   for s in aq.iterfind(rim("Slot"))}
         qid = aq.get("id")
+        option = request.find(f"{{{QUERY}}}ResponseOption")
+        object_ref = option is not None and option.get("returnType") == "ObjectRef"
+        if not object_ref:
+            self._require_consultation(caller)
         if qid == FIND_DOCUMENTS:
             found = self._find(params, caller)
         elif qid == GET_DOCUMENTS:
@@ -331,8 +333,20 @@ class DmpService:
                              status=soap.RESPONSE_SUCCESS)
         rol = etree.SubElement(resp, rim("RegistryObjectList"))
         for stored in found:
-            rol.append(stored.metadata)
+            if object_ref:
+                etree.SubElement(rol, rim("ObjectRef"), id=stored.entry_uuid)
+            else:
+                rol.append(stored.metadata)
         return resp
+
+    def _require_consultation(self, caller: Caller) -> None:
+        """LeafClass answers and documents need the professional's authorisation on this DMP (TD0.3), or an
+        access mode other than normal (bris de glace, centre 15). The refusal code is the simulator's own: the
+        DMP's error table is not public."""
+        ins = caller.patient_cx.split("^")[0]
+        purpose = caller.attributes.get("urn:oasis:names:tc:xspa:1.0:subject:purposeofuse", ["normal"])[0]
+        if purpose == "normal" and not self.patients.authorized(ins, caller.national_id):
+            raise Refused(_err("DMPAccessDenied", "Professionnel non autorisé sur ce DMP (TD0.3 préalable)."))
 
     def _readable(self, stored: Stored, caller: Caller) -> bool:
         """A document masked to professionals is visible to its author only."""
@@ -380,6 +394,7 @@ class DmpService:
     # --- ITI-43 ------------------------------------------------------------------------------------------
 
     def retrieve(self, request: etree._Element, caller: Caller) -> tuple[etree._Element, dict[str, bytes]]:
+        self._require_consultation(caller)
         resp = etree.Element(f"{{{XDSB}}}RetrieveDocumentSetResponse", nsmap={"xdsb": XDSB})
         attachments: dict[str, bytes] = {}
         errors: list[RegistryError] = []
@@ -419,6 +434,12 @@ class DmpService:
                     original, new = slot_value(a, "OriginalStatus"), slot_value(a, "NewStatus")
                     if original != _status_urn(target.status):
                         raise Refused(_err("XDSMetadataUpdateError", "Statut d'origine inexact."))
+                    if new == STATUS_DELETED:
+                        if not same_person(target.author_id, caller.national_id):
+                            raise Refused(_err("XDSRegistryError", "Seul l'auteur du document peut le supprimer "
+                                                                   "du DMP.", target.entry_uuid))
+                        self.registry.delete_lid(target.lid)
+                        continue
                     if new not in (STATUS_URNS["archived"], STATUS_URNS["approved"]):
                         raise Refused(_err("XDSMetadataUpdateError", f"Statut {new} refusé."))
                     self.registry.set_status(target.entry_uuid, new)
@@ -435,17 +456,6 @@ class DmpService:
                     raise Refused(_err("XDSMetadataUpdateError", "L'auteur d'un document ne peut être modifié."))
                 self.registry.set_status(old.entry_uuid, STATUS_DEPRECATED)
                 self.registry.insert(eo, None, version=old.version + 1, lid=lid)
-        return soap.registry_response()
-
-    def remove(self, request: etree._Element, caller: Caller) -> etree._Element:
-        refs = [r.get("id", "") for r in request.iter(rim("ObjectRef"))]
-        with self.registry.transaction():
-            for ref in refs:
-                target = self._own_patient(ref, caller)
-                if not same_person(target.author_id, caller.national_id):
-                    raise Refused(_err("XDSRegistryError", "Seul l'auteur du document peut le supprimer du DMP.",
-                                       ref))
-                self.registry.delete_lid(target.lid)
         return soap.registry_response()
 
     def _own_patient(self, entry_uuid: str, caller: Caller) -> Stored:

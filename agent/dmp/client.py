@@ -33,7 +33,6 @@ from agent.dmp.models import (
     Visibility,
 )
 from agent.dmp.soap import (
-    ACTION_DELETE,
     ACTION_ITI18,
     ACTION_ITI41,
     ACTION_ITI43,
@@ -50,12 +49,13 @@ from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
 from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings, signed_assertion
-from agent.domain.signing import Signer
 from agent.domain.ins import OID_INS_NIA
+from agent.domain.signing import Signer
 from agent.errors import InvalidInput, NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
 from agent.logs import get_logger
 
 log = get_logger("dmp")
+MAX_GET_DOCUMENTS = 20  # [CDT] EX_3.1: at most 20 documents per GetDocuments
 UNREACHABLE = frozenset({"dmp_unreachable", "dmp_timeout", "dmp_tls_error"})
 ProfessionalSource = Callable[[], Professional | None]
 
@@ -261,11 +261,44 @@ class DmpClient:
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
                      professional: Professional | None = None) -> None:
-        """TD3.3c (ITI-62): only the document's author may delete it; the DMP refuses others."""
+        """TD3.3c: an ITI-57 status change Approved -> Deleted (the DMP takes it from the document's author, with
+        the feeding profile only: no consultation right needed)."""
         who = self._who(professional)
-        first, _ = await self._call(self.endpoints.registry, ACTION_DELETE, queries.remove_objects([entry_uuid]),
-                                    who, ins, oid)
+        ss = self._submission_set(who, ins, oid, "Suppression")
+        body = queries.update_status(entry_uuid, "", "approved", "deleted", ss, self._ids())
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
+
+    async def entry_uuids(self, ins: str, oid: str, unique_ids: list[str],
+                          professional: Professional | None = None) -> list[str]:
+        """TD3.1b: the entryUUIDs of these uniqueIds by GetDocuments in ObjectRef mode, at most 20 per request."""
+        who = self._who(professional)
+        found: list[str] = []
+        for start in range(0, len(unique_ids), MAX_GET_DOCUMENTS):
+            body = queries.get_documents(unique_ids=unique_ids[start:start + MAX_GET_DOCUMENTS],
+                                         return_type="ObjectRef")
+            first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+            raise_for_registry(first)
+            found += [ref.get("id", "") for ref in first.iter(rim("ObjectRef"))]
+        return found
+
+    async def delete_unique_id(self, ins: str, oid: str, unique_id: str,
+                               professional: Professional | None = None) -> None:
+        """TD3.3c of a document the practice fed, known by its uniqueId: TD3.1b ObjectRef, then the status change."""
+        uuids = await self.entry_uuids(ins, oid, [unique_id], professional)
+        if not uuids:
+            raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
+        # ObjectRef says nothing of status: after TD3.3a/b updates the uniqueId has deprecated versions too, which
+        # the DMP refuses to delete; the newest comes last in the simulator, but try each until one is accepted.
+        refusal: PermanentRemoteError | None = None
+        for entry_uuid in reversed(uuids):
+            try:
+                await self.delete(ins, oid, entry_uuid, professional)
+                return
+            except PermanentRemoteError as exc:
+                refusal = exc
+        assert refusal is not None
+        raise refusal
 
     async def _current_version(self, ins: str, oid: str, unique_id: str, who: Professional) -> DocumentEntry:
         found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)

@@ -12,7 +12,10 @@ from agent.xml.cda_header import CdaHeader
 STATUS_APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 STATUS_DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 STATUS_ARCHIVED = "urn:asip:ci-sis:2010:StatusType:Archived"
-STATUS_NAMES = {STATUS_APPROVED: "approved", STATUS_DEPRECATED: "deprecated", STATUS_ARCHIVED: "archived"}
+# TD3.3c: the DMP "deletes" by an ITI-57 status change to this status ([CDT] 3.3-070/540, PDSM4DMP, DRIMbox).
+STATUS_DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
+STATUS_NAMES = {STATUS_APPROVED: "approved", STATUS_DEPRECATED: "deprecated", STATUS_ARCHIVED: "archived",
+                STATUS_DELETED: "deleted"}
 STATUS_URNS = {name: urn for urn, name in STATUS_NAMES.items()}
 
 
