@@ -18,8 +18,9 @@ from relais_sandbox.identities import PAT_TROIS
 from tests.support.dmp import DR_DEMO, Sandbox, running_sandbox
 
 # Référentiel Patients 82: an active DMP "pour tests de MAJ des attributs (3.3)", no professional authorised.
-ATTRIBUT = identities.TestIdentity(key="cnda-82", ins="235061058692768", oid="1.2.250.1.213.1.4.10", birth_name="ATTRIBUT",
-                        given_names=("MONIQUE",), sex="F", birth_date="1935-06-07", birth_place="")
+ATTRIBUT = identities.TestIdentity(key="cnda-82", ins="235061058692768", oid="1.2.250.1.213.1.4.10",
+                                   birth_name="ATTRIBUT", given_names=("MONIQUE",), sex="F", birth_date="1935-06-07",
+                                   birth_place="")
 DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
 N1_EXAMPLE = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from agent.domain.catalogue import CATALOGUE, class_code_of
 from agent.dmp.submission import CONSULTATION, SubmissionDefaults, format_code
+from agent.domain.catalogue import CATALOGUE, class_code_of
 from agent.xml.cda_header import CdaHeader, parse_cda_header
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import PAT_TROIS
