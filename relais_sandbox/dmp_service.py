@@ -42,7 +42,13 @@ from agent.dmp.ebrim import (
     slot_value,
 )
 from agent.dmp.models import STATUS_APPROVED, STATUS_DELETED, STATUS_DEPRECATED, STATUS_URNS
-from agent.dmp.queries import FIND_DOCUMENTS, GET_DOCUMENTS, UPDATE_STATUS
+from agent.dmp.queries import (
+    FIND_DOCUMENTS,
+    FIND_SUBMISSION_SETS,
+    GET_DOCUMENTS,
+    GET_SUBMISSION_SET_AND_CONTENTS,
+    UPDATE_STATUS,
+)
 from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import RelaisError
@@ -236,6 +242,8 @@ class DmpService:
                      "cda_base64": base64.b64encode(contents[eo.get("id", "")]).decode()}
                     for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code != DSG_FORMAT]
             self.registry.record_submission(self.now().isoformat().replace("+00:00", "Z"), ss_uid, raw, docs)
+            self.registry.insert_package(ss, ss_patient, slot_value(ss, "submissionTime"),
+                                         sorted(m for m in members if m))
         return soap.registry_response()
 
     def _check_entry(self, eo: etree._Element, contents: dict[str, bytes], ss_patient: str,
@@ -327,6 +335,10 @@ class DmpService:
                 if s.entry_uuid not in seen and s.patient_id == caller.patient_cx and self._readable(s, caller):
                     seen.add(s.entry_uuid)
                     found.append(s)
+        elif qid == FIND_SUBMISSION_SETS:
+            return self._find_submission_sets(params, caller)
+        elif qid == GET_SUBMISSION_SET_AND_CONTENTS:
+            return self._submission_set_and_contents(params, caller)
         else:
             raise Refused(_err("XDSUnknownStoredQuery", f"Requête {qid} non prise en charge."))
         resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rim": RIM},
@@ -338,6 +350,39 @@ class DmpService:
             else:
                 rol.append(stored.metadata)
         return resp
+
+    def _answer(self, objects: list[etree._Element]) -> etree._Element:
+        resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rim": RIM},
+                             status=soap.RESPONSE_SUCCESS)
+        rol = etree.SubElement(resp, rim("RegistryObjectList"))
+        for obj in objects:
+            rol.append(obj)
+        return resp
+
+    def _find_submission_sets(self, params: dict[str, list[str]], caller: Caller) -> etree._Element:
+        if _list(params.get("$XDSSubmissionSetPatientId")) != [caller.patient_cx]:
+            raise Refused(_err("XDSPatientIdDoesNotMatch", "Le patient de la requête diffère du jeton VIHF."))
+        t_from = _one(params.get("$XDSSubmissionSetSubmissionTimeFrom"))
+        t_to = _one(params.get("$XDSSubmissionSetSubmissionTimeTo"))
+        found = [rp for _, stamp, rp, _ in self.registry.packages(caller.patient_cx)
+                 if (not t_from or _padded(stamp) >= _padded(t_from)) and (not t_to or _padded(stamp) < _padded(t_to))]
+        return self._answer(found)
+
+    def _submission_set_and_contents(self, params: dict[str, list[str]], caller: Caller) -> etree._Element:
+        wanted = set(_list(params.get("$XDSSubmissionSetEntryUUID")))
+        objects: list[etree._Element] = []
+        for uuid_, _, rp, members in self.registry.packages(caller.patient_cx):
+            if uuid_ not in wanted:
+                continue
+            objects.append(rp)
+            for member in members:
+                stored = self.registry.by_uuid(member)
+                if stored is not None and self._readable(stored, caller):
+                    objects.append(stored.metadata)
+                    objects.append(etree.Element(rim("Association"), id=f"urn:uuid:{uuid.uuid4()}",
+                                                 associationType=HAS_MEMBER, sourceObject=uuid_,
+                                                 targetObject=member))
+        return self._answer(objects)
 
     def _require_consultation(self, caller: Caller) -> None:
         """LeafClass answers and documents need the professional's authorisation on this DMP (TD0.3), or an
@@ -467,7 +512,9 @@ class DmpService:
 
 TRANSACTIONS = {soap.ACTION_ITI41: "TD2.1", soap.ACTION_ITI18: "TD3.1", soap.ACTION_ITI43: "TD3.2",
                 soap.ACTION_ITI57: "TD3.3", hl7v3.TD02_ACTION: "TD0.2"}
-STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", GET_DOCUMENTS: "GetDocuments"}
+STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", GET_DOCUMENTS: "GetDocuments",
+                  FIND_SUBMISSION_SETS: "FindSubmissionSets",
+                  GET_SUBMISSION_SET_AND_CONTENTS: "GetSubmissionSetAndContents"}
 
 
 def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes) -> dict[str, str]:
@@ -510,6 +557,11 @@ def _list(values: list[str] | None) -> list[str]:
             if item:
                 out.append(item)
     return out
+
+
+def _padded(stamp: str) -> str:
+    """An XDS time to 14 digits, so that 2025052609 and 20250526090000 compare as the same instant."""
+    return (stamp + "00000000000000")[:14]
 
 
 def _one(values: list[str] | None) -> str:

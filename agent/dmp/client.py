@@ -21,7 +21,7 @@ from lxml import etree
 
 from agent.clock import Clock
 from agent.dmp import hl7v3, queries
-from agent.dmp.ebrim import XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
+from agent.dmp.ebrim import DSG_FORMAT, XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
     DocumentEntry,
     PatientDmpStatus,
@@ -185,9 +185,7 @@ class DmpClient:
     # --- TD3.1 -----------------------------------------------------------------------------------------
 
     async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str) -> list[etree._Element]:
-        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
-        raise_for_registry(first)
-        return list(first.iter(rim("ExtrinsicObject")))
+        return await self._query_objects(body, who, ins, oid, "ExtrinsicObject")
 
     async def search(self, ins: str, oid: str, criteria: SearchCriteria,
                      professional: Professional | None = None) -> list[DocumentEntry]:
@@ -201,6 +199,30 @@ class DmpClient:
         who = self._who(professional)
         found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
         return [entry_from_extrinsic(eo) for eo in found]
+
+    async def documents_since(self, ins: str, oid: str, since: str,
+                              professional: Professional | None = None) -> list[DocumentEntry]:
+        """The documents added since a date (the last visit): FindSubmissionSets, then GetSubmissionSetAndContents
+        of each set (the test book's method 2); signatures and superseded versions left out."""
+        if not since:
+            raise InvalidInput.field("since", "Date de début attendue.")
+        who = self._who(professional)
+        sets = await self._query_objects(queries.find_submission_sets(cx(ins, oid), since), who, ins, oid,
+                                         "RegistryPackage")
+        found: dict[str, DocumentEntry] = {}
+        for package in sets:
+            body = queries.submission_set_and_contents(package.get("id", ""))
+            for eo in await self._query_objects(body, who, ins, oid, "ExtrinsicObject"):
+                entry = entry_from_extrinsic(eo)
+                if entry.format_code != DSG_FORMAT and entry.status == "approved":
+                    found.setdefault(entry.entry_uuid, entry)
+        return list(found.values())
+
+    async def _query_objects(self, body: etree._Element, who: Professional, ins: str, oid: str,
+                             tag: str) -> list[etree._Element]:
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+        raise_for_registry(first)
+        return list(first.iter(rim(tag)))
 
     async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional) -> etree._Element:
         found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid)

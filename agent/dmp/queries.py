@@ -31,6 +31,8 @@ from agent.errors import InvalidInput
 
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
+GET_SUBMISSION_SET_AND_CONTENTS = "urn:uuid:e8e3cb2c-e39c-46b9-99e4-c12f57260b83"
 UPDATE_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
 
 
@@ -103,6 +105,19 @@ def find_documents(patient_cx: str, c: SearchCriteria) -> etree._Element:
             raise InvalidInput.field("visibility", "Visibilité inconnue.")
         params.append(("$XDSDocumentEntryConfidentialityCode", _quoted([f"{code}^^{MASKING_SCHEME}"])))
     return adhoc_query(FIND_DOCUMENTS, params)
+
+
+def find_submission_sets(patient_cx: str, since: str) -> etree._Element:
+    """FindSubmissionSets from a date ([CDT] 3.1-400, EX_3.1-1012/1013): the local time given with its offset is
+    sent in UTC, as every XDS time is."""
+    params = [("$XDSSubmissionSetPatientId", f"'{patient_cx}'"),
+              ("$XDSSubmissionSetStatus", _quoted([STATUS_URNS["approved"]])),
+              ("$XDSSubmissionSetSubmissionTimeFrom", _xds_date(since, "since"))]
+    return adhoc_query(FIND_SUBMISSION_SETS, params)
+
+
+def submission_set_and_contents(entry_uuid: str) -> etree._Element:
+    return adhoc_query(GET_SUBMISSION_SET_AND_CONTENTS, [("$XDSSubmissionSetEntryUUID", _quoted([entry_uuid]))])
 
 
 def get_documents(*, unique_ids: Iterable[str] = (), entry_uuids: Iterable[str] = (),

@@ -4,12 +4,14 @@ it (an ITI-57 status change to Deleted), against the simulator over mutual TLS."
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from agent.clock import FrozenClock
 from agent.dmp import ebrim
 from agent.dmp.models import SearchCriteria
 from agent.errors import PermanentRemoteError
@@ -101,3 +103,24 @@ async def test_get_documents_asks_for_at_most_20_ids(sandbox: Sandbox) -> None:
     assert [c["return_type"] for c in sent] == ["ObjectRef", "ObjectRef"]
     counts = [base64.b64decode(c["request_base64"]).count(b"'1.2.250.1.999.") for c in sent]
     assert counts == [20, 5]
+
+
+async def test_cdt_3_1_400_documents_since_the_last_connection(sandbox: Sandbox) -> None:
+    c = sandbox.client
+    base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=6)
+    c.clock = FrozenClock(base)
+    before_cda, before_uid = sandbox.cda()
+    await c.submit(sandbox.request(before_cda, before_uid))
+    c.clock = FrozenClock(base + dt.timedelta(hours=2))
+    after_cda, after_uid = sandbox.cda()
+    await c.submit(sandbox.request(after_cda, after_uid))
+    # The last connection, in local time (Paris, summer): sent in UTC (EX_3.1-1012/1013).
+    last = (base + dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=2)))
+    start = len(_calls(sandbox))
+    found = await c.documents_since(PAT_TROIS.ins, PAT_TROIS.oid, last.isoformat())
+    assert [e.unique_id for e in found] == [after_uid]
+    sent = _calls(sandbox)[start:]
+    assert [s["stored_query"] for s in sent] == ["FindSubmissionSets", "GetSubmissionSetAndContents"]
+    env = etree.fromstring(base64.b64decode(sent[0]["request_base64"]))
+    slots = {s.get("name"): [v.text for v in s.iter(ebrim.rim("Value"))] for s in env.iter(ebrim.rim("Slot"))}
+    assert slots["$XDSSubmissionSetSubmissionTimeFrom"] == [(base + dt.timedelta(hours=1)).strftime("%Y%m%d%H%M%S")]
