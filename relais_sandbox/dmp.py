@@ -113,7 +113,8 @@ class DmpSimulator:
             message = soap.read_mtom(raw, request.headers.get("Content-Type", ""), max_bytes=MAX_REQUEST)
             env = parse(message.root, what="requête SOAP", max_bytes=MAX_REQUEST)
             action = (env.findtext(f"{{{soap.SOAP12}}}Header/{{{soap.WSA}}}Action") or "").strip()
-            answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw)
+            answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw,
+                                             request.headers.get("Content-Type", ""))
         except RelaisError as exc:
             return _fault(True, exc.message)
         except ValueError as exc:

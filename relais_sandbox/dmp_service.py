@@ -125,10 +125,11 @@ class DmpService:
             raise SignatureInvalid(f"Attributs VIHF manquants : {', '.join(missing) or 'NameID'}.")
         return Caller(attrs["NameID"][0], attrs["urn:oasis:names:tc:xacml:2.0:resource:resource-id"][0], attrs)
 
-    def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes) -> Answer:
+    def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
+               content_type: str = "") -> Answer:
         caller = self.verify_vihf(env)
         with self._lock:
-            self.calls.append(describe_call(action, env, caller, raw))
+            self.calls.append(describe_call(action, env, caller, raw, content_type))
             return self._handle(action, env, attachments, raw, caller)
 
     def _handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
@@ -517,7 +518,8 @@ STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", GET_DOCUMENTS: "GetDocuments"
                   GET_SUBMISSION_SET_AND_CONTENTS: "GetSubmissionSetAndContents"}
 
 
-def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes) -> dict[str, str]:
+def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes,
+                  content_type: str = "") -> dict[str, str]:
     """One line of the call log: transaction, SOAP action, HL7v3 interaction or stored query, who, the raw bytes."""
     body = env.find(f"{{{soap.SOAP12}}}Body")
     request = body[0] if body is not None and len(body) else None
@@ -532,7 +534,7 @@ def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes) 
         interaction = hl7v3.interaction_of(request)
     transaction = TRANSACTIONS.get(action, "TD0.3" if interaction else action)
     return {"transaction": transaction, "action": action, "interaction": interaction, "stored_query": query,
-            "return_type": return_type, "professional": caller.national_id,
+            "return_type": return_type, "professional": caller.national_id, "content_type": content_type,
             "request_base64": base64.b64encode(raw).decode()}
 
 

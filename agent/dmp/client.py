@@ -23,6 +23,8 @@ from agent.clock import Clock
 from agent.dmp import hl7v3, queries
 from agent.dmp.ebrim import DSG_FORMAT, XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
+    NORMAL_ACCESS,
+    Access,
     DocumentEntry,
     PatientDmpStatus,
     Professional,
@@ -48,7 +50,7 @@ from agent.dmp.soap import (
 from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
 from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
-from agent.dmp.vihf import VihfSettings, signed_assertion
+from agent.dmp.vihf import MODE_DIRECT, VihfSettings, signed_assertion
 from agent.domain.ins import OID_INS_NIA
 from agent.domain.signing import Signer
 from agent.errors import InvalidInput, NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
@@ -134,16 +136,23 @@ class DmpClient:
             raise Unavailable("Aucun professionnel identifié : insérez la carte CPS.", code="cps_absent")
         return who
 
-    def _security(self, who: Professional, ins: str, oid: str) -> etree._Element:
-        return signed_assertion(self.vihf, who, ins, oid, self.structure_signer, self.clock.now())
+    def _security(self, who: Professional, ins: str, oid: str, access: Access = NORMAL_ACCESS) -> etree._Element:
+        signer = self.structure_signer
+        if self.vihf.mode == MODE_DIRECT:  # direct mode: the professional's card signs the VIHF
+            if self.document_signer is None:
+                raise Unavailable("Mode d'authentification directe : insérez la carte CPS.", code="cps_absent")
+            signer = self.document_signer()
+        return signed_assertion(self.vihf, who, ins, oid, signer, self.clock.now(),
+                                purpose=self.vihf.purpose(access.mode), secret=access.secret)
 
     async def _call(self, url: str, action: str, body: etree._Element, who: Professional, ins: str, oid: str,
-                    attachments: dict[str, bytes] | None = None) -> tuple[etree._Element, MtomMessage]:
+                    attachments: dict[str, bytes] | None = None,
+                    access: Access = NORMAL_ACCESS) -> tuple[etree._Element, MtomMessage]:
         if oid == OID_INS_NIA:  # [CDT] 0.2-080: a patient known by a NIA has no access to the DMP
             raise InvalidInput.field("patient.oid", "Patient identifié par un NIA (matricule provisoire) : "
                                                     "l'accès au DMP est interdit.", code="dmp_nia_forbidden")
         def build() -> tuple[bytes, str]:
-            env = envelope(action, body, to=url, security=self._security(who, ins, oid))
+            env = envelope(action, body, to=url, security=self._security(who, ins, oid, access))
             xml = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
             if attachments is None and action not in (ACTION_ITI43,):
                 return xml, f'{SOAP_CT}; charset=UTF-8; action="{action}"'
@@ -176,7 +185,7 @@ class DmpClient:
         built = await asyncio.to_thread(build_submission, req, signer, self.defaults, self.clock.now(),
                                         self.new_uuid, self.value_sets)
         first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,
-                                    built.attachments)
+                                    built.attachments, req.access)
         raise_for_registry(first)
         log.info("DMP : lot de soumission enregistré")
         return SubmissionResult(built.document_entry_uuid, built.submission_set_entry_uuid,
@@ -184,13 +193,14 @@ class DmpClient:
 
     # --- TD3.1 -----------------------------------------------------------------------------------------
 
-    async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str) -> list[etree._Element]:
-        return await self._query_objects(body, who, ins, oid, "ExtrinsicObject")
+    async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str,
+                     access: Access = NORMAL_ACCESS) -> list[etree._Element]:
+        return await self._query_objects(body, who, ins, oid, "ExtrinsicObject", access)
 
     async def search(self, ins: str, oid: str, criteria: SearchCriteria,
-                     professional: Professional | None = None) -> list[DocumentEntry]:
+                     professional: Professional | None = None, access: Access = NORMAL_ACCESS) -> list[DocumentEntry]:
         who = self._who(professional)
-        found = await self._query(queries.find_documents(cx(ins, oid), criteria), who, ins, oid)
+        found = await self._query(queries.find_documents(cx(ins, oid), criteria), who, ins, oid, access)
         return [entry_from_extrinsic(eo) for eo in found]
 
     async def find_by_unique_id(self, ins: str, oid: str, unique_id: str,
@@ -200,48 +210,50 @@ class DmpClient:
         found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
         return [entry_from_extrinsic(eo) for eo in found]
 
-    async def documents_since(self, ins: str, oid: str, since: str,
-                              professional: Professional | None = None) -> list[DocumentEntry]:
+    async def documents_since(self, ins: str, oid: str, since: str, professional: Professional | None = None,
+                              access: Access = NORMAL_ACCESS) -> list[DocumentEntry]:
         """The documents added since a date (the last visit): FindSubmissionSets, then GetSubmissionSetAndContents
         of each set (the test book's method 2); signatures and superseded versions left out."""
         if not since:
             raise InvalidInput.field("since", "Date de début attendue.")
         who = self._who(professional)
         sets = await self._query_objects(queries.find_submission_sets(cx(ins, oid), since), who, ins, oid,
-                                         "RegistryPackage")
+                                         "RegistryPackage", access)
         found: dict[str, DocumentEntry] = {}
         for package in sets:
             body = queries.submission_set_and_contents(package.get("id", ""))
-            for eo in await self._query_objects(body, who, ins, oid, "ExtrinsicObject"):
+            for eo in await self._query_objects(body, who, ins, oid, "ExtrinsicObject", access):
                 entry = entry_from_extrinsic(eo)
                 if entry.format_code != DSG_FORMAT and entry.status == "approved":
                     found.setdefault(entry.entry_uuid, entry)
         return list(found.values())
 
     async def _query_objects(self, body: etree._Element, who: Professional, ins: str, oid: str,
-                             tag: str) -> list[etree._Element]:
-        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+                             tag: str, access: Access = NORMAL_ACCESS) -> list[etree._Element]:
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid, access=access)
         raise_for_registry(first)
         return list(first.iter(rim(tag)))
 
-    async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional) -> etree._Element:
-        found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid)
+    async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional,
+                       access: Access = NORMAL_ACCESS) -> etree._Element:
+        found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid, access)
         for eo in found:
             if eo.get("id") == entry_uuid:
                 return eo
         raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
 
-    async def get_entry(self, ins: str, oid: str, entry_uuid: str,
-                        professional: Professional | None = None) -> DocumentEntry:
-        return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional)))
+    async def get_entry(self, ins: str, oid: str, entry_uuid: str, professional: Professional | None = None,
+                        access: Access = NORMAL_ACCESS) -> DocumentEntry:
+        return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional), access))
 
     # --- TD3.2 -----------------------------------------------------------------------------------------
 
     async def retrieve(self, ins: str, oid: str, entry: DocumentEntry,
-                       professional: Professional | None = None) -> RetrievedDocument:
+                       professional: Professional | None = None, access: Access = NORMAL_ACCESS) -> RetrievedDocument:
         who = self._who(professional)
         body = queries.retrieve_request(entry.repository_unique_id, entry.unique_id)
-        first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid)
+        first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid,
+                                          access=access)
         raise_for_registry(first)
         for dr in first.iterfind(f"{{{XDSB}}}DocumentResponse"):
             if (dr.findtext(f"{{{XDSB}}}DocumentUniqueId") or "").strip() == entry.unique_id:

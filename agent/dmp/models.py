@@ -44,6 +44,18 @@ class Visibility:
 
 
 @dataclass(frozen=True, slots=True)
+class Access:
+    """How this request reaches the DMP: the access mode (normal, bris_de_glace, centre15) goes to the VIHF's
+    PurposeOfUse; ``secret`` is the connexion secrète of a minor (documents hidden from the legal representatives)."""
+
+    mode: str = "normal"
+    secret: bool = False
+
+
+NORMAL_ACCESS = Access()
+
+
+@dataclass(frozen=True, slots=True)
 class Professional:
     """The professional the VIHF speaks for (from the CPS, or the demo configuration)."""
 
@@ -73,6 +85,7 @@ class SubmissionRequest:
     signer: Signer | None = None  # signs the submission set (IHE DSG); None: the client's default signer
     professional: Professional | None = None  # who the VIHF speaks for; None: the client's default
     header: CdaHeader | None = None  # the CDA's header as read when the order was created; None: read it here
+    access: Access = NORMAL_ACCESS  # connexion secrète of a minor: the VIHF says so
 
 
 @dataclass(frozen=True, slots=True)

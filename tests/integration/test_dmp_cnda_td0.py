@@ -7,7 +7,6 @@ received is read back from the simulator's call log.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from agent.dmp import soap
 from agent.dmp.hl7v3 import HL7
 from agent.errors import InvalidInput, PermanentRemoteError
 from relais_sandbox.identities import PAT_TROIS
-from tests.support.dmp import DR_DEMO, DR_OTHER, Sandbox, running_sandbox
+from tests.support.dmp import DR_DEMO, DR_OTHER, Sandbox, logged_envelope, running_sandbox
 
 OID_TEST = "1.2.250.1.213.1.4.10"
 CONTESTE = "153078987658513"  # Référentiel Patients 1: "non créé", "pour test TD0.2"
@@ -38,8 +37,7 @@ async def sandbox(tmp_path: Path, reference_dir: Path) -> AsyncIterator[Sandbox]
 def _last_call(sandbox: Sandbox) -> tuple[dict[str, str], etree._Element]:
     assert sandbox.sim.service is not None
     call = sandbox.sim.service.calls[-1]
-    raw = base64.b64decode(call["request_base64"])
-    return call, etree.fromstring(raw)
+    return call, logged_envelope(call)
 
 
 def _authorize(sandbox: Sandbox, state: str, treating: bool = False) -> None:

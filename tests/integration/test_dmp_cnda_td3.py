@@ -17,7 +17,7 @@ from agent.dmp.models import SearchCriteria
 from agent.errors import PermanentRemoteError
 from relais_sandbox import identities
 from relais_sandbox.identities import PAT_TROIS
-from tests.support.dmp import DR_DEMO, Sandbox, running_sandbox
+from tests.support.dmp import DR_DEMO, Sandbox, logged_envelope, running_sandbox
 
 # Référentiel Patients 82: an active DMP "pour tests de MAJ des attributs (3.3)", no professional authorised.
 ATTRIBUT = identities.TestIdentity(key="cnda-82", ins="235061058692768", oid="1.2.250.1.213.1.4.10",
@@ -54,7 +54,7 @@ def _calls(sandbox: Sandbox) -> list[dict[str, str]]:
 
 
 def _status_change(call: dict[str, str]) -> etree._Element:
-    env = etree.fromstring(base64.b64decode(call["request_base64"]))
+    env = logged_envelope(call)
     assocs = [a for a in env.iter(ebrim.rim("Association"))
               if a.get("associationType") == "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"]
     assert len(assocs) == 1
@@ -121,6 +121,6 @@ async def test_cdt_3_1_400_documents_since_the_last_connection(sandbox: Sandbox)
     assert [e.unique_id for e in found] == [after_uid]
     sent = _calls(sandbox)[start:]
     assert [s["stored_query"] for s in sent] == ["FindSubmissionSets", "GetSubmissionSetAndContents"]
-    env = etree.fromstring(base64.b64decode(sent[0]["request_base64"]))
+    env = logged_envelope(sent[0])
     slots = {s.get("name"): [v.text for v in s.iter(ebrim.rim("Value"))] for s in env.iter(ebrim.rim("Slot"))}
     assert slots["$XDSSubmissionSetSubmissionTimeFrom"] == [(base + dt.timedelta(hours=1)).strftime("%Y%m%d%H%M%S")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 from lxml import etree
 
 from agent.clock import SystemClock
+from agent.dmp import soap
 from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SubmissionRequest
@@ -64,3 +66,9 @@ async def running_sandbox(tmp_path: Path, reference_dir: Path) -> AsyncIterator[
     yield Sandbox(ctx, sim, endpoint, client, reference_dir, doctor)
     await client.close()
     await sim.stop()
+
+
+def logged_envelope(call: dict[str, str]) -> etree._Element:
+    """The SOAP envelope of one request of the simulator's call log (plain or MTOM)."""
+    raw = base64.b64decode(call["request_base64"])
+    return etree.fromstring(soap.read_mtom(raw, call["content_type"]).root)
