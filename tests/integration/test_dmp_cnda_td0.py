@@ -7,6 +7,8 @@ received is read back from the simulator's call log.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +16,9 @@ import pytest
 from lxml import etree
 
 from agent.dmp import soap
+from agent.dmp.gateway import DmpDelivery
 from agent.dmp.hl7v3 import HL7
+from agent.domain.delivery import DeliveryJob, Lookup
 from agent.errors import InvalidInput, PermanentRemoteError
 from relais_sandbox.identities import PAT_TROIS
 from tests.support.dmp import DR_DEMO, DR_OTHER, Sandbox, logged_envelope, running_sandbox
@@ -134,3 +138,32 @@ async def test_cdt_0_3_080_remove_own_authorisation(sandbox: Sandbox) -> None:
     assert await sandbox.client.td03(ATTRIBUT, OID_TEST, add=False) == "DMPOk"
     status = await sandbox.client.td02(ATTRIBUT, OID_TEST)
     assert status.active and not status.authorized and status.authorization == "none"
+
+
+def _job(sandbox: Sandbox, ins: str, oid: str, cda: bytes, uid: str) -> DeliveryJob:
+    lookup = Lookup(ins, oid, uid, f"2.25.{uuid.uuid4().int}", "order-1", "dmp")
+    return DeliveryJob("order-1", "dmp", DR_DEMO.rpps, lookup, cda, {}, {})
+
+
+async def test_memento_test_existence_before_every_feed(sandbox: Sandbox) -> None:
+    assert sandbox.sim.service is not None
+    gateway = DmpDelivery(sandbox.client, lambda: sandbox.doctor)
+    cda, uid = sandbox.cda()
+    receipt = await gateway.deliver(_job(sandbox, PAT_TROIS.ins, PAT_TROIS.oid, cda, uid))
+    assert [c["transaction"] for c in sandbox.sim.service.calls] == ["TD0.2", "TD2.1"]
+    # The reconciliation look-up is a GetDocuments in ObjectRef mode, which needs no consultation right.
+    _authorize(sandbox, "NON_EXISTE")
+    found = await gateway.find(Lookup(PAT_TROIS.ins, PAT_TROIS.oid, uid, ""))
+    assert found is not None and found.entry_uuid == receipt.entry_uuid
+    assert sandbox.sim.service.calls[-1]["return_type"] == "ObjectRef"
+
+
+async def test_memento_never_feeds_a_patient_without_dmp(sandbox: Sandbox) -> None:
+    assert sandbox.sim.service is not None
+    gateway = DmpDelivery(sandbox.client, lambda: sandbox.doctor)
+    person = dataclasses.replace(PAT_TROIS, ins=MAXIMOP, oid=OID_TEST)
+    cda, uid = sandbox.cda(person)
+    with pytest.raises(PermanentRemoteError) as info:
+        await gateway.deliver(_job(sandbox, MAXIMOP, OID_TEST, cda, uid))
+    assert "fermé" in info.value.message
+    assert [c["transaction"] for c in sandbox.sim.service.calls] == ["TD0.2"]
