@@ -86,6 +86,19 @@ class DmpConsultation:
         readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
         return readable
 
+    async def added_since(self, ins: str, oid: str, since: str, actor: Actor) -> list[DocumentEntry]:
+        """The documents added to the DMP since a date (FindSubmissionSets), those this professional may read."""
+        dmp = await self._allowed(ins, actor)
+        try:
+            entries = await dmp.documents_since(ins, oid, since, access=_access(actor))
+        except RelaisError as exc:
+            await self._trace("dmp.search", actor, ins, outcome=exc.code)
+            raise
+        readable: list[DocumentEntry] = self.rights.filter_readable(entries, actor)
+        await self._trace("dmp.search", actor, ins, count=len(readable), since=since)
+        readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
+        return readable
+
     async def _readable_entry(self, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
                               actor: Actor) -> DocumentEntry:
         entry = await dmp.get_entry(ins, oid, entry_uuid, access=_access(actor))
