@@ -2,8 +2,9 @@
 
 Starts `relais sandbox` as its own process (so the simulator's work does not share this process's event loop),
 then submits N documents one after the other and with C concurrent submissions, and prints submissions per
-second, TD0.2 and ObjectRef look-up latency, and how the client's time splits between building the metadata, signing (IHE DSG XAdES + VIHF) and the
-network round trip (which includes the simulator's checks: schema, VIHF and DSG verification, hash, storage).
+second, TD0.2 and ObjectRef look-up latency, and how the client's time splits between building the metadata,
+signing (IHE DSG XAdES + VIHF) and the network round trip (which includes the simulator's checks: schema, VIHF and
+DSG verification, hash, storage).
 Not a test: figures only.
 
     .venv/bin/python bench/dmp.py [--requests 100] [--concurrency 4]
