@@ -145,6 +145,15 @@ class DmpSection:
     demo_rpps: str = ""
     demo_family_name: str = ""
     demo_given_name: str = ""
+    # VIHF mode: INDIRECTE (the structure certificate signs) or DIRECTE (the professional's CPS signs).
+    vihf_mode: Literal["INDIRECTE", "DIRECTE"] = "INDIRECTE"
+    # VIHF_Version: the ANS table says 4.0, its example and DRIMbox 3.0; check on the DMP's test platform.
+    vihf_version: str = "4.0"
+    # PurposeOfUse codes (1.2.250.1.213.1.1.4.248) of bris de glace and centre 15: no public source found.
+    purpose_bris_de_glace: str = "BRIS_DE_GLACE"
+    purpose_centre15: str = "CENTRE_15"
+    # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
+    td03_interaction: str = "PRPA_IN201314UV02"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,9 @@
 
 Starts `relais sandbox` as its own process (so the simulator's work does not share this process's event loop),
 then submits N documents one after the other and with C concurrent submissions, and prints submissions per
-second and how the client's time splits between building the metadata, signing (IHE DSG XAdES + VIHF) and the
-network round trip (which includes the simulator's checks: schema, VIHF and DSG verification, hash, storage).
+second, TD0.2 and ObjectRef look-up latency, and how the client's time splits between building the metadata,
+signing (IHE DSG XAdES + VIHF) and the network round trip (which includes the simulator's checks: schema, VIHF and
+DSG verification, hash, storage).
 Not a test: figures only.
 
     .venv/bin/python bench/dmp.py [--requests 100] [--concurrency 4]
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.clock import SystemClock
@@ -161,6 +163,18 @@ async def main(requests: int, concurrency: int, size: int) -> None:
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             print(f"concurrency {concurrency}: {requests / (time.perf_counter() - start):.1f} submissions/s")
+
+            async def timed(call: Callable[[], Awaitable[object]]) -> float:
+                begin = time.perf_counter()
+                await call()
+                return time.perf_counter() - begin
+
+            td02 = [await timed(lambda: client.td02(PAT_TROIS.ins, PAT_TROIS.oid)) for _ in range(requests)]
+            lookups = [await timed(lambda i=i: client.entry_uuids(PAT_TROIS.ins, PAT_TROIS.oid, [docs[i][1]]))
+                       for i in range(requests)]
+            for name, values in (("TD0.2 (HL7v3)", td02), ("GetDocuments ObjectRef by uniqueId", lookups)):
+                print(f"{name}: p50 {statistics.median(values) * 1000:.0f} ms, "
+                      f"p99 {sorted(values)[int(len(values) * 0.99) - 1] * 1000:.0f} ms")
             await client.close()
         finally:
             proc.terminate()

@@ -1,10 +1,12 @@
 """The DMP simulator: XDS.b over SOAP 1.2 + MTOM, mutual TLS, VIHF and IHE DSG checked, state across restarts.
 
 Endpoints (loopback, TLS with a server certificate of the sandbox CA, client certificate required):
-``/repository`` (ITI-41, ITI-43), ``/registry`` (ITI-18, ITI-57, ITI-62), ``/patients`` (TD0.2). Every request is
-validated against the XDS.b schemas when the reference kit is found (``RELAIS_REFERENCE`` or
-``../shared/reference``). Demo patients start with a few ANS example documents re-identified to them.
-Control routes: ``/_sandbox/dmp/submissions``, ``/_sandbox/dmp/documents?ins=``.
+``/repository`` (ITI-41, ITI-43), ``/registry`` (ITI-18, ITI-57), ``/patients`` (TD0.2, TD0.3 in HL7v3). Every XDS
+request is validated against the XDS.b schemas when the reference kit is found (``RELAIS_REFERENCE`` or
+``../shared/reference``; the kit has no HL7v3 schemas). Demo patients start with a few ANS example documents
+re-identified to them; the CNDA test patients come from the test book (``dmp_patients``).
+Control routes: ``/_sandbox/dmp/submissions``, ``/_sandbox/dmp/documents?ins=``, ``/_sandbox/dmp/calls`` (every
+request, in order), ``POST /_sandbox/dmp/authorizations`` (a professional's authorisation, as Web-PS sets it).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from agent.dmp import soap
 from agent.dmp.ebrim import cx
 from agent.dmp.models import STATUS_NAMES, SubmissionRequest
 from agent.dmp.submission import SubmissionDefaults, build_submission
-from agent.errors import RelaisError
+from agent.errors import InvalidInput, RelaisError
 from agent.logs import get_logger
 from agent.reference import find_reference
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import parse
+from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import Registry
 from relais_sandbox.dmp_service import Caller, DmpService
 from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
@@ -40,6 +43,7 @@ DEMO_AUTHOR_ID = "801234567897"  # Dr MULLER, author of the ANS example document
 SEED_DOCUMENTS = ("VAC-NOTE_2023.01.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml", "IPS-FR_2024.01.xml")
 SEED_PATIENTS = ("pat-trois", "orsoni", "lefevre")
 HL7 = "urn:hl7-org:v3"
+AUTHORIZATION_STATES = frozenset({"VALIDE", "EXPIREE", "INTERDITE", "NON_EXISTE"})
 
 
 class DmpSimulator:
@@ -69,7 +73,8 @@ class DmpSimulator:
 
         # A newborn not yet known to INSi has no DMP either: TD0.2 answers "no DMP", ITI-41 an unknown patient.
         self.service = DmpService(self.registry, [ca], schema,
-                                  without_dmp={cx(PAT_TROIS_JULES.ins, PAT_TROIS_JULES.oid)})
+                                  without_dmp={cx(PAT_TROIS_JULES.ins, PAT_TROIS_JULES.oid)},
+                                  patients=DmpPatients.from_reference(self.reference_dir))
         server = ctx.pki.issue("dmp-server", common_name="dmp.sandbox.localhost", server=True)
         client = ctx.pki.issue("dmp-client", common_name="Relais DMP client (sandbox)", client=True)
         structure = ctx.pki.issue("dmp-structure", common_name="Cabinet du Dr DEMO (cachet, sandbox)", client=True)
@@ -80,7 +85,7 @@ class DmpSimulator:
         app = web.Application(middlewares=[fault_middleware(self.faults)], client_max_size=MAX_REQUEST)
         app.router.add_post("/repository", self.handle)
         app.router.add_post("/registry", self.handle)
-        app.router.add_post("/patients", self.handle_patients)
+        app.router.add_post("/patients", self.handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, ctx.host, 0, ssl_context=server.server_context(ctx.pki.ca_path))
@@ -108,7 +113,8 @@ class DmpSimulator:
             message = soap.read_mtom(raw, request.headers.get("Content-Type", ""), max_bytes=MAX_REQUEST)
             env = parse(message.root, what="requête SOAP", max_bytes=MAX_REQUEST)
             action = (env.findtext(f"{{{soap.SOAP12}}}Header/{{{soap.WSA}}}Action") or "").strip()
-            answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw)
+            answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw,
+                                             request.headers.get("Content-Type", ""))
         except RelaisError as exc:
             return _fault(True, exc.message)
         except ValueError as exc:
@@ -120,32 +126,6 @@ class DmpSimulator:
             body, ctype = soap.write_mtom(soap.MtomMessage(xml, answer.attachments), answer.action)
             return web.Response(body=body, headers={"Content-Type": ctype})
         return web.Response(body=xml, headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
-
-    async def handle_patients(self, request: web.Request) -> web.Response:
-        """TD0.2: a FHIR searchset Bundle of the patient's DMP status, for the VIHF posted as the body."""
-        assert self.service is not None
-        identifier = request.query.get("identifier", "")
-        system, _, value = identifier.partition("|")
-        try:
-            assertion = parse(await request.read(), what="VIHF", max_bytes=1 << 20)
-            caller = self.service.caller_of(assertion)
-        except RelaisError as exc:
-            return web.json_response({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "security", "diagnostics": exc.message}]}, status=403)
-        if caller.patient_cx != cx(value, system.removeprefix("urn:oid:")):
-            return web.json_response({"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "forbidden", "diagnostics": "INS différent du jeton VIHF"}]},
-                status=403)
-        if caller.patient_cx in self.service.without_dmp:
-            return web.json_response({"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []})
-        base = "https://relais.sandbox/fhir/StructureDefinition/"
-        patient = {"resourceType": "Patient", "active": True,
-                   "identifier": [{"system": system, "value": value}],
-                   "extension": [{"url": base + "dmp-authorization", "valueBoolean": True},
-                                 {"url": base + "dmp-attached-mes", "valueBoolean": True},
-                                 {"url": base + "dmp-blocked", "valueBoolean": False}]}
-        return web.json_response({"resourceType": "Bundle", "type": "searchset", "total": 1,
-                                  "entry": [{"resource": patient}]})
 
     # --- control routes --------------------------------------------------------------------------------
 
@@ -167,6 +147,39 @@ class DmpSimulator:
                               "author_id": stored.author_id})
             return web.json_response({"items": items})
 
+        async def calls(request: web.Request) -> web.Response:
+            assert self.service is not None
+            return web.json_response({"items": list(self.service.calls)})
+
+        async def authorizations(request: web.Request) -> web.Response:
+            from agent.api.guard import read_json
+
+            assert self.service is not None
+            body = await read_json(request)
+            ins, professional = str(body.get("ins", "")), str(body.get("professional", ""))
+            state = str(body.get("authorization", ""))
+            if not (len(ins) == 15 and ins.isdigit()):
+                raise InvalidInput.field("ins", "INS attendu (15 chiffres).")
+            if not professional.isdigit():
+                raise InvalidInput.field("professional", "Identifiant national (RPPS) attendu.")
+            if state not in AUTHORIZATION_STATES:
+                raise InvalidInput.field("authorization", "VALIDE, EXPIREE, INTERDITE ou NON_EXISTE attendu.")
+            treating = bool(body.get("treating_physician", False))
+            self.service.patients.set_authorization(ins, professional, state, treating)
+            return web.json_response({"ins": ins, "professional": professional, "authorization": state,
+                                      "treating_physician": treating})
+
+        table.get("/_sandbox/dmp/calls", calls, summary="Requêtes reçues par le simulateur DMP, dans l'ordre",
+                  tag="sandbox", responses={200: json_response(
+                      "transaction, action SOAP, interaction HL7v3 ou requête stockée, professionnel, requête brute")})
+        table.post("/_sandbox/dmp/authorizations", authorizations, tag="sandbox",
+                   summary="Fixer l'autorisation d'un professionnel sur un DMP (comme le CNDA par Web-PS)",
+                   request_schema={"type": "object", "required": ["ins", "professional", "authorization"],
+                                   "properties": {"ins": {"type": "string"}, "professional": {"type": "string"},
+                                                  "authorization": {"type": "string",
+                                                                    "enum": sorted(AUTHORIZATION_STATES)},
+                                                  "treating_physician": {"type": "boolean"}}},
+                   responses={200: json_response("Autorisation enregistrée")})
         table.get("/_sandbox/dmp/submissions", submissions, summary="Lots reçus par le simulateur DMP (ITI-41)",
                   tag="sandbox", responses={200: json_response("Lots de soumission reçus")})
         table.get("/_sandbox/dmp/documents", documents, summary="Documents du DMP simulé, avec statut et visibilité",

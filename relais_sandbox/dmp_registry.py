@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS submissions (
     soap BLOB NOT NULL, documents TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS submission_sets (unique_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS packages (
+    entry_uuid TEXT PRIMARY KEY, patient_id TEXT NOT NULL, submission_time TEXT NOT NULL, metadata BLOB NOT NULL,
+    members TEXT NOT NULL
+);
 """
 
 
@@ -161,6 +165,17 @@ class Registry:
         self.db.execute("INSERT INTO submissions (received_at, submission_set_unique_id, soap, documents) "
                         "VALUES (?, ?, ?, ?)", (received_at, ss_unique_id, soap, json.dumps(documents)))
         self.db.execute("INSERT OR IGNORE INTO submission_sets VALUES (?)", (ss_unique_id,))
+
+    def insert_package(self, rp: etree._Element, patient_id: str, submission_time: str, members: list[str]) -> None:
+        """A submission set as FindSubmissionSets and GetSubmissionSetAndContents return it."""
+        self.db.execute("INSERT OR REPLACE INTO packages VALUES (?, ?, ?, ?, ?)",
+                        (rp.get("id", ""), patient_id, submission_time, etree.tostring(rp), json.dumps(members)))
+
+    def packages(self, patient_id: str) -> list[tuple[str, str, etree._Element, list[str]]]:
+        """(entryUUID, submissionTime, RegistryPackage, member entryUUIDs) of one patient, oldest first."""
+        cur = self.db.execute("SELECT entry_uuid, submission_time, metadata, members FROM packages "
+                              "WHERE patient_id = ? ORDER BY rowid", (patient_id,))
+        return [(r[0], r[1], etree.fromstring(r[2]), json.loads(r[3])) for r in cur.fetchall()]
 
     def transaction(self) -> _Tx:
         return _Tx(self.db)

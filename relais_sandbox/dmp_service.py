@@ -11,13 +11,14 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from lxml import etree
 
-from agent.dmp import ebrim, soap
+from agent.dmp import ebrim, hl7v3, soap
 from agent.dmp.ebrim import (
     DE_AUTHOR,
     DE_CLASS,
@@ -40,12 +41,19 @@ from agent.dmp.ebrim import (
     rim,
     slot_value,
 )
-from agent.dmp.models import STATUS_APPROVED, STATUS_DEPRECATED, STATUS_URNS
-from agent.dmp.queries import FIND_DOCUMENTS, GET_DOCUMENTS, UPDATE_STATUS
+from agent.dmp.models import STATUS_APPROVED, STATUS_DELETED, STATUS_DEPRECATED, STATUS_URNS
+from agent.dmp.queries import (
+    FIND_DOCUMENTS,
+    FIND_SUBMISSION_SETS,
+    GET_DOCUMENTS,
+    GET_SUBMISSION_SET_AND_CONTENTS,
+    UPDATE_STATUS,
+)
 from agent.dmp.soap import RegistryError
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import RelaisError
 from agent.xml.signing import SignatureInvalid, verify_enveloped, verify_xades_detached
+from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import REPOSITORY_UNIQUE_ID, Registry, Stored, author_id_of
 
 ERR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
@@ -83,14 +91,18 @@ class Answer:
 
 class DmpService:
     def __init__(self, registry: Registry, trusted: Sequence[x509.Certificate], schema: etree.XMLSchema | None,
-                 now: dt.datetime | None = None, without_dmp: set[str] | None = None) -> None:
-        self.without_dmp = without_dmp or set()
+                 now: dt.datetime | None = None, without_dmp: set[str] | None = None,
+                 patients: DmpPatients | None = None) -> None:
+        self.patients = patients or DmpPatients()
+        for patient_cx in without_dmp or ():
+            self.patients.without_dmp(patient_cx.split("^")[0])
         self.registry = registry
         self.trusted = list(trusted)
         self.schema = schema
         self._now = now
         # Requests are handled in worker threads: one at a time touches the registry (one SQLite connection).
         self._lock = threading.Lock()
+        self.calls: list[dict[str, str]] = []  # every request received, in order (GET /_sandbox/dmp/calls)
 
     def now(self) -> dt.datetime:
         return self._now or dt.datetime.now(dt.UTC)
@@ -113,9 +125,11 @@ class DmpService:
             raise SignatureInvalid(f"Attributs VIHF manquants : {', '.join(missing) or 'NameID'}.")
         return Caller(attrs["NameID"][0], attrs["urn:oasis:names:tc:xacml:2.0:resource:resource-id"][0], attrs)
 
-    def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes) -> Answer:
+    def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
+               content_type: str = "") -> Answer:
         caller = self.verify_vihf(env)
         with self._lock:
+            self.calls.append(describe_call(action, env, caller, raw, content_type))
             return self._handle(action, env, attachments, raw, caller)
 
     def _handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
@@ -124,6 +138,8 @@ class DmpService:
         request = body[0] if body is not None and len(body) else None
         if request is None:
             raise ValueError("corps SOAP vide")
+        if etree.QName(request).namespace == hl7v3.HL7:
+            return self.patients_request(action, request, caller)
         response_action = soap.ACTIONS_RESPONSE.get(action, action + "Response")
         try:
             if self.schema is not None:
@@ -141,8 +157,6 @@ class DmpService:
                 return Answer(response_action, body_el, atts)
             if action == soap.ACTION_ITI57 and request.tag == f"{{{LCM}}}SubmitObjectsRequest":
                 return Answer(response_action, self.update(request, caller))
-            if action == soap.ACTION_DELETE and request.tag == f"{{{LCM}}}RemoveObjectsRequest":
-                return Answer(response_action, self.remove(request, caller))
             raise Refused(_err("XDSRegistryError", f"Action {action} inconnue pour {etree.QName(request).localname}."))
         except Refused as exc:
             if action == soap.ACTION_ITI18:
@@ -153,6 +167,29 @@ class DmpService:
                     resp.append(errs)
                 return Answer(response_action, resp)
             return Answer(response_action, soap.registry_response(exc.errors))
+
+    # --- TD0.2 / TD0.3 (HL7v3) ------------------------------------------------------------------------------
+
+    def patients_request(self, action: str, request: etree._Element, caller: Caller) -> Answer:
+        interaction = hl7v3.interaction_of(request)
+        if etree.QName(request).localname != interaction or action != f"urn:hl7-org:v3:{interaction}":
+            raise ValueError(f"interaction HL7v3 {interaction or '?'} et action SOAP {action} incohérentes")
+        ins, oid = hl7v3.request_patient(request)
+        ids = hl7v3.MessageIds(hl7v3.DMP_DEVICE, "DMP", str(uuid.uuid4()), "", self.now())
+        if ebrim.cx(ins, oid) != caller.patient_cx:
+            return Answer(f"urn:hl7-org:v3:{hl7v3.ACK_INTERACTION}",
+                          hl7v3.ack_answer(request, ids, False, "DMPPatientMismatch"))
+        if interaction == hl7v3.TD02_INTERACTION:
+            if hl7v3.reason_of(request) != hl7v3.TEST_EXISTENCE:
+                raise ValueError("reasonCode TEST_EXST attendu pour un test d'existence")
+            state = self.patients.state(ins, caller.national_id)
+            return Answer(f"urn:hl7-org:v3:{hl7v3.TD02_ANSWER}",
+                          hl7v3.td02_answer(request, ins, oid, state, ids))
+        reason = hl7v3.reason_of(request)
+        if reason not in (hl7v3.TD03_ADD, hl7v3.TD03_REMOVE):
+            raise ValueError(f"TD0.3 : action {reason or '?'} inconnue")
+        ok, code = self.patients.td03(ins, caller.national_id, reason == hl7v3.TD03_ADD)
+        return Answer(f"urn:hl7-org:v3:{hl7v3.ACK_INTERACTION}", hl7v3.ack_answer(request, ids, ok, code))
 
     # --- ITI-41 ------------------------------------------------------------------------------------------
 
@@ -181,8 +218,9 @@ class DmpService:
             errors.append(_err("XDSRegistryMetadataError", "uniqueId du lot de soumission absent."))
         elif self.registry.unique_id_known(ss_uid):
             errors.append(_err("XDSDuplicateUniqueIdInRegistry", f"Lot de soumission {ss_uid} déjà reçu.", ss_uid))
-        if ss_patient in self.without_dmp:
-            errors.append(_err("XDSUnknownPatientId", "Ce patient n'a pas de DMP."))
+        patient_file = self.patients.file(ss_patient.split("^")[0])
+        if not patient_file.exists or patient_file.closed_on:
+            errors.append(_err("XDSUnknownPatientId", "Ce patient n'a pas de DMP actif."))
         if ss_patient != caller.patient_cx:
             errors.append(_err("XDSPatientIdDoesNotMatch", "Le patient du lot ne correspond pas au jeton VIHF."))
         members = {a.get("targetObject") for a in associations if a.get("associationType") == HAS_MEMBER
@@ -205,6 +243,8 @@ class DmpService:
                      "cda_base64": base64.b64encode(contents[eo.get("id", "")]).decode()}
                     for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code != DSG_FORMAT]
             self.registry.record_submission(self.now().isoformat().replace("+00:00", "Z"), ss_uid, raw, docs)
+            self.registry.insert_package(ss, ss_patient, slot_value(ss, "submissionTime"),
+                                         sorted(m for m in members if m))
         return soap.registry_response()
 
     def _check_entry(self, eo: etree._Element, contents: dict[str, bytes], ss_patient: str,
@@ -279,6 +319,10 @@ class DmpService:
         params = {s.get("name", ""): [(v.text or "").strip() for v in s.iter(rim("Value"))]
                   for s in aq.iterfind(rim("Slot"))}
         qid = aq.get("id")
+        option = request.find(f"{{{QUERY}}}ResponseOption")
+        object_ref = option is not None and option.get("returnType") == "ObjectRef"
+        if not object_ref:
+            self._require_consultation(caller)
         if qid == FIND_DOCUMENTS:
             found = self._find(params, caller)
         elif qid == GET_DOCUMENTS:
@@ -292,14 +336,63 @@ class DmpService:
                 if s.entry_uuid not in seen and s.patient_id == caller.patient_cx and self._readable(s, caller):
                     seen.add(s.entry_uuid)
                     found.append(s)
+        elif qid == FIND_SUBMISSION_SETS:
+            return self._find_submission_sets(params, caller)
+        elif qid == GET_SUBMISSION_SET_AND_CONTENTS:
+            return self._submission_set_and_contents(params, caller)
         else:
             raise Refused(_err("XDSUnknownStoredQuery", f"Requête {qid} non prise en charge."))
         resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rim": RIM},
                              status=soap.RESPONSE_SUCCESS)
         rol = etree.SubElement(resp, rim("RegistryObjectList"))
         for stored in found:
-            rol.append(stored.metadata)
+            if object_ref:
+                etree.SubElement(rol, rim("ObjectRef"), id=stored.entry_uuid)
+            else:
+                rol.append(stored.metadata)
         return resp
+
+    def _answer(self, objects: list[etree._Element]) -> etree._Element:
+        resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rim": RIM},
+                             status=soap.RESPONSE_SUCCESS)
+        rol = etree.SubElement(resp, rim("RegistryObjectList"))
+        for obj in objects:
+            rol.append(obj)
+        return resp
+
+    def _find_submission_sets(self, params: dict[str, list[str]], caller: Caller) -> etree._Element:
+        if _list(params.get("$XDSSubmissionSetPatientId")) != [caller.patient_cx]:
+            raise Refused(_err("XDSPatientIdDoesNotMatch", "Le patient de la requête diffère du jeton VIHF."))
+        t_from = _one(params.get("$XDSSubmissionSetSubmissionTimeFrom"))
+        t_to = _one(params.get("$XDSSubmissionSetSubmissionTimeTo"))
+        found = [rp for _, stamp, rp, _ in self.registry.packages(caller.patient_cx)
+                 if (not t_from or _padded(stamp) >= _padded(t_from)) and (not t_to or _padded(stamp) < _padded(t_to))]
+        return self._answer(found)
+
+    def _submission_set_and_contents(self, params: dict[str, list[str]], caller: Caller) -> etree._Element:
+        wanted = set(_list(params.get("$XDSSubmissionSetEntryUUID")))
+        objects: list[etree._Element] = []
+        for uuid_, _, rp, members in self.registry.packages(caller.patient_cx):
+            if uuid_ not in wanted:
+                continue
+            objects.append(rp)
+            for member in members:
+                stored = self.registry.by_uuid(member)
+                if stored is not None and self._readable(stored, caller):
+                    objects.append(stored.metadata)
+                    objects.append(etree.Element(rim("Association"), id=f"urn:uuid:{uuid.uuid4()}",
+                                                 associationType=HAS_MEMBER, sourceObject=uuid_,
+                                                 targetObject=member))
+        return self._answer(objects)
+
+    def _require_consultation(self, caller: Caller) -> None:
+        """LeafClass answers and documents need the professional's authorisation on this DMP (TD0.3), or an
+        access mode other than normal (bris de glace, centre 15). The refusal code is the simulator's own: the
+        DMP's error table is not public."""
+        ins = caller.patient_cx.split("^")[0]
+        purpose = caller.attributes.get("urn:oasis:names:tc:xspa:1.0:subject:purposeofuse", ["normal"])[0]
+        if purpose == "normal" and not self.patients.authorized(ins, caller.national_id):
+            raise Refused(_err("DMPAccessDenied", "Professionnel non autorisé sur ce DMP (TD0.3 préalable)."))
 
     def _readable(self, stored: Stored, caller: Caller) -> bool:
         """A document masked to professionals is visible to its author only."""
@@ -347,6 +440,7 @@ class DmpService:
     # --- ITI-43 ------------------------------------------------------------------------------------------
 
     def retrieve(self, request: etree._Element, caller: Caller) -> tuple[etree._Element, dict[str, bytes]]:
+        self._require_consultation(caller)
         resp = etree.Element(f"{{{XDSB}}}RetrieveDocumentSetResponse", nsmap={"xdsb": XDSB})
         attachments: dict[str, bytes] = {}
         errors: list[RegistryError] = []
@@ -386,6 +480,12 @@ class DmpService:
                     original, new = slot_value(a, "OriginalStatus"), slot_value(a, "NewStatus")
                     if original != _status_urn(target.status):
                         raise Refused(_err("XDSMetadataUpdateError", "Statut d'origine inexact."))
+                    if new == STATUS_DELETED:
+                        if not same_person(target.author_id, caller.national_id):
+                            raise Refused(_err("XDSRegistryError", "Seul l'auteur du document peut le supprimer "
+                                                                   "du DMP.", target.entry_uuid))
+                        self.registry.delete_lid(target.lid)
+                        continue
                     if new not in (STATUS_URNS["archived"], STATUS_URNS["approved"]):
                         raise Refused(_err("XDSMetadataUpdateError", f"Statut {new} refusé."))
                     self.registry.set_status(target.entry_uuid, new)
@@ -404,22 +504,38 @@ class DmpService:
                 self.registry.insert(eo, None, version=old.version + 1, lid=lid)
         return soap.registry_response()
 
-    def remove(self, request: etree._Element, caller: Caller) -> etree._Element:
-        refs = [r.get("id", "") for r in request.iter(rim("ObjectRef"))]
-        with self.registry.transaction():
-            for ref in refs:
-                target = self._own_patient(ref, caller)
-                if not same_person(target.author_id, caller.national_id):
-                    raise Refused(_err("XDSRegistryError", "Seul l'auteur du document peut le supprimer du DMP.",
-                                       ref))
-                self.registry.delete_lid(target.lid)
-        return soap.registry_response()
-
     def _own_patient(self, entry_uuid: str, caller: Caller) -> Stored:
         target = self.registry.by_uuid(entry_uuid)
         if target is None or target.patient_id != caller.patient_cx:
             raise Refused(_err("XDSUnknownDocument", f"Document {entry_uuid} introuvable pour ce patient."))
         return target
+
+
+TRANSACTIONS = {soap.ACTION_ITI41: "TD2.1", soap.ACTION_ITI18: "TD3.1", soap.ACTION_ITI43: "TD3.2",
+                soap.ACTION_ITI57: "TD3.3", hl7v3.TD02_ACTION: "TD0.2"}
+STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", GET_DOCUMENTS: "GetDocuments",
+                  FIND_SUBMISSION_SETS: "FindSubmissionSets",
+                  GET_SUBMISSION_SET_AND_CONTENTS: "GetSubmissionSetAndContents"}
+
+
+def describe_call(action: str, env: etree._Element, caller: Caller, raw: bytes,
+                  content_type: str = "") -> dict[str, str]:
+    """One line of the call log: transaction, SOAP action, HL7v3 interaction or stored query, who, the raw bytes."""
+    body = env.find(f"{{{soap.SOAP12}}}Body")
+    request = body[0] if body is not None and len(body) else None
+    query, return_type, interaction = "", "", ""
+    if request is not None and request.tag == f"{{{QUERY}}}AdhocQueryRequest":
+        aq = request.find(rim("AdhocQuery"))
+        qid = aq.get("id", "") if aq is not None else ""
+        query = STORED_QUERIES.get(qid, qid)
+        option = request.find(f"{{{QUERY}}}ResponseOption")
+        return_type = option.get("returnType", "") if option is not None else ""
+    elif request is not None and etree.QName(request).namespace == hl7v3.HL7:
+        interaction = hl7v3.interaction_of(request)
+    transaction = TRANSACTIONS.get(action, "TD0.3" if interaction else action)
+    return {"transaction": transaction, "action": action, "interaction": interaction, "stored_query": query,
+            "return_type": return_type, "professional": caller.national_id, "content_type": content_type,
+            "request_base64": base64.b64encode(raw).decode()}
 
 
 def same_person(a: str, b: str) -> bool:
@@ -443,6 +559,11 @@ def _list(values: list[str] | None) -> list[str]:
             if item:
                 out.append(item)
     return out
+
+
+def _padded(stamp: str) -> str:
+    """An XDS time to 14 digits, so that 2025052609 and 20250526090000 compare as the same instant."""
+    return (stamp + "00000000000000")[:14]
 
 
 def _one(values: list[str] | None) -> str:

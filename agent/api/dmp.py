@@ -50,6 +50,8 @@ def _criteria(request: web.Request) -> SearchCriteria:
     return SearchCriteria(type_codes=_list(request, "type"), class_codes=_list(request, "class"),
                           format_codes=_list(request, "format"), statuses=statuses,
                           created_from=request.query.get("from", ""), created_to=request.query.get("to", ""),
+                          service_from=request.query.get("service_from", ""),
+                          service_to=request.query.get("service_to", ""),
                           author=request.query.get("author", ""), visibility=visibility)
 
 
@@ -57,7 +59,11 @@ async def search(request: web.Request) -> web.Response:
     consultation, ins, oid, actor = await _context(request)
     criteria = _criteria(request)
     limit, offset = _page(request)
-    readable = await consultation.search(ins, oid, criteria, actor)
+    since = request.query.get("since", "")
+    if since:  # documents added since a date (the last visit): FindSubmissionSets, [CDT] 3.1-400
+        readable = await consultation.added_since(ins, oid, since, actor)
+    else:
+        readable = await consultation.search(ins, oid, criteria, actor)
     # Newest first; the cursor is the offset of the next page in this order (the registry answers in one go).
     page = readable[offset:offset + limit]
     more = offset + limit < len(readable)
@@ -149,6 +155,10 @@ def register(table: RouteTable) -> None:
               parameters=(OID_PARAM, _q("type", "typeCode (plusieurs : séparés par des virgules)"),
                           _q("class", "classCode"), _q("format", "formatCode"),
                           _q("from", "créé depuis (AAAA-MM-JJ ou RFC 3339)"), _q("to", "créé avant"),
+                          _q("service_from", "acte commencé depuis (serviceStartTime)"),
+                          _q("service_to", "acte terminé avant (serviceStopTime)"),
+                          _q("since", "ajoutés au DMP depuis (RFC 3339 avec fuseau : la dernière visite) ; "
+                                      "les autres critères ne s'appliquent pas"),
                           _q("author", "auteur (identifiant national ou nom, % joker)"),
                           _q("status", "statut", enum=list(STATUSES)), _q("visibility", "visibilité",
                                                                          enum=list(VISIBILITIES)),

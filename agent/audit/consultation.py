@@ -16,9 +16,9 @@ from typing import Any
 
 from agent.audit.access import DmpPresence
 from agent.audit.recorder import TraceLog
-from agent.audit.rights import DmpRights
+from agent.audit.rights import DmpRights, access_mode
 from agent.dmp.client import DmpClient
-from agent.dmp.models import DocumentEntry, Professional, RetrievedDocument, SearchCriteria, Visibility
+from agent.dmp.models import Access, DocumentEntry, Professional, RetrievedDocument, SearchCriteria, Visibility
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, RelaisError, Unavailable
 
@@ -33,6 +33,11 @@ class Imported:
     entry: DocumentEntry | None = None
     content: bytes | None = None
     error: RelaisError | None = None
+
+
+def _access(actor: Actor) -> Access:
+    """The access mode the VIHF carries (PurposeOfUse): normal, bris de glace, centre 15."""
+    return Access(mode=access_mode(actor).value)
 
 
 def professional_of(actor: Actor) -> Professional:
@@ -72,7 +77,7 @@ class DmpConsultation:
         """The documents this professional may read, newest first."""
         dmp = await self._allowed(ins, actor)
         try:
-            entries = await dmp.search(ins, oid, criteria)
+            entries = await dmp.search(ins, oid, criteria, access=_access(actor))
         except RelaisError as exc:
             await self._trace("dmp.search", actor, ins, outcome=exc.code)
             raise
@@ -81,9 +86,22 @@ class DmpConsultation:
         readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
         return readable
 
+    async def added_since(self, ins: str, oid: str, since: str, actor: Actor) -> list[DocumentEntry]:
+        """The documents added to the DMP since a date (FindSubmissionSets), those this professional may read."""
+        dmp = await self._allowed(ins, actor)
+        try:
+            entries = await dmp.documents_since(ins, oid, since, access=_access(actor))
+        except RelaisError as exc:
+            await self._trace("dmp.search", actor, ins, outcome=exc.code)
+            raise
+        readable: list[DocumentEntry] = self.rights.filter_readable(entries, actor)
+        await self._trace("dmp.search", actor, ins, count=len(readable), since=since)
+        readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
+        return readable
+
     async def _readable_entry(self, dmp: DmpClient, ins: str, oid: str, entry_uuid: str,
                               actor: Actor) -> DocumentEntry:
-        entry = await dmp.get_entry(ins, oid, entry_uuid)
+        entry = await dmp.get_entry(ins, oid, entry_uuid, access=_access(actor))
         if not self.rights.may_read(entry, actor):
             raise AccessRefused("Votre profession ne vous permet pas de lire ce type de document.",
                                 code="dmp_document_not_readable")
@@ -99,7 +117,7 @@ class DmpConsultation:
         extra = {"purpose": purpose} if purpose else {}
         try:
             entry = await self._readable_entry(dmp, ins, oid, entry_uuid, actor)
-            document = await dmp.retrieve(ins, oid, entry)
+            document = await dmp.retrieve(ins, oid, entry, access=_access(actor))
         except RelaisError as exc:
             await self._trace("dmp.retrieve", actor, ins, entry_uuid, outcome=exc.code, **extra)
             raise
@@ -135,7 +153,9 @@ class DmpConsultation:
         return updated
 
     async def delete(self, ins: str, oid: str, entry_uuid: str, actor: Actor) -> None:
-        dmp = await self._allowed(ins, actor)
+        """TD3.3c of a document this professional fed: the feeding profile suffices, no consultation right is
+        needed ([CDT] 3.3-540)."""
+        dmp = self._client()
         try:
             await dmp.delete(ins, oid, entry_uuid)
         except RelaisError as exc:
@@ -151,6 +171,10 @@ class DmpConsultation:
         return DmpPresence(exists=bool(status.exists and status.active), blocked=bool(status.blocked))
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[DocumentEntry]:
-        """TD3.1 of the documents created since ``since`` (DICA filters and traces them)."""
-        criteria = SearchCriteria(created_from=since or "")
-        return list(await self._client().search(ins, oid, criteria, professional_of(actor)))
+        """The documents added since ``since`` (FindSubmissionSets, [CDT] 3.1-400), or all of them without a date
+        (DICA filters and traces them)."""
+        if since:
+            return list(await self._client().documents_since(ins, oid, since, professional_of(actor),
+                                                             access=_access(actor)))
+        return list(await self._client().search(ins, oid, SearchCriteria(), professional_of(actor),
+                                                access=_access(actor)))

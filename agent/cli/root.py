@@ -249,7 +249,9 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
         clock=clock,
         vihf=VihfSettings(structure_id=section.structure_id, sector=section.sector, lps_version=__version__,
-                          lps_homologation=section.homologation_id),
+                          lps_homologation=section.homologation_id, mode=section.vihf_mode,
+                          version=section.vihf_version, purpose_bris_de_glace=section.purpose_bris_de_glace,
+                          purpose_centre15=section.purpose_centre15),
         structure_signer=SoftwareSigner.from_files(Path(section.structure_cert),
                                                   Path(section.structure_key or section.structure_cert)),
         defaults=SubmissionDefaults(source_id=section.source_id,
@@ -257,7 +259,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                                     type(CABINET)(code, scheme or CABINET.scheme)),
         professional=professional, document_signer=cards.require_signer,
         value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
-        on_connectivity=connectivity.reporter("dmp"))
+        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction)
 
 
 def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardService,

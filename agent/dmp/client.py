@@ -1,4 +1,4 @@
-"""DmpClient: the DMP transactions as async methods (TD0.2, TD2.1, TD3.1, TD3.2, TD3.3a-d).
+"""DmpClient: the DMP transactions as async methods (TD0.2, TD0.3, TD2.1, TD3.1, TD3.2, TD3.3a-d).
 
 Interface other parts code against (the queue, the API routes); the XML lives in ``submission``, ``queries``,
 ``ebrim``, ``soap`` and ``vihf``, the sockets in ``transport``. Failures: ``TransientRemoteError`` (network, 5xx,
@@ -13,18 +13,18 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from lxml import etree
 
 from agent.clock import Clock
-from agent.dmp import queries
-from agent.dmp.ebrim import XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
+from agent.dmp import hl7v3, queries
+from agent.dmp.ebrim import DSG_FORMAT, XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
+    NORMAL_ACCESS,
+    Access,
     DocumentEntry,
     PatientDmpStatus,
     Professional,
@@ -35,7 +35,6 @@ from agent.dmp.models import (
     Visibility,
 )
 from agent.dmp.soap import (
-    ACTION_DELETE,
     ACTION_ITI18,
     ACTION_ITI41,
     ACTION_ITI43,
@@ -51,12 +50,14 @@ from agent.dmp.soap import (
 from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
 from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
-from agent.dmp.vihf import VihfSettings, signed_assertion
+from agent.dmp.vihf import MODE_DIRECT, VihfSettings, signed_assertion
+from agent.domain.ins import OID_INS_NIA
 from agent.domain.signing import Signer
-from agent.errors import NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
+from agent.errors import InvalidInput, NotFound, PermanentRemoteError, TransientRemoteError, Unavailable
 from agent.logs import get_logger
 
 log = get_logger("dmp")
+MAX_GET_DOCUMENTS = 20  # [CDT] EX_3.1: at most 20 documents per GetDocuments
 UNREACHABLE = frozenset({"dmp_unreachable", "dmp_timeout", "dmp_tls_error"})
 ProfessionalSource = Callable[[], Professional | None]
 
@@ -85,7 +86,8 @@ class DmpClient:
                  structure_signer: Signer, defaults: SubmissionDefaults, professional: ProfessionalSource,
                  document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
                  new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
-                 on_connectivity: Callable[[bool], None] | None = None) -> None:
+                 on_connectivity: Callable[[bool], None] | None = None,
+                 td03_interaction: str = hl7v3.TD03_INTERACTION) -> None:
         self.endpoints = endpoints
         self.transport = transport
         self.clock = clock
@@ -97,6 +99,7 @@ class DmpClient:
         self.value_sets = value_sets
         self.new_uuid = new_uuid
         self.on_connectivity = on_connectivity
+        self.td03_interaction = td03_interaction
         self.reachable: bool | None = None  # None: no call yet
         self.checked_at: dt.datetime | None = None
 
@@ -133,13 +136,23 @@ class DmpClient:
             raise Unavailable("Aucun professionnel identifié : insérez la carte CPS.", code="cps_absent")
         return who
 
-    def _security(self, who: Professional, ins: str, oid: str) -> etree._Element:
-        return signed_assertion(self.vihf, who, ins, oid, self.structure_signer, self.clock.now())
+    def _security(self, who: Professional, ins: str, oid: str, access: Access = NORMAL_ACCESS) -> etree._Element:
+        signer = self.structure_signer
+        if self.vihf.mode == MODE_DIRECT:  # direct mode: the professional's card signs the VIHF
+            if self.document_signer is None:
+                raise Unavailable("Mode d'authentification directe : insérez la carte CPS.", code="cps_absent")
+            signer = self.document_signer()
+        return signed_assertion(self.vihf, who, ins, oid, signer, self.clock.now(),
+                                purpose=self.vihf.purpose(access.mode), secret=access.secret)
 
     async def _call(self, url: str, action: str, body: etree._Element, who: Professional, ins: str, oid: str,
-                    attachments: dict[str, bytes] | None = None) -> tuple[etree._Element, MtomMessage]:
+                    attachments: dict[str, bytes] | None = None,
+                    access: Access = NORMAL_ACCESS) -> tuple[etree._Element, MtomMessage]:
+        if oid == OID_INS_NIA:  # [CDT] 0.2-080: a patient known by a NIA has no access to the DMP
+            raise InvalidInput.field("patient.oid", "Patient identifié par un NIA (matricule provisoire) : "
+                                                    "l'accès au DMP est interdit.", code="dmp_nia_forbidden")
         def build() -> tuple[bytes, str]:
-            env = envelope(action, body, to=url, security=self._security(who, ins, oid))
+            env = envelope(action, body, to=url, security=self._security(who, ins, oid, access))
             xml = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
             if attachments is None and action not in (ACTION_ITI43,):
                 return xml, f'{SOAP_CT}; charset=UTF-8; action="{action}"'
@@ -172,7 +185,7 @@ class DmpClient:
         built = await asyncio.to_thread(build_submission, req, signer, self.defaults, self.clock.now(),
                                         self.new_uuid, self.value_sets)
         first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,
-                                    built.attachments)
+                                    built.attachments, req.access)
         raise_for_registry(first)
         log.info("DMP : lot de soumission enregistré")
         return SubmissionResult(built.document_entry_uuid, built.submission_set_entry_uuid,
@@ -180,15 +193,14 @@ class DmpClient:
 
     # --- TD3.1 -----------------------------------------------------------------------------------------
 
-    async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str) -> list[etree._Element]:
-        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
-        raise_for_registry(first)
-        return list(first.iter(rim("ExtrinsicObject")))
+    async def _query(self, body: etree._Element, who: Professional, ins: str, oid: str,
+                     access: Access = NORMAL_ACCESS) -> list[etree._Element]:
+        return await self._query_objects(body, who, ins, oid, "ExtrinsicObject", access)
 
     async def search(self, ins: str, oid: str, criteria: SearchCriteria,
-                     professional: Professional | None = None) -> list[DocumentEntry]:
+                     professional: Professional | None = None, access: Access = NORMAL_ACCESS) -> list[DocumentEntry]:
         who = self._who(professional)
-        found = await self._query(queries.find_documents(cx(ins, oid), criteria), who, ins, oid)
+        found = await self._query(queries.find_documents(cx(ins, oid), criteria), who, ins, oid, access)
         return [entry_from_extrinsic(eo) for eo in found]
 
     async def find_by_unique_id(self, ins: str, oid: str, unique_id: str,
@@ -198,24 +210,50 @@ class DmpClient:
         found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
         return [entry_from_extrinsic(eo) for eo in found]
 
-    async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional) -> etree._Element:
-        found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid)
+    async def documents_since(self, ins: str, oid: str, since: str, professional: Professional | None = None,
+                              access: Access = NORMAL_ACCESS) -> list[DocumentEntry]:
+        """The documents added since a date (the last visit): FindSubmissionSets, then GetSubmissionSetAndContents
+        of each set (the test book's method 2); signatures and superseded versions left out."""
+        if not since:
+            raise InvalidInput.field("since", "Date de début attendue.")
+        who = self._who(professional)
+        sets = await self._query_objects(queries.find_submission_sets(cx(ins, oid), since), who, ins, oid,
+                                         "RegistryPackage", access)
+        found: dict[str, DocumentEntry] = {}
+        for package in sets:
+            body = queries.submission_set_and_contents(package.get("id", ""))
+            for eo in await self._query_objects(body, who, ins, oid, "ExtrinsicObject", access):
+                entry = entry_from_extrinsic(eo)
+                if entry.format_code != DSG_FORMAT and entry.status == "approved":
+                    found.setdefault(entry.entry_uuid, entry)
+        return list(found.values())
+
+    async def _query_objects(self, body: etree._Element, who: Professional, ins: str, oid: str,
+                             tag: str, access: Access = NORMAL_ACCESS) -> list[etree._Element]:
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid, access=access)
+        raise_for_registry(first)
+        return list(first.iter(rim(tag)))
+
+    async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional,
+                       access: Access = NORMAL_ACCESS) -> etree._Element:
+        found = await self._query(queries.get_documents(entry_uuids=[entry_uuid]), who, ins, oid, access)
         for eo in found:
             if eo.get("id") == entry_uuid:
                 return eo
         raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
 
-    async def get_entry(self, ins: str, oid: str, entry_uuid: str,
-                        professional: Professional | None = None) -> DocumentEntry:
-        return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional)))
+    async def get_entry(self, ins: str, oid: str, entry_uuid: str, professional: Professional | None = None,
+                        access: Access = NORMAL_ACCESS) -> DocumentEntry:
+        return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional), access))
 
     # --- TD3.2 -----------------------------------------------------------------------------------------
 
     async def retrieve(self, ins: str, oid: str, entry: DocumentEntry,
-                       professional: Professional | None = None) -> RetrievedDocument:
+                       professional: Professional | None = None, access: Access = NORMAL_ACCESS) -> RetrievedDocument:
         who = self._who(professional)
         body = queries.retrieve_request(entry.repository_unique_id, entry.unique_id)
-        first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid)
+        first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid,
+                                          access=access)
         raise_for_registry(first)
         for dr in first.iterfind(f"{{{XDSB}}}DocumentResponse"):
             if (dr.findtext(f"{{{XDSB}}}DocumentUniqueId") or "").strip() == entry.unique_id:
@@ -257,11 +295,44 @@ class DmpClient:
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
                      professional: Professional | None = None) -> None:
-        """TD3.3c (ITI-62): only the document's author may delete it; the DMP refuses others."""
+        """TD3.3c: an ITI-57 status change Approved -> Deleted (the DMP takes it from the document's author, with
+        the feeding profile only: no consultation right needed)."""
         who = self._who(professional)
-        first, _ = await self._call(self.endpoints.registry, ACTION_DELETE, queries.remove_objects([entry_uuid]),
-                                    who, ins, oid)
+        ss = self._submission_set(who, ins, oid, "Suppression")
+        body = queries.update_status(entry_uuid, "", "approved", "deleted", ss, self._ids())
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
+
+    async def entry_uuids(self, ins: str, oid: str, unique_ids: list[str],
+                          professional: Professional | None = None) -> list[str]:
+        """TD3.1b: the entryUUIDs of these uniqueIds by GetDocuments in ObjectRef mode, at most 20 per request."""
+        who = self._who(professional)
+        found: list[str] = []
+        for start in range(0, len(unique_ids), MAX_GET_DOCUMENTS):
+            body = queries.get_documents(unique_ids=unique_ids[start:start + MAX_GET_DOCUMENTS],
+                                         return_type="ObjectRef")
+            first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+            raise_for_registry(first)
+            found += [ref.get("id", "") for ref in first.iter(rim("ObjectRef"))]
+        return found
+
+    async def delete_unique_id(self, ins: str, oid: str, unique_id: str,
+                               professional: Professional | None = None) -> None:
+        """TD3.3c of a document the practice fed, known by its uniqueId: TD3.1b ObjectRef, then the status change."""
+        uuids = await self.entry_uuids(ins, oid, [unique_id], professional)
+        if not uuids:
+            raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
+        # ObjectRef says nothing of status: after TD3.3a/b updates the uniqueId has deprecated versions too, which
+        # the DMP refuses to delete; the newest comes last in the simulator, but try each until one is accepted.
+        refusal: PermanentRemoteError | None = None
+        for entry_uuid in reversed(uuids):
+            try:
+                await self.delete(ins, oid, entry_uuid, professional)
+                return
+            except PermanentRemoteError as exc:
+                refusal = exc
+        assert refusal is not None
+        raise refusal
 
     async def _current_version(self, ins: str, oid: str, unique_id: str, who: Professional) -> DocumentEntry:
         found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
@@ -272,39 +343,28 @@ class DmpClient:
                                        code="dmp_version_missing")
         return live[-1]
 
-    # --- TD0.2 -----------------------------------------------------------------------------------------
+    # --- TD0.2 / TD0.3 (HL7v3 on .../patients) ------------------------------------------------------------
+
+    def _hl7_ids(self) -> hl7v3.MessageIds:
+        return hl7v3.MessageIds(self.defaults.source_id, self.vihf.lps_name, self.new_uuid(), self.new_uuid(),
+                                self.clock.now())
 
     async def td02(self, ins: str, oid: str, professional: Professional | None = None) -> PatientDmpStatus:
-        """Does the patient have an active DMP, and may this professional consult it (FHIR Patient search)."""
+        """TD0.2 (PRPA_IN201307UV02): does the patient have a DMP, and may this professional use it."""
         who = self._who(professional)
-        url = f"{self.endpoints.patients}?identifier={quote(f'urn:oid:{oid}|{ins}', safe='')}"
+        body = hl7v3.td02_request(ins, oid, self._hl7_ids())
+        first, _ = await self._call(self.endpoints.patients, hl7v3.TD02_ACTION, body, who, ins, oid)
+        return hl7v3.read_td02_answer(first)
 
-        def build() -> bytes:
-            return bytes(etree.tostring(self._security(who, ins, oid)))
-
-        assertion = await asyncio.to_thread(build)
-        answer = await self._post(url, assertion, "application/samlassertion+xml", "TD0.2")
-        try:
-            bundle = json.loads(answer.message.root)
-        except ValueError as exc:
-            raise TransientRemoteError("Réponse TD0.2 illisible.", service="dmp", code="dmp_answer_invalid") from exc
-        if answer.status >= 400 or bundle.get("resourceType") != "Bundle":
-            raise PermanentRemoteError(f"Le DMP a refusé la vérification d'accès (HTTP {answer.status}).",
-                                       service="dmp", code="dmp_td02_refused")
-        entries = bundle.get("entry") or []
-        if not entries:
-            return PatientDmpStatus(exists=False)
-        patient = entries[0].get("resource", {})
-        ext = {e.get("url", "").rsplit("/", 1)[-1]: e for e in patient.get("extension", [])}
-
-        def flag(name: str) -> bool:
-            return bool(ext.get(name, {}).get("valueBoolean", False))
-
-        return PatientDmpStatus(exists=True, active=bool(patient.get("active", False)),
-                                authorized=flag("dmp-authorization"), blocked=flag("dmp-blocked"),
-                                attached_to_mes=flag("dmp-attached-mes"),
-                                closed_reason=str(ext.get("dmp-closure", {}).get("valueString", "")),
-                                treating_physician=flag("dmp-treating-physician"))
+    async def td03(self, ins: str, oid: str, add: bool, professional: Professional | None = None) -> str:
+        """TD0.3: add (the patient consented) or remove (consent withdrawn) this professional's authorisation;
+        returns the DMP's acknowledgement code (DMPOk)."""
+        who = self._who(professional)
+        interaction = self.td03_interaction
+        body = hl7v3.td03_request(ins, oid, hl7v3.TD03_ADD if add else hl7v3.TD03_REMOVE, self._hl7_ids(),
+                                  interaction)
+        first, _ = await self._call(self.endpoints.patients, f"urn:hl7-org:v3:{interaction}", body, who, ins, oid)
+        return hl7v3.read_ack(first, "l'ajout de l'autorisation" if add else "le retrait de l'autorisation")
 
 
 def _check_hash(entry: DocumentEntry, content: bytes) -> None:

@@ -1,7 +1,9 @@
 """The queue's view of the DMP: ``DeliveryGateway`` (agent.domain.delivery) over ``DmpClient``.
 
-``deliver`` is one ITI-41 of the order's document; ``find`` asks the DMP whether an earlier attempt already stored
-it (by its uniqueId, fixed when the order was created). The client's errors pass through unchanged: the transport
+``deliver`` is a TD0.2 then one ITI-41 of the order's document (the CNDA's MEMENTO: every feed is preceded by the
+test d'existence; never send to an absent or closed DMP); ``find`` asks the DMP whether an earlier attempt already
+stored it, by its uniqueId fixed when the order was created, with GetDocuments in ObjectRef mode (a professional
+who only feeds has no consultation right, [CDT] RG_3130). The client's errors pass through unchanged: the transport
 already says ``ServiceUnreachable`` (and whether the request may have left), ``TransientRemoteError``,
 ``PermanentRemoteError`` or ``DuplicateUniqueId``, which is exactly what the queue understands.
 """
@@ -14,6 +16,7 @@ from agent.dmp.client import DmpClient
 from agent.dmp.models import SubmissionRequest, Visibility
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.signing import Signer
+from agent.errors import PermanentRemoteError
 from agent.xml.cda_header import CdaHeader
 
 
@@ -30,9 +33,16 @@ class DmpDelivery:
             signer=self._signer() if self._signer is not None else None,
             header=CdaHeader.from_json(job.cda_header) if job.cda_header else None,
         )
+        status = await self._client.td02(request.ins, request.ins_oid)
+        if not (status.exists and status.active) or status.blocked:
+            reason = ("le patient n'a pas de DMP" if not status.exists else
+                      "le DMP du patient est fermé" if not status.active else
+                      "le patient a bloqué l'accès de ce professionnel à son DMP")
+            raise PermanentRemoteError(f"Document non envoyé au DMP : {reason}.", service="dmp",
+                                       code="dmp_not_available")
         result = await self._client.submit(request)
         return Receipt(result.entry_uuid)
 
     async def find(self, lookup: Lookup) -> Receipt | None:
-        entries = await self._client.find_by_unique_id(lookup.ins, lookup.ins_oid, lookup.document_unique_id)
-        return Receipt(entries[0].entry_uuid) if entries else None
+        uuids = await self._client.entry_uuids(lookup.ins, lookup.ins_oid, [lookup.document_unique_id])
+        return Receipt(uuids[0]) if uuids else None

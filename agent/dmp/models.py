@@ -12,7 +12,10 @@ from agent.xml.cda_header import CdaHeader
 STATUS_APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 STATUS_DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 STATUS_ARCHIVED = "urn:asip:ci-sis:2010:StatusType:Archived"
-STATUS_NAMES = {STATUS_APPROVED: "approved", STATUS_DEPRECATED: "deprecated", STATUS_ARCHIVED: "archived"}
+# TD3.3c: the DMP "deletes" by an ITI-57 status change to this status ([CDT] 3.3-070/540, PDSM4DMP, DRIMbox).
+STATUS_DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
+STATUS_NAMES = {STATUS_APPROVED: "approved", STATUS_DEPRECATED: "deprecated", STATUS_ARCHIVED: "archived",
+                STATUS_DELETED: "deleted"}
 STATUS_URNS = {name: urn for urn, name in STATUS_NAMES.items()}
 
 
@@ -38,6 +41,18 @@ class Visibility:
         if self.masked_to_ps:
             return "masked_to_ps"
         return "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How this request reaches the DMP: the access mode (normal, bris_de_glace, centre15) goes to the VIHF's
+    PurposeOfUse; ``secret`` is the connexion secrète of a minor (documents hidden from the legal representatives)."""
+
+    mode: str = "normal"
+    secret: bool = False
+
+
+NORMAL_ACCESS = Access()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +85,7 @@ class SubmissionRequest:
     signer: Signer | None = None  # signs the submission set (IHE DSG); None: the client's default signer
     professional: Professional | None = None  # who the VIHF speaks for; None: the client's default
     header: CdaHeader | None = None  # the CDA's header as read when the order was created; None: read it here
+    access: Access = NORMAL_ACCESS  # connexion secrète of a minor: the VIHF says so
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +175,13 @@ class PatientDmpStatus:
     attached_to_mes: bool = False  # linked to Mon espace santé
     closed_reason: str = ""
     treating_physician: bool = False
+    authorization: str = ""  # valid, expired, forbidden, none (or the DMP's own word when unknown)
+    closed_on: str = ""  # YYYY-MM-DD
+    ack_code: str = ""  # the HL7v3 acknowledgement (AA)
+    query_response: str = ""  # OK, NF (no DMP)
 
     def as_dict(self) -> dict[str, Any]:
         return {"exists": self.exists, "active": self.active, "authorized": self.authorized,
                 "blocked": self.blocked, "attached_to_mes": self.attached_to_mes,
-                "closed_reason": self.closed_reason, "treating_physician": self.treating_physician}
+                "closed_reason": self.closed_reason, "treating_physician": self.treating_physician,
+                "authorization": self.authorization, "closed_on": self.closed_on}

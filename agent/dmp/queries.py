@@ -1,5 +1,5 @@
-"""The bodies of the consultation and management transactions: ITI-18 (TD3.1), ITI-43 (TD3.2),
-ITI-57 metadata and status updates (TD3.3a/b/d), ITI-62 removal (TD3.3c). Pure builders."""
+"""The bodies of the consultation and management transactions: ITI-18 (TD3.1), ITI-43 (TD3.2), ITI-57 metadata
+and status updates (TD3.3a-d; the DMP deletes by a status change, it does not use ITI-62). Pure builders."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from agent.errors import InvalidInput
 
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
+GET_SUBMISSION_SET_AND_CONTENTS = "urn:uuid:e8e3cb2c-e39c-46b9-99e4-c12f57260b83"
 UPDATE_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
 
 
@@ -62,8 +64,23 @@ def adhoc_query(query_id: str, params: list[tuple[str, str]], return_type: str =
     etree.SubElement(req, f"{{{QUERY}}}ResponseOption", returnComposedObjects="true", returnType=return_type)
     aq = etree.SubElement(req, rim("AdhocQuery"), id=query_id)
     for name, value in params:
-        add_slot(aq, name, [value])
+        add_slot(aq, name, _values(value))
     return req
+
+
+def _values(value: str, limit: int = 256) -> list[str]:
+    """A list parameter longer than a rim:Value may hold (256) split over several Values, as ITI-18 allows."""
+    if len(value) <= limit or not (value.startswith("(") and value.endswith(")")):
+        return [value]
+    out: list[str] = []
+    current: list[str] = []
+    for item in value[1:-1].split(","):
+        if current and len(",".join([*current, item])) + 2 > limit:
+            out.append("(" + ",".join(current) + ")")
+            current = []
+        current.append(item)
+    out.append("(" + ",".join(current) + ")")
+    return out
 
 
 def find_documents(patient_cx: str, c: SearchCriteria) -> etree._Element:
@@ -90,13 +107,29 @@ def find_documents(patient_cx: str, c: SearchCriteria) -> etree._Element:
     return adhoc_query(FIND_DOCUMENTS, params)
 
 
-def get_documents(*, unique_ids: Iterable[str] = (), entry_uuids: Iterable[str] = ()) -> etree._Element:
+def find_submission_sets(patient_cx: str, since: str) -> etree._Element:
+    """FindSubmissionSets from a date ([CDT] 3.1-400, EX_3.1-1012/1013): the local time given with its offset is
+    sent in UTC, as every XDS time is."""
+    params = [("$XDSSubmissionSetPatientId", f"'{patient_cx}'"),
+              ("$XDSSubmissionSetStatus", _quoted([STATUS_URNS["approved"]])),
+              ("$XDSSubmissionSetSubmissionTimeFrom", _xds_date(since, "since"))]
+    return adhoc_query(FIND_SUBMISSION_SETS, params)
+
+
+def submission_set_and_contents(entry_uuid: str) -> etree._Element:
+    return adhoc_query(GET_SUBMISSION_SET_AND_CONTENTS, [("$XDSSubmissionSetEntryUUID", _quoted([entry_uuid]))])
+
+
+def get_documents(*, unique_ids: Iterable[str] = (), entry_uuids: Iterable[str] = (),
+                  return_type: str = "LeafClass") -> etree._Element:
+    """GetDocuments; ``ObjectRef`` for the look-up of entryUUIDs before a delete, archive or replacement
+    ([CDT] RG_3130, EX_3.1-1090: LeafClass is refused to a professional without consultation rights)."""
     params = []
     if unique_ids:
         params.append(("$XDSDocumentEntryUniqueId", _quoted(unique_ids)))
     if entry_uuids:
         params.append(("$XDSDocumentEntryEntryUUID", _quoted(entry_uuids)))
-    return adhoc_query(GET_DOCUMENTS, params)
+    return adhoc_query(GET_DOCUMENTS, params, return_type)
 
 
 def retrieve_request(repository_unique_id: str, unique_id: str) -> etree._Element:
@@ -152,7 +185,7 @@ def _version_of(eo: etree._Element) -> str:
 
 def update_status(entry_uuid: str, lid: str, original: str, new: str, ss: SubmissionSetSpec,
                   ids: Iterable[str]) -> etree._Element:
-    """ITI-57 availability status change (TD3.3d archiving)."""
+    """ITI-57 availability status change: TD3.3d archiving and un-archiving, TD3.3c deletion (new = deleted)."""
     it = iter(ids)
     req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
     rol = etree.SubElement(req, rim("RegistryObjectList"))
@@ -161,13 +194,4 @@ def update_status(entry_uuid: str, lid: str, original: str, new: str, ss: Submis
                              sourceObject=ss.entry_uuid, targetObject=entry_uuid)
     add_slot(assoc, "OriginalStatus", [STATUS_URNS.get(original, original)])
     add_slot(assoc, "NewStatus", [STATUS_URNS.get(new, new)])
-    return req
-
-
-def remove_objects(entry_uuids: Iterable[str]) -> etree._Element:
-    """ITI-62 RemoveObjectsRequest (TD3.3c deletion)."""
-    req = etree.Element(f"{{{LCM}}}RemoveObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
-    refs = etree.SubElement(req, rim("ObjectRefList"))
-    for uuid in entry_uuids:
-        etree.SubElement(refs, rim("ObjectRef"), id=uuid)
     return req

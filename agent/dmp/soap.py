@@ -28,12 +28,10 @@ ACTION_ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ACTION_ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
 ACTION_ITI43 = "urn:ihe:iti:2007:RetrieveDocumentSet"
 ACTION_ITI57 = "urn:ihe:iti:2010:UpdateDocumentSet"
-ACTION_DELETE = "urn:ihe:iti:2010:DeleteDocumentSet"  # TD3.3c (ITI-62 shape)
 ACTIONS_RESPONSE = {ACTION_ITI41: "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-bResponse",
                     ACTION_ITI18: "urn:ihe:iti:2007:RegistryStoredQueryResponse",
                     ACTION_ITI43: "urn:ihe:iti:2007:RetrieveDocumentSetResponse",
-                    ACTION_ITI57: "urn:ihe:iti:2010:UpdateDocumentSetResponse",
-                    ACTION_DELETE: "urn:ihe:iti:2010:DeleteDocumentSetResponse"}
+                    ACTION_ITI57: "urn:ihe:iti:2010:UpdateDocumentSetResponse"}
 
 RESPONSE_SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
 RESPONSE_FAILURE = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"

@@ -29,6 +29,7 @@ from agent.dmp.ebrim import (
 from agent.dmp.models import SubmissionRequest
 from agent.dmp.soap import xop_include
 from agent.dmp.valuesets import ValueSets
+from agent.domain.catalogue import CLASS_DISPLAY, class_code_of
 from agent.domain.signing import Signer
 from agent.errors import FieldError, InvalidInput
 from agent.xml.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
@@ -39,7 +40,8 @@ ANS_FORMAT_SCHEME = "1.2.250.1.213.1.1.4.2.282"
 CLASS_SCHEME = "1.2.250.1.213.1.1.4.1"
 IDNPS_ROOT = "1.2.250.1.71.4.2.1"
 
-# CDA templateId -> XDS formatCode (ASS_A11 correspondence, for the kinds Relais builds or forwards).
+# CDA templateId -> XDS formatCode: ASS_A11-CorresModeleCDA-XdsFormatCode-CISIS (1.2.250.1.213.1.1.4.331), the rows
+# for the kinds Relais builds or forwards (.37 is the vaccination record, .51 the French IPS).
 FORMAT_BY_TEMPLATE = {
     "1.2.250.1.213.1.1.1.46": "urn:asip:ci-sis:vac-note:2021",
     "1.2.250.1.213.1.1.1.5.1": "urn:asip:ci-sis:cse-cs8:2017",
@@ -48,20 +50,16 @@ FORMAT_BY_TEMPLATE = {
     "1.2.250.1.213.1.1.1.5.4": "urn:ans:ci-sis:cse-mde:2023",
     "1.2.250.1.213.1.1.1.13": "urn:asip:ci-sis:vsm:2012",
     "2.16.840.1.113883.10.22.1.1": "urn:ihe:pcc:ips:2020",
-    "1.2.250.1.213.1.1.1.6": "urn:asip:ci-sis:vac:2019",
+    "1.2.250.1.213.1.1.1.51": "urn:ihe:pcc:ips:2020",
+    "1.2.250.1.213.1.1.1.37": "urn:asip:ci-sis:vac:2019",
 }
-# typeCode -> classCode (ASS_X04 correspondence, for the kinds Relais handles); default 10 "Compte rendu".
-CLASS_BY_TYPE = {
-    "60591-5": "11", "34133-9": "11", "11490-0": "10", "11488-4": "10", "11506-3": "10", "87273-9": "45",
-    "11369-6": "45", "CERT_DECL": "52", "29274-8": "10", "57833-6": "42", "18748-4": "31", "11502-2": "10",
-}
-CLASS_NAMES = {"10": "Compte rendu", "11": "Synthèse", "31": "Imagerie médicale", "42": "Prescription",
-               "45": "Traitement administré", "52": "Certificat, déclaration"}
 
 
 CABINET = Coded("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel")
 AMBULATOIRE = Coded("AMBULATOIRE", "1.2.250.1.213.1.1.4.9", "Ambulatoire")
-CONSULTATION = Coded("07", "1.2.250.1.213.1.1.4.2.2", "Consultations soins externes")
+# The submission set's contentTypeCode: TRE_R209-TypeActivite, whose OID is 1.2.250.1.213.2.2 (NOS).
+TYPE_ACTIVITE_SCHEME = "1.2.250.1.213.2.2"
+CONSULTATION = Coded("07", TYPE_ACTIVITE_SCHEME, "Consultations soins externes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +135,8 @@ def build_submission(req: SubmissionRequest, signer: Signer, defaults: Submissio
     if errors:
         raise InvalidInput("Document incohérent avec la demande d'envoi.", errors=errors, code="dmp_request_mismatch")
     patient_cx = cx(req.ins, req.ins_oid)
-    cls = CLASS_BY_TYPE.get(header.type_code.code, "10")
-    class_code = Coded(cls, CLASS_SCHEME, CLASS_NAMES.get(cls, cls))
+    cls = class_code_of(header.type_code.code)
+    class_code = Coded(cls, CLASS_SCHEME, CLASS_DISPLAY.get(cls, cls))
     fmt = format_code(header)
     facility = (Coded(header.facility_type.code, header.facility_type.scheme, header.facility_type.display)
                 if header.facility_type else defaults.facility_type)

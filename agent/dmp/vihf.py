@@ -1,9 +1,15 @@
 """The VIHF: the SAML 2.0 assertion that tells the DMP who acts, for which patient, from which structure.
 
-Indirect authentication mode (``Authentification_Mode`` INDIRECTE): the structure's certificate signs the
-assertion (XML-DSig enveloped, exc-c14n, RSA-SHA256) and the professional's identity comes from the CPS (or the
-demo configuration). The direct CPS mode and Pro Santé Connect would be other ``mode`` values; not built yet.
-Attributes follow the ANS VIHF table (hl7v2-transmission-cda, mapping.md).
+Two modes ([CDT] 0.1-110...180): INDIRECTE, the structure's certificate signs the assertion and the professional's
+identity comes from the CPS (or the demo configuration); DIRECTE, the professional's own card (CPS) signs it.
+XML-DSig enveloped, exc-c14n, RSA-SHA256. Pro Santé Connect is not built.
+Attributes follow the ANS VIHF table (hl7v2-transmission-cda, mapping.md). The access mode (PurposeOfUse, in
+1.2.250.1.213.1.1.4.248) is "normal" unless the professional uses bris de glace or centre 15; the codes of those
+two are not in any public source found (they are configuration, ``[dmp] purpose_bris_de_glace``, ``..._centre15``).
+Connexion secrète ([CDT] 0.1-300/340, EX_GEN-1550; DevBox): the attribute
+``urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code`` = INVISIBLE_REPRESENTANTS_LEGAUX in
+1.2.250.1.213.1.1.4.13 tells the DMP that a minor's documents are hidden from the legal representatives.
+Never logs the assertion (it names the patient).
 """
 
 from __future__ import annotations
@@ -22,7 +28,12 @@ from agent.xml.signing import DS, sign_enveloped
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 HL7 = "urn:hl7-org:v3"
-VIHF_VERSION = "4.0"  # the ANS table's constant (its worked example still shows 3.0)
+VIHF_VERSION = "4.0"  # the ANS table's constant (its worked example and DRIMbox still show 3.0: configuration)
+MODE_INDIRECT, MODE_DIRECT = "INDIRECTE", "DIRECTE"
+PURPOSE_NORMAL = "normal"
+CONFIDENTIALITY_ATTRIBUTE = "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code"
+HIDDEN_FROM_LEGAL_REPS = "INVISIBLE_REPRESENTANTS_LEGAUX"
+MASKING_SCHEME = "1.2.250.1.213.1.1.4.13"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +44,15 @@ class VihfSettings:
     lps_version: str = "0.1.0"
     lps_id: str = ""
     lps_homologation: str = ""
-    mode: str = "INDIRECTE"
+    mode: str = MODE_INDIRECT  # INDIRECTE (structure certificate) or DIRECTE (the CPS signs)
+    version: str = VIHF_VERSION
+    purpose_bris_de_glace: str = "BRIS_DE_GLACE"  # no public source: configuration
+    purpose_centre15: str = "CENTRE_15"  # no public source: configuration
+
+    def purpose(self, access_mode: str) -> str:
+        """The PurposeOfUse code of an access mode (normal, bris_de_glace, centre_15)."""
+        return {"bris_de_glace": self.purpose_bris_de_glace, "centre_15": self.purpose_centre15}.get(
+            access_mode, PURPOSE_NORMAL)
 
 
 def _attr(stmt: etree._Element, name: str, value: str | etree._Element) -> None:
@@ -53,7 +72,7 @@ def _ce(tag: str, code: str, system: str, display: str) -> etree._Element:
 
 
 def build_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
-                    issuer_dn: str, now: dt.datetime, *, purpose: str = "normal",
+                    issuer_dn: str, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL, secret: bool = False,
                     assertion_id: str | None = None) -> etree._Element:
     instant = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     a = etree.Element(f"{{{SAML}}}Assertion", nsmap={"saml2": SAML, "xsi": XSI},
@@ -69,7 +88,7 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
         "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI" if professional.rpps
         else "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified")
     stmt = etree.SubElement(a, f"{{{SAML}}}AttributeStatement")
-    _attr(stmt, "VIHF_Version", VIHF_VERSION)
+    _attr(stmt, "VIHF_Version", settings.version)
     _attr(stmt, "Authentification_Mode", settings.mode)
     _attr(stmt, "Secteur_Activite", settings.sector)
     _attr(stmt, "urn:oasis:names:tc:xacml:2.0:resource:resource-id", f"{ins}^^^&{ins_oid}&ISO^NH")
@@ -84,7 +103,11 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
     if settings.lps_homologation:
         _attr(stmt, "LPS_ID_HOMOLOGATION_DMP", settings.lps_homologation)
     _attr(stmt, "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
-          _ce("PurposeOfUse", purpose, "1.2.250.1.213.1.1.4.248", "Accès normal" if purpose == "normal" else purpose))
+          _ce("PurposeOfUse", purpose, "1.2.250.1.213.1.1.4.248",
+              "Accès normal" if purpose == PURPOSE_NORMAL else purpose))
+    if secret:
+        _attr(stmt, CONFIDENTIALITY_ATTRIBUTE,
+              _ce("ConfidentialityCode", HIDDEN_FROM_LEGAL_REPS, MASKING_SCHEME, "Invisible aux représentants légaux"))
     _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role",
           _ce("Role", professional.profession, "1.2.250.1.71.1.2.7", "Profession"))
     if professional.profession == "10" and professional.specialty:
@@ -94,14 +117,17 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
 
 
 def signed_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
-                     structure_signer: Signer, now: dt.datetime) -> etree._Element:
-    """Build and sign (blocking: run in a thread) the VIHF for one request."""
-    cert = x509.load_der_x509_certificate(structure_signer.certificate_der)
-    assertion = build_assertion(settings, professional, ins, ins_oid, cert.subject.rfc4514_string(), now)
+                     signer: Signer, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL,
+                     secret: bool = False) -> etree._Element:
+    """Build and sign (blocking: run in a thread) the VIHF for one request; ``signer`` is the structure's
+    certificate in indirect mode, the professional's card in direct mode."""
+    cert = x509.load_der_x509_certificate(signer.certificate_der)
+    assertion = build_assertion(settings, professional, ins, ins_oid, cert.subject.rfc4514_string(), now,
+                                purpose=purpose, secret=secret)
     # The signature goes right after Issuer, as SAML's schema wants.
     placeholder = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS}, Id="placeholder")
     assertion.insert(1, placeholder)
-    return sign_enveloped(assertion, structure_signer)
+    return sign_enveloped(assertion, signer)
 
 
 def read_assertion(assertion: etree._Element) -> dict[str, list[str]]:

@@ -39,6 +39,7 @@ class Profession(enum.StrEnum):
 CLASS_DISPLAY = {
     "10": "Compte rendu",
     "11": "Synthèse",
+    "31": "Imagerie médicale",
     "42": "Prescription",
     "45": "Traitement administré",
     "44": "Plan de soins, protocole de soins",
@@ -142,6 +143,22 @@ CSE_EXAMS = {"cse_cs8": "8e jour", "cse_cs9": "9e mois", "cse_cs24": "24e mois"}
 
 _BY_KEY = {d.key: d for d in CATALOGUE}
 _BY_KIND = {d.kind: d for d in CATALOGUE if d.kind != "n1"}
+
+
+# Type codes Relais forwards (CDAs the LGC built) without producing them: their class codes, so that every type has
+# its class from this module only. The ANS correspondence ASS_X04 (typeCode -> classCode) is not public; these
+# pairs follow the JDV_J07/J57 displays (a CR is class 10, a synthesis 11, imaging 31).
+FORWARDED_CLASSES = {"11490-0": "10", "11506-3": "10", "11505-5": "10", "11502-2": "10", "34133-9": "11"}
+# A type the catalogue does not know goes out as a "Compte rendu": no public table says otherwise.
+DEFAULT_CLASS = "10"
+
+
+def class_code_of(type_code: str) -> str:
+    """The one typeCode -> classCode table: the Ségur catalogue, then the forwarded types, then 10."""
+    document = by_type_code(type_code)
+    if document is not None:
+        return document.class_code
+    return FORWARDED_CLASSES.get(type_code, DEFAULT_CLASS)
 
 
 def by_key(key: str) -> DocumentType | None:

@@ -7,9 +7,11 @@ search finds them, the N1 gives its PDF, and the demo doctor may mask but not de
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -129,3 +131,17 @@ async def test_the_author_deletes_their_document(agent: Any, http: aiohttp.Clien
     assert uid not in {i["unique_id"] for i in body["items"]}
     status, sandbox = await call(http, agent, "GET", f"/_sandbox/dmp/documents?ins={ORSONI.ins}")
     assert uid not in {i["unique_id"] for i in sandbox["items"]}
+
+
+async def test_documents_added_since_the_last_visit(agent: Any, http: aiohttp.ClientSession) -> None:
+    """CNDA 3.1-400 through the API: ?since= asks FindSubmissionSets (the demo documents were added at start)."""
+    await ready_to_consult(http, agent, PAT_TROIS.ins)
+    now = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2)))
+    path = f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}&since="
+    status, before = await call(http, agent, "GET", path + quote((now - dt.timedelta(hours=1)).isoformat()))
+    assert status == 200, before
+    assert before["items"], before
+    status, later = await call(http, agent, "GET", path + quote((now + dt.timedelta(hours=1)).isoformat()))
+    assert status == 200 and later["items"] == [], later
+    status, bad = await call(http, agent, "GET", path + "hier")
+    assert status == 422 and bad["errors"][0]["field"] == "since", bad

@@ -8,9 +8,8 @@ errors come back as the error tree says.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +20,20 @@ from lxml import etree
 
 from agent.clock import SystemClock
 from agent.dmp import soap
-from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox
-from agent.dmp.models import Professional, SearchCriteria, SubmissionRequest, Visibility
+from agent.dmp.models import SearchCriteria, Visibility
 from agent.dmp.schemas import validate, xds_schema
 from agent.errors import DuplicateUniqueId, NotFound, PermanentRemoteError, TransientRemoteError
-from agent.softkey import SoftwareSigner
 from agent.xml.signing import DS, verify_xades_detached
-from relais_sandbox.dmp import DmpSimulator, reidentify
-from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.host import FaultMode
 from relais_sandbox.identities import ORSONI, PAT_TROIS
-from relais_sandbox.pki import SandboxPki
-
-DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
-DR_OTHER = Professional(rpps="10009999999", family_name="AUTRE", given_name="Bruno")
-
-
-@dataclass
-class Sandbox:
-    ctx: SandboxContext
-    sim: DmpSimulator
-    endpoint: dict[str, Any]
-    client: DmpClient
-    reference: Path
-    doctor: SoftwareSigner
-
-    def cda(self, person: Any = PAT_TROIS, example: str = "VAC-NOTE_2023.01.xml") -> tuple[bytes, str]:
-        data = (self.reference / "ci-sis" / "ExemplesCDA" / example).read_bytes()
-        new_id = f"2.25.{uuid.uuid4().int}"
-        cda, uid = reidentify(data, person.ins, person.oid, person.birth_name, person.first_given_name,
-                              person.sex, person.birth_date, new_id)
-        # The demo doctor is the author (so that TD3.3c may delete it).
-        root = etree.fromstring(cda)
-        ns = {"h": "urn:hl7-org:v3"}
-        author_id = root.find("h:author/h:assignedAuthor/h:id", ns)
-        assert author_id is not None
-        author_id.set("extension", DR_DEMO.national_id)
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), uid
-
-    def request(self, cda: bytes, uid: str, person: Any = PAT_TROIS, **kw: Any) -> SubmissionRequest:
-        return SubmissionRequest(cda=cda, submission_set_unique_id=f"2.25.{uuid.uuid4().int}", document_unique_id=uid,
-                                 ins=person.ins, ins_oid=person.oid, signer=self.doctor, **kw)
+from tests.support.dmp import DR_DEMO, DR_OTHER, Sandbox, running_sandbox
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path, reference_dir: Path) -> AsyncIterator[Sandbox]:
-    ctx = SandboxContext(tmp_path / "sandbox", SandboxPki(tmp_path / "sandbox"))
-    sim = DmpSimulator(reference_dir, seed=False)
-    endpoint = await sim.start(ctx)
-    doctor_creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
-    doctor = SoftwareSigner.from_files(doctor_creds.cert_path, doctor_creds.key_path)
-    client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
-                                total_timeout=5.0)
-    yield Sandbox(ctx, sim, endpoint, client, reference_dir, doctor)
-    await client.close()
-    await sim.stop()
+    async with running_sandbox(tmp_path, reference_dir) as running:
+        yield running
 
 
 def captured(sandbox: Sandbox) -> list[dict[str, Any]]:
