@@ -57,7 +57,7 @@ class Simulated:
         assert self.sim.registry is not None
         return [d["unique_id"] for s in self.sim.registry.submissions() for d in s["documents"]]
 
-    def fault(self, mode: FaultMode, **settings: float) -> None:
+    def fault(self, mode: FaultMode, **settings: float | str) -> None:
         self.sim.faults.mode = mode
         for key, value in settings.items():
             setattr(self.sim.faults, key, value)
@@ -177,7 +177,8 @@ async def test_document_the_dmp_cannot_take_fails_with_the_reason_and_is_not_sen
 async def test_timeout_after_the_simulator_stored_it_is_reconciled_not_sent_twice(
         env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
-    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
+    # The feed times out after the DMP stored it; the TD0.2 before it (CNDA MEMENTO) answers normally.
+    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0, only_path="/repository")
     order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     assert (await harness.service.get(order.id)).state is DeliveryState.RETRYING
@@ -195,7 +196,7 @@ async def test_cancel_after_a_timeout_asks_the_simulator_and_refuses(env: tuple[
     from agent.errors import Conflict
 
     harness, dmp = env
-    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0)
+    dmp.fault(FaultMode.TIMEOUT, timeout_seconds=5.0, only_path="/repository")  # TD0.2 answers
     order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     dmp.fault(FaultMode.OK)
