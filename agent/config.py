@@ -253,6 +253,9 @@ class MssSection:
     ack_poll_seconds: float = 60.0
     patient_no_reply: bool = True
     read_receipt: bool = True
+    # X-MSS-NIL on every message (Référentiel #2 ECO.2.4.3): the product reference the ANS convergence site gives
+    # this software (e.g. DEV935997). Required when enabled; no public source names Relais's own.
+    product_reference: str = ""
     # Annuaire santé (FHIR) base URL for address lookup; empty = no lookup (the sandbox directory under demo).
     directory_url: str = ""
     directory_api_key_file: str = ""

@@ -14,12 +14,14 @@ from typing import Any
 from agent.clock import Clock
 from agent.connectivity import ConnectivityTracker
 from agent.domain import catalogue
+from agent.domain.ins import IdentityStatus
 from agent.errors import RelaisError
 from agent.events import EventBus
 from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
 from agent.mss.directory import DirectoryClient
 from agent.mss.gateway import MssDelivery
+from agent.mss.orders import NOT_QUALIFIED_NOTE
 from agent.mss.service import MssSender
 from agent.store import mss_acks
 from agent.store.db import Database
@@ -115,6 +117,8 @@ class MssPart(Lifecycle):
         sender = self.sender
         deliveries = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")
                       or d.get("destination") == "patient_mss"]
+        if deliveries and (order.get("patient") or {}).get("identity_status") != IdentityStatus.QUAL.value:
+            order["mss_identity"] = NOT_QUALIFIED_NOTE  # INS/va1.53: no INS in the document or the message
         if sender is None:
             if deliveries:
                 order["mss_warning"] = ("MSSanté n'est pas configurée sur cet agent (section [mss]) : les envois "
