@@ -240,6 +240,8 @@ class MssSection:
     smtp_security: Literal["tls", "starttls"] = "tls"
     imap_host: str = ""
     imap_port: int = 993
+    # "tls" (implicit, 993) or "starttls" (143, as the operators' DNS SRV autoconfiguration publishes it).
+    imap_security: Literal["tls", "starttls"] = "tls"
     sent_folder: str = "Sent"
     # "certificate": TLS client certificate (applicative mailbox); "password": SASL/LOGIN inside TLS.
     auth: Literal["certificate", "password"] = "certificate"

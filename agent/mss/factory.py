@@ -91,6 +91,7 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
                                context=factory, username=username, password=password,
                                timeout=section.timeout_seconds),
         imap=imap.ImapSettings(host=section.imap_host, port=section.imap_port, context=factory,
+                               security=section.imap_security,
                                username=section.username or section.sender_address, password=password,
                                timeout=section.timeout_seconds, sent=section.sent_folder)
         if section.imap_host else None,
