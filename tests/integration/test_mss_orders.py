@@ -260,3 +260,25 @@ async def test_acknowledgement_goes_from_delivered_to_read(agent: Any, http: aio
             break
         await asyncio.sleep(0.1)
     assert states == {f"mss:{CORRESPONDENT}": "read", f"mss:{CSE_MSS_ADDRESS}": "delivered"}
+
+
+async def test_failed_dsn_fails_the_delivery_with_the_reason_in_french(agent: Any, http: aiohttp.ClientSession,
+                                                                        reference_dir: Path) -> None:
+    """The recipient's operator does not know the address (DSN failed, 5.1.1): the delivery leaves "sent"."""
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    body = await cs9_order(http, agent, reference_dir)
+    body["document"] = {"cda_base64": body["document"]["cda_base64"]}  # no CSE platform: one recipient
+    body["destinations"] = {"dmp": False, "mss": [{"address": "inconnu.x@medecin.demo.mssante.fr"}]}
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    for _ in range(300):  # the acknowledgement reader wakes after the send
+        status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+        unknown = [d for d in order["deliveries"] if d["destination"] == "mss:inconnu.x@medecin.demo.mssante.fr"]
+        if unknown and unknown[0]["state"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert unknown[0]["state"] == "failed", order
+    assert unknown[0]["last_error"]["code"] == "mss_bounced"
+    assert "n'existe pas" in unknown[0]["last_error"]["message"] and "5.1.1" in unknown[0]["last_error"]["message"]
+    assert unknown[0]["acknowledgement"] == "error"
