@@ -7,6 +7,7 @@ Run under the machine-wide lock: ``flock /tmp/relais-suite.lock .venv/bin/pytest
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import imaplib
 import smtplib
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import PermanentRemoteError, ServiceUnreachable
-from agent.mss import acks, imap
+from agent.clock import FrozenClock
+from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.mss import acks, imap, smtp
 from agent.mss.factory import tls_context_factory
+from agent.mss.service import MssSender, MssSettings
 from relais_sandbox.pki import SandboxPki
-from tests.support.mailservers import PASSWORD, Dovecot, dovecot
+from tests.integration.test_mss_transport import outgoing, packager
+from tests.support.mailservers import PASSWORD, Dovecot, dovecot, postfix
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 CABINET = "cabinet@relais.test"
@@ -31,6 +35,11 @@ DOCTOR = "dr.test@relais.test"
 @pytest.fixture
 def pki(tmp_path: Path) -> SandboxPki:
     return SandboxPki(tmp_path / "pki")
+
+
+@pytest.fixture
+def cs9(reference_dir: Path) -> bytes:
+    return (reference_dir / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
 
 
 @pytest.fixture
@@ -103,3 +112,41 @@ def test_mss1_server_from_another_authority_is_refused(server: Dovecot, tmp_path
     with pytest.raises(ssl.SSLError):  # and the plain library agrees: the chain does not verify
         imaplib.IMAP4_SSL("localhost", server.imaps_port, ssl_context=tls_context_factory(
             str(other.ca_path), "", "")()).logout()
+
+
+async def test_submission_through_postfix_real_dsns_come_back(server: Dovecot, pki: SandboxPki, cs9: bytes) -> None:
+    """Postfix submission (STARTTLS, client certificate) delivers by LMTP to Dovecot; the unknown recipient bounces
+    with Postfix's own RFC 3464 DSN, read back over IMAP and named by Message-ID."""
+    with postfix(pki, server, domain="relais.test") as mta:
+        context = tls_context_factory(server.ca, server.cert, server.key)
+        settings = MssSettings(
+            sender=CABINET, product_reference="DEV935997",
+            smtp=smtp.SmtpSettings(host="localhost", port=mta.submission_port, security="starttls", context=context),
+            imap=cert_settings(server))
+        sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+        known = await sender.send(outgoing(cs9, f"mss:{DOCTOR}", order_id="ord-1"))
+        unknown = await sender.send(outgoing(cs9, "mss:inconnu@relais.test", order_id="ord-2"))
+        found: list[acks.Ack] = []
+        uidvalidity, last_uid = 0, 0
+        for _ in range(600):  # bounded: until both reports arrived (Postfix's queue runs on its own)
+            batch = await sender.read_acks(uidvalidity, last_uid)
+            found += batch.acks
+            uidvalidity, last_uid = batch.uidvalidity, batch.last_uid
+            if {a.original_message_id for a in found if a.kind is acks.AckKind.DSN} >= {known, unknown}:
+                break
+            await asyncio.sleep(0.1)
+        outcomes = {(a.original_message_id, a.outcome, a.status) for a in found if a.kind is acks.AckKind.DSN}
+        assert (unknown, acks.AckOutcome.ERROR, "5.1.1") in outcomes, (outcomes, mta.log.read_text()[-3000:])
+        assert (known, acks.AckOutcome.DELIVERED, "2.0.0") in outcomes, outcomes
+        assert "5.1.1" in acks.failure_reason("5.1.1") and "n'existe pas" in acks.failure_reason("5.1.1")
+        delivered = sorted(server.maildir(DOCTOR).glob("new/*"))
+        assert len(delivered) == 1
+        mail = delivered[0].read_bytes()
+        assert b"X-MSS-NIL: DEV935997" in mail and b"X-MSS-INS: O" in mail
+
+        no_cert = replace(settings.smtp, context=tls_context_factory(server.ca, "", ""))
+        # Without the client certificate Postfix answers 4.7.1 and drops the session: nothing is accepted.
+        with pytest.raises((PermanentRemoteError, TransientRemoteError, ServiceUnreachable)) as refused:
+            await smtp.submit(no_cert, CABINET, [DOCTOR], b"Subject: x\r\n\r\nx\r\n", "<x@relais.test>")
+        assert getattr(refused.value, "code", "") != "mss_outcome_unknown"  # refused before DATA
+        assert len(sorted(server.maildir(DOCTOR).glob("new/*"))) == 1

@@ -153,3 +153,98 @@ namespace inbox {{
             process.wait(timeout=30)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+POSTFIX_DIR = Path("/tmp/relais-postfix")  # fixed: /etc/postfix/main.cf must list it (alternate_config_directories)
+
+
+@dataclass(frozen=True)
+class Postfix:
+    submission_port: int  # STARTTLS required, a client certificate from the CA required
+    log: Path
+
+
+def _postfix(*args: str) -> subprocess.CompletedProcess[str]:
+    # Postfix writes its errors to the terminal or to syslog only: ``script`` gives it a terminal to write on.
+    command = " ".join([POSTFIX, "-c", str(POSTFIX_DIR), *args])
+    return subprocess.run(["script", "-qc", command, "/dev/null"], capture_output=True, text=True, check=False)
+
+
+def _allow_config_directory() -> None:
+    listed = subprocess.run(["postconf", "-h", "alternate_config_directories"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    if str(POSTFIX_DIR) not in listed:
+        subprocess.run(["postconf", "-e", f"alternate_config_directories = {' '.join([*listed, str(POSTFIX_DIR)])}"],
+                       check=True)
+
+
+@contextlib.contextmanager
+def postfix(pki: SandboxPki, mailboxes: Dovecot, *, domain: str) -> Iterator[Postfix]:
+    """Postfix on loopback: submission with STARTTLS and a client certificate (the CA's), mail for ``domain``
+    delivered to Dovecot by LMTP; unknown recipients bounce with real RFC 3464 DSNs."""
+    require(POSTFIX)
+    _allow_config_directory()
+    shutil.rmtree(POSTFIX_DIR, ignore_errors=True)
+    (POSTFIX_DIR / "queue").mkdir(parents=True)
+    (POSTFIX_DIR / "data").mkdir()
+    owner = pwd.getpwnam("postfix")
+    os.chown(POSTFIX_DIR / "data", owner.pw_uid, owner.pw_gid)
+    server = pki.issue("postfix", common_name="localhost", server=True)
+    port = free_port()
+    log = POSTFIX_DIR / "postfix.log"
+    (POSTFIX_DIR / "main.cf").write_text(f"""
+compatibility_level = 3.6
+queue_directory = {POSTFIX_DIR}/queue
+data_directory = {POSTFIX_DIR}/data
+maillog_file = {log}
+maillog_file_prefixes = {POSTFIX_DIR}
+myhostname = mta.{domain}
+mydomain = {domain}
+myorigin = {domain}
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+virtual_mailbox_domains = {domain}
+virtual_transport = lmtp:inet:127.0.0.1:{mailboxes.lmtp_port}
+smtpd_tls_cert_file = {server.cert_path}
+smtpd_tls_key_file = {server.key_path}
+smtpd_tls_CAfile = {pki.ca_path}
+smtpd_tls_security_level = encrypt
+smtpd_tls_ask_ccert = yes
+smtpd_tls_req_ccert = yes
+smtpd_tls_mandatory_protocols = >=TLSv1.2
+smtpd_relay_restrictions = permit_tls_all_clientcerts, reject
+smtpd_recipient_restrictions = permit_tls_all_clientcerts, reject
+""")
+    services = """pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+lmtp unix - - n - - lmtp
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+tlsmgr unix - - n 1000? 1 tlsmgr
+postlog unix-dgram n - n - 1 postlogd
+"""
+    (POSTFIX_DIR / "master.cf").write_text(f"127.0.0.1:{port} inet n - n - - smtpd\n" + services)
+    started = _postfix("start")
+    try:
+        if not log.exists() or "startup failed" in started.stdout:
+            raise AssertionError(f"postfix did not start: {started.stdout}")
+        wait_port(port, "postfix", log)
+        yield Postfix(port, log)
+    finally:
+        _postfix("stop")
+        shutil.rmtree(POSTFIX_DIR, ignore_errors=True)
