@@ -254,6 +254,8 @@ class MssSection:
     smtp_security: Literal["tls", "starttls"] = "tls"
     imap_host: str = ""
     imap_port: int = 993
+    # "tls" (implicit, 993) or "starttls" (143, as the operators' DNS SRV autoconfiguration publishes it).
+    imap_security: Literal["tls", "starttls"] = "tls"
     sent_folder: str = "Sent"
     # "certificate": TLS client certificate (applicative mailbox); "password": SASL/LOGIN inside TLS.
     auth: Literal["certificate", "password"] = "certificate"
@@ -267,6 +269,9 @@ class MssSection:
     ack_poll_seconds: float = 60.0
     patient_no_reply: bool = True
     read_receipt: bool = True
+    # X-MSS-NIL on every message (Référentiel #2 ECO.2.4.3): the product reference the ANS convergence site gives
+    # this software (e.g. DEV935997). Required when enabled; no public source names Relais's own.
+    product_reference: str = ""
     # Annuaire santé (FHIR) base URL for address lookup; empty = no lookup (the sandbox directory under demo).
     directory_url: str = ""
     directory_api_key_file: str = ""

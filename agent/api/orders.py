@@ -171,6 +171,8 @@ ORDER_REQUEST = {
             "patient_mss": _BOOL}},
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
         "mss_message": {"type": "object", "description": "MSSanté mail options (agent/mss/orders.py)", "properties": {
+            "subject": {"type": "string", "maxLength": 150,
+                        "description": "the mail's subject as the doctor writes it (default: a generic one)"},
             "body": {"type": "string", "maxLength": 20000, "description": "text for professionals (CORPSMAIL_PS)"},
             "patient_body": {"type": "string", "maxLength": 20000,
                              "description": "text for the patient's mailbox (CORPSMAIL_PATIENT)"},

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
-from agent.errors import RelaisError
+from agent.errors import ConfigError, RelaisError
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -91,8 +91,23 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
             line("OK", f"{key} : {value}")
         else:
             line("ERREUR", f"{key} : fichier absent ({value})")
+    _mss_line(config, line)
     _platform_lines(config, line)
     return 1 if problems else 0
+
+
+def _mss_line(config: Config, line: Any) -> None:
+    """Why MSSanté would refuse to start (e.g. no IGC-Santé CA file), before the agent is started."""
+    from agent.mss.factory import check_section
+
+    if not config.mss.enabled:
+        return
+    try:
+        check_section(config.mss)
+    except ConfigError as exc:
+        line("ERREUR", f"MSSanté ne démarrera pas : {exc.message}")
+    else:
+        line("OK", f"MSSanté configurée : {config.mss.sender_address}")
 
 
 def _platform_lines(config: Config, line: Any) -> None:

@@ -59,6 +59,7 @@ class Event(enum.StrEnum):
     FORWARD_REFUSED = "forward_refused"  # that peer no longer holds it: wait for the card again
     RECALL = "recall"  # the CPS came back to this workstation: the order is sent from here again
     REMOTE_CANCELLED = "remote_cancelled"  # the holder cancelled it (mirrored here)
+    BOUNCED = "bounced"  # MSSanté: the recipient's operator reported it undeliverable (a failed DSN) after the 250
 
 
 S = DeliveryState
@@ -91,6 +92,7 @@ TRANSITIONS: dict[tuple[DeliveryState, Event], DeliveryState] = {
     (S.FORWARDED, Event.RECALL): S.SCHEDULED,
     (S.FORWARDED, Event.DELIVERED): S.SENT,  # the holder sent it
     (S.FORWARDED, Event.REMOTE_CANCELLED): S.CANCELLED,
+    (S.SENT, Event.BOUNCED): S.FAILED,  # the only way out of sent: the mail never reached its recipient
 }
 CANCELLABLE = frozenset({S.SCHEDULED, S.READY, S.RETRYING, S.WAITING_NETWORK, S.WAITING_CARD, S.FAILED})
 for _state in CANCELLABLE:

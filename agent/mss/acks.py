@@ -146,6 +146,28 @@ def parse_ack(data: bytes) -> list[Ack]:
     return acks
 
 
+# RFC 3463 enhanced status codes -> what the doctor reads when a DSN reports a failure (most specific first).
+_REASONS = (
+    ("5.1.1", "l'adresse du destinataire n'existe pas chez son opérateur"),
+    ("5.1.", "l'adresse du destinataire est invalide"),
+    ("5.2.2", "la boîte du destinataire est pleine"),
+    ("5.2.", "la boîte du destinataire est indisponible"),
+    ("5.3.4", "le message est trop volumineux pour l'opérateur du destinataire"),
+    ("5.7.", "l'opérateur du destinataire a refusé le message (règle de sécurité)"),
+    ("4.", "l'opérateur du destinataire n'a pas pu le remettre à temps"),
+)
+
+
+def failure_reason(status: str) -> str:
+    """The French reason of a failed DSN, from its status code only (the diagnostic text may quote addresses,
+    and a patient's address is the INS)."""
+    code = status.strip().split(" ", 1)[0]
+    why = next((text for prefix, text in _REASONS if code.startswith(prefix)),
+               "l'opérateur du destinataire ne l'a pas remis")
+    shown = code if re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", code) else "inconnu"
+    return f"Message MSSanté non remis : {why} (statut {shown})."
+
+
 def original_ids(data: bytes) -> set[str]:
     return {a.original_message_id for a in parse_ack(data) if a.original_message_id}
 

@@ -32,10 +32,20 @@ from agent.xml.cda_header import CdaHeader
 log = get_logger("mss")
 
 
+# X-MSS-NIL of the mail the sandbox operator receives under the demo (not a reference the ANS gave).
+SANDBOX_PRODUCT_REFERENCE = "RELAIS-SANDBOX"
+
+
 def tls_context_factory(ca_file: str, cert: str, key: str) -> Callable[[], ssl.SSLContext]:
-    """TLS for SMTP and IMAP: the server checked against ``ca_file`` (the system store when empty), TLS 1.2+."""
+    """TLS for SMTP and IMAP: the server checked against ``ca_file`` alone, never the system store (Référentiel
+    #2 ECO.1.1.10 and Ségur proof MSS1: IGC-Santé is the only authority trusted), TLS 1.2 or later."""
+    if not ca_file:
+        raise ConfigError("le fichier des autorités IGC-Santé est obligatoire : l'opérateur MSSanté n'est "
+                          "vérifié que par IGC-Santé, jamais par le magasin du système", key="mss.ca_file")
+
     def make() -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the host name and the chain
+        context.load_verify_locations(cafile=ca_file)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if cert:
             context.load_cert_chain(cert, key or cert)
@@ -50,7 +60,8 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
         factory = tls_context_factory(endpoint["ca"], endpoint["client_cert"], endpoint["client_key"])
         sender = str(endpoint["sender"])
         return MssSettings(
-            sender=sender, sender_name=section.sender_name or "Cabinet de démonstration Relais",
+            sender=sender, product_reference=section.product_reference or SANDBOX_PRODUCT_REFERENCE,
+            sender_name=section.sender_name or "Cabinet de démonstration Relais",
             smtp=smtp.SmtpSettings(host=endpoint["smtp"]["host"], port=int(endpoint["smtp"]["port"]),
                                    security=endpoint["smtp"].get("security", "tls"), context=factory,
                                    timeout=section.timeout_seconds),
@@ -60,7 +71,7 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
             patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
     if not section.enabled:
         return None
-    _check(section)
+    check_section(section)
     password = ""
     if section.auth == "password":
         path = Path(section.password_file)
@@ -74,25 +85,30 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
     factory = tls_context_factory(section.ca_file, cert, section.client_key)
     username = section.username if section.auth == "password" else ""
     return MssSettings(
-        sender=section.sender_address, sender_name=section.sender_name, message_id_domain=section.message_id_domain,
+        sender=section.sender_address, product_reference=section.product_reference,
+        sender_name=section.sender_name, message_id_domain=section.message_id_domain,
         smtp=smtp.SmtpSettings(host=section.smtp_host, port=section.smtp_port, security=section.smtp_security,
                                context=factory, username=username, password=password,
                                timeout=section.timeout_seconds),
         imap=imap.ImapSettings(host=section.imap_host, port=section.imap_port, context=factory,
+                               security=section.imap_security,
                                username=section.username or section.sender_address, password=password,
                                timeout=section.timeout_seconds, sent=section.sent_folder)
         if section.imap_host else None,
         patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
 
 
-def _check(section: MssSection) -> None:
-    """What an enabled [mss] section needs, each missing key named (the agent refuses to start without it)."""
+def check_section(section: MssSection) -> None:
+    """What an enabled [mss] section needs, each missing key named (the agent refuses to start without it, and
+    ``relais doctor`` says why)."""
     needed = {"mss.sender_address": section.sender_address, "mss.smtp_host": section.smtp_host}
     if section.auth == "certificate":
         needed["mss.client_cert"] = section.client_cert
     else:
         needed["mss.username"] = section.username
         needed["mss.password_file"] = section.password_file
+    needed["mss.ca_file"] = section.ca_file  # IGC-Santé only: no fallback on the system store
+    needed["mss.product_reference"] = section.product_reference  # X-MSS-NIL on every message
     for key, value in needed.items():
         if not value:
             raise ConfigError("valeur obligatoire quand mss.enabled = true", key=key)
@@ -135,7 +151,9 @@ def directory_for(config: Config, endpoint: Mapping[str, Any] | None = None) -> 
         return None
     key = Path(section.directory_api_key_file).read_text(encoding="utf-8").strip() \
         if section.directory_api_key_file else ""
-    return DirectoryClient(section.directory_url, api_key=key, ca_file=section.ca_file)
+    # The Annuaire santé API is a public web service: checked against the system store, not mss.ca_file (which
+    # holds IGC-Santé alone, for the operator).
+    return DirectoryClient(section.directory_url, api_key=key)
 
 
 def sender_for(config: Config, endpoint: Mapping[str, Any] | None, packager: Packager,

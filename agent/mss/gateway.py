@@ -23,7 +23,7 @@ class MssDelivery:
             order_id=job.order_id, destination=job.destination, cda=job.cda, ins=lookup.ins, ins_oid=lookup.ins_oid,
             document_unique_id=lookup.document_unique_id, submission_set_unique_id=lookup.submission_set_unique_id,
             visibility=job.visibility, author_rpps=job.author_rpps, message=job.mss_message,
-            cda_header=job.cda_header))
+            cda_header=job.cda_header, identity_status=str(job.patient.get("identity_status", ""))))
         if self._on_sent is not None:
             self._on_sent()
         return Receipt(message_id)

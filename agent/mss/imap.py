@@ -1,5 +1,9 @@
 """IMAP over TLS to the sender's MSSanté mailbox (the only imaplib user), run in a worker thread.
 
+Implicit TLS (993) or STARTTLS on 143 (the operators' API LPS autoconfiguration, EX_LPS_0300, publishes
+``_imap._tcp`` on 143): with STARTTLS nothing, not even the capability list, is trusted before TLS, and a server
+that does not offer it is refused. Never authenticates in clear.
+
 Two uses: read new acknowledgements (DSN, MDN) from the INBOX, and reconcile an uncertain submission by its
 Message-ID (the operator's copy in the Sent folder, or a report that quotes it). Authentication: LOGIN with the
 mailbox's credentials, or SASL EXTERNAL with the TLS client certificate. Read-only except for what it reads:
@@ -48,6 +52,7 @@ class ImapSettings:
     host: str
     port: int
     context: Callable[[], ssl.SSLContext]
+    security: str = "tls"  # "tls" (implicit, 993) or "starttls" (143)
     username: str = ""  # LOGIN; with a client certificate: the mailbox address for AUTHENTICATE EXTERNAL
     password: str = ""
     timeout: float = 60.0
@@ -68,12 +73,28 @@ class ImapMailbox:
 
     def __init__(self, settings: ImapSettings) -> None:
         self.settings = settings
-        self._client: imaplib.IMAP4_SSL | None = None
+        self._client: imaplib.IMAP4 | None = None
+
+    def _connect(self) -> imaplib.IMAP4:
+        s = self.settings
+        if s.security != "starttls":
+            return imaplib.IMAP4_SSL(s.host, s.port, ssl_context=s.context(), timeout=s.timeout)
+        client = imaplib.IMAP4(s.host, s.port, timeout=s.timeout)
+        try:
+            client.starttls(ssl_context=s.context())  # imaplib refuses when STARTTLS is not offered
+        except ssl.SSLError:
+            client.shutdown()
+            raise
+        except imaplib.IMAP4.error as exc:
+            client.shutdown()
+            raise PermanentRemoteError("La boîte MSSanté ne propose pas STARTTLS : connexion refusée sans "
+                                       "chiffrement.", service=SERVICE, code="mss_tls_unavailable") from exc
+        return client
 
     def __enter__(self) -> ImapMailbox:
         s = self.settings
         try:
-            client = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=s.context(), timeout=s.timeout)
+            client = self._connect()
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
             raise ServiceUnreachable("Boîte MSSanté injoignable (IMAP).", service=SERVICE) from exc
         except ssl.SSLError as exc:
@@ -105,7 +126,7 @@ class ImapMailbox:
             self._client = None
 
     @property
-    def client(self) -> imaplib.IMAP4_SSL:
+    def client(self) -> imaplib.IMAP4:
         assert self._client is not None, "use ImapMailbox as a context manager"
         return self._client
 

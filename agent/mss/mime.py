@@ -1,6 +1,7 @@
 """The MSSanté message: MIME with the XDM zip, the X-MSS headers, and a fixed Message-ID. Pure, stdlib email.
 
-Headers (ANS mapping-mss, Référentiel #2 clients de messagerie):
+Headers (ANS mapping-mss, Référentiel socle MSSanté #2 clients de messagerie, ECO.2.2.8 and ECO.2.4.1-3 as DevBox
+"Entête spécifiques X-MSS" quotes them, ../shared/design/NATIONAL-SERVICES.md SF1):
 - ``From``: the sending mailbox (the practice's or the doctor's MSSanté address);
 - ``To``: one recipient per message (one delivery per recipient, each with its own Message-ID);
 - ``Message-ID``: derived from the order id and the destination, so it is fixed when the order is created
@@ -37,7 +38,8 @@ class CdaCode:
     system: str
 
     def header(self) -> str:
-        return "^".join(_clean(p) for p in (self.code, self.display, self.system))
+        """The X-MSS-CODECDA value: the CDA's ``code/@code`` alone (ECO.2.4.1)."""
+        return _clean(self.code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,8 @@ class MssMessage:
     body: str
     xdm: bytes
     cda_codes: Sequence[CdaCode]
-    ins: str = ""
+    qualified_ins: bool = False  # X-MSS-INS: O when the XDM carries a qualified INS, else N
+    product_reference: str = ""  # X-MSS-NIL
     no_reply: bool = False  # X-MSS-MES: FIN (to a patient only)
     read_receipt: bool = True
     reply_to: str = ""
@@ -94,16 +97,20 @@ def build_message(m: MssMessage) -> EmailMessage:
     msg["Subject"] = _clean(m.subject)
     if m.reply_to:
         msg["Reply-To"] = _clean(m.reply_to)
-    for code in m.cda_codes:
-        msg["X-MSS-CODECDA"] = code.header()
-    if m.ins:
-        msg["X-MSS-INS"] = _clean(m.ins)
+    if not _clean(m.product_reference):
+        raise ValueError("X-MSS-NIL (product reference) is required on every message")
+    msg["X-MSS-NIL"] = _clean(m.product_reference)
+    if m.xdm:  # both headers describe the XDM: absent without one
+        for code in m.cda_codes:
+            msg["X-MSS-CODECDA"] = code.header()
+        msg["X-MSS-INS"] = "O" if m.qualified_ins else "N"
     if m.no_reply:
         msg["X-MSS-MES"] = "FIN"
     if m.read_receipt:
         msg["Disposition-Notification-To"] = _clean(m.sender)
     msg.set_content(m.body, charset="utf-8")
-    msg.add_attachment(m.xdm, maintype="application", subtype="zip", filename=XDM_FILENAME)
+    if m.xdm:
+        msg.add_attachment(m.xdm, maintype="application", subtype="zip", filename=XDM_FILENAME)
     return msg
 
 

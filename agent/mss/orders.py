@@ -1,6 +1,9 @@
 """What the MSSanté part says about a send-order when it is created (pure): the CSE platform recipient added
 automatically for a CS9 or CS24 (LGC.CSE.15), and the masking rules checked before anything is stored, so the
 LGC gets a 422 naming the refused recipient and the reason, in French.
+
+With an identity that is not qualified (PROV, RECUP, VALI), the INS matricule and OID must reference neither the
+document nor the message (INS/va1.53): a CDA whose recordTarget carries an INS is refused for MSSanté.
 """
 
 from __future__ import annotations
@@ -11,14 +14,36 @@ import copy
 from typing import Any
 
 from agent.domain import catalogue
+from agent.domain.ins import PRODUCTION_OIDS, TEST_OIDS
 from agent.errors import FieldError, InvalidInput
 from agent.mss import rules
 from agent.xml.safe import parse
 
 HL7 = "urn:hl7-org:v3"
+INS_OIDS = PRODUCTION_OIDS | TEST_OIDS
 # CDA templateIds of the certificats de santé de l'enfant -> the catalogue's kinds.
 CSE_TEMPLATES = {"1.2.250.1.213.1.1.1.5.1": "cse_cs8", "1.2.250.1.213.1.1.1.5.2": "cse_cs9",
                  "1.2.250.1.213.1.1.1.5.3": "cse_cs24"}
+
+
+def _ready_cda(document: Any) -> Any:
+    """The root of the order's ready CDA (``cda_base64``), or None (built later, or unreadable: the intake says)."""
+    raw = document.get("cda_base64") if isinstance(document, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        return parse(base64.b64decode(raw, validate=True), what="CDA")
+    except (binascii.Error, ValueError, InvalidInput):
+        return None
+
+
+def cda_carries_ins(document: Any) -> bool:
+    """Whether the ready CDA's recordTarget names the patient by an INS (matricule and INS OID)."""
+    root = _ready_cda(document)
+    if root is None:
+        return False
+    ids = root.iterfind(f"{{{HL7}}}recordTarget/{{{HL7}}}patientRole/{{{HL7}}}id")
+    return any(i.get("root", "") in INS_OIDS for i in ids)
 
 
 def document_kind(document: Any) -> str:
@@ -27,13 +52,9 @@ def document_kind(document: Any) -> str:
         return ""
     if isinstance(document.get("kind"), str):
         return str(document["kind"])
-    raw = document.get("cda_base64")
-    if not isinstance(raw, str):
+    root = _ready_cda(document)
+    if root is None:
         return ""
-    try:
-        root = parse(base64.b64decode(raw, validate=True), what="CDA")
-    except (binascii.Error, ValueError, InvalidInput):
-        return ""  # the queue's intake reports an unreadable document
     for template in root.findall(f"{{{HL7}}}templateId"):
         kind = CSE_TEMPLATES.get(template.get("root", ""))
         if kind:
@@ -41,8 +62,17 @@ def document_kind(document: Any) -> str:
     return ""
 
 
-MESSAGE_KEYS = {"body": str, "patient_body": str, "patient_no_reply": bool, "read_receipt": bool}
+NOT_QUALIFIED_CDA = ("L'identité du patient n'est pas qualifiée : le document ne doit pas porter l'INS (matricule et "
+                     "OID) pour être envoyé par messagerie ; identifiez le patient par l'identifiant local du "
+                     "logiciel (INS/va1.53).")
+# What an order's answer says about its MSS deliveries when the identity is not qualified.
+NOT_QUALIFIED_NOTE = ("Identité non qualifiée : l'INS n'est transmis ni dans le document ni dans le message "
+                      "(X-MSS-INS : N) ; le patient y est désigné par l'identifiant local du document.")
+
+
+MESSAGE_KEYS = {"body": str, "patient_body": str, "patient_no_reply": bool, "read_receipt": bool, "subject": str}
 MAX_BODY_CHARS = 20_000
+MAX_SUBJECT_CHARS = 150
 
 
 def message_errors(message: Any) -> list[FieldError]:
@@ -56,11 +86,15 @@ def message_errors(message: Any) -> list[FieldError]:
     for key, value in message.items():
         kind = MESSAGE_KEYS.get(key)
         if kind is None:
-            errors.append(FieldError(f"mss_message.{key}", "Champ inconnu (body, patient_body, patient_no_reply, "
-                                                           "read_receipt)."))
+            errors.append(FieldError(f"mss_message.{key}", "Champ inconnu (subject, body, patient_body, "
+                                                           "patient_no_reply, read_receipt)."))
         elif not isinstance(value, kind):
             errors.append(FieldError(f"mss_message.{key}",
                                      "Texte attendu." if kind is str else "true ou false attendu."))
+        elif key == "subject" and isinstance(value, str) and (
+                len(value) > MAX_SUBJECT_CHARS or any(c in value for c in "\r\n\x00")):
+            errors.append(FieldError("mss_message.subject",
+                                     f"Objet sur une ligne, de {MAX_SUBJECT_CHARS} caractères au plus."))
         elif isinstance(value, str) and (len(value) > MAX_BODY_CHARS or "\x00" in value):
             errors.append(FieldError(f"mss_message.{key}", f"Texte de {MAX_BODY_CHARS} caractères au plus."))
     return errors
@@ -100,6 +134,8 @@ def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
         errors.append(FieldError("destinations.patient_mss",
                                  "L'identité du patient doit être qualifiée (INS qualifiée) pour écrire dans sa "
                                  "messagerie Mon espace santé."))
+    if patient.get("identity_status") != "QUAL" and cda_carries_ins(out.get("document")):
+        errors.append(FieldError("document.cda_base64", NOT_QUALIFIED_CDA))
     try:
         rules.plan_recipients(addresses, to_patient=to_patient and not errors, ins=str(patient.get("ins", "")),
                               flags=rules.MaskFlags.from_mapping(visibility))

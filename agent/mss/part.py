@@ -1,5 +1,6 @@
 """The MSSanté part as the agent runs it: the sender and the queue's gateway over it, the acknowledgement
-poller (DSN and MDN read from the mailbox onto their orders), the Annuaire santé directory, and what the order
+poller (DSN and MDN read from the mailbox onto their orders; a failed DSN fails its delivery with the reason in
+French), the Annuaire santé directory, and what the order
 answers show about MSSanté deliveries (Message-IDs, acknowledgements, the catalogue's correspondent proposal).
 
 Never reads or logs a mail's content beyond the report fields; publishes ids only.
@@ -14,12 +15,15 @@ from typing import Any
 from agent.clock import Clock
 from agent.connectivity import ConnectivityTracker
 from agent.domain import catalogue
+from agent.domain.ins import IdentityStatus
 from agent.errors import RelaisError
 from agent.events import EventBus
 from agent.lifecycle import Lifecycle
 from agent.logs import get_logger
+from agent.mss.acks import AckKind, AckOutcome, failure_reason
 from agent.mss.directory import DirectoryClient
 from agent.mss.gateway import MssDelivery
+from agent.mss.orders import NOT_QUALIFIED_NOTE
 from agent.mss.service import MssSender
 from agent.store import mss_acks
 from agent.store.db import Database
@@ -98,6 +102,8 @@ class MssPart(Lifecycle):
                 key = f"{ack.ack_message_id}|{ack.original_message_id}|{ack.kind.value}|{ack.recipient.lower()}"
                 if ack.original_message_id and mss_acks.record_ack(conn, row, key, now):
                     fresh.add(ack.original_message_id)
+                    if ack.kind is AckKind.DSN and ack.outcome is AckOutcome.ERROR:
+                        mss_acks.mark_bounced(conn, ack.original_message_id, failure_reason(ack.status), now)
             mss_acks.set_mailbox_position(conn, INBOX, batch.uidvalidity, batch.last_uid)
             return mss_acks.orders_for_message_ids(conn, fresh)
 
@@ -115,6 +121,8 @@ class MssPart(Lifecycle):
         sender = self.sender
         deliveries = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")
                       or d.get("destination") == "patient_mss"]
+        if deliveries and (order.get("patient") or {}).get("identity_status") != IdentityStatus.QUAL.value:
+            order["mss_identity"] = NOT_QUALIFIED_NOTE  # INS/va1.53: no INS in the document or the message
         if sender is None:
             if deliveries:
                 order["mss_warning"] = ("MSSanté n'est pas configurée sur cet agent (section [mss]) : les envois "

@@ -4,27 +4,34 @@ The queue decides when; this decides what leaves: the masking rules are checked 
 visibility change after creation must not leak a document), the XDM carries the DMP's metadata (from the
 injected ``Packager``), the Message-ID is the one fixed by the order, and nothing is done after the server's
 250 to DATA but return it, so the queue records the delivery before anything else.
+
+Identity (INS/va1.53): only a qualified identity (QUAL) lets the INS matricule and OID reference the document or
+the message; otherwise the XDM names the patient by the CDA's local identifier and ``X-MSS-INS`` is ``N``.
+Must never write the INS, the patient's name or the document's title in a header or the subject.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from lxml import etree
 
 from agent.clock import Clock
+from agent.domain.ins import IdentityStatus
 from agent.errors import PermanentRemoteError
 from agent.logs import get_logger
 from agent.mss import acks as ackmod
 from agent.mss import imap, mime, rules, smtp, xdm
+from agent.mss.orders import INS_OIDS, NOT_QUALIFIED_CDA
 from agent.xml.safe import parse
 
 log = get_logger("mss")
 HL7 = "urn:hl7-org:v3"
+DEFAULT_SUBJECT = "Document de santé"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,11 @@ class Outgoing:
     author_rpps: str = ""
     message: Mapping[str, Any] = field(default_factory=dict)  # the order's mss_message (body, no-reply, receipt)
     cda_header: Mapping[str, Any] = field(default_factory=dict)  # read at order creation (CdaHeader.to_json)
+    identity_status: str = IdentityStatus.QUAL.value  # the order's patient.identity_status
+
+    @property
+    def qualified(self) -> bool:
+        return self.identity_status == IdentityStatus.QUAL.value and bool(self.ins and self.ins_oid)
 
 
 # The XDS metadata (lcm:SubmitObjectsRequest) and the documents they describe, as the DMP would get them.
@@ -51,6 +63,7 @@ Packager = Callable[[Outgoing], Awaitable[tuple["etree._Element | bytes", list[x
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MssSettings:
     sender: str
+    product_reference: str  # X-MSS-NIL on every message (Référentiel #2 ECO.2.4.3)
     sender_name: str = ""
     message_id_domain: str = ""
     smtp: smtp.SmtpSettings
@@ -70,13 +83,36 @@ class AckBatch:
     last_uid: int
 
 
-def _cda_facts(cda: bytes) -> tuple[mime.CdaCode, str]:
+@dataclass(frozen=True, slots=True)
+class _CdaFacts:
+    code: mime.CdaCode
+    title: str
+    patient_ids: tuple[tuple[str, str], ...]  # recordTarget/patientRole/id: (extension, root)
+
+
+def _cda_facts(cda: bytes) -> _CdaFacts:
     root = parse(cda, what="CDA")
     code = root.find(f"{{{HL7}}}code")
     title = " ".join((root.findtext(f"{{{HL7}}}title") or "").split())
-    if code is None or not code.get("code"):
-        return mime.CdaCode("", "", ""), title
-    return mime.CdaCode(code.get("code", ""), code.get("displayName", ""), code.get("codeSystem", "")), title
+    ids = tuple((i.get("extension", ""), i.get("root", ""))
+                for i in root.iterfind(f"{{{HL7}}}recordTarget/{{{HL7}}}patientRole/{{{HL7}}}id"))
+    found = (mime.CdaCode(code.get("code", ""), code.get("displayName", ""), code.get("codeSystem", ""))
+             if code is not None and code.get("code") else mime.CdaCode("", "", ""))
+    return _CdaFacts(found, title, ids)
+
+
+def without_ins(out: Outgoing, patient_ids: tuple[tuple[str, str], ...]) -> Outgoing:
+    """The delivery as the XDM may describe it when the identity is not qualified: the patient named by the CDA's
+    local identifier, never by an INS (INS/va1.53). Refused when the CDA itself carries the INS."""
+    if any(root in INS_OIDS for _, root in patient_ids):
+        raise PermanentRemoteError(NOT_QUALIFIED_CDA, service="mss", code="mss_ins_not_qualified")
+    local = next(((ext, root) for ext, root in patient_ids if ext and root), None)
+    if local is None:
+        raise PermanentRemoteError(
+            "L'identité du patient n'est pas qualifiée et le document ne porte aucun identifiant local du patient "
+            "(recordTarget/patientRole/id) : l'envoi par messagerie est impossible.",
+            service="mss", code="mss_ins_not_qualified")
+    return replace(out, ins=local[0], ins_oid=local[1])
 
 
 class MssSender:
@@ -94,8 +130,10 @@ class MssSender:
         why = rules.refusal(recipient, rules.MaskFlags.from_mapping(out.visibility))
         if why:
             raise PermanentRemoteError(why, service="mss", code="mss_masked")
-        metadata, documents = await self.packager(out)
-        code, title = _cda_facts(out.cda)
+        facts = _cda_facts(out.cda)
+        code, title = facts.code, facts.title
+        qualified = out.qualified
+        metadata, documents = await self.packager(out if qualified else without_ins(out, facts.patient_ids))
         to_patient = recipient.kind is rules.RecipientKind.PATIENT
         package = await asyncio.to_thread(xdm.build_xdm, metadata, documents, sender=self.settings.sender,
                                           title=title or "Document de santé", recipient=recipient.address)
@@ -104,12 +142,14 @@ class MssSender:
         text = options.get("patient_body" if to_patient else "body")
         body = text if isinstance(text, str) and text.strip() else mime.default_body(
             to_patient=to_patient, titles=[title or code.display or "Document"], sender_name=self.settings.sender_name)
+        subject = options.get("subject")
         no_reply = options.get("patient_no_reply", self.settings.patient_no_reply)
         receipt = options.get("read_receipt", self.settings.read_receipt)
         message = mime.MssMessage(
             sender=self.settings.sender, recipient=recipient.address, message_id=message_id, date=now,
-            subject=f"Document de santé : {code.display or title or 'document'}"[:150], body=body,
-            xdm=package, cda_codes=[code] if code.code else [], ins=out.ins,
+            subject=subject.strip()[:150] if isinstance(subject, str) and subject.strip() else DEFAULT_SUBJECT,
+            body=body, xdm=package, cda_codes=[code] if code.code else [], qualified_ins=qualified,
+            product_reference=self.settings.product_reference,
             no_reply=to_patient and bool(no_reply), read_receipt=bool(receipt))
         return recipient.address, message_id, mime.to_bytes(mime.build_message(message))
 

@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.domain.orders import DeliveryState, Event, next_state
+
 
 @dataclass(frozen=True, slots=True)
 class AckRow:
@@ -54,6 +56,21 @@ def orders_for_message_ids(conn: sqlite3.Connection, message_ids: Iterable[str])
     rows = conn.execute(f"SELECT DISTINCT o.id FROM deliveries d JOIN orders o ON o.seq = d.order_seq "  # noqa: S608
                         f"WHERE d.kind = 'mss' AND d.entry_uuid IN ({marks})", ids)
     return [r[0] for r in rows]
+
+
+def mark_bounced(conn: sqlite3.Connection, message_id: str, reason: str, now: float) -> bool:
+    """A failed DSN: the sent MSS delivery carrying ``message_id`` becomes failed with the operator's reason."""
+    rows = conn.execute("SELECT id, state FROM deliveries WHERE kind = 'mss' AND entry_uuid = ?",
+                        (message_id,)).fetchall()
+    changed = False
+    for delivery_id, state in rows:
+        if state != DeliveryState.SENT.value:
+            continue
+        target = next_state(DeliveryState.SENT, Event.BOUNCED)
+        conn.execute("UPDATE deliveries SET state = ?, updated_at = ?, last_error_code = 'mss_bounced', "
+                     "last_error = ?, last_error_at = ? WHERE id = ?", (target.value, now, reason, now, delivery_id))
+        changed = True
+    return changed
 
 
 def mailbox_position(conn: sqlite3.Connection, mailbox: str) -> tuple[int, int]:

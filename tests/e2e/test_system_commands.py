@@ -51,3 +51,14 @@ def test_doctor_explains_a_master_key_that_existed_and_is_gone(tmp_path):
     assert "ERREUR" in result.stdout and "master.key a disparu" in result.stdout
     started = run(env, "run", "--data-dir", str(data))
     assert started.returncode == 2 and "pour ne pas créer une autre clé" in started.stderr
+
+
+def test_doctor_says_why_mssante_would_not_start_without_the_igc_sante_authority(tmp_path):
+    """MSS1 / ECO.1.1.10: IGC-Santé is the only trust anchor; with no CA file MSSanté refuses to start."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    config = tmp_path / "relais.toml"
+    config.write_text('[mss]\nenabled = true\nsender_address = "cabinet@x.mssante.fr"\nsmtp_host = "smtp.x.fr"\n'
+                      'client_cert = "/nonexistent/cabinet.pem"\nproduct_reference = "DEV935997"\n')
+    result = run(env, "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert "MSSanté ne démarrera pas" in result.stdout and "mss.ca_file" in result.stdout, result.stdout

@@ -18,6 +18,7 @@ from agent.domain.catalogue import CSE_MSS_ADDRESS
 from agent.mss import xdm
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import PAT_TROIS
+from tests.support.mail import leaking_headers
 
 CORRESPONDENT = "jeanne.martin@medecin.demo.mssante.fr"
 
@@ -147,7 +148,7 @@ async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http:
     to_patient = [m for m in sandbox["items"] if m["rcpt_tos"] == [f"{PAT_TROIS.ins}@patient.mssante.fr"]]
     assert len(to_patient) == 1
     mail = message_from_bytes(base64.b64decode(to_patient[0]["raw_base64"]), policy=policy.default)
-    assert mail["X-MSS-MES"] == "FIN" and mail["X-MSS-INS"] == PAT_TROIS.ins
+    assert mail["X-MSS-MES"] == "FIN" and mail["X-MSS-INS"] == "O" and mail["X-MSS-NIL"]
     body_part = mail.get_body(("plain",))
     assert body_part is not None and body_part.get_content().strip() == (
         "Bonjour, voici le certificat de santé de votre enfant.")  # the order's text for the patient
@@ -156,6 +157,74 @@ async def test_patient_mailbox_gets_the_document_without_reply(agent: Any, http:
     cse_body = cse_mail.get_body(("plain",))
     assert cse_body is not None and cse_body.get_content().strip() == "Certificat CS9 ci-joint."
     assert cse_mail["X-MSS-MES"] is None
+    assert_no_identifier_in_headers(sandbox["items"], base64.b64decode(body["document"]["cda_base64"]))
+
+
+def assert_no_identifier_in_headers(items: list[dict[str, Any]], cda: bytes) -> None:
+    """Every header of every message the operator received: no INS, patient name or document title."""
+    root = etree.fromstring(cda)
+    title = " ".join((root.findtext("{urn:hl7-org:v3}title") or "").split())
+    forbidden = [PAT_TROIS.ins, PAT_TROIS.birth_name, PAT_TROIS.first_given_name, title]
+    assert title and items
+    for item in items:
+        leaks = leaking_headers(base64.b64decode(item["raw_base64"]), forbidden)
+        assert leaks == [], leaks
+
+
+async def test_ins_va1_53_unqualified_identity_sends_no_ins(agent: Any, http: aiohttp.ClientSession,
+                                                            reference_dir: Path) -> None:
+    """INS/va1.53: with a "récupérée" identity, no INS matricule or OID references the document or the message."""
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    body = await cs9_order(http, agent, reference_dir)
+    body["patient"]["identity_status"] = "RECUP"
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)  # the CDA names the patient by INS
+    assert status == 422 and problem["errors"][0]["field"] == "document.cda_base64", problem
+    assert "INS/va1.53" in problem["errors"][0]["message"]
+
+    root = etree.fromstring(base64.b64decode(body["document"]["cda_base64"]))
+    for patient_id in root.iterfind("{urn:hl7-org:v3}recordTarget/{urn:hl7-org:v3}patientRole/{urn:hl7-org:v3}id"):
+        patient_id.set("root", "1.2.250.1.999.1.1")  # the practice software's local patient number
+        patient_id.set("extension", "DOSSIER-4242")
+    cda = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    assert PAT_TROIS.ins.encode() not in cda
+    body["document"] = {"cda_base64": base64.b64encode(cda).decode()}
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    order = await wait_sent(http, agent, order["id"])
+    assert {d["state"] for d in order["deliveries"]} == {"sent"}, order
+    assert "Identité non qualifiée" in order["mss_identity"]
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    from email import message_from_bytes, policy
+
+    for item in sandbox["items"]:
+        raw = base64.b64decode(item["raw_base64"])
+        assert PAT_TROIS.ins.encode() not in raw and PAT_TROIS.oid.encode() not in raw
+        mail = message_from_bytes(raw, policy=policy.default)
+        assert mail["X-MSS-INS"] == "N"
+        package = xdm.read_xdm(next(mail.iter_attachments()).get_content())
+        assert b"DOSSIER-4242" in package.metadata
+        assert all(PAT_TROIS.ins.encode() not in e.content for e in package.entries)
+    assert_no_identifier_in_headers(sandbox["items"], cda)
+
+
+async def test_subject_is_generic_unless_the_doctor_writes_one(agent: Any, http: aiohttp.ClientSession,
+                                                               reference_dir: Path) -> None:
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    body = await cs9_order(http, agent, reference_dir, mss_message={"subject": "Suite de notre échange"})
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    await wait_sent(http, agent, order["id"])
+    bad = await cs9_order(http, agent, reference_dir, mss_message={"subject": "x\r\nBcc: a@b.fr"})
+    status, problem = await call(http, agent, "POST", "/v1/orders", bad)
+    assert status == 422 and problem["errors"][0]["field"] == "mss_message.subject", problem
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    from email import message_from_bytes, policy
+
+    subjects = {str(message_from_bytes(base64.b64decode(i["raw_base64"]), policy=policy.default)["Subject"])
+                for i in sandbox["items"]}
+    assert subjects == {"Suite de notre échange"}, subjects
 
 
 async def test_acknowledgement_goes_from_delivered_to_read(agent: Any, http: aiohttp.ClientSession,
@@ -191,3 +260,25 @@ async def test_acknowledgement_goes_from_delivered_to_read(agent: Any, http: aio
             break
         await asyncio.sleep(0.1)
     assert states == {f"mss:{CORRESPONDENT}": "read", f"mss:{CSE_MSS_ADDRESS}": "delivered"}
+
+
+async def test_failed_dsn_fails_the_delivery_with_the_reason_in_french(agent: Any, http: aiohttp.ClientSession,
+                                                                        reference_dir: Path) -> None:
+    """The recipient's operator does not know the address (DSN failed, 5.1.1): the delivery leaves "sent"."""
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    body = await cs9_order(http, agent, reference_dir)
+    body["document"] = {"cda_base64": body["document"]["cda_base64"]}  # no CSE platform: one recipient
+    body["destinations"] = {"dmp": False, "mss": [{"address": "inconnu.x@medecin.demo.mssante.fr"}]}
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    for _ in range(300):  # the acknowledgement reader wakes after the send
+        status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+        unknown = [d for d in order["deliveries"] if d["destination"] == "mss:inconnu.x@medecin.demo.mssante.fr"]
+        if unknown and unknown[0]["state"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert unknown[0]["state"] == "failed", order
+    assert unknown[0]["last_error"]["code"] == "mss_bounced"
+    assert "n'existe pas" in unknown[0]["last_error"]["message"] and "5.1.1" in unknown[0]["last_error"]["message"]
+    assert unknown[0]["acknowledgement"] == "error"

@@ -83,7 +83,7 @@ async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any
     assert accepted[0]["rcpt_tos"] == ["dr.x@medecin.demo.mssante.fr"]
     raw = sim.store.messages("dr.x@medecin.demo.mssante.fr", "INBOX")[0][1]
     msg = message_from_bytes(raw, policy=policy.default)
-    assert msg["X-MSS-CODECDA"].startswith("CERT_DECL^")
+    assert msg.get_all("X-MSS-CODECDA") == ["CERT_DECL"] and msg["X-MSS-INS"] == "O" and msg["X-MSS-NIL"]
     package = next(msg.iter_attachments()).get_content()
     assert xdm.read_xdm(package).entries[0].content == cs9
 
@@ -269,13 +269,16 @@ async def test_production_style_configuration_with_password(operator: Any, cs9: 
     section = MssSection(enabled=True, sender_address=endpoint["sender"], smtp_host="127.0.0.1",
                          smtp_port=endpoint["submission"]["port"], smtp_security="starttls",
                          imap_host="127.0.0.1", imap_port=endpoint["imap"]["port"], auth="password",
-                         username=endpoint["sender"], password_file=str(secret), ca_file=endpoint["ca"])
+                         username=endpoint["sender"], password_file=str(secret), ca_file=endpoint["ca"],
+                         product_reference="DEV935997")
     settings = settings_from(section, None)
     assert settings is not None and settings.imap is not None
     sender = MssSender(settings, packager(pki), FrozenClock(NOW))
     message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
     assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
-    untrusted = settings_from(replace(section, ca_file=""), None)  # the system store does not know the sandbox CA
+    # Another authority than the operator's (MSS1: IGC-Santé only, never the system store): refused.
+    other = SandboxPki(tmp_path / "other")
+    untrusted = settings_from(replace(section, ca_file=str(other.ca_path)), None)
     assert untrusted is not None
     with pytest.raises(PermanentRemoteError) as tls:
         await MssSender(untrusted, packager(pki), FrozenClock(NOW)).send(
@@ -290,5 +293,13 @@ def test_enabled_section_names_what_is_missing() -> None:
     with pytest.raises(ConfigError) as missing:
         settings_from(MssSection(enabled=True, sender_address="cabinet@x.mssante.fr", smtp_host="smtp"), None)
     assert missing.value.key == "mss.client_cert"
+    with pytest.raises(ConfigError) as no_ca:  # MSS1: no fallback on the system's store
+        settings_from(MssSection(enabled=True, sender_address="cabinet@x.mssante.fr", smtp_host="smtp",
+                                 client_cert="c.pem", product_reference="DEV935997"), None)
+    assert no_ca.value.key == "mss.ca_file"
+    with pytest.raises(ConfigError) as no_nil:  # ECO.2.4.3: X-MSS-NIL on every message
+        settings_from(MssSection(enabled=True, sender_address="cabinet@x.mssante.fr", smtp_host="smtp",
+                                 client_cert="c.pem", ca_file="ca.pem"), None)
+    assert no_nil.value.key == "mss.product_reference"
     assert settings_from(MssSection(), None) is None
     assert smtp.SmtpSettings(host="h", port=465, context=ssl.create_default_context).security == "tls"

@@ -59,9 +59,14 @@ async def test_dmp_delivery_needs_a_qualified_ins(start_agent: Any, http: aiohtt
     status, problem = await post(http, agent, "/v1/orders", order_body(status=status_value))
     assert status == 422 and problem["code"] == "ins_not_qualified"
     assert "qualifi" in problem["detail"]
-    # MSSanté alone does not feed the DMP: accepted.
-    status, _ = await post(http, agent, "/v1/orders",
-                           order_body(status=status_value, dmp=False, mss=["dr.x@medecin.mssante.fr"]))
+    # MSSanté alone does not feed the DMP, but no INS may reference the document (INS/va1.53): a CDA naming the
+    # patient by INS is refused, one naming the patient by the software's local number is accepted.
+    status, problem = await post(http, agent, "/v1/orders",
+                                 order_body(status=status_value, dmp=False, mss=["dr.x@medecin.mssante.fr"]))
+    assert status == 422 and problem["errors"][0]["field"] == "document.cda_base64", problem
+    local = make_cda(ins="DOSSIER-42", oid="1.2.250.1.999.1.1")
+    status, _ = await post(http, agent, "/v1/orders", order_body(status=status_value, dmp=False, cda=local,
+                                                                 mss=["dr.x@medecin.mssante.fr"]))
     assert status == 201
 
 

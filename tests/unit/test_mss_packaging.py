@@ -8,6 +8,7 @@ import hashlib
 import io
 import itertools
 import zipfile
+from dataclasses import replace
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def _message(xdm_bytes: bytes, *, recipient: str, patient: bool) -> bytes:
         message_id=mime.message_id("ord-1", f"mss:{recipient}", "relais.mssante.fr"), date=NOW,
         subject="Certificat de santé", body=mime.default_body(to_patient=patient, titles=["CS9"], sender_name="Dr"),
         xdm=xdm_bytes, cda_codes=[mime.CdaCode("CERT_DECL", "Certificat, déclaration", "1.2.250.1.213.1.1.4.12")],
-        ins=INS, no_reply=patient)))
+        qualified_ins=True, product_reference="DEV935997", no_reply=patient)))
 
 
 def test_mime_carries_the_xdm_and_the_mss_headers(cs9: bytes, signer: SoftwareSigner) -> None:
@@ -129,8 +130,12 @@ def test_mime_carries_the_xdm_and_the_mss_headers(cs9: bytes, signer: SoftwareSi
     package = xdm.build_xdm(sor, docs, sender="dr.test@medecin.mssante.fr")
     raw = _message(package, recipient=f"{INS}@patient.mssante.fr", patient=True)
     msg = message_from_bytes(raw, policy=policy.default)
-    assert msg["X-MSS-CODECDA"] == "CERT_DECL^Certificat, déclaration^1.2.250.1.213.1.1.4.12"
-    assert msg["X-MSS-INS"] == INS
+    # Référentiel #2 ECO.2.4.1-3: the bare CDA code, O/N for a qualified INS in the XDM, the product reference.
+    assert msg.get_all("X-MSS-CODECDA") == ["CERT_DECL"]
+    assert msg["X-MSS-INS"] == "O"
+    assert msg["X-MSS-NIL"] == "DEV935997"
+    # The patient's mailbox address is the INS (To:): the only header allowed to carry it.
+    assert all(INS not in str(v) for k, v in msg.items() if k != "To"), "the INS matricule leaked into a header"
     assert msg["X-MSS-MES"] == "FIN"
     assert msg["Disposition-Notification-To"] == "dr.test@medecin.mssante.fr"
     attachments = list(msg.iter_attachments())
@@ -153,7 +158,22 @@ def test_message_id_is_fixed_by_order_and_destination() -> None:
 def test_header_injection_is_impossible() -> None:
     with pytest.raises(ValueError):
         mime.build_message(mime.MssMessage(sender="a@b.fr", recipient="c@d.fr\r\nBcc: e@f.fr", message_id="<x@y>",
-                                           date=NOW, subject="s", body="b", xdm=b"", cda_codes=[]))
+                                           date=NOW, subject="s", body="b", xdm=b"", cda_codes=[],
+                                           product_reference="DEV935997"))
+
+
+def test_eco_2_4_without_xdm_only_the_product_reference() -> None:
+    """ECO.2.4.1/2: X-MSS-CODECDA and X-MSS-INS describe the XDM and are absent without one; ECO.2.4.3: X-MSS-NIL is
+    on every message, and a message without it cannot be built."""
+    plain = mime.MssMessage(sender="a@b.mssante.fr", recipient="c@d.mssante.fr", message_id="<x@y>", date=NOW,
+                            subject="s", body="b", xdm=b"", cda_codes=[mime.CdaCode("11488-4", "CR", "2.16")],
+                            qualified_ins=True, product_reference="DEV935997")
+    msg = mime.build_message(plain)
+    assert msg["X-MSS-NIL"] == "DEV935997"
+    assert msg["X-MSS-CODECDA"] is None and msg["X-MSS-INS"] is None
+    assert not list(msg.iter_attachments())
+    with pytest.raises(ValueError):
+        mime.build_message(replace(plain, product_reference=""))
 
 
 def test_dsn_and_mdn_name_the_original_message() -> None:
