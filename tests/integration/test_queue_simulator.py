@@ -18,16 +18,14 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from agent.clock import FrozenClock, SystemClock
-from agent.dmp.factory import client_for_sandbox
+from agent.clock import FrozenClock
 from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
 from agent.domain.orders import DeliveryState
-from agent.softkey import SoftwareSigner
 from relais_sandbox.dmp import DmpSimulator, reidentify
-from relais_sandbox.host import FaultMode, SandboxContext
+from relais_sandbox.host import FaultMode
 from relais_sandbox.identities import PAT_TROIS
-from relais_sandbox.pki import SandboxPki
+from tests.support.dmp import running_sandbox
 from tests.support.queue import Harness, order_body
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
@@ -65,21 +63,13 @@ class Simulated:
 
 @pytest.fixture
 async def env(tmp_path: Path, reference_dir: Path) -> AsyncIterator[tuple[Harness, Simulated]]:
-    ctx = SandboxContext(tmp_path / "sandbox", SandboxPki(tmp_path / "sandbox"))
-    sim = DmpSimulator(reference_dir, seed=False)
-    endpoint = await sim.start(ctx)
-    creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
-    doctor = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
-    client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
-                                total_timeout=3.0)
-    gateway = DmpDelivery(client, lambda: doctor)
-    harness = Harness(tmp_path / "relais.db", FrozenClock(datetime.now(UTC)), gateway, allow_test_oids=True,
-                      concurrency=1, attempt_timeout_seconds=10.0)
-    await harness.start()
-    yield harness, Simulated(sim, reference_dir)
-    await harness.stop()
-    await client.close()
-    await sim.stop()
+    async with running_sandbox(tmp_path, reference_dir, total_timeout=3.0) as sandbox:
+        gateway = DmpDelivery(sandbox.client, lambda: sandbox.doctor)
+        harness = Harness(tmp_path / "relais.db", FrozenClock(datetime.now(UTC)), gateway, allow_test_oids=True,
+                          concurrency=1, attempt_timeout_seconds=10.0)
+        await harness.start()
+        yield harness, Simulated(sandbox.sim, reference_dir)
+        await harness.stop()
 
 
 async def test_sent_once_with_its_fixed_ids(env: tuple[Harness, Simulated]) -> None:

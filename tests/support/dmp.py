@@ -55,14 +55,15 @@ class Sandbox:
 
 
 @contextlib.asynccontextmanager
-async def running_sandbox(tmp_path: Path, reference_dir: Path) -> AsyncIterator[Sandbox]:
+async def running_sandbox(tmp_path: Path, reference_dir: Path, *,
+                          total_timeout: float = 5.0) -> AsyncIterator[Sandbox]:
     ctx = SandboxContext(tmp_path / "sandbox", SandboxPki(tmp_path / "sandbox"))
     sim = DmpSimulator(reference_dir, seed=False)
     endpoint = await sim.start(ctx)
     doctor_creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
     doctor = SoftwareSigner.from_files(doctor_creds.cert_path, doctor_creds.key_path)
     client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference_dir,
-                                total_timeout=5.0)
+                                total_timeout=total_timeout)
     yield Sandbox(ctx, sim, endpoint, client, reference_dir, doctor)
     await client.close()
     await sim.stop()
