@@ -203,7 +203,14 @@ ORDER_SCHEMA = {
                    "patient": {"type": "object"}, "author": {"type": "object"}, "document": {"type": "object"},
                    "deliveries": {"type": "array", "items": DELIVERY_SCHEMA},
                    "cse_due": {"type": ["object", "null"], "description": "On creation (LGC.CSE.04): the certificat "
-                               "de santé that this CR d'examen de l'enfant makes due: kind, exam, title, message"}},
+                               "de santé that this CR d'examen de l'enfant makes due: kind, exam, title, message"},
+                   "mss_identity": {"type": "string", "description": "With an MSSanté destination and an identity "
+                                    "that is not qualified (INS/va1.53): a French note that the INS goes neither in "
+                                    "the document nor in the message"},
+                   "mss_suggestion": {"type": "string", "description": "French advice when the Ségur catalogue sends "
+                                      "this document by MSSanté and no correspondent is named"},
+                   "mss_warning": {"type": "string", "description": "MSSanté destinations while [mss] is not "
+                                   "configured: they wait for it"}},
 }
 _CONFLICT = problem_response("already_sending, already_sent, order_cancelled, not_failed")
 
