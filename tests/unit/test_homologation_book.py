@@ -30,7 +30,8 @@ def test_the_book_is_read_by_column_names(book: Book) -> None:
     codes = {t.code: t for t in book.tests}
     assert len(book.tests) > 100 and len(book.prerequisites) > 30 and len(book.declarations) > 80
     feed = codes["2.1-160"]
-    assert (feed.transaction_key, feed.auth, feed.profile, feed.mode) == ("TD2.1", "Indirecte", "alimentation", "Normal")
+    assert (feed.transaction_key, feed.auth, feed.profile, feed.mode) == (
+        "TD2.1", "Indirecte", "alimentation", "Normal")
     assert codes["3.1-240"].return_code == "DMPAccessForbidden" and codes["3.1-240"].expected == "ERREUR"
     assert codes["0.2-060"].transaction_key == "TD0.2"  # the book leaves its Transaction empty
     assert codes["2.2-720"].transaction_key == "TD2.2"  # written "TD2.2" there, "TD 2.2" elsewhere

@@ -1,0 +1,53 @@
+"""`relais homologation run`: CNDA cases played against the DMP simulator, their frames and accounts in the CNDA's
+folder tree, and the results in the test book's columns."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from agent.cli.homologation_run import RESULT_COLUMNS, play_cases
+
+
+@pytest.fixture
+def book(reference_dir: Path) -> Path:
+    if not (reference_dir / "cnda" / "dmp" / "Phase_2_Tests.csv").is_file():
+        pytest.skip("le cahier de test CNDA n'est pas dans le kit de référence")
+    return reference_dir
+
+
+async def test_cdt_0_2_010_0_2_080_2_1_011_2_1_205_played_with_their_frames_and_results(
+        book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preuves"
+    outcomes = await play_cases(["0.2-010", "0.2-080", "2.1-011", "2.1-205", "3.2-020"], book, out)
+    assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
+        ("0.2-010", True, True), ("0.2-080", True, True), ("2.1-011", True, True), ("2.1-205", True, True),
+        ("3.2-020", False, False)]
+
+    def index(code: str) -> list[dict[str, str]]:
+        with (out / code / "index.csv").open(encoding="utf-8") as handle:
+            return list(csv.DictReader(handle, delimiter=";"))
+
+    # 0.2-010: one TD0.2, its request and response kept raw, the answer saying "no DMP" (NF).
+    td02 = index("0.2-010")
+    assert [(r["transaction"], r["code_test"]) for r in td02] == [("TD0.2", "0.2-010")]
+    assert b"PRPA_IN201307UV02" in (out / "0.2-010" / td02[0]["requete"]).read_bytes()
+    assert b'queryResponseCode code="NF"' in (out / "0.2-010" / td02[0]["reponse"]).read_bytes()
+    # 0.2-080: a NIA never reaches the DMP: no frame, and the account says why.
+    assert index("0.2-080") == []
+    assert "NIA" in (out / "0.2-080" / "compte-rendu.txt").read_text(encoding="utf-8")
+    # 2.1-205: two feeds (the second replacing the first) and the searches that found them, in time order.
+    assert [r["transaction"] for r in index("2.1-205")] == ["TD2.1", "TD3.1", "TD2.1", "TD3.1"]
+    account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
+    assert "remplacement" in account and "conforme" in account
+    # A case the agent cannot play alone gets no folder; the results say what the LGC must capture.
+    assert not (out / "3.2-020").exists()
+    with (out / "resultats.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert list(rows[0]) == RESULT_COLUMNS
+    assert [(r["Code test"], r["Résultat"]) for r in rows] == [
+        ("0.2-010", "OK"), ("0.2-080", "OK"), ("2.1-011", "OK"), ("2.1-205", "OK"), ("3.2-020", "Non joué")]
+    assert rows[4]["Commentaire éditeur"].startswith("Cas à jouer depuis le LGC")
+    assert rows[2]["Résultat attendu en retour"] == "OK"
