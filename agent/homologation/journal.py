@@ -13,6 +13,7 @@ SOAP action; the test code (``relais frames test-code 2.1-010``) names the case 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -81,7 +82,10 @@ class _Recorded:
         self._id = frame_id
 
     def answered(self, data: bytes, *, status: int | str = "", content_type: str = "") -> None:
-        self._journal._answered(self._id, data, status, content_type)
+        try:
+            self._journal._answered(self._id, data, status, content_type)
+        except Exception as exc:
+            log.warning("trame non conservée : %s", type(exc).__name__)
 
 
 class FramesJournal(Lifecycle):
@@ -95,7 +99,8 @@ class FramesJournal(Lifecycle):
         self.enabled = settings.enabled
         self.test_code = settings.test_code
         self._override: str | None = None  # set by `relais homologation run` for the case it plays
-        self._pending: set[Future[Any]] = set()
+        self._pending: set[Future[Any]] = set()  # writes handed to the store, from any thread
+        self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # --- the tap ---------------------------------------------------------------------------------------------
@@ -121,18 +126,21 @@ class FramesJournal(Lifecycle):
             content_type=content_type, outcome=outcome)))
 
     def _track(self, future: Future[Any]) -> None:
-        self._pending.add(future)
+        with self._lock:
+            self._pending.add(future)
         future.add_done_callback(self._done)
 
     def _done(self, future: Future[Any]) -> None:
-        self._pending.discard(future)
+        with self._lock:
+            self._pending.discard(future)
         if future.exception() is not None:
             # The kind of error only: the frame itself never reaches the logs.
             log.warning("trame non conservée : %s", type(future.exception()).__name__)
 
     async def flush(self) -> None:
         """Wait until every frame handed over so far is on disk."""
-        pending = list(self._pending)
+        with self._lock:
+            pending = list(self._pending)
         if pending:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
 

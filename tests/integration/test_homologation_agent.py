@@ -66,6 +66,19 @@ async def test_an_agent_keeps_the_frames_of_the_dmp_insi_and_mssante(
     mss_outcome = next(r[3] for r in rows if r[0] == "mss")
     assert mss_outcome.startswith("SMTP 250")
 
+    # An LGC playing a case through its own screens files the next frames under the case's code.
+    status, state = await call(http, agent, "PUT", "/v1/homologation/frames", {"test_code": "3.1-010"})
+    assert status == 200 and state["test_code"] == "3.1-010" and state["enabled"] is True
+    status, _ = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/access?identity_status=QUAL")
+    await journal.flush()
+    filed = await agent.services.db.read(lambda c: c.execute(
+        "SELECT transaction_name FROM frames WHERE test_code = '3.1-010'").fetchall())
+    assert [r[0] for r in filed] == ["TD0.2"]
+    status, problem = await call(http, agent, "PUT", "/v1/homologation/frames", {"test_code": "../../etc"})
+    assert status == 422 and problem["errors"][0]["field"] == "test_code"
+    status, state = await call(http, agent, "PUT", "/v1/homologation/frames", {"test_code": "0.2-030"})
+    assert status == 200
+
     # `relais frames off` writes the switch into the store; the running agent follows it.
     data_dir = str(agent.services.config.data_dir)
     config = tmp_path / "relais.toml"
@@ -87,7 +100,8 @@ async def test_an_agent_keeps_the_frames_of_the_dmp_insi_and_mssante(
     assert main(["frames", "export", "--test", "0.2-030", "--since", "2000-01-01", *common, str(out)]) == 0
     with (out / "index.csv").open(encoding="utf-8") as handle:
         index = list(csv.DictReader(handle, delimiter=";"))
-    assert len(index) == count
+    assert len(index) == count - 1  # all but the exchange filed under 3.1-010
+    assert {r["code_test"] for r in index} == {"0.2-030"}
     mss = next(r for r in index if r["service"] == "mss")
     dialog = (out / mss["requete"]).read_bytes()
     assert b"Corps du message d'essai." in dialog and dialog.lower().startswith(b"mail from:")

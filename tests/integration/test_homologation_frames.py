@@ -147,3 +147,12 @@ def test_transactions_are_named_as_the_cnda_book_names_them() -> None:
     assert transaction_of("insi", "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale") == \
         "INSi rechercher (carte Vitale)"
     assert transaction_of("mss", "submission") == "MSSanté envoi"
+
+
+async def test_a_journal_that_cannot_write_never_fails_the_call_it_records(sandbox: Sandbox, tmp_path: Path) -> None:
+    closed = Database(tmp_path / "closed" / "relais.db")
+    closed.open()
+    journal = FramesJournal(closed, ContentCipher(KEY), SystemClock(), FramesSettings(enabled=True))
+    closed.close()  # every write now fails
+    sandbox.client.transport.frames = journal
+    assert (await sandbox.client.td02(PAT_TROIS.ins, PAT_TROIS.oid)).exists
