@@ -38,7 +38,7 @@ def cmd_homologation(args: argparse.Namespace) -> int:
     if args.homologation_command == "run":
         from agent.cli.homologation_run import run_cases
 
-        return int(run_cases(args, config))
+        return int(run_cases(args, config, _perimeter(args)))
     book = load_book(book_dir(config.homologation.reference_dir))
     if args.homologation_command == "declarations":
         return _declarations(args, book.declarations if args.all else
@@ -120,5 +120,6 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     declarations.add_argument("--all", action="store_true", help="toutes les déclarations, sans filtre")
     run = sub.add_parser("run", help="jouer les cas que l'agent peut jouer seul, contre le simulateur")
     _common(run, top=False)
-    run.add_argument("--only", nargs="+", metavar="CODE", required=True, help="codes de test à jouer")
+    perimeter(run, required=False)
+    run.add_argument("--only", nargs="+", metavar="CODE", help="codes de test à jouer (défaut : ceux du plan)")
     run.add_argument("--output", metavar="DIR", required=True, help="dossier des preuves (arborescence CNDA)")

@@ -30,7 +30,7 @@ from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.models import Professional, SubmissionRequest, Visibility
 from agent.errors import InvalidInput, NotFound, RelaisError
-from agent.homologation.book import TestCase, book_dir, load_book
+from agent.homologation.book import Perimeter, TestCase, book_dir, load_book, plan
 from agent.homologation.export import write_frames
 from agent.homologation.journal import FramesJournal, FramesSettings
 from agent.reference import find_reference
@@ -54,6 +54,9 @@ ATTRIBUT = "235061058692768"  # DMP actif, aucun professionnel autorisé
 PROVISOIRE = "109076322088835"  # un NIA
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 EXAMPLE_CDA = "VAC-NOTE_2023.01.xml"
+EXAMPLE_N1 = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"  # CDA R2 niveau 1, PDF
+DEVIATION = ("Écart avec le cahier : document d'exemple du kit CI-SIS ({example}), avec ses titre et typeCode, "
+             "non le document du cahier{detail} ; à rejouer sur la plateforme du CNDA avec les documents du LGC.")
 
 
 class Mismatch(Exception):
@@ -67,8 +70,8 @@ class Bench:
     doctor: SoftwareSigner
     journal: FramesJournal
 
-    def cda(self) -> tuple[bytes, str]:
-        data = (self.reference / "ci-sis" / "ExemplesCDA" / EXAMPLE_CDA).read_bytes()
+    def cda(self, example: str = EXAMPLE_CDA) -> tuple[bytes, str]:
+        data = (self.reference / "ci-sis" / "ExemplesCDA" / example).read_bytes()
         p = PAT_TROIS
         cda, uid = reidentify(data, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
                               f"2.25.{uuid.uuid4().int}")
@@ -82,8 +85,9 @@ class Bench:
         return SubmissionRequest(cda=cda, submission_set_unique_id=f"2.25.{uuid.uuid4().int}", document_unique_id=uid,
                                  ins=PAT_TROIS.ins, ins_oid=PAT_TROIS.oid, signer=self.doctor, **kw)  # type: ignore[arg-type]
 
-    async def feed(self, visibility: Visibility | None = None, replaces: str | None = None) -> tuple[str, str]:
-        cda, uid = self.cda()
+    async def feed(self, visibility: Visibility | None = None, replaces: str | None = None,
+                   example: str = EXAMPLE_CDA) -> tuple[str, str]:
+        cda, uid = self.cda(example)
         result = await self.client.submit(replace(self.request(cda, uid, visibility=visibility or Visibility()),
                                                   replaces_entry_uuid=replaces))
         found = await self.client.find_by_unique_id(PAT_TROIS.ins, PAT_TROIS.oid, uid)
@@ -125,12 +129,13 @@ async def _td02_nia(bench: Bench) -> str:
     raise Mismatch("un NIA a atteint le DMP")
 
 
-def _feed(visibility: Visibility, what: str) -> Callable[[Bench], Awaitable[str]]:
+def _feed(visibility: Visibility, what: str, example: str = EXAMPLE_CDA,
+          detail: str = "") -> Callable[[Bench], Awaitable[str]]:
     async def play(bench: Bench) -> str:
-        uid, entry = await bench.feed(visibility)
-        return (f"TD2.1 : dépôt d'{what} ({EXAMPLE_CDA}, signé, MTOM) pour le patient de test ; le DMP accepte "
+        uid, entry = await bench.feed(visibility, example=example)
+        return (f"TD2.1 : dépôt d'{what} ({example}, signé, MTOM) pour le patient de test ; le DMP accepte "
                 f"(ResponseStatusType:Success). TD3.1b : le document {uid} est retrouvé par son identifiant "
-                f"(entryUUID {entry}).")
+                f"(entryUUID {entry}). " + DEVIATION.format(example=example, detail=detail))
     return play
 
 
@@ -139,19 +144,63 @@ async def _replace(bench: Bench) -> str:
     second_uid, second = await bench.feed(replaces=first)
     return (f"TD2.1 : dépôt du document {first_uid} (entryUUID {first}), puis remplacement par {second_uid} "
             f"(association RPLC vers {first}) ; le DMP accepte les deux et la nouvelle version est retrouvée "
-            f"(entryUUID {second}).")
+            f"(entryUUID {second}). " + DEVIATION.format(example=EXAMPLE_CDA, detail=""))
+
+
+async def _authorise(bench: Bench) -> str:
+    before = await bench.client.td02(ATTRIBUT, OID_TEST)
+    if before.authorized:
+        raise Mismatch("l'utilisateur est déjà autorisé avant la TD0.3")
+    answer = await bench.client.td03(ATTRIBUT, OID_TEST, add=True)
+    after = await bench.client.td02(ATTRIBUT, OID_TEST)
+    if answer != "DMPOk" or not after.authorized:
+        raise Mismatch(f"TD0.3 ajout : réponse {answer}, autorisé ensuite : {after.authorized}")
+    await bench.client.td03(ATTRIBUT, OID_TEST, add=False)  # the test patient back as the book describes it
+    return ("TD0.2 : utilisateur non autorisé ; TD0.3 AJOUT à la demande du professionnel : le DMP confirme "
+            f"({answer}) ; TD0.2 : utilisateur autorisé. L'autorisation est ensuite retirée (TD0.3 SUPPRESSION) "
+            "pour rendre le patient de test dans son état initial.")
+
+
+async def _unauthorise(bench: Bench) -> str:
+    if not (await bench.client.td02(ATTRIBUT, OID_TEST)).authorized:
+        await bench.client.td03(ATTRIBUT, OID_TEST, add=True)  # the case starts from an authorised user
+    answer = await bench.client.td03(ATTRIBUT, OID_TEST, add=False)
+    after = await bench.client.td02(ATTRIBUT, OID_TEST)
+    if answer != "DMPOk" or after.authorized:
+        raise Mismatch(f"TD0.3 suppression : réponse {answer}, autorisé ensuite : {after.authorized}")
+    return (f"TD0.3 SUPPRESSION de sa propre autorisation : le DMP confirme ({answer}) ; TD0.2 : l'utilisateur "
+            "n'est plus autorisé (la consultation lui est refusée jusqu'à une nouvelle autorisation).")
+
+
+def _delete(visibility: Visibility, what: str, detail: str = "") -> Callable[[Bench], Awaitable[str]]:
+    async def play(bench: Bench) -> str:
+        uid, entry = await bench.feed(visibility)
+        await bench.client.delete_unique_id(PAT_TROIS.ins, PAT_TROIS.oid, uid)
+        if await bench.client.find_by_unique_id(PAT_TROIS.ins, PAT_TROIS.oid, uid):
+            raise Mismatch(f"le document {uid} est encore retrouvé après sa suppression")
+        return (f"TD2.1 : dépôt d'{what} {uid} (entryUUID {entry}) ; TD3.1b : son entryUUID retrouvé par son "
+                "identifiant ; TD3.3c : statut Approved -> Deleted, accepté par le DMP ; une recherche ne le "
+                "retrouve plus. " + DEVIATION.format(example=EXAMPLE_CDA, detail=detail))
+    return play
 
 
 PLAYABLE: dict[str, Callable[[Bench], Awaitable[str]]] = {
+    "0.3-010": _authorise,
+    "0.3-080": _unauthorise,
+    "3.3-540": _delete(Visibility(), "un document", " (document F, typeCode 11505-5 ; utilisateur autorisé sur le "
+                       "DMP du patient de test, le cahier le veut non autorisé)"),
+    "3.3-080": _delete(Visibility(masked_to_ps=True), "un document masqué aux professionnels",
+                       " (typeCode BIL_AUTO)"),
     "0.2-010": _td02_absent,
     "0.2-020": _td02_closed,
     "0.2-030": _td02_not_authorised,
     "0.2-080": _td02_nia,
-    "2.1-011": _feed(Visibility(), "un document CDA"),
-    "2.1-014": _feed(Visibility(), "un document CDA autoprésentable"),
+    "2.1-011": _feed(Visibility(), "un document CDA R2 non structuré (niveau 1, PDF)", EXAMPLE_N1,
+                     " (documents Z1…Zn, typeCode CERT_DECL, un par format géré : txt, rtf, pdf, jpeg, tiff)"),
     "2.1-050": _feed(Visibility(masked_to_ps=True), "un document masqué aux professionnels (MASQUE_PS)"),
     "2.1-060": _feed(Visibility(invisible_to_patient=True), "un document invisible au patient"),
-    "2.1-160": _feed(Visibility(), "un document « complet » par l'établissement (authentification indirecte)"),
+    "2.1-160": _feed(Visibility(), "un document par l'établissement (authentification indirecte)", EXAMPLE_N1,
+                     " (document A-ES, typeCode 11490-0, champs optionnels renseignés)"),
     "2.1-205": _replace,
 }
 
@@ -239,12 +288,15 @@ def _results(outcomes: list[Outcome], path: Path) -> None:
                              o.case.return_code, o.account, result])
 
 
-def run_cases(args: argparse.Namespace, config: Config) -> int:
+def run_cases(args: argparse.Namespace, config: Config, perimeter: Perimeter) -> int:
     reference = find_reference(config.homologation.reference_dir, marker="cnda")
     if reference is None:
         book_dir(config.homologation.reference_dir)  # raises the French "book missing" error
         return 2
-    outcomes = asyncio.run(play_cases(list(args.only), reference, Path(args.output)))
+    # Without --only: every case of the perimeter's plan (those the agent cannot play are listed "Non joué").
+    codes = list(args.only) if args.only else [t.code for t in plan(load_book(reference / "cnda" / "dmp"),
+                                                                    perimeter).tests]
+    outcomes = asyncio.run(play_cases(codes, reference, Path(args.output)))
     for o in outcomes:
         state = ("conforme" if o.passed else "NON conforme") if o.played else "non joué"
         print(f"{o.case.code}\t{state}\t{o.account[:110]}")

@@ -18,13 +18,13 @@ def book(reference_dir: Path) -> Path:
     return reference_dir
 
 
-async def test_cdt_0_2_010_0_2_080_2_1_011_2_1_205_played_with_their_frames_and_results(
+async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_their_frames_and_results(
         book: Path, tmp_path: Path) -> None:
     out = tmp_path / "preuves"
-    outcomes = await play_cases(["0.2-010", "0.2-080", "2.1-011", "2.1-205", "3.2-020"], book, out)
+    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "3.2-020"]
+    outcomes = await play_cases(codes, book, out)
     assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
-        ("0.2-010", True, True), ("0.2-080", True, True), ("2.1-011", True, True), ("2.1-205", True, True),
-        ("3.2-020", False, False)]
+        (code, code != "3.2-020", code != "3.2-020") for code in codes]
 
     def index(code: str) -> list[dict[str, str]]:
         with (out / code / "index.csv").open(encoding="utf-8") as handle:
@@ -38,6 +38,12 @@ async def test_cdt_0_2_010_0_2_080_2_1_011_2_1_205_played_with_their_frames_and_
     # 0.2-080: a NIA never reaches the DMP: no frame, and the account says why.
     assert index("0.2-080") == []
     assert "NIA" in (out / "0.2-080" / "compte-rendu.txt").read_text(encoding="utf-8")
+    # 0.3-010: not authorised, TD0.3 AJOUT, authorised; then put back as the book describes the patient.
+    assert [r["transaction"] for r in index("0.3-010")] == ["TD0.2", "TD0.3", "TD0.2", "TD0.3"]
+    # 3.3-540: fed, found, its entryUUID looked up (TD3.1b), deleted (TD3.3c), no longer found.
+    assert [r["transaction"] for r in index("3.3-540")] == ["TD2.1", "TD3.1", "TD3.1", "TD3.3", "TD3.1"]
+    assert b"<rim:Value>urn:asip:ci-sis:2010:StatusType:Deleted</rim:Value>" in (
+        out / "3.3-540" / index("3.3-540")[3]["requete"]).read_bytes()
     # 2.1-205: two feeds (the second replacing the first) and the searches that found them, in time order.
     assert [r["transaction"] for r in index("2.1-205")] == ["TD2.1", "TD3.1", "TD2.1", "TD3.1"]
     account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
@@ -48,6 +54,7 @@ async def test_cdt_0_2_010_0_2_080_2_1_011_2_1_205_played_with_their_frames_and_
         rows = list(csv.DictReader(handle, delimiter=";"))
     assert list(rows[0]) == RESULT_COLUMNS
     assert [(r["Code test"], r["Résultat"]) for r in rows] == [
-        ("0.2-010", "OK"), ("0.2-080", "OK"), ("2.1-011", "OK"), ("2.1-205", "OK"), ("3.2-020", "Non joué")]
-    assert rows[4]["Commentaire éditeur"].startswith("Cas à jouer depuis le LGC")
-    assert rows[2]["Résultat attendu en retour"] == "OK"
+        (code, "Non joué" if code == "3.2-020" else "OK") for code in codes]
+    assert rows[-1]["Commentaire éditeur"].startswith("Cas à jouer depuis le LGC")
+    assert rows[3]["Résultat attendu en retour"] == "OK"
+    assert "Écart avec le cahier" in rows[3]["Commentaire éditeur"]  # the simulator's rehearsal says what differs
