@@ -3,8 +3,9 @@ frames, and write the CNDA's folder tree.
 
 For each case: a folder named by its code holding the frames of the case (one request and one response file per
 exchange, ``index.csv``) and ``compte-rendu.txt``, a short French account of what was done and seen; beside them
-``resultats.csv`` in the test book's columns (Résultat, Commentaire éditeur). Cases the agent cannot play alone
-are listed "Non joué" with what the LGC must capture (the book's "Éléments à fournir").
+``resultats.csv`` and ``resultats.xlsx`` in the test book's columns (Résultat, Commentaire éditeur). Cases the
+agent cannot play alone are listed "Non joué" with what the LGC must capture (the book's "Éléments à fournir").
+Each case played on the simulator is a rehearsal: its account says where its data depart from the book's.
 
 The simulator plays the book's "Référentiel Patients"; the frames go to a journal in a temporary store whose key
 dies with the run, so nothing of the run stays on the workstation but the folder written.
@@ -33,6 +34,7 @@ from agent.errors import InvalidInput, NotFound, RelaisError
 from agent.homologation.book import Perimeter, TestCase, book_dir, load_book, plan
 from agent.homologation.export import write_frames
 from agent.homologation.journal import FramesJournal, FramesSettings
+from agent.homologation.xlsx import write_xlsx
 from agent.reference import find_reference
 from agent.softkey import SoftwareSigner
 from agent.store import frames as repo
@@ -279,13 +281,15 @@ def _account(outcome: Outcome, frames: int) -> str:
 
 
 def _results(outcomes: list[Outcome], path: Path) -> None:
+    """``resultats.csv`` and ``resultats.xlsx``: the same table, in the test book's columns."""
+    rows = [RESULT_COLUMNS]
+    for o in outcomes:
+        result = ("OK" if o.passed else "KO") if o.played else "Non joué"
+        rows.append([o.case.transaction_key, o.case.code, " ".join(o.case.title.split()), o.case.expected,
+                     o.case.return_code, o.account, result])
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, delimiter=";")
-        writer.writerow(RESULT_COLUMNS)
-        for o in outcomes:
-            result = ("OK" if o.passed else "KO") if o.played else "Non joué"
-            writer.writerow([o.case.transaction_key, o.case.code, " ".join(o.case.title.split()), o.case.expected,
-                             o.case.return_code, o.account, result])
+        csv.writer(handle, delimiter=";").writerows(rows)
+    write_xlsx(path.with_suffix(".xlsx"), "Phase 2 - Tests", rows)
 
 
 def run_cases(args: argparse.Namespace, config: Config, perimeter: Perimeter) -> int:

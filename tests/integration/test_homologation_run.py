@@ -4,9 +4,11 @@ folder tree, and the results in the test book's columns."""
 from __future__ import annotations
 
 import csv
+import zipfile
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from agent.cli.homologation_run import RESULT_COLUMNS, play_cases
 
@@ -58,3 +60,11 @@ async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_t
     assert rows[-1]["Commentaire éditeur"].startswith("Cas à jouer depuis le LGC")
     assert rows[3]["Résultat attendu en retour"] == "OK"
     assert "Écart avec le cahier" in rows[3]["Commentaire éditeur"]  # the simulator's rehearsal says what differs
+    # The same table as XLSX (the CNDA works in Excel): inline strings, header first.
+    with zipfile.ZipFile(out / "resultats.xlsx") as workbook:
+        sheet = etree.fromstring(workbook.read("xl/worksheets/sheet1.xml"))
+    ns = {"s": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    table = [[t.text or "" for t in row.iterfind("s:c/s:is/s:t", ns)]
+             for row in sheet.iterfind("s:sheetData/s:row", ns)]
+    assert table[0] == RESULT_COLUMNS
+    assert [(r[1], r[-1]) for r in table[1:]] == [(r["Code test"], r["Résultat"]) for r in rows]
