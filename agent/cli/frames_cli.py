@@ -48,6 +48,7 @@ def cmd_frames(args: argparse.Namespace) -> int:
             print("Journal des trames activé : chaque échange avec le DMP, l'INSi et MSSanté est conservé "
                   f"(chiffré) {config.homologation.frames_retention_days:g} jour(s)." if command == "on"
                   else "Journal des trames désactivé : plus aucun échange n'est conservé.")
+            print("Un agent en cours d'exécution l'applique dans les secondes qui viennent.", file=sys.stderr)
             return 0
         if command == "test-code":
             code = "" if args.clear else (args.code or "").strip()
