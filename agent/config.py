@@ -278,6 +278,19 @@ class MssSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HomologationSection:
+    # The frames journal: every raw request and answer exchanged with the DMP, INSi and MSSanté, kept for the
+    # CNDA's proofs (`relais frames on|off` overrides this once used).
+    frames: bool = False
+    # Days a frame is kept (sealed like a document), then erased.
+    frames_retention_days: float = 3.0
+    # The CNDA test code frames are filed under (`relais frames test-code` overrides it).
+    test_code: str = ""
+    # The folder holding cnda/dmp/ (the CNDA's test book); empty: RELAIS_REFERENCE, then shared/reference.
+    reference_dir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
@@ -291,6 +304,7 @@ class Config:
     practice: PracticeSection = field(default_factory=PracticeSection)
     cda: CdaSection = field(default_factory=CdaSection)
     mss: MssSection = field(default_factory=MssSection)
+    homologation: HomologationSection = field(default_factory=HomologationSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 
@@ -456,6 +470,7 @@ def validate(config: Config) -> None:
         "practice.presence_interval_seconds": config.practice.presence_interval_seconds,
         "practice.invite_ttl_seconds": config.practice.invite_ttl_seconds,
         "practice.message_max_age_seconds": config.practice.message_max_age_seconds,
+        "homologation.frames_retention_days": config.homologation.frames_retention_days,
     }
     for key, value in positive.items():
         if value <= 0:

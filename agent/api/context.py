@@ -26,6 +26,7 @@ from agent.config import Config
 from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient
 from agent.events import EventBus
+from agent.homologation.journal import FramesJournal
 from agent.ins.client import InsiClient
 from agent.mss.part import MssPart
 from agent.queue.service import OrderService
@@ -58,6 +59,7 @@ class Services:
     routing: RoutingService  # practice peers, forwarding (routes in agent/api/peers.py)
     ui_sessions: UiSessions  # dashboard login links and cookie sessions (agent/api/sessions.py)
     warnings: list[str] = field(default_factory=list)
+    frames: FramesJournal | None = None  # the homologation's frames journal (relais frames; off unless enabled)
     status_providers: tuple[StatusProvider, ...] = ()
     routes: RouteTable = field(default_factory=RouteTable)
     # Open SSE streams and their handler tasks, cancelled on shutdown so a stop never waits on a client.

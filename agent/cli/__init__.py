@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli.orders_cli import add_parser as add_orders
 
     add_orders(add)
+
+    from agent.cli.frames_cli import add_parser as add_frames
+    from agent.cli.homologation_cli import add_parser as add_homologation
+
+    add_frames(add)
+    add_homologation(add)
     return parser
 
 

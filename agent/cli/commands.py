@@ -42,12 +42,26 @@ def dispatch(args: argparse.Namespace) -> int:
         "practice": _practice,
         "traces": cmd_traces,
         "orders": cmd_orders,
+        "frames": cmd_frames,
+        "homologation": cmd_homologation,
     }[args.command]
     return int(handler(args))
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
     from agent.cli.orders_cli import cmd_orders as run
+
+    return run(args)
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    from agent.cli.frames_cli import cmd_frames as run
+
+    return run(args)
+
+
+def cmd_homologation(args: argparse.Namespace) -> int:
+    from agent.cli.homologation_cli import cmd_homologation as run
 
     return run(args)
 

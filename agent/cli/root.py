@@ -53,6 +53,7 @@ from agent.domain.habilitation import load_matrix
 from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 from agent.errors import ConfigError
 from agent.events import EventBus
+from agent.homologation.journal import FramesJournal, FramesSettings
 from agent.ins.client import InsiClient
 from agent.ins.factory import build_insi_client
 from agent.logs import get_logger
@@ -116,6 +117,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp)
     cda = _cda(config, clock, env, cards, warnings)
     mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
+    frames = await stack.enter_async_context(_frames(config, db, cipher, clock, dmp, insi, mss))
 
     events = OrderEvents(db, bus)
     waker = QueueWaker()
@@ -154,7 +156,9 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         master_key_source=master.source, started_at=rfc3339(clock.now()), connectivity=connectivity,
         cards=cards, rights=rights, consultation=rights.consultation, dmp=dmp, insi=insi, cda=cda, mss=mss,
         orders=orders, routing=routing, ui_sessions=UiSessions(clock), warnings=warnings,
-        status_providers=_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
+        status_providers=(*_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
+                          frames.status),
+        frames=frames,
     )
     # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
     await stack.enter_async_context(VitaleWatch(
@@ -316,6 +320,22 @@ def _mss(config: Config, clock: Clock, db: Database, bus: EventBus, connectivity
     directory = mss_factory.directory_for(config, env.endpoint("directory") if env is not None else None)
     return MssPart(db=db, clock=clock, bus=bus, connectivity=connectivity, sender=sender,
                    interval=config.mss.ack_poll_seconds, directory=directory)
+
+
+def _frames(config: Config, db: Database, cipher: ContentCipher, clock: Clock, dmp: DmpClient | None,
+            insi: InsiClient | None, mss: MssPart) -> FramesJournal:
+    """The homologation's frames journal, tapped into each transport (it keeps nothing while it is off)."""
+    section = config.homologation
+    journal = FramesJournal(db, cipher, clock, FramesSettings(
+        enabled=section.frames, retention_days=section.frames_retention_days, test_code=section.test_code))
+    if dmp is not None:
+        dmp.transport.frames = journal
+    if insi is not None:
+        insi.frames = journal
+    if mss.sender is not None:
+        settings = mss.sender.settings
+        mss.sender.settings = replace(settings, smtp=replace(settings.smtp, frames=journal))
+    return journal
 
 
 def _queue_settings(config: Config, overrides: Overrides) -> QueueSettings:

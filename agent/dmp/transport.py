@@ -16,6 +16,7 @@ import aiohttp
 
 from agent.dmp.soap import MAX_ANSWER_BYTES, MtomMessage, read_mtom
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.frames import FrameTap, open_exchange
 from agent.logs import get_logger
 
 log = get_logger("dmp")
@@ -42,6 +43,8 @@ class Answer:
 
 
 class Transport:
+    frames: FrameTap | None = None  # the homologation journal, when build() sets it
+
     def __init__(self, tls: TlsSettings, *, connect_timeout: float = 10.0, total_timeout: float = 60.0,
                  max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self._ssl = tls.context()
@@ -63,6 +66,7 @@ class Transport:
     async def post(self, url: str, body: bytes, content_type: str, action: str) -> Answer:
         session = self._get_session()
         headers = {"Content-Type": content_type, "Accept": "multipart/related, application/soap+xml"}
+        frame = open_exchange(self.frames, "dmp", action, body, content_type)
         try:
             async with session.post(url, data=body, headers=headers) as resp:
                 declared = resp.content_length
@@ -72,6 +76,7 @@ class Transport:
                 data = await _read_bounded(resp, self._max)
                 ctype = resp.headers.get("Content-Type", "")
                 status = resp.status
+            frame.answered(data, status=status, content_type=ctype)
         except TimeoutError as exc:
             log.warning("DMP : délai dépassé (%s)", action)
             raise TransientRemoteError("Le DMP n'a pas répondu à temps.", service="dmp", code="dmp_timeout") from exc

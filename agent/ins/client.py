@@ -35,6 +35,7 @@ from agent.domain.ins import accepted_oids, key_is_valid
 from agent.domain.signing import Signer
 from agent.domain.traits import IdentityTraits
 from agent.errors import ConfigError, PermanentRemoteError, TransientRemoteError
+from agent.frames import FrameTap, open_exchange
 from agent.ins import soap
 from agent.ins.assertion import ProfessionalIdentity, VitaleCardData, professional_assertion, vitale_assertion
 from agent.ins.soap import ACTION_TRAITS, ACTION_VITALE, CallContext, InsiAnswer, LpsInfo, VitaleQuery
@@ -91,6 +92,8 @@ def tls_context(settings: InsiSettings, *, client_certificate: bool = True) -> s
 
 
 class InsiClient:
+    frames: FrameTap | None = None  # the homologation journal, when build() sets it
+
     def __init__(self, settings: InsiSettings, clock: Clock, *, context: ssl.SSLContext | None = None,
                  structure_signer: Signer | None = None,
                  on_connectivity: Callable[[bool], object] | None = None) -> None:
@@ -173,6 +176,7 @@ class InsiClient:
 
     async def _post(self, url: str, context: ssl.SSLContext, action: str, envelope: bytes) -> bytes:
         headers = {"Content-Type": f'{soap.CONTENT_TYPE}; action="{action}"'}
+        frame = open_exchange(self.frames, "insi", action, envelope, headers["Content-Type"])
         try:
             async with self._http().post(url, data=envelope, headers=headers, ssl=context) as response:
                 chunks: list[bytes] = []
@@ -184,6 +188,7 @@ class InsiClient:
                                                    code="insi_bad_answer")
                     chunks.append(chunk)
                 data = b"".join(chunks)
+                frame.answered(data, status=response.status, content_type=response.headers.get("Content-Type", ""))
                 if response.status >= 500 and b"Fault" not in data:
                     self._reached(False)
                     raise TransientRemoteError(f"Le téléservice INSi a répondu {response.status}.",

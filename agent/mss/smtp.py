@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.frames import FrameTap, SmtpDialog
 from agent.logs import get_logger
 
 log = get_logger("mss")
@@ -37,6 +38,7 @@ class SmtpSettings:
     password: str = ""
     timeout: float = 60.0
     local_hostname: str = "relais.localdomain"
+    frames: FrameTap | None = None  # the homologation journal, when build() sets it
 
 
 def _xtext(value: str) -> str:
@@ -97,6 +99,7 @@ def submit_blocking(settings: SmtpSettings, sender: str, recipients: Sequence[st
                     message_id: str) -> None:
     """Submit one message. Blocking: call through ``submit`` (a thread)."""
     client = _open(settings)
+    dialog = SmtpDialog(settings.frames, client)  # after authentication: no credential is kept
     phase = "enveloppe"
     try:
         dsn = client.has_extn("dsn")
@@ -129,6 +132,7 @@ def submit_blocking(settings: SmtpSettings, sender: str, recipients: Sequence[st
         raise TransientRemoteError("Connexion à l'opérateur MSSanté interrompue avant l'envoi.",
                                    service=SERVICE, code="mss_temporary") from exc
     finally:
+        dialog.done()
         try:
             client.quit()
         except (OSError, smtplib.SMTPException):

@@ -4,6 +4,7 @@ imports nothing from the agent; the product never imports the simulators.
 Layers (a package may import its own modules and those listed for it):
 - foundation: errors, clock, logs, config, events, softkey (the software-key Signer), connectivity (the one
   reachability tracker), lifecycle (start/stop as an async context), reference (where the ANS kits are),
+  frames (the tap through which transports hand their raw exchanges to the homologation journal),
   netbind (exclusive listeners), platforms (OS facts);
 - autostart, locator: foundation only (used by the command line);
 - domain: pure rules (errors allowed);
@@ -13,6 +14,7 @@ Layers (a package may import its own modules and those listed for it):
 - queue: + store (services only through the DeliveryGateway protocol: no dmp, mss, cards imports);
 - audit: + store, dmp (the DMP consultation use case: policy, call, filter, trace);
 - routing: + store, queue;
+- homologation: + store, dmp, ins (the frames journal names the CNDA's transactions; the test book's plan);
 - api: everything but cli; cli: everything (the composition root). The simulators (relais_sandbox/) may import
   the product; only the command line imports them.
 Project imports are made at the top of modules (outside cli/, whose commands load only what they run), so that the
@@ -29,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 FOUNDATION = {"errors", "clock", "logs", "config", "events", "softkey", "connectivity", "lifecycle", "reference",
-              "netbind", "platforms"}
+              "netbind", "platforms", "frames"}
 BASE = FOUNDATION | {"domain"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -37,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "logs": set(),
     "lifecycle": set(),
     "reference": set(),
+    "frames": set(),
     "config": {"errors"},
     "events": {"clock"},
     "connectivity": {"clock", "events"},
@@ -58,7 +61,8 @@ ALLOWED: dict[str, set[str]] = {
     "queue": BASE | {"store", "xml"},
     "audit": BASE | {"store", "dmp"},
     "routing": BASE | {"store", "queue", "xml"},
-    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing"},
+    "homologation": BASE | {"store", "xml", "dmp", "ins"},
+    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "homologation"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
                    "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",

@@ -1,0 +1,70 @@
+"""`relais homologation run`: CNDA cases played against the DMP simulator, their frames and accounts in the CNDA's
+folder tree, and the results in the test book's columns."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from agent.cli.homologation_run import RESULT_COLUMNS, play_cases
+
+
+@pytest.fixture
+def book(reference_dir: Path) -> Path:
+    if not (reference_dir / "cnda" / "dmp" / "Phase_2_Tests.csv").is_file():
+        pytest.skip("le cahier de test CNDA n'est pas dans le kit de référence")
+    return reference_dir
+
+
+async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_their_frames_and_results(
+        book: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preuves"
+    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "3.2-020"]
+    outcomes = await play_cases(codes, book, out)
+    assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
+        (code, code != "3.2-020", code != "3.2-020") for code in codes]
+
+    def index(code: str) -> list[dict[str, str]]:
+        with (out / code / "index.csv").open(encoding="utf-8") as handle:
+            return list(csv.DictReader(handle, delimiter=";"))
+
+    # 0.2-010: one TD0.2, its request and response kept raw, the answer saying "no DMP" (NF).
+    td02 = index("0.2-010")
+    assert [(r["transaction"], r["code_test"]) for r in td02] == [("TD0.2", "0.2-010")]
+    assert b"PRPA_IN201307UV02" in (out / "0.2-010" / td02[0]["requete"]).read_bytes()
+    assert b'queryResponseCode code="NF"' in (out / "0.2-010" / td02[0]["reponse"]).read_bytes()
+    # 0.2-080: a NIA never reaches the DMP: no frame, and the account says why.
+    assert index("0.2-080") == []
+    assert "NIA" in (out / "0.2-080" / "compte-rendu.txt").read_text(encoding="utf-8")
+    # 0.3-010: not authorised, TD0.3 AJOUT, authorised; then put back as the book describes the patient.
+    assert [r["transaction"] for r in index("0.3-010")] == ["TD0.2", "TD0.3", "TD0.2", "TD0.3"]
+    # 3.3-540: fed, found, its entryUUID looked up (TD3.1b), deleted (TD3.3c), no longer found.
+    assert [r["transaction"] for r in index("3.3-540")] == ["TD2.1", "TD3.1", "TD3.1", "TD3.3", "TD3.1"]
+    assert b"<rim:Value>urn:asip:ci-sis:2010:StatusType:Deleted</rim:Value>" in (
+        out / "3.3-540" / index("3.3-540")[3]["requete"]).read_bytes()
+    # 2.1-205: two feeds (the second replacing the first) and the searches that found them, in time order.
+    assert [r["transaction"] for r in index("2.1-205")] == ["TD2.1", "TD3.1", "TD2.1", "TD3.1"]
+    account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
+    assert "remplacement" in account and "conforme" in account
+    # A case the agent cannot play alone gets no folder; the results say what the LGC must capture.
+    assert not (out / "3.2-020").exists()
+    with (out / "resultats.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert list(rows[0]) == RESULT_COLUMNS
+    assert [(r["Code test"], r["Résultat"]) for r in rows] == [
+        (code, "Non joué" if code == "3.2-020" else "OK") for code in codes]
+    assert rows[-1]["Commentaire éditeur"].startswith("Cas à jouer depuis le LGC")
+    assert rows[3]["Résultat attendu en retour"] == "OK"
+    assert "Écart avec le cahier" in rows[3]["Commentaire éditeur"]  # the simulator's rehearsal says what differs
+    # The same table as XLSX (the CNDA works in Excel): inline strings, header first.
+    with zipfile.ZipFile(out / "resultats.xlsx") as workbook:
+        sheet = etree.fromstring(workbook.read("xl/worksheets/sheet1.xml"))
+    ns = {"s": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    table = [[t.text or "" for t in row.iterfind("s:c/s:is/s:t", ns)]
+             for row in sheet.iterfind("s:sheetData/s:row", ns)]
+    assert table[0] == RESULT_COLUMNS
+    assert [(r[1], r[-1]) for r in table[1:]] == [(r["Code test"], r["Résultat"]) for r in rows]
