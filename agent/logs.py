@@ -18,6 +18,11 @@ TRAFFIC = 5
 logging.addLevelName(TRAFFIC, "TRAFFIC")
 
 LOGGER_NAME = "relais"
+# Libraries that log what they sign or parse: signxml writes the canonicalised VIHF (which holds the patient's INS)
+# at DEBUG. They are held at WARNING whoever configures the root logger (a host application, pytest's caplog).
+QUIET_LIBRARIES = ("signxml", "saxonche", "xmlsec")
+for _library in QUIET_LIBRARIES:
+    logging.getLogger(_library).setLevel(logging.WARNING)
 _NIR_LIKE = re.compile(r"(?<![\dA-Za-z])[12378]\s?\d{2}\s?\d{2}\s?(?:\d{2}|2A|2B)\s?\d{3}\s?\d{3}(?:\s?\d{2})?(?!\d)")
 
 
