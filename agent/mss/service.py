@@ -22,10 +22,10 @@ from lxml import etree
 
 from agent.clock import Clock
 from agent.domain.ins import IdentityStatus
-from agent.errors import PermanentRemoteError
+from agent.errors import ConfigError, PermanentRemoteError, TransientRemoteError
 from agent.logs import get_logger
 from agent.mss import acks as ackmod
-from agent.mss import imap, mime, rules, smtp, xdm
+from agent.mss import dnssrv, imap, mime, rules, smtp, xdm
 from agent.mss.orders import INS_OIDS, NOT_QUALIFIED_CDA
 from agent.xml.safe import parse
 
@@ -70,10 +70,33 @@ class MssSettings:
     imap: imap.ImapSettings | None = None
     patient_no_reply: bool = True
     read_receipt: bool = True
+    # DNS SRV autoconfiguration (RFC 6186): ``smtp`` (and ``imap`` when given) are then templates (credentials,
+    # TLS) whose host, port and security come from the domain's records, looked up when first needed.
+    autoconfig: Autoconfig | None = None
 
     @property
     def domain(self) -> str:
         return self.message_id_domain or self.sender.rsplit("@", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Autoconfig:
+    domain: str
+    resolver: dnssrv.ResolverSettings
+    # A found record is used at most this long when its TTL says more, and at least ``min_seconds``.
+    max_seconds: float = 3600.0
+    min_seconds: float = 60.0
+
+
+def apply_discovered(settings: MssSettings, found: dnssrv.Discovered) -> MssSettings:
+    """The settings with the first submission and IMAP targets of the domain's SRV records."""
+    sub = found.submission[0]
+    smtp_settings = replace(settings.smtp, host=sub.host, port=sub.port, security=sub.security)
+    imap_settings = None
+    if settings.imap is not None and found.imap:
+        first = found.imap[0]
+        imap_settings = replace(settings.imap, host=first.host, port=first.port, security=first.security)
+    return replace(settings, smtp=smtp_settings, imap=imap_settings, autoconfig=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,26 @@ class MssSender:
         self.settings = settings
         self.packager = packager
         self.clock = clock
+        self._resolved: tuple[float, MssSettings] | None = None  # (valid until, settings) under autoconfig
+
+    async def servers(self) -> MssSettings:
+        """The settings with the servers to use now: as configured, or from the DNS SRV records (cached for
+        their TTL, bounded). Raises ``ServiceUnreachable`` when the DNS does not answer, ``TransientRemoteError``
+        ``mss_autoconfig`` (the French reason) when the domain publishes no submission server."""
+        auto = self.settings.autoconfig
+        if auto is None:
+            return self.settings
+        now = self.clock.now().timestamp()
+        if self._resolved is not None and now < self._resolved[0]:
+            return self._resolved[1]
+        try:
+            found = await dnssrv.discover(auto.domain, auto.resolver)
+        except ConfigError as exc:  # nothing published: the delivery waits (the operator or the config may change)
+            raise TransientRemoteError(exc.message, service="mss", code="mss_autoconfig") from exc
+        resolved = apply_discovered(self.settings, found)
+        self._resolved = (now + min(auto.max_seconds, max(auto.min_seconds, found.ttl)), resolved)
+        log.info("MSSanté autoconfigurée par DNS SRV (%s) : %s", auto.domain, found.describe())
+        return resolved
 
     def message_id(self, order_id: str, destination: str) -> str:
         return mime.message_id(order_id, destination, self.settings.domain)
@@ -156,7 +199,8 @@ class MssSender:
     async def send(self, out: Outgoing) -> str:
         """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``."""
         address, message_id, data = await self.build(out, self.clock.now())
-        await smtp.submit(self.settings.smtp, self.settings.sender, [address], data, message_id)
+        servers = await self.servers()
+        await smtp.submit(servers.smtp, servers.sender, [address], data, message_id)
         log.info("envoi %s : message MSSanté accepté par l'opérateur", out.order_id)
         return message_id
 
@@ -164,12 +208,13 @@ class MssSender:
         """The Message-ID when the operator already holds this delivery (reconciliation), else None.
 
         Without IMAP nothing can be verified: refusing is the only way never to send twice."""
-        if self.settings.imap is None:
+        servers = await self.servers()
+        if servers.imap is None:
             raise PermanentRemoteError(
                 "L'envoi a peut-être déjà eu lieu et ne peut pas être vérifié (IMAP non configuré) : "
                 "vérifiez la boîte d'envoi avant de relancer.", service="mss", code="mss_unverifiable")
         message_id = self.message_id(order_id, destination)
-        settings = self.settings.imap
+        settings = servers.imap
 
         def look() -> bool:
             with imap.ImapMailbox(settings) as box:
@@ -179,10 +224,11 @@ class MssSender:
 
     async def probe(self) -> None:
         """Raises when the operator cannot be reached (connectivity check of the queue)."""
-        if self.settings.imap is None:
-            await asyncio.to_thread(smtp.check_blocking, self.settings.smtp)
+        servers = await self.servers()
+        if servers.imap is None:
+            await asyncio.to_thread(smtp.check_blocking, servers.smtp)
             return
-        settings = self.settings.imap
+        settings = servers.imap
 
         def noop() -> None:
             with imap.ImapMailbox(settings) as box:
@@ -192,9 +238,10 @@ class MssSender:
 
     async def read_acks(self, uidvalidity: int, last_uid: int) -> AckBatch:
         """New acknowledgements in the INBOX after ``last_uid``."""
-        if self.settings.imap is None:
+        servers = await self.servers()
+        if servers.imap is None:
             return AckBatch([], uidvalidity, last_uid)
-        settings = self.settings.imap
+        settings = servers.imap
 
         def fetch() -> imap.Fetched:
             with imap.ImapMailbox(settings) as box:
@@ -211,5 +258,7 @@ class MssSender:
 
 
 def describe(settings: MssSettings) -> dict[str, Any]:
+    if settings.autoconfig is not None:
+        return {"sender": settings.sender, "smtp": f"DNS SRV {settings.autoconfig.domain}", "imap": None}
     return {"sender": settings.sender, "smtp": f"{settings.smtp.host}:{settings.smtp.port}",
             "imap": f"{settings.imap.host}:{settings.imap.port}" if settings.imap else None}
