@@ -34,8 +34,10 @@ INBOX = "INBOX"
 
 class MssPart(Lifecycle):
     def __init__(self, *, db: Database, clock: Clock, bus: EventBus, connectivity: ConnectivityTracker,
-                 sender: MssSender | None, interval: float, directory: DirectoryClient | None = None) -> None:
+                 sender: MssSender | None, interval: float, directory: DirectoryClient | None = None,
+                 cse_address: str = catalogue.CSE_MSS_ADDRESS) -> None:
         self._db = db
+        self.cse_address = cse_address
         self._clock = clock
         self._bus = bus
         self._connectivity = connectivity
@@ -115,7 +117,7 @@ class MssPart(Lifecycle):
     async def annotate(self, order: dict[str, Any]) -> dict[str, Any]:
         """Add each MSS delivery's Message-ID and acknowledgements to an order's JSON, and the catalogue's
         proposal when the document is one it sends to the médecin traitant / adresseur and no one is named."""
-        suggestion = mss_suggestion(order)
+        suggestion = mss_suggestion(order, self.cse_address)
         if suggestion:
             order["mss_suggestion"] = suggestion
         sender = self.sender
@@ -139,14 +141,14 @@ class MssPart(Lifecycle):
         return order
 
 
-def mss_suggestion(order: dict[str, Any]) -> str | None:
+def mss_suggestion(order: dict[str, Any], cse_address: str = catalogue.CSE_MSS_ADDRESS) -> str | None:
     """French advice when the Ségur catalogue sends this document type by MSSanté (M) and the order names no
     correspondent (the CSE platform does not count)."""
     document = catalogue.by_type_code(str((order.get("document") or {}).get("type_code", "")))
     if document is None or not catalogue.default_destinations(document, catalogue.Profession.MEDECIN).mss:
         return None
     named = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")
-             and d["destination"] != f"mss:{catalogue.CSE_MSS_ADDRESS}"]
+             and d["destination"] != f"mss:{cse_address}"]
     if named:
         return None
     return (f"« {document.title} » est prévu pour le médecin traitant ou l'adresseur par MSSanté : "
