@@ -295,3 +295,13 @@ async def test_failed_dsn_fails_the_delivery_with_the_reason_in_french(agent: An
     assert unknown[0]["last_error"]["code"] == "mss_bounced"
     assert "n'existe pas" in unknown[0]["last_error"]["message"] and "5.1.1" in unknown[0]["last_error"]["message"]
     assert unknown[0]["acknowledgement"] == "error"
+
+    # A retry cannot mend a bounce (same message, same address): 409 with the reason, nothing leaves again.
+    status, problem = await call(http, agent, "POST", f"/v1/orders/{order['id']}/retry")
+    assert status == 409 and problem["code"] == "mss_bounced", problem
+    assert "créez un nouvel envoi" in problem["detail"]
+    status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+    states = {d["destination"]: d["state"] for d in order["deliveries"]}
+    assert states["mss:inconnu.x@medecin.demo.mssante.fr"] == "failed", states
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    assert [m["rcpt_tos"] for m in sandbox["items"]].count(["inconnu.x@medecin.demo.mssante.fr"]) == 1
