@@ -2,13 +2,14 @@
 
 The API LPS of the MSSanté operators (EX_LPS_0300, as DevBox's "Gestion multi-opérateurs" quotes it) publishes
 the submission and IMAP servers of a mailbox domain as SRV records: ``_submission._tcp.<domain>`` (587,
-STARTTLS), ``_imap._tcp.<domain>`` (143, STARTTLS) and ``_imaps._tcp.<domain>`` (993, implicit TLS). Used when
-``[mss]`` gives the mailbox (its domain) but no ``smtp_host``.
+STARTTLS), ``_imap._tcp.<domain>`` (143, STARTTLS) and ``_imaps._tcp.<domain>`` (993, implicit TLS); RFC 8314
+adds ``_submissions._tcp.<domain>`` (465, implicit TLS), also read. Used when ``[mss]`` gives the mailbox (its
+domain) but no ``smtp_host``.
 
 Order (RFC 2782): lowest priority first; within one priority, a weighted random draw (``rand`` is injected so
-tests are exact). IMAP and IMAPS records are one list ordered by priority (RFC 6186 3.4); on a tie, implicit TLS
-first (RFC 8314). A single record whose target is "." says the service is not offered there. Only the first
-target is used by the sender today (no fail-over to the next one).
+tests are exact). The STARTTLS and implicit-TLS records of one service are one list ordered by priority (RFC
+6186 3.4); on a tie, implicit TLS first (RFC 8314). A single record whose target is "." says the service is not
+offered there. Only the first target is used by the sender today (no fail-over to the next one).
 
 The server's certificate is then checked against the SRV target's host name with IGC-Santé as the only
 authority: without DNSSEC an attacker who forges the answer can only send the client to another server holding
@@ -135,21 +136,27 @@ async def discover(domain: str, settings: ResolverSettings,
         raise ConfigError(f"domaine de messagerie invalide : {domain!r}", key="mss.sender_address") from exc
     resolver = _resolver(settings)
     submission, ttl_sub = await _lookup(resolver, f"_submission._tcp.{domain}.", "starttls")
+    submissions, ttl_subs = await _lookup(resolver, f"_submissions._tcp.{domain}.", "tls")
     imap, ttl_imap = await _lookup(resolver, f"_imap._tcp.{domain}.", "starttls")
     imaps, ttl_imaps = await _lookup(resolver, f"_imaps._tcp.{domain}.", "tls")
-    if not submission:
+    if not submission and not submissions:
         raise ConfigError(
-            f"aucun serveur d'envoi MSSanté publié pour le domaine {domain} (enregistrement DNS SRV "
-            f"_submission._tcp.{domain} absent) : renseignez mss.smtp_host (et mss.imap_host) avec les serveurs "
-            "donnés par votre opérateur", key="mss.smtp_host")
-    # One list for IMAP: priority decides between imap and imaps; on a tie, implicit TLS first (RFC 8314).
+            f"aucun serveur d'envoi MSSanté publié pour le domaine {domain} (enregistrements DNS SRV "
+            f"_submission._tcp.{domain} et _submissions._tcp.{domain} absents) : renseignez mss.smtp_host (et "
+            "mss.imap_host) avec les serveurs donnés par votre opérateur", key="mss.smtp_host")
+    ttls = [t for t in (ttl_sub, ttl_subs, ttl_imap, ttl_imaps) if t > 0]
+    return Discovered(domain, tuple(_merge(submissions, submission, rand)), tuple(_merge(imaps, imap, rand)),
+                      min(ttls, default=0))
+
+
+def _merge(implicit: list[SrvTarget], starttls: list[SrvTarget], rand: Callable[[], float]) -> list[SrvTarget]:
+    """One service's records as one list: by priority; on a tie, implicit TLS first (RFC 8314)."""
     by_priority: dict[int, list[SrvTarget]] = {}
-    for record in imaps + imap:
+    for record in implicit + starttls:
         by_priority.setdefault(record.priority, []).append(record)
-    imap_ordered: list[SrvTarget] = []
+    ordered: list[SrvTarget] = []
     for priority in sorted(by_priority):
         group = by_priority[priority]
-        imap_ordered += order_targets([r for r in group if r.security == "tls"], rand)
-        imap_ordered += order_targets([r for r in group if r.security != "tls"], rand)
-    ttls = [t for t in (ttl_sub, ttl_imap, ttl_imaps) if t > 0]
-    return Discovered(domain, tuple(order_targets(submission, rand)), tuple(imap_ordered), min(ttls, default=0))
+        ordered += order_targets([r for r in group if r.security == "tls"], rand)
+        ordered += order_targets([r for r in group if r.security != "tls"], rand)
+    return ordered

@@ -37,6 +37,8 @@ log = get_logger("mss")
 SANDBOX_PRODUCT_REFERENCE = "RELAIS-SANDBOX"
 
 
+NO_CA_FILE = ("le fichier des autorités IGC-Santé est obligatoire : l'opérateur MSSanté n'est vérifié que par "
+              "IGC-Santé, jamais par le magasin du système (Référentiel MSSanté #2 ECO.1.1.10)")
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
@@ -46,8 +48,7 @@ def tls_context_factory(ca_file: str, cert: str, key: str, *, min_version: str =
     #2 ECO.1.1.10 and Ségur proof MSS1: IGC-Santé is the only authority trusted); TLS 1.2 only by default (Ségur
     proof MSS2 as DevBox quotes it; the référentiel's own text is not public, so both bounds are configuration)."""
     if not ca_file:
-        raise ConfigError("le fichier des autorités IGC-Santé est obligatoire : l'opérateur MSSanté n'est "
-                          "vérifié que par IGC-Santé, jamais par le magasin du système", key="mss.ca_file")
+        raise ConfigError(NO_CA_FILE, key="mss.ca_file")
 
     def make() -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the host name and the chain
@@ -123,11 +124,12 @@ def check_section(section: MssSection) -> None:
     else:
         needed["mss.username"] = section.username
         needed["mss.password_file"] = section.password_file
-    needed["mss.ca_file"] = section.ca_file  # IGC-Santé only: no fallback on the system store
     needed["mss.product_reference"] = section.product_reference  # X-MSS-NIL on every message
     for key, value in needed.items():
         if not value:
             raise ConfigError("valeur obligatoire quand mss.enabled = true", key=key)
+    if not section.ca_file:  # IGC-Santé only: no fallback on the system store
+        raise ConfigError(NO_CA_FILE, key="mss.ca_file")
     if "@" not in section.sender_address:
         raise ConfigError("adresse MSSanté attendue (nom@domaine.mssante.fr)", key="mss.sender_address")
     if TLS_VERSIONS[section.tls_min_version] > TLS_VERSIONS[section.tls_max_version]:

@@ -73,6 +73,13 @@ async def test_priority_then_weight_orders_the_targets_and_imaps_wins_a_tie() ->
     assert [(t.host, t.port, t.security) for t in low.imap] == [
         ("first.op.fr", 143, "starttls"), ("imaps.op.fr", 993, "tls"), ("imap.op.fr", 143, "starttls")]
     assert low.ttl == 120
+    with dns_server({f"_submissions._tcp.{DOMAIN}": [(0, 0, 465, "smtps.op.fr.")],
+                     f"_submission._tcp.{DOMAIN}": [(0, 0, 587, "smtp.op.fr.")]}) as server:
+        both = await dnssrv.discover(DOMAIN, dnssrv.ResolverSettings(nameserver=server.host, port=server.port))
+    # RFC 8314: implicit TLS submission (465) first on a tie; no IMAP published.
+    assert [(t.host, t.port, t.security) for t in both.submission] == [("smtps.op.fr", 465, "tls"),
+                                                                         ("smtp.op.fr", 587, "starttls")]
+    assert both.imap == ()
     assert "envoi a.op.fr:587 (STARTTLS)" in low.describe()
 
 
@@ -120,8 +127,8 @@ async def test_sender_autoconfigured_from_srv_delivers_and_reconciles(operator: 
         sender = MssSender(settings, packager(pki), FrozenClock(NOW))
         message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
         assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
-        # Resolved once and kept for the records' TTL (the clock is frozen): three SRV questions in all.
-        assert len(server.questions) == 3
+        # Resolved once and kept for the records' TTL (the clock is frozen): four SRV questions in all.
+        assert len(server.questions) == 4
     assert [m["message_id"] for m in sim.store.accepted()] == [message_id]
 
 
