@@ -9,7 +9,7 @@ domain) but no ``smtp_host``.
 Order (RFC 2782): lowest priority first; within one priority, a weighted random draw (``rand`` is injected so
 tests are exact). The STARTTLS and implicit-TLS records of one service are one list ordered by priority (RFC
 6186 3.4); on a tie, implicit TLS first (RFC 8314). A single record whose target is "." says the service is not
-offered there. Only the first target is used by the sender today (no fail-over to the next one).
+offered there. The sender tries the next target only when one cannot be reached at all (``MssSender``).
 
 The server's certificate is then checked against the SRV target's host name with IGC-Santé as the only
 authority: without DNSSEC an attacker who forges the answer can only send the client to another server holding

@@ -16,13 +16,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
 from agent.clock import Clock
 from agent.domain.ins import IdentityStatus
-from agent.errors import ConfigError, PermanentRemoteError, TransientRemoteError
+from agent.errors import ConfigError, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.logs import get_logger
 from agent.mss import acks as ackmod
 from agent.mss import dnssrv, imap, mime, rules, smtp, xdm
@@ -30,6 +30,7 @@ from agent.mss.orders import INS_OIDS, NOT_QUALIFIED_CDA
 from agent.xml.safe import parse
 
 log = get_logger("mss")
+T = TypeVar("T")
 HL7 = "urn:hl7-org:v3"
 DEFAULT_SUBJECT = "Document de santé"
 
@@ -88,15 +89,21 @@ class Autoconfig:
     min_seconds: float = 60.0
 
 
-def apply_discovered(settings: MssSettings, found: dnssrv.Discovered) -> MssSettings:
-    """The settings with the first submission and IMAP targets of the domain's SRV records."""
-    sub = found.submission[0]
-    smtp_settings = replace(settings.smtp, host=sub.host, port=sub.port, security=sub.security)
-    imap_settings = None
-    if settings.imap is not None and found.imap:
-        first = found.imap[0]
-        imap_settings = replace(settings.imap, host=first.host, port=first.port, security=first.security)
-    return replace(settings, smtp=smtp_settings, imap=imap_settings, autoconfig=None)
+@dataclass(frozen=True, slots=True)
+class Servers:
+    """The servers to try, in order: the configured one, or the domain's SRV targets (RFC 2782 order)."""
+
+    smtp: tuple[smtp.SmtpSettings, ...]
+    imap: tuple[imap.ImapSettings, ...]  # empty: no IMAP access
+
+
+def apply_discovered(settings: MssSettings, found: dnssrv.Discovered) -> Servers:
+    """The settings' credentials and TLS on each submission and IMAP target of the domain's SRV records."""
+    subs = tuple(replace(settings.smtp, host=t.host, port=t.port, security=t.security) for t in found.submission)
+    template = settings.imap
+    boxes = () if template is None else tuple(
+        replace(template, host=t.host, port=t.port, security=t.security) for t in found.imap)
+    return Servers(subs, boxes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +150,15 @@ class MssSender:
         self.settings = settings
         self.packager = packager
         self.clock = clock
-        self._resolved: tuple[float, MssSettings] | None = None  # (valid until, settings) under autoconfig
+        self._resolved: tuple[float, Servers] | None = None  # (valid until, servers) under autoconfig
 
-    async def servers(self) -> MssSettings:
-        """The settings with the servers to use now: as configured, or from the DNS SRV records (cached for
-        their TTL, bounded). Raises ``ServiceUnreachable`` when the DNS does not answer, ``TransientRemoteError``
-        ``mss_autoconfig`` (the French reason) when the domain publishes no submission server."""
+    async def servers(self) -> Servers:
+        """The servers to use now: as configured, or from the DNS SRV records (cached for their TTL, bounded).
+        Raises ``ServiceUnreachable`` when the DNS does not answer, ``TransientRemoteError`` ``mss_autoconfig``
+        (the French reason) when the domain publishes no submission server."""
         auto = self.settings.autoconfig
         if auto is None:
-            return self.settings
+            return Servers((self.settings.smtp,), () if self.settings.imap is None else (self.settings.imap,))
         now = self.clock.now().timestamp()
         if self._resolved is not None and now < self._resolved[0]:
             return self._resolved[1]
@@ -197,57 +204,71 @@ class MssSender:
         return recipient.address, message_id, mime.to_bytes(mime.build_message(message))
 
     async def send(self, out: Outgoing) -> str:
-        """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``."""
+        """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``.
+
+        With several servers (SRV targets), the next one is tried only when the previous could not be reached at
+        all (nothing left); any other outcome, an uncertain one above all, is final for this attempt."""
         address, message_id, data = await self.build(out, self.clock.now())
-        servers = await self.servers()
-        await smtp.submit(servers.smtp, servers.sender, [address], data, message_id)
+        targets = (await self.servers()).smtp
+        for index, target in enumerate(targets):
+            try:
+                await smtp.submit(target, self.settings.sender, [address], data, message_id)
+                break
+            except ServiceUnreachable as exc:
+                if exc.maybe_delivered or index == len(targets) - 1:
+                    raise
+                log.info("serveur d'envoi MSSanté %s:%s injoignable : serveur suivant", target.host, target.port)
         log.info("envoi %s : message MSSanté accepté par l'opérateur", out.order_id)
         return message_id
+
+    async def _imap(self, boxes: tuple[imap.ImapSettings, ...], work: Callable[[imap.ImapMailbox], T]) -> T:
+        """``work`` in a session with the first IMAP server that answers (the next one only when unreachable)."""
+        def run(settings: imap.ImapSettings) -> T:
+            with imap.ImapMailbox(settings) as box:
+                return work(box)
+
+        for index, settings in enumerate(boxes):
+            try:
+                return await asyncio.to_thread(run, settings)
+            except ServiceUnreachable:
+                if index == len(boxes) - 1:
+                    raise
+                log.info("serveur IMAP MSSanté %s:%s injoignable : serveur suivant", settings.host, settings.port)
+        raise AssertionError("no IMAP server")  # callers check that there is one
 
     async def find(self, order_id: str, destination: str) -> str | None:
         """The Message-ID when the operator already holds this delivery (reconciliation), else None.
 
         Without IMAP nothing can be verified: refusing is the only way never to send twice."""
-        servers = await self.servers()
-        if servers.imap is None:
+        boxes = (await self.servers()).imap
+        if not boxes:
             raise PermanentRemoteError(
                 "L'envoi a peut-être déjà eu lieu et ne peut pas être vérifié (IMAP non configuré) : "
                 "vérifiez la boîte d'envoi avant de relancer.", service="mss", code="mss_unverifiable")
         message_id = self.message_id(order_id, destination)
-        settings = servers.imap
-
-        def look() -> bool:
-            with imap.ImapMailbox(settings) as box:
-                return box.holds_message_id(message_id)
-
-        return message_id if await asyncio.to_thread(look) else None
+        held = await self._imap(boxes, lambda box: box.holds_message_id(message_id))
+        return message_id if held else None
 
     async def probe(self) -> None:
         """Raises when the operator cannot be reached (connectivity check of the queue)."""
         servers = await self.servers()
-        if servers.imap is None:
-            await asyncio.to_thread(smtp.check_blocking, servers.smtp)
+        if servers.imap:
+            await self._imap(servers.imap, lambda box: box.noop())
             return
-        settings = servers.imap
-
-        def noop() -> None:
-            with imap.ImapMailbox(settings) as box:
-                box.noop()
-
-        await asyncio.to_thread(noop)
+        for index, target in enumerate(servers.smtp):
+            try:
+                await asyncio.to_thread(smtp.check_blocking, target)
+                return
+            except ServiceUnreachable:
+                if index == len(servers.smtp) - 1:
+                    raise
 
     async def read_acks(self, uidvalidity: int, last_uid: int) -> AckBatch:
         """New acknowledgements in the INBOX after ``last_uid``."""
-        servers = await self.servers()
-        if servers.imap is None:
+        boxes = (await self.servers()).imap
+        if not boxes:
             return AckBatch([], uidvalidity, last_uid)
-        settings = servers.imap
-
-        def fetch() -> imap.Fetched:
-            with imap.ImapMailbox(settings) as box:
-                return box.fetch_new(last_uid, uidvalidity)
-
-        fetched = await asyncio.to_thread(fetch)
+        fetched = await self._imap(boxes, lambda box: box.fetch_new(last_uid, uidvalidity))
         found: list[ackmod.Ack] = []
         for _uid, data in fetched.messages:
             try:

@@ -111,11 +111,13 @@ async def test_a_dns_server_that_does_not_answer_is_unreachable_not_a_configurat
 
 async def test_sender_autoconfigured_from_srv_delivers_and_reconciles(operator: Any, cs9: bytes) -> None:
     """[mss] with the mailbox but no smtp_host: the SRV records name the operator's submission (STARTTLS) and IMAP
-    servers; a higher-priority-number _imap._tcp pointing nowhere is not used."""
+    servers. The first target of each (priority 0) does not answer: the next one is used (RFC 2782)."""
     sim, endpoint, pki = operator
     domain = endpoint["sender"].rsplit("@", 1)[1]
-    zone = {f"_submission._tcp.{domain}": [(0, 1, endpoint["submission"]["port"], "localhost.")],
-            f"_imaps._tcp.{domain}": [(0, 1, endpoint["imap"]["port"], "localhost.")],
+    zone = {f"_submission._tcp.{domain}": [(0, 1, closed_port(), "localhost."),
+                                           (10, 1, endpoint["submission"]["port"], "localhost.")],
+            f"_imaps._tcp.{domain}": [(0, 1, closed_port(), "localhost."),
+                                      (5, 1, endpoint["imap"]["port"], "localhost.")],
             f"_imap._tcp.{domain}": [(10, 1, closed_port(), "localhost.")]}
     client = pki.issue("mss-client-auto", common_name=endpoint["sender"], client=True)
     with dns_server(zone) as server:
@@ -127,6 +129,9 @@ async def test_sender_autoconfigured_from_srv_delivers_and_reconciles(operator: 
         sender = MssSender(settings, packager(pki), FrozenClock(NOW))
         message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
         assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
+        batch = await sender.read_acks(0, 0)
+        assert message_id in {a.original_message_id for a in batch.acks}
+        await sender.probe()
         # Resolved once and kept for the records' TTL (the clock is frozen): four SRV questions in all.
         assert len(server.questions) == 4
     assert [m["message_id"] for m in sim.store.accepted()] == [message_id]
