@@ -97,7 +97,11 @@ def _resolver(settings: ResolverSettings) -> dns.asyncresolver.Resolver:
         resolver.nameservers = [settings.nameserver]
         resolver.port = settings.port
     else:
-        resolver = dns.asyncresolver.Resolver()
+        try:
+            resolver = dns.asyncresolver.Resolver()
+        except dns.resolver.NoResolverConfiguration as exc:
+            raise ConfigError("aucun serveur DNS configuré sur ce poste : renseignez mss.dns_nameserver",
+                              key="mss.dns_nameserver") from exc
     resolver.lifetime = settings.timeout
     resolver.timeout = settings.timeout
     return resolver

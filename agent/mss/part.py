@@ -24,7 +24,7 @@ from agent.mss.acks import AckKind, AckOutcome, failure_reason
 from agent.mss.directory import DirectoryClient
 from agent.mss.gateway import MssDelivery
 from agent.mss.orders import NOT_QUALIFIED_NOTE
-from agent.mss.service import MssSender
+from agent.mss.service import MssSender, autoconfig_status
 from agent.store import mss_acks
 from agent.store.db import Database
 
@@ -53,6 +53,7 @@ class MssPart(Lifecycle):
         sender = self.sender
         return {"connectivity": {"mss": {
             "configured": sender is not None, "sender": sender.settings.sender if sender is not None else None,
+            "autoconfig": autoconfig_status(sender) if sender is not None else None,
             **self._connectivity.reading("mss").as_dict(), "directory": self.directory is not None}}}
 
     async def start(self) -> None:

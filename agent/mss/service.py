@@ -151,6 +151,7 @@ class MssSender:
         self.packager = packager
         self.clock = clock
         self._resolved: tuple[float, Servers] | None = None  # (valid until, servers) under autoconfig
+        self.discovered: dnssrv.Discovered | None = None  # the last DNS SRV answer (for /v1/status)
 
     async def servers(self) -> Servers:
         """The servers to use now: as configured, or from the DNS SRV records (cached for their TTL, bounded).
@@ -167,6 +168,7 @@ class MssSender:
         except ConfigError as exc:  # nothing published: the delivery waits (the operator or the config may change)
             raise TransientRemoteError(exc.message, service="mss", code="mss_autoconfig") from exc
         resolved = apply_discovered(self.settings, found)
+        self.discovered = found
         self._resolved = (now + min(auto.max_seconds, max(auto.min_seconds, found.ttl)), resolved)
         log.info("MSSanté autoconfigurée par DNS SRV (%s) : %s", auto.domain, found.describe())
         return resolved
@@ -276,6 +278,21 @@ class MssSender:
             except (ValueError, LookupError, TypeError):  # a malformed report is skipped, never fatal
                 log.warning("accusé MSSanté illisible ignoré")
         return AckBatch(found, fetched.uidvalidity, fetched.last_uid)
+
+
+def autoconfig_status(sender: MssSender) -> dict[str, Any] | None:
+    """``connectivity.mss.autoconfig`` of /v1/status: the domain and the first servers its SRV records name
+    (None until the first look-up), or None when the servers are configured."""
+    auto = sender.settings.autoconfig
+    if auto is None:
+        return None
+    found = sender.discovered
+
+    def first(targets: tuple[dnssrv.SrvTarget, ...]) -> str | None:
+        return f"{targets[0].host}:{targets[0].port}" if targets else None
+
+    return {"domain": auto.domain, "submission": first(found.submission) if found else None,
+            "imap": first(found.imap) if found else None}
 
 
 def describe(settings: MssSettings) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from agent.config import MssSection
 from agent.errors import ConfigError, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.mss import dnssrv, smtp
 from agent.mss.factory import settings_from, tls_context_factory
-from agent.mss.service import MssSender
+from agent.mss.service import MssSender, autoconfig_status
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
@@ -114,9 +114,10 @@ async def test_sender_autoconfigured_from_srv_delivers_and_reconciles(operator: 
     servers. The first target of each (priority 0) does not answer: the next one is used (RFC 2782)."""
     sim, endpoint, pki = operator
     domain = endpoint["sender"].rsplit("@", 1)[1]
-    zone = {f"_submission._tcp.{domain}": [(0, 1, closed_port(), "localhost."),
+    closed = closed_port()
+    zone = {f"_submission._tcp.{domain}": [(0, 1, closed, "localhost."),
                                            (10, 1, endpoint["submission"]["port"], "localhost.")],
-            f"_imaps._tcp.{domain}": [(0, 1, closed_port(), "localhost."),
+            f"_imaps._tcp.{domain}": [(0, 1, closed, "localhost."),
                                       (5, 1, endpoint["imap"]["port"], "localhost.")],
             f"_imap._tcp.{domain}": [(10, 1, closed_port(), "localhost.")]}
     client = pki.issue("mss-client-auto", common_name=endpoint["sender"], client=True)
@@ -127,11 +128,14 @@ async def test_sender_autoconfigured_from_srv_delivers_and_reconciles(operator: 
         settings = settings_from(section, None)
         assert settings is not None and settings.autoconfig is not None and settings.autoconfig.domain == domain
         sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+        assert autoconfig_status(sender) == {"domain": domain, "submission": None, "imap": None}
         message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
         assert await sender.find("ord-1", "mss:dr.x@medecin.demo.mssante.fr") == message_id
         batch = await sender.read_acks(0, 0)
         assert message_id in {a.original_message_id for a in batch.acks}
         await sender.probe()
+        assert autoconfig_status(sender) == {"domain": domain, "submission": f"localhost:{closed}",
+                                             "imap": f"localhost:{closed}"}  # the first named, as published
         # Resolved once and kept for the records' TTL (the clock is frozen): four SRV questions in all.
         assert len(server.questions) == 4
     assert [m["message_id"] for m in sim.store.accepted()] == [message_id]
