@@ -249,6 +249,8 @@ class MssSection:
     sender_name: str = ""
     # Domain of the Message-IDs; empty = the sender's domain.
     message_id_domain: str = ""
+    # Empty: the servers are found by DNS SRV autoconfiguration (RFC 6186, the operators' API LPS) from the
+    # domain of sender_address: _submission._tcp, then _imaps._tcp / _imap._tcp.
     smtp_host: str = ""
     smtp_port: int = 465
     smtp_security: Literal["tls", "starttls"] = "tls"
@@ -263,8 +265,18 @@ class MssSection:
     client_key: str = ""
     username: str = ""
     password_file: str = ""
-    # CA bundle to trust for the operator; empty = the system's.
+    # IGC-Santé authorities, the only ones trusted for the operator (ECO.1.1.10, Ségur proof MSS1); required.
     ca_file: str = ""
+    # TLS versions with the operator. The Ségur proof MSS2, as DevBox quotes the référentiel, asks for TLS 1.2
+    # only (a server offering TLS 1.3 alone must be refused); the référentiel's full text is not public.
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    tls_max_version: Literal["1.2", "1.3"] = "1.2"
+    # DNS server asked for the SRV records (autoconfiguration); empty = the system's resolver.
+    dns_nameserver: str = ""
+    dns_port: int = 53
+    # The CSE platform's mailbox (certificats de santé de l'enfant, LGC.CSE.15): a CS9 or CS24 goes there
+    # automatically. No public source names it; check it with the ANS. Empty: no automatic recipient.
+    cse_address: str = "certificatsdesante@plateformecse.mssante.fr"
     timeout_seconds: float = 60.0
     ack_poll_seconds: float = 60.0
     patient_no_reply: bool = True

@@ -94,7 +94,8 @@ async def build(request: web.Request) -> web.Response:
     built = await service.abuild(kind, _object(body, "patient"), _object(body, "author"), _object(body, "data"))
     answer: dict[str, Any] = {"cda_base64": built.cda_base64, "unique_id": built.unique_id,
                               "document": built.metadata()}
-    notice = cse_notice_for_cda(built.cda, str(_object(body, "data").get("exam") or "") or None)
+    notice = cse_notice_for_cda(built.cda, str(_object(body, "data").get("exam") or "") or None,
+                                cse_address=service.cse_address)
     answer["cse_due"] = cse_notice_json(notice)
     if service.validator is not None:
         answer["validation"] = (await service.avalidate(built.cda)).as_dict()

@@ -251,7 +251,11 @@ def register(table: RouteTable) -> None:
     table.post("/v1/orders/{id}/send-now", send_now, summary="Envoyer sans attendre la fin du délai", tag=tag,
                responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
     table.post("/v1/orders/{id}/retry", retry, summary="Relancer un envoi en échec", tag=tag,
-               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
+               description="Les destinations en échec repartent, sauf un message MSSanté rejeté par le serveur du "
+                           "destinataire (mss_bounced : même message, même adresse, même refus) ; 409 mss_bounced "
+                           "quand il est le seul échec : corriger l'adresse et créer un nouvel envoi.",
+               responses={200: json_response("Ordre", ORDER_SCHEMA),
+                          409: problem_response("not_failed, order_cancelled, mss_bounced")})
     table.get("/v1/documents/{unique_id}", document_status, summary="Ce document a-t-il déjà été envoyé au DMP ?",
               tag=tag, responses={200: json_response("État d'envoi du document", {
                   "type": "object", "properties": {"unique_id": {"type": "string"}, "fed": {"type": "boolean"},

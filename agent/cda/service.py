@@ -51,8 +51,10 @@ class CdaService:
         organisation: dict[str, Any] | None = None,
         cps_holder: Callable[[], CpsHolder | None] | None = None,
         allow_unvalidated: bool = False,
+        cse_address: str = catalogue.CSE_MSS_ADDRESS,
     ) -> None:
         self.clock = clock
+        self.cse_address = cse_address  # [mss] cse_address: where a CS9 / CS24 goes (LGC.CSE.15)
         self.validator = validator
         # The value sets come from the validator's kit unless given; none at all: coded answers are refused.
         if value_sets is None:
@@ -84,7 +86,7 @@ class CdaService:
     # -- send-orders --------------------------------------------------------------------------------------------
     def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None."""
-        return cse_notice_json(cse_notice_for_order(body))
+        return cse_notice_json(cse_notice_for_order(body, cse_address=self.cse_address))
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
                              author: dict[str, Any]) -> bytes:
@@ -128,7 +130,8 @@ class CdaService:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
 
 
-def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNotice | None:
+def cse_notice_for_cda(cda: bytes, exam: str | None = None, *,
+                       cse_address: str = catalogue.CSE_MSS_ADDRESS) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a document about to be sent: is a certificat de santé due because of it?
 
     Reads the type code, the service start and the patient's birth date from the CDA header (hardened parse).
@@ -146,10 +149,11 @@ def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNoti
         examined = date(*_ymd(low.get("value", "") if low is not None else ""))
     except ValueError:
         return None
-    return catalogue.cse_due_for(type_code, born, examined, exam)
+    return catalogue.cse_due_for(type_code, born, examined, exam, cse_address=cse_address)
 
 
-def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
+def cse_notice_for_order(body: dict[str, Any], *,
+                         cse_address: str = catalogue.CSE_MSS_ADDRESS) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a ``POST /v1/orders`` body: a CR d'examen de l'enfant sent as a PDF (type code, the
     patient's birth date, service start) or as a ready CDA (read from its header). Never raises: a body the
     queue refuses simply has no notice."""
@@ -160,7 +164,7 @@ def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
     try:
         if "cda_base64" in document:
             return cse_notice_for_cda(decode_base64(document.get("cda_base64"), "document.cda_base64", "CDA"),
-                                      exam)
+                                      exam, cse_address=cse_address)
         if document.get("type_code") != "59283-2":
             return None
         patient = body.get("patient")
@@ -168,7 +172,7 @@ def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
         examined = parse_when(document.get("service_start"), "document.service_start").astimezone(PARIS).date()
     except (InvalidInput, ValueError):
         return None
-    return catalogue.cse_due_for("59283-2", born, examined, exam)
+    return catalogue.cse_due_for("59283-2", born, examined, exam, cse_address=cse_address)
 
 
 def cse_notice_json(notice: catalogue.CseNotice | None) -> dict[str, Any] | None:

@@ -145,7 +145,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
         intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds),
-        executor=executor, events=events, documents=cda, rules=mss_orders.prepare_order, feeding=rights.rights,
+        executor=executor, events=events, documents=cda, feeding=rights.rights,
+        rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address),
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
     inbound = Inbound(forwarding=forwarding, orders=orders)
     routing = await stack.enter_async_context(RoutingService(
@@ -298,7 +299,7 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     return CdaService(clock=clock, validator=validator,
                       vaccines=VaccineTable.load(Path(section.vaccines_file) if section.vaccines_file else None),
                       allow_test_oids=config.allow_test_oids, allow_unvalidated=allow_unvalidated,
-                      organisation=organisation, cps_holder=cards.cps_holder)
+                      organisation=organisation, cps_holder=cards.cps_holder, cse_address=config.mss.cse_address)
 
 
 def _warm(validator: CdaValidator) -> None:
@@ -319,7 +320,7 @@ def _mss(config: Config, clock: Clock, db: Database, bus: EventBus, connectivity
     sender = mss_factory.sender_for(config, env.endpoint("mss") if env is not None else None, packager, clock)
     directory = mss_factory.directory_for(config, env.endpoint("directory") if env is not None else None)
     return MssPart(db=db, clock=clock, bus=bus, connectivity=connectivity, sender=sender,
-                   interval=config.mss.ack_poll_seconds, directory=directory)
+                   interval=config.mss.ack_poll_seconds, directory=directory, cse_address=config.mss.cse_address)
 
 
 def _frames(config: Config, db: Database, cipher: ContentCipher, clock: Clock, dmp: DmpClient | None,

@@ -97,17 +97,36 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _mss_line(config: Config, line: Any) -> None:
-    """Why MSSanté would refuse to start (e.g. no IGC-Santé CA file), before the agent is started."""
-    from agent.mss.factory import check_section
+    """Why MSSanté would refuse to start (e.g. no IGC-Santé CA file), before the agent is started; without
+    ``smtp_host``, what the DNS SRV autoconfiguration finds (or why it finds nothing)."""
+    import asyncio
 
-    if not config.mss.enabled:
+    from agent.mss import dnssrv
+    from agent.mss.factory import check_section, resolver_settings
+
+    section = config.mss
+    if not section.enabled:
         return
     try:
-        check_section(config.mss)
+        check_section(section)
     except ConfigError as exc:
         line("ERREUR", f"MSSanté ne démarrera pas : {exc.message}")
+        return
+    line("OK", f"MSSanté configurée : {section.sender_address}")
+    if section.smtp_host:
+        return
+    domain = section.sender_address.rsplit("@", 1)[-1]
+    try:
+        found = asyncio.run(dnssrv.discover(domain, resolver_settings(section)))
+    except ConfigError as exc:
+        line("ERREUR", f"MSSanté : {exc.message}")
+    except RelaisError as exc:
+        line("ATTENTION", f"MSSanté : {exc.message}")
     else:
-        line("OK", f"MSSanté configurée : {config.mss.sender_address}")
+        line("OK", f"MSSanté autoconfigurée par DNS SRV ({domain}) : {found.describe()}")
+        if not found.imap:
+            line("ATTENTION", "MSSanté : aucun serveur IMAP publié (_imaps._tcp, _imap._tcp) : accusés de "
+                 "réception non lus, envoi incertain jamais vérifié")
 
 
 def _platform_lines(config: Config, line: Any) -> None:

@@ -21,6 +21,7 @@ OID_FORMAT_CODES_ANS = "1.2.250.1.213.1.1.4.2.282"  # TRE_A06 formats ANS (urn:a
 OID_FORMAT_CODES_IHE = "1.3.6.1.4.1.19376.1.2.3"  # IHE format codes (urn:ihe:...)
 
 FORMAT_N1_PDF = "urn:ihe:iti:xds-sd:pdf:2008"
+# The CSE platform's mailbox by default; the agent takes it from `[mss] cse_address` (no public source names it).
 CSE_MSS_ADDRESS = "certificatsdesante@plateformecse.mssante.fr"
 
 
@@ -211,7 +212,8 @@ CSE_WINDOWS = (("cse_cs8", 0, 28), ("cse_cs9", 240, 330), ("cse_cs24", 670, 790)
 CSE_EXAM_CODES = {"8j": "cse_cs8", "9m": "cse_cs9", "24m": "cse_cs24"}
 
 
-def cse_due_for(type_code: str, birth: date, exam_day: date, exam: str | None = None) -> CseNotice | None:
+def cse_due_for(type_code: str, birth: date, exam_day: date, exam: str | None = None, *,
+                cse_address: str = CSE_MSS_ADDRESS) -> CseNotice | None:
     """The certificate due for an order of ``type_code`` about a child born on ``birth`` examined on ``exam_day``.
 
     Only the CR d'examen de l'enfant (59283-2) triggers one. ``exam`` ("8j", "9m", "24m") is what the LGC knows
@@ -227,13 +229,16 @@ def cse_due_for(type_code: str, birth: date, exam_day: date, exam: str | None = 
     if kind is None:
         return None
     doc = _BY_KIND[kind]
-    recipient = cse_mss_recipient(kind)
+    recipient = cse_mss_recipient(kind, cse_address)
     message = f"Examen du {CSE_EXAMS[kind]} saisi : le {doc.title.lower()} est à remplir"
     message += (" ; une fois validé, il sera envoyé par MSSanté à la plateforme des certificats de santé."
                 if recipient else ".")
     return CseNotice(kind, CSE_EXAMS[kind], doc.title, message, recipient)
 
 
-def cse_mss_recipient(kind: str) -> str | None:
-    """LGC.CSE.15: a validated CS9 or CS24 goes to the CSE platform by MSSanté."""
-    return CSE_MSS_ADDRESS if kind in ("cse_cs9", "cse_cs24") else None
+def cse_mss_recipient(kind: str, address: str = CSE_MSS_ADDRESS) -> str | None:
+    """LGC.CSE.15: a validated CS9 or CS24 goes to the CSE platform (``address``, configuration) by MSSanté;
+    None for other kinds, or when no platform address is configured."""
+    if kind not in ("cse_cs9", "cse_cs24"):
+        return None
+    return address.strip().lower() or None

@@ -99,6 +99,13 @@ for _state in CANCELLABLE:
     TRANSITIONS[(_state, Event.CANCEL)] = S.CANCELLED
 
 TERMINAL = frozenset({S.SENT, S.CANCELLED})
+# Failures a retry cannot mend. ``mss_bounced``: the recipient's server refused the mail after the operator took
+# it (a failed DSN: unknown or closed mailbox, refused message). The same message to the same address would be
+# refused again, and its Message-ID is already in the operator's Sent folder, so a "retry" could only reconcile
+# as sent: the doctor must correct the address and send a new order.
+NOT_RETRYABLE = {"mss_bounced": ("Le serveur du destinataire a refusé ce message (la raison est dans l'envoi) : "
+                                 "le renvoyer à la même adresse ne peut pas aboutir. Vérifiez l'adresse MSSanté "
+                                 "(annuaire santé) et créez un nouvel envoi.")}
 # The order's summary state: the most pressing state among its deliveries, in this order.
 SUMMARY_PRIORITY = (S.SENDING, S.FAILED, S.WAITING_CARD, S.WAITING_NETWORK, S.RETRYING, S.READY, S.SCHEDULED,
                     S.FORWARDED, S.SENT, S.CANCELLED)

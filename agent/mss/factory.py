@@ -8,6 +8,7 @@ An enabled ``[mss]`` section that lacks what it needs stops the agent at start w
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import ssl
 import uuid
@@ -24,9 +25,9 @@ from agent.dmp.valuesets import ValueSets
 from agent.domain.signing import Signer
 from agent.errors import ConfigError
 from agent.logs import get_logger
-from agent.mss import imap, smtp, xdm
+from agent.mss import dnssrv, imap, rules, smtp, xdm
 from agent.mss.directory import DirectoryClient
-from agent.mss.service import MssSender, MssSettings, Outgoing, Packager
+from agent.mss.service import Autoconfig, MssSender, MssSettings, Outgoing, Packager
 from agent.xml.cda_header import CdaHeader
 
 log = get_logger("mss")
@@ -36,17 +37,24 @@ log = get_logger("mss")
 SANDBOX_PRODUCT_REFERENCE = "RELAIS-SANDBOX"
 
 
-def tls_context_factory(ca_file: str, cert: str, key: str) -> Callable[[], ssl.SSLContext]:
+NO_CA_FILE = ("le fichier des autorités IGC-Santé est obligatoire : l'opérateur MSSanté n'est vérifié que par "
+              "IGC-Santé, jamais par le magasin du système (Référentiel MSSanté #2 ECO.1.1.10)")
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def tls_context_factory(ca_file: str, cert: str, key: str, *, min_version: str = "1.2",
+                        max_version: str = "1.2") -> Callable[[], ssl.SSLContext]:
     """TLS for SMTP and IMAP: the server checked against ``ca_file`` alone, never the system store (Référentiel
-    #2 ECO.1.1.10 and Ségur proof MSS1: IGC-Santé is the only authority trusted), TLS 1.2 or later."""
+    #2 ECO.1.1.10 and Ségur proof MSS1: IGC-Santé is the only authority trusted); TLS 1.2 only by default (Ségur
+    proof MSS2 as DevBox quotes it; the référentiel's own text is not public, so both bounds are configuration)."""
     if not ca_file:
-        raise ConfigError("le fichier des autorités IGC-Santé est obligatoire : l'opérateur MSSanté n'est "
-                          "vérifié que par IGC-Santé, jamais par le magasin du système", key="mss.ca_file")
+        raise ConfigError(NO_CA_FILE, key="mss.ca_file")
 
     def make() -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the host name and the chain
         context.load_verify_locations(cafile=ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.minimum_version = TLS_VERSIONS[min_version]
+        context.maximum_version = TLS_VERSIONS[max_version]
         if cert:
             context.load_cert_chain(cert, key or cert)
         return context
@@ -82,8 +90,12 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
         except OSError as exc:
             raise ConfigError(f"fichier de mot de passe illisible : {exc.strerror}", key="mss.password_file") from exc
     cert = section.client_cert if section.auth == "certificate" else ""
-    factory = tls_context_factory(section.ca_file, cert, section.client_key)
+    factory = tls_context_factory(section.ca_file, cert, section.client_key, min_version=section.tls_min_version,
+                                  max_version=section.tls_max_version)
     username = section.username if section.auth == "password" else ""
+    # No smtp_host: both servers come from the domain's SRV records (RFC 6186), looked up when first needed.
+    auto = None if section.smtp_host else Autoconfig(domain=section.sender_address.rsplit("@", 1)[-1],
+                                                      resolver=resolver_settings(section))
     return MssSettings(
         sender=section.sender_address, product_reference=section.product_reference,
         sender_name=section.sender_name, message_id_domain=section.message_id_domain,
@@ -94,27 +106,43 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
                                security=section.imap_security,
                                username=section.username or section.sender_address, password=password,
                                timeout=section.timeout_seconds, sent=section.sent_folder)
-        if section.imap_host else None,
-        patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt)
+        if section.imap_host or auto is not None else None,
+        patient_no_reply=section.patient_no_reply, read_receipt=section.read_receipt, autoconfig=auto)
+
+
+def resolver_settings(section: MssSection) -> dnssrv.ResolverSettings:
+    return dnssrv.ResolverSettings(nameserver=section.dns_nameserver, port=section.dns_port,
+                                   timeout=min(section.timeout_seconds, 10.0))
 
 
 def check_section(section: MssSection) -> None:
     """What an enabled [mss] section needs, each missing key named (the agent refuses to start without it, and
     ``relais doctor`` says why)."""
-    needed = {"mss.sender_address": section.sender_address, "mss.smtp_host": section.smtp_host}
+    needed = {"mss.sender_address": section.sender_address}  # no smtp_host: DNS SRV autoconfiguration
     if section.auth == "certificate":
         needed["mss.client_cert"] = section.client_cert
     else:
         needed["mss.username"] = section.username
         needed["mss.password_file"] = section.password_file
-    needed["mss.ca_file"] = section.ca_file  # IGC-Santé only: no fallback on the system store
     needed["mss.product_reference"] = section.product_reference  # X-MSS-NIL on every message
     for key, value in needed.items():
         if not value:
             raise ConfigError("valeur obligatoire quand mss.enabled = true", key=key)
+    if not section.ca_file:  # IGC-Santé only: no fallback on the system store
+        raise ConfigError(NO_CA_FILE, key="mss.ca_file")
     if "@" not in section.sender_address:
         raise ConfigError("adresse MSSanté attendue (nom@domaine.mssante.fr)", key="mss.sender_address")
-    for key, port in (("mss.smtp_port", section.smtp_port), ("mss.imap_port", section.imap_port)):
+    if TLS_VERSIONS[section.tls_min_version] > TLS_VERSIONS[section.tls_max_version]:
+        raise ConfigError("tls_min_version est au-dessus de tls_max_version", key="mss.tls_min_version")
+    if section.dns_nameserver:
+        try:
+            ipaddress.ip_address(section.dns_nameserver)
+        except ValueError as exc:
+            raise ConfigError("adresse IP du serveur DNS attendue", key="mss.dns_nameserver") from exc
+    if section.cse_address and not rules.is_valid_address(section.cse_address):
+        raise ConfigError("adresse MSSanté attendue (nom@domaine.mssante.fr)", key="mss.cse_address")
+    for key, port in (("mss.smtp_port", section.smtp_port), ("mss.imap_port", section.imap_port),
+                      ("mss.dns_port", section.dns_port)):
         if not 0 < port < 65536:
             raise ConfigError("port hors de la plage 1-65535", key=key)
     if section.timeout_seconds <= 0 or section.ack_poll_seconds <= 0:

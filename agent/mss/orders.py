@@ -100,11 +100,11 @@ def message_errors(message: Any) -> list[FieldError]:
     return errors
 
 
-def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
+def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_ADDRESS) -> dict[str, Any]:
     """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``.
 
     Applied whether or not MSSanté is configured yet: like the DMP's, MSS deliveries then wait in the queue
-    until it is (the order's JSON says so in ``mss_warning``)."""
+    until it is (the order's JSON says so in ``mss_warning``). ``cse_address``: ``[mss] cse_address``."""
     destinations = body.get("destinations")
     if destinations is not None and not isinstance(destinations, dict):
         return body  # the intake reports the shape error
@@ -113,7 +113,7 @@ def prepare_order(body: dict[str, Any]) -> dict[str, Any]:
     mss = dest.get("mss", [])
     if not isinstance(mss, list):
         return body
-    cse = catalogue.cse_mss_recipient(document_kind(out.get("document")))
+    cse = catalogue.cse_mss_recipient(document_kind(out.get("document")), cse_address)
     addresses = [str(item.get("address", "")) for item in mss if isinstance(item, dict)]
     if cse and cse not in {a.strip().lower() for a in addresses}:
         mss.append({"address": cse})

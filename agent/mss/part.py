@@ -24,7 +24,7 @@ from agent.mss.acks import AckKind, AckOutcome, failure_reason
 from agent.mss.directory import DirectoryClient
 from agent.mss.gateway import MssDelivery
 from agent.mss.orders import NOT_QUALIFIED_NOTE
-from agent.mss.service import MssSender
+from agent.mss.service import MssSender, autoconfig_status
 from agent.store import mss_acks
 from agent.store.db import Database
 
@@ -34,8 +34,10 @@ INBOX = "INBOX"
 
 class MssPart(Lifecycle):
     def __init__(self, *, db: Database, clock: Clock, bus: EventBus, connectivity: ConnectivityTracker,
-                 sender: MssSender | None, interval: float, directory: DirectoryClient | None = None) -> None:
+                 sender: MssSender | None, interval: float, directory: DirectoryClient | None = None,
+                 cse_address: str = catalogue.CSE_MSS_ADDRESS) -> None:
         self._db = db
+        self.cse_address = cse_address
         self._clock = clock
         self._bus = bus
         self._connectivity = connectivity
@@ -51,6 +53,7 @@ class MssPart(Lifecycle):
         sender = self.sender
         return {"connectivity": {"mss": {
             "configured": sender is not None, "sender": sender.settings.sender if sender is not None else None,
+            "autoconfig": autoconfig_status(sender) if sender is not None else None,
             **self._connectivity.reading("mss").as_dict(), "directory": self.directory is not None}}}
 
     async def start(self) -> None:
@@ -115,7 +118,7 @@ class MssPart(Lifecycle):
     async def annotate(self, order: dict[str, Any]) -> dict[str, Any]:
         """Add each MSS delivery's Message-ID and acknowledgements to an order's JSON, and the catalogue's
         proposal when the document is one it sends to the médecin traitant / adresseur and no one is named."""
-        suggestion = mss_suggestion(order)
+        suggestion = mss_suggestion(order, self.cse_address)
         if suggestion:
             order["mss_suggestion"] = suggestion
         sender = self.sender
@@ -139,14 +142,14 @@ class MssPart(Lifecycle):
         return order
 
 
-def mss_suggestion(order: dict[str, Any]) -> str | None:
+def mss_suggestion(order: dict[str, Any], cse_address: str = catalogue.CSE_MSS_ADDRESS) -> str | None:
     """French advice when the Ségur catalogue sends this document type by MSSanté (M) and the order names no
     correspondent (the CSE platform does not count)."""
     document = catalogue.by_type_code(str((order.get("document") or {}).get("type_code", "")))
     if document is None or not catalogue.default_destinations(document, catalogue.Profession.MEDECIN).mss:
         return None
     named = [d for d in order.get("deliveries", []) if str(d.get("destination", "")).startswith("mss:")
-             and d["destination"] != f"mss:{catalogue.CSE_MSS_ADDRESS}"]
+             and d["destination"] != f"mss:{cse_address}"]
     if named:
         return None
     return (f"« {document.title} » est prévu pour le médecin traitant ou l'adresseur par MSSanté : "

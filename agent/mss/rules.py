@@ -5,7 +5,8 @@ The guide's matrix, reduced to what the agent controls:
   applicative mailbox;
 - the patient's Mon espace santé mailbox (``<INS>@patient.mssante.fr``) receives it only when the document is
   visible to the patient (INVISIBLE_PATIENT = N);
-- the CSE platform (certificats de santé de l'enfant, LGC.CSE.15) is a professional recipient like any other.
+- the CSE platform (certificats de santé de l'enfant, LGC.CSE.15; ``[mss] cse_address``) is a professional
+  recipient like any other.
 
 Every refusal says why, in French, for the doctor. Nothing here does I/O.
 """
@@ -21,7 +22,6 @@ from agent.domain.ins import key_is_valid, normalize_matricule
 from agent.errors import FieldError, InvalidInput
 
 PATIENT_DOMAIN = "patient.mssante.fr"
-CSE_PLATFORM_ADDRESS = "certificatsdesante@plateformecse.mssante.fr"
 # Destination keys as the order stores them: "mss:<address>" for a professional, "patient_mss" for the patient.
 PATIENT_DESTINATION = "patient_mss"
 MSS_PREFIX = "mss:"

@@ -16,20 +16,21 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
 from agent.clock import Clock
 from agent.domain.ins import IdentityStatus
-from agent.errors import PermanentRemoteError
+from agent.errors import ConfigError, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.logs import get_logger
 from agent.mss import acks as ackmod
-from agent.mss import imap, mime, rules, smtp, xdm
+from agent.mss import dnssrv, imap, mime, rules, smtp, xdm
 from agent.mss.orders import INS_OIDS, NOT_QUALIFIED_CDA
 from agent.xml.safe import parse
 
 log = get_logger("mss")
+T = TypeVar("T")
 HL7 = "urn:hl7-org:v3"
 DEFAULT_SUBJECT = "Document de santé"
 
@@ -70,10 +71,39 @@ class MssSettings:
     imap: imap.ImapSettings | None = None
     patient_no_reply: bool = True
     read_receipt: bool = True
+    # DNS SRV autoconfiguration (RFC 6186): ``smtp`` (and ``imap`` when given) are then templates (credentials,
+    # TLS) whose host, port and security come from the domain's records, looked up when first needed.
+    autoconfig: Autoconfig | None = None
 
     @property
     def domain(self) -> str:
         return self.message_id_domain or self.sender.rsplit("@", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Autoconfig:
+    domain: str
+    resolver: dnssrv.ResolverSettings
+    # A found record is used at most this long when its TTL says more, and at least ``min_seconds``.
+    max_seconds: float = 3600.0
+    min_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Servers:
+    """The servers to try, in order: the configured one, or the domain's SRV targets (RFC 2782 order)."""
+
+    smtp: tuple[smtp.SmtpSettings, ...]
+    imap: tuple[imap.ImapSettings, ...]  # empty: no IMAP access
+
+
+def apply_discovered(settings: MssSettings, found: dnssrv.Discovered) -> Servers:
+    """The settings' credentials and TLS on each submission and IMAP target of the domain's SRV records."""
+    subs = tuple(replace(settings.smtp, host=t.host, port=t.port, security=t.security) for t in found.submission)
+    template = settings.imap
+    boxes = () if template is None else tuple(
+        replace(template, host=t.host, port=t.port, security=t.security) for t in found.imap)
+    return Servers(subs, boxes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +150,28 @@ class MssSender:
         self.settings = settings
         self.packager = packager
         self.clock = clock
+        self._resolved: tuple[float, Servers] | None = None  # (valid until, servers) under autoconfig
+        self.discovered: dnssrv.Discovered | None = None  # the last DNS SRV answer (for /v1/status)
+
+    async def servers(self) -> Servers:
+        """The servers to use now: as configured, or from the DNS SRV records (cached for their TTL, bounded).
+        Raises ``ServiceUnreachable`` when the DNS does not answer, ``TransientRemoteError`` ``mss_autoconfig``
+        (the French reason) when the domain publishes no submission server."""
+        auto = self.settings.autoconfig
+        if auto is None:
+            return Servers((self.settings.smtp,), () if self.settings.imap is None else (self.settings.imap,))
+        now = self.clock.now().timestamp()
+        if self._resolved is not None and now < self._resolved[0]:
+            return self._resolved[1]
+        try:
+            found = await dnssrv.discover(auto.domain, auto.resolver)
+        except ConfigError as exc:  # nothing published: the delivery waits (the operator or the config may change)
+            raise TransientRemoteError(exc.message, service="mss", code="mss_autoconfig") from exc
+        resolved = apply_discovered(self.settings, found)
+        self.discovered = found
+        self._resolved = (now + min(auto.max_seconds, max(auto.min_seconds, found.ttl)), resolved)
+        log.info("MSSanté autoconfigurée par DNS SRV (%s) : %s", auto.domain, found.describe())
+        return resolved
 
     def message_id(self, order_id: str, destination: str) -> str:
         return mime.message_id(order_id, destination, self.settings.domain)
@@ -154,53 +206,71 @@ class MssSender:
         return recipient.address, message_id, mime.to_bytes(mime.build_message(message))
 
     async def send(self, out: Outgoing) -> str:
-        """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``."""
+        """Submit one delivery; its Message-ID once the operator accepted DATA. Errors as in ``agent.mss.smtp``.
+
+        With several servers (SRV targets), the next one is tried only when the previous could not be reached at
+        all (nothing left); any other outcome, an uncertain one above all, is final for this attempt."""
         address, message_id, data = await self.build(out, self.clock.now())
-        await smtp.submit(self.settings.smtp, self.settings.sender, [address], data, message_id)
+        targets = (await self.servers()).smtp
+        for index, target in enumerate(targets):
+            try:
+                await smtp.submit(target, self.settings.sender, [address], data, message_id)
+                break
+            except ServiceUnreachable as exc:
+                if exc.maybe_delivered or index == len(targets) - 1:
+                    raise
+                log.info("serveur d'envoi MSSanté %s:%s injoignable : serveur suivant", target.host, target.port)
         log.info("envoi %s : message MSSanté accepté par l'opérateur", out.order_id)
         return message_id
+
+    async def _imap(self, boxes: tuple[imap.ImapSettings, ...], work: Callable[[imap.ImapMailbox], T]) -> T:
+        """``work`` in a session with the first IMAP server that answers (the next one only when unreachable)."""
+        def run(settings: imap.ImapSettings) -> T:
+            with imap.ImapMailbox(settings) as box:
+                return work(box)
+
+        for index, settings in enumerate(boxes):
+            try:
+                return await asyncio.to_thread(run, settings)
+            except ServiceUnreachable:
+                if index == len(boxes) - 1:
+                    raise
+                log.info("serveur IMAP MSSanté %s:%s injoignable : serveur suivant", settings.host, settings.port)
+        raise AssertionError("no IMAP server")  # callers check that there is one
 
     async def find(self, order_id: str, destination: str) -> str | None:
         """The Message-ID when the operator already holds this delivery (reconciliation), else None.
 
         Without IMAP nothing can be verified: refusing is the only way never to send twice."""
-        if self.settings.imap is None:
+        boxes = (await self.servers()).imap
+        if not boxes:
             raise PermanentRemoteError(
                 "L'envoi a peut-être déjà eu lieu et ne peut pas être vérifié (IMAP non configuré) : "
                 "vérifiez la boîte d'envoi avant de relancer.", service="mss", code="mss_unverifiable")
         message_id = self.message_id(order_id, destination)
-        settings = self.settings.imap
-
-        def look() -> bool:
-            with imap.ImapMailbox(settings) as box:
-                return box.holds_message_id(message_id)
-
-        return message_id if await asyncio.to_thread(look) else None
+        held = await self._imap(boxes, lambda box: box.holds_message_id(message_id))
+        return message_id if held else None
 
     async def probe(self) -> None:
         """Raises when the operator cannot be reached (connectivity check of the queue)."""
-        if self.settings.imap is None:
-            await asyncio.to_thread(smtp.check_blocking, self.settings.smtp)
+        servers = await self.servers()
+        if servers.imap:
+            await self._imap(servers.imap, lambda box: box.noop())
             return
-        settings = self.settings.imap
-
-        def noop() -> None:
-            with imap.ImapMailbox(settings) as box:
-                box.noop()
-
-        await asyncio.to_thread(noop)
+        for index, target in enumerate(servers.smtp):
+            try:
+                await asyncio.to_thread(smtp.check_blocking, target)
+                return
+            except ServiceUnreachable:
+                if index == len(servers.smtp) - 1:
+                    raise
 
     async def read_acks(self, uidvalidity: int, last_uid: int) -> AckBatch:
         """New acknowledgements in the INBOX after ``last_uid``."""
-        if self.settings.imap is None:
+        boxes = (await self.servers()).imap
+        if not boxes:
             return AckBatch([], uidvalidity, last_uid)
-        settings = self.settings.imap
-
-        def fetch() -> imap.Fetched:
-            with imap.ImapMailbox(settings) as box:
-                return box.fetch_new(last_uid, uidvalidity)
-
-        fetched = await asyncio.to_thread(fetch)
+        fetched = await self._imap(boxes, lambda box: box.fetch_new(last_uid, uidvalidity))
         found: list[ackmod.Ack] = []
         for _uid, data in fetched.messages:
             try:
@@ -210,6 +280,23 @@ class MssSender:
         return AckBatch(found, fetched.uidvalidity, fetched.last_uid)
 
 
+def autoconfig_status(sender: MssSender) -> dict[str, Any] | None:
+    """``connectivity.mss.autoconfig`` of /v1/status: the domain and the first servers its SRV records name
+    (None until the first look-up), or None when the servers are configured."""
+    auto = sender.settings.autoconfig
+    if auto is None:
+        return None
+    found = sender.discovered
+
+    def first(targets: tuple[dnssrv.SrvTarget, ...]) -> str | None:
+        return f"{targets[0].host}:{targets[0].port}" if targets else None
+
+    return {"domain": auto.domain, "submission": first(found.submission) if found else None,
+            "imap": first(found.imap) if found else None}
+
+
 def describe(settings: MssSettings) -> dict[str, Any]:
+    if settings.autoconfig is not None:
+        return {"sender": settings.sender, "smtp": f"DNS SRV {settings.autoconfig.domain}", "imap": None}
     return {"sender": settings.sender, "smtp": f"{settings.smtp.host}:{settings.smtp.port}",
             "imap": f"{settings.imap.host}:{settings.imap.port}" if settings.imap else None}

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.domain.orders import (
     CANCELLABLE,
+    NOT_RETRYABLE,
     SUMMARY_PRIORITY,
     DeliveryState,
     Event,
@@ -298,8 +299,14 @@ def release_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderV
 
 
 def retry_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderView:
+    """Failed deliveries back to ready, except those a retry cannot mend (``NOT_RETRYABLE``: a bounced mail),
+    which stay failed; 409 with their reason when they are the only failed ones."""
     order = require_order(conn, order_id)
-    failed = [d for d in order.deliveries if d.state is S.FAILED]
+    failed = [d for d in order.deliveries if d.state is S.FAILED and d.last_error_code not in NOT_RETRYABLE]
+    stuck = [d for d in order.deliveries if d.state is S.FAILED and d.last_error_code in NOT_RETRYABLE]
+    if not failed and stuck:
+        code = str(stuck[0].last_error_code)
+        raise Conflict(NOT_RETRYABLE[code], code=code)
     if not failed:
         state = order.state
         next_state(state if state is not S.FAILED else S.READY, Event.RETRY)

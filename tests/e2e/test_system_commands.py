@@ -62,3 +62,9 @@ def test_doctor_says_why_mssante_would_not_start_without_the_igc_sante_authority
     result = run(env, "doctor", "--config", str(config), "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 1
     assert "MSSanté ne démarrera pas" in result.stdout and "mss.ca_file" in result.stdout, result.stdout
+    assert "jamais par le magasin du système" in result.stdout
+    # The agent itself refuses to start, naming the key (the port is free: nothing else stops it).
+    config.write_text(config.read_text() + '[api]\nport = 0\n[cards]\npcsc = false\n')
+    started = run(env, "run", "--config", str(config), "--data-dir", str(tmp_path / "d"))
+    assert started.returncode == 2 and "mss.ca_file" in started.stderr, (started.stdout, started.stderr)
+    assert "autorités IGC-Santé est obligatoire" in started.stderr

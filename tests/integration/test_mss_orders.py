@@ -104,6 +104,19 @@ async def test_cs9_goes_to_the_cse_platform_and_acknowledgements_reach_the_order
     assert body["connectivity"]["mss"]["configured"] and body["connectivity"]["mss"]["reachable"], body
 
 
+async def test_the_cse_platform_is_the_configured_address(start_agent: Any, http: aiohttp.ClientSession,
+                                                          reference_dir: Path) -> None:
+    """LGC.CSE.15: no public source names the platform's mailbox, so [mss] cse_address decides where a CS9 goes."""
+    platform = "cse.test@plateforme.demo.mssante.fr"
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)},
+                              mss={"ack_poll_seconds": 3600.0, "cse_address": platform})
+    status, order = await call(http, agent, "POST", "/v1/orders",
+                               {**await cs9_order(http, agent, reference_dir), "delay_seconds": 3600})
+    assert status == 201, order
+    assert sorted(d["destination"] for d in order["deliveries"]) == sorted(
+        [f"mss:{CORRESPONDENT}", f"mss:{platform}"])
+
+
 async def test_masking_refusals_say_why(agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
     body = await cs9_order(http, agent, reference_dir, visibility={"masked_to_ps": True})
     status, problem = await call(http, agent, "POST", "/v1/orders", body)
@@ -282,3 +295,13 @@ async def test_failed_dsn_fails_the_delivery_with_the_reason_in_french(agent: An
     assert unknown[0]["last_error"]["code"] == "mss_bounced"
     assert "n'existe pas" in unknown[0]["last_error"]["message"] and "5.1.1" in unknown[0]["last_error"]["message"]
     assert unknown[0]["acknowledgement"] == "error"
+
+    # A retry cannot mend a bounce (same message, same address): 409 with the reason, nothing leaves again.
+    status, problem = await call(http, agent, "POST", f"/v1/orders/{order['id']}/retry")
+    assert status == 409 and problem["code"] == "mss_bounced", problem
+    assert "créez un nouvel envoi" in problem["detail"]
+    status, order = await call(http, agent, "GET", f"/v1/orders/{order['id']}")
+    states = {d["destination"]: d["state"] for d in order["deliveries"]}
+    assert states["mss:inconnu.x@medecin.demo.mssante.fr"] == "failed", states
+    status, sandbox = await call(http, agent, "GET", "/_sandbox/mss/messages")
+    assert [m["rcpt_tos"] for m in sandbox["items"]].count(["inconnu.x@medecin.demo.mssante.fr"]) == 1

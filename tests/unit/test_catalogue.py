@@ -57,6 +57,8 @@ def test_lookups() -> None:
     assert catalogue.by_type_code("nope") is None
     assert catalogue.cse_mss_recipient("cse_cs9") == catalogue.CSE_MSS_ADDRESS
     assert catalogue.cse_mss_recipient("cse_cs8") is None
+    assert catalogue.cse_mss_recipient("cse_cs24", "Autre@cse.fr") == "autre@cse.fr"
+    assert catalogue.cse_mss_recipient("cse_cs9", "") is None
 
 
 @pytest.mark.parametrize(("age_days", "exam", "kind"), [

@@ -39,6 +39,17 @@ def test_cs9_and_cs24_get_the_cse_platform_cs8_does_not() -> None:
     assert len(prepare_order(already)["destinations"]["mss"]) == 1
 
 
+def test_the_cse_platform_address_is_configuration() -> None:
+    """No public source names the CSE platform's mailbox: [mss] cse_address decides it, empty = none."""
+    other = "Certificats@cse.demo.mssante.fr"
+    assert prepare_order(body(), cse_address=other)["destinations"]["mss"] == [{"address": other.lower()}]
+    assert prepare_order(body(), cse_address="")["destinations"]["mss"] == []
+    only_cse: dict[str, Any] = {"document": {"type_code": "11488-4"},
+                                "deliveries": [{"destination": f"mss:{other.lower()}"}]}
+    assert mss_suggestion(only_cse, other.lower()) is not None  # the platform is no correspondent
+    assert mss_suggestion(only_cse) is None  # with the default platform, that address is a correspondent
+
+
 def test_message_options_are_checked() -> None:
     ok = prepare_order(body(mss_message={"body": "Cher confrère", "patient_no_reply": False}))
     assert ok["mss_message"]["body"] == "Cher confrère"
