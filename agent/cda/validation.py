@@ -187,10 +187,19 @@ class CdaValidator:
             findings.append(Finding(name, message, node.get("location", ""), role))
         return findings
 
+    @staticmethod
+    def schematrons() -> list[str]:
+        """Every schematron the agent may run, relative to the kit's schematrons/ folder."""
+        return [STRUCTURATION_MINIMALE, CONTENT_PROFILE, *sorted(set(VOLETS.values()))]
+
     def warm(self) -> None:
         """Compile the common schematrons now (for a benchmark or a background warm-up)."""
-        for relative in (STRUCTURATION_MINIMALE, CONTENT_PROFILE, *sorted(set(VOLETS.values()))):
+        for relative in self.schematrons():
             self._executable(relative)
+
+    def compile(self, relative: str) -> None:
+        """Compile one schematron now (``relais kit status`` checks that each one compiles)."""
+        self._executable(relative)
 
     def _executable(self, relative: str) -> Any:
         with self._lock:

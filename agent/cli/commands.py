@@ -42,6 +42,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "practice": _practice,
         "traces": cmd_traces,
         "orders": cmd_orders,
+        "kit": cmd_kit,
     }[args.command]
     return int(handler(args))
 
@@ -50,6 +51,12 @@ def cmd_orders(args: argparse.Namespace) -> int:
     from agent.cli.orders_cli import cmd_orders as run
 
     return run(args)
+
+
+def cmd_kit(args: argparse.Namespace) -> int:
+    from agent.cli.kit import run_kit
+
+    return run_kit(args, load(args))
 
 
 def _practice(args: argparse.Namespace) -> int:
