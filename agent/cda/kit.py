@@ -47,6 +47,7 @@ REQUIRED = (
     "jeuxDeValeurs",
 )
 COPIED = ("infrastructure", "schematrons", "jeuxDeValeurs", "ExemplesCDA", "README.md")
+ABSENT = "absent du kit"  # a volet's schematron the kit does not ship: documents of that volet are refused
 MAX_MEMBERS = 50_000
 MAX_BYTES = 1024 * 1024 * 1024  # uncompressed; the kit is ~25 MiB, its release archive with the tool ~100 MiB
 
@@ -308,6 +309,9 @@ def compile_schematrons(kit_dir: Path, cache_dir: Path | None) -> dict[str, str]
     validator = CdaValidator(kit_dir, cache_dir)
     results: dict[str, str] = {}
     for relative in validator.schematrons():
+        if not validator.has(relative):
+            results[Path(relative).name] = ABSENT
+            continue
         try:
             validator.compile(relative)
         except RelaisError as exc:
@@ -331,8 +335,11 @@ def describe(status: KitStatus) -> list[str]:
         lines.append("  fichiers intacts" if status.intact else
                      "  ATTENTION : des fichiers du kit ont changé depuis l'installation (réinstallez-le)")
     if status.compiled:
-        failed = {name: why for name, why in status.compiled.items() if why != "ok"}
-        lines.append(f"  schématrons compilés : {len(status.compiled) - len(failed)}/{len(status.compiled)}")
+        failed = {name: why for name, why in status.compiled.items() if why not in ("ok", ABSENT)}
+        absent = sorted(name for name, why in status.compiled.items() if why == ABSENT)
+        lines.append(f"  schématrons compilés : {len(status.compiled) - len(failed) - len(absent)}/"
+                     f"{len(status.compiled)}")
         lines.extend(f"  ERREUR {name} : {why}" for name, why in sorted(failed.items()))
+        lines.extend(f"  ATTENTION {name} absent du kit : les documents de ce volet seront refusés" for name in absent)
     return lines
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.cda.kit import compile_schematrons, describe, install_kit, kit_status
+from agent.cda.kit import ABSENT, compile_schematrons, describe, install_kit, kit_status
 from agent.clock import SystemClock
 from agent.config import Config
 
@@ -55,5 +55,5 @@ def run_kit(args: argparse.Namespace, config: Config) -> int:
             print(line)
         if config.cda.kit_dir:
             print(f"Kit utilisé par l'agent : {config.cda.kit_dir} (clé cda.kit_dir de la configuration)")
-    broken = status.intact is False or any(why != "ok" for why in status.compiled.values())
+    broken = status.intact is False or any(why not in ("ok", ABSENT) for why in status.compiled.values())
     return 1 if broken or used is None else 0

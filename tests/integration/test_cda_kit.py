@@ -70,7 +70,8 @@ def test_kit_status_on_the_command_line_says_where_which_version_and_compiles(re
     assert status["installed"]["version"] == "2025.01" and status["intact"] is True
     assert status["used"] == str(tmp_path / "data" / "reference" / "ci-sis")
     assert status["schematrons"]["ASIP-STRUCT-MIN-StrucMin.sch"] == "ok"
-    assert set(status["schematrons"].values()) == {"ok"}, status["schematrons"]
+    # Every schematron compiles; the shared kit lacks the CR-BIO volet's (reported, not a failure of the kit).
+    assert set(status["schematrons"].values()) <= {"ok", "absent du kit"}, status["schematrons"]
 
 
 def test_a_folder_is_installed_and_the_previous_kit_replaced(reference_dir: Path, release_zip: Path,
