@@ -130,7 +130,12 @@ def install_kit(source: Path, data_dir: Path, *, version: str | None = None, now
         old = Path(work) / "previous"
         if target.exists():
             target.rename(old)
-        new.rename(target)
+        try:
+            new.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)  # the previous kit back in place
+            raise
         tmp_manifest = Path(work) / MANIFEST
         tmp_manifest.write_text(json.dumps(manifest.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
         tmp_manifest.replace(root / MANIFEST)
