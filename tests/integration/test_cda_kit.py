@@ -63,6 +63,8 @@ def test_kit_status_on_the_command_line_says_where_which_version_and_compiles(re
     data = str(tmp_path / "data")
     assert main(["kit", "status", "--data-dir", data, "--no-compile"]) == 1
     assert "Aucun kit CI-SIS installé" in capsys.readouterr().out
+    main(["doctor", "--data-dir", data])
+    assert "ERREUR    aucun kit CI-SIS : aucun document CDA n'est accepté" in capsys.readouterr().out
     assert main(["kit", "install", str(release_zip), "--data-dir", data, "--version", "2025.01"]) == 0
     assert "Kit CI-SIS 2025.01 installé" in capsys.readouterr().out
     assert main(["kit", "status", "--data-dir", data, "--json"]) == 0
@@ -70,6 +72,8 @@ def test_kit_status_on_the_command_line_says_where_which_version_and_compiles(re
     assert status["installed"]["version"] == "2025.01" and status["intact"] is True
     assert status["used"] == str(tmp_path / "data" / "reference" / "ci-sis")
     assert status["schematrons"]["ASIP-STRUCT-MIN-StrucMin.sch"] == "ok"
+    main(["doctor", "--data-dir", data])
+    assert "OK        kit CI-SIS 2025.01 installé" in capsys.readouterr().out
     # Every schematron compiles; the shared kit lacks the CR-BIO volet's (reported, not a failure of the kit).
     assert set(status["schematrons"].values()) <= {"ok", "absent du kit"}, status["schematrons"]
 
