@@ -219,8 +219,9 @@ class PracticeSection:
 @dataclass(frozen=True, kw_only=True)
 class CdaSection:
     # Folder of the ANS CI-SIS kit (TestContenuCDA: infrastructure/, schematrons/, jeuxDeValeurs/) used to validate
-    # every CDA before it is accepted, and whose value sets code the documents' answers. Empty: no document is built
-    # and no order accepted (unless allow_unvalidated); under `relais demo`, RELAIS_REFERENCE/ci-sis is used.
+    # every CDA before it is accepted, and whose value sets code the documents' answers. Empty: the kit installed by
+    # `relais kit install` (<data_dir>/reference/ci-sis); under `relais demo`, RELAIS_REFERENCE/ci-sis first. No kit:
+    # no document is built and no order accepted (unless allow_unvalidated).
     kit_dir: str = ""
     # Where the schematrons compiled to XSLT are kept between starts; empty = <data_dir>/cache/cda.
     cache_dir: str = ""

@@ -7,6 +7,7 @@ identifiers and the CI-SIS report. Nothing of the document is logged.
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.cda.prefill import prefill_cse
+from agent.cda.render import CSP, embedded_pdf, render_html
 from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, cse_notice_json, decode_base64
 from agent.errors import InvalidInput, Unavailable
 
@@ -116,6 +118,37 @@ async def prefill(request: web.Request) -> web.Response:
     return web.json_response({"kind": body.get("kind"), "data": data})
 
 
+RENDER_CSP = f"{CSP}; frame-ancestors 'none'"
+
+
+async def render_order(request: web.Request) -> web.Response:
+    order_id = request.query.get("order") or ""
+    if not order_id:
+        raise InvalidInput.field("order", "Identifiant de l'ordre d'envoi dont afficher le document attendu "
+                                 "(?order=...), ou POST /v1/cda/render avec cda_base64.")
+    cda = await request.app[SERVICES].orders.order_cda(order_id)
+    return await _rendered(cda, request.query.get("format") or "html")
+
+
+async def render_posted(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    cda = await asyncio.to_thread(decode_base64, body.get("cda_base64"), "cda_base64", "Le document CDA")
+    return await _rendered(cda, request.query.get("format") or str(body.get("format") or "html"))
+
+
+async def _rendered(cda: bytes, fmt: str) -> web.Response:
+    if fmt == "pdf":
+        pdf = await asyncio.to_thread(embedded_pdf, cda)
+        # A BytesIO body: aiohttp writes a large one without holding the event loop.
+        return web.Response(body=io.BytesIO(pdf), content_type="application/pdf",
+                            headers={"Content-Disposition": "inline; filename=document.pdf"})
+    if fmt != "html":
+        raise InvalidInput.field("format", "Format de rendu attendu : html ou pdf (PDF : document N1 seulement).")
+    page = await asyncio.to_thread(render_html, cda)
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": RENDER_CSP})
+
+
 async def validate(request: web.Request) -> web.Response:
     body = await read_json(request)
     cda = await asyncio.to_thread(decode_base64, body.get("cda_base64"), "cda_base64", "Le document CDA")
@@ -123,8 +156,34 @@ async def validate(request: web.Request) -> web.Response:
     return web.json_response(report.as_dict())
 
 
+RENDER_RESPONSES = {
+    200: {"description": "Page HTML autonome et inerte (aucun script, aucune ressource externe ; "
+                         "Content-Security-Policy default-src 'none'), ou le PDF d'un document N1 (format=pdf)",
+          "content": {"text/html": {"schema": {"type": "string"}},
+                      "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+    404: problem_response("Ordre inconnu, ou contenu effacé (content_destroyed)"),
+    422: problem_response("CDA illisible, format inconnu, ou PDF demandé pour un document qui n'en contient pas "
+                          "(render_pdf_unavailable)"),
+}
+FORMAT_PARAMETER = {"name": "format", "in": "query", "schema": {"enum": ["html", "pdf"], "default": "html"},
+                    "description": "html (défaut) ; pdf : le PDF que porte un document N1"}
+
+
 def register(table: RouteTable) -> None:
     tag = "documents"
+    table.get(
+        "/v1/cda/render", render_order, summary="Afficher le document d'un ordre d'envoi (HTML)", tag=tag,
+        parameters=({"name": "order", "in": "query", "required": True, "schema": {"type": "string"},
+                     "description": "identifiant de l'ordre d'envoi"}, FORMAT_PARAMETER),
+        responses=RENDER_RESPONSES,
+    )
+    table.post(
+        "/v1/cda/render", render_posted, summary="Afficher un document CDA reçu (HTML), par exemple un document "
+        "du DMP", tag=tag, body="upload", parameters=(FORMAT_PARAMETER,),
+        request_schema={"type": "object", "required": ["cda_base64"], "properties": {
+            "cda_base64": {"type": "string", "contentEncoding": "base64"}, "format": {"enum": ["html", "pdf"]}}},
+        responses=RENDER_RESPONSES,
+    )
     table.post(
         "/v1/cda", build, summary="Construire un document CDA (N1 ou N3) sans l'envoyer", tag=tag, body="upload",
         request_schema=BUILD_REQUEST,

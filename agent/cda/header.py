@@ -161,11 +161,12 @@ class Address:
             return
         numbered = next((m for m in map(_NUMBERED.fullmatch, self.lines) if m), None)
         street = numbered.string if numbered else (self.lines[-1] if self.lines else "")
-        for line in self.lines:
-            if line != street:
-                el(addr, "additionalLocator", line)
+        # The CI-SIS allows one additionalLocator (CI-SISAddr): the other lines go into it, in order.
+        others = [line for line in self.lines if line != street]
+        if others:
+            el(addr, "additionalLocator", ", ".join(others))
         if numbered:
-            el(addr, "houseNumber", numbered.group(1))
+            el(addr, "houseNumber", numbered.group(1).strip())
             el(addr, "streetName", numbered.group(2))
         elif street:
             el(addr, "streetName", street)

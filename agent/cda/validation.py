@@ -48,6 +48,8 @@ VOLETS: dict[tuple[str, str | None], str] = {
     ("1.2.250.1.213.1.1.1.51", None): "CI-SIS_IPS-FR_2024.01.sch",
     ("1.2.250.1.213.1.1.1.13", None): "CI-SIS_VSM_1.4_2022.01.sch",
     ("1.2.250.1.213.1.1.1.39", None): "CI-SIS_EP-MED-DM_2024.01.sch",
+    # CR de biologie: the ANS releases ship this schematron; a kit without it cannot call such a document valid.
+    ("1.2.250.1.213.1.1.1.55", "2024.01"): "CI-SIS_BIO-CR-BIO_2024.01.sch",
 }
 # A document with one of these (N1, XDS-SD) is fully checked by the XSD and the structuration minimale.
 UNSTRUCTURED = "1.3.6.1.4.1.19376.1.2.20"
@@ -133,6 +135,12 @@ class CdaValidator:
         checked = ["xsd"]
         text = etree.tostring(root, encoding="unicode")
         for relative in self.schematrons_for(root):
+            if relative in VOLETS.values() and not self.has(relative):
+                errors.append(Finding("relais", f"Le schématron du volet de ce document ({Path(relative).name}) "
+                                      "manque dans le kit CI-SIS installé : le document ne peut pas être déclaré "
+                                      "valide (installez un kit complet : relais kit install).",
+                                      "/ClinicalDocument/templateId"))
+                continue
             checked.append(Path(relative).name)
             for finding in self.run_schematron(relative, text):
                 (warnings if finding.role in ("warning", "info") else errors).append(finding)
@@ -187,10 +195,24 @@ class CdaValidator:
             findings.append(Finding(name, message, node.get("location", ""), role))
         return findings
 
+    @staticmethod
+    def schematrons() -> list[str]:
+        """Every schematron the agent may run, relative to the kit's schematrons/ folder."""
+        return [STRUCTURATION_MINIMALE, CONTENT_PROFILE, *sorted(set(VOLETS.values()))]
+
     def warm(self) -> None:
         """Compile the common schematrons now (for a benchmark or a background warm-up)."""
-        for relative in (STRUCTURATION_MINIMALE, CONTENT_PROFILE, *sorted(set(VOLETS.values()))):
-            self._executable(relative)
+        for relative in self.schematrons():
+            if self.has(relative):
+                self._executable(relative)
+
+    def has(self, relative: str) -> bool:
+        """Whether the kit holds this schematron (a volet's may be missing from a partial kit)."""
+        return (self.kit_dir / "schematrons" / relative).is_file()
+
+    def compile(self, relative: str) -> None:
+        """Compile one schematron now (``relais kit status`` checks that each one compiles)."""
+        self._executable(relative)
 
     def _executable(self, relative: str) -> Any:
         with self._lock:

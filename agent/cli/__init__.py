@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["json", "csv"], default="json")
     export.add_argument("--output", metavar="FILE", help="fichier de sortie (défaut : sortie standard)")
 
+    from agent.cli.kit import add_parser as add_kit
+
+    add_kit(add)
+
     from agent.cli.orders_cli import add_parser as add_orders
 
     add_orders(add)

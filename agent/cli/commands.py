@@ -44,6 +44,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "orders": cmd_orders,
         "frames": cmd_frames,
         "homologation": cmd_homologation,
+        "kit": cmd_kit,
     }[args.command]
     return int(handler(args))
 
@@ -64,6 +65,12 @@ def cmd_homologation(args: argparse.Namespace) -> int:
     from agent.cli.homologation_cli import cmd_homologation as run
 
     return run(args)
+
+
+def cmd_kit(args: argparse.Namespace) -> int:
+    from agent.cli.kit import run_kit
+
+    return run_kit(args, load(args))
 
 
 def _practice(args: argparse.Namespace) -> int:

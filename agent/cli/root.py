@@ -33,6 +33,7 @@ from agent.audit.vitale import VitaleWatch
 from agent.cards.cps import CpsToken
 from agent.cards.readers import ReaderBackend
 from agent.cards.service import CardService
+from agent.cda.kit import installed_kit, kit_root
 from agent.cda.service import CdaService
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator
@@ -273,9 +274,11 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     the demo)."""
     section = config.cda
     kit = Path(section.kit_dir) if section.kit_dir else None
-    if kit is None and env is not None:
-        # The documented rule of cda.kit_dir: under the demo, $RELAIS_REFERENCE/ci-sis (scripts/demo.sh sets it).
-        reference = find_reference(beside_checkout=False)
+    if kit is None:
+        # The documented rule of cda.kit_dir: the kit `relais kit install` put in the data folder; under the demo,
+        # $RELAIS_REFERENCE/ci-sis first (scripts/demo.sh sets it).
+        installed = kit_root(config.data_dir) if installed_kit(config.data_dir) is not None else None
+        reference = find_reference(beside_checkout=False, installed=installed) if env is not None else installed
         kit = reference / "ci-sis" if reference is not None else None
     # The sandbox sends only to the simulators: without a kit it keeps accepting (with the warning below).
     allow_unvalidated = section.allow_unvalidated or (kit is None and env is not None)

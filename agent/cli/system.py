@@ -91,9 +91,30 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
             line("OK", f"{key} : {value}")
         else:
             line("ERREUR", f"{key} : fichier absent ({value})")
+    _kit_line(config, line)
     _mss_line(config, line)
     _platform_lines(config, line)
     return 1 if problems else 0
+
+
+def _kit_line(config: Config, line: Any) -> None:
+    """Which CI-SIS kit validates the documents (cda.kit_dir is checked with the other paths)."""
+    from agent.cda.kit import installed_kit, kit_root
+
+    if config.cda.kit_dir:
+        return
+    try:
+        manifest = installed_kit(config.data_dir)
+    except RelaisError as exc:
+        line("ERREUR", exc.message)
+        return
+    if manifest is not None:
+        line("OK", f"kit CI-SIS {manifest.version} installé : {kit_root(config.data_dir) / 'ci-sis'} "
+                   "(relais kit status pour le vérifier)")
+    elif config.cda.allow_unvalidated:
+        line("ATTENTION", "aucun kit CI-SIS : les documents CDA partent SANS validation (cda.allow_unvalidated)")
+    else:
+        line("ERREUR", "aucun kit CI-SIS : aucun document CDA n'est accepté (relais kit install <archive>)")
 
 
 def _mss_line(config: Config, line: Any) -> None:

@@ -13,6 +13,7 @@ root. Every change publishes ``order.updated`` (ids and states only).
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 from agent.clock import Clock, rfc3339
 from agent.domain.orders import CANCELLABLE, DeliveryState, NewOrder
 from agent.domain.policy import Actor, FeedingGate, TraceEvent, TraceRecorder
-from agent.errors import Conflict, InvalidInput
+from agent.errors import Conflict, InvalidInput, NotFound
 from agent.logs import get_logger
 from agent.queue.events import OrderEvents
 from agent.queue.executor import QueueExecutor
@@ -175,6 +176,18 @@ class OrderService:
 
     async def document(self, unique_id: str) -> list[tuple[repo.OrderView, repo.DeliveryView]]:
         return await self.db.read(lambda c: repo.document_status(c, unique_id))
+
+    async def order_cda(self, order_id: str) -> bytes:
+        """The CDA an order carries (to show it: ``GET /v1/cda/render?order=``); 404 once its content is erased."""
+        def read(conn: Any) -> bytes | None:
+            repo.require_order(conn, order_id)
+            return repo.open_payload(conn, self.cipher, order_id)
+
+        payload = await self.db.read(read)
+        if payload is None:
+            raise NotFound("Le contenu de cet envoi a été effacé (durée de conservation écoulée).",
+                           code="content_destroyed")
+        return base64.b64decode(json.loads(payload)["cda_base64"])
 
     # --- act ---------------------------------------------------------------------------------------------
 

@@ -41,7 +41,8 @@ def examples(kit: Path) -> list[Path]:
     return sorted((kit / "ExemplesCDA").glob("*.xml"))
 
 
-# Structured kit examples of volets whose schematron the kit does not ship: nothing checks their volet's rules.
+# Structured kit examples of volets the agent knows but whose schematron the shared kit does not ship (the ANS
+# releases do: the CR-BIO's is CI-SIS_BIO-CR-BIO_2024.01.sch): nothing checks their volet's rules here.
 NO_VOLET_SCHEMATRON = {"BIO-CR-BIO_2024.01_CR-2nde-intention-PDF.xml"}
 
 
@@ -61,7 +62,40 @@ def test_a_volet_without_schematron_is_not_called_valid(validator: CdaValidator,
     for name in NO_VOLET_SCHEMATRON:
         report = validator.validate((kit / "ExemplesCDA" / name).read_bytes())
         assert not report.valid
-        assert [e.source for e in report.errors] == ["relais"] and "Volet inconnu" in report.errors[0].message
+        assert [e.source for e in report.errors] == ["relais"]
+        assert "CI-SIS_BIO-CR-BIO_2024.01.sch" in report.errors[0].message
+        assert "manque dans le kit" in report.errors[0].message
+    # A template the agent does not know at all: "volet inconnu".
+    example = (kit / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    report = validator.validate(example.replace(b'root="1.2.250.1.213.1.1.1.46"', b'root="1.2.250.1.213.1.1.1.99"'))
+    assert not report.valid and any("Volet inconnu" in e.message for e in report.errors)
+
+
+def test_the_cr_bio_volet_is_checked_when_the_kit_ships_its_schematron(kit: Path, tmp_path: Path) -> None:
+    """A kit with the CR-BIO schematron (as the ANS releases have): the agent picks it by templateId
+    1.2.250.1.213.1.1.1.55 / 2024.01 and the kit's example passes. The top schematron is assembled here from the
+    kit's own CR-BIO includes (a view of the shared kit with links; nothing is copied)."""
+    view = tmp_path / "ci-sis"
+    (view / "schematrons").mkdir(parents=True)
+    for name in ("infrastructure", "jeuxDeValeurs", "ExemplesCDA"):
+        (view / name).symlink_to(kit / name)
+    for entry in (kit / "schematrons").iterdir():
+        (view / "schematrons" / entry.name).symlink_to(entry)
+    volet = kit / "schematrons" / "include" / "specificationsVolets" / "BIO-CR-BIO_2024.01"
+    includes = sorted(p.relative_to(kit / "schematrons").as_posix() for p in volet.rglob("*.sch"))
+    patterns = [etree.parse(str(kit / "schematrons" / i)).getroot().get("id") for i in includes]
+    (view / "schematrons" / "CI-SIS_BIO-CR-BIO_2024.01.sch").write_text(
+        '<schema xmlns="http://purl.oclc.org/dsdl/schematron" queryBinding="xslt2" defaultPhase="bio">'
+        '<ns prefix="cda" uri="urn:hl7-org:v3"/><ns prefix="xsi" uri="http://www.w3.org/2001/XMLSchema-instance"/>'
+        '<ns prefix="jdv" uri="http://esante.gouv.fr"/><ns prefix="svs" uri="urn:ihe:iti:svs:2008"/>'
+        '<include href="abstract/dansJeuDeValeurs.sch"/><include href="abstract/IVL_TS.sch"/>'
+        + "".join(f'<include href="{i}"/>' for i in includes)
+        + '<phase id="bio">' + "".join(f'<active pattern="{p}"/>' for p in patterns if p) + "</phase></schema>",
+        encoding="utf-8")
+    report = CdaValidator(view, tmp_path / "cache").validate(
+        (kit / "ExemplesCDA" / "BIO-CR-BIO_2024.01_CR-2nde-intention-PDF.xml").read_bytes())
+    assert "CI-SIS_BIO-CR-BIO_2024.01.sch" in report.checked
+    assert report.valid, [e.as_dict() for e in report.errors[:5]]
 
 
 def test_an_ep_med_dm_without_its_pdf_copy_fails_its_schematron(validator: CdaValidator, kit: Path) -> None:
