@@ -157,6 +157,31 @@ class DmpSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PscSection:
+    # Pro Santé Connect's issuer (OpenID Connect discovery at <issuer>/.well-known/openid-configuration), e.g.
+    # https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet (test platform). Empty: no PSC login, except
+    # under `relais demo`, which uses the sandbox's simulated PSC.
+    issuer: str = ""
+    # This software's client id at PSC, and the file holding its client secret (empty: public client, PKCE only).
+    client_id: str = ""
+    client_secret_file: str = ""
+    # The authorization page to open instead of the discovered one (PSC documents a "wallet" page, e.g.
+    # https://wallet.bas.psc.esante.gouv.fr/auth); empty: the discovered authorization_endpoint.
+    authorization_endpoint: str = ""
+    # CA bundle for PSC's TLS; empty: the system store.
+    ca_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "scope_all")
+    # acr_values sent with the authorization request (PSC: eidas1).
+    acr_values: str = "eidas1"
+    # The loopback redirect registered at PSC: http://127.0.0.1:<redirect_port><redirect_path> (0: a free port).
+    redirect_port: int = 0
+    redirect_path: str = "/psc/callback"
+    # How long a login started with POST /v1/psc/login waits for PSC's redirect.
+    login_timeout_seconds: float = 300.0
+    timeout_seconds: float = 20.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class QueueSection:
     # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
     delay_seconds: int = 900
@@ -286,6 +311,7 @@ class Config:
     cards: CardsSection = field(default_factory=CardsSection)
     insi: InsiSection = field(default_factory=InsiSection)
     dmp: DmpSection = field(default_factory=DmpSection)
+    psc: PscSection = field(default_factory=PscSection)
     queue: QueueSection = field(default_factory=QueueSection)
     habilitation: HabilitationSection = field(default_factory=HabilitationSection)
     practice: PracticeSection = field(default_factory=PracticeSection)

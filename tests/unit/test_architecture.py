@@ -54,16 +54,18 @@ ALLOWED: dict[str, set[str]] = {
     "cda": BASE | {"xml"},
     "ins": BASE | {"xml"},
     "dmp": BASE | {"xml"},
+    "psc": BASE,
     "mss": BASE | {"xml", "dmp", "store"},
     "queue": BASE | {"store", "xml"},
     "audit": BASE | {"store", "dmp"},
     "routing": BASE | {"store", "queue", "xml"},
-    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing"},
+    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "psc"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
                    "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",
                    "biip": "agent/cda/datamatrix.py", "signxml": "agent/xml/signing.py",
-                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py"}
+                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py",
+                   "joserfc": "agent/psc/jose.py"}
 
 
 def _imports(path: Path) -> list[str]:
