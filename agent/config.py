@@ -154,6 +154,15 @@ class DmpSection:
     purpose_centre15: str = "CENTRE_15"
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
+    # Pro Santé Connect mode ("Espace de Confiance API PSC", [CDT] 0.1-190): a DMP token exchanged for the PSC one
+    # over mutual TLS with client_cert. None of this is public (agent/dmp/psc.py says what is assumed): the token
+    # endpoint (empty: no PSC mode, the DMP needs a CPS), the header and scheme carrying the DMP token, the VIHF's
+    # Authentification_Mode and AuthnContextClassRef in this mode.
+    psc_token_url: str = ""
+    psc_token_header: str = "Authorization"  # noqa: S105 (a header name)
+    psc_token_scheme: str = "Bearer"  # noqa: S105
+    psc_vihf_mode: str = "DIRECTE"
+    psc_authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
 
 
 @dataclass(frozen=True, kw_only=True)

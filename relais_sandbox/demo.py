@@ -40,7 +40,8 @@ DEMO_PRACTICE: dict[str, Any] = {"id": "1750803447", "name": "Cabinet médical d
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order."""
-    return [InsiSimulator(), PscSimulator(), DmpSimulator(), MssSimulator(), DirectorySimulator()]
+    psc = PscSimulator()
+    return [InsiSimulator(), psc, DmpSimulator(psc=psc), MssSimulator(), DirectorySimulator()]
 
 
 async def describe_remote(url: str) -> dict[str, Any]:

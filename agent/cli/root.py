@@ -44,6 +44,7 @@ from agent.dmp.client import DmpClient, DmpEndpoints
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
+from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import CABINET, SubmissionDefaults
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.valuesets import ValueSets
@@ -285,7 +286,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         if identity is not None:  # no card: the professional connected through Pro Santé Connect
             return Professional(rpps=identity.rpps, family_name=identity.family_name,
                                 given_name=identity.given_name, profession=identity.profession or "10",
-                                specialty=identity.specialty)
+                                specialty=identity.specialty, via_psc=True)
         if section.demo_rpps:
             return Professional(rpps=section.demo_rpps, family_name=section.demo_family_name,
                                 given_name=section.demo_given_name)
@@ -296,6 +297,9 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
         client.on_connectivity = connectivity.reporter("dmp")
+        if psc is not None and endpoint.get("psc_token_url"):
+            client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,
+                                      psc.access_token, clock)
         return client
     if not section.url:
         return None
@@ -306,7 +310,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                           path=config.source)
     code, _, scheme = section.sector.partition("^")
     tls = TlsSettings(Path(section.ca_file), Path(section.client_cert), Path(section.client_key))
-    return DmpClient(
+    client = DmpClient(
         DmpEndpoints(section.url),
         Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
         clock=clock,
@@ -322,6 +326,12 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         professional=professional, document_signer=cards.require_signer,
         value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
         on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction)
+    if psc is not None and section.psc_token_url:
+        client.psc = DmpPscTokens(PscDmpSettings(
+            section.psc_token_url, header=section.psc_token_header, scheme=section.psc_token_scheme,
+            vihf_mode=section.psc_vihf_mode, authn_context=section.psc_authn_context), client.transport,
+            psc.access_token, clock)
+    return client
 
 
 def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardService,
