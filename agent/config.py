@@ -163,6 +163,11 @@ class DmpSection:
     psc_token_scheme: str = "Bearer"  # noqa: S105
     psc_vihf_mode: str = "DIRECTE"
     psc_authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+    # Web access to the DMP (Web-PS) by contextual call, TD0.9 (agent/dmp/web.py): the URL paths and parameter names
+    # are not public, so these are templates ({ins}, {oid}) of the Web-PS addresses, e.g. under
+    # https://wps-cps.dmp.monespacesante.fr/ (test: https://wps-cps.dev1.dmp.gouv.fr). Empty: no web access.
+    web_access_dashboard_url: str = ""
+    web_access_patient_url: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -227,3 +227,31 @@ async def test_without_psc_configured_its_routes_answer_503(start_agent, http):
     running = await start_agent()
     async with http.post(f"{running.url}/v1/psc/login", headers=running.headers()) as resp:
         assert resp.status == 503 and (await resp.json())["code"] == "psc_disabled"
+
+
+async def test_web_access_gives_the_contextual_url_of_the_patients_dmp_and_traces_it(start_agent, psc, http):
+    """CNDA 0.9-040 / 0.9-070: the Web-PS opened on the patient's DMP, the INS passed as parameter."""
+    template = "https://wps-cps.dev1.dmp.gouv.fr/contexte?ins={ins}&oid={oid}"
+    running = await start_agent(psc={"issuer": psc.issuer, "client_id": CLIENT_ID},
+                                dmp={"web_access_patient_url": template,
+                                     "web_access_dashboard_url": "https://wps-cps.dev1.dmp.gouv.fr/"})
+    await browse((await (await http.post(f"{running.url}/v1/psc/login", headers=running.headers())).json())[
+        "authorization_url"])
+    ins = "279035121518989"
+    async with http.get(f"{running.url}/v1/dmp/{ins}/web-access?oid=1.2.250.1.213.1.4.8",
+                        headers=running.headers()) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+    assert body["url"] == f"https://wps-cps.dev1.dmp.gouv.fr/contexte?ins={ins}&oid=1.2.250.1.213.1.4.8"
+    assert body["window_name"] and body["target"] == "patient" and body["professional_context"] == "psc"
+    traced = await recorded(running.services, "dmp.web_access")
+    assert [(t.actor_rpps, t.ins) for t in traced] == [(DEMO.rpps, ins)]
+    async with http.get(f"{running.url}/v1/dmp/web-access", headers=running.headers()) as resp:
+        assert (await resp.json())["url"] == "https://wps-cps.dev1.dmp.gouv.fr/"
+
+
+async def test_web_access_without_configuration_answers_503(start_agent, http):
+    running = await start_agent()
+    async with http.get(f"{running.url}/v1/dmp/279035121518989/web-access?oid=1.2.250.1.213.1.4.8",
+                        headers=running.headers()) as resp:
+        assert resp.status == 503 and (await resp.json())["code"] == "dmp_web_access_disabled"
