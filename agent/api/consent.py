@@ -41,7 +41,7 @@ def agent_actor(services: Services, *, client: str = "relais", mode: str = "norm
     if identity is not None:  # no CPS in a reader: the professional connected through Pro Santé Connect
         return Actor(rpps=identity.rpps, workstation=services.config.workstation_id, client=client,
                      profession=identity.profession or None, specialty=identity.specialty or None, mode=mode,
-                     family_name=identity.family_name, given_name=identity.given_name)
+                     family_name=identity.family_name, given_name=identity.given_name, via_psc=True)
     if holder is None:
         return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,

@@ -77,11 +77,17 @@ async def test_0_1_190_feed_and_consult_through_psc_with_no_card(start_agent: An
     assert status == 200, found
     assert found["items"]
 
+    # DICA (TD0.2 in the name of the actor, agent/audit/consultation.py): the PSC mode too.
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/access?oid={OID}&identity_status=QUAL")
+    assert status == 200, access
+
     # Every DMP call was made in the PSC mode, for the PSC professional; the VIHF says so.
     psc_calls = await _psc_calls(http, agent)
     actions = [c["action"] for c in psc_calls]
     assert any("ProvideAndRegister" in a for a in actions) and any("RegistryStoredQuery" in a for a in actions)
     assert {c["professional"] for c in psc_calls} == {DEMO.national_id}
+    _, all_calls = await call(http, agent, "GET", "/_sandbox/dmp/calls")
+    assert len(psc_calls) == len(all_calls["items"])  # not one call without the PSC mode
     _, calls = await call(http, agent, "GET", "/_sandbox/dmp/calls")
     last = logged_envelope(calls["items"][-1])
     assert last.findtext(f".//{{{SAML}}}AuthnContextClassRef") == \
