@@ -4,6 +4,7 @@ refresh, logout, and the refusals (state, issuer, foreign signature, PKCE, expir
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from agent.psc.service import PscPart, RedirectSettings
 from relais_sandbox.psc import ACCESS_TTL, CLIENT_ID, REFRESH_TTL, TEST_USERS, PscSimulator
 from tests.support.psc import browse, running_psc
 from tests.support.traces import recorded
+from tray.app import Tray
 
 DEMO = TEST_USERS[0]
 
@@ -255,3 +257,13 @@ async def test_web_access_without_configuration_answers_503(start_agent, http):
     async with http.get(f"{running.url}/v1/dmp/279035121518989/web-access?oid=1.2.250.1.213.1.4.8",
                         headers=running.headers()) as resp:
         assert resp.status == 503 and (await resp.json())["code"] == "dmp_web_access_disabled"
+
+
+async def test_the_tray_menu_opens_psc_in_the_system_browser(start_agent, psc):
+    running = await start_agent(psc={"issuer": psc.issuer, "client_id": CLIENT_ID})
+    tray = Tray(lambda: (running.url, running.token))
+    opened: list[str] = []
+    await asyncio.to_thread(tray.psc_login, opener=opened.append)  # the tray's client is synchronous
+    assert len(opened) == 1 and opened[0].startswith(psc.issuer + "/protocol/openid-connect/auth?")
+    status, _, _ = await browse(opened[0])
+    assert status == 200 and running.services.psc.identity().rpps == DEMO.rpps
