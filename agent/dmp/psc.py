@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from agent.clock import Clock
 from agent.dmp.models import Professional
 from agent.dmp.transport import Transport
-from agent.errors import AuthenticationRequired, Unavailable
+from agent.errors import Unavailable
 from agent.logs import get_logger
 
 log = get_logger("dmp")
@@ -88,8 +88,9 @@ class DmpPscTokens:
         if status != 200 or not isinstance(token, str) or not token:
             log.warning("DMP : échange du jeton Pro Santé Connect refusé (HTTP %s, %s)", status,
                         body.get("error", "?"))
-            raise AuthenticationRequired("Le DMP a refusé le jeton Pro Santé Connect du professionnel.",
-                                         code="dmp_psc_refused")
+            # Unavailable: the order waits (waiting_card) for the professional to connect again.
+            raise Unavailable("Le DMP a refusé le jeton Pro Santé Connect du professionnel : reconnectez-vous "
+                              "avec e-CPS.", code="dmp_psc_refused")
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else 60.0
         self._cache[rpps] = _Cached(psc, token, now + dt.timedelta(seconds=seconds))

@@ -144,3 +144,17 @@ async def test_the_dmp_refuses_psc_tokens_from_elsewhere_or_for_another_certific
     finally:
         await elsewhere.close()
     assert await _psc_calls(http, agent) == []
+
+
+async def test_a_psc_session_revoked_elsewhere_makes_the_order_wait(start_agent: Any, http: aiohttp.ClientSession,
+                                                                    reference_dir: Path) -> None:
+    agent = await start_agent(demo=DemoOptions(cards="none", tray=False), dmp={"reference_dir": str(reference_dir)})
+    await _login(http, agent)
+    status, revoked = await call(http, agent, "POST", "/_sandbox/psc/revoke", {"rpps": DEMO.rpps})
+    assert status == 200 and revoked["revoked"] == 1  # the professional logged out of PSC on another device
+    body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=OID, rpps=DEMO.rpps, delay=0)
+    status, order = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, order
+    detail = await _wait_state(http, agent, order["id"], "waiting_card")
+    assert detail["deliveries"][0]["last_error"]["code"] in ("dmp_psc_refused", "psc_session_expired"), detail
+    assert await _psc_calls(http, agent) == []  # nothing reached the DMP in the professional's name
