@@ -10,6 +10,9 @@ Connect", its userinfo page, the BAS realm ``/auth/realms/esante-wallet``):
 - userinfo with PSC's claims: ``SubjectNameID`` (the national id, ``8`` + RPPS), ``preferred_username``,
   ``SubjectRefPro.exercices[]`` (``codeProfession``, ``codeTypeSavoirFaire``/``codeSavoirFaire``,
   ``activities[]``), ``SubjectRole``, ``Secteur_Activite``, ``Palier_Authentification``;
+- the e-CPS push without a browser: OpenID CIBA in poll mode (``backchannel_authentication_endpoint``, grant
+  ``urn:openid:params:grant-type:ciba``); ANS documents a CIBA page for PSC, whose parameters were not read: the
+  standard's are played (``login_hint`` = the national id, ``binding_message``), approved at the second poll;
 - revocation (RFC 7009), end-session (logout), and introspection (RFC 7662) for the simulated DMP, which accepts
   PSC-mode calls only with a token this provider issued and still holds active.
 
@@ -45,6 +48,7 @@ CLIENT_ID = "relais-sandbox"  # the demo agent's client (public client: PKCE, no
 ACCESS_TTL = 300  # seconds; PSC's access tokens are short-lived and refreshed
 REFRESH_TTL = 1800
 CODE_TTL = 60
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,8 @@ class PscSimulator:
         self.user: TestProfessional | None = TEST_USERS[0]  # None: the professional refuses
         self.grants: dict[str, Grant] = {}
         self._codes: dict[str, PendingCode] = {}
+        self._pushes: dict[str, list[Any]] = {}  # auth_req_id -> [grant sid, polls so far, expiry]
+        self.pushes: list[dict[str, str]] = []  # what the e-CPS app was asked (national id, binding message)
         self._runner: web.AppRunner | None = None
         self.logins = 0
 
@@ -148,6 +154,7 @@ class PscSimulator:
         app.router.add_get(f"{OIDC}/userinfo", self.userinfo)
         app.router.add_post(f"{OIDC}/revoke", self.revoke)
         app.router.add_post(f"{OIDC}/token/introspect", self.introspect)
+        app.router.add_post(f"{OIDC}/ext/ciba/auth", self.ciba)
         app.router.add_get(f"{OIDC}/logout", self.logout)
         app.router.add_post(f"{OIDC}/logout", self.logout)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -176,8 +183,10 @@ class PscSimulator:
             "revocation_endpoint": f"{base}{OIDC}/revoke",
             "introspection_endpoint": f"{base}{OIDC}/token/introspect",
             "end_session_endpoint": f"{base}{OIDC}/logout",
+            "backchannel_authentication_endpoint": f"{base}{OIDC}/ext/ciba/auth",
+            "backchannel_token_delivery_modes_supported": ["poll"],
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", CIBA_GRANT],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["openid", "scope_all"],
             "acr_values_supported": ["eidas1"],
@@ -218,12 +227,47 @@ class PscSimulator:
         log.info("PSC simulé : e-CPS approuvée pour %s", self.user.national_id)
         return back(code=code)
 
+    async def ciba(self, request: web.Request) -> web.Response:
+        """OpenID CIBA (poll mode): a push to the professional's e-CPS app, approved at the second poll."""
+        form = await request.post()
+        if str(form.get("client_id", "")) != CLIENT_ID:
+            return _oauth_error("invalid_client", "client inconnu", status=401)
+        if "openid" not in str(form.get("scope", "")).split():
+            return _oauth_error("invalid_scope", "scope openid attendu")
+        hint = str(form.get("login_hint", ""))
+        user = next((u for u in TEST_USERS if hint in (u.national_id, u.rpps)), None)
+        if user is None:
+            return _oauth_error("unknown_user_id", "professionnel inconnu de Pro Santé Connect")
+        self.pushes.append({"national_id": user.national_id, "binding_message": str(form.get("binding_message", ""))})
+        auth_req_id = secrets.token_urlsafe(24)
+        sid = ""
+        if self.user is not None:  # the professional approves on the app (None: refuses)
+            sid = secrets.token_urlsafe(16)
+            self.grants[sid] = Grant(sid, user, CLIENT_ID, str(form.get("scope", "")), "",
+                                     secrets.token_urlsafe(32), self.now() + REFRESH_TTL)
+        self._pushes[auth_req_id] = [sid, 0, self.now() + 120]
+        return web.json_response({"auth_req_id": auth_req_id, "expires_in": 120, "interval": 1})
+
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id = str(form.get("client_id", ""))
         if client_id != CLIENT_ID:
             return _oauth_error("invalid_client", "client inconnu", status=401)
         grant_type = str(form.get("grant_type", ""))
+        if grant_type == CIBA_GRANT:
+            push = self._pushes.get(str(form.get("auth_req_id", "")))
+            if push is None or push[2] < self.now():
+                return _oauth_error("expired_token", "demande e-CPS inconnue ou expirée")
+            if not push[0]:
+                self._pushes.pop(str(form.get("auth_req_id", "")), None)
+                return _oauth_error("access_denied", "refusée sur l'application e-CPS")
+            push[1] += 1
+            if push[1] < 2:
+                return _oauth_error("authorization_pending", "en attente de l'application e-CPS")
+            self._pushes.pop(str(form.get("auth_req_id", "")), None)
+            self.logins += 1
+            return web.json_response(self._issue(self.grants[push[0]], with_id_token=True),
+                                     headers={"Cache-Control": "no-store"})
         if grant_type == "authorization_code":
             pending = self._codes.pop(str(form.get("code", "")), None)  # a code is used once
             if pending is None or pending.expires < self.now() or pending.client_id != client_id:
@@ -372,6 +416,12 @@ class PscSimulator:
                    request_schema={"type": "object", "properties": {"rpps": {"type": "string"},
                                                                     "refuse": {"type": "boolean"}}},
                    responses={200: json_response("Professionnel choisi")})
+        async def pushes(request: web.Request) -> web.Response:
+            return web.json_response({"items": list(self.pushes)})
+
+        table.get("/_sandbox/psc/pushes", pushes, tag="sandbox",
+                  summary="Demandes envoyées à l'application e-CPS simulée (CIBA)",
+                  responses={200: json_response("Demandes e-CPS")})
         table.get("/_sandbox/psc/sessions", sessions, tag="sandbox", summary="Connexions PSC simulées (sans jetons)",
                   responses={200: json_response("Connexions")})
         table.post("/_sandbox/psc/clock", advance, tag="sandbox", summary="Avancer l'horloge du PSC simulé",

@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.context import SERVICES, Services
+from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response
-from agent.errors import Unavailable
+from agent.errors import InvalidInput, Unavailable
 from agent.psc.service import PscPart
 
 PROFESSIONAL = {"type": "object", "properties": {
@@ -53,6 +54,15 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(await _psc(request.app[SERVICES]).begin_login())
 
 
+async def push(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    rpps = body.get("rpps")
+    if not isinstance(rpps, str) or not rpps.isdigit() or len(rpps) not in (11, 12):
+        raise InvalidInput.field("rpps", "RPPS attendu (11 chiffres, ou 12 avec le 8 initial).")
+    national_id = rpps if len(rpps) == 12 else f"8{rpps}"
+    return web.json_response(await _psc(request.app[SERVICES]).begin_push(national_id), status=202)
+
+
 async def session(request: web.Request) -> web.Response:
     return web.json_response(_psc(request.app[SERVICES]).state())
 
@@ -73,6 +83,14 @@ def register(table: RouteTable) -> None:
                    "type": "object", "required": ["authorization_url"],
                    "properties": {"authorization_url": {"type": "string"}, "redirect_uri": {"type": "string"},
                                   "expires_in": {"type": "integer"}}})})
+    table.post("/v1/psc/push", push, tag="psc", summary="Se connecter avec e-CPS par notification sur le téléphone",
+               description="Pro Santé Connect envoie la demande à l'application e-CPS du professionnel (CIBA) ; "
+                           "le code affiché doit être le même sur le téléphone. La session apparaît dans "
+                           "GET /v1/psc/session une fois la demande acceptée.",
+               request_schema={"type": "object", "required": ["rpps"], "properties": {"rpps": {"type": "string"}}},
+               responses={202: json_response("Notification envoyée", {
+                   "type": "object", "properties": {"binding_message": {"type": "string"},
+                                                    "expires_in": {"type": "integer"}}})})
     table.get("/v1/psc/session", session, tag="psc", summary="Session Pro Santé Connect du professionnel",
               responses={200: json_response("Session (jamais de jeton)", SESSION)})
     table.post("/v1/psc/logout", logout, tag="psc", summary="Se déconnecter de Pro Santé Connect",

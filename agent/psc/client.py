@@ -57,6 +57,7 @@ class ProviderMetadata:
     userinfo_endpoint: str = ""
     revocation_endpoint: str = ""
     end_session_endpoint: str = ""
+    backchannel_authentication_endpoint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,7 @@ class PscClient:
                 raise AuthenticationRequired("Configuration de Pro Santé Connect incomplète.", code="psc_refused")
             endpoints = {k: str(doc.get(k) or "") for k in (
                 "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint",
-                "revocation_endpoint", "end_session_endpoint")}
+                "revocation_endpoint", "end_session_endpoint", "backchannel_authentication_endpoint")}
             for url in filter(None, endpoints.values()):
                 check_issuer_url(url)
             if self.settings.authorization_endpoint:
@@ -233,6 +234,40 @@ class PscClient:
             raise AuthenticationRequired("Pro Santé Connect n'a pas donné d'id_token.", code="psc_token_invalid")
         claims = await self.verify_token(tokens.id_token, audience=self.settings.client_id, nonce=pending.nonce)
         return tokens, claims
+
+    # --- the e-CPS push without a browser: OpenID CIBA Core 1.0, poll mode -------------------------------
+
+    async def ciba_start(self, login_hint: str, binding_message: str) -> tuple[str, float, float]:
+        """Ask PSC to push an authentication request to the professional's e-CPS app: (auth_req_id, interval,
+        expires_in). ANS documents CIBA for PSC; its exact parameters were not read: the standard's are used."""
+        meta = await self.metadata()
+        if not meta.backchannel_authentication_endpoint:
+            raise AuthenticationRequired("Pro Santé Connect ne propose pas la notification e-CPS (CIBA).",
+                                         code="psc_push_unsupported")
+        _, body = await self._json("POST", meta.backchannel_authentication_endpoint, data=self._client_auth({
+            "scope": " ".join(self.settings.scopes), "login_hint": login_hint,
+            "binding_message": binding_message}))
+        auth_req_id = body.get("auth_req_id")
+        if not isinstance(auth_req_id, str) or not auth_req_id:
+            raise AuthenticationRequired("Réponse CIBA de Pro Santé Connect invalide.", code="psc_refused")
+        interval, expires = body.get("interval", 5), body.get("expires_in", 120)
+        return (auth_req_id, float(interval) if isinstance(interval, int | float) else 5.0,
+                float(expires) if isinstance(expires, int | float) else 120.0)
+
+    async def ciba_poll(self, auth_req_id: str) -> tuple[TokenSet, dict[str, Any]] | None:
+        """The tokens once the professional approved on the app; None while pending (or asked to slow down)."""
+        meta = await self.metadata()
+        _, body = await self._json("POST", meta.token_endpoint, data=self._client_auth({
+            "grant_type": "urn:openid:params:grant-type:ciba", "auth_req_id": auth_req_id}),
+            accept_status=(200, 400))
+        if body.get("error") in ("authorization_pending", "slow_down"):
+            return None
+        if "error" in body:
+            raise AuthenticationRequired("Connexion e-CPS refusée ou expirée.", code="psc_denied")
+        tokens = self._token_set(body)
+        if not tokens.id_token:
+            raise AuthenticationRequired("Pro Santé Connect n'a pas donné d'id_token.", code="psc_token_invalid")
+        return tokens, await self.verify_token(tokens.id_token, audience=self.settings.client_id)
 
     async def refresh(self, tokens: TokenSet) -> tuple[TokenSet, dict[str, Any] | None]:
         meta = await self.metadata()

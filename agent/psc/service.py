@@ -63,6 +63,7 @@ class PscPart(Lifecycle):
         self.redirect_uri = ""
         self.last_error = ""
         self.on_login: Callable[[PscIdentity], Awaitable[None]] | None = None
+        self._push_task: asyncio.Task[None] | None = None
 
     # --- lifecycle: the loopback redirect listener ------------------------------------------------------
 
@@ -77,6 +78,9 @@ class PscPart(Lifecycle):
         self.redirect_uri = f"http://{self.redirect.host}:{port}{self.redirect.path}"
 
     async def stop(self) -> None:
+        if self._push_task is not None:
+            self._push_task.cancel()
+            await asyncio.gather(self._push_task, return_exceptions=True)
         self._pending.clear()
         self._session = None
         if self._runner is not None:
@@ -114,8 +118,15 @@ class PscPart(Lifecycle):
         if not code:
             raise AuthenticationRequired("Pro Santé Connect n'a pas donné de code.", code="psc_refused")
         tokens, claims = await self.client.exchange(pending, code, iss)
+        return await self._open(tokens, claims)
+
+    async def _open(self, tokens: TokenSet, claims: dict[str, Any], expected: str = "") -> PscIdentity:
+        """The session of verified tokens: userinfo matched to the id_token (and to ``expected``, a national id
+        or RPPS, for a push), traced, then replacing any previous session."""
         userinfo = await self.client.userinfo(tokens.access_token)
         identity = identity_from(userinfo, claims)
+        if expected and expected not in (identity.national_id, identity.rpps):
+            raise AccessRefused("Pro Santé Connect a répondu pour un autre professionnel.", code="psc_subject_mismatch")
         if self.on_login is not None:
             await self.on_login(identity)  # the trace: no trace, no session
         async with self._lock:
@@ -127,6 +138,33 @@ class PscPart(Lifecycle):
         log.info("connexion Pro Santé Connect : RPPS %s", identity.rpps)
         self.bus.publish("psc.login", rpps=identity.rpps)
         return identity
+
+    async def begin_push(self, login_hint: str) -> dict[str, Any]:
+        """"Se connecter avec e-CPS" without a browser: PSC pushes the request to the professional's app (CIBA);
+        the agent polls in the background and opens the session when it is approved."""
+        binding = f"Relais {secrets.randbelow(10_000):04d}"  # shown on the app and here: the doctor compares them
+        auth_req_id, interval, expires = await self.client.ciba_start(login_hint, binding)
+        if self._push_task is not None:
+            self._push_task.cancel()
+        self._push_task = asyncio.create_task(self._poll_push(auth_req_id, interval, expires, login_hint),
+                                              name="relais-psc-push")
+        return {"binding_message": binding, "expires_in": int(expires)}
+
+    async def _poll_push(self, auth_req_id: str, interval: float, expires: float, login_hint: str) -> None:
+        deadline = self.clock.monotonic() + expires
+        while self.clock.monotonic() < deadline:
+            await asyncio.sleep(max(interval, 0.2))
+            try:
+                approved = await self.client.ciba_poll(auth_req_id)
+                if approved is not None:
+                    await self._open(*approved, expected=login_hint)
+                    self.last_error = ""
+                    return
+            except RelaisError as exc:
+                self.last_error = exc.code
+                log.warning("connexion e-CPS par notification refusée : %s", exc.code)
+                return
+        self.last_error = "psc_push_expired"
 
     async def _callback(self, request: web.Request) -> web.Response:
         q = request.query

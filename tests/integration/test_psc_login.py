@@ -267,3 +267,36 @@ async def test_the_tray_menu_opens_psc_in_the_system_browser(start_agent, psc):
     assert len(opened) == 1 and opened[0].startswith(psc.issuer + "/protocol/openid-connect/auth?")
     status, _, _ = await browse(opened[0])
     assert status == 200 and running.services.psc.identity().rpps == DEMO.rpps
+
+
+async def _until(predicate, what: str) -> None:
+    for _ in range(100):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(what)
+
+
+async def test_e_cps_push_without_a_browser_opens_the_session_once_approved(start_agent, psc, http):
+    running = await start_agent(psc={"issuer": psc.issuer, "client_id": CLIENT_ID})
+    async with http.post(f"{running.url}/v1/psc/push", json={"rpps": DEMO.rpps}, headers=running.headers()) as resp:
+        assert resp.status == 202
+        started = await resp.json()
+    assert psc.pushes == [{"national_id": DEMO.national_id, "binding_message": started["binding_message"]}]
+    part = running.services.psc
+    await _until(lambda: part.identity() is not None, "the push was not approved")
+    assert part.identity().rpps == DEMO.rpps
+    assert [t.actor_rpps for t in await recorded(running.services, "psc.login")] == [DEMO.rpps]
+
+
+async def test_e_cps_push_refused_on_the_phone_opens_nothing(start_agent, psc, http):
+    running = await start_agent(psc={"issuer": psc.issuer, "client_id": CLIENT_ID})
+    psc.user = None
+    async with http.post(f"{running.url}/v1/psc/push", json={"rpps": DEMO.rpps}, headers=running.headers()) as resp:
+        assert resp.status == 202
+    part = running.services.psc
+    await _until(lambda: part.last_error == "psc_denied", "the refusal was not seen")
+    assert part.identity() is None
+    async with http.post(f"{running.url}/v1/psc/push", json={"rpps": "10000000000"},
+                         headers=running.headers()) as resp:  # unknown to PSC
+        assert resp.status == 401 and (await resp.json())["code"] == "psc_refused"
