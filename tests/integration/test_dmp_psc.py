@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from agent.cli.wiring import DemoOptions
+from agent.dmp.models import Professional
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.vihf import SAML
+from agent.errors import PermanentRemoteError
 from agent.psc.jose import SigningKey
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.pki import SandboxPki
@@ -158,3 +161,22 @@ async def test_a_psc_session_revoked_elsewhere_makes_the_order_wait(start_agent:
     detail = await _wait_state(http, agent, order["id"], "waiting_card")
     assert detail["deliveries"][0]["last_error"]["code"] in ("dmp_psc_refused", "psc_session_expired"), detail
     assert await _psc_calls(http, agent) == []  # nothing reached the DMP in the professional's name
+
+
+async def test_the_dmp_refuses_a_psc_token_used_for_another_professional(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    """Were the agent to hand one professional's PSC token to a call in another's name, the DMP refuses it."""
+    agent = await start_agent(demo=DemoOptions(cards="none", tray=False), dmp={"reference_dir": str(reference_dir)})
+    await _login(http, agent)
+    client = agent.services.dmp
+    demo_token = await agent.services.psc.access_token(DEMO.rpps)
+
+    async def same_token_for_anyone(rpps: str) -> str | None:  # the fault under test, at the agent's seam
+        return demo_token
+
+    client.psc._psc_token = same_token_for_anyone
+    other = Professional(rpps=TEST_USERS[1].rpps, family_name="ESSAI", given_name="Bruno", via_psc=True)
+    with pytest.raises(PermanentRemoteError) as refused:
+        await client.td02(PAT_TROIS.ins, OID, other)
+    assert "autre professionnel" in refused.value.message
+    assert await _psc_calls(http, agent) == []
