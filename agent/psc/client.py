@@ -130,7 +130,7 @@ class PscClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False))
+                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True))
         return self._session
 
     async def _json(self, method: str, url: str, *, data: Mapping[str, str] | None = None,
