@@ -154,6 +154,45 @@ class DmpSection:
     purpose_centre15: str = "CENTRE_15"
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
+    # Pro Santé Connect mode ("Espace de Confiance API PSC", [CDT] 0.1-190): a DMP token exchanged for the PSC one
+    # over mutual TLS with client_cert. None of this is public (agent/dmp/psc.py says what is assumed): the token
+    # endpoint (empty: no PSC mode, the DMP needs a CPS), the header and scheme carrying the DMP token, the VIHF's
+    # Authentification_Mode and AuthnContextClassRef in this mode.
+    psc_token_url: str = ""
+    psc_token_header: str = "Authorization"  # noqa: S105 (a header name)
+    psc_token_scheme: str = "Bearer"  # noqa: S105
+    psc_vihf_mode: str = "DIRECTE"
+    psc_authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+    # Web access to the DMP (Web-PS) by contextual call, TD0.9 (agent/dmp/web.py): the URL paths and parameter names
+    # are not public, so these are templates ({ins}, {oid}) of the Web-PS addresses, e.g. under
+    # https://wps-cps.dmp.monespacesante.fr/ (test: https://wps-cps.dev1.dmp.gouv.fr). Empty: no web access.
+    web_access_dashboard_url: str = ""
+    web_access_patient_url: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PscSection:
+    # Pro Santé Connect's issuer (OpenID Connect discovery at <issuer>/.well-known/openid-configuration), e.g.
+    # https://auth.bas.psc.esante.gouv.fr/auth/realms/esante-wallet (test platform). Empty: no PSC login, except
+    # under `relais demo`, which uses the sandbox's simulated PSC.
+    issuer: str = ""
+    # This software's client id at PSC, and the file holding its client secret (empty: public client, PKCE only).
+    client_id: str = ""
+    client_secret_file: str = ""
+    # The authorization page to open instead of the discovered one (PSC documents a "wallet" page, e.g.
+    # https://wallet.bas.psc.esante.gouv.fr/auth); empty: the discovered authorization_endpoint.
+    authorization_endpoint: str = ""
+    # CA bundle for PSC's TLS; empty: the system store.
+    ca_file: str = ""
+    scopes: tuple[str, ...] = ("openid", "scope_all")
+    # acr_values sent with the authorization request (PSC: eidas1).
+    acr_values: str = "eidas1"
+    # The loopback redirect registered at PSC: http://127.0.0.1:<redirect_port><redirect_path> (0: a free port).
+    redirect_port: int = 0
+    redirect_path: str = "/psc/callback"
+    # How long a login started with POST /v1/psc/login waits for PSC's redirect.
+    login_timeout_seconds: float = 300.0
+    timeout_seconds: float = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,6 +351,7 @@ class Config:
     cards: CardsSection = field(default_factory=CardsSection)
     insi: InsiSection = field(default_factory=InsiSection)
     dmp: DmpSection = field(default_factory=DmpSection)
+    psc: PscSection = field(default_factory=PscSection)
     queue: QueueSection = field(default_factory=QueueSection)
     habilitation: HabilitationSection = field(default_factory=HabilitationSection)
     practice: PracticeSection = field(default_factory=PracticeSection)

@@ -29,6 +29,7 @@ from relais_sandbox.host import SandboxContext, SandboxHost, Simulator
 from relais_sandbox.insi import InsiSimulator
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
+from relais_sandbox.psc import PscSimulator
 
 # The demo doctor named by the VIHF when no CPS is in a reader, and the practice named as author organisation
 # when the LGC names none (fictitious identifiers).
@@ -39,7 +40,8 @@ DEMO_PRACTICE: dict[str, Any] = {"id": "1750803447", "name": "Cabinet médical d
 
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order."""
-    return [InsiSimulator(), DmpSimulator(), MssSimulator(), DirectorySimulator()]
+    psc = PscSimulator()
+    return [InsiSimulator(), psc, DmpSimulator(psc=psc), MssSimulator(), DirectorySimulator()]
 
 
 async def describe_remote(url: str) -> dict[str, Any]:

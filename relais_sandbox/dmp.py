@@ -7,13 +7,23 @@ request is validated against the XDS.b schemas when the reference kit is found (
 re-identified to them; the CNDA test patients come from the test book (``dmp_patients``).
 Control routes: ``/_sandbox/dmp/submissions``, ``/_sandbox/dmp/documents?ins=``, ``/_sandbox/dmp/calls`` (every
 request, in order), ``POST /_sandbox/dmp/authorizations`` (a professional's authorisation, as Web-PS sets it).
+
+Pro Santé Connect mode (agent/dmp/psc.py says what is assumed, none of it public): ``POST /token`` exchanges a
+PSC access token (RFC 8693) for a DMP token bound to the TLS client certificate of the exchange (RFC 8705
+``cnf.x5t#S256``); a SOAP call carrying it (``Authorization: Bearer``) is accepted only from that same
+certificate, with a VIHF in the PSC mode naming the same professional, while the PSC session is active at the
+simulated PSC. Tokens of another provider, another certificate or another professional are refused.
+``GET /_sandbox/dmp/psc-calls`` lists the calls made in this mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,9 +36,12 @@ from agent.api.spec import RouteTable, json_response
 from agent.dmp import soap
 from agent.dmp.ebrim import cx
 from agent.dmp.models import STATUS_NAMES, SubmissionRequest
+from agent.dmp.psc import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, PscDmpSettings
 from agent.dmp.submission import SubmissionDefaults, build_submission
+from agent.dmp.vihf import SAML
 from agent.errors import InvalidInput, RelaisError
 from agent.logs import get_logger
+from agent.psc.jose import SigningKey, TokenInvalid, verify
 from agent.reference import find_reference
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import parse
@@ -36,6 +49,7 @@ from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import Registry
 from relais_sandbox.dmp_service import Caller, DmpService
 from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.psc import PscSimulator
 
 log = get_logger("sandbox.dmp")
 MAX_REQUEST = 64 * 1024 * 1024
@@ -44,18 +58,27 @@ SEED_DOCUMENTS = ("VAC-NOTE_2023.01.xml", "DOC_NON_STRUCTURE_CDA-R2-N1.xml", "IP
 SEED_PATIENTS = ("pat-trois", "orsoni", "lefevre")
 HL7 = "urn:hl7-org:v3"
 AUTHORIZATION_STATES = frozenset({"VALIDE", "EXPIREE", "INTERDITE", "NON_EXISTE"})
+DMP_TOKEN_TTL = 300
+# The PSC mode as this simulator plays it: the agent's defaults (none is public: agent/dmp/psc.py).
+PSC_VIHF_MODE = PscDmpSettings("").vihf_mode
+PSC_AUTHN_CONTEXT = PscDmpSettings("").authn_context
 
 
 class DmpSimulator:
     name = "dmp"
 
-    def __init__(self, reference_dir: Path | None = None, *, seed: bool = True) -> None:
+    def __init__(self, reference_dir: Path | None = None, *, seed: bool = True,
+                 psc: PscSimulator | None = None) -> None:
         self.faults = FaultState()
         self.reference_dir = reference_dir if reference_dir is not None else find_reference(marker="ihe")
         self.seed = seed
         self.registry: Registry | None = None
         self.service: DmpService | None = None
         self._runner: web.AppRunner | None = None
+        self.psc = psc  # the simulated PSC whose tokens the PSC mode accepts
+        self.token_key = SigningKey.generate() if psc is not None else None
+        self.token_issuer = ""
+        self.psc_calls: list[dict[str, str]] = []
 
     async def start(self, ctx: SandboxContext) -> dict[str, Any]:
         state = ctx.state_dir / self.name
@@ -86,12 +109,15 @@ class DmpSimulator:
         app.router.add_post("/repository", self.handle)
         app.router.add_post("/registry", self.handle)
         app.router.add_post("/patients", self.handle)
+        app.router.add_post("/token", self.token)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, ctx.host, 0, ssl_context=server.server_context(ctx.pki.ca_path))
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.token_issuer = f"https://{ctx.host}:{port}"
         return {"url": f"https://{ctx.host}:{port}", "ca_file": str(ctx.pki.ca_path),
+                "psc_token_url": f"https://{ctx.host}:{port}/token" if self.psc is not None else "",
                 "client_cert": str(client.cert_path), "client_key": str(client.key_path),
                 "structure_cert": str(structure.cert_path), "structure_key": str(structure.key_path),
                 "signer_cert": str(author.cert_path), "signer_key": str(author.key_path)}
@@ -113,6 +139,9 @@ class DmpSimulator:
             message = soap.read_mtom(raw, request.headers.get("Content-Type", ""), max_bytes=MAX_REQUEST)
             env = parse(message.root, what="requête SOAP", max_bytes=MAX_REQUEST)
             action = (env.findtext(f"{{{soap.SOAP12}}}Header/{{{soap.WSA}}}Action") or "").strip()
+            refused = self._check_psc_mode(request, env, action)
+            if refused:
+                return _fault(True, refused)
             answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw,
                                              request.headers.get("Content-Type", ""))
         except RelaisError as exc:
@@ -126,6 +155,61 @@ class DmpSimulator:
             body, ctype = soap.write_mtom(soap.MtomMessage(xml, answer.attachments), answer.action)
             return web.Response(body=body, headers={"Content-Type": ctype})
         return web.Response(body=xml, headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
+
+    # --- Pro Santé Connect mode --------------------------------------------------------------------------
+
+    async def token(self, request: web.Request) -> web.Response:
+        """RFC 8693 exchange of a PSC access token for a DMP token bound to the caller's TLS certificate."""
+        form = await request.post()
+        if self.psc is None or self.token_key is None:
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if form.get("grant_type") != TOKEN_EXCHANGE or form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        grant = self.psc.active_grant(str(form.get("subject_token", "")))
+        thumbprint = _peer_thumbprint(request)
+        if grant is None or not thumbprint:
+            return web.json_response({"error": "invalid_grant",
+                                      "error_description": "jeton Pro Santé Connect inconnu, expiré ou révoqué"},
+                                     status=400)
+        now = int(time.time())
+        token = self.token_key.sign({"iss": self.token_issuer, "sub": grant.user.national_id, "aud": "dmp",
+                                     "iat": now, "exp": now + DMP_TOKEN_TTL, "psc_sid": grant.sid,
+                                     "cnf": {"x5t#S256": thumbprint}})
+        return web.json_response({"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE,
+                                  "token_type": "Bearer", "expires_in": DMP_TOKEN_TTL},
+                                 headers={"Cache-Control": "no-store"})
+
+    def _check_psc_mode(self, request: web.Request, env: etree._Element, action: str) -> str:
+        """Why a call in the PSC mode is refused ("" when it is not in that mode, or is accepted)."""
+        assert self.service is not None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        assertions = env.findall(f"{{{soap.SOAP12}}}Header/{{{soap.WSSE}}}Security/{{{SAML}}}Assertion")
+        context = assertions[0].findtext(f".//{{{SAML}}}AuthnContextClassRef") if len(assertions) == 1 else ""
+        psc_vihf = (context or "").strip() == PSC_AUTHN_CONTEXT
+        if not token and not psc_vihf:
+            return ""
+        if self.psc is None or self.token_key is None:
+            return "Mode Pro Santé Connect non pris en charge par ce DMP."
+        if scheme.lower() != "bearer" or not token:
+            return "Mode Pro Santé Connect : jeton d'accès DMP absent."
+        try:
+            claims = verify(token, self.token_key.jwks(), now=dt.datetime.now(dt.UTC), issuer=self.token_issuer,
+                            audience="dmp")
+        except TokenInvalid:
+            return "Jeton d'accès DMP invalide ou expiré."
+        cnf = claims.get("cnf")
+        if not isinstance(cnf, dict) or cnf.get("x5t#S256") != _peer_thumbprint(request):
+            return "Jeton d'accès DMP lié à un autre certificat TLS."
+        grant = self.psc.grants.get(str(claims.get("psc_sid", "")))
+        if grant is None or grant.revoked:
+            return "Session Pro Santé Connect révoquée."
+        caller = self.service.verify_vihf(env)
+        if caller.national_id != claims.get("sub"):
+            return "Le VIHF nomme un autre professionnel que le jeton Pro Santé Connect."
+        if not psc_vihf or caller.attributes.get("Authentification_Mode", [""])[0] != PSC_VIHF_MODE:
+            return "VIHF : mode d'authentification Pro Santé Connect attendu."
+        self.psc_calls.append({"action": action, "professional": caller.national_id})
+        return ""
 
     # --- control routes --------------------------------------------------------------------------------
 
@@ -169,6 +253,12 @@ class DmpSimulator:
             return web.json_response({"ins": ins, "professional": professional, "authorization": state,
                                       "treating_physician": treating})
 
+        async def psc_calls(request: web.Request) -> web.Response:
+            return web.json_response({"items": list(self.psc_calls)})
+
+        table.get("/_sandbox/dmp/psc-calls", psc_calls, tag="sandbox",
+                  summary="Appels reçus par le DMP simulé en mode Pro Santé Connect (action, professionnel)",
+                  responses={200: json_response("Appels en mode PSC")})
         table.get("/_sandbox/dmp/calls", calls, summary="Requêtes reçues par le simulateur DMP, dans l'ordre",
                   tag="sandbox", responses={200: json_response(
                       "transaction, action SOAP, interaction HL7v3 ou requête stockée, professionnel, requête brute")})
@@ -239,6 +329,15 @@ def reidentify(cda: bytes, ins: str, oid: str, family: str, given: str, sex: str
             if birth is not None:
                 birth.set("value", birth_date.replace("-", ""))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), new_id
+
+
+def _peer_thumbprint(request: web.Request) -> str:
+    """RFC 8705 §3.1: base64url SHA-256 of the TLS client certificate (DER) of this connection."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return ""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
 def _fault(sender: bool, reason: str) -> web.Response:

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import webbrowser
+from collections.abc import Callable
 from typing import Any
 
 from tray.backend import this_desktop_backend
@@ -82,6 +84,15 @@ class Tray:
             return
         subprocess.Popen([sys.executable, "-m", "tray.window", url], start_new_session=True)
 
+    def psc_login(self, *_: Any, opener: Callable[[str], Any] = webbrowser.open) -> None:
+        """"Se connecter avec e-CPS": PSC's page in the system browser; the agent completes the login."""
+        try:
+            url = str(self.client.call("POST", "/v1/psc/login")["authorization_url"])
+        except (AgentUnavailable, KeyError, TypeError) as exc:
+            self.notify(Notification("Relais", f"Connexion e-CPS impossible : {exc}"))
+            return
+        opener(url)
+
     def toggle_pause(self, *_: Any) -> None:
         action = "resume" if self.model.paused else "pause"
         try:
@@ -121,6 +132,7 @@ class Tray:
         menu = pystray.Menu(
             pystray.MenuItem("Ouvrir le tableau de bord", self.open_dashboard, default=True),
             pystray.MenuItem(lambda _: f"Envois en attente : {self.model.pending}", self.open_dashboard),
+            pystray.MenuItem("Se connecter avec e-CPS", self.psc_login),
             pystray.MenuItem(lambda _: "Reprendre les envois" if self.model.paused else "Suspendre les envois",
                              self.toggle_pause),
             pystray.MenuItem("Quitter l'icône Relais", self.quit),

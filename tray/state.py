@@ -93,6 +93,11 @@ class TrayModel:
         if type_ == "cps.login":
             self.cps_logged_in = bool(data.get("logged_in", True))
             return None
+        if type_ == "psc.login":
+            return Notification("Pro Santé Connect", "Professionnel connecté avec e-CPS.")
+        if type_ == "psc.logout" and data.get("reason") in ("expired", "refused"):
+            return Notification("Pro Santé Connect", "La session e-CPS est terminée : les envois attendent une "
+                                                     "nouvelle connexion.")
         if type_ in ("dmp.access", "vitale.dica"):
             access = data.get("access") or data
             new = data.get("new_documents")

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from agent.api import cards, cda, consent, core, dmp, homologation, ins, mss, orders, peers, ui
+from agent.api import cards, cda, consent, core, dmp, dmp_web, homologation, ins, mss, orders, peers, psc, ui
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
 from agent.api.spec import Route, RouteTable
@@ -17,7 +17,8 @@ RouteRegistrar = Callable[[RouteTable], None]
 
 PART_ROUTES: tuple[RouteRegistrar, ...] = (core.register, ui.register, cards.register, ins.register,
                                            consent.register, dmp.register, cda.register, mss.register,
-                                           orders.register, peers.register, homologation.register)
+                                           orders.register, peers.register, homologation.register, psc.register,
+                                           dmp_web.register)
 
 
 def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.Application:

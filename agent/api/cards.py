@@ -19,6 +19,7 @@ from lxml import etree
 
 from agent.api.context import SERVICES, Services
 from agent.api.guard import read_json
+from agent.api.psc import professional_context
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.cards.cms import sign_detached
 from agent.cards.service import CardService
@@ -74,7 +75,11 @@ def _cards(services: Services) -> CardService:
 
 
 async def get_cards(request: web.Request) -> web.Response:
-    return web.json_response(_cards(request.app[SERVICES]).snapshot())
+    services = request.app[SERVICES]
+    snapshot = _cards(services).snapshot()
+    # Which context the professional acts in: "cps" (a card in a reader), "psc" (Pro Santé Connect), or None.
+    snapshot["professional_context"] = professional_context(services)["context"]
+    return web.json_response(snapshot)
 
 
 async def login(request: web.Request) -> web.Response:

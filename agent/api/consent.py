@@ -37,6 +37,11 @@ async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
 def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
     """The professional at this workstation (the CPS holder, if any) acting through ``client``."""
     holder = services.cards.cps_holder()
+    identity = services.psc.identity() if holder is None and services.psc is not None else None
+    if identity is not None:  # no CPS in a reader: the professional connected through Pro Santé Connect
+        return Actor(rpps=identity.rpps, workstation=services.config.workstation_id, client=client,
+                     profession=identity.profession or None, specialty=identity.specialty or None, mode=mode,
+                     family_name=identity.family_name, given_name=identity.given_name, via_psc=True)
     if holder is None:
         return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,

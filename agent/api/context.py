@@ -29,6 +29,7 @@ from agent.events import EventBus
 from agent.homologation.journal import FramesJournal
 from agent.ins.client import InsiClient
 from agent.mss.part import MssPart
+from agent.psc.service import PscPart
 from agent.queue.service import OrderService
 from agent.routing.service import RoutingService
 from agent.store.crypto import ContentCipher
@@ -57,6 +58,7 @@ class Services:
     mss: MssPart  # MSSanté sender, acknowledgements, directory (routes in agent/api/mss.py)
     orders: OrderService  # send-orders (routes in agent/api/orders.py)
     routing: RoutingService  # practice peers, forwarding (routes in agent/api/peers.py)
+    psc: PscPart | None  # Pro Santé Connect (e-CPS) login, None without [psc] (routes in agent/api/psc.py)
     ui_sessions: UiSessions  # dashboard login links and cookie sessions (agent/api/sessions.py)
     warnings: list[str] = field(default_factory=list)
     frames: FramesJournal | None = None  # the homologation's frames journal (relais frames; off unless enabled)

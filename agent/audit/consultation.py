@@ -46,7 +46,8 @@ def professional_of(actor: Actor) -> Professional:
         raise Unavailable("Aucune carte CPS : le DMP ne se consulte qu'avec l'identité du professionnel.",
                           code="cps_absent")
     return Professional(rpps=actor.rpps, family_name=actor.family_name, given_name=actor.given_name,
-                        profession=actor.profession or "10", specialty=actor.specialty or "")
+                        profession=actor.profession or "10", specialty=actor.specialty or "",
+                        via_psc=actor.via_psc)
 
 
 class DmpConsultation:

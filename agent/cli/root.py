@@ -45,6 +45,7 @@ from agent.dmp.client import DmpClient, DmpEndpoints
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
+from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import CABINET, SubmissionDefaults
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.valuesets import ValueSets
@@ -52,6 +53,8 @@ from agent.dmp.vihf import VihfSettings
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.habilitation import load_matrix
 from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
+from agent.domain.policy import Actor, TraceEvent
+from agent.domain.signing import Signer
 from agent.errors import ConfigError
 from agent.events import EventBus
 from agent.homologation.journal import FramesJournal, FramesSettings
@@ -62,6 +65,9 @@ from agent.mss import factory as mss_factory
 from agent.mss import orders as mss_orders
 from agent.mss.part import MssPart
 from agent.platforms import default_pkcs11_module
+from agent.psc.client import PscClient, PscSettings, read_secret
+from agent.psc.identity import PscIdentity
+from agent.psc.service import PscPart, RedirectSettings
 from agent.queue.events import OrderEvents, QueueWaker
 from agent.queue.executor import QueueExecutor, QueueSettings
 from agent.queue.intake import Intake
@@ -111,11 +117,16 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     insi = _insi(config, clock, env, connectivity)
     if insi is not None:
         stack.push_async_callback(insi.close)
-    dmp = _dmp(config, clock, env, cards, connectivity)
+    psc = _psc(config, clock, env, bus)
+    if psc is not None:
+        await stack.enter_async_context(psc)
+    dmp = _dmp(config, clock, env, cards, connectivity, psc)
     if dmp is not None:
         stack.push_async_callback(dmp.close)
 
     rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp)
+    if psc is not None:
+        psc.on_login = functools.partial(_trace_psc_login, rights, config.workstation_id)
     cda = _cda(config, clock, env, cards, warnings)
     mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
     frames = await stack.enter_async_context(_frames(config, db, cipher, clock, dmp, insi, mss))
@@ -124,7 +135,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     waker = QueueWaker()
     gateways: dict[str, DeliveryGateway] = {}
     if dmp is not None:
-        gateways["dmp"] = DmpDelivery(dmp, cards.require_signer)
+        gateways["dmp"] = DmpDelivery(dmp, functools.partial(_document_signer, cards, psc, dmp))
     else:
         log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
     if mss.gateway is not None:
@@ -132,7 +143,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     settings = _queue_settings(config, overrides)
     executor = await stack.enter_async_context(QueueExecutor(
         db, cipher, gateways, settings, clock, events=events, traces=rights.traces, connectivity=connectivity,
-        waker=waker, bus=bus, rand=random.random, card_check=cards.author_ready))
+        waker=waker, bus=bus, rand=random.random,
+        card_check=functools.partial(_author_ready, cards, psc)))
 
     practice = config.practice
     if overrides.peer_port is not None:
@@ -157,7 +169,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         config=config, version=__version__, clock=clock, db=db, bus=bus, cipher=cipher,
         master_key_source=master.source, started_at=rfc3339(clock.now()), connectivity=connectivity,
         cards=cards, rights=rights, consultation=rights.consultation, dmp=dmp, insi=insi, cda=cda, mss=mss,
-        orders=orders, routing=routing, ui_sessions=UiSessions(clock), warnings=warnings,
+        orders=orders, routing=routing, psc=psc, ui_sessions=UiSessions(clock), warnings=warnings,
         status_providers=(*_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
                           frames.status),
         frames=frames,
@@ -218,8 +230,54 @@ def _insi(config: Config, clock: Clock, env: Environment | None,
                              on_connectivity=connectivity.reporter("insi"))
 
 
+def _psc(config: Config, clock: Clock, env: Environment | None, bus: EventBus) -> PscPart | None:
+    """Pro Santé Connect: the sandbox's simulated provider under the demo, else ``[psc]`` (None without issuer)."""
+    section = config.psc
+    endpoint = env.endpoint("psc") if env is not None else None
+    issuer = str(endpoint["issuer"]) if endpoint else section.issuer
+    client_id = str(endpoint["client_id"]) if endpoint else section.client_id
+    if not issuer:
+        return None
+    if not client_id:
+        raise ConfigError("clé requise avec [psc] issuer : client_id", key="psc.client_id", path=config.source)
+    settings = PscSettings(issuer=issuer, client_id=client_id,
+                           client_secret="" if endpoint else read_secret(section.client_secret_file),
+                           scopes=section.scopes, acr_values=section.acr_values,
+                           authorization_endpoint="" if endpoint else section.authorization_endpoint,
+                           ca_file="" if endpoint else section.ca_file, timeout_seconds=section.timeout_seconds)
+    return PscPart(PscClient(settings, clock), bus, clock,
+                   RedirectSettings(port=section.redirect_port, path=section.redirect_path,
+                                    login_timeout_seconds=section.login_timeout_seconds))
+
+
+async def _trace_psc_login(rights: RightsPart, workstation: str, identity: PscIdentity) -> None:
+    """Every PSC login is traced with the professional's RPPS (never a token)."""
+    await rights.traces.record(TraceEvent(action="psc.login", actor=Actor(
+        rpps=identity.rpps, workstation=workstation, client="psc", profession=identity.profession or None)))
+
+
+def _author_ready(cards: CardService, psc: PscPart | None, rpps: str) -> str | None:
+    """Why the author cannot send from here now (the order waits), or None: their CPS is here with its PIN
+    entered, or they are connected through Pro Santé Connect (session alive)."""
+    if psc is not None and psc.ready(rpps):
+        return None
+    reason = cards.author_ready(rpps)
+    if reason is not None and psc is not None:
+        return reason.rstrip(".") + " ou une connexion Pro Santé Connect (e-CPS) du professionnel."
+    return reason
+
+
+def _document_signer(cards: CardService, psc: PscPart | None, dmp: DmpClient) -> Signer:
+    """Who signs the documents sent to the DMP: the CPS; with Pro Santé Connect and no card in a reader, the
+    structure's certificate (cachet), as in indirect authentication (a choice: no public source says how the DMP
+    wants a PSC-only feed signed)."""
+    if cards.cps_holder() is None and psc is not None and psc.identity() is not None:
+        return dmp.structure_signer
+    return cards.require_signer()
+
+
 def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardService,
-         connectivity: ConnectivityTracker) -> DmpClient | None:
+         connectivity: ConnectivityTracker, psc: PscPart | None) -> DmpClient | None:
     """The DMP client: the sandbox's under the demo, else ``[dmp]`` (None without a URL)."""
     section = config.dmp
     endpoint = env.endpoint("dmp") if env is not None else None
@@ -230,6 +288,11 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         if holder is not None and holder.rpps:
             return Professional(rpps=holder.rpps, family_name=holder.family_name, given_name=holder.given_name,
                                 profession=holder.profession or "10", specialty=holder.specialty)
+        identity = psc.identity() if psc is not None else None
+        if identity is not None:  # no card: the professional connected through Pro Santé Connect
+            return Professional(rpps=identity.rpps, family_name=identity.family_name,
+                                given_name=identity.given_name, profession=identity.profession or "10",
+                                specialty=identity.specialty, via_psc=True)
         if section.demo_rpps:
             return Professional(rpps=section.demo_rpps, family_name=section.demo_family_name,
                                 given_name=section.demo_given_name)
@@ -240,6 +303,9 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
         client.on_connectivity = connectivity.reporter("dmp")
+        if psc is not None and endpoint.get("psc_token_url"):
+            client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,
+                                      psc.access_token, clock)
         return client
     if not section.url:
         return None
@@ -250,7 +316,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                           path=config.source)
     code, _, scheme = section.sector.partition("^")
     tls = TlsSettings(Path(section.ca_file), Path(section.client_cert), Path(section.client_key))
-    return DmpClient(
+    client = DmpClient(
         DmpEndpoints(section.url),
         Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
         clock=clock,
@@ -266,6 +332,12 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         professional=professional, document_signer=cards.require_signer,
         value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
         on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction)
+    if psc is not None and section.psc_token_url:
+        client.psc = DmpPscTokens(PscDmpSettings(
+            section.psc_token_url, header=section.psc_token_header, scheme=section.psc_token_scheme,
+            vihf_mode=section.psc_vihf_mode, authn_context=section.psc_authn_context), client.transport,
+            psc.access_token, clock)
+    return client
 
 
 def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardService,

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lxml import etree
 
@@ -34,6 +34,7 @@ from agent.dmp.models import (
     SubmissionResult,
     Visibility,
 )
+from agent.dmp.psc import DmpPscTokens
 from agent.dmp.soap import (
     ACTION_ITI18,
     ACTION_ITI41,
@@ -87,7 +88,7 @@ class DmpClient:
                  document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
                  new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
                  on_connectivity: Callable[[bool], None] | None = None,
-                 td03_interaction: str = hl7v3.TD03_INTERACTION) -> None:
+                 td03_interaction: str = hl7v3.TD03_INTERACTION, psc: DmpPscTokens | None = None) -> None:
         self.endpoints = endpoints
         self.transport = transport
         self.clock = clock
@@ -100,16 +101,18 @@ class DmpClient:
         self.new_uuid = new_uuid
         self.on_connectivity = on_connectivity
         self.td03_interaction = td03_interaction
+        self.psc = psc  # the DMP's Pro Santé Connect mode, for professionals connected without a card
         self.reachable: bool | None = None  # None: no call yet
         self.checked_at: dt.datetime | None = None
 
     async def close(self) -> None:
         await self.transport.close()
 
-    async def _post(self, url: str, data: bytes, ctype: str, action: str) -> Answer:
+    async def _post(self, url: str, data: bytes, ctype: str, action: str,
+                    headers: dict[str, str] | None = None) -> Answer:
         """The transport's post, remembering whether the DMP answered (for /v1/status and the tray)."""
         try:
-            answer = await self.transport.post(url, data, ctype, action)
+            answer = await self.transport.post(url, data, ctype, action, headers)
         except TransientRemoteError as exc:
             if exc.code in UNREACHABLE:
                 self._connectivity(False)
@@ -138,6 +141,10 @@ class DmpClient:
 
     def _security(self, who: Professional, ins: str, oid: str, access: Access = NORMAL_ACCESS) -> etree._Element:
         signer = self.structure_signer
+        if who.via_psc and self.psc is not None:  # PSC mode: no card; the structure signs (agent/dmp/psc.py)
+            return signed_assertion(replace(self.vihf, mode=self.psc.settings.vihf_mode), who, ins, oid, signer,
+                                    self.clock.now(), purpose=self.vihf.purpose(access.mode), secret=access.secret,
+                                    authn_context=self.psc.settings.authn_context)
         if self.vihf.mode == MODE_DIRECT:  # direct mode: the professional's card signs the VIHF
             if self.document_signer is None:
                 raise Unavailable("Mode d'authentification directe : insérez la carte CPS.", code="cps_absent")
@@ -158,8 +165,14 @@ class DmpClient:
                 return xml, f'{SOAP_CT}; charset=UTF-8; action="{action}"'
             return write_mtom(MtomMessage(xml, attachments or {}), action)
 
+        headers: dict[str, str] | None = None
+        if who.via_psc:
+            if self.psc is None:
+                raise Unavailable("Le mode Pro Santé Connect du DMP n'est pas configuré ([dmp] psc_token_url) : "
+                                  "insérez la carte CPS.", code="cps_absent")
+            headers = self.psc.headers(await self.psc.dmp_token(who))
         data, ctype = await asyncio.to_thread(build)
-        answer = await self._post(url, data, ctype, action)
+        answer = await self._post(url, data, ctype, action, headers)
         first = parse_envelope(answer.message.root)
         return first, answer.message
 

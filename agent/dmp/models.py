@@ -65,6 +65,7 @@ class Professional:
     profession: str = "10"  # TRE_G15 ProfessionSante: 10 = médecin
     specialty: str = "SM26"  # TRE_R38 savoir-faire: SM26 = médecine générale
     role: str = ""
+    via_psc: bool = False  # identified through Pro Santé Connect (no card): the DMP's PSC mode (dmp/psc.py)
 
     @property
     def national_id(self) -> str:

@@ -7,10 +7,13 @@ says (faults, registry errors) is read by ``soap``.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -63,9 +66,11 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, content_type: str, action: str) -> Answer:
+    async def post(self, url: str, body: bytes, content_type: str, action: str,
+                   extra_headers: Mapping[str, str] | None = None) -> Answer:
         session = self._get_session()
-        headers = {"Content-Type": content_type, "Accept": "multipart/related, application/soap+xml"}
+        headers = {**(extra_headers or {}), "Content-Type": content_type,
+                   "Accept": "multipart/related, application/soap+xml"}
         frame = open_exchange(self.frames, "dmp", action, body, content_type)
         try:
             async with session.post(url, data=body, headers=headers) as resp:
@@ -97,6 +102,29 @@ class Transport:
             raise PermanentRemoteError(f"Le DMP a refusé la requête (HTTP {status}).", service="dmp",
                                        code="dmp_http_error", http_status=status)
         return Answer(status, message)
+
+
+    async def post_form(self, url: str, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """A form POST answered in JSON (the DMP's PSC token exchange), over the same TLS session and client
+        certificate as the SOAP calls."""
+        session = self._get_session()
+        try:
+            async with session.post(url, data=dict(form), headers={"Accept": "application/json"}) as resp:
+                data = await _read_bounded(resp, 256 * 1024)
+                status = resp.status
+        except TimeoutError as exc:
+            raise TransientRemoteError("Le DMP n'a pas répondu à temps.", service="dmp", code="dmp_timeout") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ServiceUnreachable("Le DMP est injoignable.", service="dmp", code="dmp_unreachable",
+                                     maybe_delivered=False) from exc
+        if status >= 500:
+            raise TransientRemoteError(f"Le DMP est en erreur (HTTP {status}).", service="dmp",
+                                       code="dmp_server_error", http_status=status)
+        try:
+            decoded = json.loads(data) if data else {}
+        except ValueError:
+            decoded = {}
+        return status, decoded if isinstance(decoded, dict) else {}
 
 
 def _looks_soap(data: bytes) -> bool:

@@ -2,7 +2,8 @@
 
 Two modes ([CDT] 0.1-110...180): INDIRECTE, the structure's certificate signs the assertion and the professional's
 identity comes from the CPS (or the demo configuration); DIRECTE, the professional's own card (CPS) signs it.
-XML-DSig enveloped, exc-c14n, RSA-SHA256. Pro Santé Connect is not built.
+XML-DSig enveloped, exc-c14n, RSA-SHA256. Pro Santé Connect (``dmp/psc.py``): the structure's certificate signs,
+the mode and the AuthnContextClassRef are configuration (no public source).
 Attributes follow the ANS VIHF table (hl7v2-transmission-cda, mapping.md). The access mode (PurposeOfUse, in
 1.2.250.1.213.1.1.4.248) is "normal" unless the professional uses bris de glace or centre 15; the codes of those
 two are not in any public source found (they are configuration, ``[dmp] purpose_bris_de_glace``, ``..._centre15``).
@@ -73,7 +74,7 @@ def _ce(tag: str, code: str, system: str, display: str) -> etree._Element:
 
 def build_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
                     issuer_dn: str, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL, secret: bool = False,
-                    assertion_id: str | None = None) -> etree._Element:
+                    assertion_id: str | None = None, authn_context: str = "") -> etree._Element:
     instant = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     a = etree.Element(f"{{{SAML}}}Assertion", nsmap={"saml2": SAML, "xsi": XSI},
                       ID=assertion_id or f"_{uuid.uuid4()}", IssueInstant=instant, Version="2.0")
@@ -84,7 +85,7 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
     etree.SubElement(subject, f"{{{SAML}}}NameID").text = professional.national_id
     authn = etree.SubElement(a, f"{{{SAML}}}AuthnStatement", AuthnInstant=instant)
     ctx = etree.SubElement(authn, f"{{{SAML}}}AuthnContext")
-    etree.SubElement(ctx, f"{{{SAML}}}AuthnContextClassRef").text = (
+    etree.SubElement(ctx, f"{{{SAML}}}AuthnContextClassRef").text = authn_context or (
         "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI" if professional.rpps
         else "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified")
     stmt = etree.SubElement(a, f"{{{SAML}}}AttributeStatement")
@@ -118,12 +119,12 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
 
 def signed_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
                      signer: Signer, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL,
-                     secret: bool = False) -> etree._Element:
+                     secret: bool = False, authn_context: str = "") -> etree._Element:
     """Build and sign (blocking: run in a thread) the VIHF for one request; ``signer`` is the structure's
     certificate in indirect mode, the professional's card in direct mode."""
     cert = x509.load_der_x509_certificate(signer.certificate_der)
     assertion = build_assertion(settings, professional, ins, ins_oid, cert.subject.rfc4514_string(), now,
-                                purpose=purpose, secret=secret)
+                                purpose=purpose, secret=secret, authn_context=authn_context)
     # The signature goes right after Issuer, as SAML's schema wants.
     placeholder = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS}, Id="placeholder")
     assertion.insert(1, placeholder)

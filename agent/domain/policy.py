@@ -24,6 +24,7 @@ class Actor:
     mode: str = "normal"  # "normal", "bris_de_glace", "centre_15"
     family_name: str = ""  # the CPS holder's name, for the VIHF (never traced: the RPPS is)
     given_name: str = ""
+    via_psc: bool = False  # identified through Pro Santé Connect (no card): DMP calls in the PSC mode
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ class QueueExecutor(Lifecycle):
         subscription = bus.subscribe()
         try:
             async for event in subscription:
-                if event.type in ("card.inserted", "cps.login"):
+                if event.type in ("card.inserted", "cps.login", "psc.login"):  # the author can sign or act
                     self.cards_changed()
         finally:
             subscription.close()

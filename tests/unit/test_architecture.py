@@ -57,17 +57,20 @@ ALLOWED: dict[str, set[str]] = {
     "cda": BASE | {"xml"},
     "ins": BASE | {"xml"},
     "dmp": BASE | {"xml"},
+    "psc": BASE,
     "mss": BASE | {"xml", "dmp", "store"},
     "queue": BASE | {"store", "xml"},
     "audit": BASE | {"store", "dmp"},
     "routing": BASE | {"store", "queue", "xml"},
     "homologation": BASE | {"store", "xml", "dmp", "ins"},
-    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "homologation"},
+    "api": BASE | {"xml", "cards", "store", "cda", "ins", "dmp", "mss", "queue", "audit", "routing", "homologation",
+                   "psc"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
                    "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",
                    "biip": "agent/cda/datamatrix.py", "signxml": "agent/xml/signing.py",
-                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py"}
+                   "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py",
+                   "joserfc": "agent/psc/jose.py"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -180,6 +180,7 @@ function tickCountdowns() {
 
 // ---- cards ---------------------------------------------------------------------------------------------
 async function loadCards() {
+  pscState();
   const box = document.getElementById("cards-summary");
   let cards;
   try { cards = await api("GET", "/v1/cards"); }
@@ -206,6 +207,24 @@ async function cpsLogin(event) {
 async function cpsLogout() {
   try { await api("POST", "/v1/cps/logout"); show("Carte CPS déconnectée.", true); } catch (e) { show(e.message); }
   await loadCards();
+}
+
+// Pro Santé Connect (e-CPS): the agent gives PSC's page; the browser comes back to the agent's loopback listener.
+async function pscState() {
+  const label = document.getElementById("psc-state");
+  try {
+    const s = await api("GET", "/v1/psc/session");
+    label.textContent = s.active ? `Connecté(e) avec e-CPS : ${s.professional.given_name} ${s.professional.family_name}` : "";
+    document.getElementById("psc-box").hidden = false;
+  } catch (e) { if (e.status === 503) document.getElementById("psc-box").hidden = true; }  // PSC not configured
+}
+async function pscLogin() {
+  try { const started = await api("POST", "/v1/psc/login"); window.open(started.authorization_url, "_blank", "noopener"); }
+  catch (e) { show(e.message); }
+}
+async function pscLogout() {
+  try { await api("POST", "/v1/psc/logout"); show("Déconnecté(e) de Pro Santé Connect.", true); } catch (e) { show(e.message); }
+  await pscState();
 }
 
 // ---- DMP access (DICA) ---------------------------------------------------------------------------------
@@ -324,6 +343,7 @@ function listen() {
   for (const type of ["card.inserted", "card.removed", "cps.login"]) source.addEventListener(type, () => {
     if (!document.getElementById("view-cards").hidden) loadCards().catch(() => {});
   });
+  for (const type of ["psc.login", "psc.logout"]) source.addEventListener(type, () => { pscState(); loadCards().catch(() => {}); });
   source.addEventListener("notice.due", () => loadNotices().catch(() => {}));
   for (const type of ["queue.paused", "queue.resumed"]) source.addEventListener(type, () => refreshStatus());
   source.addEventListener("dmp.access", (event) => {
@@ -338,6 +358,8 @@ async function main() {
   setupTabs();
   document.getElementById("cps-login").addEventListener("submit", cpsLogin);
   document.getElementById("cps-logout").addEventListener("click", cpsLogout);
+  document.getElementById("psc-login").addEventListener("click", pscLogin);
+  document.getElementById("psc-logout").addEventListener("click", pscLogout);
   document.getElementById("queue-pause").addEventListener("click", togglePause);
   document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
   document.getElementById("traces-form").addEventListener("submit", loadTraces);
