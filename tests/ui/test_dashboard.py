@@ -88,9 +88,15 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
     assert "Programmé" in await row.text_content()
     assert "dans" in await row.locator("td[data-send-at]").text_content()  # the countdown runs
     await page.screenshot(path=str(artifacts / "dashboard-queue-pending.png"))
-    # Keyboard only: focus the button and press Enter, as a doctor without a mouse would.
+    # The doctor reads the title and the patient's name, not the INS.
+    text = await row.text_content()
+    assert "Compte rendu" in text and "TEST ALICE, né(e) le 15/03/1979" in text
+    assert order["patient"]["ins"] not in text
+    # Keyboard only: focus the button and press Enter, as a doctor without a mouse would. The cancel waits out
+    # its undo window, then reaches the agent.
     await row.get_by_role("button", name="Annuler").focus()
     await page.keyboard.press("Enter")
+    await row.get_by_role("button", name="Rétablir").wait_for()
     await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
     status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
     assert status == 200 and after["state"] == "cancelled"
@@ -141,4 +147,64 @@ async def test_retry_a_failed_order(browser, demo_process, artifacts):
     submissions = api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"]
     assert len(submissions) == before + 1  # the garbage answer came before storing: stored once in all
     await page.screenshot(path=str(artifacts / "dashboard-queue-sent.png"))
+    assert not page.errors
+
+
+async def test_cancel_then_undo_keeps_the_order(browser, demo_process, artifacts):
+    agent = demo_process("ui-undo")
+    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-undo-1"))
+    assert status == 201, order
+    page = await open_dashboard(browser, agent, artifacts, "undo")
+    row = page.locator(f"#orders-pending tr[data-order='{order['id']}']")
+    await row.get_by_role("button", name="Annuler").click()
+    undo = row.get_by_role("button", name="Rétablir")
+    await undo.wait_for()
+    assert "Annulation demandée" in await row.text_content()
+    await page.screenshot(path=str(artifacts / "dashboard-queue-undo.png"))
+    await undo.click()
+    await page.get_by_text("Annulation abandonnée").wait_for()
+    await row.get_by_role("button", name="Annuler").wait_for()
+    # Nothing is left to fire: the page holds no pending cancel, and the agent still has the order programmed.
+    assert await page.evaluate("window.relaisPendingCancels.size") == 0
+    status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
+    assert status == 200 and after["state"] == "scheduled"
+    assert not page.errors
+
+
+async def test_dismiss_a_failed_send(browser, demo_process, artifacts):
+    import asyncio
+
+    agent = demo_process("ui-dismiss", env={"RELAIS_REFERENCE": str(reference_root())})
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
+    status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref="ui-dismiss-1"))
+    assert status == 201, order
+    for _ in range(200):
+        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
+        if state == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "failed"
+    page = await open_dashboard(browser, agent, artifacts, "dismiss")
+    row = page.locator(f"#orders-failed tr[data-order='{order['id']}']")
+    await row.wait_for()
+    text = await row.text_content()
+    assert "Compte rendu de consultation" in text and "PAT-TROIS DOMINIQUE" in text
+    explanation = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["deliveries"][0]["last_error"]["explanation"]
+    assert explanation in text  # the doctor-level explanation, the technical detail below it
+    assert await page.locator("#badge-queue").text_content() == "1"
+    await page.screenshot(path=str(artifacts / "dashboard-queue-dismiss.png"))
+    # The failed attempt may have reached the DMP: withdrawing asks it first, so it must answer again.
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "ok"})[0] == 200
+    await row.get_by_role("button", name="Retirer").click()
+    await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
+    status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
+    assert status == 200 and after["state"] == "cancelled"
+    assert await page.locator("#badge-queue").text_content() == ""
+    traces = api(agent, "GET", "/v1/traces?action=order.dismissed")[1]["items"]
+    assert any(t["details"].get("order_id") == order["id"] for t in traces), traces
+    # The traces view names the professional (the author, whose CPS signed the send).
+    await page.get_by_role("tab", name="Traces").click()
+    await page.locator("#traces tr", has_text="order.dismissed").first.wait_for()
+    assert f"RPPS {DEMO_RPPS}" in await page.locator("#traces tr", has_text="order.dismissed").first.text_content()
     assert not page.errors
