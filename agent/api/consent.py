@@ -102,7 +102,9 @@ async def list_notices(request: web.Request) -> web.Response:
 async def ack_notice(request: web.Request) -> web.Response:
     part = _part(request)
     actor = await request_actor(request)
-    state = await part.notices.acknowledge(request.match_info["id"], actor)
+    holder = request.app[SERVICES].cards.cps_holder()
+    state = await part.notices.acknowledge(request.match_info["id"], actor,
+                                           authenticated=holder is not None and holder.logged_in)
     return web.json_response(state.as_dict(rfc3339))
 
 
@@ -127,6 +129,10 @@ def notices_status(part: RightsPart, cards: CardService) -> Callable[[], Awaitab
         holder = cards.cps_holder()
         rpps = holder.rpps if holder else None
         if rpps:
+            # Checked at every status poll (the tray's, the dashboard's): a notice that falls due while the agent
+            # runs (180 days after the last acknowledgement) is announced (notice.due, rate-limited) without
+            # waiting for a card insertion or a DMP read.
+            await part.notices.due_for(rpps)
             state = await part.notices.state(rpps)
             body["notices"] = [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,
                                 "next_due_at": rfc3339(state.next_due_at) if state.next_due_at else None}]
@@ -294,7 +300,8 @@ def register(table: RouteTable) -> None:
                summary="« J'ai compris » : le porteur de la CPS valide l'information",
                responses={200: json_response("Information validée", NOTICE_SCHEMA),
                           404: problem_response("Information inconnue"),
-                          503: problem_response("Aucune CPS insérée (cps_absent)")})
+                          503: problem_response("Aucune CPS insérée (cps_absent), ou son code PIN n'est pas "
+                                                "saisi (cps_not_logged_in) : seul le porteur authentifié valide")})
     table.get("/v1/traces", list_traces, tag="traces",
               summary="Traces des accès et des envois (JSON paginé, ou CSV complet)",
               parameters=(_q("from", "début (inclus), RFC 3339", format="date-time"),

@@ -69,7 +69,13 @@ async def test_acknowledge_the_conf21_notice(browser, demo_process, artifacts):
     button = notice.get_by_role("button")
     assert "J'ai compris" in await button.text_content()
     await page.screenshot(path=str(artifacts / "dashboard-notice.png"))
+    # Only the holder whose PIN is entered acknowledges, in their name.
     await button.click()
+    await page.get_by_text("Saisissez le code PIN de votre carte CPS").wait_for()
+    assert api(agent, "GET", "/v1/notices")[1]["items"][0]["due"] is True
+    page.errors.clear()  # the refused acknowledgement's 503, expected
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    await notice.get_by_role("button").click()
     await page.get_by_text("Avis lu et enregistré.").wait_for()
     status, notices = api(agent, "GET", "/v1/notices")
     assert status == 200
@@ -208,3 +214,37 @@ async def test_dismiss_a_failed_send(browser, demo_process, artifacts):
     await page.locator("#traces tr", has_text="order.dismissed").first.wait_for()
     assert f"RPPS {DEMO_RPPS}" in await page.locator("#traces tr", has_text="order.dismissed").first.text_content()
     assert not page.errors
+
+
+async def test_the_conf21_badge_comes_back_after_181_days(browser, start_agent, http, artifacts):
+    from datetime import timedelta
+
+    from agent.cli.wiring import DemoOptions
+    from agent.clock import FrozenClock
+
+    clock = FrozenClock()
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"), clock=clock)
+    headers = agent.headers()
+    async with http.post(f"{agent.url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as r:
+        assert r.status == 200
+    async with http.post(f"{agent.url}/v1/notices/conf21/ack", headers=headers) as r:
+        assert r.status == 200 and (await r.json())["due"] is False
+    async def dashboard():
+        async with http.post(f"{agent.url}/v1/ui/login-link", headers=headers) as r:
+            link = await r.json()
+        page = await browser.new_page(locale="fr-FR")
+        await page.goto(link["url"])
+        await page.locator("#agent-state", has_text="connecté").wait_for()
+        return page
+
+    page = await dashboard()
+    await page.locator("article.notice").wait_for(state="attached")
+    assert await page.locator("#badge-notices").text_content() == ""
+    await page.close()
+    clock.advance(timedelta(days=181).total_seconds())
+    page = await dashboard()  # (a dashboard session does not last 181 days)
+    await page.locator("#badge-notices", has_text="1").wait_for()
+    await page.get_by_role("tab", name="Avis").click()
+    assert "J'ai compris" in await page.locator("article.notice").get_by_role("button").text_content()
+    await page.screenshot(path=str(artifacts / "dashboard-notice-due-again.png"))
+    await page.close()

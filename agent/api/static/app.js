@@ -349,7 +349,7 @@ async function loadNotices() {
   try { data = await api("GET", "/v1/notices"); }
   catch (e) { box.replaceChildren(h("p", {}, e.status === 404 ? "Aucun avis." : e.message)); return; }
   const items = data.items || [];
-  const due = items.filter((n) => !n.acknowledged_at && n.due !== false);
+  const due = items.filter((n) => n.due === true || (n.due == null && !n.acknowledged_at));  // due again after 180 days
   document.getElementById("badge-notices").textContent = due.length ? String(due.length) : "";
   box.replaceChildren(...items.map((n) => h("article", { class: "notice", "aria-labelledby": `notice-${n.id}` },
     h("h3", { id: `notice-${n.id}` }, n.title || "Avis"),
@@ -400,6 +400,9 @@ async function refreshStatus() {
     const counts = queue.counts || queue;
     const pending = ["scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card"].reduce((n, k) => n + (Number(counts[k]) || 0), 0);
     showPaused(Boolean(queue.paused));
+    // CONF.21: the badge follows the agent's own reckoning (due again 180 days after the last acknowledgement).
+    const due = (status.notices || []).filter((n) => n && n.due === true).length;
+    document.getElementById("badge-notices").textContent = due ? String(due) : "";
     setAgentState(`Agent ${status.version} connecté${status.sandbox ? " (démonstration)" : ""} · ${pending} envoi(s) en attente`);
   } catch (e) { setAgentState(e.message); }
 }
@@ -435,5 +438,6 @@ async function main() {
   loadNotices().catch(() => {});
   listen();
   setInterval(tickCountdowns, 1000);
+  setInterval(refreshStatus, 60000);  // also how a CONF.21 notice falling due while the page is open is noticed
 }
 document.addEventListener("DOMContentLoaded", main);
