@@ -41,7 +41,8 @@ def agent_actor(services: Services, *, client: str = "relais", mode: str = "norm
         return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,
                  profession=holder.profession or None, specialty=holder.specialty or None, mode=mode,
-                 family_name=holder.family_name, given_name=holder.given_name)
+                 family_name=holder.family_name, given_name=holder.given_name,
+                 authenticated=bool(holder.logged_in))
 
 
 def _part(request: web.Request) -> RightsPart:

@@ -106,6 +106,11 @@ async def test_a_dmp_that_cannot_answer_is_reported_unknown_in_french(start_agen
     agent = await start_agent(demo=DEMO)
     status, _ = await call(http, agent, "POST", "/_sandbox/dmp/faults", {"mode": "error500"})
     assert status == 200
+    # Before the PIN, the DMP is not called in the doctor's name at all.
+    _, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    assert "code PIN" in next(r for r in access["reasons"] if r["code"] == "dmp_unknown")["message"]
+    assert await traces(http, agent, "?action=dmp.td02") == []
+    assert (await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"}))[0] == 200
     status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
     assert status == 200 and access["dmp_exists"] is None and access["can_read"] is False
     reason = next(r for r in access["reasons"] if r["code"] == "dmp_unknown")
@@ -358,6 +363,25 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     assert event.data["can_read"] is True and event.data["new_documents"] == 2  # the insured, for the tray
     assert probe.since[0] is not None  # counted from the last consultation
     assert insured not in str(event.data)
+
+
+async def test_no_dmp_call_in_the_doctors_name_before_the_pin(start_agent: Any,
+                                                              http: aiohttp.ClientSession) -> None:
+    """A carte Vitale inserted while the CPS is in but its PIN not entered (as at start-up, when the cards are read
+    before anyone is at the keyboard): DICA answers without querying the DMP in the CPS holder's name; once the
+    PIN is entered, the same carte Vitale gets its DICA, in the holder's name."""
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
+    assert status == 200
+    first = await _next(events, "dmp.access")
+    assert first.data["can_read"] is False
+    assert await traces(http, agent, "?action=dmp.td02") == []
+    status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200
+    await _next(events, "dmp.access")
+    td02 = await traces(http, agent, "?action=dmp.td02")
+    assert td02 and td02[0]["actor"]["rpps"] == agent.services.cards.cps_holder().rpps
 
 
 async def test_a_cps_insertion_announces_a_due_notice(start_agent: Any, http: aiohttp.ClientSession) -> None:
