@@ -182,7 +182,7 @@ _TEXT = {"type": "string"}
 _ADDRESS = {"type": "object", "description": "free lines, or structured (postal code and city)", "properties": {
     "lines": {"type": "array", "items": _TEXT, "maxItems": 5}, "postal_code": _TEXT, "city": _TEXT,
     "country": _TEXT}}
-ORDER_PATIENT = component("OrderPatient", {
+ORDER_PATIENT = component("NewOrderPatient", {
     "type": "object", "required": ["ins", "oid", "identity_status"],
     "description": "The patient's INS and identity status; the traits are needed when the agent builds the "
                    "document (PDF or structured forms), and give the queue its readable name.",
@@ -193,7 +193,7 @@ ORDER_PATIENT = component("OrderPatient", {
         "sex": {"type": "string", "description": "M, F or U"},
         "birth_date": {"type": "string", "format": "date"}, "birth_place": _TEXT,
         "used_name": _TEXT, "used_given": _TEXT, "address": _ADDRESS}}, request=True)
-ORDER_AUTHOR = component("OrderAuthor", {
+ORDER_AUTHOR = component("NewOrderAuthor", {
     "type": "object", "required": ["rpps"],
     "description": "The author (RPPS); the other fields when the agent builds the document.",
     "properties": {
@@ -210,23 +210,23 @@ _N1 = {"type_code": {"type": "string", "description": "LOINC type code of the S�
        "title": {"type": "string", "maxLength": 250}, "service_start": {"type": "string", "format": "date-time"},
        "service_stop": {"type": "string", "format": "date-time"}, "exam": _EXAM}
 DOCUMENT_CDA = component("DocumentCda", {
-    "type": "object", "title": "CDA prêt", "required": ["cda_base64"],
+    "type": "object", "description": "CDA prêt", "required": ["cda_base64"],
     "properties": {"cda_base64": {"type": "string", "contentEncoding": "base64"}, "exam": _EXAM}}, request=True)
 DOCUMENT_PDF = component("DocumentPdf", {
-    "type": "object", "title": "PDF (CDA N1 construit par l'agent)",
+    "type": "object", "description": "PDF (CDA N1 construit par l'agent)",
     "required": ["pdf_base64", "type_code", "title", "service_start"],
     "properties": {"pdf_base64": {"type": "string", "contentEncoding": "base64"}, **_N1}}, request=True)
 DOCUMENT_CONTENT = component("DocumentContent", {
-    "type": "object", "title": "PDF, texte, RTF, JPEG ou TIFF (CDA N1)",
+    "type": "object", "description": "PDF, texte, RTF, JPEG ou TIFF (CDA N1)",
     "required": ["content_base64", "type_code", "title", "service_start"],
     "properties": {"content_base64": {"type": "string", "contentEncoding": "base64"},
                    "media_type": {"type": "string", "description": "application/pdf, text/plain, text/rtf, "
                                                  "image/jpeg or image/tiff"}, **_N1}}, request=True)
 DOCUMENT_STRUCTURED = component("DocumentStructured", {
-    "type": "object", "title": "Document structuré (N3) construit par l'agent", "required": ["kind", "data"],
+    "type": "object", "description": "Document structuré (N3) construit par l'agent", "required": ["kind", "data"],
     "properties": {"kind": {"enum": list(KINDS)},
                    "data": {"type": "object", "description": "the kind's data, as for POST /v1/cda"}}}, request=True)
-ORDER_DOCUMENT = component("OrderDocument", {"oneOf": [DOCUMENT_CDA, DOCUMENT_PDF, DOCUMENT_CONTENT,
+ORDER_DOCUMENT = component("NewOrderDocument", {"oneOf": [DOCUMENT_CDA, DOCUMENT_PDF, DOCUMENT_CONTENT,
                                                        DOCUMENT_STRUCTURED]})
 VISIBILITY = component("Visibility", {
     "type": "object", "description": "DMP visibility (absent: visible to all)",
@@ -374,4 +374,4 @@ def register(table: RouteTable) -> None:
               tag=tag, responses={200: json_response("État d'envoi du document", {
                   "type": "object", "properties": {"unique_id": {"type": "string"}, "fed": {"type": "boolean"},
                                                    "dmp": {"type": ["object", "null"]},
-                                                   "mss": {"type": "array"}}})})
+                                                   "mss": {"type": "array", "items": {"type": "object"}}}})})

@@ -113,10 +113,10 @@ async def test_openapi_shows_every_document_form_shared_schemas_and_examples(sta
     async with http.get(agent.url + "/v1/openapi.json") as r:
         document = await r.json()
     schemas = document["components"]["schemas"]
-    forms = schemas["OrderDocument"]["oneOf"]
+    forms = schemas["NewOrderDocument"]["oneOf"]
     assert [f["$ref"].rsplit("/", 1)[1] for f in forms] == ["DocumentCda", "DocumentPdf", "DocumentContent",
                                                            "DocumentStructured"]
-    for name in ("OrderRequest", "OrderPatient", "OrderAuthor", "Visibility", "Destinations", "MssMessage",
+    for name in ("OrderRequest", "NewOrderPatient", "NewOrderAuthor", "Visibility", "Destinations", "MssMessage",
                  "DocumentPdf"):
         assert schemas[name]["additionalProperties"] is False, name
     create = document["paths"]["/v1/orders"]["post"]
