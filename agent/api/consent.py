@@ -284,6 +284,9 @@ def register(table: RouteTable) -> None:
     table.put("/v1/patients/{ins}/consent", put_consent, tag=tag,
               summary="Enregistrer l'information, le consentement ou l'opposition du patient (tracé)",
               parameters=(OID_PARAM,), request_schema=CONSENT_REQUEST,
+              request_examples={"granted": {"summary": "Patient informé, consultation du DMP acceptée",
+                                            "value": {"dmp_consultation": "granted", "dmp_feeding": "non_opposition",
+                                                      "informed": True, "episode": "visite-8812"}}},
               responses={200: json_response("Consentement enregistré", CONSENT_SCHEMA)})
     table.get("/v1/dmp/{ins}/access", dmp_access, tag="dmp",
               summary="DICA sans clic : le DMP de ce patient peut-il être consulté, et sinon pourquoi",

@@ -124,6 +124,9 @@ async def test_openapi_shows_every_document_form_shared_schemas_and_examples(sta
     assert media["schema"] == {"$ref": "#/components/schemas/OrderRequest"}
     assert "pdf_base64" in media["examples"]["pdf"]["value"]["document"]
     assert create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/Order")
+    for path, method in (("/v1/cps/login", "post"), ("/v1/ins/search", "post"), ("/v1/cda/validate", "post"),
+                         ("/v1/patients/{ins}/consent", "put")):
+        assert document["paths"][path][method]["requestBody"]["content"]["application/json"]["examples"], path
     # Every request schema of the API is closed where it declares its fields.
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
