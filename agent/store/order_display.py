@@ -67,3 +67,13 @@ def read_many(conn: sqlite3.Connection, cipher: ContentCipher, order_ids: list[s
             except (StoreError, ValueError):  # destroyed or unreadable: the row shows the INS instead
                 continue
     return out
+
+
+def erase(conn: sqlite3.Connection, order_seq: int) -> None:
+    """The summary goes with the document's content when its retention ends (its key destroyed first)."""
+    row = conn.execute("SELECT d.key_id FROM order_display d JOIN orders o ON o.id = d.order_id WHERE o.seq = ?",
+                       (order_seq,)).fetchone()
+    if row is None:
+        return
+    ContentCipher.destroy(conn, row[0])
+    conn.execute("DELETE FROM order_display WHERE key_id = ?", (row[0],))

@@ -31,6 +31,7 @@ from agent.domain.orders import (
     summary_state,
 )
 from agent.errors import Conflict, NotFound, StoreError
+from agent.store import order_display
 from agent.store.crypto import ContentCipher, SealedBlob
 
 S = DeliveryState
@@ -548,6 +549,7 @@ def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -
         ContentCipher.destroy(conn, key_id)
         conn.execute("UPDATE orders SET key_id = NULL, payload = NULL, content_erased_at = ? WHERE seq = ?",
                      (now, seq))
+        order_display.erase(conn, seq)  # the patient's name and the title go with the content
     return len(rows)
 
 

@@ -61,6 +61,13 @@ async def test_each_order_keeps_what_the_doctor_reads_sealed_at_rest(harness: Ha
     for clear in (b"ZYGOMARCHE", "Éloïse".encode(), base64.b64encode(b"ZYGOMARCHE")[:8]):
         assert clear not in raw  # the name is sealed like the document (invariant 5)
     await harness.start()
+    # Sent, then its retention over: the name and the title go with the document's content.
+    await harness.service.send_now(order.id)
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.SENT
+    harness.clock.advance((harness.settings.retention_days + 1) * 86400)
+    assert await harness.executor.erase_expired() == 1
+    assert await harness.service.readable([order]) == {}
 
 
 async def test_a_failed_send_is_withdrawn_never_sent_and_traced(harness: Harness) -> None:
