@@ -69,7 +69,9 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
             operation["responses"].setdefault("401", problem_response("Jeton manquant, inconnu ou révoqué"))
         if route.body != "none":
             operation["responses"].setdefault("413", problem_response("Corps trop volumineux"))
-            operation["responses"].setdefault("422", problem_response("Données invalides"))
+            operation["responses"].setdefault("422", problem_response(
+                "Données invalides (invalid_input ; unknown_field : champ inconnu) ; errors[].field nomme chaque "
+                "champ par son chemin"))
         for status, text in _COMMON_ERRORS.items():
             operation["responses"].setdefault(str(status), problem_response(text))
         operation.update(route.extra)

@@ -170,7 +170,10 @@ function undoable(order) {
   return order.state === "scheduled" && new Date(order.send_at) - Date.now() > (UNDO_SECONDS + 5) * 1000;
 }
 function askCancel(order) {
-  if (!undoable(order)) { act(order, "cancel", "Envoi annulé (départ imminent : annulation immédiate)"); return; }
+  if (!undoable(order)) {  // it could leave during the undo window: cancelled at once, and said so
+    act(order, "cancel", order.state === "scheduled" ? "Envoi annulé (départ imminent : annulation immédiate)" : "Envoi annulé");
+    return;
+  }
   const deadline = Date.now() + UNDO_SECONDS * 1000;
   const timer = setTimeout(() => confirmCancel(order.id), UNDO_SECONDS * 1000);
   pendingCancels.set(order.id, { timer, deadline, order });
