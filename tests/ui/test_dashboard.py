@@ -248,3 +248,17 @@ async def test_the_conf21_badge_comes_back_after_181_days(browser, start_agent, 
     assert "J'ai compris" in await page.locator("article.notice").get_by_role("button").text_content()
     await page.screenshot(path=str(artifacts / "dashboard-notice-due-again.png"))
     await page.close()
+
+
+async def test_a_wrong_pin_says_so_not_session_expired(browser, demo_process, artifacts):
+    agent = demo_process("ui-wrong-pin")
+    page = await open_dashboard(browser, agent, artifacts, "wrong-pin")
+    await page.get_by_role("tab", name="Cartes").click()
+    await page.get_by_label("Code PIN de la carte CPS").fill("9999")
+    await page.get_by_role("button", name="Se connecter").click()
+    message = page.locator("#message")
+    await message.wait_for()
+    assert "PIN" in await message.text_content()
+    assert "Session expirée" not in await page.locator("#agent-state").text_content()
+    status, cards = api(agent, "GET", "/v1/cards")
+    assert status == 200 and cards["cps"]["logged_in"] is False

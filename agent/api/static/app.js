@@ -38,11 +38,12 @@ async function api(method, path, body) {
   const response = await fetch(path, {
     method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401) {
-    setAgentState("Session expirée : rouvrez le tableau de bord depuis l'icône Relais.");
-  }
   const type = response.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await response.json() : await response.text();
+  // A wrong CPS PIN is a 401 too: only the dashboard's own session expiring says so.
+  if (response.status === 401 && !(data && String(data.code || "").startsWith("pin"))) {
+    setAgentState("Session expirée : rouvrez le tableau de bord depuis l'icône Relais.");
+  }
   if (!response.ok) {
     const error = new Error((data && data.detail) || `Erreur ${response.status}`);
     error.status = response.status;
