@@ -21,7 +21,7 @@ from typing import Any
 from tray.backend import this_desktop_backend
 from tray.client import AgentClient, AgentUnavailable, Locator, SseEvent, follow
 from tray.icons import icon_image
-from tray.state import Notification, TrayModel
+from tray.state import Notification, TrayModel, failure_notification
 
 log = logging.getLogger("relais.tray")
 REFRESH_SECONDS = 30.0  # a safety net: every event already triggers a refresh
@@ -62,11 +62,21 @@ class Tray:
                 return
             note = self.model.on_event(event.type, event.data)
             self.refresh()
+        if note is not None and event.type == "order.updated" and event.data.get("state") == "failed":
+            note = self._failure(str(event.data.get("id") or event.data.get("order_id") or ""), note)
         if note is not None:
             self.notify(note)
 
+    def _failure(self, order_id: str, fallback: Notification) -> Notification:
+        """The failed send, named by its title and patient (read from the API; the event carries ids only)."""
+        try:
+            order = self.client.call("GET", f"/v1/orders/{order_id}")
+        except AgentUnavailable:
+            return fallback
+        return failure_notification(order) if isinstance(order, dict) else fallback
+
     def notify(self, note: Notification) -> None:
-        log.info("notification : %s : %s", note.title, note.message)
+        log.info("notification : %s", note.title)  # the message may name the patient: never logged
         if self.icon is not None and getattr(self.icon, "HAS_NOTIFICATION", False):
             try:
                 self.icon.notify(note.message, note.title)

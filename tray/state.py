@@ -130,3 +130,20 @@ class TrayModel:
             return Notification("Avis à lire (DMP)", "Merci de lire l'avis sur la consultation du DMP et de "
                                                      "cliquer sur « J'ai compris » dans le tableau de bord.")
         return None
+
+
+def failure_notification(order: dict[str, Any]) -> Notification:
+    """The failed-send notification with what the doctor recognises: the document's title, the patient's name
+    and the explanation of the failure (the agent's ``last_error.explanation``); events carry none of them, so
+    the tray reads the order from the API. Its title stays generic: only the title reaches the tray's log."""
+    document = order.get("document") or {}
+    patient = order.get("patient") or {}
+    what = document.get("title") or document.get("type_label") or "Un document"
+    who = patient.get("display_name")
+    failed = [d for d in order.get("deliveries") or [] if isinstance(d, dict) and d.get("state") == "failed"]
+    error = (failed[0].get("last_error") or {}) if failed else {}
+    why = error.get("explanation") or error.get("message") or "voir le tableau de bord"
+    retry = any((d.get("last_error") or {}).get("retry_helps", True) for d in failed)
+    action = "réessayer ou retirer l'envoi" if retry else "retirer l'envoi"
+    head = f"« {what} »" + (f" pour {who}" if who else "") + " n'est pas parti."
+    return Notification("Échec d'envoi d'un document", f"{head} {why} Ouvrez le tableau de bord pour {action}.")

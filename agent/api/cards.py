@@ -146,6 +146,8 @@ def register(table: RouteTable) -> None:
     table.post("/v1/cps/login", login, summary="Saisir le code PIN de la carte CPS", tag="cards",
                request_schema={"type": "object", "required": ["pin"], "properties": {
                    "pin": {"type": "string", "pattern": "^[0-9]{4,8}$"}}},
+               request_examples={"pin": {"summary": "Le code PIN de la CPS (jamais journalisé ni conservé)",
+                                         "value": {"pin": "1234"}}},
                responses={200: json_response("Session CPS ouverte", CPS_SCHEMA),
                           401: problem_response("Code PIN incorrect (code pin_invalid, tries_left)"),
                           422: problem_response("Code PIN mal formé"), **CARD_PROBLEMS})

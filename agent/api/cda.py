@@ -204,6 +204,8 @@ def register(table: RouteTable) -> None:
     table.post(
         "/v1/cda/validate", validate, summary="Valider un CDA (XSD et schématrons CI-SIS)", tag=tag, body="upload",
         request_schema=VALIDATE_REQUEST,
+        request_examples={"cda": {"summary": "Un CDA en base64",
+                                  "value": {"cda_base64": "PENsaW5pY2FsRG9jdW1lbnQgeG1sbnM9InVybjpobDctb3JnOnYzIi8+"}}},
         responses={200: json_response("Rapport de validation (en français, avec l'emplacement de chaque erreur)",
                                       VALIDATION_SCHEMA),
                    422: problem_response("Base64 ou XML invalide"),

@@ -41,12 +41,14 @@ def agent_actor(services: Services, *, client: str = "relais", mode: str = "norm
     if identity is not None:  # no CPS in a reader: the professional connected through Pro Santé Connect
         return Actor(rpps=identity.rpps, workstation=services.config.workstation_id, client=client,
                      profession=identity.profession or None, specialty=identity.specialty or None, mode=mode,
-                     family_name=identity.family_name, given_name=identity.given_name, via_psc=True)
+                     family_name=identity.family_name, given_name=identity.given_name, via_psc=True,
+                     authenticated=True)  # a live PSC session is an authenticated professional
     if holder is None:
         return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,
                  profession=holder.profession or None, specialty=holder.specialty or None, mode=mode,
-                 family_name=holder.family_name, given_name=holder.given_name)
+                 family_name=holder.family_name, given_name=holder.given_name,
+                 authenticated=bool(holder.logged_in))
 
 
 def _part(request: web.Request) -> RightsPart:
@@ -107,7 +109,7 @@ async def list_notices(request: web.Request) -> web.Response:
 async def ack_notice(request: web.Request) -> web.Response:
     part = _part(request)
     actor = await request_actor(request)
-    state = await part.notices.acknowledge(request.match_info["id"], actor)
+    state = await part.notices.acknowledge(request.match_info["id"], actor, authenticated=actor.authenticated)
     return web.json_response(state.as_dict(rfc3339))
 
 
@@ -132,6 +134,10 @@ def notices_status(part: RightsPart, cards: CardService) -> Callable[[], Awaitab
         holder = cards.cps_holder()
         rpps = holder.rpps if holder else None
         if rpps:
+            # Checked at every status poll (the tray's, the dashboard's): a notice that falls due while the agent
+            # runs (180 days after the last acknowledgement) is announced (notice.due, rate-limited) without
+            # waiting for a card insertion or a DMP read.
+            await part.notices.due_for(rpps)
             state = await part.notices.state(rpps)
             body["notices"] = [{"id": conf21.NOTICE_ID, "due": state.due, "rpps": rpps,
                                 "next_due_at": rfc3339(state.next_due_at) if state.next_due_at else None}]
@@ -282,6 +288,9 @@ def register(table: RouteTable) -> None:
     table.put("/v1/patients/{ins}/consent", put_consent, tag=tag,
               summary="Enregistrer l'information, le consentement ou l'opposition du patient (tracé)",
               parameters=(OID_PARAM,), request_schema=CONSENT_REQUEST,
+              request_examples={"granted": {"summary": "Patient informé, consultation du DMP acceptée",
+                                            "value": {"dmp_consultation": "granted", "dmp_feeding": "non_opposition",
+                                                      "informed": True, "episode": "visite-8812"}}},
               responses={200: json_response("Consentement enregistré", CONSENT_SCHEMA)})
     table.get("/v1/dmp/{ins}/access", dmp_access, tag="dmp",
               summary="DICA sans clic : le DMP de ce patient peut-il être consulté, et sinon pourquoi",
@@ -299,7 +308,8 @@ def register(table: RouteTable) -> None:
                summary="« J'ai compris » : le porteur de la CPS valide l'information",
                responses={200: json_response("Information validée", NOTICE_SCHEMA),
                           404: problem_response("Information inconnue"),
-                          503: problem_response("Aucune CPS insérée (cps_absent)")})
+                          503: problem_response("Aucune CPS insérée (cps_absent), ou son code PIN n'est pas "
+                                                "saisi (cps_not_logged_in) : seul le porteur authentifié valide")})
     table.get("/v1/traces", list_traces, tag="traces",
               summary="Traces des accès et des envois (JSON paginé, ou CSV complet)",
               parameters=(_q("from", "début (inclus), RFC 3339", format="date-time"),

@@ -28,15 +28,16 @@ STATUS_SCHEMA = {
         "sandbox": {"type": "boolean"},
         "store": {
             "type": "object",
-            "properties": {"master_key": {"enum": ["keyring", "file"]}, "warnings": {"type": "array"}},
+            "properties": {"master_key": {"enum": ["keyring", "file"]},
+                           "warnings": {"type": "array", "items": {"type": "string"}}},
         },
         "warnings": {"type": "array", "items": {"type": "string"}},
         "dashboard": {"type": "object", "properties": {"sessions": {"type": "integer"}}},
         "cards": {"type": "object"},
         "queue": {"type": "object"},
         "connectivity": {"type": "object"},
-        "peers": {"type": "array"},
-        "notices": {"type": "array"},
+        "peers": {"type": "array", "items": {"type": "object"}},
+        "notices": {"type": "array", "items": {"type": "object"}},
     },
 }
 

@@ -32,8 +32,9 @@ from multidict import CIMultiDict
 
 from agent import errors as e
 from agent.api.problems import SECURITY_HEADERS, problem, problem_from
+from agent.api.schema import check_body
 from agent.api.sessions import COOKIE, CSRF_HEADER, UiSessions
-from agent.api.spec import Route, route_of
+from agent.api.spec import Route, resolve, route_of
 from agent.clock import Clock
 from agent.config import is_loopback_host
 from agent.logs import get_logger
@@ -266,6 +267,9 @@ async def read_json(request: web.Request, limit: int | None = None) -> dict[str,
         ) from exc
     if not isinstance(data, dict):
         raise e.InvalidInput.field("body", "Un objet JSON est attendu.")
+    route = route_of(request)
+    if route is not None and route.request_schema is not None:
+        check_body(data, route.request_schema, resolve)  # unknown keys and wrong types: 422 naming each field
     return data
 
 

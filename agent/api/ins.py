@@ -261,6 +261,12 @@ def register(table: RouteTable) -> None:
     table.post(
         "/v1/ins/search", search, summary="Rechercher l'INS d'un patient (carte Vitale ou traits d'identité)",
         tag="identity", request_schema=SEARCH_REQUEST_SCHEMA,
+        request_examples={
+            "vitale": {"summary": "Depuis la carte Vitale (card_serial de GET /v1/cards)",
+                       "value": {"source": "vitale", "beneficiary_index": 0, "card_serial": "900000001"}},
+            "traits": {"summary": "Depuis les traits d'identité", "value": {"source": "traits", "traits": {
+                "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
+                "birth_place": "51215"}}}},
         responses={200: json_response("Résultat de l'INSi", SEARCH_ANSWER_SCHEMA), **ERRORS},
     )
     table.post(

@@ -14,7 +14,7 @@ TRAITS_SCHEMA: dict[str, Any] = {
         "birth_name": {"type": "string", "description": "Nom de naissance (pas le nom d'usage)"},
         "given_names": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
                         "description": "Prénoms de naissance, dans l'ordre de la pièce d'identité"},
-        "sex": {"enum": ["M", "F", "m", "f"]},
+        "sex": {"type": "string", "pattern": "^[MFmf]$", "description": "M ou F"},
         "birth_date": {"type": "string", "format": "date"},
         "birth_place": {"type": "string", "description": "Code INSEE de la commune de naissance (99xxx : pays)"},
     },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.api.spec import Route, problem_response
+from agent.api.spec import COMPONENTS, Route, problem_response
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -55,10 +55,10 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
         if params:
             operation["parameters"] = params
         if route.request_schema is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": route.request_schema}},
-            }
+            media: dict[str, Any] = {"schema": route.request_schema}
+            if route.request_examples:
+                media["examples"] = route.request_examples
+            operation["requestBody"] = {"required": True, "content": {"application/json": media}}
         for status, response in sorted(route.responses.items()):
             operation["responses"][str(status)] = response
         if not operation["responses"]:
@@ -69,7 +69,9 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
             operation["responses"].setdefault("401", problem_response("Jeton manquant, inconnu ou révoqué"))
         if route.body != "none":
             operation["responses"].setdefault("413", problem_response("Corps trop volumineux"))
-            operation["responses"].setdefault("422", problem_response("Données invalides"))
+            operation["responses"].setdefault("422", problem_response(
+                "Données invalides (invalid_input ; unknown_field : champ inconnu) ; errors[].field nomme chaque "
+                "champ par son chemin"))
         for status, text in _COMMON_ERRORS.items():
             operation["responses"].setdefault(str(status), problem_response(text))
         operation.update(route.extra)
@@ -86,7 +88,7 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": PROBLEM_SCHEMA},
+            "schemas": {"Problem": PROBLEM_SCHEMA, **dict(sorted(COMPONENTS.items()))},
         },
     }
 

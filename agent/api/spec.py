@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from agent.api.schema import closed, unsupported_keywords
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BodyKind = Literal["none", "small", "upload"]
 
@@ -29,6 +31,7 @@ class Route:
     public: bool = False
     body: BodyKind = "none"
     request_schema: dict[str, Any] | None = None
+    request_examples: dict[str, Any] = field(default_factory=dict)  # OpenAPI Example Objects by name
     responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     parameters: tuple[dict[str, Any], ...] = ()
     description: str = ""
@@ -45,6 +48,12 @@ class RouteTable:
         body: BodyKind = kwargs.pop("body", "small" if method in ("POST", "PUT", "PATCH") else "none")
         if method == "GET" and body != "none":
             raise ValueError(f"GET {path} cannot take a body")
+        if kwargs.get("request_schema") is not None:
+            # What the OpenAPI document shows is what read_json enforces: objects closed, keywords known.
+            kwargs["request_schema"] = closed(kwargs["request_schema"])
+            unknown = unsupported_keywords(kwargs["request_schema"])
+            if unknown:
+                raise ValueError(f"{method} {path}: schema keywords not checked: {unknown}")
         self.routes.append(Route(method, path, handler, summary, tag, body=body, **kwargs))
 
     def get(self, path: str, handler: Handler, **kwargs: Any) -> None:
@@ -69,6 +78,32 @@ class RouteTable:
 
 def route_of(request: web.Request) -> Route | None:
     return getattr(request.match_info.route, ROUTE_KEY, None)
+
+
+# Shared schemas: components of the OpenAPI document, referenced by "$ref" from routes (and resolved by the
+# request checker). Registered at import time by the API modules, once per name.
+COMPONENTS: dict[str, dict[str, Any]] = {}
+_REF = "#/components/schemas/"
+
+
+def component(name: str, schema: dict[str, Any], *, request: bool = False) -> dict[str, Any]:
+    """Register ``schema`` as ``#/components/schemas/<name>`` and answer a ``$ref`` to it. A request schema is
+    closed (unknown keys refused) and may only use the keywords the checker knows."""
+    if request:
+        schema = closed(schema)
+        unknown = unsupported_keywords(schema)
+        if unknown:
+            raise ValueError(f"component {name}: schema keywords not checked: {unknown}")
+    if COMPONENTS.get(name, schema) != schema:
+        raise ValueError(f"component {name} registered twice with different schemas")
+    COMPONENTS[name] = schema
+    return {"$ref": _REF + name}
+
+
+def resolve(ref: str) -> dict[str, Any]:
+    if not ref.startswith(_REF) or ref[len(_REF):] not in COMPONENTS:
+        raise KeyError(f"unknown schema reference {ref}")
+    return COMPONENTS[ref[len(_REF):]]
 
 
 # Reusable schema fragments.

@@ -102,6 +102,11 @@ class DicaService:
             return None, "Le service DMP n'est pas disponible sur cet agent : existence du DMP non vérifiée."
         if not cps_present:
             return None, "L'existence du DMP ne peut être vérifiée sans carte CPS."
+        if not actor.authenticated:
+            # Never a DMP call in a professional's name before they entered their PIN (at start-up the cards
+            # are read before anyone is at the keyboard); the watcher asks again at cps.login.
+            return None, ("Saisissez le code PIN de votre carte CPS : le DMP n'est interrogé qu'au nom d'un "
+                          "professionnel authentifié.")
         try:
             presence = await self.probe.dmp_status(ins, oid, actor)
         except RelaisError as error:

@@ -66,12 +66,17 @@ class Notices:
             self._bus.publish("notice.due", notice_id=conf21.NOTICE_ID, rpps=rpps)
         return due
 
-    async def acknowledge(self, notice_id: str, actor: Actor) -> conf21.NoticeState:
+    async def acknowledge(self, notice_id: str, actor: Actor, *, authenticated: bool) -> conf21.NoticeState:
+        """The professional's own statement: only the holder of the CPS whose session is open (PIN verified)
+        acknowledges, in their name; a card merely inserted is not its holder at the keyboard."""
         if notice_id != conf21.NOTICE_ID:
             raise NotFound(f"Aucune information « {notice_id} » à valider.", code="notice_not_found")
         if not actor.rpps:
             raise Unavailable("Insérez votre carte CPS : l'information est validée au nom de son porteur.",
                               code="cps_absent")
+        if not authenticated:
+            raise Unavailable("Saisissez le code PIN de votre carte CPS (onglet Cartes) : l'information est "
+                              "validée en votre nom, par vous seul.", code="cps_not_logged_in")
         rpps = actor.rpps
         at = rfc3339(self._clock.now())
         await self._db.write(lambda conn: book.add_ack(conn, rpps, notice_id, conf21.NOTICE_VERSION, at,

@@ -64,10 +64,15 @@ class VitaleWatch(Lifecycle):
         try:
             while True:
                 event = await subscription.get()
-                if event is None or event.type != "card.inserted":
+                if event is None or event.type not in ("card.inserted", "cps.login"):
                     continue
                 try:
-                    if event.data.get("card") == "cps" and event.data.get("rpps"):
+                    if event.type == "cps.login":
+                        # The PIN makes the DMP callable in the professional's name: a carte Vitale already in
+                        # the reader gets its DICA now.
+                        if self._vitale_present():
+                            await self.on_vitale()
+                    elif event.data.get("card") == "cps" and event.data.get("rpps"):
                         # CONF.21: the notice is announced as soon as its professional's CPS comes in.
                         await self._dica.rights.notices.due_for(str(event.data["rpps"]))
                     elif event.data.get("card") == "vitale":
@@ -76,6 +81,12 @@ class VitaleWatch(Lifecycle):
                     log.info("DICA à l'insertion de la carte Vitale impossible : %s", error.code)
         finally:
             subscription.close()
+
+    def _vitale_present(self) -> bool:
+        try:
+            return bool(self._beneficiaries())
+        except RelaisError:  # no carte Vitale in the readers
+            return False
 
     async def on_vitale(self) -> list[dict[str, Any]]:
         actor = self._actor()

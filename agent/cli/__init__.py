@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--all-users", action="store_true", help="Windows : retirer l'installation « --all-users »")
     add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
 
+    dashboard = add("dashboard", "ouvrir le tableau de bord de l'agent dans le navigateur (lien à usage unique)")
+    dashboard.add_argument("--no-browser", action="store_true", help="afficher le lien sans ouvrir le navigateur")
+    dashboard.add_argument("--json", action="store_true", help="sortie JSON ({\"url\": ...})")
+
     status = add("status", "état de l'agent en cours d'exécution")
     status.add_argument("--json", action="store_true", help="sortie JSON")
 

@@ -36,6 +36,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "uninstall": _system("cmd_uninstall"),
         "doctor": lambda args: _system("cmd_doctor")(args, load(args)),
         "demo": cmd_demo,
+        "dashboard": cmd_dashboard,
         "sandbox": cmd_sandbox,
         "status": cmd_status,
         "token": cmd_token,
@@ -224,6 +225,19 @@ def cmd_tray(args: argparse.Namespace) -> int:
         return f"http://127.0.0.1:{info['port']}", client_token(config, TRAY_TOKEN_NAME, "tray.token")
 
     return tray_main(locate)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """A fresh one-time link to the dashboard of this data dir's agent, opened in the browser."""
+    import webbrowser
+
+    url = str(agent_request(load(args), "POST", "/v1/ui/login-link")["url"])
+    if args.json:
+        print(json.dumps({"url": url}))
+        return 0
+    opened = not args.no_browser and webbrowser.open(url)
+    print(f"Tableau de bord{' ouvert' if opened else ''} : {url} (lien à usage unique, valable 60 s)")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

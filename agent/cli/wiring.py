@@ -174,6 +174,9 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     agent = Agent(config, demo)
     stop = asyncio.Event()
     install_stop_handlers(stop.set)
+    if demo is not None and demo.token_file is not None:
+        # The token file appears only once the agent answers: a script can wait for it (the README does).
+        demo.token_file.unlink(missing_ok=True)
     await agent.start()
     session = locator.announce(config, agent.port, agent.services.started_at if agent.services else "")
     tray: subprocess.Popen[bytes] | None = None
@@ -183,6 +186,9 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
             if demo.token_file is None:
                 print(f"Jeton d'API de démonstration : {token}", flush=True)
             print(f"Relais (démonstration) : http://127.0.0.1:{agent.port}/v1/status", flush=True)
+            code = agent.services.ui_sessions.issue_code("demo")
+            print(f"Tableau de bord : http://127.0.0.1:{agent.port}/ui/#login={code} (lien à usage unique, valable "
+                  f"60 s ; un nouveau : relais dashboard --data-dir {config.data_dir})", flush=True)
             if demo.tray:
                 tray = start_tray(config)
         await stop.wait()

@@ -25,6 +25,9 @@ class Actor:
     family_name: str = ""  # the CPS holder's name, for the VIHF (never traced: the RPPS is)
     given_name: str = ""
     via_psc: bool = False  # identified through Pro Santé Connect (no card): DMP calls in the PSC mode
+    # The professional proved they hold the card (CPS PIN verified): only then is a national service called in
+    # their name (DICA's TD0.2 at a carte Vitale's insertion, CONF.21's acknowledgement).
+    authenticated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from agent.logs import get_logger
 from agent.queue.events import OrderEvents
 from agent.queue.executor import QueueExecutor
 from agent.queue.intake import Intake, body_hash
+from agent.store import order_display
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -148,7 +149,15 @@ class OrderService:
     async def _insert(self, new: NewOrder) -> tuple[repo.OrderView, bool]:
         now_dt = self.clock.now()
         now, now_text = now_dt.timestamp(), rfc3339(now_dt)
-        order, created = await self.db.write(lambda c: repo.insert_order(c, self.cipher, new, now, now_text))
+        summary = order_display.summary_of(new.payload)
+
+        def insert(c: Any) -> tuple[repo.OrderView, bool]:
+            order, created = repo.insert_order(c, self.cipher, new, now, now_text)
+            if created:  # what the queue shows the doctor, sealed, committed with the order
+                order_display.put(c, self.cipher, order.id, summary, now_text)
+            return order, created
+
+        order, created = await self.db.write(insert)
         if created:
             log.info("envoi %s enregistré (%d destinataire(s), délai %d s)", order.id, len(order.deliveries),
                      new.delay_seconds)
@@ -163,6 +172,11 @@ class OrderService:
         if self.forwarding is not None:
             data = await self.forwarding.annotate(data)
         return data
+
+    async def readable(self, orders: Sequence[repo.OrderView]) -> dict[str, dict[str, Any]]:
+        """What the doctor reads of these orders (title, patient's name and birth date, author, visibility)."""
+        ids = [o.id for o in orders]
+        return await self.db.read(lambda c: order_display.read_many(c, self.cipher, ids)) if ids else {}
 
     # --- read --------------------------------------------------------------------------------------------
 
@@ -214,13 +228,31 @@ class OrderService:
             self.events.publish(order)
         return order
 
-    async def _reconcile_before_cancel(self, order: repo.OrderView) -> None:
+    async def dismiss(self, order_id: str, client_name: str = "") -> repo.OrderView:
+        """"Retirer" a failed send: its failed deliveries are cancelled (the others are untouched), traced in
+        the same transaction. As for a cancel, a failure that may have reached its service is checked first."""
+        before = await self.db.read(lambda c: repo.require_order(c, order_id))
+        await self._reconcile_before_cancel(before, only=DeliveryState.FAILED)
+        now = self.clock.now().timestamp()
+        event = self._trace_event("order.dismissed", before, client_name)
+
+        def dismiss(c: Any) -> repo.OrderView:
+            order = repo.dismiss_failed(c, order_id, now)
+            self.traces.record_in(c, event)
+            return order
+
+        order = await self.db.write(dismiss)
+        log.info("envoi %s : échec retiré", order_id)
+        self.events.publish(order)
+        return order
+
+    async def _reconcile_before_cancel(self, order: repo.OrderView, only: DeliveryState | None = None) -> None:
         """A delivery whose earlier attempt may have reached its service is not called cancelled on a guess:
         the service is asked first. Found there: it is recorded sent and the cancel is refused (409
         already_sent); unreachable: 503, try again. The cancel's own transaction then re-checks the states, so
         a send that starts meanwhile still answers 409 already_sending."""
         for delivery in order.deliveries:
-            if not delivery.uncertain or delivery.state not in CANCELLABLE:
+            if not delivery.uncertain or delivery.state not in CANCELLABLE or only not in (None, delivery.state):
                 continue
             entry = await self.executor.already_delivered(order, delivery)
             if entry is None:

@@ -28,6 +28,7 @@ from typing import Any
 from agent.domain.orders import DeliveryState, NewOrder, check_delay
 from agent.errors import Conflict, InvalidInput, NotFound
 from agent.routing.protocol import Forward, same_rpps
+from agent.store import order_display
 from agent.store import orders as orders_repo
 from agent.store import routing as repo
 from agent.store.crypto import ContentCipher
@@ -143,7 +144,9 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
         return Accepted("stored", _summary(conn, message.order_id))
     if not same_rpps(local_rpps, message.author_rpps):
         raise Conflict("La carte CPS de l'auteur n'est pas sur ce poste.", code="not_holder")
-    orders_repo.insert_order(conn, cipher, _new_order(message, origin, now), now, now_text)
+    new = _new_order(message, origin, now)
+    orders_repo.insert_order(conn, cipher, new, now, now_text)
+    order_display.put(conn, cipher, message.order_id, order_display.summary_of(new.payload), now_text)
     repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now)
     return Accepted("stored", _summary(conn, message.order_id))
 

@@ -32,6 +32,7 @@ from agent.domain.orders import (
     summary_state,
 )
 from agent.errors import Conflict, NotFound, StoreError
+from agent.store import order_display
 from agent.store.crypto import ContentCipher, SealedBlob
 
 S = DeliveryState
@@ -315,6 +316,18 @@ def retry_order(conn: sqlite3.Connection, order_id: str, now: float) -> OrderVie
     return require_order(conn, order_id)
 
 
+def dismiss_failed(conn: sqlite3.Connection, order_id: str, now: float) -> OrderView:
+    """"Retirer": the order's failed deliveries are given up (failed -> cancelled: never sent, never will be);
+    its other deliveries, sent or pending, are left as they are. 409 not_failed when none has failed."""
+    order = require_order(conn, order_id)
+    failed = [d for d in order.deliveries if d.state is S.FAILED]
+    if not failed:
+        next_state(order.state if order.state is not S.FAILED else S.READY, Event.RETRY)  # 409 with its message
+    for d in failed:
+        _set_state(conn, d.id, next_state(S.FAILED, Event.CANCEL), now, due_at=None, uncertain=0)
+    return require_order(conn, order_id)
+
+
 # --- routing: orders handed to the workstation that holds the author's CPS --------------------------------
 
 def _transition_all(conn: sqlite3.Connection, seq: int, event: Event, now: float, *, only: DeliveryState | None = None,
@@ -543,6 +556,7 @@ def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -
         ContentCipher.destroy(conn, key_id)
         conn.execute("UPDATE orders SET key_id = NULL, payload = NULL, content_erased_at = ? WHERE seq = ?",
                      (now, seq))
+        order_display.erase(conn, seq)  # the patient's name and the title go with the content
     return len(rows)
 
 

@@ -50,6 +50,13 @@ def doctor(agent: Any, mode: str = "normal") -> Actor:
                  profession=holder.profession, specialty=holder.specialty, mode=mode)
 
 
+async def acknowledge(http: aiohttp.ClientSession, agent: Any) -> tuple[int, Any]:
+    """The CONF.21 notice acknowledged by the CPS holder, PIN entered (the demo card's PIN)."""
+    status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200
+    return await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+
+
 async def traces(http: aiohttp.ClientSession, agent: Any, query: str = "") -> list[dict[str, Any]]:
     status, body = await call(http, agent, "GET", f"/v1/traces{query}")
     assert status == 200
@@ -58,7 +65,7 @@ async def traces(http: aiohttp.ClientSession, agent: Any, query: str = "") -> li
 
 async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
-    status, _ = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    status, _ = await acknowledge(http, agent)
     assert status == 200
     status, consent = await call(http, agent, "GET", f"/v1/patients/{INS}/consent")
     assert status == 200 and consent["dmp_consultation"] == "unknown" and consent["history"] == []
@@ -99,6 +106,11 @@ async def test_a_dmp_that_cannot_answer_is_reported_unknown_in_french(start_agen
     agent = await start_agent(demo=DEMO)
     status, _ = await call(http, agent, "POST", "/_sandbox/dmp/faults", {"mode": "error500"})
     assert status == 200
+    # Before the PIN, the DMP is not called in the doctor's name at all.
+    _, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
+    assert "code PIN" in next(r for r in access["reasons"] if r["code"] == "dmp_unknown")["message"]
+    assert await traces(http, agent, "?action=dmp.td02") == []
+    assert (await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"}))[0] == 200
     status, access = await call(http, agent, "GET", f"/v1/dmp/{INS}/access?identity_status=QUAL")
     assert status == 200 and access["dmp_exists"] is None and access["can_read"] is False
     reason = next(r for r in access["reasons"] if r["code"] == "dmp_unknown")
@@ -117,7 +129,7 @@ async def test_invalid_consent_bodies_and_ins_answer_422(start_agent: Any, http:
 async def test_the_dmp_routes_refuse_without_consent_with_a_french_403(start_agent: Any,
                                                                        http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
-    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    await acknowledge(http, agent)
     status, problem = await call(http, agent, "GET", f"/v1/dmp/{INS}/documents")
     assert status == 403 and problem["code"] == "consent_missing"
     assert "consentement" in problem["detail"]
@@ -153,7 +165,7 @@ async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, ht
 async def test_an_emergency_access_is_traced_as_such_and_notified(start_agent: Any, http: aiohttp.ClientSession,
                                                                   mode: str) -> None:
     agent = await start_agent(demo=DEMO)
-    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    await acknowledge(http, agent)
     events = agent.services.bus.subscribe()
     await agent.services.rights.rights.check_consultation(INS, doctor(agent, mode))  # no consent recorded
     rows = await traces(http, agent, "?action=dmp.emergency_access")
@@ -189,7 +201,10 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
     assert status_body["notices"][0]["due"] is True
     assert "26 octobre 2023" in status_body["habilitation"]["source"]
 
-    status, acked = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    # A card merely inserted is not its holder at the keyboard: the PIN is needed (CONF.21 in their name).
+    status, problem = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    assert status == 503 and problem["code"] == "cps_not_logged_in" and "PIN" in problem["detail"]
+    status, acked = await acknowledge(http, agent)
     assert status == 200 and acked["due"] is False
     ack_trace = (await traces(http, agent, "?action=notice.acknowledged"))[0]
     assert ack_trace["actor"]["rpps"] == doctor(agent).rpps and ack_trace["actor"]["client"] == "test-1"
@@ -203,6 +218,13 @@ async def test_the_notice_is_due_every_180_days_and_blocks_consultation(start_ag
     assert access["notice_acknowledged"] is False and "notice_due" in [r["code"] for r in access["reasons"]]
     status, _ = await call(http, agent, "POST", "/v1/notices/other/ack")
     assert status == 404
+    # Due again while the agent runs: the next status poll announces it (the tray's notification, the
+    # dashboard's badge), without a card insertion or a DMP read.
+    events = agent.services.bus.subscribe()
+    clock.advance(timedelta(days=1).total_seconds())
+    _, status_body = await call(http, agent, "GET", "/v1/status")
+    assert status_body["notices"][0]["due"] is True
+    assert "notice.due" in [e.type for e in await _drain(events)]
 
 
 async def _drain(subscription: Any) -> list[Any]:
@@ -324,7 +346,7 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     probe = ProbeDmp([{"type_code": "11488-4", "class_code": "10"}, {"type_code": "60591-5", "class_code": "11"},
                       {"type_code": "ATTEST-RESID", "class_code": "95"}])
     agent.services.rights.dica.probe = probe
-    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
+    await acknowledge(http, agent)
     await call(http, agent, "PUT", f"/v1/patients/{insured}/consent?oid=1.2.250.1.213.1.4.10",
                {"dmp_consultation": "granted"})
     # The LGC declared this INS qualified when it last asked.
@@ -341,6 +363,25 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     assert event.data["can_read"] is True and event.data["new_documents"] == 2  # the insured, for the tray
     assert probe.since[0] is not None  # counted from the last consultation
     assert insured not in str(event.data)
+
+
+async def test_no_dmp_call_in_the_doctors_name_before_the_pin(start_agent: Any,
+                                                              http: aiohttp.ClientSession) -> None:
+    """A carte Vitale inserted while the CPS is in but its PIN not entered (as at start-up, when the cards are read
+    before anyone is at the keyboard): DICA answers without querying the DMP in the CPS holder's name; once the
+    PIN is entered, the same carte Vitale gets its DICA, in the holder's name."""
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
+    assert status == 200
+    first = await _next(events, "dmp.access")
+    assert first.data["can_read"] is False
+    assert await traces(http, agent, "?action=dmp.td02") == []
+    status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200
+    await _next(events, "dmp.access")
+    td02 = await traces(http, agent, "?action=dmp.td02")
+    assert td02 and td02[0]["actor"]["rpps"] == agent.services.cards.cps_holder().rpps
 
 
 async def test_a_cps_insertion_announces_a_due_notice(start_agent: Any, http: aiohttp.ClientSession) -> None:

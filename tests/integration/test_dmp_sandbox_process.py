@@ -22,6 +22,7 @@ def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process:
         config.write_text('[agent]\nlog_level = "DEBUG"\n')
         agent = demo_process("agent", "--config", str(config), "--sandbox", f"http://127.0.0.1:{port}")
         token, base = agent.token, agent.url
+        assert request(f"{base}/v1/cps/login", "POST", {"pin": "1234"}, token)[0] == 200  # CONF.21 in their name
         status, notices = request(base + "/v1/notices", token=token)
         assert status == 200, notices
         for notice in notices["items"]:

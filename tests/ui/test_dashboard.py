@@ -69,7 +69,13 @@ async def test_acknowledge_the_conf21_notice(browser, demo_process, artifacts):
     button = notice.get_by_role("button")
     assert "J'ai compris" in await button.text_content()
     await page.screenshot(path=str(artifacts / "dashboard-notice.png"))
+    # Only the holder whose PIN is entered acknowledges, in their name.
     await button.click()
+    await page.get_by_text("Saisissez le code PIN de votre carte CPS").wait_for()
+    assert api(agent, "GET", "/v1/notices")[1]["items"][0]["due"] is True
+    page.errors.clear()  # the refused acknowledgement's 503, expected
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    await notice.get_by_role("button").click()
     await page.get_by_text("Avis lu et enregistré.").wait_for()
     status, notices = api(agent, "GET", "/v1/notices")
     assert status == 200
@@ -88,9 +94,15 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
     assert "Programmé" in await row.text_content()
     assert "dans" in await row.locator("td[data-send-at]").text_content()  # the countdown runs
     await page.screenshot(path=str(artifacts / "dashboard-queue-pending.png"))
-    # Keyboard only: focus the button and press Enter, as a doctor without a mouse would.
+    # The doctor reads the title and the patient's name, not the INS.
+    text = await row.text_content()
+    assert "Compte rendu" in text and "TEST ALICE, né(e) le 15/03/1979" in text
+    assert order["patient"]["ins"] not in text
+    # Keyboard only: focus the button and press Enter, as a doctor without a mouse would. The cancel waits out
+    # its undo window, then reaches the agent.
     await row.get_by_role("button", name="Annuler").focus()
     await page.keyboard.press("Enter")
+    await row.get_by_role("button", name="Rétablir").wait_for()
     await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
     status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
     assert status == 200 and after["state"] == "cancelled"
@@ -142,3 +154,111 @@ async def test_retry_a_failed_order(browser, demo_process, artifacts):
     assert len(submissions) == before + 1  # the garbage answer came before storing: stored once in all
     await page.screenshot(path=str(artifacts / "dashboard-queue-sent.png"))
     assert not page.errors
+
+
+async def test_cancel_then_undo_keeps_the_order(browser, demo_process, artifacts):
+    agent = demo_process("ui-undo")
+    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-undo-1"))
+    assert status == 201, order
+    page = await open_dashboard(browser, agent, artifacts, "undo")
+    row = page.locator(f"#orders-pending tr[data-order='{order['id']}']")
+    await row.get_by_role("button", name="Annuler").click()
+    undo = row.get_by_role("button", name="Rétablir")
+    await undo.wait_for()
+    assert "Annulation demandée" in await row.text_content()
+    await page.screenshot(path=str(artifacts / "dashboard-queue-undo.png"))
+    await undo.click()
+    await page.get_by_text("Annulation abandonnée").wait_for()
+    await row.get_by_role("button", name="Annuler").wait_for()
+    # Nothing is left to fire: the page holds no pending cancel, and the agent still has the order programmed.
+    assert await page.evaluate("window.relaisPendingCancels.size") == 0
+    status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
+    assert status == 200 and after["state"] == "scheduled"
+    assert not page.errors
+
+
+async def test_dismiss_a_failed_send(browser, demo_process, artifacts):
+    import asyncio
+
+    agent = demo_process("ui-dismiss", env={"RELAIS_REFERENCE": str(reference_root())})
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
+    status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref="ui-dismiss-1"))
+    assert status == 201, order
+    for _ in range(200):
+        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
+        if state == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "failed"
+    page = await open_dashboard(browser, agent, artifacts, "dismiss")
+    row = page.locator(f"#orders-failed tr[data-order='{order['id']}']")
+    await row.wait_for()
+    text = await row.text_content()
+    assert "Compte rendu de consultation" in text and "PAT-TROIS DOMINIQUE" in text
+    explanation = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["deliveries"][0]["last_error"]["explanation"]
+    assert explanation in text  # the doctor-level explanation, the technical detail below it
+    assert await page.locator("#badge-queue").text_content() == "1"
+    await page.screenshot(path=str(artifacts / "dashboard-queue-dismiss.png"))
+    # The failed attempt may have reached the DMP: withdrawing asks it first, so it must answer again.
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "ok"})[0] == 200
+    await row.get_by_role("button", name="Retirer").click()
+    await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
+    status, after = api(agent, "GET", f"/v1/orders/{order['id']}")
+    assert status == 200 and after["state"] == "cancelled"
+    assert await page.locator("#badge-queue").text_content() == ""
+    traces = api(agent, "GET", "/v1/traces?action=order.dismissed")[1]["items"]
+    assert any(t["details"].get("order_id") == order["id"] for t in traces), traces
+    # The traces view names the professional (the author, whose CPS signed the send).
+    await page.get_by_role("tab", name="Traces").click()
+    await page.locator("#traces tr", has_text="order.dismissed").first.wait_for()
+    assert f"RPPS {DEMO_RPPS}" in await page.locator("#traces tr", has_text="order.dismissed").first.text_content()
+    assert not page.errors
+
+
+async def test_the_conf21_badge_comes_back_after_181_days(browser, start_agent, http, artifacts):
+    from datetime import timedelta
+
+    from agent.cli.wiring import DemoOptions
+    from agent.clock import FrozenClock
+
+    clock = FrozenClock()
+    agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"), clock=clock)
+    headers = agent.headers()
+    async with http.post(f"{agent.url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as r:
+        assert r.status == 200
+    async with http.post(f"{agent.url}/v1/notices/conf21/ack", headers=headers) as r:
+        assert r.status == 200 and (await r.json())["due"] is False
+    async def dashboard():
+        async with http.post(f"{agent.url}/v1/ui/login-link", headers=headers) as r:
+            link = await r.json()
+        page = await browser.new_page(locale="fr-FR")
+        await page.goto(link["url"])
+        await page.locator("#agent-state", has_text="connecté").wait_for()
+        return page
+
+    page = await dashboard()
+    await page.locator("article.notice").wait_for(state="attached")
+    assert await page.locator("#badge-notices").text_content() == ""
+    await page.close()
+    clock.advance(timedelta(days=181).total_seconds())
+    page = await dashboard()  # (a dashboard session does not last 181 days)
+    await page.locator("#badge-notices", has_text="1").wait_for()
+    await page.get_by_role("tab", name="Avis").click()
+    assert "J'ai compris" in await page.locator("article.notice").get_by_role("button").text_content()
+    await page.screenshot(path=str(artifacts / "dashboard-notice-due-again.png"))
+    await page.close()
+
+
+async def test_a_wrong_pin_says_so_not_session_expired(browser, demo_process, artifacts):
+    agent = demo_process("ui-wrong-pin")
+    page = await open_dashboard(browser, agent, artifacts, "wrong-pin")
+    await page.get_by_role("tab", name="Cartes").click()
+    await page.get_by_label("Code PIN de la carte CPS").fill("9999")
+    await page.get_by_role("button", name="Se connecter").click()
+    message = page.locator("#message")
+    await message.wait_for()
+    assert "PIN" in await message.text_content()
+    assert "Session expirée" not in await page.locator("#agent-state").text_content()
+    status, cards = api(agent, "GET", "/v1/cards")
+    assert status == 200 and cards["cps"]["logged_in"] is False

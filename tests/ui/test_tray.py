@@ -84,8 +84,11 @@ def tray_command(backend: str) -> list[str]:
 def test_tray_icon_follows_cps_card_events(desktop, demo_process, artifacts, backend):
     command = tray_command(backend)
     agent = demo_process(f"tray-{backend}")
-    # The demo doctor has a CONF.21 notice due at first: acknowledge it, so only the card decides the colour.
+    # The demo doctor has a CONF.21 notice due at first: acknowledge it (in their name: PIN entered, then the
+    # session closed again), so only the card decides the colour.
+    post(agent, "/v1/cps/login", {"pin": "1234"})
     post(agent, "/v1/notices/conf21/ack")
+    post(agent, "/v1/cps/logout", {})
     env = {**os.environ, "DISPLAY": desktop}
     # Its own process group: the D-Bus daemons of a GTK session end with it.
     tray = subprocess.Popen([*command, "--data-dir", str(agent.data_dir)], env=env, cwd=ROOT,

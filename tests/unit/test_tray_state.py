@@ -57,3 +57,21 @@ def test_sse_parser_reads_ids_types_multiline_data_and_skips_comments():
     assert [(e.id, e.type) for e in events] == [("7", "card.inserted"), ("7", "x")]
     assert events[0].data == {"card": "cps", "reader": "r0"}
     assert events[1].data == {}
+
+
+def test_a_failed_send_is_named_by_its_title_and_patient_and_says_what_to_do() -> None:
+    from tray.state import failure_notification
+
+    order = {"document": {"title": "Compte rendu de consultation", "type_label": "CR"},
+             "patient": {"display_name": "ZYGOMARCHE Éloïse", "ins": "279035121518989"},
+             "deliveries": [{"state": "failed", "last_error": {
+                 "code": "dmp_registry_error", "message": "XDSRegistryMetadataError", "retry_helps": False,
+                 "explanation": "Le DMP a refusé ce document tel qu'il est."}}]}
+    note = failure_notification(order)
+    assert note.title == "Échec d'envoi d'un document"  # the only part logged: no patient data
+    assert "« Compte rendu de consultation » pour ZYGOMARCHE Éloïse n'est pas parti." in note.message
+    assert "Le DMP a refusé ce document" in note.message and "retirer l'envoi" in note.message
+    assert "réessayer" not in note.message and "279035121518989" not in note.message and "XDS" not in note.message
+    order["deliveries"][0]["last_error"] = {"code": "dmp_unreachable", "retry_helps": True,
+                                            "explanation": "Le service n'a pas répondu."}
+    assert "réessayer ou retirer" in failure_notification(order).message

@@ -38,11 +38,12 @@ async function api(method, path, body) {
   const response = await fetch(path, {
     method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401) {
-    setAgentState("Session expirée : rouvrez le tableau de bord depuis l'icône Relais.");
-  }
   const type = response.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await response.json() : await response.text();
+  // A wrong CPS PIN is a 401 too: only the dashboard's own session expiring says so.
+  if (response.status === 401 && !(data && String(data.code || "").startsWith("pin"))) {
+    setAgentState("Session expirée : rouvrez le tableau de bord depuis l'icône Relais.");
+  }
   if (!response.ok) {
     const error = new Error((data && data.detail) || `Erreur ${response.status}`);
     error.status = response.status;
@@ -106,23 +107,58 @@ function setupTabs() {
 }
 
 // ---- queue ---------------------------------------------------------------------------------------------
+// "Annuler" waits UNDO_SECONDS before it reaches the agent, so a wrong click can be undone ("Rétablir"); the
+// window is offered only when the order cannot leave meanwhile (programmed, departure further away than the
+// window); otherwise the cancel is immediate and says so. Pending cancels are sent if the page is closed.
+const UNDO_SECONDS = 5;
+const pendingCancels = new Map();  // order id -> { timer, deadline, order }
+window.relaisPendingCancels = pendingCancels;  // read by the UI tests: what is still undoable
+
 function orderTitle(order) {
   const doc = order.document || {};
   return doc.title || order.title || doc.type_label || doc.type_code || order.client_ref || order.id;
 }
+function fmtBirth(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value || "");
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : (value || "");
+}
 function orderPatient(order) {
   const p = order.patient || {};
-  const names = [p.birth_name || p.family_name, (p.given_names || []).join(" ")].filter(Boolean).join(" ");
-  return names || p.ins || "";
+  const names = p.display_name || [p.birth_name || p.family_name, (p.given_names || []).join(" ")].filter(Boolean).join(" ");
+  if (!names) return p.ins ? `INS ${p.ins}` : "";
+  return p.birth_date ? `${names}, né(e) le ${fmtBirth(p.birth_date)}` : names;
+}
+function documentCell(order) {
+  const doc = order.document || {};
+  const author = (order.author || {}).display_name;
+  const details = [doc.title && doc.type_label && doc.type_label !== doc.title ? doc.type_label : null,
+    author ? `par ${author}` : null].filter(Boolean).join(" · ");
+  return h("td", {}, orderTitle(order), details ? h("br") : null, details ? h("small", {}, details) : null);
+}
+const DESTINATION_LABELS = { dmp: "DMP", patient_mss: "Messagerie du patient" };
+function destinationName(d) {
+  return DESTINATION_LABELS[d] || (d.startsWith("mss:") ? `MSSanté ${d.slice(4)}` : d);
 }
 function destinations(order) {
-  return (order.deliveries || []).map((d) => `${d.destination} : ${STATE_LABELS[d.state] || d.state}`).join(" · ");
+  const parts = (order.deliveries || []).map((d) => `${destinationName(d.destination)} : ${STATE_LABELS[d.state] || d.state}`);
+  const v = order.visibility || {};
+  const hidden = [v.invisible_to_patient ? "invisible au patient" : null, v.masked_to_ps ? "masqué aux professionnels" : null,
+    v.invisible_to_legal_reps ? "invisible aux représentants légaux" : null].filter(Boolean);
+  return parts.join(" · ") + (hidden.length ? ` (${hidden.join(", ")})` : "");
 }
-function lastError(order) {
-  const failed = (order.deliveries || []).find((d) => d.state === "failed" && (d.last_error || d.error));
-  const error = (failed && (failed.last_error || failed.error)) || order.last_error;
-  if (!error) return "";
-  return typeof error === "string" ? error : (error.message || error.detail || JSON.stringify(error));
+function failedDeliveries(order) { return (order.deliveries || []).filter((d) => d.state === "failed"); }
+function failureCell(order) {
+  const failed = failedDeliveries(order);
+  const cell = h("td", {});
+  for (const d of failed) {
+    const error = d.last_error || {};
+    const detail = [error.message, error.code ? `(${error.code})` : null].filter(Boolean).join(" ");
+    cell.append(h("p", { class: "explanation" }, failed.length > 1 ? `${destinationName(d.destination)} : ` : "",
+      error.explanation || error.message || "Échec de l'envoi."));
+    if (detail && error.explanation) cell.append(h("p", {}, h("small", {}, `Détail technique : ${detail}`)));
+  }
+  if (!failed.length && order.last_error) cell.append(typeof order.last_error === "string" ? order.last_error : (order.last_error.message || ""));
+  return cell;
 }
 async function act(order, action, label) {
   try {
@@ -131,6 +167,42 @@ async function act(order, action, label) {
   } catch (e) { show(e.message); }
   await loadOrders();
 }
+function undoable(order) {
+  return order.state === "scheduled" && new Date(order.send_at) - Date.now() > (UNDO_SECONDS + 5) * 1000;
+}
+function askCancel(order) {
+  if (!undoable(order)) {  // it could leave during the undo window: cancelled at once, and said so
+    act(order, "cancel", order.state === "scheduled" ? "Envoi annulé (départ imminent : annulation immédiate)" : "Envoi annulé");
+    return;
+  }
+  const deadline = Date.now() + UNDO_SECONDS * 1000;
+  const timer = setTimeout(() => confirmCancel(order.id), UNDO_SECONDS * 1000);
+  pendingCancels.set(order.id, { timer, deadline, order });
+  show(`Annulation dans ${UNDO_SECONDS} s : ${orderTitle(order)}. « Rétablir » pour la retirer.`, true);
+  loadOrders().catch(() => {});
+}
+async function confirmCancel(id) {
+  const pending = pendingCancels.get(id);
+  if (!pending) return;
+  pendingCancels.delete(id);
+  await act(pending.order, "cancel", "Envoi annulé");
+}
+function undoCancel(id) {
+  const pending = pendingCancels.get(id);
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  pendingCancels.delete(id);
+  show(`Annulation abandonnée : ${orderTitle(pending.order)} partira comme prévu.`, true);
+  loadOrders().catch(() => {});
+}
+window.addEventListener("pagehide", () => {
+  for (const [id, pending] of pendingCancels) {  // closing the page confirms what was asked
+    clearTimeout(pending.timer);
+    fetch(`/v1/orders/${encodeURIComponent(id)}/cancel`, { method: "POST", keepalive: true, credentials: "same-origin",
+      headers: { "X-Relais-CSRF": session.csrf || "" } });
+  }
+  pendingCancels.clear();
+});
 function stateCell(state) { return h("td", { class: `state state-${state}` }, STATE_LABELS[state] || state); }
 function emptyRow(tbody, columns, text) { tbody.append(h("tr", {}, h("td", { class: "empty", colspan: columns }, text))); }
 
@@ -144,25 +216,36 @@ async function loadOrders() {
   let failures = 0;
   for (const order of items) {
     const state = order.state;
-    if (state === "failed" || (order.deliveries || []).some((d) => d.state === "failed")) {
+    const failedHere = failedDeliveries(order);
+    if (state === "failed" || failedHere.length) {
       failures += 1;
+      const buttons = [];
+      if (failedHere.some((d) => !d.last_error || d.last_error.retry_helps !== false)) {
+        buttons.push(h("button", { class: "primary", onclick: () => act(order, "retry", "Nouvel essai demandé") }, "Réessayer"));
+      }
+      buttons.push(h("button", { onclick: () => act(order, "dismiss", "Envoi retiré") }, "Retirer"));
       failed.append(h("tr", { "data-order": order.id },
-        h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)), h("td", {}, destinations(order)),
-        h("td", {}, lastError(order)),
-        h("td", {}, h("button", { class: "primary", onclick: () => act(order, "retry", "Nouvel essai demandé") }, "Réessayer"))));
+        documentCell(order), h("td", {}, orderPatient(order)), h("td", {}, destinations(order)),
+        failureCell(order), h("td", {}, buttons)));
     } else if (PENDING.has(state)) {
+      const cancelling = pendingCancels.get(order.id);
       const when = h("td", { "data-send-at": order.send_at || "" }, state === "scheduled" ? countdown(order.send_at) : "");
       const buttons = [];
-      if (state === "scheduled" || state === "waiting_card" || state === "retrying" || state === "waiting_network") {
-        buttons.push(h("button", { class: "danger", onclick: () => act(order, "cancel", "Envoi annulé") }, "Annuler"));
+      if (cancelling) {
+        buttons.push(h("span", { class: "cancelling", role: "status" }, "Annulation demandée "),
+          h("button", { class: "primary", onclick: () => undoCancel(order.id) }, "Rétablir"));
+      } else {
+        if (state === "scheduled" || state === "waiting_card" || state === "retrying" || state === "waiting_network") {
+          buttons.push(h("button", { class: "danger", onclick: () => askCancel(order) }, "Annuler"));
+        }
+        if (state === "scheduled") {
+          buttons.push(h("button", { onclick: () => act(order, "send-now", "Envoi immédiat demandé") }, "Envoyer maintenant"));
+        }
       }
-      if (state === "scheduled") {
-        buttons.push(h("button", { onclick: () => act(order, "send-now", "Envoi immédiat demandé") }, "Envoyer maintenant"));
-      }
-      pending.append(h("tr", { "data-order": order.id }, h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)),
+      pending.append(h("tr", { "data-order": order.id }, documentCell(order), h("td", {}, orderPatient(order)),
         h("td", {}, destinations(order)), stateCell(state), when, h("td", {}, buttons)));
     } else {
-      done.append(h("tr", { "data-order": order.id }, h("td", {}, orderTitle(order)), h("td", {}, orderPatient(order)),
+      done.append(h("tr", { "data-order": order.id }, documentCell(order), h("td", {}, orderPatient(order)),
         h("td", {}, destinations(order)), stateCell(state), h("td", {}, fmtDate(order.updated_at || order.created_at))));
     }
   }
@@ -256,6 +339,12 @@ function traceQuery(format) {
   }
   return `/v1/traces?${params}`;
 }
+function traceActor(t) {
+  const a = t.actor || {};
+  if (a.rpps || t.actor_rpps || t.rpps) return `RPPS ${a.rpps || t.actor_rpps || t.rpps}`;
+  const who = [a.client ? `logiciel ${a.client}` : null, a.workstation ? `poste ${a.workstation}` : null].filter(Boolean);
+  return who.join(", ");
+}
 async function loadTraces(event) {
   if (event) event.preventDefault();
   const body = document.getElementById("traces");
@@ -263,7 +352,7 @@ async function loadTraces(event) {
   try { data = await api("GET", traceQuery("json")); }
   catch (e) { body.replaceChildren(); emptyRow(body, 6, e.message); return; }
   body.replaceChildren(...(data.items || []).map((t) => h("tr", {},
-    h("td", {}, fmtDate(t.at || t.time)), h("td", {}, t.action), h("td", {}, t.actor_rpps || t.rpps || ""),
+    h("td", {}, fmtDate(t.at || t.time)), h("td", {}, t.action), h("td", {}, traceActor(t)),
     h("td", {}, t.ins || ""), h("td", {}, t.object || ""), h("td", {}, t.outcome || ""))));
   if (!body.children.length) emptyRow(body, 6, "Aucune trace pour ces critères.");
 }
@@ -283,7 +372,7 @@ async function loadNotices() {
   try { data = await api("GET", "/v1/notices"); }
   catch (e) { box.replaceChildren(h("p", {}, e.status === 404 ? "Aucun avis." : e.message)); return; }
   const items = data.items || [];
-  const due = items.filter((n) => !n.acknowledged_at && n.due !== false);
+  const due = items.filter((n) => n.due === true || (n.due == null && !n.acknowledged_at));  // due again after 180 days
   document.getElementById("badge-notices").textContent = due.length ? String(due.length) : "";
   box.replaceChildren(...items.map((n) => h("article", { class: "notice", "aria-labelledby": `notice-${n.id}` },
     h("h3", { id: `notice-${n.id}` }, n.title || "Avis"),
@@ -334,6 +423,9 @@ async function refreshStatus() {
     const counts = queue.counts || queue;
     const pending = ["scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card"].reduce((n, k) => n + (Number(counts[k]) || 0), 0);
     showPaused(Boolean(queue.paused));
+    // CONF.21: the badge follows the agent's own reckoning (due again 180 days after the last acknowledgement).
+    const due = (status.notices || []).filter((n) => n && n.due === true).length;
+    document.getElementById("badge-notices").textContent = due ? String(due) : "";
     setAgentState(`Agent ${status.version} connecté${status.sandbox ? " (démonstration)" : ""} · ${pending} envoi(s) en attente`);
   } catch (e) { setAgentState(e.message); }
 }
@@ -372,5 +464,6 @@ async function main() {
   loadNotices().catch(() => {});
   listen();
   setInterval(tickCountdowns, 1000);
+  setInterval(refreshStatus, 60000);  // also how a CONF.21 notice falling due while the page is open is noticed
 }
 document.addEventListener("DOMContentLoaded", main);
