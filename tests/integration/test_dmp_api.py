@@ -37,10 +37,12 @@ async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, 
         return response.status, await response.read()
 
 
-async def ready_to_consult(http: aiohttp.ClientSession, agent: Any, ins: str) -> None:
-    """What a doctor does once: enter the CPS PIN, read the CONF.21 notice, record the patient's consent."""
-    status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
-    assert status == 200
+async def ready_to_consult(http: aiohttp.ClientSession, agent: Any, ins: str, *, cps: bool = True) -> None:
+    """What a doctor does once: enter the CPS PIN (unless connected through Pro Santé Connect), read the CONF.21
+    notice, record the patient's consent."""
+    if cps:
+        status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+        assert status == 200
     status, notices = await call(http, agent, "GET", "/v1/notices")
     assert status == 200, notices
     for notice in notices["items"]:

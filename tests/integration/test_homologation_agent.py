@@ -45,6 +45,8 @@ async def test_an_agent_keeps_the_frames_of_the_dmp_insi_and_mssante(
         agent: Any, http: aiohttp.ClientSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     journal = agent.services.frames
     assert journal is not None and journal.enabled
+    status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})  # no DMP call before the PIN
+    assert status == 200
     status, access = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/access?identity_status=QUAL")
     assert status == 200, access
     status, found = await call(http, agent, "POST", "/v1/ins/search", {"source": "traits", "traits": {

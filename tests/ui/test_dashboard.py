@@ -255,7 +255,7 @@ async def test_a_wrong_pin_says_so_not_session_expired(browser, demo_process, ar
     page = await open_dashboard(browser, agent, artifacts, "wrong-pin")
     await page.get_by_role("tab", name="Cartes").click()
     await page.get_by_label("Code PIN de la carte CPS").fill("9999")
-    await page.get_by_role("button", name="Se connecter").click()
+    await page.get_by_role("button", name="Se connecter", exact=True).click()
     message = page.locator("#message")
     await message.wait_for()
     assert "PIN" in await message.text_content()
