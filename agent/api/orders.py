@@ -206,6 +206,8 @@ ORDER_SCHEMA = {
                                "de santé that this CR d'examen de l'enfant makes due: kind, exam, title, message"}},
 }
 _CONFLICT = problem_response("already_sending, already_sent, order_cancelled, not_failed")
+# Any request that writes answers this while the disk refuses writes; nothing of it was stored.
+_DISK = problem_response("disk_full, disk_read_only, disk_error (disque plein ou en lecture seule)")
 
 
 def register(table: RouteTable) -> None:
@@ -224,7 +226,8 @@ def register(table: RouteTable) -> None:
                responses={201: json_response("Ordre enregistré", ORDER_SCHEMA),
                           200: json_response("Ordre déjà enregistré (même client_ref)", ORDER_SCHEMA),
                           409: problem_response("client_ref_conflict, document_already_ordered"),
-                          422: problem_response("invalid_input, ins_not_qualified, feeding_opposed")})
+                          422: problem_response("invalid_input, ins_not_qualified, feeding_opposed"),
+                          507: _DISK})
     table.get("/v1/orders", list_orders, summary="Lister les ordres d'envoi", tag=tag,
               parameters=tuple({"name": n, "in": "query", "schema": {"type": "string"}}
                                for n in ("state", "ins", "author", "limit", "cursor")),
@@ -240,11 +243,11 @@ def register(table: RouteTable) -> None:
                            "no answer, 503 cancel_unverified (try again).",
                responses={200: json_response("Ordre annulé", ORDER_SCHEMA), 409: _CONFLICT,
                           404: problem_response("order_not_found"),
-                          503: problem_response("cancel_unverified")})
+                          503: problem_response("cancel_unverified"), 507: _DISK})
     table.post("/v1/orders/{id}/send-now", send_now, summary="Envoyer sans attendre la fin du délai", tag=tag,
-               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
+               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT, 507: _DISK})
     table.post("/v1/orders/{id}/retry", retry, summary="Relancer un envoi en échec", tag=tag,
-               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
+               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT, 507: _DISK})
     table.get("/v1/documents/{unique_id}", document_status, summary="Ce document a-t-il déjà été envoyé au DMP ?",
               tag=tag, responses={200: json_response("État d'envoi du document", {
                   "type": "object", "properties": {"unique_id": {"type": "string"}, "fed": {"type": "boolean"},

@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -169,6 +170,10 @@ def start_tray(config: Config) -> subprocess.Popen[bytes] | None:
 
 
 async def serve(config: Config, demo: DemoOptions | None = None) -> int:
+    if hasattr(signal, "SIGXFSZ"):
+        # A file size limit (quota) reached: the write fails with an error the agent reports (507, status), it
+        # does not kill the agent.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     setup_logging(config.agent.log_level, config.log_dir, max_bytes=config.agent.log_max_bytes,
                   backups=config.agent.log_backups)
     agent = Agent(config, demo)

@@ -33,6 +33,7 @@ from agent.errors import (
     InvalidInput,
     PermanentRemoteError,
     ServiceUnreachable,
+    StoreError,
     TransientRemoteError,
     Unavailable,
 )
@@ -83,6 +84,9 @@ class QueueExecutor(Lifecycle):
         self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
         self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
+        # Outcomes the store refused to record (full or read-only disk): kept and written at each pass, so a
+        # delivery never stays "sending" until a restart once the disk accepts writes again.
+        self._unrecorded: dict[int, tuple[repo.Claim, tuple[Event, str | None, str, str, bool]]] = {}
         self.offline: set[str] = set()
         self._next_probe: dict[str, float] = {}
         self._next_retention = 0.0
@@ -187,6 +191,8 @@ class QueueExecutor(Lifecycle):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _pass(self) -> None:
+        if self._unrecorded:
+            await self._record_pending()
         now = self._now()
         offline = set(self.offline)
         due = await self._db.read(repo.next_due)
@@ -252,8 +258,21 @@ class QueueExecutor(Lifecycle):
             self.wake()
         try:
             await self._record(claim, *outcome)
-        except Exception:  # the store failed: the delivery stays "sending", reconciled at the next start
-            log.exception("envoi %s (%s) : résultat non enregistré", claim.order_id, claim.destination)
+        except Exception:  # the store failed: kept, and recorded at the next pass that can write
+            log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
+                          claim.order_id, claim.destination)
+            self._unrecorded[claim.delivery_id] = (claim, outcome)
+
+    async def _record_pending(self) -> None:
+        """Write the outcomes the store refused earlier (the disk was full), oldest first."""
+        for delivery_id, (claim, outcome) in list(self._unrecorded.items()):
+            try:
+                await self._record(claim, *outcome)
+            except StoreError:
+                return  # the disk still refuses: the next pass tries again
+            except Exception:  # the delivery moved on meanwhile: nothing left to record
+                log.exception("envoi %s (%s) : résultat abandonné", claim.order_id, claim.destination)
+            del self._unrecorded[delivery_id]
 
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent.errors import StoreError
+
 MIGRATIONS: dict[str, list[str]] = {
     "core": [
         """
@@ -209,9 +211,10 @@ def apply_migrations(conn: sqlite3.Connection) -> dict[str, int]:
     for component, statements in MIGRATIONS.items():
         current = versions.get(component, 0)
         if current > len(statements):
-            raise RuntimeError(
-                f"la base est d'une version plus récente ({component} v{current}) que cet agent : mettez Relais à jour"
-            )
+            raise StoreError(
+                f"la base de l'agent a été écrite par une version plus récente de Relais ({component} v{current}, "
+                f"cet agent connaît v{len(statements)}) : installez la version la plus récente de Relais. La base "
+                "n'a pas été modifiée.", code="store_too_new")
         for number in range(current, len(statements)):
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -57,3 +57,17 @@ def test_sse_parser_reads_ids_types_multiline_data_and_skips_comments():
     assert [(e.id, e.type) for e in events] == [("7", "card.inserted"), ("7", "x")]
     assert events[0].data == {"card": "cps", "reader": "r0"}
     assert events[1].data == {}
+
+
+def test_a_disk_that_refuses_writes_turns_the_light_red_and_is_notified():
+    # Issue 23 #12: a full disk was a bare 500 and nothing in the tray.
+    model = TrayModel()
+    full = {**STATUS_OK, "store": {"writable": False, "problem": {"code": "disk_full",
+                                                                  "message": "Le disque de ce poste est plein"}}}
+    model.apply_status(full)
+    assert model.light is Light.ERROR and "DISQUE PLEIN" in model.tooltip
+    model.apply_status({**STATUS_OK, "store": {"writable": True, "problem": None}})
+    assert model.light is Light.OK
+    note = model.on_event("store.fault", {"writable": False, "code": "disk_full", "message": "Le disque est plein"})
+    assert note is not None and "plein" in note.message and model.light is Light.ERROR
+    assert model.on_event("store.fault", {"writable": True}) is None and model.light is Light.OK
