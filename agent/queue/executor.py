@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -420,12 +421,19 @@ class QueueExecutor(Lifecycle):
             await self._changed(released)
 
     async def erase_expired(self) -> int:
+        """The retention clean-up, in small batches, each its own short write: the writes waiting meanwhile
+        (creates, sends) go between two batches instead of waiting for the whole clean-up."""
         now = self._now()
         cutoff = now - self.settings.retention_days * 86400
-        erased = await self._db.write(lambda c: repo.erase_expired_content(c, cutoff, now))
-        if erased:
-            log.info("conservation écoulée : contenu de %d document(s) effacé", erased)
-        return erased
+        total = 0
+        cursor: int | None = 0
+        while cursor is not None:
+            erased, cursor = await self._db.write(
+                functools.partial(repo.erase_expired_batch, cutoff=cutoff, now=now, after_seq=cursor))
+            total += erased
+        if total:
+            log.info("conservation écoulée : contenu de %d document(s) effacé", total)
+        return total
 
     async def _changed(self, order_ids: list[str]) -> None:
         await self._events.changed(order_ids)
