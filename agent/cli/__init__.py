@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--all-users", action="store_true", help="Windows : retirer l'installation « --all-users »")
     add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
 
+    backup = add("backup", "copie cohérente de la base de l'agent (file d'envoi, traces, consentements), "
+                           "même pendant qu'il tourne")
+    backup.add_argument("file", metavar="FICHIER", help="fichier de sauvegarde à écrire (remplacé s'il existe) ; la "
+                        "clé maîtresse n'y est pas : elle reste dans le trousseau du système ou master.key")
+
     status = add("status", "état de l'agent en cours d'exécution")
     status.add_argument("--json", action="store_true", help="sortie JSON")
 

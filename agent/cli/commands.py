@@ -38,6 +38,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "demo": cmd_demo,
         "sandbox": cmd_sandbox,
         "status": cmd_status,
+        "backup": cmd_backup,
         "token": cmd_token,
         "practice": _practice,
         "traces": cmd_traces,
@@ -203,6 +204,17 @@ def cmd_tray(args: argparse.Namespace) -> int:
         return f"http://127.0.0.1:{info['port']}", client_token(config, TRAY_TOKEN_NAME, "tray.token")
 
     return tray_main(locate)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from agent.store.backup import backup_database
+
+    config = load(args)
+    summary = backup_database(config.data_dir / "relais.db", Path(args.file))
+    print(f"Sauvegarde écrite : {summary.path} ({summary.orders} envoi(s), {summary.size / 1_000_000:.1f} Mo).")
+    print("La clé maîtresse n'est pas dans la sauvegarde (trousseau du système ou fichier master.key du dossier "
+          "de données) : sans elle, le contenu des documents ne peut pas être relu.", file=sys.stderr)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
