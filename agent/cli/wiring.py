@@ -33,6 +33,7 @@ from agent.errors import NotFound
 from agent.logs import get_logger, setup_logging
 from agent.netbind import bind_first_free, start_sites
 from agent.platforms import install_stop_handlers
+from agent.store import private
 from agent.store.lock import DataDirLock
 from agent.store.tokens import create_token, revoke_token
 
@@ -82,6 +83,8 @@ class Agent:
 
     async def _start(self) -> None:
         config = self.config
+        for item in private.tighten(config.data_dir):  # left readable by an older agent, a copy or a umask
+            log.warning("droits resserrés : %s", item.describe())
         self._stack = AsyncExitStack()
         env = demo_environment(config, self.demo)
         overrides = Overrides(delay_seconds=self.demo.delay if self.demo else None,
@@ -111,7 +114,7 @@ class Agent:
     def _write_runtime(self) -> None:
         info = {"pid": os.getpid(), "port": self.port, "url": f"http://127.0.0.1:{self.port}",
                 "version": __version__, "sandbox": self.config.sandbox.enabled}
-        _atomic_write(self.config.data_dir / RUNTIME_FILE, json.dumps(info).encode(), mode=0o644)
+        _atomic_write(self.config.data_dir / RUNTIME_FILE, json.dumps(info).encode(), mode=0o600)
 
     async def stop(self) -> None:
         """Stop serving, let in-flight requests and writes finish, stop the parts in the reverse order of their
