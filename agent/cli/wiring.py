@@ -68,6 +68,7 @@ class Agent:
     services: Services | None = None
     runner: web.AppRunner | None = None
     port: int = 0
+    demo_token: str = ""  # the demo's API token, written to its token file before the API answers
     _lock: DataDirLock | None = None
     _stack: AsyncExitStack | None = None
 
@@ -92,6 +93,10 @@ class Agent:
                               peers_on_loopback=self.demo is not None)
         services = await build(config, self._stack, clock=self.clock, env=env, overrides=overrides)
         self.services = services
+        if self.demo is not None:
+            # Before the port listens: a client that reads the token file once /v1/health answers gets this
+            # token, never the one of the previous demo start (issue 23 #16).
+            self.demo_token = await issue_demo_token(services, self.demo.token_file)
         app = create_app(services, env.routes if env is not None else ())
         # keepalive_timeout also runs from the connection's start: idle and half-sent connections are closed.
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None,
@@ -187,9 +192,8 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
-            token = await issue_demo_token(agent.services, demo.token_file)
             if demo.token_file is None:
-                print(f"Jeton d'API de démonstration : {token}", flush=True)
+                print(f"Jeton d'API de démonstration : {agent.demo_token}", flush=True)
             print(f"Relais (démonstration) : http://127.0.0.1:{agent.port}/v1/status", flush=True)
             if demo.tray:
                 tray = start_tray(config)
