@@ -89,6 +89,8 @@ class TrayModel:
             parts.append(f"{self.failed} échec(s)")
         if self.paused:
             parts.append("envois suspendus")
+        if self.clock_warning:
+            parts.append("horloge du poste modifiée")
         return " · ".join(parts)
 
     def on_event(self, type_: str, data: dict[str, Any]) -> Notification | None:

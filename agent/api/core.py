@@ -40,6 +40,9 @@ STATUS_SCHEMA = {
         "dashboard": {"type": "object", "properties": {"sessions": {"type": "integer"}}},
         "cards": {"type": "object"},
         "queue": {"type": "object"},
+        "clock": {"type": "object", "description": "last_jump: the last wall clock change the agent saw while "
+                  "running (seconds, positive forward; at; French message), or null; running delays kept their "
+                  "length across it"},
         "connectivity": {"type": "object"},
         "peers": {"type": "array"},
         "notices": {"type": "array"},

@@ -38,7 +38,7 @@ from agent.cda.service import CdaService
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator
 from agent.cli.environment import Environment
-from agent.clock import Clock, rfc3339
+from agent.clock import Clock, ClockWatch, SystemClock, elapsed_seconds, rfc3339
 from agent.config import Config
 from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient, DmpEndpoints
@@ -129,9 +129,11 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if mss.gateway is not None:
         gateways["mss"] = mss.gateway
     settings = _queue_settings(config, overrides)
+    # The real clock is compared with the time since boot (asleep included): a wake is no clock change.
+    clock_watch = ClockWatch(clock, elapsed=elapsed_seconds if isinstance(clock, SystemClock) else None)
     executor = await stack.enter_async_context(QueueExecutor(
         db, cipher, gateways, settings, clock, events=events, traces=rights.traces, connectivity=connectivity,
-        waker=waker, bus=bus, rand=random.random, card_check=cards.author_ready))
+        waker=waker, bus=bus, rand=random.random, card_check=cards.author_ready, clock_watch=clock_watch))
 
     practice = config.practice
     if overrides.peer_port is not None:
@@ -156,7 +158,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         master_key_source=master.source, started_at=rfc3339(clock.now()), connectivity=connectivity,
         cards=cards, rights=rights, consultation=rights.consultation, dmp=dmp, insi=insi, cda=cda, mss=mss,
         orders=orders, routing=routing, ui_sessions=UiSessions(clock), warnings=warnings,
-        status_providers=(_store_status(db),
+        status_providers=(_store_status(db), _clock_status(clock_watch),
                           *_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity)),
     )
     # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
@@ -348,6 +350,13 @@ def _store_status(db: Database) -> StatusProvider:
         return {"store": db.health()}
 
     return store
+
+
+def _clock_status(watch: ClockWatch) -> StatusProvider:
+    async def clock() -> dict[str, Any]:
+        return {"clock": watch.status()}
+
+    return clock
 
 
 def _status_providers(cards: CardService, dmp: DmpClient | None, insi: InsiClient | None, cda: CdaService,

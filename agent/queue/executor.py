@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.clock import Clock
+from agent.clock import Clock, ClockJump, ClockWatch
 from agent.connectivity import ConnectivityTracker
 from agent.domain.delivery import DeliveryGateway, DeliveryJob, Lookup
 from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
@@ -68,7 +68,8 @@ class QueueExecutor(Lifecycle):
                  settings: QueueSettings, clock: Clock, *, events: OrderEvents, traces: TraceRecorder,
                  connectivity: ConnectivityTracker, waker: QueueWaker | None = None, bus: EventBus | None = None,
                  rand: Callable[[], float] = random.random,
-                 card_check: Callable[[str], str | None] = lambda rpps: None) -> None:
+                 card_check: Callable[[str], str | None] = lambda rpps: None,
+                 clock_watch: ClockWatch | None = None) -> None:
         self._db = db
         self._cipher = cipher
         self._gateways = dict(gateways)
@@ -81,6 +82,7 @@ class QueueExecutor(Lifecycle):
         self._connectivity = connectivity
         self._bus = bus  # a CPS inserted or logged in: orders waiting for it are looked at at once
         self._wakeup = waker or QueueWaker()
+        self.clock_watch = clock_watch or ClockWatch(clock)  # a wall clock jump is seen before a pass releases
         self._task: asyncio.Task[None] | None = None
         self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
@@ -194,6 +196,9 @@ class QueueExecutor(Lifecycle):
     async def _pass(self) -> None:
         if self._unrecorded:
             await self._record_pending()
+        jump = self.clock_watch.check()
+        if jump is not None:
+            await self._clock_jumped(jump)
         now = self._now()
         offline = set(self.offline)
         due = await self._db.read(repo.next_due)
@@ -263,6 +268,15 @@ class QueueExecutor(Lifecycle):
             log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
                           claim.order_id, claim.destination)
             self._unrecorded[claim.delivery_id] = (claim, outcome)
+
+    async def _clock_jumped(self, jump: ClockJump) -> None:
+        """Every running delay keeps its length across the jump (issue 23 #15), and the jump is said."""
+        now = self._now()
+        moved = await self._db.write(lambda c: repo.shift_due(c, jump.seconds, now))
+        log.warning("horloge du poste déplacée de %+.0f s : %d envoi(s) gardent leur délai", jump.seconds, len(moved))
+        if self._bus is not None:
+            self._bus.publish("clock.jumped", **jump.as_dict())
+        await self._changed(moved)
 
     async def _record_pending(self) -> None:
         """Write the outcomes the store refused earlier (the disk was full), oldest first."""

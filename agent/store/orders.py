@@ -398,6 +398,19 @@ def release_due(conn: sqlite3.Connection, now: float, offline_kinds: Iterable[st
     return _order_ids(conn, (r[0] for r in rows))
 
 
+def shift_due(conn: sqlite3.Connection, seconds: float, now: float) -> list[str]:
+    """The wall clock jumped by ``seconds``: every delay still running (scheduled, retrying) keeps its length, so
+    its deadline moves with the clock (a forward jump must not cut the doctor's cancellation delay; a set-back
+    must not hold sends an hour). The orders' ``send_at`` moves with their scheduled deliveries."""
+    rows = [int(r[0]) for r in conn.execute(
+        "SELECT id FROM deliveries WHERE state IN ('scheduled', 'retrying') AND due_at IS NOT NULL")]
+    conn.execute("UPDATE orders SET send_at = send_at + ? WHERE seq IN"
+                 " (SELECT order_seq FROM deliveries WHERE state = 'scheduled')", (seconds,))
+    conn.execute("UPDATE deliveries SET due_at = due_at + ?, updated_at = ?"
+                 " WHERE state IN ('scheduled', 'retrying') AND due_at IS NOT NULL", (seconds, now))
+    return _order_ids(conn, rows)
+
+
 def next_due(conn: sqlite3.Connection) -> float | None:
     row = conn.execute("SELECT min(due_at) FROM deliveries WHERE state IN ('scheduled', 'retrying')").fetchone()
     return None if row is None or row[0] is None else float(row[0])

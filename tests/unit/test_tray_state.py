@@ -71,3 +71,11 @@ def test_a_disk_that_refuses_writes_turns_the_light_red_and_is_notified():
     note = model.on_event("store.fault", {"writable": False, "code": "disk_full", "message": "Le disque est plein"})
     assert note is not None and "plein" in note.message and model.light is Light.ERROR
     assert model.on_event("store.fault", {"writable": True}) is None and model.light is Light.OK
+
+
+def test_a_clock_jump_is_notified_and_shown():
+    model = TrayModel()
+    model.apply_status({**STATUS_OK, "clock": {"last_jump": {"seconds": 3600, "message": "L'horloge a été avancée"}}})
+    assert "horloge du poste modifiée" in model.tooltip
+    note = model.on_event("clock.jumped", {"seconds": -3600, "message": "L'horloge a été reculée"})
+    assert note is not None and "reculée" in note.message
