@@ -210,6 +210,8 @@ MIGRATIONS: dict[str, list[str]] = {
                                   WHERE d.order_seq = orders.seq ORDER BY r.rank LIMIT 1), 'cancelled');
         CREATE INDEX orders_state ON orders(state);
         CREATE INDEX orders_author ON orders(author_rpps);
+        CREATE INDEX orders_ins_state ON orders(ins, state);
+        CREATE INDEX orders_author_state ON orders(author_rpps, state);
         CREATE INDEX orders_settled ON orders(seq) WHERE key_id IS NOT NULL AND state IN ('sent', 'cancelled');
         CREATE TABLE order_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
         INSERT INTO order_counts(state, n) SELECT state, count(*) FROM orders WHERE state IS NOT NULL GROUP BY state;
