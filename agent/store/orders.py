@@ -539,7 +539,7 @@ def release_waiting_card(conn: sqlite3.Connection, delivery_ids: Iterable[int], 
 
 
 def erase_expired_batch(conn: sqlite3.Connection, cutoff: float, now: float, *, after_seq: int = 0,
-                        limit: int = 200) -> tuple[int, int | None]:
+                        limit: int = 100) -> tuple[int, int | None]:
     """One small batch of the retention clean-up: among at most ``limit`` orders after ``after_seq`` whose
     deliveries are all settled (sent or cancelled) and whose content still exists, destroy the data key of those
     settled before ``cutoff``: their content can no longer be opened anywhere (WAL, backups); the metadata stays.
