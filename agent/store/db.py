@@ -66,6 +66,18 @@ def disk_problem(exc: BaseException) -> str | None:
     return None
 
 
+def _disk_cause(exc: BaseException) -> sqlite3.Error | None:
+    """The SQLite error that says the disk refused a write, in ``exc`` or what caused it; None otherwise."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, sqlite3.Error) and disk_problem(seen) is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def storage_error(exc: BaseException) -> StoreError:
     """The one translation of a failed write: 507 ``StorageUnavailable`` with a French message for a disk
     problem, a plain ``StoreError`` otherwise."""
@@ -233,6 +245,11 @@ class Database:
                 try:
                     value = job.fn(conn)
                 except BaseException as exc:
+                    refused = _disk_cause(exc)
+                    if refused is not None:
+                        # The disk refused a statement (SQLite may already have rolled the whole transaction
+                        # back): the batch fails as a refused COMMIT does, with the disk's reason.
+                        raise refused from exc
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((job, False, exc))
