@@ -18,6 +18,7 @@ them to problem+json and an HTTP status.
     ├── Conflict                 the resource's state forbids the action (409)
     ├── Unavailable              a card or a remote service is absent (503)
     ├── StoreError               the local database failed
+    │   └── StorageUnavailable   the disk is full, read-only or failing (507): nothing was written
     └── RemoteError              a national service (DMP, INSi, MSSanté) answered badly
         ├── TransientRemoteError network, 5xx, timeout: try again later
         │   └── ServiceUnreachable no connection at all (refused, reset, no route): wait for the network
@@ -146,6 +147,14 @@ class Unavailable(RelaisError):
 class StoreError(RelaisError):
     code = "store_error"
     title = "Erreur de la base locale de l'agent"
+
+
+class StorageUnavailable(StoreError):
+    """The disk refused the write: full (``disk_full``), read-only (``disk_read_only``) or failing
+    (``disk_error``). Nothing of the request was stored; the same request succeeds once space is freed."""
+
+    code = "disk_full"
+    title = "Disque de l'agent plein ou inaccessible en écriture"
 
 
 class RemoteError(RelaisError):

@@ -49,6 +49,9 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def setup_logging(level: str, log_dir: Path | None, *, max_bytes: int = 5_000_000, backups: int = 5) -> None:
+    # A full or read-only disk makes the log file refuse writes: the agent keeps running (and says so in its
+    # status) instead of printing a traceback for every line it could not write.
+    logging.raiseExceptions = False
     root = logging.getLogger(LOGGER_NAME)
     for handler in list(root.handlers):
         root.removeHandler(handler)

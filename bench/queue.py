@@ -5,11 +5,15 @@
    Beside it, in the same run and on the same disk: bare SQLite, one INSERT of a row of the same size per
    commit, WAL with synchronous=FULL (one fsync per order). The ratio is the figure: with 32 clients the
    agent's grouped commits should beat one fsync per order.
-2. Drain: N orders made due at the same instant, sent by the queue to the DMP simulator (`relais sandbox`,
+2. List and filter at scale: a store of 10,000 and 50,000 orders (mostly sent, a few failed: the rare state an
+   LGC looks for), served by a `relais demo` process: p50/p99 of `GET /v1/orders` unfiltered, by rare and common
+   state, by INS and by author, and of `/v1/status`; beside it, the longest write the retention clean-up holds
+   (one batch) on the same store.
+3. Drain: N orders made due at the same instant, sent by the queue to the DMP simulator (`relais sandbox`,
    its own process) with the configured concurrency; beside it, the simulator's own throughput at the same
    concurrency (the same submissions straight from a DmpClient, no queue).
 
-    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain]
+    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain] [--list 10000,50000]
 """
 
 from __future__ import annotations
@@ -111,6 +115,120 @@ def bench_creates(work: Path, orders: int) -> None:
                   f"   x{rate / baseline:.2f} of bare SQLite")
     finally:
         agent.stop()
+
+
+def build_store(data_dir: Path, count: int) -> tuple[str, str]:
+    """``count`` orders written straight into a data folder (as months of use would leave it): 99.8 % sent, 0.2 %
+    failed, the rest scheduled; 50 patients, 5 authors. Returns an INS and an author to filter on."""
+    from agent.domain.orders import NewOrder
+    from agent.store import orders as repo
+    from agent.store.crypto import ContentCipher
+    from agent.store.db import Database
+    from agent.store.masterkey import load_master_key
+
+    db = Database(data_dir / "relais.db")
+    db.open()
+    cipher = ContentCipher(load_master_key(data_dir, "file").key)
+    ins_list = [f"2790351215{i:05d}" for i in range(50)]
+    began = time.time() - count  # recent: the agent's own retention leaves them alone while it is measured
+
+    def chunk(start: int, size: int) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            for i in range(start, start + size):
+                now = began + i
+                order, _ = repo.insert_order(conn, cipher, NewOrder(
+                    order_id=str(uuid.uuid4()), client_ref=None, client_name="bench", body_hash="h",
+                    ins=ins_list[i % 50], ins_oid="1.2.250.1.213.1.4.10", identity_status="QUAL",
+                    author_rpps=f"1000000000{i % 5}", document_unique_id=f"2.25.{uuid.uuid4().int}",
+                    submission_set_unique_id=f"2.25.{uuid.uuid4().int}", type_code="11488-4",
+                    payload=os.urandom(1500), destinations=("dmp",), delay_seconds=0), now, "2026-01-01T00:00:00Z")
+                delivery = order.deliveries[0].id
+                if i % 500 == 7:
+                    state = "failed"
+                elif i % 100 == 3:
+                    state = "scheduled"
+                else:
+                    state = "sent"
+                conn.execute("UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ?", (state, now, delivery))
+        db.submit(fn).result()
+
+    for start in range(0, count, 2000):
+        chunk(start, min(2000, count - start))
+    db.close()
+    return ins_list[3], "10000000002"
+
+
+async def list_latencies(url: str, token: str, ins: str, author: str, rounds: int) -> dict[str, list[float]]:
+    queries = {"GET /v1/orders": "", "state=failed (rare)": "?state=failed", "state=sent": "?state=sent",
+               "ins=...": f"?ins={ins}", "author=...": f"?author={author}",
+               "state=failed&author=...": f"?state=failed&author={author}"}
+    out: dict[str, list[float]] = {name: [] for name in [*queries, "GET /v1/status"]}
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(rounds):
+            for name, query in queries.items():
+                start = time.perf_counter()
+                async with session.get(f"{url}/v1/orders{query}", headers=headers) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
+                out[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            async with session.get(f"{url}/v1/status", headers=headers) as response:
+                await response.read()
+            out["GET /v1/status"].append(time.perf_counter() - start)
+    return out
+
+
+def clean_up_hold(data_dir: Path) -> tuple[float, float, int]:
+    """The retention clean-up of every order on a copy of the store: the longest single write (what a create
+    waits for at worst) and the total, in ms; and how many orders it erased."""
+    import shutil
+
+    from agent.store import orders as repo
+    from agent.store.db import Database
+
+    copy = data_dir.parent / f"{data_dir.name}-cleanup"
+    shutil.copytree(data_dir, copy)
+    db = Database(copy / "relais.db")
+    db.open()
+    cutoff = time.time() + 1  # every settled order is past its retention
+    longest, total, erased, cursor = 0.0, 0.0, 0, 0
+    batched = hasattr(repo, "erase_expired_batch")
+    while cursor is not None:
+        after = cursor or 0
+        start = time.perf_counter()
+        if batched:
+            done, cursor = db.submit(
+                lambda c, a=after: repo.erase_expired_batch(c, cutoff, cutoff, after_seq=a)).result()
+        else:  # the agent before issue 24 #5: one transaction
+            done, cursor = db.submit(lambda c: repo.erase_expired_content(c, cutoff, cutoff)).result(), None
+        held = time.perf_counter() - start
+        longest, total, erased = max(longest, held), total + held, erased + done
+    db.close()
+    return longest * 1000, total * 1000, erased
+
+
+def bench_list(work: Path, sizes: list[int], rounds: int) -> None:
+    print("List and filter at scale (API of a `relais demo` process, one client)")
+    config = work / "list.toml"
+    config.write_text('[store]\nmaster_key = "file"\n')
+    for size in sizes:
+        data_dir = work / f"agent-list-{size}"
+        data_dir.mkdir()
+        began = time.perf_counter()
+        ins, author = build_store(data_dir, size)
+        print(f"  {size} orders stored in {time.perf_counter() - began:.1f} s")
+        agent = spawn_demo(data_dir, "--delay", "3600", "--config", str(config), env={"RELAIS_REFERENCE": ""},
+                           wait=120)
+        try:
+            result = asyncio.run(list_latencies(agent.url, agent.token, ins, author, rounds))
+        finally:
+            agent.stop()
+        print(f"  {'':30} {'p50 ms':>8} {'p99 ms':>8}")
+        for name, values in result.items():
+            print(f"  {name:30} {pct(values, .5):8.2f} {pct(values, .99):8.2f}")
+        longest, total, erased = clean_up_hold(data_dir)
+        print(f"  retention clean-up of {erased} orders: longest write held {longest:.1f} ms, {total:.0f} ms in all")
 
 
 class DemoDocuments:
@@ -252,6 +370,8 @@ def main() -> None:
     parser.add_argument("--drain", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=4, help="the queue's [queue] concurrency for the drain")
     parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--list", default="10000,50000", help="store sizes of the list benchmark ('' to skip)")
+    parser.add_argument("--list-rounds", type=int, default=100, help="requests of each kind per size")
     parser.add_argument("--skip-creates", action="store_true")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
@@ -259,6 +379,8 @@ def main() -> None:
         work = Path(tmp)
         if not args.skip_creates:
             bench_creates(work, args.orders)
+        if args.list:
+            bench_list(work, [int(n) for n in args.list.split(",")], args.list_rounds)
         if not args.skip_drain:
             bench_drain(work, args.drain, args.concurrency)
 

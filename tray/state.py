@@ -1,6 +1,7 @@
 """What the tray shows, as a pure function of the agent's status and events.
 
-The icon says at a glance: grey (agent unreachable), red (a send failed and needs the doctor), orange
+The icon says at a glance: grey (agent unreachable), red (a send failed and needs the doctor, or the disk refuses
+writes: full or read-only), orange
 (something waits for the doctor: CPS absent or not logged in, orders waiting for this card, a notice to
 read), green (CPS logged in, nothing pending on the doctor). Notifications are French sentences for the
 doctor, raised only when something needs them (LGC.DMP/UX.10: sending never disturbs the screen).
@@ -36,6 +37,8 @@ class TrayModel:
     pending: int = 0
     notices_due: int = 0
     paused: bool = False
+    disk_problem: str = ""  # the agent's French sentence while its disk refuses writes (full, read-only)
+    clock_warning: str = ""  # the agent saw the wall clock jump
     failed_orders: set[str] = field(default_factory=set)
 
     def apply_status(self, status: dict[str, Any]) -> None:
@@ -51,6 +54,12 @@ class TrayModel:
         self.pending = sum(int(counts.get(k, 0) or 0) for k in ("scheduled", "ready", "sending", "retrying",
                                                                   "waiting_network", "waiting_card"))
         self.paused = bool(queue.get("paused", False)) if isinstance(queue, dict) else False
+        store = status.get("store") or {}
+        problem = store.get("problem") if isinstance(store, dict) else None
+        self.disk_problem = str(problem.get("message") or "disque plein") if isinstance(problem, dict) else ""
+        clock = status.get("clock") or {}
+        jump = clock.get("last_jump") if isinstance(clock, dict) else None
+        self.clock_warning = str(jump.get("message") or "") if isinstance(jump, dict) else ""
         notices = status.get("notices") or []
         self.notices_due = sum(1 for n in notices if isinstance(n, dict) and n.get("due", True)
                                and not n.get("acknowledged_at"))
@@ -59,7 +68,7 @@ class TrayModel:
     def light(self) -> Light:
         if not self.connected:
             return Light.OFFLINE
-        if self.failed:
+        if self.failed or self.disk_problem:
             return Light.ERROR
         if not self.cps_logged_in or self.waiting_card or self.notices_due:
             return Light.ATTENTION
@@ -70,6 +79,8 @@ class TrayModel:
         if not self.connected:
             return "Relais : agent injoignable"
         parts = ["Relais"]
+        if self.disk_problem:
+            parts.append("DISQUE PLEIN OU EN LECTURE SEULE : rien ne peut être enregistré")
         parts.append("CPS connectée" if self.cps_logged_in else ("CPS non connectée" if self.cps_present
                                                                     else "CPS absente"))
         if self.pending:
@@ -78,6 +89,8 @@ class TrayModel:
             parts.append(f"{self.failed} échec(s)")
         if self.paused:
             parts.append("envois suspendus")
+        if self.clock_warning:
+            parts.append("horloge du poste modifiée")
         return " · ".join(parts)
 
     def on_event(self, type_: str, data: dict[str, Any]) -> Notification | None:
@@ -125,6 +138,16 @@ class TrayModel:
             return None
         if type_ in ("routing.received", "order.received"):
             return Notification("Document reçu d'un autre poste", "Il partira avec votre carte CPS.")
+        if type_ == "store.fault":
+            if data.get("writable") is False:
+                self.disk_problem = str(data.get("message") or "disque plein")
+                return Notification("Disque plein : Relais ne peut plus enregistrer", self.disk_problem)
+            self.disk_problem = ""
+            return None
+        if type_ == "clock.jumped":
+            self.clock_warning = str(data.get("message") or "")
+            return Notification("Horloge de l'ordinateur modifiée", self.clock_warning) if self.clock_warning \
+                else None
         if type_ == "notice.due":
             self.notices_due = max(self.notices_due, 1)
             return Notification("Avis à lire (DMP)", "Merci de lire l'avis sur la consultation du DMP et de "

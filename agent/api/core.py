@@ -28,13 +28,21 @@ STATUS_SCHEMA = {
         "sandbox": {"type": "boolean"},
         "store": {
             "type": "object",
-            "properties": {"master_key": {"enum": ["keyring", "file"]},
-                           "warnings": {"type": "array", "items": {"type": "string"}}},
+            "properties": {
+                "master_key": {"enum": ["keyring", "file"]}, "warnings": {"type": "array", "items": {"type": "string"}},
+                "writable": {"type": "boolean", "description": "false while the disk refuses writes (full, "
+                             "read-only): requests that write answer 507"},
+                "problem": {"type": ["object", "null"], "description": "why the disk refuses writes: code "
+                            "(disk_full, disk_read_only, disk_error), French message, since"},
+            },
         },
         "warnings": {"type": "array", "items": {"type": "string"}},
         "dashboard": {"type": "object", "properties": {"sessions": {"type": "integer"}}},
         "cards": {"type": "object"},
         "queue": {"type": "object"},
+        "clock": {"type": "object", "description": "last_jump: the last wall clock change the agent saw while "
+                  "running (seconds, positive forward; at; French message), or null; running delays kept their "
+                  "length across it"},
         "connectivity": {"type": "object"},
         "peers": {"type": "array", "items": {"type": "object"}},
         "notices": {"type": "array", "items": {"type": "object"}},
@@ -125,7 +133,8 @@ def register(table: RouteTable) -> None:
     table.get(
         "/v1/events", events, summary="Flux d'événements (Server-Sent Events)", tag="agent",
         description="card.inserted, card.removed, cps.login, order.updated, notice.due, peer.changed, "
-                    "connectivity.changed; each data is JSON with id and at. Heartbeat comments every "
+                    "connectivity.changed, store.fault {writable, code, message}, clock.jumped; each data is JSON "
+                    "with id and at. Heartbeat comments every "
                     "api.sse_heartbeat_seconds. Last-Event-ID replays recent events.",
         responses={200: {"description": "Flux SSE", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     )

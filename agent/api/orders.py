@@ -330,6 +330,8 @@ ORDER_SCHEMA = component("Order", {
                                    "configured: they wait for it"}},
 })
 _CONFLICT = problem_response("already_sending, already_sent, order_cancelled, not_failed")
+# Any request that writes answers this while the disk refuses writes; nothing of it was stored.
+_DISK = problem_response("disk_full, disk_read_only, disk_error (disque plein ou en lecture seule)")
 
 
 def register(table: RouteTable) -> None:
@@ -350,7 +352,8 @@ def register(table: RouteTable) -> None:
                           409: problem_response("client_ref_conflict, document_already_ordered"),
                           422: problem_response("invalid_input, unknown_field (errors[].field: the "
                                                 "misspelled key's path), ins_not_qualified, feeding_opposed, "
-                                                "cda_invalid")})
+                                                "cda_invalid"),
+                          507: _DISK})
     table.get("/v1/orders", list_orders, summary="Lister les ordres d'envoi", tag=tag,
               parameters=tuple({"name": n, "in": "query", "schema": {"type": "string"}}
                                for n in ("state", "ins", "author", "limit", "cursor")),
@@ -366,15 +369,15 @@ def register(table: RouteTable) -> None:
                            "no answer, 503 cancel_unverified (try again).",
                responses={200: json_response("Ordre annulé", ORDER_SCHEMA), 409: _CONFLICT,
                           404: problem_response("order_not_found"),
-                          503: problem_response("cancel_unverified")})
+                          503: problem_response("cancel_unverified"), 507: _DISK})
     table.post("/v1/orders/{id}/send-now", send_now, summary="Envoyer sans attendre la fin du délai", tag=tag,
-               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT})
+               responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT, 507: _DISK})
     table.post("/v1/orders/{id}/retry", retry, summary="Relancer un envoi en échec", tag=tag,
                description="Les destinations en échec repartent, sauf un message MSSanté rejeté par le serveur du "
                            "destinataire (mss_bounced : même message, même adresse, même refus) ; 409 mss_bounced "
                            "quand il est le seul échec : corriger l'adresse et créer un nouvel envoi.",
                responses={200: json_response("Ordre", ORDER_SCHEMA),
-                          409: problem_response("not_failed, order_cancelled, mss_bounced")})
+                          409: problem_response("not_failed, order_cancelled, mss_bounced"), 507: _DISK})
     table.post("/v1/orders/{id}/dismiss", dismiss, summary="Retirer un envoi en échec (il ne partira plus)",
                tag=tag,
                description="The order's failed deliveries become cancelled (traced as order.dismissed); its other "
@@ -382,7 +385,8 @@ def register(table: RouteTable) -> None:
                            "failure that may have reached the DMP is checked there first (409 already_sent, 503 "
                            "cancel_unverified).",
                responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT,
-                          404: problem_response("order_not_found"), 503: problem_response("cancel_unverified")})
+                          404: problem_response("order_not_found"), 503: problem_response("cancel_unverified"),
+                          507: _DISK})
     table.get("/v1/documents/{unique_id}", document_status, summary="Ce document a-t-il déjà été envoyé au DMP ?",
               tag=tag, responses={200: json_response("État d'envoi du document", {
                   "type": "object", "properties": {"unique_id": {"type": "string"}, "fed": {"type": "boolean"},

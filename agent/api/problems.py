@@ -24,6 +24,7 @@ _STATUS: list[tuple[type[e.RelaisError], int]] = [
     (e.PermanentRemoteError, 502),
     (e.RemoteError, 502),
     (e.AgentLockedError, 409),
+    (e.StorageUnavailable, 507),
     (e.StoreError, 500),
 ]
 

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = add("dashboard", "ouvrir le tableau de bord de l'agent dans le navigateur (lien à usage unique)")
     dashboard.add_argument("--no-browser", action="store_true", help="afficher le lien sans ouvrir le navigateur")
     dashboard.add_argument("--json", action="store_true", help="sortie JSON ({\"url\": ...})")
+    backup = add("backup", "copie cohérente de la base de l'agent (file d'envoi, traces, consentements), "
+                           "même pendant qu'il tourne")
+    backup.add_argument("file", metavar="FICHIER", help="fichier de sauvegarde à écrire (remplacé s'il existe) ; la "
+                        "clé maîtresse n'y est pas : elle reste dans le trousseau du système ou master.key")
 
     status = add("status", "état de l'agent en cours d'exécution")
     status.add_argument("--json", action="store_true", help="sortie JSON")
@@ -112,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def disk_message(error: OSError) -> str:
+    from agent.store.db import disk_problem
+
+    where = f" ({error.filename})" if error.filename else ""
+    problem = disk_problem(error)
+    if problem == "disk_full":
+        return f"le disque est plein{where} : libérez de la place puis relancez la commande."
+    if problem == "disk_read_only":
+        return f"écriture interdite{where} (disque en lecture seule ou droits insuffisants)."
+    return f"erreur d'accès au disque{where} : {error.strerror or error}."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.cli import commands
@@ -120,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.dispatch(args)
     except RelaisError as error:
         print(f"relais : {error.message}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full or read-only disk at start: a French sentence, never a traceback
+        print(f"relais : {disk_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

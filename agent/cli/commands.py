@@ -39,6 +39,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "dashboard": cmd_dashboard,
         "sandbox": cmd_sandbox,
         "status": cmd_status,
+        "backup": cmd_backup,
         "token": cmd_token,
         "practice": _practice,
         "traces": cmd_traces,
@@ -237,6 +238,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         return 0
     opened = not args.no_browser and webbrowser.open(url)
     print(f"Tableau de bord{' ouvert' if opened else ''} : {url} (lien à usage unique, valable 60 s)")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from agent.store.backup import backup_database
+
+    config = load(args)
+    summary = backup_database(config.data_dir / "relais.db", Path(args.file))
+    print(f"Sauvegarde écrite : {summary.path} ({summary.orders} envoi(s), {summary.size / 1_000_000:.1f} Mo).")
+    print("La clé maîtresse n'est pas dans la sauvegarde (trousseau du système ou fichier master.key du dossier "
+          "de données) : sans elle, le contenu des documents ne peut pas être relu.", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ peer API, routing loop.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import threading
@@ -38,7 +39,7 @@ from agent.cda.service import CdaService
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator
 from agent.cli.environment import Environment
-from agent.clock import Clock, rfc3339
+from agent.clock import Clock, ClockWatch, SystemClock, elapsed_seconds, rfc3339
 from agent.config import Config
 from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient, DmpEndpoints
@@ -100,10 +101,11 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     """Every part, started; ``stack`` stops them (in reverse) when the caller closes it."""
     data_dir = config.data_dir
     master = load_master_key(data_dir, config.store.master_key)
-    db = Database(data_dir / "relais.db")
+    db = Database(data_dir / "relais.db", clock=clock)
     db.open()
     stack.callback(db.close)
     bus = EventBus(clock)
+    db.on_fault = _announce_disk(bus, asyncio.get_running_loop())
     cipher = ContentCipher(master.key)
     connectivity = ConnectivityTracker(bus, clock)
     warnings = [master.warning] if master.warning else []
@@ -141,10 +143,12 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if mss.gateway is not None:
         gateways["mss"] = mss.gateway
     settings = _queue_settings(config, overrides)
+    # The real clock is compared with the time since boot (asleep included): a wake is no clock change.
+    clock_watch = ClockWatch(clock, elapsed=elapsed_seconds if isinstance(clock, SystemClock) else None)
     executor = await stack.enter_async_context(QueueExecutor(
         db, cipher, gateways, settings, clock, events=events, traces=rights.traces, connectivity=connectivity,
         waker=waker, bus=bus, rand=random.random,
-        card_check=functools.partial(_author_ready, cards, psc)))
+        card_check=functools.partial(_author_ready, cards, psc), clock_watch=clock_watch))
 
     practice = config.practice
     if overrides.peer_port is not None:
@@ -170,7 +174,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         master_key_source=master.source, started_at=rfc3339(clock.now()), connectivity=connectivity,
         cards=cards, rights=rights, consultation=rights.consultation, dmp=dmp, insi=insi, cda=cda, mss=mss,
         orders=orders, routing=routing, psc=psc, ui_sessions=UiSessions(clock), warnings=warnings,
-        status_providers=(*_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
+        status_providers=(_store_status(db), _clock_status(clock_watch),
+                          *_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
                           frames.status),
         frames=frames,
     )
@@ -422,6 +427,32 @@ def _queue_settings(config: Config, overrides: Overrides) -> QueueSettings:
         backoff_cap_seconds=q.backoff_cap_seconds, probe_interval_seconds=q.probe_interval_seconds,
         concurrency=q.concurrency, attempt_timeout_seconds=q.attempt_timeout_seconds,
         retention_days=config.store.retention_days, workstation=config.workstation_id)
+
+
+def _announce_disk(bus: EventBus, loop: asyncio.AbstractEventLoop) -> Any:
+    """``store.fault`` on the bus when the disk starts or stops refusing writes (the tray and the LGC's stream
+    hear it at once); called from the store's writer thread."""
+
+    def announce(fault: Any) -> None:
+        data = ({"writable": True} if fault is None else
+                {"writable": False, "code": fault.code, "message": fault.message})
+        loop.call_soon_threadsafe(functools.partial(bus.publish, "store.fault", **data))
+
+    return announce
+
+
+def _store_status(db: Database) -> StatusProvider:
+    async def store() -> dict[str, Any]:
+        return {"store": db.health()}
+
+    return store
+
+
+def _clock_status(watch: ClockWatch) -> StatusProvider:
+    async def clock() -> dict[str, Any]:
+        return {"clock": watch.status()}
+
+    return clock
 
 
 def _status_providers(cards: CardService, dmp: DmpClient | None, insi: InsiClient | None, cda: CdaService,

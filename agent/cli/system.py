@@ -78,6 +78,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
         line("OK", f"dossier de données accessible en écriture : {data_dir}")
     except OSError as exc:
         line("ERREUR", f"dossier de données inaccessible : {data_dir} ({exc.strerror})")
+    _permission_lines(data_dir, line)
     line(*describe_master_key(data_dir, config.store.master_key))
     try:
         status = agent_request(config, "GET", "/v1/status")
@@ -95,6 +96,22 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     _mss_line(config, line)
     _platform_lines(config, line)
     return 1 if problems else 0
+
+
+def _permission_lines(data_dir: Path, line: Any) -> None:
+    """Issue 23 #3: nothing of the data folder readable by another account (POSIX modes; see agent/store/private)."""
+    import sys
+
+    from agent.store.private import exposed
+
+    if sys.platform == "win32":
+        line("OK", "droits du dossier de données : ceux du profil de l'utilisateur (non vérifiés sous Windows)")
+        return
+    found = exposed(data_dir)
+    for item in found:
+        line("ERREUR", item.describe())
+    if not found:
+        line("OK", f"dossier de données et fichiers lisibles par ce seul compte : {data_dir}")
 
 
 def _kit_line(config: Config, line: Any) -> None:

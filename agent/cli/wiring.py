@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import AsyncExitStack
@@ -32,6 +33,7 @@ from agent.errors import NotFound
 from agent.logs import get_logger, setup_logging
 from agent.netbind import bind_first_free, start_sites
 from agent.platforms import install_stop_handlers
+from agent.store import private
 from agent.store.lock import DataDirLock
 from agent.store.tokens import create_token, revoke_token
 
@@ -66,6 +68,7 @@ class Agent:
     services: Services | None = None
     runner: web.AppRunner | None = None
     port: int = 0
+    demo_token: str = ""  # the demo's API token, written to its token file before the API answers
     _lock: DataDirLock | None = None
     _stack: AsyncExitStack | None = None
 
@@ -81,6 +84,8 @@ class Agent:
 
     async def _start(self) -> None:
         config = self.config
+        for item in private.tighten(config.data_dir):  # left readable by an older agent, a copy or a umask
+            log.warning("droits resserrés : %s", item.describe())
         self._stack = AsyncExitStack()
         env = demo_environment(config, self.demo)
         overrides = Overrides(delay_seconds=self.demo.delay if self.demo else None,
@@ -88,6 +93,10 @@ class Agent:
                               peers_on_loopback=self.demo is not None)
         services = await build(config, self._stack, clock=self.clock, env=env, overrides=overrides)
         self.services = services
+        if self.demo is not None:
+            # Before the port listens: a client that reads the token file once /v1/health answers gets this
+            # token, never the one of the previous demo start (issue 23 #16).
+            self.demo_token = await issue_demo_token(services, self.demo.token_file)
         app = create_app(services, env.routes if env is not None else ())
         # keepalive_timeout also runs from the connection's start: idle and half-sent connections are closed.
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10.0, access_log=None,
@@ -110,7 +119,7 @@ class Agent:
     def _write_runtime(self) -> None:
         info = {"pid": os.getpid(), "port": self.port, "url": f"http://127.0.0.1:{self.port}",
                 "version": __version__, "sandbox": self.config.sandbox.enabled}
-        _atomic_write(self.config.data_dir / RUNTIME_FILE, json.dumps(info).encode(), mode=0o644)
+        _atomic_write(self.config.data_dir / RUNTIME_FILE, json.dumps(info).encode(), mode=0o600)
 
     async def stop(self) -> None:
         """Stop serving, let in-flight requests and writes finish, stop the parts in the reverse order of their
@@ -169,6 +178,10 @@ def start_tray(config: Config) -> subprocess.Popen[bytes] | None:
 
 
 async def serve(config: Config, demo: DemoOptions | None = None) -> int:
+    if hasattr(signal, "SIGXFSZ"):
+        # A file size limit (quota) reached: the write fails with an error the agent reports (507, status), it
+        # does not kill the agent.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     setup_logging(config.agent.log_level, config.log_dir, max_bytes=config.agent.log_max_bytes,
                   backups=config.agent.log_backups)
     agent = Agent(config, demo)
@@ -182,9 +195,8 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
-            token = await issue_demo_token(agent.services, demo.token_file)
             if demo.token_file is None:
-                print(f"Jeton d'API de démonstration : {token}", flush=True)
+                print(f"Jeton d'API de démonstration : {agent.demo_token}", flush=True)
             print(f"Relais (démonstration) : http://127.0.0.1:{agent.port}/v1/status", flush=True)
             code = agent.services.ui_sessions.issue_code("demo")
             print(f"Tableau de bord : http://127.0.0.1:{agent.port}/ui/#login={code} (lien à usage unique, valable "

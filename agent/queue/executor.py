@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.clock import Clock
+from agent.clock import Clock, ClockJump, ClockWatch
 from agent.connectivity import ConnectivityTracker
 from agent.domain.delivery import DeliveryGateway, DeliveryJob, Lookup
 from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
@@ -33,6 +34,7 @@ from agent.errors import (
     InvalidInput,
     PermanentRemoteError,
     ServiceUnreachable,
+    StoreError,
     TransientRemoteError,
     Unavailable,
 )
@@ -66,7 +68,8 @@ class QueueExecutor(Lifecycle):
                  settings: QueueSettings, clock: Clock, *, events: OrderEvents, traces: TraceRecorder,
                  connectivity: ConnectivityTracker, waker: QueueWaker | None = None, bus: EventBus | None = None,
                  rand: Callable[[], float] = random.random,
-                 card_check: Callable[[str], str | None] = lambda rpps: None) -> None:
+                 card_check: Callable[[str], str | None] = lambda rpps: None,
+                 clock_watch: ClockWatch | None = None) -> None:
         self._db = db
         self._cipher = cipher
         self._gateways = dict(gateways)
@@ -79,10 +82,14 @@ class QueueExecutor(Lifecycle):
         self._connectivity = connectivity
         self._bus = bus  # a CPS inserted or logged in: orders waiting for it are looked at at once
         self._wakeup = waker or QueueWaker()
+        self.clock_watch = clock_watch or ClockWatch(clock)  # a wall clock jump is seen before a pass releases
         self._task: asyncio.Task[None] | None = None
         self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
         self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
+        # Outcomes the store refused to record (full or read-only disk): kept and written at each pass, so a
+        # delivery never stays "sending" until a restart once the disk accepts writes again.
+        self._unrecorded: dict[int, tuple[repo.Claim, tuple[Event, str | None, str, str, bool]]] = {}
         self.offline: set[str] = set()
         self._next_probe: dict[str, float] = {}
         self._next_retention = 0.0
@@ -187,6 +194,11 @@ class QueueExecutor(Lifecycle):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _pass(self) -> None:
+        if self._unrecorded:
+            await self._record_pending()
+        jump = self.clock_watch.check()
+        if jump is not None:
+            await self._clock_jumped(jump)
         now = self._now()
         offline = set(self.offline)
         due = await self._db.read(repo.next_due)
@@ -252,8 +264,30 @@ class QueueExecutor(Lifecycle):
             self.wake()
         try:
             await self._record(claim, *outcome)
-        except Exception:  # the store failed: the delivery stays "sending", reconciled at the next start
-            log.exception("envoi %s (%s) : résultat non enregistré", claim.order_id, claim.destination)
+        except Exception:  # the store failed: kept, and recorded at the next pass that can write
+            log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
+                          claim.order_id, claim.destination)
+            self._unrecorded[claim.delivery_id] = (claim, outcome)
+
+    async def _clock_jumped(self, jump: ClockJump) -> None:
+        """Every running delay keeps its length across the jump (issue 23 #15), and the jump is said."""
+        now = self._now()
+        moved = await self._db.write(lambda c: repo.shift_due(c, jump.seconds, now))
+        log.warning("horloge du poste déplacée de %+.0f s : %d envoi(s) gardent leur délai", jump.seconds, len(moved))
+        if self._bus is not None:
+            self._bus.publish("clock.jumped", **jump.as_dict())
+        await self._changed(moved)
+
+    async def _record_pending(self) -> None:
+        """Write the outcomes the store refused earlier (the disk was full), oldest first."""
+        for delivery_id, (claim, outcome) in list(self._unrecorded.items()):
+            try:
+                await self._record(claim, *outcome)
+            except StoreError:
+                return  # the disk still refuses: the next pass tries again
+            except Exception:  # the delivery moved on meanwhile: nothing left to record
+                log.exception("envoi %s (%s) : résultat abandonné", claim.order_id, claim.destination)
+            del self._unrecorded[delivery_id]
 
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:
@@ -401,12 +435,19 @@ class QueueExecutor(Lifecycle):
             await self._changed(released)
 
     async def erase_expired(self) -> int:
+        """The retention clean-up, in small batches, each its own short write: the writes waiting meanwhile
+        (creates, sends) go between two batches instead of waiting for the whole clean-up."""
         now = self._now()
         cutoff = now - self.settings.retention_days * 86400
-        erased = await self._db.write(lambda c: repo.erase_expired_content(c, cutoff, now))
-        if erased:
-            log.info("conservation écoulée : contenu de %d document(s) effacé", erased)
-        return erased
+        total = 0
+        cursor: int | None = 0
+        while cursor is not None:
+            erased, cursor = await self._db.write(
+                functools.partial(repo.erase_expired_batch, cutoff=cutoff, now=now, after_seq=cursor))
+            total += erased
+        if total:
+            log.info("conservation écoulée : contenu de %d document(s) effacé", total)
+        return total
 
     async def _changed(self, order_ids: list[str]) -> None:
         await self._events.changed(order_ids)

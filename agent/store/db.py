@@ -13,6 +13,8 @@ This module must never hold the event loop: every SQLite call happens in a threa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import queue
 import sqlite3
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.errors import StoreError
+from agent.clock import Clock, SystemClock, rfc3339
+from agent.errors import StorageUnavailable, StoreError
 from agent.logs import get_logger
 from agent.store.migrations import apply_migrations
 
@@ -31,6 +34,58 @@ T = TypeVar("T")
 log = get_logger("store")
 
 _MAX_BATCH = 256
+
+# SQLite primary result codes (the low byte of an extended code) that mean "the disk refused the write".
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 8, 10, 13, 14
+_DISK_MESSAGES = {
+    "disk_full": "Le disque de ce poste est plein : l'agent ne peut plus rien enregistrer, et rien n'a été "
+                 "enregistré pour cette demande. Libérez de la place sur le disque ; l'agent reprend de lui-même.",
+    "disk_read_only": "Le dossier de données de l'agent est en lecture seule : l'agent ne peut plus rien "
+                      "enregistrer, et rien n'a été enregistré pour cette demande. Rendez le disque accessible en "
+                      "écriture ; l'agent reprend de lui-même.",
+    "disk_error": "Le disque de ce poste refuse l'écriture (disque plein, quota atteint ou disque défaillant) : "
+                  "rien n'a été enregistré pour cette demande. Libérez de la place ou vérifiez le disque ; "
+                  "l'agent reprend de lui-même.",
+}
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """``disk_full``, ``disk_read_only`` or ``disk_error`` when ``exc`` (SQLite or OS) says the disk refused a
+    write; None for any other error."""
+    if isinstance(exc, sqlite3.Error):
+        primary = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        return {_SQLITE_FULL: "disk_full", _SQLITE_READONLY: "disk_read_only", _SQLITE_IOERR: "disk_error",
+                _SQLITE_CANTOPEN: "disk_error"}.get(primary)
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return "disk_full"
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "disk_read_only"
+        if exc.errno == errno.EIO:
+            return "disk_error"
+    return None
+
+
+def _disk_cause(exc: BaseException) -> sqlite3.Error | None:
+    """The SQLite error that says the disk refused a write, in ``exc`` or what caused it; None otherwise."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, sqlite3.Error) and disk_problem(seen) is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def storage_error(exc: BaseException) -> StoreError:
+    """The one translation of a failed write: 507 ``StorageUnavailable`` with a French message for a disk
+    problem, a plain ``StoreError`` otherwise."""
+    problem = disk_problem(exc)
+    error: StoreError = (StorageUnavailable(_DISK_MESSAGES[problem], code=problem) if problem is not None
+                         else StoreError(f"écriture en base impossible : {exc}"))
+    error.__cause__ = exc
+    return error
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -83,6 +138,22 @@ def _check_integrity(conn: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
 
 
+def _start_refused(path: Path, exc: BaseException) -> StoreError:
+    """Why the store cannot open at start, in French: a full or read-only disk names itself."""
+    problem = disk_problem(exc)
+    if problem == "disk_full":
+        return StorageUnavailable(f"le disque du dossier de données {path.parent} est plein : l'agent ne peut pas "
+                                  "démarrer. Libérez de la place puis relancez-le.", code=problem)
+    if problem == "disk_read_only":
+        return StorageUnavailable(f"le dossier de données {path.parent} est en lecture seule ou interdit en "
+                                  "écriture pour ce compte : l'agent ne peut pas démarrer.", code=problem)
+    if problem == "disk_error":
+        return StorageUnavailable(f"le disque du dossier de données {path.parent} refuse l'écriture (plein, quota "
+                                  "atteint ou défaillant) : l'agent ne peut pas démarrer.", code=problem)
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StoreError(f"ouverture de la base {path} impossible : {detail}")
+
+
 @dataclass(slots=True)
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
@@ -90,8 +161,14 @@ class _Job:
 
 
 class Database:
-    def __init__(self, path: Path, *, readers: int = 2) -> None:
+    def __init__(self, path: Path, *, readers: int = 2, clock: Clock | None = None) -> None:
         self.path = path
+        self._clock = clock or SystemClock()
+        # The disk's last refusal, until a write succeeds again: /v1/status and the tray say it.
+        self.fault: StorageUnavailable | None = None
+        self.fault_since: str | None = None
+        # Called (from the writer thread) when the disk starts or stops refusing writes; None when it is back.
+        self.on_fault: Callable[[StorageUnavailable | None], None] | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="relais-db-read")
@@ -105,18 +182,20 @@ class Database:
         try:
             make_private(self.path)
         except OSError as exc:
-            raise StoreError(f"dossier de données inaccessible : {self.path.parent} ({exc.strerror})") from exc
+            raise _start_refused(self.path, exc) from exc
         conn: sqlite3.Connection | None = None
         try:
             conn = connect(self.path)
             _check_integrity(conn)
             apply_migrations(conn)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, StoreError) as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, StoreError):  # a database from a newer agent
+                raise
             if "malformed" in str(exc) or "not a database" in str(exc):
-                raise StoreError(_damaged(self.path, str(exc))) from exc
-            raise StoreError(f"ouverture de la base impossible : {exc}") from exc
+                raise StoreError(_damaged(self.path, str(exc)), code="store_damaged") from exc
+            raise _start_refused(self.path, exc) from exc
         self._writer = threading.Thread(target=self._run_writer, args=(conn,), name="relais-db-write", daemon=True)
         self._writer.start()
 
@@ -158,6 +237,7 @@ class Database:
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[_Job, bool, Any]] = []
+        changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -165,6 +245,11 @@ class Database:
                 try:
                     value = job.fn(conn)
                 except BaseException as exc:
+                    refused = _disk_cause(exc)
+                    if refused is not None:
+                        # The disk refused a statement (SQLite may already have rolled the whole transaction
+                        # back): the batch fails as a refused COMMIT does, with the disk's reason.
+                        raise refused from exc
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((job, False, exc))
@@ -175,17 +260,45 @@ class Database:
             self.commits += 1
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            error = StoreError(f"écriture en base impossible : {exc}")
-            error.__cause__ = exc
+                with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the rollback's journal too
+                    conn.execute("ROLLBACK")
+            error = storage_error(exc)
+            self._set_fault(error if isinstance(error, StorageUnavailable) else self.fault)
             for job in batch:
                 job.future.set_exception(error)
             return
+        if self.fault is not None and conn.total_changes != changes:
+            self._set_fault(None)  # a commit that wrote nothing proves nothing about the disk
         for job, ok, value in results:
             if ok:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+    def _set_fault(self, fault: StorageUnavailable | None) -> None:
+        changed = (fault is None) != (self.fault is None) or (
+            fault is not None and self.fault is not None and fault.code != self.fault.code)
+        if not changed:
+            return
+        if fault is not None:
+            log.error("le disque refuse l'écriture (%s) : les demandes qui écrivent répondent 507", fault.code)
+            self.fault_since = rfc3339(self._clock.now())
+        else:
+            log.warning("le disque accepte de nouveau l'écriture : l'agent reprend")
+            self.fault_since = None
+        self.fault = fault
+        if self.on_fault is not None:
+            try:
+                self.on_fault(fault)
+            except Exception:
+                log.exception("notification d'état du disque")
+
+    def health(self) -> dict[str, Any]:
+        """For ``/v1/status``: can the agent write, and if not, why (in French) and since when."""
+        fault = self.fault
+        return {"writable": fault is None,
+                "problem": None if fault is None else {"code": fault.code, "message": fault.message,
+                                                       "since": self.fault_since}}
 
     def _read_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -39,8 +39,9 @@ class DataDirLock:
         self._handle: IO[str] | None = None
 
     def acquire(self, **owner: Any) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process lifetime
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "a+", encoding="utf-8")  # held for the process lifetime
         if not _try_lock(handle):
             handle.seek(0)
             holder = _describe(handle.read())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent.errors import StoreError
+
 MIGRATIONS: dict[str, list[str]] = {
     "core": [
         """
@@ -192,6 +194,48 @@ MIGRATIONS: dict[str, list[str]] = {
         CREATE INDEX ins_provenance_ins ON ins_provenance(ins, id);
         """,
     ],
+    # The order list and /v1/status at scale (issue 24 #5): each order carries its summary state (the most pressing
+    # state of its deliveries: SUMMARY_PRIORITY of agent/domain/orders.py, as order_state_rank), kept by triggers
+    # whatever code changes a delivery, and the number of orders in each state is kept in order_counts: every
+    # filter of GET /v1/orders is an index search and /v1/status reads ten rows, however many orders the store holds.
+    "order_summary": [
+        """
+        CREATE TABLE order_state_rank (state TEXT PRIMARY KEY, rank INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO order_state_rank(state, rank) VALUES ('sending', 0), ('failed', 1), ('waiting_card', 2),
+            ('waiting_network', 3), ('retrying', 4), ('ready', 5), ('scheduled', 6), ('forwarded', 7), ('sent', 8),
+            ('cancelled', 9);
+        ALTER TABLE orders ADD COLUMN state TEXT;
+        UPDATE orders SET state = coalesce((SELECT r.state FROM deliveries d
+                                  JOIN order_state_rank r ON r.state = d.state
+                                  WHERE d.order_seq = orders.seq ORDER BY r.rank LIMIT 1), 'cancelled');
+        CREATE INDEX orders_state ON orders(state);
+        CREATE INDEX orders_author ON orders(author_rpps);
+        CREATE INDEX orders_ins_state ON orders(ins, state);
+        CREATE INDEX orders_author_state ON orders(author_rpps, state);
+        CREATE INDEX orders_settled ON orders(seq) WHERE key_id IS NOT NULL AND state IN ('sent', 'cancelled');
+        CREATE TABLE order_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO order_counts(state, n) SELECT state, count(*) FROM orders WHERE state IS NOT NULL GROUP BY state;
+        CREATE TRIGGER deliveries_summary_insert AFTER INSERT ON deliveries
+        BEGIN
+            UPDATE orders SET state = coalesce((SELECT r.state FROM deliveries d
+                                  JOIN order_state_rank r ON r.state = d.state
+                                  WHERE d.order_seq = NEW.order_seq ORDER BY r.rank LIMIT 1), 'cancelled')
+            WHERE seq = NEW.order_seq;
+        END;
+        CREATE TRIGGER deliveries_summary_update AFTER UPDATE OF state ON deliveries WHEN OLD.state IS NOT NEW.state
+        BEGIN
+            UPDATE orders SET state = coalesce((SELECT r.state FROM deliveries d
+                                  JOIN order_state_rank r ON r.state = d.state
+                                  WHERE d.order_seq = NEW.order_seq ORDER BY r.rank LIMIT 1), 'cancelled')
+            WHERE seq = NEW.order_seq;
+        END;
+        CREATE TRIGGER orders_count_state AFTER UPDATE OF state ON orders WHEN OLD.state IS NOT NEW.state
+        BEGIN
+            UPDATE order_counts SET n = n - 1 WHERE state = OLD.state;
+            INSERT INTO order_counts(state, n) VALUES (NEW.state, 1) ON CONFLICT(state) DO UPDATE SET n = n + 1;
+        END;
+        """,
+    ],
 }
 
 
@@ -209,9 +253,10 @@ def apply_migrations(conn: sqlite3.Connection) -> dict[str, int]:
     for component, statements in MIGRATIONS.items():
         current = versions.get(component, 0)
         if current > len(statements):
-            raise RuntimeError(
-                f"la base est d'une version plus récente ({component} v{current}) que cet agent : mettez Relais à jour"
-            )
+            raise StoreError(
+                f"la base de l'agent a été écrite par une version plus récente de Relais ({component} v{current}, "
+                f"cet agent connaît v{len(statements)}) : installez la version la plus récente de Relais. La base "
+                "n'a pas été modifiée.", code="store_too_new")
         for number in range(current, len(statements)):
             conn.execute("BEGIN IMMEDIATE")
             try:

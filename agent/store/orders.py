@@ -20,7 +20,6 @@ from typing import Any
 from agent.domain.orders import (
     CANCELLABLE,
     NOT_RETRYABLE,
-    SUMMARY_PRIORITY,
     DeliveryState,
     Event,
     NewOrder,
@@ -212,47 +211,52 @@ def require_order(conn: sqlite3.Connection, order_id: str, *, with_attempts: boo
     return order
 
 
-def list_orders(conn: sqlite3.Connection, *, state: str | None = None, ins: str | None = None,
-                author: str | None = None, limit: int = 50, before_seq: int | None = None) -> list[OrderView]:
-    """Newest first, from ``before_seq`` (the cursor) down; ``state`` filters on the order's summary state,
-    which is computed, so the rows are read in chunks until the page is full."""
+def list_query(*, state: str | None = None, ins: str | None = None, author: str | None = None, limit: int = 50,
+               before_seq: int | None = None) -> tuple[str, list[object]]:
+    """The one query of ``list_orders``: a page of orders, newest first, from the index of the filter (the summary
+    state is a column kept by triggers), joined to their deliveries. Tests check its plan."""
     clauses: list[str] = []
     params: list[object] = []
-    if ins:
-        clauses.append("ins = ?")
-        params.append(ins)
-    if author:
-        clauses.append("author_rpps = ?")
-        params.append(author)
-    out: list[OrderView] = []
-    cursor = before_seq
-    while len(out) < limit:
-        where = [*clauses, "seq < ?"] if cursor is not None else clauses
-        args = [*params, cursor] if cursor is not None else params
-        sql = "SELECT id, seq FROM orders" + (f" WHERE {' AND '.join(where)}" if where else "")  # noqa: S608
-        rows = conn.execute(sql + " ORDER BY seq DESC LIMIT 200", args).fetchall()
-        if not rows:
-            break
-        for order_id, seq in rows:
-            cursor = seq
-            order = load_order(conn, order_id)
-            if order is not None and (state is None or order.state.value == state):
-                out.append(order)
-                if len(out) >= limit:
-                    break
-    return out
+    for column, value in (("state", state), ("ins", ins), ("author_rpps", author)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        params.append(before_seq)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    delivery_columns = ", ".join(f"d.{c.strip()}" for c in _DELIVERY_COLUMNS.split(","))
+    order_columns = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+    sql = (f"SELECT {order_columns}, {delivery_columns}"  # noqa: S608 - columns and clauses are ours
+           f" FROM (SELECT {_ORDER_COLUMNS} FROM orders{where} ORDER BY seq DESC LIMIT ?) AS o"
+           " JOIN deliveries d ON d.order_seq = o.seq")
+    return sql, [*params, limit]
+
+
+def list_orders(conn: sqlite3.Connection, *, state: str | None = None, ins: str | None = None,
+                author: str | None = None, limit: int = 50, before_seq: int | None = None) -> list[OrderView]:
+    """Newest first, from ``before_seq`` (the cursor) down; ``state`` filters on the order's summary state. One
+    indexed query whatever the filter, never a loop loading orders one by one."""
+    sql, params = list_query(state=state, ins=ins, author=author, limit=limit, before_seq=before_seq)
+    width = len(_ORDER_COLUMNS.split(","))
+    heads: dict[int, tuple[Any, ...]] = {}
+    deliveries: dict[int, list[DeliveryView]] = {}
+    for row in conn.execute(sql, params):
+        fields = tuple(row)
+        seq = int(fields[0])
+        heads.setdefault(seq, fields[:width])
+        deliveries.setdefault(seq, []).append(_delivery(fields[width:]))
+    return [_order(heads[seq], tuple(sorted(deliveries[seq], key=lambda d: d.id)))
+            for seq in sorted(heads, reverse=True)]
 
 
 def counts_by_state(conn: sqlite3.Connection) -> dict[str, int]:
-    """Orders by summary state (the most pressing state of their deliveries), in one pass over the index."""
-    priority = {state: rank for rank, state in enumerate(SUMMARY_PRIORITY)}
-    case = " ".join(f"WHEN '{state.value}' THEN {rank}" for state, rank in priority.items())
+    """Orders by summary state (the most pressing state of their deliveries): counts kept by triggers, so this
+    reads ten rows however many orders the store holds."""
     counts = {s.value: 0 for s in DeliveryState}
-    rows = conn.execute(
-        f"SELECT best, count(*) FROM (SELECT min(CASE state {case} END) AS best FROM deliveries"  # noqa: S608
-        " GROUP BY order_seq) GROUP BY best").fetchall()
-    for rank, count in rows:
-        counts[SUMMARY_PRIORITY[rank].value] = count
+    for state, count in conn.execute("SELECT state, n FROM order_counts"):
+        if state in counts:
+            counts[state] = int(count)
     return counts
 
 
@@ -414,6 +418,19 @@ def release_due(conn: sqlite3.Connection, now: float, offline_kinds: Iterable[st
     return _order_ids(conn, (r[0] for r in rows))
 
 
+def shift_due(conn: sqlite3.Connection, seconds: float, now: float) -> list[str]:
+    """The wall clock jumped by ``seconds``: every delay still running (scheduled, retrying) keeps its length, so
+    its deadline moves with the clock (a forward jump must not cut the doctor's cancellation delay; a set-back
+    must not hold sends an hour). The orders' ``send_at`` moves with their scheduled deliveries."""
+    rows = [int(r[0]) for r in conn.execute(
+        "SELECT id FROM deliveries WHERE state IN ('scheduled', 'retrying') AND due_at IS NOT NULL")]
+    conn.execute("UPDATE orders SET send_at = send_at + ? WHERE seq IN"
+                 " (SELECT order_seq FROM deliveries WHERE state = 'scheduled')", (seconds,))
+    conn.execute("UPDATE deliveries SET due_at = due_at + ?, updated_at = ?"
+                 " WHERE state IN ('scheduled', 'retrying') AND due_at IS NOT NULL", (seconds, now))
+    return _order_ids(conn, rows)
+
+
 def next_due(conn: sqlite3.Connection) -> float | None:
     row = conn.execute("SELECT min(due_at) FROM deliveries WHERE state IN ('scheduled', 'retrying')").fetchone()
     return None if row is None or row[0] is None else float(row[0])
@@ -541,23 +558,43 @@ def release_waiting_card(conn: sqlite3.Connection, delivery_ids: Iterable[int], 
     return _order_ids(conn, ids)
 
 
-def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -> int:
-    """Destroy the data key of every order whose deliveries all settled (sent or cancelled) before ``cutoff``:
-    its content can no longer be opened anywhere (WAL, backups); the metadata stays for the history.
+def erase_expired_batch(conn: sqlite3.Connection, cutoff: float, now: float, *, after_seq: int = 0,
+                        limit: int = 100) -> tuple[int, int | None]:
+    """One small batch of the retention clean-up: among at most ``limit`` orders after ``after_seq`` whose
+    deliveries are all settled (sent or cancelled) and whose content still exists, destroy the data key of those
+    settled before ``cutoff``: their content can no longer be opened anywhere (WAL, backups); the metadata stays.
+    Returns (erased, the cursor of the next batch or None when done); each batch is its own short transaction, so
+    the clean-up never holds writes for long.
+
     A ``forwarded`` delivery is not settled: until the holder says it sent or cancelled it, this copy may be
     the only one left (the holder may never come back), so it is kept to be recalled."""
     rows = conn.execute(
-        "SELECT o.seq, o.key_id FROM orders o WHERE o.key_id IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
-        "                 AND (d.state NOT IN ('sent', 'cancelled') OR d.updated_at > ?))",
-        (cutoff,),
+        "SELECT o.seq, o.key_id, NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_seq = o.seq"
+        "                                    AND (d.state NOT IN ('sent', 'cancelled') OR d.updated_at > ?))"
+        " FROM orders o INDEXED BY orders_settled"
+        " WHERE o.key_id IS NOT NULL AND o.state IN ('sent', 'cancelled') AND o.seq > ? ORDER BY o.seq LIMIT ?",
+        (cutoff, after_seq, limit),
     ).fetchall()
-    for seq, key_id in rows:
+    erased = 0
+    for seq, key_id, expired in rows:
+        if not expired:
+            continue
         ContentCipher.destroy(conn, key_id)
         conn.execute("UPDATE orders SET key_id = NULL, payload = NULL, content_erased_at = ? WHERE seq = ?",
                      (now, seq))
         order_display.erase(conn, seq)  # the patient's name and the title go with the content
-    return len(rows)
+        erased += 1
+    return erased, (int(rows[-1][0]) if len(rows) == limit else None)
+
+
+def erase_expired_content(conn: sqlite3.Connection, cutoff: float, now: float) -> int:
+    """Every batch of ``erase_expired_batch`` in the caller's one transaction (tests, short stores)."""
+    total = 0
+    cursor: int | None = 0
+    while cursor is not None:
+        erased, cursor = erase_expired_batch(conn, cutoff, now, after_seq=cursor)
+        total += erased
+    return total
 
 
 def open_payload(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str) -> bytes | None:

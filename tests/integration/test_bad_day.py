@@ -173,3 +173,25 @@ async def test_the_data_folder_and_the_database_are_readable_by_this_account_onl
         assert (folder / "relais.db").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(previous)
+
+
+async def test_a_statement_the_full_disk_refuses_fails_its_batch_with_507_and_the_fault_clears_after(
+        tmp_path: Path) -> None:
+    # SQLite's own limit on the file's size (PRAGMA max_page_count) plays the full disk: SQLITE_FULL inside a write.
+    # Before: "no such savepoint" or the raw sqlite3 error, a 500, and nothing in /v1/status.
+    from agent.errors import StorageUnavailable
+
+    db = Database(tmp_path / "relais.db")
+    db.open()
+    try:
+        pages = await db.write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await db.write(lambda c: c.execute(f"PRAGMA max_page_count = {pages}").fetchone())
+        with pytest.raises(StorageUnavailable) as caught:
+            await db.write(lambda c: c.execute("INSERT INTO settings(key, value) VALUES ('big', ?)", ("x" * 200_000,)))
+        assert caught.value.code == "disk_full" and "plein" in caught.value.message
+        assert db.health()["writable"] is False and db.health()["problem"]["code"] == "disk_full"
+        await db.write(lambda c: c.execute("PRAGMA max_page_count = 1000000").fetchone())
+        await db.write(lambda c: c.execute("INSERT INTO settings(key, value) VALUES ('small', 'ok')"))
+        assert db.health() == {"writable": True, "problem": None}
+    finally:
+        db.close()

@@ -176,7 +176,8 @@ class Harness:
                                       events=events, traces=self.traces,
                                       connectivity=ConnectivityTracker(self.bus, self.clock),
                                       rand=lambda: self.rand_value,
-                                      card_check=lambda rpps: None if self.cps_here else "CPS absente")
+                                      card_check=lambda rpps: None if self.cps_here else "CPS absente",
+                                      bus=self.bus)
         self.service = OrderService(
             db=self.db, cipher=cipher, clock=self.clock,
             intake=Intake(allow_test_oids=self.allow_test_oids, default_delay=900), executor=self.executor,

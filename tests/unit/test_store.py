@@ -30,7 +30,7 @@ def test_migrations_are_idempotent_and_refuse_a_newer_database(tmp_path):
     first = apply_migrations(conn)
     assert apply_migrations(conn) == first
     conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'core'")
-    with pytest.raises(RuntimeError, match="plus récente"):
+    with pytest.raises(StoreError, match="plus récente"):
         apply_migrations(conn)
 
 

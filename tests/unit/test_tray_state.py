@@ -75,3 +75,25 @@ def test_a_failed_send_is_named_by_its_title_and_patient_and_says_what_to_do() -
     order["deliveries"][0]["last_error"] = {"code": "dmp_unreachable", "retry_helps": True,
                                             "explanation": "Le service n'a pas répondu."}
     assert "réessayer ou retirer" in failure_notification(order).message
+
+
+def test_a_disk_that_refuses_writes_turns_the_light_red_and_is_notified():
+    # Issue 23 #12: a full disk was a bare 500 and nothing in the tray.
+    model = TrayModel()
+    full = {**STATUS_OK, "store": {"writable": False, "problem": {"code": "disk_full",
+                                                                  "message": "Le disque de ce poste est plein"}}}
+    model.apply_status(full)
+    assert model.light is Light.ERROR and "DISQUE PLEIN" in model.tooltip
+    model.apply_status({**STATUS_OK, "store": {"writable": True, "problem": None}})
+    assert model.light is Light.OK
+    note = model.on_event("store.fault", {"writable": False, "code": "disk_full", "message": "Le disque est plein"})
+    assert note is not None and "plein" in note.message and model.light is Light.ERROR
+    assert model.on_event("store.fault", {"writable": True}) is None and model.light is Light.OK
+
+
+def test_a_clock_jump_is_notified_and_shown():
+    model = TrayModel()
+    model.apply_status({**STATUS_OK, "clock": {"last_jump": {"seconds": 3600, "message": "L'horloge a été avancée"}}})
+    assert "horloge du poste modifiée" in model.tooltip
+    note = model.on_event("clock.jumped", {"seconds": -3600, "message": "L'horloge a été reculée"})
+    assert note is not None and "reculée" in note.message
