@@ -154,6 +154,9 @@ class DmpSection:
     purpose_centre15: str = "CENTRE_15"
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
+    # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): may a document be both masked to
+    # professionals and invisible to the patient? The DMP's parameters file is not read yet: set it as it says.
+    allow_masked_and_invisible: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -82,6 +82,8 @@ def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
 async def dmp_access(request: web.Request) -> web.Response:
     ins, oid = path_ins(request)
     part = _part(request)
+    if "oid" not in request.query:  # the OID INSi gave with this INS, so that the LGC need not repeat it
+        oid = await part.consultation.insi_oid(ins) or oid
     status = request.query.get("identity_status")
     if status is not None and status not in IdentityStatus.__members__:
         raise InvalidInput.field("identity_status", "Statut d'identité attendu : PROV, RECUP, VALI ou QUAL.")
@@ -263,7 +265,7 @@ def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
             "schema": schema or {"type": "string"}}
 
 
-OID_PARAM = _q("oid", "OID de l'INS quand ce n'est pas l'INS-NIR")
+OID_PARAM = _q("oid", "OID de l'INS ; par défaut celui que l'INSi a renvoyé avec cet INS, sinon l'INS-NIR")
 MODE_PARAM = _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])
 
 

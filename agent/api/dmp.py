@@ -31,8 +31,11 @@ MAX_IMPORT = 50
 
 async def _context(request: web.Request) -> tuple[DmpConsultation, str, str, Actor]:
     ins, oid = path_ins(request)
+    consultation = request.app[SERVICES].consultation
+    if "oid" not in request.query:  # the OID INSi gave with this INS, so that the LGC need not repeat it
+        oid = await consultation.insi_oid(ins) or oid
     actor = await request_actor(request, request.query.get("mode"))
-    return request.app[SERVICES].consultation, ins, oid, actor
+    return consultation, ins, oid, actor
 
 
 def _list(request: web.Request, name: str) -> tuple[str, ...]:

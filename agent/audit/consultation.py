@@ -19,8 +19,11 @@ from agent.audit.recorder import TraceLog
 from agent.audit.rights import DmpRights, access_mode
 from agent.dmp.client import DmpClient
 from agent.dmp.models import Access, DocumentEntry, Professional, RetrievedDocument, SearchCriteria, Visibility
+from agent.domain import dmp_rules
 from agent.domain.policy import Actor, TraceEvent
-from agent.errors import AccessRefused, RelaisError, Unavailable
+from agent.errors import AccessRefused, InvalidInput, RelaisError, Unavailable
+from agent.store.db import Database
+from agent.store.ins_provenance import insi_oid
 
 VISIBILITY_FLAGS = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
 
@@ -50,10 +53,13 @@ def professional_of(actor: Actor) -> Professional:
 
 
 class DmpConsultation:
-    def __init__(self, dmp: DmpClient | None, rights: DmpRights, traces: TraceLog) -> None:
+    def __init__(self, dmp: DmpClient | None, rights: DmpRights, traces: TraceLog, db: Database,
+                 *, allow_masked_and_invisible: bool = False) -> None:
         self._dmp = dmp
+        self._allow_masked_and_invisible = allow_masked_and_invisible
         self.rights = rights
         self._traces = traces
+        self._db = db
 
     def _client(self) -> DmpClient:
         if self._dmp is None:
@@ -66,8 +72,23 @@ class DmpConsultation:
         await self._traces.record(TraceEvent(action=action, actor=actor, ins=ins, object=obj, outcome=outcome,
                                              details=details))
 
-    async def _allowed(self, ins: str, actor: Actor) -> DmpClient:
+    async def insi_oid(self, ins: str) -> str | None:
+        """The OID INSi gave with this INS on this workstation; None: not obtained through INSi."""
+        return await self._db.read(lambda c: insi_oid(c, ins))
+
+    async def _identity(self, ins: str, oid: str, actor: Actor, operation: str) -> None:
+        """EX_GEN-1530 and [CDT] 0.2-080 before any DMP call: an INS obtained through INSi, never a NIA
+        (``agent.domain.dmp_rules``); the refusal is traced with its rule."""
+        try:
+            dmp_rules.check_identity(ins, oid, await self.insi_oid(ins), prefix="")
+        except InvalidInput as refused:
+            await self._trace("dmp.refused", actor, ins, outcome="refused", rule=refused.extra.get("rule", ""),
+                              code=refused.code, operation=operation)
+            raise
+
+    async def _allowed(self, ins: str, oid: str, actor: Actor, operation: str) -> DmpClient:
         dmp = self._client()
+        await self._identity(ins, oid, actor, operation)
         await self.rights.check_consultation(ins, actor)  # refusals are traced there
         return dmp
 
@@ -75,7 +96,7 @@ class DmpConsultation:
 
     async def search(self, ins: str, oid: str, criteria: SearchCriteria, actor: Actor) -> list[DocumentEntry]:
         """The documents this professional may read, newest first."""
-        dmp = await self._allowed(ins, actor)
+        dmp = await self._allowed(ins, oid, actor, "search")
         try:
             entries = await dmp.search(ins, oid, criteria, access=_access(actor))
         except RelaisError as exc:
@@ -88,7 +109,7 @@ class DmpConsultation:
 
     async def added_since(self, ins: str, oid: str, since: str, actor: Actor) -> list[DocumentEntry]:
         """The documents added to the DMP since a date (FindSubmissionSets), those this professional may read."""
-        dmp = await self._allowed(ins, actor)
+        dmp = await self._allowed(ins, oid, actor, "search")
         try:
             entries = await dmp.documents_since(ins, oid, since, access=_access(actor))
         except RelaisError as exc:
@@ -109,7 +130,7 @@ class DmpConsultation:
 
     async def retrieve(self, ins: str, oid: str, entry_uuid: str, actor: Actor,
                        *, purpose: str = "") -> tuple[DocumentEntry, RetrievedDocument]:
-        dmp = await self._allowed(ins, actor)
+        dmp = await self._allowed(ins, oid, actor, "retrieve")
         return await self._retrieve(dmp, ins, oid, entry_uuid, actor, purpose)
 
     async def _retrieve(self, dmp: DmpClient, ins: str, oid: str, entry_uuid: str, actor: Actor,
@@ -126,7 +147,7 @@ class DmpConsultation:
 
     async def import_documents(self, ins: str, oid: str, entry_uuids: Sequence[str], actor: Actor) -> list[Imported]:
         """Several documents for the local record; one that fails does not stop the others."""
-        dmp = await self._allowed(ins, actor)
+        dmp = await self._allowed(ins, oid, actor, "import")
         out: list[Imported] = []
         for entry_uuid in dict.fromkeys(entry_uuids):
             try:
@@ -141,13 +162,20 @@ class DmpConsultation:
 
     async def set_visibility(self, ins: str, oid: str, entry_uuid: str, flags: dict[str, bool],
                              actor: Actor) -> DocumentEntry:
-        dmp = await self._allowed(ins, actor)
+        dmp = await self._allowed(ins, oid, actor, "visibility")
         try:
             current = await self._readable_entry(dmp, ins, oid, entry_uuid, actor)
             wanted = Visibility(**{**current.visibility.as_dict(), **flags})
+            # Before the ITI-57: never hidden again once visible; never masked and invisible; a note de
+            # vaccination never masked (agent.domain.dmp_rules).
+            dmp_rules.check_visibility_change(dmp_rules.Flags.of(current.visibility.as_dict()),
+                                              dmp_rules.Flags.of(wanted.as_dict()))
+            dmp_rules.check_visibility(dmp_rules.Flags.of(wanted.as_dict()), type_code=current.type_code,
+                                       allow_masked_and_invisible=self._allow_masked_and_invisible, prefix="")
             updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted)
         except RelaisError as exc:
-            await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code)
+            await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code,
+                              **({"rule": exc.extra["rule"]} if "rule" in exc.extra else {}))
             raise
         await self._trace("dmp.visibility", actor, ins, updated.unique_id, "ok", **wanted.as_dict())
         return updated
@@ -156,6 +184,7 @@ class DmpConsultation:
         """TD3.3c of a document this professional fed: the feeding profile suffices, no consultation right is
         needed ([CDT] 3.3-540)."""
         dmp = self._client()
+        await self._identity(ins, oid, actor, "delete")
         try:
             await dmp.delete(ins, oid, entry_uuid)
         except RelaisError as exc:
@@ -167,12 +196,14 @@ class DmpConsultation:
 
     async def dmp_status(self, ins: str, oid: str, actor: Actor) -> DmpPresence:
         """TD0.2 in this professional's name (DICA traces it)."""
+        await self._identity(ins, oid, actor, "td02")
         status = await self._client().td02(ins, oid, professional_of(actor))
         return DmpPresence(exists=bool(status.exists and status.active), blocked=bool(status.blocked))
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[DocumentEntry]:
         """The documents added since ``since`` (FindSubmissionSets, [CDT] 3.1-400), or all of them without a date
         (DICA filters and traces them)."""
+        await self._identity(ins, oid, actor, "search")
         if since:
             return list(await self._client().documents_since(ins, oid, since, professional_of(actor),
                                                              access=_access(actor)))

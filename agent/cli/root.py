@@ -50,7 +50,6 @@ from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.habilitation import load_matrix
-from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 from agent.errors import ConfigError
 from agent.events import EventBus
 from agent.ins.client import InsiClient
@@ -113,7 +112,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if dmp is not None:
         stack.push_async_callback(dmp.close)
 
-    rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp)
+    rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp,
+                          allow_masked_and_invisible=config.dmp.allow_masked_and_invisible)
     cda = _cda(config, clock, env, cards, warnings)
     mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
 
@@ -142,7 +142,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     forwarding = Forwarding(peers=peers, db=db, cipher=cipher, clock=clock, bus=bus, events=events, waker=waker)
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
-        intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds),
+        intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
+                      allow_masked_and_invisible=config.dmp.allow_masked_and_invisible),
         executor=executor, events=events, documents=cda, rules=mss_orders.prepare_order, feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
     inbound = Inbound(forwarding=forwarding, orders=orders)
@@ -159,7 +160,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
     await stack.enter_async_context(VitaleWatch(
         bus, rights.dica, functools.partial(agent_actor, services), cards.vitale_beneficiaries,
-        oid=OID_INS_NIR_TEST if env is not None else OID_INS_NIR))
+        insi_oid=rights.consultation.insi_oid))
     return services
 
 

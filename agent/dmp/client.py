@@ -10,6 +10,7 @@ in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -279,7 +280,11 @@ class DmpClient:
         body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
-        return await self._current_version(ins, oid, entry_from_extrinsic(old).unique_id, who)
+        # The new version as the DMP now holds it, without asking: no TD3.1 after a visibility change (CNDA
+        # MEMENTO "Recherche de documents", EX_3.1-1090: each search is notified to the patient).
+        before = entry_from_extrinsic(old)
+        return dataclasses.replace(before, entry_uuid=new_uuid, visibility=visibility,
+                                   version=_next_version(before.version))
 
     async def archive(self, ins: str, oid: str, entry_uuid: str,
                       professional: Professional | None = None) -> DocumentEntry:
@@ -291,7 +296,7 @@ class DmpClient:
                                      self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
-        return await self._current_version(ins, oid, old.unique_id, who)
+        return dataclasses.replace(old, status="archived")  # no TD3.1 afterwards (EX_3.1-1090)
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
                      professional: Professional | None = None) -> None:
@@ -334,15 +339,6 @@ class DmpClient:
         assert refusal is not None
         raise refusal
 
-    async def _current_version(self, ins: str, oid: str, unique_id: str, who: Professional) -> DocumentEntry:
-        found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
-        entries = [entry_from_extrinsic(eo) for eo in found]
-        live = [e for e in entries if e.status != "deprecated"]
-        if not live:
-            raise TransientRemoteError("Le DMP ne renvoie pas la nouvelle version du document.", service="dmp",
-                                       code="dmp_version_missing")
-        return live[-1]
-
     # --- TD0.2 / TD0.3 (HL7v3 on .../patients) ------------------------------------------------------------
 
     def _hl7_ids(self) -> hl7v3.MessageIds:
@@ -371,6 +367,10 @@ def _check_hash(entry: DocumentEntry, content: bytes) -> None:
     if entry.hash and not hmac.compare_digest(hashlib.sha1(content).hexdigest(), entry.hash.lower()):  # noqa: S324
         raise PermanentRemoteError("Le document reçu du DMP ne correspond pas à son empreinte.", service="dmp",
                                    code="dmp_hash_mismatch")
+
+
+def _next_version(version: str) -> str:
+    return str(int(version) + 1) if version.isdigit() else version
 
 
 def _new_oid(u: str) -> str:
