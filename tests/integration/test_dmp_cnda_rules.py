@@ -1,0 +1,227 @@
+"""The CNDA test book's rules the agent enforces itself (issue 16), on a demo agent and its DMP simulator.
+
+Each test plays one rule through the API and counts the requests the simulator received
+(``GET /_sandbox/dmp/calls``): what was refused was never sent. Names follow the test book's codes.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from agent.cli.wiring import DemoOptions
+from agent.domain.ins import OID_INS_NIA
+from relais_sandbox.identities import DEMO_VITALE, PAT_TROIS
+from tests.support.documents import written_by
+from tests.support.ins import obtain_ins
+from tests.support.queue import kit_cda, make_cda, order_body
+
+NIA = "109076322088835"  # [CDT] Référentiel Patients 103, "MATRICULE PROVISOIRE"
+
+
+@pytest.fixture
+async def agent(start_agent: Any, reference_dir: Path) -> Any:
+    return await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)})
+
+
+async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with http.request(method, agent.url + path, json=body, headers=agent.headers()) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def dmp_calls(http: aiohttp.ClientSession, agent: Any) -> list[dict[str, str]]:
+    status, body = await call(http, agent, "GET", "/_sandbox/dmp/calls")
+    assert status == 200, body
+    return list(body["items"])
+
+
+async def ready(http: aiohttp.ClientSession, agent: Any, person: Any = PAT_TROIS, *, insi: bool = True) -> None:
+    """The PIN entered, the CONF.21 notice read, the patient's consent recorded; the INS obtained through INSi."""
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    status, notices = await call(http, agent, "GET", "/v1/notices")
+    for notice in notices["items"]:
+        assert (await call(http, agent, "POST", f"/v1/notices/{notice['id']}/ack"))[0] == 200
+    status, body = await call(http, agent, "PUT", f"/v1/patients/{person.ins}/consent?oid={person.oid}",
+                              {"dmp_consultation": "granted", "dmp_feeding": "non_opposition", "informed": True})
+    assert status == 200, body
+    if insi:
+        await obtain_ins(http, agent, person)
+
+
+async def refused_traces(http: aiohttp.ClientSession, agent: Any) -> list[dict[str, Any]]:
+    status, body = await call(http, agent, "GET", "/v1/traces?action=dmp.refused")
+    assert status == 200, body
+    return list(body["items"])
+
+
+def doctor_rpps(agent: Any) -> str:
+    holder = agent.services.cards.cps_holder()
+    assert holder is not None
+    return str(holder.rpps)
+
+
+def kit_order(reference_dir: Path, agent: Any, **kw: Any) -> dict[str, Any]:
+    """A note de vaccination of the CI-SIS kit for PAT_TROIS, written (and vaccinated) by the demo doctor."""
+    rpps = doctor_rpps(agent)
+    cda = written_by(kit_cda(reference_dir, PAT_TROIS)[0], f"8{rpps}")
+    return order_body(cda=cda, ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, **kw)
+
+
+# --- rule 3: identity ------------------------------------------------------------------------------------------
+
+
+async def test_cdt_0_2_080_a_nia_gets_no_dmp_access_and_no_delivery(agent: Any, http: aiohttp.ClientSession) -> None:
+    await ready(http, agent, insi=False)
+    before = len(await dmp_calls(http, agent))
+    body = order_body(ins=NIA, oid=OID_INS_NIA, rpps=doctor_rpps(agent),
+                      cda=make_cda(ins=NIA, oid=OID_INS_NIA))
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "dmp_nia_forbidden", problem
+    assert problem["errors"][0]["field"] == "patient.oid" and "NIA" in problem["detail"]
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{NIA}/documents?oid={OID_INS_NIA}")
+    assert status == 422 and problem["errors"][0]["field"] == "oid", problem
+    status, access = await call(http, agent, "GET", f"/v1/dmp/{NIA}/access?oid={OID_INS_NIA}&identity_status=QUAL")
+    assert status == 200 and access["can_read"] is False, access
+    # An MSSanté-only order for the same patient is not the DMP's business.
+    status, _ = await call(http, agent, "POST", "/v1/orders",
+                           {**body, "destinations": {"dmp": False, "mss": [{"address": "dr.x@medecin.mssante.fr"}]}})
+    assert status == 201
+    assert len(await dmp_calls(http, agent)) == before  # nothing reached the DMP
+    rules = {t["details"]["rule"] for t in await refused_traces(http, agent)}
+    assert rules == {"0.2-080"}
+
+
+async def test_ex_gen_1530_only_an_ins_obtained_through_insi_reaches_the_dmp(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent, insi=False)
+    before = len(await dmp_calls(http, agent))
+    body = kit_order(reference_dir, agent, delay=3600)
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "ins_not_from_insi", problem
+    assert problem["errors"][0]["field"] == "patient.ins" and "INSi" in problem["detail"]
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={PAT_TROIS.oid}")
+    assert status == 422 and problem["code"] == "ins_not_from_insi", problem
+    assert len(await dmp_calls(http, agent)) == before
+    traces = await refused_traces(http, agent)
+    assert [(t["details"]["rule"], t["details"]["operation"]) for t in traces] == [
+        ("EX_GEN-1530", "order"), ("EX_GEN-1530", "search")]
+    assert all(t["actor"]["rpps"] == doctor_rpps(agent) for t in traces)
+
+    await obtain_ins(http, agent, PAT_TROIS)  # the LGC asks INSi: now it may
+    status, created = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 201, created
+    status, found = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents")  # OID from INSi
+    assert status == 200, found
+
+
+async def test_ex_gen_1530_the_nir_read_from_a_carte_vitale_never_reaches_the_dmp(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    insured = DEMO_VITALE[0].person
+    await ready(http, agent, insured, insi=False)
+    before = len(await dmp_calls(http, agent))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
+    assert status == 200
+    while (event := await events.get(timeout=10)) is not None and event.type != "dmp.access":
+        pass
+    assert event is not None
+    assert all(b["reasons"][0]["code"] == "ins_unknown" for b in event.data["beneficiaries"]), event.data
+    assert len(await dmp_calls(http, agent)) == before  # no TD0.2, no TD3.1 with the card's NIR
+
+
+# --- rule 5: documents the software must not create ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_code", ["11369-6", "REMB", "DOCPAT01"])
+async def test_ex_2_1_1010_documents_the_software_must_not_create(
+        agent: Any, http: aiohttp.ClientSession, type_code: str) -> None:
+    await ready(http, agent)
+    before = len(await dmp_calls(http, agent))
+    body = order_body(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=doctor_rpps(agent),
+                      cda=make_cda(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, type_code=type_code))
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "dmp_document_not_creatable", problem
+    assert problem["errors"][0]["field"] == "document.cda_base64" and type_code in problem["detail"]
+    assert len(await dmp_calls(http, agent)) == before
+    assert [t["details"]["rule"] for t in await refused_traces(http, agent)] == ["EX_2.1-1010"]
+
+
+# --- rule 6: identifiers -------------------------------------------------------------------------------------
+
+
+async def test_ex_2_1_1130_a_document_id_with_an_extension_is_refused(agent: Any, http: aiohttp.ClientSession) -> None:
+    await ready(http, agent)
+    before = len(await dmp_calls(http, agent))
+    cda = make_cda(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid).replace(
+        b'<id root="', b'<id extension="42" root="1.2.250.1.999.', 1)
+    body = order_body(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=doctor_rpps(agent), cda=cda)
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "document_id_has_extension", problem
+    assert "extension" in problem["detail"] and "OID" in problem["detail"]
+    too_long = make_cda("1." + ".".join(["123456789"] * 13), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid)
+    status, problem = await call(http, agent, "POST", "/v1/orders", {**body, "document": {
+        "cda_base64": base64.b64encode(too_long).decode()}})
+    assert status == 422 and problem["code"] == "document_id_too_long", problem
+    assert len(await dmp_calls(http, agent)) == before
+
+
+# --- rule 4: visibility ---------------------------------------------------------------------------------------
+
+
+async def test_ex_2_1_1050_masked_to_professionals_and_invisible_to_the_patient_is_refused(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    await ready(http, agent)
+    body = order_body(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=doctor_rpps(agent),
+                      cda=make_cda(ins=PAT_TROIS.ins, oid=PAT_TROIS.oid))
+    body["visibility"] = {"masked_to_ps": True, "invisible_to_patient": True}
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "masked_and_invisible", problem
+    assert problem["errors"][0]["field"] == "visibility.invisible_to_patient"
+
+
+async def test_ex_2_1_2005_a_vaccination_note_is_never_masked_and_has_one_vaccination(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    body = kit_order(reference_dir, agent)
+    body["visibility"] = {"masked_to_ps": True}
+    status, problem = await call(http, agent, "POST", "/v1/orders", body)
+    assert status == 422 and problem["code"] == "vaccination_note_masked", problem
+    assert problem["errors"][0]["field"] == "visibility.masked_to_ps"
+    # EX_2.1-2020: the vaccinator is one of the authors. Here another professional wrote it, not the vaccinator.
+    cda = kit_cda(reference_dir, PAT_TROIS)[0]
+    root = etree.fromstring(cda)
+    author = root.find("{urn:hl7-org:v3}author/{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}id")
+    assert author is not None
+    author.set("extension", "810009999999")
+    not_the_vaccinator = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    status, problem = await call(http, agent, "POST", "/v1/orders", {**body, "visibility": {}, "document": {
+        "cda_base64": base64.b64encode(not_the_vaccinator).decode()}})
+    assert status == 422 and problem["code"] == "vaccination_note_author", problem
+    # EX_2.1-2005: confidentiality N only.
+    restricted = written_by(cda, f"8{doctor_rpps(agent)}").replace(b'<confidentialityCode code="N"',
+                                                                   b'<confidentialityCode code="R"', 1)
+    status, problem = await call(http, agent, "POST", "/v1/orders", {**body, "visibility": {}, "document": {
+        "cda_base64": base64.b64encode(restricted).decode()}})
+    assert status == 422 and problem["code"] == "vaccination_note_confidentiality", problem
+    assert [t["details"]["rule"] for t in await refused_traces(http, agent)] == ["EX_2.1-2005"] * 3
+
+
+async def test_ex_3_3_1040_a_document_visible_to_the_patient_is_never_hidden_again(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    await ready(http, agent)
+    status, body = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents")
+    assert status == 200, body
+    visible = next(i for i in body["items"] if not i["visibility"]["invisible_to_patient"])
+    before = [c["transaction"] for c in await dmp_calls(http, agent)]
+    path = f"/v1/dmp/{PAT_TROIS.ins}/documents/{visible['entry_uuid']}/visibility"
+    status, problem = await call(http, agent, "POST", path, {"invisible_to_patient": True})
+    assert status == 409 and problem["code"] == "already_visible", problem
+    assert problem["field"] == "invisible_to_patient" and "visible" in problem["detail"]
+    after = [c["transaction"] for c in await dmp_calls(http, agent)]
+    assert "TD3.3" not in after[len(before):]  # the ITI-57 never left
