@@ -59,12 +59,17 @@ async def get_consent(request: web.Request) -> web.Response:
 
 
 async def put_consent(request: web.Request) -> web.Response:
-    ins, _ = path_ins(request)
+    ins, oid = path_ins(request)
     part = _part(request)
+    if "oid" not in request.query:
+        oid = await part.consultation.insi_oid(ins) or oid
     change = parse_change(await read_json(request))
     actor = await request_actor(request)
-    await part.consents.record(ins, change, actor)
-    return web.json_response(_consent_body(ins, await part.consents.history(ins)))
+    _, authorization = await part.consultation.record_consent(ins, oid, change, actor)
+    body = _consent_body(ins, await part.consents.history(ins))
+    if authorization is not None:  # a withdrawn consent removed this professional's DMP authorisation (TD0.3)
+        body["dmp_authorization"] = authorization
+    return web.json_response(body)
 
 
 def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
@@ -215,7 +220,12 @@ _RECORD_PROPERTIES: dict[str, Any] = {
 }
 _RECORD = {"type": "object", "properties": _RECORD_PROPERTIES}
 CONSENT_SCHEMA = {"type": "object",
-                  "properties": {**_RECORD_PROPERTIES, "history": {"type": "array", "items": _RECORD}}}
+                  "properties": {**_RECORD_PROPERTIES, "history": {"type": "array", "items": _RECORD},
+                                 "dmp_authorization": {
+                                     "type": "object", "description": "quand le consentement est retiré : "
+                                     "l'autorisation d'accès de ce professionnel retirée du DMP (TD0.3)",
+                                     "properties": {"removed": {"type": "boolean"}, "code": {"type": "string"},
+                                                    "message": {"type": "string"}}}}}
 CONSENT_REQUEST = {
     "type": "object",
     "additionalProperties": False,

@@ -127,6 +127,13 @@ async def visibility(request: web.Request) -> web.Response:
     return web.json_response(updated.as_dict() | {"previous_entry_uuid": entry_uuid})
 
 
+async def authorization(request: web.Request) -> web.Response:
+    consultation, ins, oid, actor = await _context(request)
+    body = await read_json(request)
+    status = await consultation.authorize(ins, oid, actor, explicit=body.get("confirm") is True)
+    return web.json_response(status.as_dict())
+
+
 async def delete(request: web.Request) -> web.Response:
     consultation, ins, oid, actor = await _context(request)
     entry_uuid = request.match_info["entry_uuid"]
@@ -145,7 +152,10 @@ ENTRY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
     "creation_time": {"type": "string"}, "service_start": {"type": "string"}, "service_stop": {"type": "string"},
     "status": {"enum": list(STATUSES)}, "visibility": {"type": "object"}, "format_code": {"type": "string"},
     "size": {"type": "integer"}, "mime_type": {"type": "string"}}}
-COMMON = {403: problem_response("Accès au DMP refusé (consentement, habilitation, auteur)"),
+COMMON = {403: problem_response("Accès au DMP refusé (consentement, habilitation, auteur, DMP bloqué ou accès non "
+                                "autorisé : TD0.3)"),
+          404: problem_response("Pas de DMP pour ce patient, ou document introuvable"),
+          409: problem_response("DMP fermé, ou document déjà visible du patient"),
           422: problem_response("INS ou critère invalide"),
           502: problem_response("Refus du DMP (erreur de registre, faute SOAP)"),
           503: problem_response("DMP injoignable ou non configuré, CPS absente")}
@@ -192,6 +202,14 @@ def register(table: RouteTable) -> None:
                    "invisible_to_legal_reps": {"type": "boolean"}}},
                responses={200: json_response("Nouvelle version des métadonnées (nouvel entryUUID)", ENTRY_SCHEMA),
                           404: problem_response("Document introuvable"), **COMMON})
+    table.post("/v1/dmp/{ins}/authorization", authorization, tag=tag,
+               summary="TD0.3 : demander l'autorisation d'accès de ce professionnel au DMP du patient (après son "
+                       "consentement, sur demande explicite)",
+               parameters=(OID_PARAM,),
+               request_schema={"type": "object", "required": ["confirm"], "properties": {
+                   "confirm": {"const": True, "description": "la demande explicite du professionnel"}}},
+               responses={200: json_response("État du DMP après l'autorisation (TD0.2)"),
+                          404: problem_response("Pas de DMP"), 409: problem_response("DMP fermé"), **COMMON})
     table.delete("/v1/dmp/{ins}/documents/{entry_uuid}", delete, tag=tag,
                  summary="TD3.3c : supprimer un document du DMP (son auteur seulement)",
                  parameters=(OID_PARAM,),

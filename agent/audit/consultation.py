@@ -18,8 +18,17 @@ from agent.audit.access import DmpPresence
 from agent.audit.recorder import TraceLog
 from agent.audit.rights import DmpRights, access_mode
 from agent.dmp.client import DmpClient
-from agent.dmp.models import Access, DocumentEntry, Professional, RetrievedDocument, SearchCriteria, Visibility
+from agent.dmp.models import (
+    Access,
+    DocumentEntry,
+    PatientDmpStatus,
+    Professional,
+    RetrievedDocument,
+    SearchCriteria,
+    Visibility,
+)
 from agent.domain import dmp_rules
+from agent.domain.consent import ConsentChange, ConsentRecord, Consultation
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, InvalidInput, RelaisError, Unavailable
 from agent.store.db import Database
@@ -90,7 +99,88 @@ class DmpConsultation:
         dmp = self._client()
         await self._identity(ins, oid, actor, operation)
         await self.rights.check_consultation(ins, actor)  # refusals are traced there
+        await self._open(dmp, ins, oid, actor, operation, need_authorization=not access_mode(actor).is_emergency)
         return dmp
+
+    async def _open(self, dmp: DmpClient, ins: str, oid: str, actor: Actor, operation: str,
+                    *, need_authorization: bool) -> PatientDmpStatus:
+        """The TD0.2 before every use of the DMP, in this professional's name, never a remembered answer (CNDA
+        MEMENTO "TEST d'EXISTENCE"); traced, and refused here when the DMP is absent, closed, blocked for this
+        professional or (to consult) not authorised."""
+        try:
+            status = await dmp.td02(ins, oid, professional_of(actor))
+        except RelaisError as exc:
+            await self._trace("dmp.td02", actor, ins, outcome=exc.code, operation=operation)
+            raise
+        await self._trace("dmp.td02", actor, ins, operation=operation, exists=status.exists, active=status.active,
+                          authorized=status.authorized, blocked=status.blocked)
+        try:
+            dmp_rules.check_dmp_open(exists=status.exists, closed=status.exists and not status.active,
+                                     blocked=status.blocked, authorized=status.authorized,
+                                     need_authorization=need_authorization)
+        except RelaisError as refused:
+            await self._trace("dmp.refused", actor, ins, outcome="refused", rule=refused.extra.get("rule", ""),
+                              code=refused.code, operation=operation)
+            raise
+        return status
+
+    # --- TD0.3 -------------------------------------------------------------------------------------------
+
+    async def authorize(self, ins: str, oid: str, actor: Actor, *, explicit: bool) -> PatientDmpStatus:
+        """TD0.3: add this professional's authorisation, on their explicit request, once the patient's consent
+        to the consultation is recorded ([CDT] 0.3-010); then a TD0.2 says what the DMP now holds."""
+        dmp = self._client()
+        await self._identity(ins, oid, actor, "authorize")
+        record = await self.rights.consents.current(ins)
+        try:
+            dmp_rules.check_authorization_request(
+                consent_granted=record is not None and record.dmp_consultation is Consultation.GRANTED,
+                explicit=explicit)
+        except RelaisError as refused:
+            await self._trace("dmp.refused", actor, ins, outcome="refused", rule=refused.extra.get("rule", ""),
+                              code=refused.code, operation="authorize")
+            raise
+        await self._open(dmp, ins, oid, actor, "authorize", need_authorization=False)
+        try:
+            code = await dmp.td03(ins, oid, add=True, professional=professional_of(actor))
+        except RelaisError as exc:
+            await self._trace("dmp.td03", actor, ins, outcome=exc.code, add=True)
+            raise
+        await self._trace("dmp.td03", actor, ins, add=True, ack=code)
+        return await self._open(dmp, ins, oid, actor, "authorize", need_authorization=False)
+
+    async def record_consent(self, ins: str, oid: str, change: ConsentChange,
+                             actor: Actor) -> tuple[ConsentRecord, dict[str, Any] | None]:
+        """Record the patient's consent; when it withdraws a granted consultation, this professional's TD0.3
+        authorisation is removed from the DMP at once (issue 16, rule 9). The consent is recorded whatever the
+        DMP answers; the second value says what became of the authorisation (None: nothing to do)."""
+        before = await self.rights.consents.current(ins)
+        record = await self.rights.consents.record(ins, change, actor)
+        withdrawn = (before is not None and before.dmp_consultation is Consultation.GRANTED
+                     and record.dmp_consultation is not Consultation.GRANTED)
+        if not withdrawn or self._dmp is None or not actor.rpps:
+            return record, None
+        try:
+            code = await self.withdraw(ins, oid, actor)
+        except RelaisError as exc:
+            return record, {"removed": False, "code": exc.code, "message": exc.message}
+        return record, {"removed": code is not None}
+
+    async def withdraw(self, ins: str, oid: str, actor: Actor) -> str | None:
+        """TD0.3 removal of this professional's authorisation when the patient withdraws consent (rule 9); None
+        when there was none to remove (no DMP call beyond the TD0.2)."""
+        dmp = self._client()
+        await self._identity(ins, oid, actor, "withdraw")
+        status = await self._open(dmp, ins, oid, actor, "withdraw", need_authorization=False)
+        if not status.authorized:
+            return None
+        try:
+            code = await dmp.td03(ins, oid, add=False, professional=professional_of(actor))
+        except RelaisError as exc:
+            await self._trace("dmp.td03", actor, ins, outcome=exc.code, add=False)
+            raise
+        await self._trace("dmp.td03", actor, ins, add=False, ack=code)
+        return code
 
     # --- TD3.1 / TD3.2 -----------------------------------------------------------------------------------
 
@@ -185,6 +275,7 @@ class DmpConsultation:
         needed ([CDT] 3.3-540)."""
         dmp = self._client()
         await self._identity(ins, oid, actor, "delete")
+        await self._open(dmp, ins, oid, actor, "delete", need_authorization=False)
         try:
             await dmp.delete(ins, oid, entry_uuid)
         except RelaisError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from agent.domain.catalogue import class_code_of
 from agent.domain.ins import OID_INS_NIA
-from agent.errors import Conflict, FieldError, InvalidInput
+from agent.errors import AccessRefused, Conflict, FieldError, InvalidInput, NotFound
 
 # The test book's codes, carried by each refusal (problem member ``rule``) and its trace.
 RULE_INSI_ONLY = "EX_GEN-1530"
@@ -31,6 +31,8 @@ RULE_UNIQUE_ID = "EX_2.1-1130"
 RULE_MASK_AND_INVISIBLE = "EX_2.1-1050"
 RULE_NEVER_HIDDEN_AGAIN = "EX_3.3-1040"
 RULE_VACCINATION = "EX_2.1-2005"
+RULE_EXISTENCE = "MEMENTO-TEST-EXISTENCE"  # the MEMENTO's "TEST d'EXISTENCE": TD0.2 before every use
+RULE_TD03 = "0.3-010"  # TD0.3 after the patient's consent, on the professional's explicit request
 
 VACCINATION_NOTE = "87273-9"  # typeCode of the note de vaccination (CI-SIS, 2.1-710)
 MAX_UNIQUE_ID = 128
@@ -60,6 +62,38 @@ def check_identity(ins: str, oid: str, obtained_oid: str | None, *, prefix: str 
     if obtained_oid != oid:
         raise refusal(f"{prefix}oid", f"L'OID de l'INS ne correspond pas à celui renvoyé par l'INSi ({obtained_oid}).",
                       code="ins_oid_mismatch", rule=RULE_INSI_ONLY)
+
+
+# --- the DMP's state (TD0.2) ---------------------------------------------------------------------------------
+
+
+def check_dmp_open(*, exists: bool, closed: bool, blocked: bool, authorized: bool, need_authorization: bool) -> None:
+    """What the TD0.2 made just before says, for this professional (never a cached answer: MEMENTO "TEST
+    d'EXISTENCE"): no call to an absent or closed DMP, nor to one that blocked this professional; a consultation
+    also needs this professional's authorisation (TD0.3), except in the emergency modes. No public source says an
+    emergency mode lifts the patient's block: it does not here."""
+    if not exists:
+        raise NotFound("Le patient n'a pas de DMP.", code="dmp_absent", rule=RULE_EXISTENCE)
+    if closed:
+        raise Conflict("Le DMP du patient est fermé : il ne peut être ni consulté ni alimenté.", code="dmp_closed",
+                       rule=RULE_EXISTENCE)
+    if blocked:
+        raise AccessRefused("Le patient a bloqué votre accès à son DMP.", code="dmp_blocked", rule=RULE_EXISTENCE)
+    if need_authorization and not authorized:
+        raise AccessRefused("Vous n'êtes pas autorisé à consulter le DMP de ce patient : recueillez son consentement, "
+                            "puis demandez l'autorisation d'accès (POST /v1/dmp/{ins}/authorization).",
+                            code="dmp_not_authorized", rule=RULE_EXISTENCE)
+
+
+def check_authorization_request(*, consent_granted: bool, explicit: bool) -> None:
+    """TD0.3 (adding this professional's authorisation) only once the patient's consent is recorded, and on the
+    professional's explicit request: never automatically."""
+    if not explicit:
+        raise InvalidInput.field("confirm", "La demande d'autorisation d'accès au DMP doit être explicite "
+                                            "(confirm: true).")
+    if not consent_granted:
+        raise AccessRefused("Le consentement du patient à l'accès à son DMP n'est pas enregistré : l'autorisation ne "
+                            "peut pas être demandée.", code="consent_missing", rule=RULE_TD03)
 
 
 # --- documents the software must not create ----------------------------------------------------------------

@@ -6,8 +6,10 @@ Each test plays one rule through the API and counts the requests the simulator r
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,7 @@ from agent.cli.wiring import DemoOptions
 from agent.domain.ins import OID_INS_NIA
 from relais_sandbox.identities import DEMO_VITALE, PAT_TROIS
 from tests.support.documents import written_by
-from tests.support.ins import obtain_ins
+from tests.support.ins import obtain_ins, record_insi_answer
 from tests.support.queue import kit_cda, make_cda, order_body
 
 NIA = "109076322088835"  # [CDT] Référentiel Patients 103, "MATRICULE PROVISOIRE"
@@ -31,7 +33,9 @@ async def agent(start_agent: Any, reference_dir: Path) -> Any:
 
 async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     async with http.request(method, agent.url + path, json=body, headers=agent.headers()) as response:
-        return response.status, await response.json(content_type=None)
+        if response.content_type.endswith("json"):
+            return response.status, await response.json()
+        return response.status, await response.read()
 
 
 async def dmp_calls(http: aiohttp.ClientSession, agent: Any) -> list[dict[str, str]]:
@@ -225,3 +229,112 @@ async def test_ex_3_3_1040_a_document_visible_to_the_patient_is_never_hidden_aga
     assert problem["field"] == "invisible_to_patient" and "visible" in problem["detail"]
     after = [c["transaction"] for c in await dmp_calls(http, agent)]
     assert "TD3.3" not in after[len(before):]  # the ITI-57 never left
+
+
+# --- rule 1: TD0.2 before every use; TD0.3 on consent and explicit request only ------------------------------
+
+CLOSED = "202096615708958"  # [CDT] Référentiel Patients 90: DMP fermé ("Je ne veux plus de DMP")
+NO_DMP = "153078987658513"  # [CDT] Référentiel Patients 1: DMP non créé
+NOT_AUTHORIZED = "207100486108281"  # [CDT] Référentiel Patients 79: DMP actif, no professional authorised yet
+
+
+async def cnda_patient(http: aiohttp.ClientSession, agent: Any, ins: str, *, consent: bool = True) -> None:
+    """A patient of the DMP test book's Référentiel: INSi's answer recorded (the INSi simulator plays INSi's own
+    test identities, not these), the consent recorded when asked."""
+    await record_insi_answer(agent.services.db, ins, PAT_TROIS.oid)
+    if consent:
+        status, body = await call(http, agent, "PUT", f"/v1/patients/{ins}/consent",
+                                  {"dmp_consultation": "granted", "dmp_feeding": "non_opposition", "informed": True})
+        assert status == 200, body
+
+
+def transactions(calls: list[dict[str, str]]) -> list[str]:
+    return [c["transaction"] for c in calls]
+
+
+async def test_memento_test_d_existence_a_td02_before_every_consultation_and_every_feed(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    mark = len(await dmp_calls(http, agent))
+    status, found = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents")
+    assert status == 200 and found["items"], found
+    status, _ = await call(http, agent, "GET",
+                           f"/v1/dmp/{PAT_TROIS.ins}/documents/{found['items'][0]['entry_uuid']}/content")
+    assert status == 200
+    assert (await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents"))[0] == 200
+    # Each consultation asks TD0.2 again, for this professional (never a remembered answer).
+    assert transactions((await dmp_calls(http, agent))[mark:]) == ["TD0.2", "TD3.1", "TD0.2", "TD3.1", "TD3.2",
+                                                                    "TD0.2", "TD3.1"]
+    mark = len(await dmp_calls(http, agent))
+    status, order = await call(http, agent, "POST", "/v1/orders", kit_order(reference_dir, agent, delay=0))
+    assert status == 201, order
+    assert await final_state(http, agent, order["id"]) == "sent"
+    assert transactions((await dmp_calls(http, agent))[mark:]) == ["TD0.2", "TD2.1"]
+    professionals = {c["professional"][-11:] for c in (await dmp_calls(http, agent))}
+    assert professionals == {doctor_rpps(agent)}
+
+
+async def final_state(http: aiohttp.ClientSession, agent: Any, order_id: str) -> str:
+    for _ in range(300):
+        _, order = await call(http, agent, "GET", f"/v1/orders/{order_id}")
+        if order["state"] in ("sent", "failed"):
+            return str(order["state"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order still {order['state']}")
+
+
+async def test_cdt_0_2_no_consultation_and_no_feed_of_a_closed_or_absent_dmp(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    for ins in (CLOSED, NO_DMP):
+        await cnda_patient(http, agent, ins)
+    mark = len(await dmp_calls(http, agent))
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{CLOSED}/documents")
+    assert status == 409 and problem["code"] == "dmp_closed" and "fermé" in problem["detail"], problem
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{NO_DMP}/documents")
+    assert status == 404 and problem["code"] == "dmp_absent", problem
+    assert transactions((await dmp_calls(http, agent))[mark:]) == ["TD0.2", "TD0.2"]  # nothing else was sent
+
+    person = SimpleNamespace(ins=CLOSED, oid=PAT_TROIS.oid, birth_name="MAXIMOP", first_given_name="NADINE",
+                             sex="F", birth_date="2002-09-18")
+    cda = written_by(kit_cda(reference_dir, person)[0], f"8{doctor_rpps(agent)}")
+    status, order = await call(http, agent, "POST", "/v1/orders", order_body(
+        cda=cda, ins=CLOSED, oid=PAT_TROIS.oid, rpps=doctor_rpps(agent), delay=0))
+    assert status == 201, order
+    assert await final_state(http, agent, order["id"]) == "failed"
+    assert "TD2.1" not in transactions((await dmp_calls(http, agent))[mark:])
+    rules = [t["details"]["rule"] for t in await refused_traces(http, agent)]
+    assert rules == ["MEMENTO-TEST-EXISTENCE", "MEMENTO-TEST-EXISTENCE"]
+
+
+async def test_cdt_0_3_010_authorisation_after_consent_on_explicit_request_removed_on_withdrawal(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    await ready(http, agent)
+    await cnda_patient(http, agent, NOT_AUTHORIZED, consent=False)
+    mark = len(await dmp_calls(http, agent))
+    path = f"/v1/dmp/{NOT_AUTHORIZED}/authorization"
+    status, problem = await call(http, agent, "POST", path, {"confirm": True})
+    assert status == 403 and problem["code"] == "consent_missing", problem  # no consent recorded: no TD0.3
+    status, body = await call(http, agent, "PUT", f"/v1/patients/{NOT_AUTHORIZED}/consent",
+                              {"dmp_consultation": "granted", "informed": True})
+    assert status == 200 and "dmp_authorization" not in body
+    status, problem = await call(http, agent, "GET", f"/v1/dmp/{NOT_AUTHORIZED}/documents")
+    assert status == 403 and problem["code"] == "dmp_not_authorized", problem  # never a TD0.3 on its own
+    status, problem = await call(http, agent, "POST", path, {})
+    assert status == 422 and problem["errors"][0]["field"] == "confirm", problem
+    assert "TD0.3" not in transactions((await dmp_calls(http, agent))[mark:])
+
+    status, state = await call(http, agent, "POST", path, {"confirm": True})
+    assert status == 200 and state["authorized"] is True, state
+    status, found = await call(http, agent, "GET", f"/v1/dmp/{NOT_AUTHORIZED}/documents")
+    assert status == 200, found
+    assert transactions((await dmp_calls(http, agent))[mark:]).count("TD0.3") == 1
+
+    # Rule 9: the patient withdraws consent: this professional's authorisation is removed from the DMP.
+    status, body = await call(http, agent, "PUT", f"/v1/patients/{NOT_AUTHORIZED}/consent",
+                              {"dmp_consultation": "refused"})
+    assert status == 200 and body["dmp_authorization"] == {"removed": True}, body
+    assert transactions((await dmp_calls(http, agent))[mark:]).count("TD0.3") == 2
+    status, traces = await call(http, agent, "GET", f"/v1/traces?ins={NOT_AUTHORIZED}&action=dmp.td03")
+    assert [t["details"]["add"] for t in traces["items"]] in ([True, False], [False, True])
+    assert all(t["actor"]["rpps"] == doctor_rpps(agent) for t in traces["items"])
