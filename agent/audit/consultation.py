@@ -10,6 +10,7 @@ Without a configured DMP every operation answers 503 ``dmp_disabled``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from agent.audit.access import DmpPresence
 from agent.audit.recorder import TraceLog
 from agent.audit.rights import DmpRights, access_mode
+from agent.clock import parse_rfc3339
 from agent.dmp.client import DmpClient
 from agent.dmp.models import (
     Access,
@@ -45,6 +47,14 @@ class Imported:
     entry: DocumentEntry | None = None
     content: bytes | None = None
     error: RelaisError | None = None
+
+
+def _created_after(entry: DocumentEntry, limit: dt.datetime) -> bool:
+    """Counted as new unless its creation time says otherwise (a time the DMP gave without a zone counts)."""
+    try:
+        return parse_rfc3339(entry.creation_time) > limit
+    except ValueError:
+        return True
 
 
 def _access(actor: Actor) -> Access:
@@ -254,7 +264,10 @@ class DmpConsultation:
                              actor: Actor) -> DocumentEntry:
         dmp = await self._allowed(ins, oid, actor, "visibility")
         try:
-            current = await self._readable_entry(dmp, ins, oid, entry_uuid, actor)
+            current, metadata = await dmp.get_entry_metadata(ins, oid, entry_uuid, access=_access(actor))
+            if not self.rights.may_read(current, actor):
+                raise AccessRefused("Votre profession ne vous permet pas de lire ce type de document.",
+                                    code="dmp_document_not_readable")
             wanted = Visibility(**{**current.visibility.as_dict(), **flags})
             # Before the ITI-57: never hidden again once visible; never masked and invisible; a note de
             # vaccination never masked (agent.domain.dmp_rules).
@@ -262,7 +275,7 @@ class DmpConsultation:
                                               dmp_rules.Flags.of(wanted.as_dict()))
             dmp_rules.check_visibility(dmp_rules.Flags.of(wanted.as_dict()), type_code=current.type_code,
                                        allow_masked_and_invisible=self._allow_masked_and_invisible, prefix="")
-            updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted)
+            updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted, metadata=metadata)
         except RelaisError as exc:
             await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code,
                               **({"rule": exc.extra["rule"]} if "rule" in exc.extra else {}))
@@ -292,11 +305,15 @@ class DmpConsultation:
         return DmpPresence(exists=bool(status.exists and status.active), blocked=bool(status.blocked))
 
     async def documents_since(self, ins: str, oid: str, since: str | None, actor: Actor) -> list[DocumentEntry]:
-        """The documents added since ``since`` (FindSubmissionSets, [CDT] 3.1-400), or all of them without a date
-        (DICA filters and traces them)."""
+        """The documents created since ``since`` (all of them without a date), for DICA's count when a patient's
+        file opens (the Vitale insertion counts). This is the one automatic search the test book allows (MEMENTO
+        "Recherche de documents", EX_3.1-1090/2030: each search is notified to the patient): a single FindDocuments,
+        filtered here by creation time; FindSubmissionSets would cost one search per submission set, so it is kept
+        for the explicit request (``added_since``). DICA filters and traces them."""
         await self._identity(ins, oid, actor, "search")
-        if since:
-            return list(await self._client().documents_since(ins, oid, since, professional_of(actor),
-                                                             access=_access(actor)))
-        return list(await self._client().search(ins, oid, SearchCriteria(), professional_of(actor),
-                                                access=_access(actor)))
+        entries = list(await self._client().search(ins, oid, SearchCriteria(), professional_of(actor),
+                                                   access=_access(actor)))
+        if not since:
+            return entries
+        limit = parse_rfc3339(since)
+        return [e for e in entries if _created_after(e, limit)]

@@ -247,6 +247,12 @@ class DmpClient:
                         access: Access = NORMAL_ACCESS) -> DocumentEntry:
         return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional), access))
 
+    async def get_entry_metadata(self, ins: str, oid: str, entry_uuid: str, professional: Professional | None = None,
+                                 access: Access = NORMAL_ACCESS) -> tuple[DocumentEntry, etree._Element]:
+        """The entry and its registry metadata, to change it (TD3.3) without a second look-up."""
+        raw = await self._get_raw(ins, oid, entry_uuid, self._who(professional), access)
+        return entry_from_extrinsic(raw), raw
+
     # --- TD3.2 -----------------------------------------------------------------------------------------
 
     async def retrieve(self, ins: str, oid: str, entry: DocumentEntry,
@@ -271,10 +277,12 @@ class DmpClient:
     # --- TD3.3 -----------------------------------------------------------------------------------------
 
     async def set_visibility(self, ins: str, oid: str, entry_uuid: str, visibility: Visibility,
-                             professional: Professional | None = None) -> DocumentEntry:
-        """TD3.3a/b (ITI-57): a new metadata version; returns it, with its new entryUUID."""
+                             professional: Professional | None = None,
+                             metadata: etree._Element | None = None) -> DocumentEntry:
+        """TD3.3a/b (ITI-57): a new metadata version; returns it, with its new entryUUID. ``metadata``: the
+        entry's registry metadata when the caller just read it (``get_entry_metadata``), so it is not asked twice."""
         who = self._who(professional)
-        old = await self._get_raw(ins, oid, entry_uuid, who)
+        old = metadata if metadata is not None else await self._get_raw(ins, oid, entry_uuid, who)
         new_uuid = f"urn:uuid:{self.new_uuid()}"
         ss = self._submission_set(who, ins, oid, "Modification de visibilité")
         body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())

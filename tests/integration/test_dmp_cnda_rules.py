@@ -338,3 +338,44 @@ async def test_cdt_0_3_010_authorisation_after_consent_on_explicit_request_remov
     status, traces = await call(http, agent, "GET", f"/v1/traces?ins={NOT_AUTHORIZED}&action=dmp.td03")
     assert [t["details"]["add"] for t in traces["items"]] in ([True, False], [False, True])
     assert all(t["actor"]["rpps"] == doctor_rpps(agent) for t in traces["items"])
+
+
+# --- rule 2: search discipline ---------------------------------------------------------------------------------
+
+
+async def test_ex_3_1_1090_one_automatic_search_when_the_file_opens_none_after_a_feed_or_a_visibility_change(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    insured = DEMO_VITALE[0].person
+    await ready(http, agent, insured)  # the INS through INSi: the Vitale insertion may now reach the DMP
+    status, _ = await call(http, agent, "GET", f"/v1/dmp/{insured.ins}/access?identity_status=QUAL")  # the LGC's
+    assert status == 200
+    mark = len(await dmp_calls(http, agent))
+    events = agent.services.bus.subscribe()
+    status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
+    assert status == 200
+    while (event := await events.get(timeout=10)) is not None and event.type != "dmp.access":
+        pass
+    assert event is not None and event.data["can_read"] is True, str(event.data)[:3000]
+    opening = await dmp_calls(http, agent)
+    assert transactions(opening[mark:]) == ["TD0.2", "TD3.1"]  # the file opens: exactly one search
+    assert opening[-1]["stored_query"] == "FindDocuments"
+
+    # A feed: TD0.2 and the ITI-41, no search after it.
+    mark = len(opening)
+    rpps = doctor_rpps(agent)
+    cda = written_by(kit_cda(reference_dir, insured)[0], f"8{rpps}")
+    status, order = await call(http, agent, "POST", "/v1/orders", order_body(
+        cda=cda, ins=insured.ins, oid=insured.oid, rpps=rpps, delay=0))
+    assert status == 201, order
+    assert await final_state(http, agent, order["id"]) == "sent"
+    assert transactions((await dmp_calls(http, agent))[mark:]) == ["TD0.2", "TD2.1"]
+
+    # A visibility change: the look-up of that one document (GetDocuments) and the ITI-57, no search after it.
+    entry = (await agent.services.orders.get(order["id"])).deliveries[0].entry_uuid
+    mark = len(await dmp_calls(http, agent))
+    status, changed = await call(http, agent, "POST", f"/v1/dmp/{insured.ins}/documents/{entry}/visibility",
+                                 {"invisible_to_legal_reps": False, "masked_to_ps": False})
+    assert status == 200, changed
+    after = (await dmp_calls(http, agent))[mark:]
+    assert transactions(after) == ["TD0.2", "TD3.1", "TD3.3"]
+    assert after[1]["stored_query"] == "GetDocuments"
