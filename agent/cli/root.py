@@ -28,6 +28,7 @@ from agent.api.consent import agent_actor, notices_status
 from agent.api.context import Services, StatusProvider
 from agent.api.peer import create_peer_app
 from agent.api.sessions import UiSessions
+from agent.audit.feeding import FeedingGuard
 from agent.audit.service import RightsPart, build_rights
 from agent.audit.vitale import VitaleWatch
 from agent.cards.cps import CpsToken
@@ -121,7 +122,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     waker = QueueWaker()
     gateways: dict[str, DeliveryGateway] = {}
     if dmp is not None:
-        gateways["dmp"] = DmpDelivery(dmp, cards.require_signer)
+        gateways["dmp"] = FeedingGuard(DmpDelivery(dmp, cards.require_signer), rights.rights)
     else:
         log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
     if mss.gateway is not None:

@@ -379,3 +379,22 @@ async def test_ex_3_1_1090_one_automatic_search_when_the_file_opens_none_after_a
     after = (await dmp_calls(http, agent))[mark:]
     assert transactions(after) == ["TD0.2", "TD3.1", "TD3.3"]
     assert after[1]["stored_query"] == "GetDocuments"
+
+
+# --- rule 9: consent ---------------------------------------------------------------------------------------------
+
+
+async def test_an_opposition_recorded_after_the_order_stops_its_dmp_delivery(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    status, order = await call(http, agent, "POST", "/v1/orders", kit_order(reference_dir, agent, delay=3600))
+    assert status == 201, order
+    status, _ = await call(http, agent, "PUT", f"/v1/patients/{PAT_TROIS.ins}/consent", {"dmp_feeding": "opposition"})
+    assert status == 200
+    mark = len(await dmp_calls(http, agent))
+    status, _ = await call(http, agent, "POST", f"/v1/orders/{order['id']}/send-now")
+    assert status == 200
+    assert await final_state(http, agent, order["id"]) == "failed"
+    detail = (await call(http, agent, "GET", f"/v1/orders/{order['id']}"))[1]
+    assert "feeding_opposed" in str(detail), detail
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []  # nothing reached the DMP
