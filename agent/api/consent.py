@@ -31,17 +31,22 @@ from agent.store.traces import TraceFilter
 
 async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
     client = request.get(CLIENT_KEY)
-    return agent_actor(request.app[SERVICES], client=client.name if client else "", mode=parse_mode(mode).value)
+    reason = request.query.get("reason", "").strip()[:MAX_REASON]
+    return agent_actor(request.app[SERVICES], client=client.name if client else "", mode=parse_mode(mode).value,
+                       reason=reason)
 
 
-def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
+MAX_REASON = 500
+
+
+def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal", reason: str = "") -> Actor:
     """The professional at this workstation (the CPS holder, if any) acting through ``client``."""
     holder = services.cards.cps_holder()
     if holder is None:
-        return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
+        return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode, reason=reason)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,
                  profession=holder.profession or None, specialty=holder.specialty or None, mode=mode,
-                 family_name=holder.family_name, given_name=holder.given_name)
+                 family_name=holder.family_name, given_name=holder.given_name, reason=reason)
 
 
 def _part(request: web.Request) -> RightsPart:
@@ -277,6 +282,7 @@ def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
 
 OID_PARAM = _q("oid", "OID de l'INS ; par défaut celui que l'INSi a renvoyé avec cet INS, sinon l'INS-NIR")
 MODE_PARAM = _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])
+REASON_PARAM = _q("reason", "motif d'un accès en bris de glace ou centre 15 (obligatoire alors ; tracé)")
 
 
 def register(table: RouteTable) -> None:

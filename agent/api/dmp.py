@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.api.consent import OID_PARAM, request_actor
+from agent.api.consent import OID_PARAM, REASON_PARAM, request_actor
 from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.params import path_ins
@@ -176,6 +176,7 @@ def register(table: RouteTable) -> None:
                           _q("status", "statut", enum=list(STATUSES)), _q("visibility", "visibilité",
                                                                          enum=list(VISIBILITIES)),
                           _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"]),
+                          REASON_PARAM,
                           _q("limit", "taille de page (1-500, défaut 50)", type="integer"),
                           _q("cursor", "page suivante (next_cursor de la réponse précédente)")),
               responses={200: json_response("Documents", {"type": "object", "properties": {

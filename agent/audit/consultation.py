@@ -108,6 +108,10 @@ class DmpConsultation:
     async def _allowed(self, ins: str, oid: str, actor: Actor, operation: str) -> DmpClient:
         dmp = self._client()
         await self._identity(ins, oid, actor, operation)
+        if access_mode(actor).is_emergency and not actor.reason:
+            # Bris de glace and centre 15 are traced with their reason (issue 16, rule 9; [CDT] 3.1-150).
+            raise InvalidInput.field("reason", "Indiquez le motif de l'accès en mode bris de glace ou centre 15 : "
+                                               "il est enregistré dans les traces.", code="emergency_reason_missing")
         await self.rights.check_consultation(ins, actor)  # refusals are traced there
         await self._open(dmp, ins, oid, actor, operation, need_authorization=not access_mode(actor).is_emergency)
         return dmp

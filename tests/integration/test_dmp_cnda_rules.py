@@ -398,3 +398,22 @@ async def test_an_opposition_recorded_after_the_order_stops_its_dmp_delivery(
     detail = (await call(http, agent, "GET", f"/v1/orders/{order['id']}"))[1]
     assert "feeding_opposed" in str(detail), detail
     assert transactions((await dmp_calls(http, agent))[mark:]) == []  # nothing reached the DMP
+
+
+async def test_cdt_3_1_150_bris_de_glace_needs_a_reason_which_is_traced(agent: Any,
+                                                                        http: aiohttp.ClientSession) -> None:
+    await ready(http, agent)
+    mark = len(await dmp_calls(http, agent))
+    path = f"/v1/dmp/{PAT_TROIS.ins}/documents?mode=bris_de_glace"
+    status, problem = await call(http, agent, "GET", path)
+    assert status == 422 and problem["errors"][0]["field"] == "reason", problem
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []
+    events = agent.services.bus.subscribe()
+    status, found = await call(http, agent, "GET", path + "&reason=Patient%20inconscient%20aux%20urgences")
+    assert status == 200, found
+    status, traces = await call(http, agent, "GET", f"/v1/traces?ins={PAT_TROIS.ins}&action=dmp.emergency_access")
+    assert [t["details"] for t in traces["items"]] == [{"mode": "bris_de_glace",
+                                                        "reason": "Patient inconscient aux urgences"}]
+    while (event := await events.get(timeout=10)) is not None and event.type != "dmp.emergency_access":
+        pass
+    assert event is not None and event.data["mode"] == "bris_de_glace"  # the tray shows it to the doctor
