@@ -34,6 +34,7 @@ from agent.store.db import Database
 from agent.store.ins_provenance import insi_oid
 
 log = get_logger("queue")
+FEEDING_OPPOSITION = "opposition-alimentation"  # the patient's opposition (consent book), not a test-book code
 
 
 class DocumentSource(Protocol):
@@ -105,7 +106,7 @@ class OrderService:
                                                   author if isinstance(author, dict) else {})
         new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body))
         if "dmp" in new.destinations:
-            await self.feeding.check_feeding(new.ins)
+            await self._feeding(new, prepared, client_name)
         order, created = await self._insert(new)
         notice = self.documents.cse_notice(prepared)
         if created and notice is not None:
@@ -144,7 +145,17 @@ class OrderService:
         if claimed != derived or set(new.destinations) != set(destinations):
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
+            await self._feeding(new, body, f"poste:{origin}")
+
+    async def _feeding(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
+        """The patient's opposition to feeding their DMP; a refusal is traced (the rule: the opposition the
+        patient expressed, recorded in the consent book)."""
+        try:
             await self.feeding.check_feeding(new.ins)
+        except InvalidInput as opposed:
+            opposed.extra.setdefault("rule", FEEDING_OPPOSITION)
+            await self._trace_refusal(opposed, body, client_name)
+            raise
 
     async def _checked(self, body: dict[str, Any], cda: bytes, client_name: str,
                        fingerprint: str | None = None, *, forwarded: bool = False) -> NewOrder:

@@ -417,3 +417,18 @@ async def test_cdt_3_1_150_bris_de_glace_needs_a_reason_which_is_traced(agent: A
     while (event := await events.get(timeout=10)) is not None and event.type != "dmp.emergency_access":
         pass
     assert event is not None and event.data["mode"] == "bris_de_glace"  # the tray shows it to the doctor
+
+
+# --- rule 10: refusals traced with the RPPS and the rule -----------------------------------------------------
+
+
+async def test_an_opposed_patients_order_is_refused_and_traced_with_its_rule(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    status, _ = await call(http, agent, "PUT", f"/v1/patients/{PAT_TROIS.ins}/consent", {"dmp_feeding": "opposition"})
+    assert status == 200
+    status, problem = await call(http, agent, "POST", "/v1/orders", kit_order(reference_dir, agent))
+    assert status == 422 and problem["code"] == "feeding_opposed", problem
+    [trace] = await refused_traces(http, agent)
+    assert trace["details"] == {"rule": "opposition-alimentation", "code": "feeding_opposed", "operation": "order"}
+    assert trace["actor"]["rpps"] == doctor_rpps(agent) and trace["ins"] == PAT_TROIS.ins
