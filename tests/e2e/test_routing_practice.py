@@ -185,17 +185,17 @@ def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Practice]:
     try:
         p.start_sandbox()
         holder = p.start("Cabinet", "cps")
-        accueil = p.start("Accueil", "none")
-        p.start("Secretariat", "none")
-        # Earlier, the doctor's card searched the patient's INS at the reception desk: the DMP takes no INS that
-        # INSi did not give on the workstation that creates the order (EX_GEN-1530). Then the card left.
+        # Earlier, the doctor's card searched the patient's INS at each desk: the DMP takes no INS that INSi did
+        # not give on the workstation that creates the order (EX_GEN-1530). Then the card left.
         from relais_sandbox.identities import PAT_TROIS
 
-        assert call(accueil, "POST", "/_sandbox/cards/cps", {"inserted": True})[0] == 200
-        eventually(lambda: call(accueil, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200, what="PIN")
-        status, found = call(accueil, "POST", "/v1/ins/search", traits_search(PAT_TROIS))
-        assert status == 200 and found["ins"]["value"] == PAT_TROIS.ins, found
-        assert call(accueil, "POST", "/_sandbox/cards/cps", {"inserted": False})[0] == 200
+        for name in ("Accueil", "Secretariat"):
+            desk = p.start(name, "none")
+            assert call(desk, "POST", "/_sandbox/cards/cps", {"inserted": True})[0] == 200
+            eventually(lambda d=desk: call(d, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200, what="PIN")
+            status, found = call(desk, "POST", "/v1/ins/search", traits_search(PAT_TROIS))
+            assert status == 200 and found["ins"]["value"] == PAT_TROIS.ins, found
+            assert call(desk, "POST", "/_sandbox/cards/cps", {"inserted": False})[0] == 200
         init = cli(p.data("Cabinet"), "practice", "init", "--name", "Cabinet des Tilleuls", "--config",
                    str(p.config("Cabinet")))
         assert init.returncode == 0, init.stderr
