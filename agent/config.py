@@ -157,6 +157,9 @@ class DmpSection:
     # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): may a document be both masked to
     # professionals and invisible to the patient? The DMP's parameters file is not read yet: set it as it says.
     allow_masked_and_invisible: bool = False
+    # The DMP parameter age-majorite: below it a patient is a minor (connexion secrète). Not read from the DMP's
+    # parameters file yet: set it as that file says.
+    majority_age: int = 18
 
 
 @dataclass(frozen=True, kw_only=True)

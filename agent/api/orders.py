@@ -164,6 +164,9 @@ ORDER_REQUEST = {
                      "properties": {"cda_base64": {"type": "string", "contentEncoding": "base64"}}},
         "visibility": {"type": "object", "properties": {"masked_to_ps": _BOOL, "invisible_to_patient": _BOOL,
                                                         "invisible_to_legal_reps": _BOOL}},
+        "secret_connection": {"type": "boolean", "default": False,
+                              "description": "connexion secrète d'un patient mineur : documents invisibles aux "
+                                             "représentants légaux, dit au DMP (VIHF)"},
         "destinations": {"type": "object", "properties": {
             "dmp": {"type": "boolean", "default": True},
             "mss": {"type": "array", "items": {"type": "object", "required": ["address"],

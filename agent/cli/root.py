@@ -144,7 +144,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
         intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
-                      allow_masked_and_invisible=config.dmp.allow_masked_and_invisible),
+                      allow_masked_and_invisible=config.dmp.allow_masked_and_invisible,
+                      majority_age=config.dmp.majority_age, today=lambda: clock.now().date()),
         executor=executor, events=events, documents=cda, rules=mss_orders.prepare_order, feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
     inbound = Inbound(forwarding=forwarding, orders=orders)

@@ -15,6 +15,7 @@ refusal with it (CONF.14), so the trace says which rule applied. What was refuse
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ RULE_UNIQUE_ID = "EX_2.1-1130"
 RULE_MASK_AND_INVISIBLE = "EX_2.1-1050"
 RULE_NEVER_HIDDEN_AGAIN = "EX_3.3-1040"
 RULE_VACCINATION = "EX_2.1-2005"
+RULE_MINOR = "EX_0.1-1100"  # connexion secrète of a minor ([CDT] 0.1-300, 0.1-340, EX_GEN-1550)
 RULE_EXISTENCE = "MEMENTO-TEST-EXISTENCE"  # the MEMENTO's "TEST d'EXISTENCE": TD0.2 before every use
 RULE_TD03 = "0.3-010"  # TD0.3 after the patient's consent, on the professional's explicit request
 
@@ -193,3 +195,30 @@ def check_vaccination_note(*, confidentiality: str, vaccinations: int, vaccinato
     if any(v not in authors for v in vaccinators):
         raise refusal(field, "Le vaccinateur de la note de vaccination doit figurer aussi parmi ses auteurs.",
                       code="vaccination_note_author", rule=RULE_VACCINATION)
+
+
+# --- minors: the connexion secrète ------------------------------------------------------------------------------
+
+
+def age_on(birth: str, today: dt.date) -> int | None:
+    """Whole years from a birth date (YYYY-MM-DD or the CDA's YYYYMMDD...) to ``today``; None when unreadable."""
+    digits = re.sub(r"\D", "", birth)[:8]
+    try:
+        born = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def check_secret_connection(*, birth: str, today: dt.date, majority_age: int, type_code: str,
+                            field: str = "secret_connection") -> None:
+    """The connexion secrète (documents hidden from the legal representatives, the VIHF saying so) is for a minor
+    patient only, minority from the DMP parameter age-majorite ([dmp] majority_age); a note de vaccination is never
+    sent in connexion secrète (EX_2.1-2005)."""
+    age = age_on(birth, today)
+    if age is None or age >= majority_age:
+        raise refusal(field, f"La connexion secrète est réservée aux patients mineurs (moins de {majority_age} ans).",
+                      code="secret_connection_adult", rule=RULE_MINOR)
+    if type_code == VACCINATION_NOTE:
+        raise refusal(field, "Une note de vaccination ne peut pas être envoyée en connexion secrète.",
+                      code="vaccination_note_secret", rule=RULE_VACCINATION)

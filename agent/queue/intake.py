@@ -10,6 +10,7 @@ the content is never logged.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import re
@@ -48,6 +49,9 @@ class Intake:
     default_delay: int
     # The DMP parameter cumul-invisible_patient-masque_ps ([dmp] allow_masked_and_invisible).
     allow_masked_and_invisible: bool = False
+    # The DMP parameter age-majorite ([dmp] majority_age) and today's date (the injected clock's).
+    majority_age: int = 18
+    today: Callable[[], dt.date] = dt.date.today
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid
 
@@ -89,6 +93,12 @@ class Intake:
             errors.append(FieldError("visibility", "Visibilité : masked_to_ps, invisible_to_patient, "
                                                    "invisible_to_legal_reps (booléens)."))
             visibility = {}
+        secret = body.get("secret_connection", False)
+        if not isinstance(secret, bool):
+            errors.append(FieldError("secret_connection", "true ou false attendu."))
+            secret = False
+        if secret:  # the connexion secrète: every document hidden from the legal representatives
+            visibility = {**visibility, "invisible_to_legal_reps": True}
         destinations = self._destinations(body.get("destinations", {}), errors)
         delay = body.get("delay_seconds", self.default_delay)
         reason = check_delay(delay)
@@ -110,9 +120,14 @@ class Intake:
                                          "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
         if "dmp" in destinations:
             self._dmp_document(header, cda, visibility)
+            if secret:
+                dmp_rules.check_secret_connection(birth=header.patient_birth or str(patient.get("birth_date", "")),
+                                                  today=self.today(), majority_age=self.majority_age,
+                                                  type_code=header.type_code.code)
         payload = json.dumps({
             "patient": patient, "author": author, "visibility": visibility,
             "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
+            **({"secret_connection": True} if secret else {}),
             # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
             **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()

@@ -17,8 +17,10 @@ import pytest
 from lxml import etree
 
 from agent.cli.wiring import DemoOptions
+from agent.dmp.vihf import CONFIDENTIALITY_ATTRIBUTE
 from agent.domain.ins import OID_INS_NIA
-from relais_sandbox.identities import DEMO_VITALE, PAT_TROIS
+from relais_sandbox.identities import DEMO_VITALE, PAT_TROIS, PAT_TROIS_CAMILLE
+from tests.support.dmp import logged_envelope
 from tests.support.documents import written_by
 from tests.support.ins import obtain_ins, record_insi_answer
 from tests.support.queue import kit_cda, make_cda, order_body
@@ -432,3 +434,39 @@ async def test_an_opposed_patients_order_is_refused_and_traced_with_its_rule(
     [trace] = await refused_traces(http, agent)
     assert trace["details"] == {"rule": "opposition-alimentation", "code": "feeding_opposed", "operation": "order"}
     assert trace["actor"]["rpps"] == doctor_rpps(agent) and trace["ins"] == PAT_TROIS.ins
+
+
+# --- rule 8: minors, the connexion secrète ----------------------------------------------------------------------
+
+
+def n1_order(reference_dir: Path, agent: Any, person: Any, **kw: Any) -> dict[str, Any]:
+    """The CI-SIS kit's unstructured document (a PDF in a CDA N1) for ``person``, written by the demo doctor."""
+    rpps = doctor_rpps(agent)
+    cda = written_by(kit_cda(reference_dir, person, "DOC_NON_STRUCTURE_CDA-R2-N1.xml")[0], f"8{rpps}")
+    return {**order_body(cda=cda, ins=person.ins, oid=person.oid, rpps=rpps, delay=0), **kw}
+
+
+async def test_cdt_0_1_340_the_connexion_secrete_of_a_minor_hides_the_document_from_the_legal_representatives(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    await obtain_ins(http, agent, PAT_TROIS_CAMILLE)
+    mark = len(await dmp_calls(http, agent))
+    # An adult has no connexion secrète.
+    status, problem = await call(http, agent, "POST", "/v1/orders",
+                                 n1_order(reference_dir, agent, PAT_TROIS, secret_connection=True))
+    assert status == 422 and problem["code"] == "secret_connection_adult", problem
+    assert problem["errors"][0]["field"] == "secret_connection"
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []
+
+    status, order = await call(http, agent, "POST", "/v1/orders",
+                               n1_order(reference_dir, agent, PAT_TROIS_CAMILLE, secret_connection=True))
+    assert status == 201, order
+    assert await final_state(http, agent, order["id"]) == "sent"
+    feed = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] == "TD2.1"]
+    assert len(feed) == 1
+    envelope = logged_envelope(feed[0])
+    said = envelope.xpath("//*[local-name()='Attribute'][@Name=$name]//@code", name=CONFIDENTIALITY_ATTRIBUTE)
+    assert said == ["INVISIBLE_REPRESENTANTS_LEGAUX"]  # the VIHF says so
+    status, held = await call(http, agent, "GET", f"/_sandbox/dmp/documents?ins={PAT_TROIS_CAMILLE.ins}")
+    stored = next(i for i in held["items"] if i["unique_id"] == order["document"]["unique_id"])
+    assert stored["visibility"]["invisible_to_legal_reps"] is True

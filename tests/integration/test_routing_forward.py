@@ -153,15 +153,15 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
 
 async def test_a_cancel_that_overtakes_its_forward_wins(practice: Any, http: aiohttp.ClientSession) -> None:
     origin, holder = practice
+    async def no_round() -> None:  # keep the background rounds from sending it meanwhile
+        return None
+
+    routing(origin).forwarding.forward_pass = no_round  # type: ignore[method-assign]
     body = order_body(rpps=DOCTOR, delay=3600)
     await insi_gave_order_patient(origin, body)
     order = (await origin.services.orders.submit(body, "test")).order
     # The intent is on disk, the request has not reached the holder yet (a slow link, a crash in between).
     now = origin.services.clock.now().timestamp()
-    async def no_round() -> None:  # keep the background rounds from sending it meanwhile
-        return None
-
-    routing(origin).forwarding.forward_pass = no_round  # type: ignore[method-assign]
     assert await origin.services.db.write(lambda c: queue_link.claim(c, order.id, "Cabinet", now))
     status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order.id}/cancel")
     assert status == 200 and cancelled["state"] == "cancelled", cancelled

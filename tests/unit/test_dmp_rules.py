@@ -103,3 +103,19 @@ def test_an_authorisation_needs_consent_and_an_explicit_request() -> None:
         rules.check_authorization_request(consent_granted=True, explicit=False)
     with pytest.raises(AccessRefused):
         rules.check_authorization_request(consent_granted=False, explicit=True)
+
+
+def test_the_connexion_secrete_is_for_a_minor_and_never_for_a_vaccination_note() -> None:
+    import datetime as dt
+
+    today = dt.date(2026, 12, 7)
+    assert rules.age_on("2008-12-08", today) == 17 and rules.age_on("20081207", today) == 18
+    assert rules.age_on("inconnue", today) is None
+    rules.check_secret_connection(birth="2012-05-04", today=today, majority_age=18, type_code="11488-4")
+    for birth, majority, type_code, code in (("2008-12-07", 18, "11488-4", "secret_connection_adult"),
+                                             ("2012-05-04", 14, "11488-4", "secret_connection_adult"),
+                                             ("", 18, "11488-4", "secret_connection_adult"),
+                                             ("2012-05-04", 18, "87273-9", "vaccination_note_secret")):
+        with pytest.raises(InvalidInput) as refused:
+            rules.check_secret_connection(birth=birth, today=today, majority_age=majority, type_code=type_code)
+        assert refused.value.code == code and refused.value.errors[0].field == "secret_connection"
