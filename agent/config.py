@@ -154,6 +154,12 @@ class DmpSection:
     purpose_centre15: str = "CENTRE_15"
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
+    # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): may a document be both masked to
+    # professionals and invisible to the patient? The DMP's parameters file is not read yet: set it as it says.
+    allow_masked_and_invisible: bool = False
+    # The DMP parameter age-majorite: below it a patient is a minor (connexion secrète). Not read from the DMP's
+    # parameters file yet: set it as that file says.
+    majority_age: int = 18
     # Pro Santé Connect mode ("Espace de Confiance API PSC", [CDT] 0.1-190): a DMP token exchanged for the PSC one
     # over mutual TLS with client_cert. None of this is public (agent/dmp/psc.py says what is assumed): the token
     # endpoint (empty: no PSC mode, the DMP needs a CPS), the header and scheme carrying the DMP token, the VIHF's

@@ -31,10 +31,15 @@ from agent.store.traces import TraceFilter
 
 async def request_actor(request: web.Request, mode: str | None = None) -> Actor:
     client = request.get(CLIENT_KEY)
-    return agent_actor(request.app[SERVICES], client=client.name if client else "", mode=parse_mode(mode).value)
+    reason = request.query.get("reason", "").strip()[:MAX_REASON]
+    return agent_actor(request.app[SERVICES], client=client.name if client else "", mode=parse_mode(mode).value,
+                       reason=reason)
 
 
-def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal") -> Actor:
+MAX_REASON = 500
+
+
+def agent_actor(services: Services, *, client: str = "relais", mode: str = "normal", reason: str = "") -> Actor:
     """The professional at this workstation (the CPS holder, if any) acting through ``client``."""
     holder = services.cards.cps_holder()
     identity = services.psc.identity() if holder is None and services.psc is not None else None
@@ -42,13 +47,13 @@ def agent_actor(services: Services, *, client: str = "relais", mode: str = "norm
         return Actor(rpps=identity.rpps, workstation=services.config.workstation_id, client=client,
                      profession=identity.profession or None, specialty=identity.specialty or None, mode=mode,
                      family_name=identity.family_name, given_name=identity.given_name, via_psc=True,
-                     authenticated=True)  # a live PSC session is an authenticated professional
+                     authenticated=True, reason=reason)  # a live PSC session: an authenticated professional
     if holder is None:
-        return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode)
+        return Actor(rpps=None, workstation=services.config.workstation_id, client=client, mode=mode, reason=reason)
     return Actor(rpps=holder.rpps or None, workstation=services.config.workstation_id, client=client,
                  profession=holder.profession or None, specialty=holder.specialty or None, mode=mode,
                  family_name=holder.family_name, given_name=holder.given_name,
-                 authenticated=bool(holder.logged_in))
+                 authenticated=bool(holder.logged_in), reason=reason)
 
 
 def _part(request: web.Request) -> RightsPart:
@@ -66,12 +71,17 @@ async def get_consent(request: web.Request) -> web.Response:
 
 
 async def put_consent(request: web.Request) -> web.Response:
-    ins, _ = path_ins(request)
+    ins, oid = path_ins(request)
     part = _part(request)
+    if "oid" not in request.query:
+        oid = await part.consultation.insi_oid(ins) or oid
     change = parse_change(await read_json(request))
     actor = await request_actor(request)
-    await part.consents.record(ins, change, actor)
-    return web.json_response(_consent_body(ins, await part.consents.history(ins)))
+    _, authorization = await part.consultation.record_consent(ins, oid, change, actor)
+    body = _consent_body(ins, await part.consents.history(ins))
+    if authorization is not None:  # a withdrawn consent removed this professional's DMP authorisation (TD0.3)
+        body["dmp_authorization"] = authorization
+    return web.json_response(body)
 
 
 def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
@@ -89,6 +99,8 @@ def _consent_body(ins: str, history: list[Any]) -> dict[str, Any]:
 async def dmp_access(request: web.Request) -> web.Response:
     ins, oid = path_ins(request)
     part = _part(request)
+    if "oid" not in request.query:  # the OID INSi gave with this INS, so that the LGC need not repeat it
+        oid = await part.consultation.insi_oid(ins) or oid
     status = request.query.get("identity_status")
     if status is not None and status not in IdentityStatus.__members__:
         raise InvalidInput.field("identity_status", "Statut d'identité attendu : PROV, RECUP, VALI ou QUAL.")
@@ -224,7 +236,12 @@ _RECORD_PROPERTIES: dict[str, Any] = {
 }
 _RECORD = {"type": "object", "properties": _RECORD_PROPERTIES}
 CONSENT_SCHEMA = {"type": "object",
-                  "properties": {**_RECORD_PROPERTIES, "history": {"type": "array", "items": _RECORD}}}
+                  "properties": {**_RECORD_PROPERTIES, "history": {"type": "array", "items": _RECORD},
+                                 "dmp_authorization": {
+                                     "type": "object", "description": "quand le consentement est retiré : "
+                                     "l'autorisation d'accès de ce professionnel retirée du DMP (TD0.3)",
+                                     "properties": {"removed": {"type": "boolean"}, "code": {"type": "string"},
+                                                    "message": {"type": "string"}}}}}
 CONSENT_REQUEST = {
     "type": "object",
     "additionalProperties": False,
@@ -274,8 +291,9 @@ def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
             "schema": schema or {"type": "string"}}
 
 
-OID_PARAM = _q("oid", "OID de l'INS quand ce n'est pas l'INS-NIR")
+OID_PARAM = _q("oid", "OID de l'INS ; par défaut celui que l'INSi a renvoyé avec cet INS, sinon l'INS-NIR")
 MODE_PARAM = _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"])
+REASON_PARAM = _q("reason", "motif d'un accès en bris de glace ou centre 15 (obligatoire alors ; tracé)")
 
 
 def register(table: RouteTable) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.api.consent import OID_PARAM, request_actor
+from agent.api.consent import OID_PARAM, REASON_PARAM, request_actor
 from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.params import path_ins
@@ -31,8 +31,11 @@ MAX_IMPORT = 50
 
 async def _context(request: web.Request) -> tuple[DmpConsultation, str, str, Actor]:
     ins, oid = path_ins(request)
+    consultation = request.app[SERVICES].consultation
+    if "oid" not in request.query:  # the OID INSi gave with this INS, so that the LGC need not repeat it
+        oid = await consultation.insi_oid(ins) or oid
     actor = await request_actor(request, request.query.get("mode"))
-    return request.app[SERVICES].consultation, ins, oid, actor
+    return consultation, ins, oid, actor
 
 
 def _list(request: web.Request, name: str) -> tuple[str, ...]:
@@ -124,6 +127,13 @@ async def visibility(request: web.Request) -> web.Response:
     return web.json_response(updated.as_dict() | {"previous_entry_uuid": entry_uuid})
 
 
+async def authorization(request: web.Request) -> web.Response:
+    consultation, ins, oid, actor = await _context(request)
+    body = await read_json(request)
+    status = await consultation.authorize(ins, oid, actor, explicit=body.get("confirm") is True)
+    return web.json_response(status.as_dict())
+
+
 async def delete(request: web.Request) -> web.Response:
     consultation, ins, oid, actor = await _context(request)
     entry_uuid = request.match_info["entry_uuid"]
@@ -142,7 +152,10 @@ ENTRY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
     "creation_time": {"type": "string"}, "service_start": {"type": "string"}, "service_stop": {"type": "string"},
     "status": {"enum": list(STATUSES)}, "visibility": {"type": "object"}, "format_code": {"type": "string"},
     "size": {"type": "integer"}, "mime_type": {"type": "string"}}}
-COMMON = {403: problem_response("Accès au DMP refusé (consentement, habilitation, auteur)"),
+COMMON = {403: problem_response("Accès au DMP refusé (consentement, habilitation, auteur, DMP bloqué ou accès non "
+                                "autorisé : TD0.3)"),
+          404: problem_response("Pas de DMP pour ce patient, ou document introuvable"),
+          409: problem_response("DMP fermé, ou document déjà visible du patient"),
           422: problem_response("INS ou critère invalide"),
           502: problem_response("Refus du DMP (erreur de registre, faute SOAP)"),
           503: problem_response("DMP injoignable ou non configuré, CPS absente")}
@@ -163,6 +176,7 @@ def register(table: RouteTable) -> None:
                           _q("status", "statut", enum=list(STATUSES)), _q("visibility", "visibilité",
                                                                          enum=list(VISIBILITIES)),
                           _q("mode", "mode d'accès", enum=["normal", "bris_de_glace", "centre_15"]),
+                          REASON_PARAM,
                           _q("limit", "taille de page (1-500, défaut 50)", type="integer"),
                           _q("cursor", "page suivante (next_cursor de la réponse précédente)")),
               responses={200: json_response("Documents", {"type": "object", "properties": {
@@ -189,6 +203,14 @@ def register(table: RouteTable) -> None:
                    "invisible_to_legal_reps": {"type": "boolean"}}},
                responses={200: json_response("Nouvelle version des métadonnées (nouvel entryUUID)", ENTRY_SCHEMA),
                           404: problem_response("Document introuvable"), **COMMON})
+    table.post("/v1/dmp/{ins}/authorization", authorization, tag=tag,
+               summary="TD0.3 : demander l'autorisation d'accès de ce professionnel au DMP du patient (après son "
+                       "consentement, sur demande explicite)",
+               parameters=(OID_PARAM,),
+               request_schema={"type": "object", "required": ["confirm"], "properties": {
+                   "confirm": {"const": True, "description": "la demande explicite du professionnel"}}},
+               responses={200: json_response("État du DMP après l'autorisation (TD0.2)"),
+                          404: problem_response("Pas de DMP"), 409: problem_response("DMP fermé"), **COMMON})
     table.delete("/v1/dmp/{ins}/documents/{entry_uuid}", delete, tag=tag,
                  summary="TD3.3c : supprimer un document du DMP (son auteur seulement)",
                  parameters=(OID_PARAM,),

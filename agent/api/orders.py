@@ -255,6 +255,9 @@ ORDER_REQUEST = component("OrderRequest", {
         "client_ref": {"type": "string", "maxLength": 200, "description": "idempotency key chosen by the LGC"},
         "patient": ORDER_PATIENT, "author": ORDER_AUTHOR, "document": ORDER_DOCUMENT,
         "visibility": VISIBILITY, "destinations": DESTINATIONS,
+        "secret_connection": {"type": "boolean", "default": False,
+                              "description": "connexion secrète d'un patient mineur : documents invisibles aux "
+                                             "représentants légaux, dit au DMP (VIHF)"},
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
         "mss_message": MSS_MESSAGE,
     },

@@ -140,7 +140,7 @@ class DmpRights:
             raise
         if mode.is_emergency:
             await self._traces.record(TraceEvent("dmp.emergency_access", actor, ins=ins,
-                                                 details={"mode": mode.value}))
+                                                 details={"mode": mode.value, "reason": actor.reason}))
             # No INS on the bus (events never carry patient data): the trace has it.
             self._bus.publish("dmp.emergency_access", mode=mode.value, rpps=actor.rpps,
                               workstation=actor.workstation)

@@ -28,10 +28,10 @@ class RightsPart:
 
 
 def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix, cipher: ContentCipher,
-                 dmp: DmpClient | None) -> RightsPart:
+                 dmp: DmpClient | None, *, allow_masked_and_invisible: bool = False) -> RightsPart:
     traces = TraceLog(db, clock, cipher)
     consents = ConsentBook(db, clock, traces)
     notices = Notices(db, clock, bus, traces)
     rights = DmpRights(consents, notices, matrix, traces, bus)
-    consultation = DmpConsultation(dmp, rights, traces)
+    consultation = DmpConsultation(dmp, rights, traces, db, allow_masked_and_invisible=allow_masked_and_invisible)
     return RightsPart(traces, consents, notices, rights, consultation, DicaService(rights, traces, consultation))

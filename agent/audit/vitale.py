@@ -3,9 +3,11 @@ how many documents are new since the patient's last consultation (requirement of
 
 The result goes out on the bus as ``dmp.access``: per beneficiary (by index) ``can_read``, the unmet DICA
 conditions (code, French message, help) and ``new_documents``, with the insured person's result repeated at the
-top level; never a NIR or a name. The INS of a beneficiary is known only for the insured
-person (quality "00": the NIR on the card is their own); for a child or a spouse on the card the INS comes from
-INSi, which the LGC asks, so the entry says ``ins_unknown``. The INS qualification is what the LGC last declared
+top level; never a NIR or a name. The NIR read from the card is never used as an INS to reach the DMP (CNDA
+EX_GEN-1530): only when INSi already gave that NIR as the insured person's INS on this workstation (quality "00",
+``agent.store.ins_provenance``) is the DMP asked, with the OID INSi gave; otherwise, and for a child or a spouse
+on the card, the INS comes from INSi, which the LGC asks, so the entry says ``ins_unknown`` and no DMP call is
+made. The INS qualification is what the LGC last declared
 for that INS (``identity_status`` on ``GET /v1/dmp/{ins}/access``), never assumed.
 
 A CPS inserted makes the CONF.21 notice announce itself (``notice.due``) when it is due for its holder.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.audit.access import DicaService
@@ -37,16 +39,17 @@ INS_UNKNOWN = {"code": "ins_unknown",
 # (objects with ``index``, ``nir``, ``quality``).
 ActorSource = Callable[[], Actor]
 BeneficiarySource = Callable[[], list[Any]]
+InsiOid = Callable[[str], Awaitable[str | None]]  # the OID INSi gave with an INS here, None: never obtained
 
 
 class VitaleWatch(Lifecycle):
     def __init__(self, bus: EventBus, dica: DicaService, actor: ActorSource, beneficiaries: BeneficiarySource,
-                 *, oid: str) -> None:
+                 *, insi_oid: InsiOid) -> None:
         self._bus = bus
         self._dica = dica
         self._actor = actor
         self._beneficiaries = beneficiaries
-        self._oid = oid
+        self._insi_oid = insi_oid
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,12 +97,13 @@ class VitaleWatch(Lifecycle):
         for beneficiary in self._beneficiaries():
             index = int(beneficiary.index)
             nir = str(getattr(beneficiary, "nir", "") or "")
-            if str(getattr(beneficiary, "quality", "")) != INSURED or not key_is_valid(nir):
+            oid = (await self._insi_oid(nir) if str(getattr(beneficiary, "quality", "")) == INSURED
+                   and key_is_valid(nir) else None)
+            if oid is None:
                 results.append({"beneficiary_index": index, "can_read": False, "reasons": [INS_UNKNOWN],
                                 "new_documents": None})
                 continue
-            access = await self._dica.evaluate(nir, self._oid, self._dica.declared_status(nir), actor,
-                                               count_new=True)
+            access = await self._dica.evaluate(nir, oid, self._dica.declared_status(nir), actor, count_new=True)
             results.append({"beneficiary_index": index, "can_read": access.status.can_read,
                             "reasons": [{"code": r.code, "message": r.message, "help": r.help}
                                         for r in access.status.reasons],

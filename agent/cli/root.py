@@ -29,6 +29,7 @@ from agent.api.consent import agent_actor, notices_status
 from agent.api.context import Services, StatusProvider
 from agent.api.peer import create_peer_app
 from agent.api.sessions import UiSessions
+from agent.audit.feeding import FeedingGuard
 from agent.audit.service import RightsPart, build_rights
 from agent.audit.vitale import VitaleWatch
 from agent.cards.cps import CpsToken
@@ -53,7 +54,6 @@ from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.habilitation import load_matrix
-from agent.domain.ins import OID_INS_NIR, OID_INS_NIR_TEST
 from agent.domain.policy import Actor, TraceEvent
 from agent.domain.signing import Signer
 from agent.errors import ConfigError
@@ -126,7 +126,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if dmp is not None:
         stack.push_async_callback(dmp.close)
 
-    rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp)
+    rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp,
+                          allow_masked_and_invisible=config.dmp.allow_masked_and_invisible)
     if psc is not None:
         psc.on_login = functools.partial(_trace_psc_login, rights, config.workstation_id)
     cda = _cda(config, clock, env, cards, warnings)
@@ -137,7 +138,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     waker = QueueWaker()
     gateways: dict[str, DeliveryGateway] = {}
     if dmp is not None:
-        gateways["dmp"] = DmpDelivery(dmp, functools.partial(_document_signer, cards, psc, dmp))
+        gateways["dmp"] = FeedingGuard(DmpDelivery(dmp, functools.partial(_document_signer, cards, psc, dmp)),
+                                       rights.rights)
     else:
         log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
     if mss.gateway is not None:
@@ -161,9 +163,11 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     forwarding = Forwarding(peers=peers, db=db, cipher=cipher, clock=clock, bus=bus, events=events, waker=waker)
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
-        intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds),
-        executor=executor, events=events, documents=cda, feeding=rights.rights,
-        rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address),
+        intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
+                      allow_masked_and_invisible=config.dmp.allow_masked_and_invisible,
+                      majority_age=config.dmp.majority_age, today=lambda: clock.now().date()),
+        executor=executor, events=events, documents=cda,
+        rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address), feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
     inbound = Inbound(forwarding=forwarding, orders=orders)
     routing = await stack.enter_async_context(RoutingService(
@@ -182,7 +186,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
     await stack.enter_async_context(VitaleWatch(
         bus, rights.dica, functools.partial(agent_actor, services), cards.vitale_beneficiaries,
-        oid=OID_INS_NIR_TEST if env is not None else OID_INS_NIR))
+        insi_oid=rights.consultation.insi_oid))
     return services
 
 

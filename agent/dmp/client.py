@@ -10,6 +10,7 @@ in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -259,6 +260,12 @@ class DmpClient:
                         access: Access = NORMAL_ACCESS) -> DocumentEntry:
         return entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, self._who(professional), access))
 
+    async def get_entry_metadata(self, ins: str, oid: str, entry_uuid: str, professional: Professional | None = None,
+                                 access: Access = NORMAL_ACCESS) -> tuple[DocumentEntry, etree._Element]:
+        """The entry and its registry metadata, to change it (TD3.3) without a second look-up."""
+        raw = await self._get_raw(ins, oid, entry_uuid, self._who(professional), access)
+        return entry_from_extrinsic(raw), raw
+
     # --- TD3.2 -----------------------------------------------------------------------------------------
 
     async def retrieve(self, ins: str, oid: str, entry: DocumentEntry,
@@ -283,16 +290,22 @@ class DmpClient:
     # --- TD3.3 -----------------------------------------------------------------------------------------
 
     async def set_visibility(self, ins: str, oid: str, entry_uuid: str, visibility: Visibility,
-                             professional: Professional | None = None) -> DocumentEntry:
-        """TD3.3a/b (ITI-57): a new metadata version; returns it, with its new entryUUID."""
+                             professional: Professional | None = None,
+                             metadata: etree._Element | None = None) -> DocumentEntry:
+        """TD3.3a/b (ITI-57): a new metadata version; returns it, with its new entryUUID. ``metadata``: the
+        entry's registry metadata when the caller just read it (``get_entry_metadata``), so it is not asked twice."""
         who = self._who(professional)
-        old = await self._get_raw(ins, oid, entry_uuid, who)
+        old = metadata if metadata is not None else await self._get_raw(ins, oid, entry_uuid, who)
         new_uuid = f"urn:uuid:{self.new_uuid()}"
         ss = self._submission_set(who, ins, oid, "Modification de visibilité")
         body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
-        return await self._current_version(ins, oid, entry_from_extrinsic(old).unique_id, who)
+        # The new version as the DMP now holds it, without asking: no TD3.1 after a visibility change (CNDA
+        # MEMENTO "Recherche de documents", EX_3.1-1090: each search is notified to the patient).
+        before = entry_from_extrinsic(old)
+        return dataclasses.replace(before, entry_uuid=new_uuid, visibility=visibility,
+                                   version=_next_version(before.version))
 
     async def archive(self, ins: str, oid: str, entry_uuid: str,
                       professional: Professional | None = None) -> DocumentEntry:
@@ -304,7 +317,7 @@ class DmpClient:
                                      self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first)
-        return await self._current_version(ins, oid, old.unique_id, who)
+        return dataclasses.replace(old, status="archived")  # no TD3.1 afterwards (EX_3.1-1090)
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
                      professional: Professional | None = None) -> None:
@@ -347,15 +360,6 @@ class DmpClient:
         assert refusal is not None
         raise refusal
 
-    async def _current_version(self, ins: str, oid: str, unique_id: str, who: Professional) -> DocumentEntry:
-        found = await self._query(queries.get_documents(unique_ids=[unique_id]), who, ins, oid)
-        entries = [entry_from_extrinsic(eo) for eo in found]
-        live = [e for e in entries if e.status != "deprecated"]
-        if not live:
-            raise TransientRemoteError("Le DMP ne renvoie pas la nouvelle version du document.", service="dmp",
-                                       code="dmp_version_missing")
-        return live[-1]
-
     # --- TD0.2 / TD0.3 (HL7v3 on .../patients) ------------------------------------------------------------
 
     def _hl7_ids(self) -> hl7v3.MessageIds:
@@ -384,6 +388,10 @@ def _check_hash(entry: DocumentEntry, content: bytes) -> None:
     if entry.hash and not hmac.compare_digest(hashlib.sha1(content).hexdigest(), entry.hash.lower()):  # noqa: S324
         raise PermanentRemoteError("Le document reçu du DMP ne correspond pas à son empreinte.", service="dmp",
                                    code="dmp_hash_mismatch")
+
+
+def _next_version(version: str) -> str:
+    return str(int(version) + 1) if version.isdigit() else version
 
 
 def _new_oid(u: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.dmp.client import DmpClient
-from agent.dmp.models import SubmissionRequest, Visibility
+from agent.dmp.models import Access, SubmissionRequest, Visibility
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.signing import Signer
 from agent.errors import PermanentRemoteError
@@ -32,6 +32,7 @@ class DmpDelivery:
             visibility=Visibility(**job.visibility),
             signer=self._signer() if self._signer is not None else None,
             header=CdaHeader.from_json(job.cda_header) if job.cda_header else None,
+            access=Access(secret=job.secret),
         )
         status = await self._client.td02(request.ins, request.ins_oid)
         if not (status.exists and status.active) or status.blocked:

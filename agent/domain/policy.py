@@ -22,6 +22,7 @@ class Actor:
     profession: str | None = None
     specialty: str | None = None
     mode: str = "normal"  # "normal", "bris_de_glace", "centre_15"
+    reason: str = ""  # why an emergency mode is used (traced; never in events or logs)
     family_name: str = ""  # the CPS holder's name, for the VIHF (never traced: the RPPS is)
     given_name: str = ""
     via_psc: bool = False  # identified through Pro Santé Connect (no card): DMP calls in the PSC mode

@@ -10,6 +10,7 @@ the content is never logged.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import re
@@ -18,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.domain import dmp_rules
 from agent.domain.encoding import decode_base64_field
 from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, IdentityStatus, check_ins
 from agent.domain.orders import NewOrder, check_delay
 from agent.errors import FieldError, InvalidInput
-from agent.xml.cda_header import CdaHeader, parse_cda_header
+from agent.xml.cda_header import CdaHeader, parse_cda_header, vaccinations
 
 INS_OIDS = frozenset({OID_INS_NIR, OID_INS_NIA, OID_INS_NIR_TEST, OID_INS_NIR_DEMO})
 _RPPS = re.compile(r"^8?\d{11}$")
@@ -45,6 +47,11 @@ def new_submission_set_oid() -> str:
 class Intake:
     allow_test_oids: bool
     default_delay: int
+    # The DMP parameter cumul-invisible_patient-masque_ps ([dmp] allow_masked_and_invisible).
+    allow_masked_and_invisible: bool = False
+    # The DMP parameter age-majorite ([dmp] majority_age) and today's date (the injected clock's).
+    majority_age: int = 18
+    today: Callable[[], dt.date] = dt.date.today
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid
 
@@ -86,6 +93,12 @@ class Intake:
             errors.append(FieldError("visibility", "Visibilité : masked_to_ps, invisible_to_patient, "
                                                    "invisible_to_legal_reps (booléens)."))
             visibility = {}
+        secret = body.get("secret_connection", False)
+        if not isinstance(secret, bool):
+            errors.append(FieldError("secret_connection", "true ou false attendu."))
+            secret = False
+        if secret:  # the connexion secrète: every document hidden from the legal representatives
+            visibility = {**visibility, "invisible_to_legal_reps": True}
         destinations = self._destinations(body.get("destinations", {}), errors)
         delay = body.get("delay_seconds", self.default_delay)
         reason = check_delay(delay)
@@ -105,9 +118,16 @@ class Intake:
             if root in INS_OIDS and (root != oid or extension != ins):
                 raise InvalidInput.field("document.cda_base64",
                                          "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
+        if "dmp" in destinations:
+            self._dmp_document(header, cda, visibility)
+            if secret:
+                dmp_rules.check_secret_connection(birth=header.patient_birth or str(patient.get("birth_date", "")),
+                                                  today=self.today(), majority_age=self.majority_age,
+                                                  type_code=header.type_code.code)
         payload = json.dumps({
             "patient": patient, "author": author, "visibility": visibility,
             "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
+            **({"secret_connection": True} if secret else {}),
             # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
             **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()
@@ -118,6 +138,19 @@ class Intake:
             document_unique_id=header.unique_id, submission_set_unique_id=self.new_set_oid(),
             type_code=header.type_code.code, payload=payload, destinations=destinations, delay_seconds=int(delay),
         )
+
+    def _dmp_document(self, header: CdaHeader, cda: bytes, visibility: dict[str, Any]) -> None:
+        """The test book's rules on a document bound for the DMP (``agent.domain.dmp_rules``): what the software
+        may create, the uniqueId, the visibility, the note de vaccination."""
+        type_code = header.type_code.code
+        dmp_rules.check_creatable(type_code)
+        dmp_rules.check_unique_id(header.unique_id)
+        dmp_rules.check_visibility(dmp_rules.Flags.of(visibility), type_code=type_code,
+                                   allow_masked_and_invisible=self.allow_masked_and_invisible)
+        if type_code == dmp_rules.VACCINATION_NOTE:
+            count, vaccinators, authors = vaccinations(cda)
+            dmp_rules.check_vaccination_note(confidentiality=header.confidentiality.code, vaccinations=count,
+                                             vaccinators=vaccinators, authors=authors)
 
     @staticmethod
     def _destinations(raw: Any, errors: list[FieldError]) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.clock import Clock, rfc3339
+from agent.domain import dmp_rules
 from agent.domain.orders import CANCELLABLE, DeliveryState, NewOrder
 from agent.domain.policy import Actor, FeedingGate, TraceEvent, TraceRecorder
 from agent.errors import Conflict, InvalidInput, NotFound
@@ -32,8 +33,10 @@ from agent.store import order_display
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
+from agent.store.ins_provenance import insi_oid
 
 log = get_logger("queue")
+FEEDING_OPPOSITION = "opposition-alimentation"  # the patient's opposition (consent book), not a test-book code
 
 
 class DocumentSource(Protocol):
@@ -103,9 +106,9 @@ class OrderService:
         patient, author = prepared.get("patient"), prepared.get("author")
         cda = await self.documents.order_document(document, patient if isinstance(patient, dict) else {},
                                                   author if isinstance(author, dict) else {})
-        new = self.intake.check(prepared, cda, client_name, fingerprint=body_hash(body))
+        new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body))
         if "dmp" in new.destinations:
-            await self.feeding.check_feeding(new.ins)
+            await self._feeding(new, prepared, client_name)
         order, created = await self._insert(new)
         notice = self.documents.cse_notice(prepared)
         if created and notice is not None:
@@ -137,14 +140,55 @@ class OrderService:
             body["mss_message"] = content["mss_message"]
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
-        new = self.intake.check(prepared, cda, f"poste:{origin}")
+        new = await self._checked(prepared, cda, f"poste:{origin}", forwarded=True)
         claimed = {k: str(meta.get(k, "")) for k in ("ins", "ins_oid", "identity_status", "document_unique_id")}
         derived = {"ins": new.ins, "ins_oid": new.ins_oid, "identity_status": new.identity_status,
                    "document_unique_id": new.document_unique_id}
         if claimed != derived or set(new.destinations) != set(destinations):
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
+            await self._feeding(new, body, f"poste:{origin}")
+
+    async def _feeding(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
+        """The patient's opposition to feeding their DMP; a refusal is traced (the rule: the opposition the
+        patient expressed, recorded in the consent book)."""
+        try:
             await self.feeding.check_feeding(new.ins)
+        except InvalidInput as opposed:
+            opposed.extra.setdefault("rule", FEEDING_OPPOSITION)
+            await self._trace_refusal(opposed, body, client_name)
+            raise
+
+    async def _checked(self, body: dict[str, Any], cda: bytes, client_name: str,
+                       fingerprint: str | None = None, *, forwarded: bool = False) -> NewOrder:
+        """The intake's checks, then the DMP's identity rule (EX_GEN-1530, [CDT] 0.2-080): an order for the DMP
+        names an INS this workstation obtained through INSi, never a NIA. A refusal under one of the test book's
+        rules is traced with the rule (CONF.14) before it reaches the caller: nothing of it was sent."""
+        try:
+            new = self.intake.check(body, cda, client_name, fingerprint=fingerprint)
+            if "dmp" in new.destinations:
+                obtained = await self.db.read(lambda c: insi_oid(c, new.ins))
+                if obtained is None and forwarded:
+                    # The INSi call was made on the origin workstation, a paired peer of the practice, whose
+                    # submit applied this rule before forwarding: its record stays there. Every other rule
+                    # (NIA, QUAL, the document's) applies here again.
+                    obtained = new.ins_oid
+                dmp_rules.check_identity(new.ins, new.ins_oid, obtained)
+        except InvalidInput as refused:
+            if "rule" in refused.extra:
+                await self._trace_refusal(refused, body, client_name)
+            raise
+        return new
+
+    async def _trace_refusal(self, refused: InvalidInput, body: dict[str, Any], client_name: str) -> None:
+        patient, author = body.get("patient"), body.get("author")
+        ins = patient.get("ins") if isinstance(patient, dict) else None
+        rpps = author.get("rpps") if isinstance(author, dict) else None
+        await self.traces.record(TraceEvent(
+            action="dmp.refused", actor=Actor(rpps=str(rpps)[-11:] if isinstance(rpps, str) else None,
+                                              workstation=self.workstation, client=client_name),
+            ins=ins if isinstance(ins, str) else None, outcome="refused",
+            details={"rule": refused.extra["rule"], "code": refused.code, "operation": "order"}))
 
     async def _insert(self, new: NewOrder) -> tuple[repo.OrderView, bool]:
         now_dt = self.clock.now()

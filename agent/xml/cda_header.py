@@ -192,6 +192,18 @@ def parse_cda_header(cda: bytes) -> CdaHeader:
     )
 
 
+def vaccinations(cda: bytes) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+    """A note de vaccination: how many vaccinations it records (``substanceAdministration`` entries in the event
+    mood), the national ids of their vaccinators (``performer/assignedEntity/id@extension``), and of the
+    document's authors (``author/assignedAuthor/id@extension``, every one: the XDS authors are the same)."""
+    root = parse(cda, what="CDA")
+    entries = [sa for sa in root.iter(f"{{{HL7}}}substanceAdministration") if sa.get("moodCode") == "EVN"]
+    performers = dict.fromkeys(_attr(sa, "h:performer/h:assignedEntity/h:id", "extension") for sa in entries)
+    authors = dict.fromkeys((a.get("extension") or "").strip() for a in root.findall("h:author/h:assignedAuthor/h:id",
+                                                                                   NS))
+    return len(entries), tuple(p for p in performers if p), tuple(a for a in authors if a)
+
+
 def hl7_to_xds_time(value: str) -> str:
     """HL7 TS (YYYYMMDDHHMMSS[+ZZZZ]) to XDS DTM in UTC (YYYYMMDDHHMMSS, truncated to the precision given)."""
     value = value.strip()

@@ -10,8 +10,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import reference_root, spawn_sandbox
 from tests.support.documents import PDF
+from tests.support.ins import traits_search
 
 
 def call(url: str, token: str | None = None, body: dict[str, Any] | None = None) -> Any:
@@ -29,6 +31,9 @@ def test_an_order_from_the_demo_reaches_the_separate_simulator(demo_process: Any
         agent = demo_process("agent", "--sandbox", sandbox.url, "--delay", "0",
                              env={"RELAIS_REFERENCE": str(reference_root())})
         call(f"{agent.url}/v1/cps/login", agent.token, {"pin": "1234"})
+        # The DMP takes only an INS obtained through INSi (EX_GEN-1530): the LGC searches it first.
+        found = call(f"{agent.url}/v1/ins/search", agent.token, traits_search(PAT_TROIS))
+        assert found["ins"]["value"] == PAT_TROIS.ins, found
         before = len(call(f"{sandbox.url}/_sandbox/dmp/submissions")["items"])
         order = call(f"{agent.url}/v1/orders", agent.token, {
             "client_ref": "e2e-sandbox-1",

@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import AgentProcess, reference_root, spawn_demo, spawn_sandbox
+from tests.support.ins import traits_search
 from tests.support.queue import order_body
 
 pytestmark = pytest.mark.slow
@@ -93,6 +94,10 @@ async def clients(agent: AgentProcess, docs: Documents, acked: dict[str, str], s
 def start_agent(data_dir: Path, sandbox_url: str, config: Path) -> AgentProcess:
     agent = spawn_demo(data_dir, "--sandbox", sandbox_url, "--delay", "0", "--config", str(config), wait=60)
     post_json(f"{agent.url}/v1/cps/login", agent.token, {"pin": "1234"})
+    # The DMP takes only an INS obtained through INSi (EX_GEN-1530): the LGC searches it first.
+    from relais_sandbox.identities import PAT_TROIS
+
+    post_json(f"{agent.url}/v1/ins/search", agent.token, traits_search(PAT_TROIS))
     return agent
 
 

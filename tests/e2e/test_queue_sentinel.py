@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RELAIS, ROOT, reference_root
+from tests.support.ins import traits_search
 from tests.support.queue import order_body
 
 
@@ -68,6 +69,9 @@ def test_sentinel_in_a_queued_document_is_nowhere_on_disk_or_in_logs(demo_proces
     sentinel = f"SENTINEL-{uuid.uuid4().hex}"
     agent = demo_process("agent", "--config", str(config), "--delay", "3600")
     assert call(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+
+    # The DMP takes only an INS obtained through INSi (EX_GEN-1530): the LGC searches it first.
+    assert call(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200
     rpps = call(agent, "GET", "/v1/cards")[1]["cps"]["holder"]["rpps"]
     ins, oid = PAT_TROIS.ins, PAT_TROIS.oid
 

@@ -28,6 +28,8 @@ import pytest
 from lxml import etree
 
 from tests.conftest import RELAIS, ROOT, AgentProcess, spawn_demo
+from tests.support.documents import written_by
+from tests.support.ins import traits_search
 from tests.support.queue import order_body
 
 DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
@@ -135,11 +137,7 @@ class Practice:
         p = PAT_TROIS
         cda, _ = reidentify(data, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
                             f"2.25.{uuid.uuid4().int}")
-        root = etree.fromstring(cda)
-        author = root.find("{urn:hl7-org:v3}author/{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}id")
-        assert author is not None
-        author.set("extension", Professional(rpps=DOCTOR, family_name="MULLER", given_name="CHARLES").national_id)
-        return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+        return written_by(cda, Professional(rpps=DOCTOR, family_name="MULLER", given_name="CHARLES").national_id)
 
     def order(self, delay: int) -> dict[str, Any]:
         from relais_sandbox.identities import PAT_TROIS
@@ -187,8 +185,17 @@ def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Practice]:
     try:
         p.start_sandbox()
         holder = p.start("Cabinet", "cps")
-        p.start("Accueil", "none")
-        p.start("Secretariat", "none")
+        # Earlier, the doctor's card searched the patient's INS at each desk: the DMP takes no INS that INSi did
+        # not give on the workstation that creates the order (EX_GEN-1530). Then the card left.
+        from relais_sandbox.identities import PAT_TROIS
+
+        for name in ("Accueil", "Secretariat"):
+            desk = p.start(name, "none")
+            assert call(desk, "POST", "/_sandbox/cards/cps", {"inserted": True})[0] == 200
+            eventually(lambda d=desk: call(d, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200, what="PIN")
+            status, found = call(desk, "POST", "/v1/ins/search", traits_search(PAT_TROIS))
+            assert status == 200 and found["ins"]["value"] == PAT_TROIS.ins, found
+            assert call(desk, "POST", "/_sandbox/cards/cps", {"inserted": False})[0] == 200
         init = cli(p.data("Cabinet"), "practice", "init", "--name", "Cabinet des Tilleuls", "--config",
                    str(p.config("Cabinet")))
         assert init.returncode == 0, init.stderr

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.documents import PDF_BASE64
+from tests.support.ins import insi_gave_order_patient
 
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL",
            "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
@@ -31,6 +32,8 @@ async def agent(start_agent: Callable[..., Any], reference_dir: Path, tmp_path: 
 
 
 async def post(http: aiohttp.ClientSession, agent: Any, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    if path == "/v1/orders":
+        await insi_gave_order_patient(agent, body)
     async with http.post(agent.url + path, json=body, headers=agent.headers()) as response:
         return response.status, await response.json(content_type=None)
 

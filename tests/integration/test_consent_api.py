@@ -26,6 +26,7 @@ from agent.domain.policy import Actor
 from agent.errors import AccessRefused
 from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import ROOT
+from tests.support.ins import obtain_ins
 from tests.support.queue import kit_cda, order_body
 
 INS = "279035121518989"
@@ -57,6 +58,14 @@ async def acknowledge(http: aiohttp.ClientSession, agent: Any) -> tuple[int, Any
     return await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
 
 
+async def from_insi(http: aiohttp.ClientSession, agent: Any, person: Any = PAT_TROIS) -> None:
+    """The doctor enters the PIN and obtains the patient's INS through INSi (the simulator): the DMP takes no
+    other INS (EX_GEN-1530)."""
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
+    await obtain_ins(http, agent, person)
+
+
 async def traces(http: aiohttp.ClientSession, agent: Any, query: str = "") -> list[dict[str, Any]]:
     status, body = await call(http, agent, "GET", f"/v1/traces{query}")
     assert status == 200
@@ -65,7 +74,8 @@ async def traces(http: aiohttp.ClientSession, agent: Any, query: str = "") -> li
 
 async def test_consent_refused_then_granted(start_agent: Any, http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
-    status, _ = await acknowledge(http, agent)
+    await from_insi(http, agent)
+    status, _ = await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     assert status == 200
     status, consent = await call(http, agent, "GET", f"/v1/patients/{INS}/consent")
     assert status == 200 and consent["dmp_consultation"] == "unknown" and consent["history"] == []
@@ -129,7 +139,8 @@ async def test_invalid_consent_bodies_and_ins_answer_422(start_agent: Any, http:
 async def test_the_dmp_routes_refuse_without_consent_with_a_french_403(start_agent: Any,
                                                                        http: aiohttp.ClientSession) -> None:
     agent = await start_agent(demo=DEMO)
-    await acknowledge(http, agent)
+    await from_insi(http, agent)
+    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     status, problem = await call(http, agent, "GET", f"/v1/dmp/{INS}/documents")
     assert status == 403 and problem["code"] == "consent_missing"
     assert "consentement" in problem["detail"]
@@ -148,6 +159,7 @@ async def test_opposition_refuses_feeding_through_the_queue(start_agent: Any, ht
     def body(**kw: Any) -> dict[str, Any]:  # a document that passes the CI-SIS validation a real order gets
         return order_body(cda=kit_cda(reference_dir, PAT_TROIS)[0], ins=INS, oid=PAT_TROIS.oid, **kw)
 
+    await from_insi(http, agent)
     status, _ = await call(http, agent, "PUT", f"/v1/patients/{INS}/consent", {"dmp_feeding": "opposition"})
     assert status == 200
     status, problem = await call(http, agent, "POST", "/v1/orders", body())
@@ -346,7 +358,8 @@ async def test_a_vitale_insertion_pushes_dica_and_the_new_documents(start_agent:
     probe = ProbeDmp([{"type_code": "11488-4", "class_code": "10"}, {"type_code": "60591-5", "class_code": "11"},
                       {"type_code": "ATTEST-RESID", "class_code": "95"}])
     agent.services.rights.dica.probe = probe
-    await acknowledge(http, agent)
+    await from_insi(http, agent, DEMO_VITALE[0].person)  # the card's NIR alone never reaches the DMP
+    await call(http, agent, "POST", f"/v1/notices/{NOTICE_ID}/ack")
     await call(http, agent, "PUT", f"/v1/patients/{insured}/consent?oid=1.2.250.1.213.1.4.10",
                {"dmp_consultation": "granted"})
     # The LGC declared this INS qualified when it last asked.

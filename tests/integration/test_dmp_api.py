@@ -21,6 +21,7 @@ from agent.cli.wiring import DemoOptions
 from agent.dmp.models import SubmissionRequest
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import ORSONI, PAT_TROIS
+from tests.support.ins import obtain_ins
 
 OID = PAT_TROIS.oid
 
@@ -37,12 +38,20 @@ async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, 
         return response.status, await response.read()
 
 
-async def ready_to_consult(http: aiohttp.ClientSession, agent: Any, ins: str, *, cps: bool = True) -> None:
-    """What a doctor does once: enter the CPS PIN (unless connected through Pro Santé Connect), read the CONF.21
-    notice, record the patient's consent."""
+async def from_insi(http: aiohttp.ClientSession, agent: Any, person: Any, *, cps: bool = True) -> None:
+    """The doctor enters the PIN (unless connected through Pro Santé Connect) and obtains the patient's INS through
+    INSi: the DMP takes no other (EX_GEN-1530)."""
     if cps:
-        status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
-        assert status == 200
+        status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+        assert status == 200, body
+    await obtain_ins(http, agent, person)
+
+
+async def ready_to_consult(http: aiohttp.ClientSession, agent: Any, person: Any, *, cps: bool = True) -> None:
+    """What a doctor does once: obtain the INS through INSi, read the CONF.21 notice, record the patient's
+    consent."""
+    await from_insi(http, agent, person, cps=cps)
+    ins = person.ins
     status, notices = await call(http, agent, "GET", "/v1/notices")
     assert status == 200, notices
     for notice in notices["items"]:
@@ -54,9 +63,10 @@ async def ready_to_consult(http: aiohttp.ClientSession, agent: Any, ins: str, *,
 
 
 async def test_search_content_pdf_import_and_masking(agent: Any, http: aiohttp.ClientSession) -> None:
+    await from_insi(http, agent, PAT_TROIS)
     status, body = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}")
     assert status == 403 and body["code"] in ("notice_due", "consent_missing"), body
-    await ready_to_consult(http, agent, PAT_TROIS.ins)
+    await ready_to_consult(http, agent, PAT_TROIS)
 
     status, body = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}")
     assert status == 200, body
@@ -85,17 +95,26 @@ async def test_search_content_pdf_import_and_masking(agent: Any, http: aiohttp.C
     assert b"ClinicalDocument" in base64.b64decode(items[1]["content_base64"])
     assert items[2]["error"]["code"] == "dmp_document_not_found"
 
+    # A note de vaccination is never masked; a document visible to the patient is never hidden again.
+    status, problem = await call(http, agent, "POST",
+                                 f"/v1/dmp/{PAT_TROIS.ins}/documents/{vac['entry_uuid']}/visibility?oid={OID}",
+                                 {"masked_to_ps": True})
+    assert status == 422 and problem["code"] == "vaccination_note_masked", problem
+    status, problem = await call(http, agent, "POST",
+                                 f"/v1/dmp/{PAT_TROIS.ins}/documents/{n1['entry_uuid']}/visibility?oid={OID}",
+                                 {"invisible_to_patient": True})
+    assert status == 409 and problem["code"] == "already_visible", problem
     status, masked = await call(http, agent, "POST",
-                                f"/v1/dmp/{PAT_TROIS.ins}/documents/{vac['entry_uuid']}/visibility?oid={OID}",
-                                {"invisible_to_patient": True})
+                                f"/v1/dmp/{PAT_TROIS.ins}/documents/{n1['entry_uuid']}/visibility?oid={OID}",
+                                {"masked_to_ps": True})
     assert status == 200, masked
-    assert masked["entry_uuid"] != vac["entry_uuid"] and masked["visibility"]["invisible_to_patient"]
-    status, body = await call(http, agent, "GET",
-                              f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}&visibility=invisible_to_patient")
-    assert [i["entry_uuid"] for i in body["items"]] == [masked["entry_uuid"]]
+    assert masked["entry_uuid"] != n1["entry_uuid"] and masked["visibility"]["masked_to_ps"]
+    # Masked to professionals: Dr MULLER wrote it, so the demo doctor no longer finds it.
+    status, body = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}")
+    assert status == 200 and masked["unique_id"] not in {i["unique_id"] for i in body["items"]}
 
     # Dr MULLER wrote the seeded documents: the demo doctor may not delete them.
-    status, problem = await call(http, agent, "DELETE", f"/v1/dmp/{PAT_TROIS.ins}/documents/{n1['entry_uuid']}"
+    status, problem = await call(http, agent, "DELETE", f"/v1/dmp/{PAT_TROIS.ins}/documents/{masked['entry_uuid']}"
                                                         f"?oid={OID}")
     assert status == 502 and "auteur" in problem["detail"]
 
@@ -110,9 +129,7 @@ async def test_search_content_pdf_import_and_masking(agent: Any, http: aiohttp.C
 
 async def test_the_author_deletes_their_document(agent: Any, http: aiohttp.ClientSession,
                                                  reference_dir: Path) -> None:
-    await ready_to_consult(http, agent, ORSONI.ins)
-    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
-    assert status == 200, body
+    await ready_to_consult(http, agent, ORSONI)
     services = agent.services
     professional = services.dmp.professional()  # who the VIHF names: the logged-in CPS holder
     assert professional is not None
@@ -139,7 +156,7 @@ async def test_the_author_deletes_their_document(agent: Any, http: aiohttp.Clien
 
 async def test_documents_added_since_the_last_visit(agent: Any, http: aiohttp.ClientSession) -> None:
     """CNDA 3.1-400 through the API: ?since= asks FindSubmissionSets (the demo documents were added at start)."""
-    await ready_to_consult(http, agent, PAT_TROIS.ins)
+    await ready_to_consult(http, agent, PAT_TROIS)
     now = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=2)))
     path = f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}&since="
     status, before = await call(http, agent, "GET", path + quote((now - dt.timedelta(hours=1)).isoformat()))

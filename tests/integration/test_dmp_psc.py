@@ -75,7 +75,7 @@ async def test_0_1_190_feed_and_consult_through_psc_with_no_card(start_agent: An
     await _wait_state(http, agent, order["id"], "sent")
 
     # Consultation (TD3.1).
-    await ready_to_consult(http, agent, PAT_TROIS.ins, cps=False)
+    await ready_to_consult(http, agent, PAT_TROIS, cps=False)
     status, found = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/documents?oid={OID}")
     assert status == 200, found
     assert found["items"]

@@ -12,6 +12,7 @@ from typing import Any
 from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import free_port, spawn_sandbox
 from tests.e2e.test_ins_demo import request
+from tests.support.ins import traits_search
 
 
 def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process: Any, tmp_path: Path) -> None:
@@ -22,7 +23,10 @@ def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process:
         config.write_text('[agent]\nlog_level = "DEBUG"\n')
         agent = demo_process("agent", "--config", str(config), "--sandbox", f"http://127.0.0.1:{port}")
         token, base = agent.token, agent.url
-        assert request(f"{base}/v1/cps/login", "POST", {"pin": "1234"}, token)[0] == 200  # CONF.21 in their name
+        # The INS through INSi first (EX_GEN-1530): the PIN, then a search by traits.
+        assert request(base + "/v1/cps/login", "POST", {"pin": "1234"}, token)[0] == 200
+        status, found = request(base + "/v1/ins/search", "POST", traits_search(PAT_TROIS), token)
+        assert status == 200 and found["ins"]["value"] == PAT_TROIS.ins, found
         status, notices = request(base + "/v1/notices", token=token)
         assert status == 200, notices
         for notice in notices["items"]:
@@ -33,7 +37,7 @@ def test_consult_and_mask_through_a_separate_sandbox_that_restarts(demo_process:
         assert status == 200, body
         status, body = request(f"{base}/v1/dmp/{PAT_TROIS.ins}/documents?oid={PAT_TROIS.oid}", token=token)
         assert status == 200 and len(body["items"]) >= 2, body
-        first = body["items"][0]
+        first = next(i for i in body["items"] if i["type_code"] != "87273-9")  # a vaccination is never masked
         status, masked = request(f"{base}/v1/dmp/{PAT_TROIS.ins}/documents/{first['entry_uuid']}/visibility"
                                  f"?oid={PAT_TROIS.oid}", "POST", {"masked_to_ps": True}, token)
         assert status == 200 and masked["visibility"]["masked_to_ps"], masked

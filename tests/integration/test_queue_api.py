@@ -9,11 +9,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.ins import insi_gave_order_patient
 from tests.support.queue import make_cda, order_body
 
 
 async def post(http: aiohttp.ClientSession, agent: Any, path: str, body: dict[str, Any] | None = None
                ) -> tuple[int, dict[str, Any]]:
+    if path == "/v1/orders":
+        await insi_gave_order_patient(agent, body)
     async with http.post(agent.url + path, json=body if body is not None else {}, headers=agent.headers()) as r:
         return r.status, await r.json()
 

@@ -15,6 +15,7 @@ from lxml import etree
 from agent.cli.wiring import DemoOptions
 from relais_sandbox.dmp import reidentify
 from relais_sandbox.identities import PAT_TROIS
+from tests.support.ins import obtain_ins
 from tests.support.queue import order_body
 
 
@@ -44,6 +45,12 @@ async def test_deferred_order_waits_for_the_pin_then_is_sent_and_followed_on_eve
     listener = asyncio.create_task(events(http, agent, seen))
     async with http.get(agent.url + "/v1/cards", headers=agent.headers()) as response:
         rpps = (await response.json())["cps"]["holder"]["rpps"]
+    # The DMP takes only an INS obtained through INSi: the doctor searched it (PIN entered), then left.
+    for path, payload in (("/v1/cps/login", {"pin": "1234"}), ("/v1/cps/logout", {})):
+        async with http.post(agent.url + path, json=payload, headers=agent.headers()) as response:
+            assert response.status == 200, await response.text()
+        if path == "/v1/cps/login":
+            await obtain_ins(http, agent, PAT_TROIS)
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=1)
     async with http.post(agent.url + "/v1/orders", json=body, headers=agent.headers()) as response:
         order = await response.json()

@@ -11,6 +11,7 @@ import aiohttp
 from agent.cli.wiring import DemoOptions
 from relais_sandbox.identities import PAT_TROIS
 from tests.integration.test_queue_demo import demo_cda
+from tests.support.ins import obtain_ins
 from tests.support.queue import order_body
 
 
@@ -38,6 +39,7 @@ async def test_paused_queue_sends_nothing_until_resumed_even_across_a_restart(
     await _call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
     assert (await _call(http, agent, "POST", "/v1/queue/pause")) == {"paused": True}
     assert (await _call(http, agent, "GET", "/v1/status"))["queue"]["paused"] is True
+    await obtain_ins(http, agent, PAT_TROIS)  # the DMP takes only an INS obtained through INSi
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=0)
     order = await _call(http, agent, "POST", "/v1/orders", body)
     # Its delay is over, yet it does not leave: it waits, ready, and can still be looked at (or cancelled).

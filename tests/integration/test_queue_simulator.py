@@ -26,6 +26,7 @@ from relais_sandbox.dmp import DmpSimulator, reidentify
 from relais_sandbox.host import FaultMode
 from relais_sandbox.identities import PAT_TROIS
 from tests.support.dmp import running_sandbox
+from tests.support.documents import written_by
 from tests.support.queue import Harness, order_body
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
@@ -41,11 +42,7 @@ class Simulated:
         p = PAT_TROIS
         cda, _ = reidentify(data, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
                             f"2.25.{uuid.uuid4().int}")
-        root = etree.fromstring(cda)
-        author = root.find("{urn:hl7-org:v3}author/{urn:hl7-org:v3}assignedAuthor/{urn:hl7-org:v3}id")
-        assert author is not None
-        author.set("extension", DR_DEMO.national_id)
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+        return written_by(cda, DR_DEMO.national_id)
 
     def body(self, **kw: Any) -> dict[str, Any]:
         return order_body(cda=self.cda(), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=DR_DEMO.rpps, **kw)

@@ -15,6 +15,7 @@ from agent.errors import Conflict
 from agent.routing import queue_link
 from agent.routing.protocol import Forward, new_nonce
 from tests.integration.test_routing_pairing import init, invite, join, peers, routing, start, wait_for
+from tests.support.ins import insi_gave_order_patient
 from tests.support.queue import order_body
 
 DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
@@ -22,6 +23,8 @@ DOCTOR = "01234567897"  # the demo CPS (relais_sandbox/cards.py)
 
 async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str,
                body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    if method == "POST" and path == "/v1/orders":
+        await insi_gave_order_patient(agent, body)
     async with http.request(method, f"{agent.url}{path}", json=body, headers=agent.headers()) as response:
         return response.status, await response.json()
 
@@ -124,6 +127,7 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
     from tests.support.queue import make_cda
 
     body = order_body(rpps=DOCTOR, delay=3600, cda=make_cda())
+    await insi_gave_order_patient(origin, body)
     order = (await origin.services.orders.submit(body, "test")).order
     meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
     port = peers(holder).port
@@ -149,13 +153,15 @@ async def test_replayed_and_stale_forwards_are_refused(practice: Any) -> None:
 
 async def test_a_cancel_that_overtakes_its_forward_wins(practice: Any, http: aiohttp.ClientSession) -> None:
     origin, holder = practice
-    order = (await origin.services.orders.submit(order_body(rpps=DOCTOR, delay=3600), "test")).order
-    # The intent is on disk, the request has not reached the holder yet (a slow link, a crash in between).
-    now = origin.services.clock.now().timestamp()
     async def no_round() -> None:  # keep the background rounds from sending it meanwhile
         return None
 
     routing(origin).forwarding.forward_pass = no_round  # type: ignore[method-assign]
+    body = order_body(rpps=DOCTOR, delay=3600)
+    await insi_gave_order_patient(origin, body)
+    order = (await origin.services.orders.submit(body, "test")).order
+    # The intent is on disk, the request has not reached the holder yet (a slow link, a crash in between).
+    now = origin.services.clock.now().timestamp()
     assert await origin.services.db.write(lambda c: queue_link.claim(c, order.id, "Cabinet", now))
     status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order.id}/cancel")
     assert status == 200 and cancelled["state"] == "cancelled", cancelled

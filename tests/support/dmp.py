@@ -22,6 +22,7 @@ from relais_sandbox.dmp import DmpSimulator, reidentify
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.pki import SandboxPki
+from tests.support.documents import written_by
 
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 DR_OTHER = Professional(rpps="10009999999", family_name="AUTRE", given_name="Bruno")
@@ -42,12 +43,7 @@ class Sandbox:
         cda, uid = reidentify(data, person.ins, person.oid, person.birth_name, person.first_given_name,
                               person.sex, person.birth_date, new_id)
         # The demo doctor is the author (so that TD3.3c may delete it).
-        root = etree.fromstring(cda)
-        ns = {"h": "urn:hl7-org:v3"}
-        author_id = root.find("h:author/h:assignedAuthor/h:id", ns)
-        assert author_id is not None
-        author_id.set("extension", DR_DEMO.national_id)
-        return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), uid
+        return written_by(cda, DR_DEMO.national_id), uid
 
     def request(self, cda: bytes, uid: str, person: Any = PAT_TROIS, **kw: Any) -> SubmissionRequest:
         return SubmissionRequest(cda=cda, submission_set_unique_id=f"2.25.{uuid.uuid4().int}", document_unique_id=uid,

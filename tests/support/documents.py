@@ -31,3 +31,20 @@ def one_page_pdf(text: str = "Compte rendu de consultation") -> bytes:
 
 PDF = one_page_pdf()
 PDF_BASE64 = base64.b64encode(PDF).decode("ascii")
+
+
+def written_by(cda: bytes, national_id: str) -> bytes:
+    """A CI-SIS example CDA written by another professional: the first author and every actor who had the same id
+    (the note de vaccination's vaccinator, the serviceEvent performer) become ``national_id``, so the document
+    stays consistent (EX_2.1-2020: the vaccinator is one of the authors)."""
+    from lxml import etree
+
+    hl7 = "{urn:hl7-org:v3}"
+    root = etree.fromstring(cda)
+    author = root.find(f"{hl7}author/{hl7}assignedAuthor/{hl7}id")
+    assert author is not None
+    previous = author.get("extension")
+    for element in root.iter(f"{hl7}id"):
+        if element.get("extension") == previous and element.get("root") == author.get("root"):
+            element.set("extension", national_id)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -30,6 +30,7 @@ from agent.queue.intake import Intake, decode_cda
 from agent.queue.service import OrderService
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
+from tests.support.ins import record_insi_answer
 
 
 def ins_value(serial: int = 1) -> str:
@@ -186,7 +187,11 @@ class Harness:
         await self.executor.recover()
         return self.service
 
-    async def create(self, body: dict[str, Any], client: str) -> tuple[Any, bool]:
+    async def create(self, body: dict[str, Any], client: str, *, insi: bool = True) -> tuple[Any, bool]:
+        """Submit an order; ``insi``: its INS was obtained through INSi first, as the DMP requires."""
+        patient = body.get("patient")
+        if insi and isinstance(patient, dict) and isinstance(patient.get("ins"), str) and self.db is not None:
+            await record_insi_answer(self.db, patient["ins"], str(patient.get("oid", "")))
         submitted = await self.service.submit(body, client)
         return submitted.order, submitted.created
 

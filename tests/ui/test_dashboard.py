@@ -8,8 +8,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import reference_root
 from tests.support.documents import PDF
+from tests.support.ins import traits_search
 from tests.support.queue import order_body
 
 DEMO_RPPS = "01234567897"  # the demo CPS holder (relais_sandbox identities)
@@ -86,7 +88,12 @@ async def test_acknowledge_the_conf21_notice(browser, demo_process, artifacts):
 
 async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts):
     agent = demo_process("ui-cancel")
-    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-cancel-1"))
+    # The DMP takes only an INS obtained through INSi (EX_GEN-1530): the PIN, a search, then the PIN closed.
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200
+    assert api(agent, "POST", "/v1/cps/logout", {})[0] == 200
+    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-cancel-1",
+                                                                ins=PAT_TROIS.ins, oid=PAT_TROIS.oid))
     assert status == 201, order
     page = await open_dashboard(browser, agent, artifacts, "cancel")
     row = page.locator(f"#orders-pending tr[data-order='{order['id']}']")
@@ -123,6 +130,7 @@ async def test_retry_a_failed_order(browser, demo_process, artifacts):
     # The kit, as scripts/demo.sh gives it: the N1 is coded from its value sets and validated.
     agent = demo_process("ui-retry", env={"RELAIS_REFERENCE": str(reference_root())})
     assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200  # EX_GEN-1530
     # The simulated DMP answers garbage: the delivery fails with a French reason the doctor can read.
     assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
     before = len(api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"])  # the demo DMP's seeded documents
