@@ -160,11 +160,11 @@ class DmpSection:
 class QueueSection:
     # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
     delay_seconds: int = 900
-    # Transient failures in a row (5xx, timeout) before a delivery fails; the user can retry it.
-    max_attempts: int = 8
-    # Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2^(attempt-1))].
+    # Transient failures in a row (5xx, TLS, timeout, unreadable answer) before a delivery fails; 0: never.
+    max_attempts: int = 0
+    # Exponential backoff with jitter, for each delivery and for a failing service as a whole.
     backoff_base_seconds: float = 30.0
-    backoff_cap_seconds: float = 3600.0
+    backoff_cap_seconds: float = 900.0
     # While a service is unreachable, how often the connectivity probe asks it again.
     probe_interval_seconds: float = 30.0
     # Deliveries sent at the same time.
@@ -447,7 +447,6 @@ def validate(config: Config) -> None:
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
-        "queue.max_attempts": config.queue.max_attempts,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
         "queue.backoff_cap_seconds": config.queue.backoff_cap_seconds,
         "queue.probe_interval_seconds": config.queue.probe_interval_seconds,
@@ -460,6 +459,10 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError("une valeur strictement positive est attendue", key=key, path=src)
+    if config.queue.max_attempts < 0:
+        raise ConfigError("0 (jamais) ou un nombre de tentatives attendu", key="queue.max_attempts", path=src)
+    if config.queue.backoff_cap_seconds < config.queue.backoff_base_seconds:
+        raise ConfigError("le plafond doit être au moins égal à la base", key="queue.backoff_cap_seconds", path=src)
     if not 0 <= config.queue.delay_seconds <= 7 * 24 * 3600:
         raise ConfigError("délai entre 0 et 604800 secondes attendu", key="queue.delay_seconds", path=src)
     if config.api.sse_heartbeat_seconds <= 0:
