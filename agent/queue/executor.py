@@ -38,6 +38,7 @@ from agent.errors import (
     DuplicateUniqueId,
     InvalidInput,
     PermanentRemoteError,
+    RelaisError,
     ServiceUnreachable,
     TransientRemoteError,
     Unavailable,
@@ -298,6 +299,8 @@ class QueueExecutor(Lifecycle):
         # A cancellation (agent stopping) leaves the delivery "sending" on disk: the next start reconciles it.
         try:
             outcome = await self._attempt(claim, lookup, gateway)
+            if outcome[0] is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
+                outcome = await self._last_look(claim, lookup, gateway, outcome)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -352,6 +355,20 @@ class QueueExecutor(Lifecycle):
             return await self._settle_refusal(claim, lookup, gateway, exc)
         except Unavailable as exc:  # the signer (CPS) is missing or not logged in
             return Event.CARD_MISSING, None, exc.code, exc.message, True
+
+    async def _last_look(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway,
+                         outcome: tuple[Event, str | None, str, str, bool]
+                         ) -> tuple[Event, str | None, str, str, bool]:
+        """Out of attempts (a configured ``max_attempts``): one look-up before the delivery is called failed."""
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout_seconds):
+                found = await gateway.find(lookup)
+        except (RelaisError, TimeoutError):
+            return outcome
+        if found is None:
+            return outcome
+        log.info("envoi %s (%s) : déjà reçu par le service, non renvoyé", claim.order_id, claim.destination)
+        return Event.DELIVERED, found.entry_uuid, "reconciled", "", False
 
     async def _settle_refusal(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway,
                               refusal: PermanentRemoteError | InvalidInput

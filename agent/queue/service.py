@@ -233,6 +233,16 @@ class OrderService:
         self.executor.wake()
         return order
 
+    async def retry_failed(self, client_name: str = "") -> list[str]:
+        """"Réessayer tout": every failed delivery goes back to ready; the ids of the orders concerned."""
+        now = self.clock.now().timestamp()
+        order_ids = await self.db.write(lambda c: repo.retry_failed(c, now))
+        if order_ids:
+            log.info("%d envoi(s) en échec relancé(s) par %s", len(order_ids), client_name or "?")
+            await self.events.changed(order_ids)
+            self.executor.wake()
+        return order_ids
+
     async def set_paused(self, paused: bool, client_name: str) -> bool:
         await self.executor.set_paused(paused)
         log.info("envois %s par %s", "suspendus" if paused else "repris", client_name)

@@ -182,6 +182,17 @@ async def test_too_many_transient_failures_fail_with_a_french_reason(tmp_path: P
     assert detail.deliveries[0].last_error.startswith("Échec après 5 tentatives")
 
 
+async def test_out_of_attempts_asks_the_dmp_before_calling_it_failed(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "capped.db", FrozenClock(), MemoryDmp(), max_attempts=1)
+    await harness.start()
+    harness.dmp.mode = "timeout_after_store"  # stored, the answer lost: the one allowed attempt got there
+    order, _ = await harness.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    await harness.stop()
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+
+
 async def test_a_refusal_after_the_dmp_stored_it_is_delivered_not_failed(harness: Harness) -> None:
     harness.dmp.mode = "refuse_after_store"  # stored, then answered an error
     order, _ = await harness.create(order_body(delay=0), "lgc")
@@ -364,3 +375,18 @@ async def test_cancel_of_an_order_that_never_reached_the_dmp_needs_no_answer(har
     finds = harness.dmp.finds
     assert (await harness.service.cancel(order.id)).state is DeliveryState.CANCELLED
     assert harness.dmp.finds == finds
+
+
+async def test_retry_all_failed_sends_every_failed_order_once(harness: Harness) -> None:
+    harness.dmp.mode = "refuse"
+    failed = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(3)]
+    waiting, _ = await harness.create(order_body(delay=900), "lgc")
+    await harness.run()
+    assert {await harness.state(o.id) for o in failed} == {DeliveryState.FAILED}
+    harness.dmp.mode = "ok"
+    assert sorted(await harness.service.retry_failed("dashboard")) == sorted(o.id for o in failed)
+    await harness.run()
+    assert {await harness.state(o.id) for o in failed} == {DeliveryState.SENT}
+    assert sorted(harness.dmp.submissions) == sorted(o.document_unique_id for o in failed)
+    assert await harness.state(waiting.id) is DeliveryState.SCHEDULED  # only the failed ones move
+    assert await harness.service.retry_failed("dashboard") == []

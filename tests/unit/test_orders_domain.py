@@ -11,10 +11,10 @@ from agent.domain.orders import (
     Event,
     attempts_exhausted,
     backoff_seconds,
-    service_pause_seconds,
     cancel_refusal,
     check_delay,
     next_state,
+    service_pause_seconds,
     summary_state,
 )
 from agent.errors import Conflict

@@ -170,6 +170,7 @@ async function loadOrders() {
   if (!failed.children.length) emptyRow(failed, 5, "Aucun échec.");
   if (!done.children.length) emptyRow(done, 5, "Aucun envoi terminé.");
   document.getElementById("badge-queue").textContent = failures ? String(failures) : "";
+  document.getElementById("retry-failed").hidden = !failures;
 }
 function tickCountdowns() {
   for (const cell of document.querySelectorAll("td[data-send-at]")) {
@@ -293,6 +294,15 @@ async function loadSettings() {
   document.getElementById("settings").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
 }
 
+// ---- retry all failed ----------------------------------------------------------------------------------
+async function retryFailed() {
+  try {
+    const result = await api("POST", "/v1/orders/retry-failed");
+    show(result.retried ? `Nouvel essai demandé pour ${result.retried} envoi(s) en échec` : "Aucun envoi en échec.", true);
+  } catch (e) { show(e.message); }
+  await loadOrders();
+}
+
 // ---- pause ------------------------------------------------------------------------------------------
 let queuePaused = false;
 function showPaused(paused) {
@@ -339,6 +349,7 @@ async function main() {
   document.getElementById("cps-login").addEventListener("submit", cpsLogin);
   document.getElementById("cps-logout").addEventListener("click", cpsLogout);
   document.getElementById("queue-pause").addEventListener("click", togglePause);
+  document.getElementById("retry-failed").addEventListener("click", retryFailed);
   document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
   document.getElementById("traces-form").addEventListener("submit", loadTraces);
   document.getElementById("traces-csv").addEventListener("click", () => exportTraces("csv"));
