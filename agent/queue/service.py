@@ -251,7 +251,9 @@ class OrderService:
 
     async def status(self) -> dict[str, Any]:
         counts = await self.db.read(repo.counts_by_state)
-        return {"queue": {**counts, "offline": sorted(self.executor.offline), "paused": self.executor.paused}}
+        # "troubled": services answering errors (5xx, TLS, timeouts), tried again one delivery at a time.
+        return {"queue": {**counts, "offline": sorted(self.executor.offline),
+                          "troubled": sorted(self.executor.troubled()), "paused": self.executor.paused}}
 
     def _trace_event(self, action: str, order: repo.OrderView, client_name: str) -> TraceEvent:
         return TraceEvent(action=action, actor=Actor(rpps=order.author_rpps, workstation=self.workstation,

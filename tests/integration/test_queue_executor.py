@@ -151,6 +151,7 @@ async def test_a_dmp_answering_500_is_tried_at_a_capped_rate_whatever_the_queue(
     # The first burst (4 parallel slots), then one try when each pause ends (10 s base: 7.5, 15, 30 s with rand
     # 0.5): a handful of requests, not one per order.
     assert harness.dmp.calls <= 8, harness.dmp.calls
+    assert (await harness.service.status())["queue"]["troubled"] == ["dmp"]
     harness.clock.advance(3600)  # a long outage: the pause never grows past the cap (300 s here)
     calls = harness.dmp.calls
     for _ in range(3600 // 10):
@@ -165,6 +166,7 @@ async def test_a_dmp_answering_500_is_tried_at_a_capped_rate_whatever_the_queue(
         harness.clock.advance(600)
     assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
     assert sorted(harness.dmp.submissions) == sorted(o.document_unique_id for o in orders)
+    assert (await harness.service.status())["queue"]["troubled"] == []
 
 
 async def test_too_many_transient_failures_fail_with_a_french_reason(tmp_path: Path) -> None:
