@@ -11,7 +11,7 @@ failing DMP never resends a mail that already left, and the reverse::
 
     scheduled / waiting_card --(forward: a peer holds the CPS)--> forwarded
     forwarded --(the holder refused: not its CPS any more)--> waiting_card
-    forwarded --(recalled: the CPS came back here)--> scheduled
+    forwarded --(recalled: the CPS came back here, or a holder that never acknowledged is gone)--> scheduled
     forwarded --(the holder sent it / cancelled it)--> sent / cancelled   (mirrored from the holder)
 
 Pure rules, stdlib only: no clock, no randomness of its own (both are passed in), no I/O. The store applies

@@ -181,10 +181,13 @@ class OrderService:
     async def cancel(self, order_id: str, client_name: str = "") -> repo.OrderView:
         before = await self.db.read(lambda c: repo.require_order(c, order_id))
         if self.forwarding is not None and any(d.state is DeliveryState.FORWARDED for d in before.deliveries):
-            await self.forwarding.cancel_forwarded(order_id)  # the holder decides; its refusal reaches the user
-            order = await self.db.read(lambda c: repo.require_order(c, order_id))
-            await self.traces.record(self._trace_event("order.cancelled", order, client_name))
-            return order
+            # The holder decides; its refusal reaches the user. A holder that never acknowledged the forward and
+            # does not answer gives the order back ("recalled"): it is then cancelled here like a local one.
+            if await self.forwarding.cancel_forwarded(order_id) != "recalled":
+                order = await self.db.read(lambda c: repo.require_order(c, order_id))
+                await self.traces.record(self._trace_event("order.cancelled", order, client_name))
+                return order
+            before = await self.db.read(lambda c: repo.require_order(c, order_id))
         await self._reconcile_before_cancel(before)
         now = self.clock.now().timestamp()
         event = self._trace_event("order.cancelled", before, client_name)

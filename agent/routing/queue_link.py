@@ -64,12 +64,37 @@ def claim(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> b
         " updated_at) VALUES (?, ?, 'forwarding', NULL, 0, ?, ?) ON CONFLICT(order_id) DO UPDATE SET"
         " holder = excluded.holder, state = 'forwarding', remote_state = NULL, updated_at = excluded.updated_at",
         (order_id, holder, now, now))
+    repo.withdrawn(conn, order_id, holder)  # forwarded to it again: a copy it kept is the one to send
     return True
 
 
 def pending_forwards(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in conn.execute(
         "SELECT order_id, holder FROM routing_outbound WHERE state = 'forwarding' ORDER BY forwarded_at")]
+
+
+def unacknowledged(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """Forwards sent (or being sent) that no holder acknowledged yet: (order id, holder, author RPPS)."""
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT r.order_id, r.holder, o.author_rpps FROM routing_outbound r JOIN orders o ON o.id = r.order_id"
+        " WHERE r.state = 'forwarding' ORDER BY r.forwarded_at")]
+
+
+def recall_unacknowledged(conn: sqlite3.Connection, order_id: str, now: float) -> str | None:
+    """Take back a forward its holder never acknowledged (the holder is gone, or the CPS is elsewhere now): the
+    order is this workstation's again (scheduled, its deadline kept), and the holder is to be told to drop its
+    copy when it answers again, in case the forward arrived and only the acknowledgement was lost. Its deliveries
+    are marked uncertain: before anything is sent from here, the service is asked whether it already has the
+    document. The holder's name, or None when the forward was acknowledged meanwhile (then it is the holder's)."""
+    row = repo.outbound(conn, order_id)
+    if row is None or row.state != "forwarding":
+        return None
+    order = orders_repo.require_order(conn, order_id)
+    orders_repo.recall(conn, order.seq, now, max(order.send_at, now))
+    conn.execute("UPDATE deliveries SET uncertain = 1 WHERE order_seq = ? AND state = 'scheduled'", (order.seq,))
+    conn.execute("UPDATE routing_outbound SET state = 'recalled', updated_at = ? WHERE order_id = ?", (now, order_id))
+    repo.add_withdrawal(conn, order_id, row.holder, now)
+    return row.holder
 
 
 def unclaim(conn: sqlite3.Connection, order_id: str, now: float) -> None:

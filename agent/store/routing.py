@@ -10,6 +10,7 @@ CLI connection). Times are UNIX seconds (REAL), like the orders tables.
 - ``routing_inbound``: forwarded orders this workstation accepted, one row per order id (applied once).
 - ``routing_nonces``: nonces of forward/cancel messages seen, kept past the freshness window (replays).
 - ``routing_outbound``: orders this workstation handed to a peer, with the mirrored remote state.
+- ``routing_withdrawals``: forwards taken back before their holder acknowledged them, to withdraw there.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ register("routing", [
         updated_at       REAL NOT NULL
     );
     CREATE INDEX routing_outbound_state ON routing_outbound(state);
+    """,
+    # Forwards taken back before their holder acknowledged them: that holder is told to drop its copy (if the
+    # acknowledgement was lost rather than the forward) as soon as it answers again.
+    """
+    CREATE TABLE routing_withdrawals (
+        order_id     TEXT NOT NULL,
+        holder       TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        PRIMARY KEY (order_id, holder)
+    );
     """,
 ])
 
@@ -263,10 +274,27 @@ def outbound(conn: sqlite3.Connection, order_id: str) -> Outbound | None:
 
 
 def open_outbound(conn: sqlite3.Connection) -> list[Outbound]:
-    """Forwarded orders whose remote state is not final yet (to mirror, or to cancel)."""
+    """Acknowledged forwards not settled here yet: the remote state is not final, or a delivery here still says
+    ``forwarded`` (the holder's acknowledgement carried a final state, but not the deliveries'): to mirror."""
     return [_outbound(r) for r in conn.execute(
-        f"SELECT {_OUT_COLS} FROM routing_outbound WHERE state = 'forwarded' "  # noqa: S608
-        "AND COALESCE(remote_state, '') NOT IN ('sent', 'cancelled') ORDER BY forwarded_at")]
+        f"SELECT {_OUT_COLS} FROM routing_outbound r WHERE r.state = 'forwarded' "  # noqa: S608
+        "AND (COALESCE(r.remote_state, '') NOT IN ('sent', 'cancelled') OR EXISTS ("
+        " SELECT 1 FROM orders o JOIN deliveries d ON d.order_seq = o.seq"
+        " WHERE o.id = r.order_id AND d.state = 'forwarded')) ORDER BY r.forwarded_at")]
+
+
+def add_withdrawal(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> None:
+    conn.execute("INSERT OR IGNORE INTO routing_withdrawals(order_id, holder, requested_at) VALUES (?, ?, ?)",
+                 (order_id, holder, now))
+
+
+def withdrawals(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT order_id, holder FROM routing_withdrawals ORDER BY requested_at")]
+
+
+def withdrawn(conn: sqlite3.Connection, order_id: str, holder: str) -> None:
+    conn.execute("DELETE FROM routing_withdrawals WHERE order_id = ? AND holder = ?", (order_id, holder))
 
 
 def set_remote_state(conn: sqlite3.Connection, order_id: str, remote_state: str, now: float) -> bool:

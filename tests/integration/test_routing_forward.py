@@ -291,3 +291,84 @@ async def test_a_partition_loses_nothing_and_duplicates_nothing(practice: Any, h
     assert await order_state(holder, before["id"]) == "cancelled"
     assert await order_state(holder, during["id"]) == "scheduled"
     assert await order_state(origin, during["id"]) == "forwarded"
+
+
+async def _until(predicate: Any, tries: int = 300) -> None:
+    import asyncio
+
+    for _ in range(tries):
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def _strand(origin: Any, holder: Any, http: aiohttp.ClientSession) -> tuple[str, Any]:
+    """An order forwarded to the holder, whose acknowledgement is lost, then the holder's link goes down: the
+    holder keeps its copy, the origin does not know it has it. Returns the order id and the holder's link."""
+    _, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    order_id = created["id"]
+    peers(origin).wake()
+
+    async def forwarded() -> bool:
+        return await order_state(holder, order_id) == "scheduled" and await order_state(origin, order_id) == "forwarded"
+
+    await _until(forwarded)
+    link = routing(holder)
+    await link.stop()  # the holder's peer link goes down (the workstation is switched off, say)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is None)
+    await origin.services.db.write(lambda c: c.execute(  # as if its acknowledgement had never come back
+        "UPDATE routing_outbound SET state = 'forwarding' WHERE order_id = ?", (order_id,)))
+    return order_id, link
+
+
+async def test_cancel_of_a_forward_never_acknowledged_works_while_the_holder_is_away(
+        practice: Any, http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    order_id, link = await _strand(origin, holder, http)
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order_id}/cancel")
+    assert status == 200 and cancelled["state"] == "cancelled", cancelled
+    # The holder comes back: it is told to drop the copy it kept, during its delay.
+    await link.start()
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(holder, order_id) == "cancelled"
+
+    await _until(dropped, tries=100)
+    assert await order_state(origin, order_id) == "cancelled"
+    assert await origin.services.db.read(lambda c: c.execute("SELECT count(*) FROM routing_withdrawals")
+                                          .fetchone()[0]) == 0
+
+
+async def test_a_forward_never_acknowledged_comes_back_when_the_cps_does(
+        start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin", demo=DemoOptions(cards="cps"))
+    status, _ = await call(http, origin, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    assert status == 200
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    order_id, link = await _strand(origin, holder, http)
+    # The doctor takes the card to the origin's reader: the order is taken back and waits here.
+    await call(http, origin, "POST", "/_sandbox/cards/cps", {"inserted": True})
+
+    async def back() -> bool:
+        await routing(origin).forwarding.forward_pass()
+        return await order_state(origin, order_id) in ("scheduled", "waiting_card")
+
+    await _until(back, tries=100)
+    _, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
+    assert "routing" not in mine or mine["routing"] is None or "forwarded_to" not in mine["routing"], mine
+    # The silent holder, back, drops its copy: the order leaves from one workstation only.
+    await link.start()
+    await wait_for(lambda: any(p.reachable for p in peers(origin).peers.values()))
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(holder, order_id) == "cancelled"
+
+    await _until(dropped, tries=100)
+    assert await order_state(origin, order_id) in ("scheduled", "waiting_card")
