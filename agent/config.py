@@ -214,6 +214,9 @@ class PracticeSection:
     message_max_age_seconds: int = 300
     # Seconds a peer connection may stay idle (before its first request, between requests) before it is closed.
     peer_idle_timeout_seconds: float = 30.0
+    # A forwarded order waits at least this long on the workstation holding the CPS before it leaves, whatever
+    # deadline its origin set (a zero delay included): the doctor whose card signs it can still cancel it.
+    forwarded_min_delay_seconds: int = 120
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -463,6 +466,9 @@ def validate(config: Config) -> None:
         raise ConfigError("0 (jamais) ou un nombre de tentatives attendu", key="queue.max_attempts", path=src)
     if config.queue.backoff_cap_seconds < config.queue.backoff_base_seconds:
         raise ConfigError("le plafond doit être au moins égal à la base", key="queue.backoff_cap_seconds", path=src)
+    if not 0 <= config.practice.forwarded_min_delay_seconds <= 7 * 24 * 3600:
+        raise ConfigError("délai entre 0 et 604800 secondes attendu", key="practice.forwarded_min_delay_seconds",
+                          path=src)
     if not 0 <= config.queue.delay_seconds <= 7 * 24 * 3600:
         raise ConfigError("délai entre 0 et 604800 secondes attendu", key="queue.delay_seconds", path=src)
     if config.api.sse_heartbeat_seconds <= 0:

@@ -209,8 +209,10 @@ class Forwarding:
         now_dt = self.clock.now()
         local_rpps, _ = self.peers.card_state()
         now = now_dt.timestamp()
+        min_delay = self.peers.settings.forwarded_min_delay_seconds
         outcome = await self.db.write(
-            lambda c: queue_link.accept(c, self.cipher, origin, message, local_rpps, now, rfc3339(now_dt)))
+            lambda c: queue_link.accept(c, self.cipher, origin, message, local_rpps, now, rfc3339(now_dt),
+                                        min_delay=min_delay))
         if outcome.status == "stored":
             log.info("envoi %s reçu du poste « %s »", message.order_id, origin)
             self.bus.publish("order.received", id=message.order_id, origin=origin, author_rpps=message.author_rpps)

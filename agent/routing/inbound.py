@@ -3,7 +3,8 @@ its origin's request, tell the origin the states of what it forwarded.
 
 An order that arrives from another workstation gets every check an order from this workstation's LGC gets (the
 send-order use cases' ``check_forward``: rules, validation, identity, the patient's opposition recorded here)
-before it is stored; then it is sent by the local queue like any other.
+before it is stored, and this workstation's minimum delay (``[practice] forwarded_min_delay_seconds``), not only
+the origin's deadline; then it is sent by the local queue like any other.
 """
 
 from __future__ import annotations

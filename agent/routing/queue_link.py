@@ -129,7 +129,7 @@ class Accepted:
     state: str
 
 
-def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
+def _new_order(message: Forward, origin: str, now: float, min_delay: int) -> NewOrder:
     meta = message.order
     try:
         destinations = tuple(str(d) for d in meta["destinations"])
@@ -145,12 +145,13 @@ def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
         raise InvalidInput.field("send_at", "Échéance d'envoi de l'ordre transmis invalide.")
     return NewOrder(order_id=message.order_id, client_ref=None, client_name=f"poste:{origin}",
                     author_rpps=message.author_rpps, payload=message.payload, destinations=destinations,
-                    delay_seconds=max(0, math.ceil(send_at - now)), **fields)
+                    delay_seconds=max(min_delay, math.ceil(send_at - now)), **fields)
 
 
 def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message: Forward,
-           local_rpps: str | None, now: float, now_text: str) -> Accepted:
-    """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``)."""
+           local_rpps: str | None, now: float, now_text: str, *, min_delay: int = 0) -> Accepted:
+    """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``). The order
+    leaves no sooner than ``min_delay`` seconds from now (this workstation's rule, not the origin's)."""
     repo.record_nonce(conn, message.nonce, origin, now)
     if repo.inbound_origin(conn, message.order_id) is not None:
         # Stored before (its acknowledgement was lost), or cancelled by the origin before it arrived.
@@ -168,7 +169,7 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
         return Accepted("stored", _summary(conn, message.order_id))
     if not same_rpps(local_rpps, message.author_rpps):
         raise Conflict("La carte CPS de l'auteur n'est pas sur ce poste.", code="not_holder")
-    orders_repo.insert_order(conn, cipher, _new_order(message, origin, now), now, now_text)
+    orders_repo.insert_order(conn, cipher, _new_order(message, origin, now, min_delay), now, now_text)
     repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now)
     return Accepted("stored", _summary(conn, message.order_id))
 

@@ -108,7 +108,9 @@ class Practice:
             f'[agent]\nworkstation_id = "{name}"\n'
             # The demo CPS certificate comes from the sandbox's test CA, which the simulated DMP trusts.
             f'[sandbox]\nstate_dir = "{self.root / "sandbox-state"}"\n'
-            f'[practice]\ndiscovery = false\npresence_interval_seconds = 0.3\nstatic_peers = {json.dumps(others)}\n',
+            f'[practice]\ndiscovery = false\npresence_interval_seconds = 0.3\nstatic_peers = {json.dumps(others)}\n'
+            # The orders' own short delays are what these tests play with, not the holder's minimum.
+            'forwarded_min_delay_seconds = 0\n',
             encoding="utf-8")
         return path
 

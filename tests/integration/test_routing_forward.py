@@ -372,3 +372,68 @@ async def test_a_forward_never_acknowledged_comes_back_when_the_cps_does(
 
     await _until(dropped, tries=100)
     assert await order_state(origin, order_id) in ("scheduled", "waiting_card")
+
+
+async def _forward_as_origin(origin: Any, holder: Any, meta: dict[str, Any], payload: bytes, order_id: str,
+                             ) -> dict[str, Any]:
+    """Send a forward over the real mTLS peer link, as the origin's agent would."""
+    now = origin.services.clock.now()
+    message = Forward(order_id, now, new_nonce(), DOCTOR, meta, payload).to_json()
+    _, answer = await peers(origin).call("127.0.0.1", peers(holder).port, "/peer/v1/forward", message)
+    return answer
+
+
+async def _exported(origin: Any, **body: Any) -> tuple[str, dict[str, Any], bytes]:
+    from tests.support.queue import make_cda
+
+    order = (await origin.services.orders.submit(order_body(rpps=DOCTOR, delay=3600, cda=make_cda(), **body),
+                                                 "test")).order
+    meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
+    return order.id, meta, payload
+
+
+async def test_the_holder_refuses_a_forward_the_patient_opposed_there(practice: Any,
+                                                                      http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    order_id, meta, payload = await _exported(origin)
+    consent = {"dmp_consultation": "granted", "dmp_feeding": "opposition", "informed": True}
+    async with http.put(f"{holder.url}/v1/patients/{meta['ins']}/consent", json=consent,
+                        headers=holder.headers()) as response:
+        assert response.status == 200, await response.text()  # recorded on the holder only
+    from agent.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        await _forward_as_origin(origin, holder, meta, payload, order_id)
+    assert refused.value.code == "feeding_opposed"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_refuses_a_forward_of_an_unqualified_identity(practice: Any) -> None:
+    import json
+
+    origin, holder = practice
+    order_id, meta, payload = await _exported(origin)
+    content = json.loads(payload)
+    content["patient"]["identity_status"] = "VALI"  # what a member could send, bypassing its own checks
+    from agent.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        await _forward_as_origin(origin, holder, {**meta, "identity_status": "VALI"},
+                                 json.dumps(content).encode(), order_id)
+    assert refused.value.code == "ins_not_qualified"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_says(practice: Any) -> None:
+    origin, holder = practice
+    order_id, meta, payload = await _exported(origin)
+    now = origin.services.clock.now().timestamp()
+    answer = await _forward_as_origin(origin, holder, {**meta, "send_at": now}, payload, order_id)  # "zero delay"
+    assert answer["status"] == "stored"
+    from agent.store import orders as repo
+
+    stored = await holder.services.db.read(lambda c: repo.load_order(c, order_id))
+    assert stored is not None and stored.state.value == "scheduled"
+    minimum = holder.services.config.practice.forwarded_min_delay_seconds
+    assert minimum > 0
+    assert stored.send_at >= now + minimum - 1  # the doctor holding the CPS can still cancel it
