@@ -9,7 +9,10 @@
    its own process) with the configured concurrency; beside it, the simulator's own throughput at the same
    concurrency (the same submissions straight from a DmpClient, no queue).
 
-    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain]
+3. Commits per order of the drain, in-process (the executor's loop and a protocol-level DMP): the figure the
+   "state changes of one attempt in one commit" rule is about.
+
+    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain] [--commits 2000]
 """
 
 from __future__ import annotations
@@ -192,6 +195,51 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         sandbox.wait(20)
 
 
+def bench_commits(work: Path, count: int, concurrency: int) -> None:
+    """The drain's cost on disk, in-process: transactions asked for and fsynced commits (the store groups
+    concurrent transactions) per order sent by the executor's own loop, with a protocol-level DMP answering after
+    2 ms (``MemoryDmp``)."""
+    from agent.clock import SystemClock
+    from tests.support.queue import Harness, MemoryDmp
+
+    class SlowDmp(MemoryDmp):
+        async def deliver(self, job: Any) -> Any:
+            await asyncio.sleep(0.002)
+            return await super().deliver(job)
+
+    async def run() -> tuple[float, float, float]:
+        harness = Harness(work / "commits.db", SystemClock(), SlowDmp(), concurrency=concurrency)  # type: ignore[arg-type]
+        service = await harness.start()
+        await harness.executor.set_paused(True)
+        for _ in range(count):
+            await service.submit(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
+        db = harness.db
+        assert db is not None
+        transactions = 0
+        write = db.write
+
+        async def counted(fn: Any) -> Any:
+            nonlocal transactions
+            transactions += 1
+            return await write(fn)
+
+        db.write = counted  # type: ignore[method-assign]
+        before = db.commits
+        began = time.perf_counter()
+        await harness.executor.start()
+        await harness.executor.set_paused(False)
+        while len(harness.dmp.stored) < count or harness.executor._tasks:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - began
+        commits = db.commits - before
+        await harness.stop()
+        return transactions / count, commits / count, count / elapsed
+
+    asked, per_order, rate = asyncio.run(run())
+    print(f"Drain in-process ({count} ready orders, concurrency {concurrency}, DMP answering in 2 ms): "
+          f"{asked:.2f} transactions and {per_order:.2f} fsynced commits per order (grouped), {rate:.0f} orders/s")
+
+
 def _wait_for(url: str) -> None:
     import urllib.request
 
@@ -253,12 +301,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="the queue's [queue] concurrency for the drain")
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--skip-creates", action="store_true")
+    parser.add_argument("--commits", type=int, default=2000, help="orders of the in-process commits count (0: skip)")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         if not args.skip_creates:
             bench_creates(work, args.orders)
+        if args.commits:
+            bench_commits(work, args.commits, args.concurrency)
         if not args.skip_drain:
             bench_drain(work, args.drain, args.concurrency)
 

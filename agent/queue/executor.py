@@ -103,10 +103,12 @@ class QueueExecutor(Lifecycle):
         self._cards_due = 0.0  # monotonic time of the next look at orders waiting for a card
         # The doctor paused sending (tray or dashboard): nothing new leaves; delays still run, cancel still works.
         self.paused = False
+        self._stopping = False  # stop() was called: nothing new is claimed (a finishing send takes no next one)
 
     # --- life cycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         await self.recover()
         self._task = asyncio.create_task(self._run(), name="relais-queue")
         if self._bus is not None:
@@ -145,6 +147,7 @@ class QueueExecutor(Lifecycle):
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; sends in flight get ``grace`` seconds, then are cancelled (they stay ``sending``
         on disk and are reconciled at the next start)."""
+        self._stopping = True
         for task in (self._task, self._card_watch):
             if task is not None:
                 task.cancel()
@@ -235,18 +238,29 @@ class QueueExecutor(Lifecycle):
         return {kind: max(0.0, self._trouble_until.get(kind, 0.0) - mono) for kind in self._trouble}
 
     async def _dispatch(self) -> None:
-        if self.paused:
-            return
         free = self.settings.concurrency - len(self._inflight)
+        claim = self._claimer(free, self._now(), busy=set(self._inflight_kind.values()))
+        if claim is None:
+            return
         mono = self._clock.monotonic()
-        busy = set(self._inflight_kind.values())
+        claims = await self._db.write(claim)
+        if claims:
+            await self._changed(sorted({c.order_id for c in claims}))
+        for claim_ in claims:
+            self._start(claim_, mono)
+
+    def _claimer(self, free: int, now: float, *, busy: set[str]) -> Callable[[Any], list[repo.Claim]] | None:
+        """The transaction step that takes up to ``free`` ready deliveries (None when nothing may be taken):
+        healthy services first; a service in trouble gets one delivery at a time, once its pause is over (a cap
+        on the rate of requests); ``busy``: services with a request under way."""
+        if self.paused or self._stopping or free <= 0:
+            return None
+        mono = self._clock.monotonic()
         healthy = [k for k in self._gateways if k not in self.offline and k not in self._trouble]
-        # A service in trouble gets one delivery at a time, once its pause is over: a cap on the rate of requests.
         trying = [k for k in self._gateways if k in self._trouble and k not in self.offline and k not in busy
                   and mono >= self._trouble_until.get(k, 0.0)]
-        if free <= 0 or not (healthy or trying):
-            return
-        now = self._now()
+        if not (healthy or trying):
+            return None
 
         def claim(c: Any) -> list[repo.Claim]:
             taken = repo.claim_ready(c, self._cipher, healthy, free, now) if healthy else []
@@ -255,11 +269,7 @@ class QueueExecutor(Lifecycle):
                     taken += repo.claim_ready(c, self._cipher, [kind], 1, now)
             return taken
 
-        claims = await self._db.write(claim)
-        if claims:
-            await self._changed(sorted({c.order_id for c in claims}))
-        for claim_ in claims:
-            self._start(claim_, mono)
+        return claim
 
     def _start(self, claim: repo.Claim, mono: float) -> None:
         if claim.kind in self._trouble:
@@ -302,21 +312,31 @@ class QueueExecutor(Lifecycle):
             if outcome[0] is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
                 outcome = await self._last_look(claim, lookup, gateway, outcome)
         except asyncio.CancelledError:
+            self._release_slot(claim)
             raise
         except Exception:
             log.exception("envoi %s (%s) : erreur inattendue", claim.order_id, claim.destination)
             outcome = (Event.TRANSIENT, None, "internal_error",
                        "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
-        finally:
-            # The request is over: its slot goes to the next delivery while this outcome is recorded.
-            self._inflight.pop(claim.delivery_id, None)
-            self._inflight_kind.pop(claim.delivery_id, None)
-            self.wake()
         self._service_outcome(claim.kind, outcome[0], started)
+        # The slot stays this delivery's until its outcome is on disk: the same commit takes the next ready
+        # delivery for it (one fsynced commit per order while the queue drains, not one to record and one to
+        # claim).
+        following: list[repo.Claim] = []
         try:
-            await self._record(claim, *outcome)
+            following = await self._record(claim, *outcome)
         except Exception:  # the store failed: the delivery stays "sending", reconciled at the next start
             log.exception("envoi %s (%s) : résultat non enregistré", claim.order_id, claim.destination)
+        finally:
+            self._release_slot(claim)
+        mono = self._clock.monotonic()
+        for claim_ in following:
+            self._start(claim_, mono)
+
+    def _release_slot(self, claim: repo.Claim) -> None:
+        self._inflight.pop(claim.delivery_id, None)
+        self._inflight_kind.pop(claim.delivery_id, None)
+        self.wake()
 
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:
@@ -392,7 +412,9 @@ class QueueExecutor(Lifecycle):
         return Event.PERMANENT, None, refusal.code, refusal.message, True
 
     async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
-                      uncertain: bool) -> None:
+                      uncertain: bool) -> list[repo.Claim]:
+        """Record an attempt's outcome (and its trace) in one transaction; after a delivery or a refusal, the
+        same transaction claims the next ready delivery for the slot this one frees. The claims taken."""
         now = self._now()
         due: float | None = None
         if event is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
@@ -401,15 +423,19 @@ class QueueExecutor(Lifecycle):
         elif event is Event.TRANSIENT:
             due = now + backoff_seconds(claim.round_attempts, base=self.settings.backoff_base_seconds,
                                         cap=self.settings.backoff_cap_seconds, rand=self._rand)
+        others = {k for d, k in self._inflight_kind.items() if d != claim.delivery_id}
+        take_next = self._claimer(1, now, busy=others) if event in (Event.DELIVERED, Event.PERMANENT) else None
+        following: list[repo.Claim] = []
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
             sent = self._trace_event("order.sent", claim, "ok")
 
-            def record_sent(c: Any) -> None:
+            def record_sent(c: Any) -> list[repo.Claim]:
                 repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
                 self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
+                return take_next(c) if take_next is not None else []
 
-            await self._db.write(record_sent)
+            following = await self._db.write(record_sent)
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
         else:
             # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
@@ -418,17 +444,19 @@ class QueueExecutor(Lifecycle):
             failed = self._trace_event("order.failed", claim, "error", code=code) \
                 if event is Event.PERMANENT else None
 
-            def record_failure(c: Any) -> None:
+            def record_failure(c: Any) -> list[repo.Claim]:
                 repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
                                          uncertain=uncertain)
                 if failed is not None:
                     self._traces.record_in(c, failed)
+                return take_next(c) if take_next is not None else []
 
-            await self._db.write(record_failure)
+            following = await self._db.write(record_failure)
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
             if event is Event.OFFLINE:
                 await self._went_offline(claim.kind)
-        await self._changed([claim.order_id])
+        await self._changed([claim.order_id, *(c.order_id for c in following)])
+        return following
 
     async def _went_offline(self, kind: str) -> None:
         if kind not in self.offline:

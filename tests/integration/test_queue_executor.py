@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -392,3 +393,31 @@ async def test_retry_all_failed_sends_every_failed_order_once(harness: Harness) 
     assert sorted(harness.dmp.submissions) == sorted(o.document_unique_id for o in failed)
     assert await harness.state(waiting.id) is DeliveryState.SCHEDULED  # only the failed ones move
     assert await harness.service.retry_failed("dashboard") == []
+
+
+async def test_a_drain_costs_one_transaction_per_order(tmp_path: Path) -> None:
+    """Each send's outcome, its trace and the claim of the next ready delivery share one transaction (one fsync
+    at most; fewer when the store groups concurrent ones), instead of one to record and one to claim. One slot,
+    so that the store cannot group them by chance."""
+    harness = Harness(tmp_path / "drain.db", FrozenClock(), MemoryDmp(), concurrency=1)
+    await harness.start()
+    orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(20)]
+    db = harness.db
+    assert db is not None
+    transactions = 0
+    write = db.write
+
+    async def counted(fn: Any) -> Any:  # counts the transactions the executor asks for (each is fsynced)
+        nonlocal transactions
+        transactions += 1
+        return await write(fn)
+
+    db.write = counted  # type: ignore[method-assign]
+    for _ in range(len(orders)):  # passes of the executor until the queue is drained
+        await harness.run()
+        if len(harness.dmp.stored) == len(orders):
+            break
+    assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
+    await harness.stop()
+    assert transactions <= len(orders) + 2, transactions  # + the release of the due orders and the first claim
+    assert len(harness.traces.events) == len(orders)  # each "sent" traced in the transaction that records it
