@@ -76,7 +76,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: every bus event, with heartbeats so proxies and clients see a live stream."""
     services = request.app[SERVICES]
     last = request.headers.get("Last-Event-ID", "")
-    subscription = services.bus.subscribe(after=int(last) if last.isdigit() else None)
+    subscription = services.bus.subscribe(after=int(last) if last.isascii() and last.isdigit() else None)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
