@@ -165,9 +165,6 @@ def list_members(conn: sqlite3.Connection) -> list[tuple[str, str, float, float 
 
 
 # Invites
-MAX_INVITE_FAILURES = 20
-
-
 def add_invite(conn: sqlite3.Connection, invite: str, key: bytes, now: float, expires_at: float) -> None:
     conn.execute("INSERT INTO routing_invites(id, mac_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
                  (invite, key, now, expires_at))
@@ -175,8 +172,8 @@ def add_invite(conn: sqlite3.Connection, invite: str, key: bytes, now: float, ex
 
 def live_invites(conn: sqlite3.Connection, now: float) -> list[tuple[str, bytes]]:
     return [(r[0], bytes(r[1])) for r in conn.execute(
-        "SELECT id, mac_key FROM routing_invites WHERE used_at IS NULL AND expires_at > ? AND mac_key IS NOT NULL "
-        "AND failures < ?", (now, MAX_INVITE_FAILURES))]
+        "SELECT id, mac_key FROM routing_invites WHERE used_at IS NULL AND expires_at > ? AND mac_key IS NOT NULL",
+        (now,))]
 
 
 def use_invite(conn: sqlite3.Connection, invite: str, name: str, now: float) -> None:
@@ -186,12 +183,6 @@ def use_invite(conn: sqlite3.Connection, invite: str, name: str, now: float) -> 
         "WHERE id = ? AND used_at IS NULL AND expires_at > ?", (now, name, invite, now))
     if cur.rowcount != 1:
         raise Conflict("Code d'invitation refusé (inconnu, expiré ou déjà utilisé).", code="pairing_refused")
-
-
-def count_failure(conn: sqlite3.Connection, now: float) -> None:
-    """A refused join counts against every live invite: after too many, they stop working."""
-    conn.execute("UPDATE routing_invites SET failures = failures + 1 WHERE used_at IS NULL AND expires_at > ?",
-                 (now,))
 
 
 # Addresses (hints)
