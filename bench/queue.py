@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sqlite3
 import tempfile
 import time
@@ -195,16 +196,16 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         sandbox.wait(20)
 
 
-def bench_commits(work: Path, count: int, concurrency: int) -> None:
+def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0) -> None:
     """The drain's cost on disk, in-process: transactions asked for and fsynced commits (the store groups
     concurrent transactions) per order sent by the executor's own loop, with a protocol-level DMP answering after
-    2 ms (``MemoryDmp``)."""
+    about ``dmp_ms`` (``MemoryDmp``; uniform in [0.5, 1.5] x dmp_ms)."""
     from agent.clock import SystemClock
     from tests.support.queue import Harness, MemoryDmp
 
     class SlowDmp(MemoryDmp):
         async def deliver(self, job: Any) -> Any:
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(dmp_ms / 1000 * (0.5 + random.random()))
             return await super().deliver(job)
 
     async def run() -> tuple[float, float, float]:
@@ -236,7 +237,7 @@ def bench_commits(work: Path, count: int, concurrency: int) -> None:
         return transactions / count, commits / count, count / elapsed
 
     asked, per_order, rate = asyncio.run(run())
-    print(f"Drain in-process ({count} ready orders, concurrency {concurrency}, DMP answering in 2 ms): "
+    print(f"Drain in-process ({count} ready orders, concurrency {concurrency}, DMP answering in ~{dmp_ms:g} ms): "
           f"{asked:.2f} transactions and {per_order:.2f} fsynced commits per order (grouped), {rate:.0f} orders/s")
 
 
@@ -302,6 +303,7 @@ def main() -> None:
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--skip-creates", action="store_true")
     parser.add_argument("--commits", type=int, default=2000, help="orders of the in-process commits count (0: skip)")
+    parser.add_argument("--dmp-ms", type=float, default=2.0, help="the in-process DMP's answer time (milliseconds)")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=args.dir) as tmp:
@@ -309,7 +311,7 @@ def main() -> None:
         if not args.skip_creates:
             bench_creates(work, args.orders)
         if args.commits:
-            bench_commits(work, args.commits, args.concurrency)
+            bench_commits(work, args.commits, args.concurrency, args.dmp_ms)
         if not args.skip_drain:
             bench_drain(work, args.drain, args.concurrency)
 
