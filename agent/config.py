@@ -56,6 +56,8 @@ class ApiSection:
     auth_failure_limit: int = 10
     auth_failure_window_seconds: int = 60
     sse_heartbeat_seconds: float = 15.0
+    # Event streams (/v1/events) open at once; one more answers 503 (each holds a queue of up to 1,000 events).
+    max_event_streams: int = 32
     # Seconds a connection may stay idle (no request, or a request's headers not finished) before it is closed:
     # idle sockets must not pile up until the file handles run out. No public source: a choice, kept short.
     idle_timeout_seconds: float = 15.0
@@ -446,6 +448,7 @@ def validate(config: Config) -> None:
         "api.auth_failure_limit": config.api.auth_failure_limit,
         "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
         "api.idle_timeout_seconds": config.api.idle_timeout_seconds,
+        "api.max_event_streams": config.api.max_event_streams,
         "practice.peer_idle_timeout_seconds": config.practice.peer_idle_timeout_seconds,
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
