@@ -437,3 +437,35 @@ async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_s
     minimum = holder.services.config.practice.forwarded_min_delay_seconds
     assert minimum > 0
     assert stored.send_at >= now + minimum - 1  # the doctor holding the CPS can still cancel it
+
+
+async def test_a_forward_never_acknowledged_goes_to_another_holder_of_the_cps(
+        start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    first = await start(start_agent, "Cabinet", data_dir=tmp_path / "first", demo=DemoOptions(cards="cps"))
+    second = await start(start_agent, "Salle-2", data_dir=tmp_path / "second", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
+    status, _ = await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    assert status == 200
+    await init(first, "Cabinet")
+    await join(second, await invite(first), first, "Salle-2")
+    await join(origin, await invite(first), first, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    order_id, link = await _strand(origin, first, http)
+    # The doctor now works in the other room: the order, never acknowledged by "Cabinet", goes there.
+    await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": True})
+
+    async def moved() -> bool:
+        await routing(origin).forwarding.forward_pass()
+        return await order_state(second, order_id) == "scheduled" and await order_state(origin, order_id) == "forwarded"
+
+    await _until(moved, tries=200)
+    _, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
+    assert mine["routing"]["forwarded_to"] == "Salle-2"
+    await link.start()  # "Cabinet" comes back: its stale copy is dropped, the order leaves from "Salle-2" only
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(first, order_id) == "cancelled"
+
+    await _until(dropped, tries=200)
+    assert await order_state(second, order_id) == "scheduled"
