@@ -136,9 +136,11 @@ class OrderService:
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
         new = self.intake.check(prepared, cda, f"poste:{origin}")
+        # The author too: the holder signs with that author's CPS, so the order must be the author's own.
         claimed = {k: str(meta.get(k, "")) for k in ("ins", "ins_oid", "identity_status", "document_unique_id")}
+        claimed["author_rpps"] = str(meta.get("author_rpps", ""))[-11:]
         derived = {"ins": new.ins, "ins_oid": new.ins_oid, "identity_status": new.identity_status,
-                   "document_unique_id": new.document_unique_id}
+                   "document_unique_id": new.document_unique_id, "author_rpps": new.author_rpps[-11:]}
         if claimed != derived or set(new.destinations) != set(destinations):
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:

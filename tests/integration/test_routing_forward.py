@@ -374,11 +374,25 @@ async def test_a_forward_never_acknowledged_comes_back_when_the_cps_does(
     assert await order_state(origin, order_id) in ("scheduled", "waiting_card")
 
 
+@pytest.fixture
+async def quiet_origin(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """A practice whose origin's clock runs 30 minutes ahead: its own forwards are refused as stale, so a test
+    sends its crafted forwards itself (dated by the real clock), with no automatic forward racing them."""
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin",
+                         clock=OffsetClock(timedelta(minutes=30)))
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    return origin, holder
+
+
 async def _forward_as_origin(origin: Any, holder: Any, meta: dict[str, Any], payload: bytes, order_id: str,
-                             ) -> dict[str, Any]:
-    """Send a forward over the real mTLS peer link, as the origin's agent would."""
-    now = origin.services.clock.now()
-    message = Forward(order_id, now, new_nonce(), DOCTOR, meta, payload).to_json()
+                             author: str = DOCTOR) -> dict[str, Any]:
+    """Send a forward over the real mTLS peer link with the origin's practice certificate."""
+    from datetime import UTC, datetime
+
+    message = Forward(order_id, datetime.now(UTC), new_nonce(), author, meta, payload).to_json()
     _, answer = await peers(origin).call("127.0.0.1", peers(holder).port, "/peer/v1/forward", message)
     return answer
 
@@ -392,31 +406,31 @@ async def _exported(origin: Any, **body: Any) -> tuple[str, dict[str, Any], byte
     return order.id, meta, payload
 
 
-async def test_the_holder_refuses_a_forward_the_patient_opposed_there(practice: Any,
+async def test_the_holder_refuses_a_forward_the_patient_opposed_there(quiet_origin: Any,
                                                                       http: aiohttp.ClientSession) -> None:
-    origin, holder = practice
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
     order_id, meta, payload = await _exported(origin)
     consent = {"dmp_consultation": "granted", "dmp_feeding": "opposition", "informed": True}
     async with http.put(f"{holder.url}/v1/patients/{meta['ins']}/consent", json=consent,
                         headers=holder.headers()) as response:
         assert response.status == 200, await response.text()  # recorded on the holder only
-    from agent.errors import InvalidInput
-
     with pytest.raises(InvalidInput) as refused:
         await _forward_as_origin(origin, holder, meta, payload, order_id)
     assert refused.value.code == "feeding_opposed"
     assert await order_state(holder, order_id) is None
 
 
-async def test_the_holder_refuses_a_forward_of_an_unqualified_identity(practice: Any) -> None:
+async def test_the_holder_refuses_a_forward_of_an_unqualified_identity(quiet_origin: Any) -> None:
     import json
 
-    origin, holder = practice
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
     order_id, meta, payload = await _exported(origin)
     content = json.loads(payload)
     content["patient"]["identity_status"] = "VALI"  # what a member could send, bypassing its own checks
-    from agent.errors import InvalidInput
-
     with pytest.raises(InvalidInput) as refused:
         await _forward_as_origin(origin, holder, {**meta, "identity_status": "VALI"},
                                  json.dumps(content).encode(), order_id)
@@ -424,10 +438,25 @@ async def test_the_holder_refuses_a_forward_of_an_unqualified_identity(practice:
     assert await order_state(holder, order_id) is None
 
 
-async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_says(practice: Any) -> None:
-    origin, holder = practice
+async def test_the_holder_refuses_a_forward_whose_author_is_not_the_documents(quiet_origin: Any) -> None:
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
+    other = "10003456789"  # an order of another doctor, sent as if it were the CPS holder's own
     order_id, meta, payload = await _exported(origin)
-    now = origin.services.clock.now().timestamp()
+    for forged_meta, author in (({**meta, "author_rpps": other}, DOCTOR), (meta, other)):
+        with pytest.raises(InvalidInput) as refused:
+            await _forward_as_origin(origin, holder, forged_meta, payload, order_id, author)
+        assert refused.value.code == "forward_mismatch"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_says(quiet_origin: Any) -> None:
+    from datetime import UTC, datetime
+
+    origin, holder = quiet_origin
+    order_id, meta, payload = await _exported(origin)
+    now = datetime.now(UTC).timestamp()
     answer = await _forward_as_origin(origin, holder, {**meta, "send_at": now}, payload, order_id)  # "zero delay"
     assert answer["status"] == "stored"
     from agent.store import orders as repo
