@@ -375,7 +375,7 @@ def test_a_replayed_or_stale_forward_is_refused_by_the_holder(practice: Practice
     unique_id = root_id.get("root", "") + (f"^{root_id.get('extension')}" if root_id.get("extension") else "")
     meta = {"destinations": ["dmp"], "send_at": now.timestamp() + 3600, "body_hash": "h",
             "ins": body["patient"]["ins"], "ins_oid": body["patient"]["oid"], "identity_status": "QUAL",
-            "type_code": "87273-9", "document_unique_id": unique_id,
+            "type_code": "87273-9", "document_unique_id": unique_id, "author_rpps": DOCTOR,
             "submission_set_unique_id": f"2.25.{uuid.uuid4().int}"}
     payload = json.dumps({"cda_base64": body["document"]["cda_base64"], "patient": body["patient"],
                           "author": body["author"], "visibility": {}}).encode()
