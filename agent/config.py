@@ -56,6 +56,8 @@ class ApiSection:
     auth_failure_limit: int = 10
     auth_failure_window_seconds: int = 60
     sse_heartbeat_seconds: float = 15.0
+    # Event streams (/v1/events) open at once; one more answers 503 (each holds a queue of up to 1,000 events).
+    max_event_streams: int = 32
     # Seconds a connection may stay idle (no request, or a request's headers not finished) before it is closed:
     # idle sockets must not pile up until the file handles run out. No public source: a choice, kept short.
     idle_timeout_seconds: float = 15.0
@@ -205,11 +207,11 @@ class PscSection:
 class QueueSection:
     # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
     delay_seconds: int = 900
-    # Transient failures in a row (5xx, timeout) before a delivery fails; the user can retry it.
-    max_attempts: int = 8
-    # Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2^(attempt-1))].
+    # Transient failures in a row (5xx, TLS, timeout, unreadable answer) before a delivery fails; 0: never.
+    max_attempts: int = 0
+    # Exponential backoff with jitter, for each delivery and for a failing service as a whole.
     backoff_base_seconds: float = 30.0
-    backoff_cap_seconds: float = 3600.0
+    backoff_cap_seconds: float = 900.0
     # While a service is unreachable, how often the connectivity probe asks it again.
     probe_interval_seconds: float = 30.0
     # Deliveries sent at the same time.
@@ -259,6 +261,9 @@ class PracticeSection:
     message_max_age_seconds: int = 300
     # Seconds a peer connection may stay idle (before its first request, between requests) before it is closed.
     peer_idle_timeout_seconds: float = 30.0
+    # A forwarded order waits at least this long on the workstation holding the CPS before it leaves, whatever
+    # deadline its origin set (a zero delay included): the doctor whose card signs it can still cancel it.
+    forwarded_min_delay_seconds: int = 120
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -516,11 +521,11 @@ def validate(config: Config) -> None:
         "api.auth_failure_limit": config.api.auth_failure_limit,
         "api.auth_failure_window_seconds": config.api.auth_failure_window_seconds,
         "api.idle_timeout_seconds": config.api.idle_timeout_seconds,
+        "api.max_event_streams": config.api.max_event_streams,
         "practice.peer_idle_timeout_seconds": config.practice.peer_idle_timeout_seconds,
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
-        "queue.max_attempts": config.queue.max_attempts,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
         "queue.backoff_cap_seconds": config.queue.backoff_cap_seconds,
         "queue.probe_interval_seconds": config.queue.probe_interval_seconds,
@@ -534,6 +539,13 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError("une valeur strictement positive est attendue", key=key, path=src)
+    if config.queue.max_attempts < 0:
+        raise ConfigError("0 (jamais) ou un nombre de tentatives attendu", key="queue.max_attempts", path=src)
+    if config.queue.backoff_cap_seconds < config.queue.backoff_base_seconds:
+        raise ConfigError("le plafond doit être au moins égal à la base", key="queue.backoff_cap_seconds", path=src)
+    if not 0 <= config.practice.forwarded_min_delay_seconds <= 7 * 24 * 3600:
+        raise ConfigError("délai entre 0 et 604800 secondes attendu", key="practice.forwarded_min_delay_seconds",
+                          path=src)
     if not 0 <= config.queue.delay_seconds <= 7 * 24 * 3600:
         raise ConfigError("délai entre 0 et 604800 secondes attendu", key="queue.delay_seconds", path=src)
     if config.api.sse_heartbeat_seconds <= 0:

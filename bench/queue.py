@@ -12,8 +12,11 @@
 3. Drain: N orders made due at the same instant, sent by the queue to the DMP simulator (`relais sandbox`,
    its own process) with the configured concurrency; beside it, the simulator's own throughput at the same
    concurrency (the same submissions straight from a DmpClient, no queue).
+4. Commits per order of the drain, in-process (the executor's loop and a protocol-level DMP): the figure the
+   "state changes of one attempt in one commit" rule is about.
 
     .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain] [--list 10000,50000]
+                                    [--commits 2000]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sqlite3
 import tempfile
 import time
@@ -310,6 +314,51 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         sandbox.wait(20)
 
 
+def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0) -> None:
+    """The drain's cost on disk, in-process: transactions asked for and fsynced commits (the store groups
+    concurrent transactions) per order sent by the executor's own loop, with a protocol-level DMP answering after
+    about ``dmp_ms`` (``MemoryDmp``; uniform in [0.5, 1.5] x dmp_ms)."""
+    from agent.clock import SystemClock
+    from tests.support.queue import Harness, MemoryDmp
+
+    class SlowDmp(MemoryDmp):
+        async def deliver(self, job: Any) -> Any:
+            await asyncio.sleep(dmp_ms / 1000 * (0.5 + random.random()))
+            return await super().deliver(job)
+
+    async def run() -> tuple[float, float, float]:
+        harness = Harness(work / "commits.db", SystemClock(), SlowDmp(), concurrency=concurrency)  # type: ignore[arg-type]
+        service = await harness.start()
+        await harness.executor.set_paused(True)
+        for _ in range(count):
+            await service.submit(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
+        db = harness.db
+        assert db is not None
+        transactions = 0
+        write = db.write
+
+        async def counted(fn: Any) -> Any:
+            nonlocal transactions
+            transactions += 1
+            return await write(fn)
+
+        db.write = counted  # type: ignore[method-assign]
+        before = db.commits
+        began = time.perf_counter()
+        await harness.executor.start()
+        await harness.executor.set_paused(False)
+        while len(harness.dmp.stored) < count or harness.executor._tasks:
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - began
+        commits = db.commits - before
+        await harness.stop()
+        return transactions / count, commits / count, count / elapsed
+
+    asked, per_order, rate = asyncio.run(run())
+    print(f"Drain in-process ({count} ready orders, concurrency {concurrency}, DMP answering in ~{dmp_ms:g} ms): "
+          f"{asked:.2f} transactions and {per_order:.2f} fsynced commits per order (grouped), {rate:.0f} orders/s")
+
+
 def _wait_for(url: str) -> None:
     import urllib.request
 
@@ -373,6 +422,8 @@ def main() -> None:
     parser.add_argument("--list", default="10000,50000", help="store sizes of the list benchmark ('' to skip)")
     parser.add_argument("--list-rounds", type=int, default=100, help="requests of each kind per size")
     parser.add_argument("--skip-creates", action="store_true")
+    parser.add_argument("--commits", type=int, default=2000, help="orders of the in-process commits count (0: skip)")
+    parser.add_argument("--dmp-ms", type=float, default=2.0, help="the in-process DMP's answer time (milliseconds)")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=args.dir) as tmp:
@@ -381,6 +432,8 @@ def main() -> None:
             bench_creates(work, args.orders)
         if args.list:
             bench_list(work, [int(n) for n in args.list.split(",")], args.list_rounds)
+        if args.commits:
+            bench_commits(work, args.commits, args.concurrency, args.dmp_ms)
         if not args.skip_drain:
             bench_drain(work, args.drain, args.concurrency)
 

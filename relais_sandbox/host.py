@@ -45,6 +45,7 @@ class FaultState:
     slow_seconds: float = 2.0
     timeout_seconds: float = 120.0
     only_path: str = ""  # when set, the fault applies to this endpoint only (e.g. the DMP's /repository)
+    requests: int = 0  # protocol requests received (whatever the mode): how hard clients hit a failing service
 
 
 @dataclass
@@ -79,6 +80,7 @@ def fault_middleware(state: FaultState, *, before_answer: bool = True) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
+        state.requests += 1
         mode = state.mode if not state.only_path or request.path == state.only_path else FaultMode.OK
         if mode is FaultMode.DOWN:
             if request.transport is not None:

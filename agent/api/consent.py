@@ -177,9 +177,9 @@ def _trace_filter(request: web.Request) -> tuple[TraceFilter, int, str]:
     if fmt not in ("json", "csv"):
         errors.append(FieldError("format", "Format attendu : json ou csv."))
     limit_text, cursor = query.get("limit", "50"), query.get("cursor", "0")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 500:
         errors.append(FieldError("limit", "Un entier de 1 à 500 est attendu."))
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()):
         errors.append(FieldError("cursor", "Curseur invalide."))
     ins = query.get("ins")
     if ins is not None and not key_is_valid(ins.upper()):

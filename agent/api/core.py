@@ -10,7 +10,8 @@ from aiohttp import web
 
 from agent.api.context import SERVICES
 from agent.api.openapi import build_document
-from agent.api.spec import RouteTable, json_response
+from agent.api.spec import RouteTable, json_response, problem_response
+from agent.errors import Unavailable
 
 HEALTH_SCHEMA = {
     "type": "object",
@@ -84,8 +85,11 @@ async def openapi(request: web.Request) -> web.Response:
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: every bus event, with heartbeats so proxies and clients see a live stream."""
     services = request.app[SERVICES]
+    if len(services.streams) >= services.config.api.max_event_streams:
+        raise Unavailable("Trop de flux d'événements ouverts sur cet agent : fermez-en un puis réessayez.",
+                          code="too_many_streams")
     last = request.headers.get("Last-Event-ID", "")
-    subscription = services.bus.subscribe(after=int(last) if last.isdigit() else None)
+    subscription = services.bus.subscribe(after=int(last) if last.isascii() and last.isdigit() else None)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -136,5 +140,6 @@ def register(table: RouteTable) -> None:
                     "connectivity.changed, store.fault {writable, code, message}, clock.jumped; each data is JSON "
                     "with id and at. Heartbeat comments every "
                     "api.sse_heartbeat_seconds. Last-Event-ID replays recent events.",
-        responses={200: {"description": "Flux SSE", "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+        responses={200: {"description": "Flux SSE", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                   503: problem_response("too_many_streams (api.max_event_streams)")},
     )

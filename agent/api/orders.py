@@ -160,6 +160,12 @@ async def retry(request: web.Request) -> web.Response:
     return web.json_response(order_json(await request.app[SERVICES].orders.retry(request.match_info["id"])))
 
 
+async def retry_failed(request: web.Request) -> web.Response:
+    client = request.get(CLIENT_KEY)
+    order_ids = await request.app[SERVICES].orders.retry_failed(client.name if client else "")
+    return web.json_response({"retried": len(order_ids), "orders": order_ids})
+
+
 async def document_status(request: web.Request) -> web.Response:
     unique_id = request.match_info["unique_id"]
     pairs = await request.app[SERVICES].orders.document(unique_id)
@@ -390,6 +396,15 @@ def register(table: RouteTable) -> None:
                responses={200: json_response("Ordre", ORDER_SCHEMA), 409: _CONFLICT,
                           404: problem_response("order_not_found"), 503: problem_response("cancel_unverified"),
                           507: _DISK})
+    table.post("/v1/orders/retry-failed", retry_failed, summary="Réessayer tout : relancer tous les envois en échec",
+               tag=tag, body="none",
+               description="Every failed delivery is ready again with a fresh retry budget; one whose earlier "
+                           "attempt may have reached its service is asked about first (never sent twice). "
+                           "Publishes order.updated for each order.",
+               responses={200: json_response("Envois relancés", {
+                   "type": "object", "required": ["retried", "orders"],
+                   "properties": {"retried": {"type": "integer", "description": "orders concerned"},
+                                  "orders": {"type": "array", "items": {"type": "string"}}}})})
     table.get("/v1/documents/{unique_id}", document_status, summary="Ce document a-t-il déjà été envoyé au DMP ?",
               tag=tag, responses={200: json_response("État d'envoi du document", {
                   "type": "object", "properties": {"unique_id": {"type": "string"}, "fed": {"type": "boolean"},

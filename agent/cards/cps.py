@@ -67,7 +67,7 @@ def holder_from_certificate(der: bytes) -> CpsHolder:
 
 def check_pin_format(pin: str) -> None:
     """A CPS PIN is 4 to 8 digits; anything else is refused before it costs the doctor an attempt."""
-    if not isinstance(pin, str) or not pin.isdigit() or not 4 <= len(pin) <= 8:
+    if not isinstance(pin, str) or not (pin.isascii() and pin.isdigit()) or not 4 <= len(pin) <= 8:
         raise InvalidInput.field("pin", "Le code PIN de la carte CPS compte 4 à 8 chiffres.")
 
 

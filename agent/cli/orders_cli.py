@@ -1,4 +1,4 @@
-"""`relais orders list|cancel`: the send-order queue from the command line, through the running agent's API."""
+"""`relais orders list|cancel|retry-failed`: the send-order queue from the command line, through the agent's API."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def cmd_orders(args: argparse.Namespace) -> int:
         order = agent_request(config, "POST", f"/v1/orders/{urllib.parse.quote(args.id, safe='')}/cancel", {})
         print(f"Envoi {order['id']} annulé.")
         return 0
+    if args.orders_command == "retry-failed":
+        result = agent_request(config, "POST", "/v1/orders/retry-failed")
+        retried = int(result["retried"])
+        print("Aucun envoi en échec." if not retried else f"{retried} envoi(s) en échec relancé(s).")
+        return 0
     query = {"limit": str(args.limit)}
     if args.state:
         query["state"] = args.state
@@ -40,7 +45,7 @@ def cmd_orders(args: argparse.Namespace) -> int:
 
 
 def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    """Declare `orders list|cancel` (``add`` is the CLI's subcommand factory)."""
+    """Declare `orders list|cancel|retry-failed` (``add`` is the CLI's subcommand factory)."""
     from agent.cli import _common
 
     orders = add("orders", "ordres d'envoi au DMP et par MSSanté")
@@ -53,3 +58,5 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     cancel = sub.add_parser("cancel", help="annuler un envoi qui n'est pas encore parti")
     _common(cancel, top=False)
     cancel.add_argument("id")
+    retry_all = sub.add_parser("retry-failed", help="réessayer tout : relancer tous les envois en échec")
+    _common(retry_all, top=False)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from agent.dmp.models import PatientDmpStatus
-from agent.errors import PermanentRemoteError
+from agent.errors import PermanentRemoteError, TransientRemoteError
 
 HL7 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -227,7 +227,7 @@ def _refusal(msg: etree._Element, what: str) -> PermanentRemoteError:
 def read_td02_answer(msg: etree._Element) -> PatientDmpStatus:
     """The patient's DMP status from a PRPA_IN201306UV02; a refusal (AE, AR) becomes PermanentRemoteError."""
     if etree.QName(msg).localname != TD02_ANSWER:
-        raise PermanentRemoteError("Réponse TD0.2 inattendue du DMP.", service="dmp", code="dmp_answer_invalid")
+        raise TransientRemoteError("Réponse TD0.2 inattendue du DMP.", service="dmp", code="dmp_answer_invalid")
     ack = _code(msg.find(f"{h('acknowledgement')}/{h('typeCode')}"))
     if ack != "AA":
         raise _refusal(msg, "le test d'existence")

@@ -195,7 +195,9 @@ def parse_envelope(data: bytes, *, what: str = "réponse du DMP") -> etree._Elem
     try:
         env = parse(data, what=what, max_bytes=MAX_ANSWER_BYTES)
     except UnsafeXml as exc:
-        raise PermanentRemoteError(f"Réponse du DMP refusée : {exc.message}", service="dmp",
+        # An unreadable answer says nothing about the request: the DMP may have stored the document. Transient:
+        # the next attempt asks the DMP first, and a lasting fault is retried at a capped rate.
+        raise TransientRemoteError(f"Réponse du DMP illisible : {exc.message}", service="dmp",
                                    code="dmp_answer_invalid") from exc
     if env.tag != f"{{{SOAP12}}}Envelope":
         raise TransientRemoteError("Réponse du DMP qui n'est pas une enveloppe SOAP 1.2.", service="dmp",

@@ -1,8 +1,8 @@
 """HTTPS transport to the DMP: TLS with client authentication, timeouts, bounded answers, error mapping.
 
 The only place the DMP client touches sockets. No connection is ``ServiceUnreachable`` (saying whether the
-request may have left); timeouts and 5xx are transient; a 4xx without a SOAP fault is permanent. What the answer
-says (faults, registry errors) is read by ``soap``.
+request may have left); timeouts, 5xx and unreadable answers are transient; a 4xx without a SOAP fault is
+permanent. What the answer says (faults, registry errors) is read by ``soap``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from agent.dmp.soap import MAX_ANSWER_BYTES, MtomMessage, read_mtom
-from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.errors import InvalidInput, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.frames import FrameTap, open_exchange
 from agent.logs import get_logger
 
@@ -94,7 +94,11 @@ class Transport:
             log.warning("DMP injoignable (%s) : %s", action, type(exc).__name__)
             raise ServiceUnreachable("Le DMP est injoignable.", service="dmp", code="dmp_unreachable",
                                      maybe_delivered=not never_left) from exc
-        message = read_mtom(data, ctype, max_bytes=self._max)
+        try:
+            message = read_mtom(data, ctype, max_bytes=self._max)
+        except InvalidInput as exc:  # a broken MTOM answer: transient, the request may have been processed
+            raise TransientRemoteError(f"Réponse du DMP illisible : {exc.message}", service="dmp",
+                                       code="dmp_answer_invalid") from exc
         if status >= 500 and not _looks_soap(message.root):
             raise TransientRemoteError(f"Le DMP est en erreur (HTTP {status}).", service="dmp",
                                        code="dmp_server_error", http_status=status)

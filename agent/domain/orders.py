@@ -11,7 +11,7 @@ failing DMP never resends a mail that already left, and the reverse::
 
     scheduled / waiting_card --(forward: a peer holds the CPS)--> forwarded
     forwarded --(the holder refused: not its CPS any more)--> waiting_card
-    forwarded --(recalled: the CPS came back here)--> scheduled
+    forwarded --(recalled: the CPS came back here, or a holder that never acknowledged is gone)--> scheduled
     forwarded --(the holder sent it / cancelled it)--> sent / cancelled   (mirrored from the holder)
 
 Pure rules, stdlib only: no clock, no randomness of its own (both are passed in), no I/O. The store applies
@@ -183,9 +183,23 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[],
     return max(0.0, rand() * ceiling)
 
 
+def service_pause_seconds(failures: int, *, base: float, cap: float, rand: Callable[[], float]) -> float:
+    """How long a service that failed ``failures`` times in a row (5xx, TLS, timeout, unreadable answer) is left
+    alone before one delivery tries it again: uniform in [c/2, c] with c = min(cap, base * 2^(failures-1)).
+
+    Unlike a delivery's own backoff (full jitter, which may be zero), the wait never falls under half its ceiling:
+    it caps the rate of requests to a failing service, whatever the number of orders waiting for it.
+    """
+    if failures < 1:
+        raise ValueError("failures counts from 1")
+    ceiling = min(cap, base * math.ldexp(1.0, min(failures - 1, 62)))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
 def attempts_exhausted(round_attempts: int, max_attempts: int) -> bool:
-    """After ``max_attempts`` transient failures in a row, the delivery fails (the user may retry it)."""
-    return round_attempts >= max_attempts
+    """After ``max_attempts`` transient failures in a row, the delivery fails (the user may retry it);
+    ``max_attempts`` 0: never, transient trouble is retried for as long as it lasts."""
+    return max_attempts > 0 and round_attempts >= max_attempts
 
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600

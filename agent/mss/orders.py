@@ -105,9 +105,8 @@ def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_
 
     Applied whether or not MSSanté is configured yet: like the DMP's, MSS deliveries then wait in the queue
     until it is (the order's JSON says so in ``mss_warning``). ``cse_address``: ``[mss] cse_address``."""
-    destinations = body.get("destinations")
-    if destinations is not None and not isinstance(destinations, dict):
-        return body  # the intake reports the shape error
+    if "destinations" in body and not isinstance(body["destinations"], dict):
+        return body  # the intake reports the shape error (null included: it answered 500)
     out = copy.deepcopy(body)
     dest: dict[str, Any] = out.setdefault("destinations", {})
     mss = dest.get("mss", [])

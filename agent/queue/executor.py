@@ -8,7 +8,13 @@ next pass, and nothing is ever lost because a process-local timer died with its 
 Exactly once (invariant 3): a delivery is marked ``sending`` (with its attempt) in a committed transaction
 before the request leaves; after a crash, a timeout or any transient failure that may have reached the service,
 the next attempt first asks the service (``find``, TD3.1 by uniqueId) and records ``sent`` if it is there.
-The identifiers were fixed at creation, so a ``DuplicateUniqueId`` answer also means delivered.
+The identifiers were fixed at creation, so a ``DuplicateUniqueId`` answer also means delivered. A refusal is
+not taken as final on the spot either: the service is asked first whether it holds the document after all.
+
+Retry policy: transient trouble (5xx, TLS, timeouts, unreadable answers) is retried for as long as it lasts
+(``max_attempts`` 0), each delivery with its own capped, jittered backoff; and the failing *service* is paused
+as a whole (``service_pause_seconds``): while it fails, one delivery at a time tries it, after a wait that doubles
+up to ``backoff_cap_seconds``, so a thousand waiting orders cost one request per interval, not a thousand.
 
 This module never logs patient data or document content: ids and states only.
 """
@@ -27,12 +33,13 @@ from typing import Any
 from agent.clock import Clock, ClockJump, ClockWatch
 from agent.connectivity import ConnectivityTracker
 from agent.domain.delivery import DeliveryGateway, DeliveryJob, Lookup
-from agent.domain.orders import Event, attempts_exhausted, backoff_seconds
+from agent.domain.orders import Event, attempts_exhausted, backoff_seconds, service_pause_seconds
 from agent.domain.policy import Actor, TraceEvent, TraceRecorder
 from agent.errors import (
     DuplicateUniqueId,
     InvalidInput,
     PermanentRemoteError,
+    RelaisError,
     ServiceUnreachable,
     StoreError,
     TransientRemoteError,
@@ -52,9 +59,9 @@ log = get_logger("queue")
 @dataclass(frozen=True, kw_only=True)
 class QueueSettings:
     delay_seconds: int = 900
-    max_attempts: int = 8
+    max_attempts: int = 0  # transient failures in a row before a delivery fails; 0: never
     backoff_base_seconds: float = 30.0
-    backoff_cap_seconds: float = 3600.0
+    backoff_cap_seconds: float = 900.0
     probe_interval_seconds: float = 30.0
     concurrency: int = 4
     attempt_timeout_seconds: float = 90.0
@@ -86,6 +93,12 @@ class QueueExecutor(Lifecycle):
         self._task: asyncio.Task[None] | None = None
         self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
+        self._inflight_kind: dict[int, str] = {}
+        # A service in trouble (transient failures in a row): how many, when the count last grew (monotonic), and
+        # when one delivery may try it again. Kept in memory: after a restart the first attempts find out again.
+        self._trouble: dict[str, int] = {}
+        self._trouble_marked: dict[str, float] = {}
+        self._trouble_until: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
         # Outcomes the store refused to record (full or read-only disk): kept and written at each pass, so a
         # delivery never stays "sending" until a restart once the disk accepts writes again.
@@ -97,10 +110,12 @@ class QueueExecutor(Lifecycle):
         self._cards_due = 0.0  # monotonic time of the next look at orders waiting for a card
         # The doctor paused sending (tray or dashboard): nothing new leaves; delays still run, cancel still works.
         self.paused = False
+        self._stopping = False  # stop() was called: nothing new is claimed (a finishing send takes no next one)
 
     # --- life cycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         await self.recover()
         self._task = asyncio.create_task(self._run(), name="relais-queue")
         if self._bus is not None:
@@ -139,6 +154,7 @@ class QueueExecutor(Lifecycle):
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work; sends in flight get ``grace`` seconds, then are cancelled (they stay ``sending``
         on disk and are reconciled at the next start)."""
+        self._stopping = True
         for task in (self._task, self._card_watch):
             if task is not None:
                 task.cancel()
@@ -224,50 +240,117 @@ class QueueExecutor(Lifecycle):
             timeout = min(timeout, max(0.0, due - self._now()))
         for kind in self.offline:
             timeout = min(timeout, max(0.0, self._next_probe.get(kind, 0.0) - self._clock.monotonic()))
+        for kind in self._trouble:
+            timeout = min(timeout, max(0.0, self._trouble_until.get(kind, 0.0) - self._clock.monotonic()))
         return timeout
 
+    def troubled(self) -> dict[str, float]:
+        """Services paused after transient failures: kind -> seconds before one delivery tries again."""
+        mono = self._clock.monotonic()
+        return {kind: max(0.0, self._trouble_until.get(kind, 0.0) - mono) for kind in self._trouble}
+
     async def _dispatch(self) -> None:
-        if self.paused:
-            return
         free = self.settings.concurrency - len(self._inflight)
-        kinds = [k for k in self._gateways if k not in self.offline]
-        if free <= 0 or not kinds:
+        claim = self._claimer(free, self._now(), busy=set(self._inflight_kind.values()))
+        if claim is None:
             return
-        now = self._now()
-        claims = await self._db.write(lambda c: repo.claim_ready(c, self._cipher, kinds, free, now))
+        mono = self._clock.monotonic()
+        claims = await self._db.write(claim)
         if claims:
             await self._changed(sorted({c.order_id for c in claims}))
-        for claim in claims:
-            task = asyncio.create_task(self._deliver(claim))
-            self._inflight[claim.delivery_id] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for claim_ in claims:
+            self._start(claim_, mono)
+
+    def _claimer(self, free: int, now: float, *, busy: set[str]) -> Callable[[Any], list[repo.Claim]] | None:
+        """The transaction step that takes up to ``free`` ready deliveries (None when nothing may be taken):
+        healthy services first; a service in trouble gets one delivery at a time, once its pause is over (a cap
+        on the rate of requests); ``busy``: services with a request under way."""
+        if self.paused or self._stopping or free <= 0:
+            return None
+        mono = self._clock.monotonic()
+        healthy = [k for k in self._gateways if k not in self.offline and k not in self._trouble]
+        trying = [k for k in self._gateways if k in self._trouble and k not in self.offline and k not in busy
+                  and mono >= self._trouble_until.get(k, 0.0)]
+        if not (healthy or trying):
+            return None
+
+        def claim(c: Any) -> list[repo.Claim]:
+            taken = repo.claim_ready(c, self._cipher, healthy, free, now) if healthy else []
+            for kind in trying:
+                if len(taken) < free:
+                    taken += repo.claim_ready(c, self._cipher, [kind], 1, now)
+            return taken
+
+        return claim
+
+    def _start(self, claim: repo.Claim, mono: float) -> None:
+        if claim.kind in self._trouble:
+            self._trouble_until[claim.kind] = math.inf  # until this attempt's outcome says more
+        task = asyncio.create_task(self._deliver(claim, mono))
+        self._inflight[claim.delivery_id] = task
+        self._inflight_kind[claim.delivery_id] = claim.kind
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _service_outcome(self, kind: str, event: Event, started: float) -> None:
+        """What an attempt says about its service: transient trouble pauses it (longer each time), an answer
+        (sent, or refused for a reason of its own) ends the pause. Attempts already under way when the count
+        last grew do not make it grow again: one bad moment seen by four parallel sends is one failure."""
+        if event is Event.TRANSIENT:
+            mono = self._clock.monotonic()
+            if kind not in self._trouble or started >= self._trouble_marked.get(kind, -math.inf):
+                self._trouble[kind] = self._trouble.get(kind, 0) + 1
+                self._trouble_marked[kind] = mono
+                if self._trouble[kind] == 1:
+                    log.warning("service %s en erreur : envois espacés jusqu'à son rétablissement", kind)
+            pause = service_pause_seconds(self._trouble[kind], base=self.settings.backoff_base_seconds,
+                                          cap=self.settings.backoff_cap_seconds, rand=self._rand)
+            self._trouble_until[kind] = mono + pause
+        elif event in (Event.DELIVERED, Event.PERMANENT):
+            if self._trouble.pop(kind, None) is not None:
+                log.info("service %s de nouveau en état de marche", kind)
+            self._trouble_marked.pop(kind, None)
+            self._trouble_until.pop(kind, None)
 
     # --- one delivery ------------------------------------------------------------------------------------
 
-    async def _deliver(self, claim: repo.Claim) -> None:
+    async def _deliver(self, claim: repo.Claim, started: float) -> None:
         lookup = Lookup(claim.ins, claim.ins_oid, claim.document_unique_id, claim.submission_set_unique_id,
                         claim.order_id, claim.destination)
         gateway = self._gateways[claim.kind]
         # A cancellation (agent stopping) leaves the delivery "sending" on disk: the next start reconciles it.
         try:
             outcome = await self._attempt(claim, lookup, gateway)
+            if outcome[0] is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
+                outcome = await self._last_look(claim, lookup, gateway, outcome)
         except asyncio.CancelledError:
+            self._release_slot(claim)
             raise
         except Exception:
             log.exception("envoi %s (%s) : erreur inattendue", claim.order_id, claim.destination)
             outcome = (Event.TRANSIENT, None, "internal_error",
                        "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
-        finally:
-            # The request is over: its slot goes to the next delivery while this outcome is recorded.
-            self._inflight.pop(claim.delivery_id, None)
-            self.wake()
+        self._service_outcome(claim.kind, outcome[0], started)
+        # The slot stays this delivery's until its outcome is on disk: the same commit takes the next ready
+        # delivery for it (one fsynced commit per order while the queue drains, not one to record and one to
+        # claim).
+        following: list[repo.Claim] = []
         try:
-            await self._record(claim, *outcome)
+            following = await self._record(claim, *outcome)
         except Exception:  # the store failed: kept, and recorded at the next pass that can write
             log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
                           claim.order_id, claim.destination)
             self._unrecorded[claim.delivery_id] = (claim, outcome)
+        finally:
+            self._release_slot(claim)
+        mono = self._clock.monotonic()
+        for claim_ in following:
+            self._start(claim_, mono)
+
+    def _release_slot(self, claim: repo.Claim) -> None:
+        self._inflight.pop(claim.delivery_id, None)
+        self._inflight_kind.pop(claim.delivery_id, None)
+        self.wake()
 
     async def _clock_jumped(self, jump: ClockJump) -> None:
         """Every running delay keeps its length across the jump (issue 23 #15), and the jump is said."""
@@ -281,8 +364,8 @@ class QueueExecutor(Lifecycle):
     async def _record_pending(self) -> None:
         """Write the outcomes the store refused earlier (the disk was full), oldest first."""
         for delivery_id, (claim, outcome) in list(self._unrecorded.items()):
-            try:
-                await self._record(claim, *outcome)
+            try:  # its slot was freed when the write failed: this write claims nothing (the pass dispatches)
+                await self._record(claim, *outcome, claim_next=False)
             except StoreError:
                 return  # the disk still refuses: the next pass tries again
             except Exception:  # the delivery moved on meanwhile: nothing left to record
@@ -322,14 +405,50 @@ class QueueExecutor(Lifecycle):
         except TransientRemoteError as exc:
             return Event.TRANSIENT, None, exc.code, exc.message, True
         except (PermanentRemoteError, InvalidInput) as exc:
-            # InvalidInput: the client found the document unsendable (metadata outside the DMP's value sets)
-            # or could not read the answer. Still "uncertain": a retry by the user asks the DMP first.
-            return Event.PERMANENT, None, exc.code, exc.message, True
+            # InvalidInput: the client found the document unsendable (metadata outside the DMP's value sets).
+            return await self._settle_refusal(claim, lookup, gateway, exc)
         except Unavailable as exc:  # the signer (CPS) is missing or not logged in
             return Event.CARD_MISSING, None, exc.code, exc.message, True
 
+    async def _last_look(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway,
+                         outcome: tuple[Event, str | None, str, str, bool]
+                         ) -> tuple[Event, str | None, str, str, bool]:
+        """Out of attempts (a configured ``max_attempts``): one look-up before the delivery is called failed."""
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout_seconds):
+                found = await gateway.find(lookup)
+        except (RelaisError, TimeoutError):
+            return outcome
+        if found is None:
+            return outcome
+        log.info("envoi %s (%s) : déjà reçu par le service, non renvoyé", claim.order_id, claim.destination)
+        return Event.DELIVERED, found.entry_uuid, "reconciled", "", False
+
+    async def _settle_refusal(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway,
+                              refusal: PermanentRemoteError | InvalidInput
+                              ) -> tuple[Event, str | None, str, str, bool]:
+        """A refusal is not called a failure before the service is asked whether it holds the document anyway
+        (it may have stored it, then answered an error; or an earlier attempt got there). Found: delivered.
+        Cannot ask now: a transient failure, asked again before anything is resent. Still "uncertain" when
+        failed: a retry by the user asks first too."""
+        try:
+            async with asyncio.timeout(self.settings.attempt_timeout_seconds):
+                found = await gateway.find(lookup)
+        except (TransientRemoteError, TimeoutError):
+            return (Event.TRANSIENT, None, refusal.code,
+                    f"{refusal.message} Le service n'a pas pu confirmer qu'il ne l'a pas reçu : nouvel essai prévu.",
+                    True)
+        except (PermanentRemoteError, InvalidInput, Unavailable):
+            found = None
+        if found is not None:
+            log.info("envoi %s (%s) : refusé mais déjà reçu par le service", claim.order_id, claim.destination)
+            return Event.DELIVERED, found.entry_uuid, "reconciled", "", False
+        return Event.PERMANENT, None, refusal.code, refusal.message, True
+
     async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
-                      uncertain: bool) -> None:
+                      uncertain: bool, *, claim_next: bool = True) -> list[repo.Claim]:
+        """Record an attempt's outcome (and its trace) in one transaction; after a delivery or a refusal, the
+        same transaction claims the next ready delivery for the slot this one frees. The claims taken."""
         now = self._now()
         due: float | None = None
         if event is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
@@ -338,15 +457,20 @@ class QueueExecutor(Lifecycle):
         elif event is Event.TRANSIENT:
             due = now + backoff_seconds(claim.round_attempts, base=self.settings.backoff_base_seconds,
                                         cap=self.settings.backoff_cap_seconds, rand=self._rand)
+        others = {k for d, k in self._inflight_kind.items() if d != claim.delivery_id}
+        take_next = self._claimer(1, now, busy=others) \
+            if claim_next and event in (Event.DELIVERED, Event.PERMANENT) else None
+        following: list[repo.Claim] = []
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
             sent = self._trace_event("order.sent", claim, "ok")
 
-            def record_sent(c: Any) -> None:
+            def record_sent(c: Any) -> list[repo.Claim]:
                 repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
                 self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
+                return take_next(c) if take_next is not None else []
 
-            await self._db.write(record_sent)
+            following = await self._db.write(record_sent)
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
         else:
             # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
@@ -355,17 +479,19 @@ class QueueExecutor(Lifecycle):
             failed = self._trace_event("order.failed", claim, "error", code=code) \
                 if event is Event.PERMANENT else None
 
-            def record_failure(c: Any) -> None:
+            def record_failure(c: Any) -> list[repo.Claim]:
                 repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
                                          uncertain=uncertain)
                 if failed is not None:
                     self._traces.record_in(c, failed)
+                return take_next(c) if take_next is not None else []
 
-            await self._db.write(record_failure)
+            following = await self._db.write(record_failure)
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
             if event is Event.OFFLINE:
                 await self._went_offline(claim.kind)
-        await self._changed([claim.order_id])
+        await self._changed([claim.order_id, *(c.order_id for c in following)])
+        return following
 
     async def _went_offline(self, kind: str) -> None:
         if kind not in self.offline:

@@ -141,9 +141,11 @@ class OrderService:
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
         new = await self._checked(prepared, cda, f"poste:{origin}", forwarded=True)
+        # The author too: the holder signs with that author's CPS, so the order must be the author's own.
         claimed = {k: str(meta.get(k, "")) for k in ("ins", "ins_oid", "identity_status", "document_unique_id")}
+        claimed["author_rpps"] = str(meta.get("author_rpps", ""))[-11:]
         derived = {"ins": new.ins, "ins_oid": new.ins_oid, "identity_status": new.identity_status,
-                   "document_unique_id": new.document_unique_id}
+                   "document_unique_id": new.document_unique_id, "author_rpps": new.author_rpps[-11:]}
         if claimed != derived or set(new.destinations) != set(destinations):
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
@@ -252,10 +254,13 @@ class OrderService:
     async def cancel(self, order_id: str, client_name: str = "") -> repo.OrderView:
         before = await self.db.read(lambda c: repo.require_order(c, order_id))
         if self.forwarding is not None and any(d.state is DeliveryState.FORWARDED for d in before.deliveries):
-            await self.forwarding.cancel_forwarded(order_id)  # the holder decides; its refusal reaches the user
-            order = await self.db.read(lambda c: repo.require_order(c, order_id))
-            await self.traces.record(self._trace_event("order.cancelled", order, client_name))
-            return order
+            # The holder decides; its refusal reaches the user. A holder that never acknowledged the forward and
+            # does not answer gives the order back ("recalled"): it is then cancelled here like a local one.
+            if await self.forwarding.cancel_forwarded(order_id) != "recalled":
+                order = await self.db.read(lambda c: repo.require_order(c, order_id))
+                await self.traces.record(self._trace_event("order.cancelled", order, client_name))
+                return order
+            before = await self.db.read(lambda c: repo.require_order(c, order_id))
         await self._reconcile_before_cancel(before)
         now = self.clock.now().timestamp()
         event = self._trace_event("order.cancelled", before, client_name)
@@ -322,6 +327,16 @@ class OrderService:
         self.executor.wake()
         return order
 
+    async def retry_failed(self, client_name: str = "") -> list[str]:
+        """"Réessayer tout": every failed delivery goes back to ready; the ids of the orders concerned."""
+        now = self.clock.now().timestamp()
+        order_ids = await self.db.write(lambda c: repo.retry_failed(c, now))
+        if order_ids:
+            log.info("%d envoi(s) en échec relancé(s) par %s", len(order_ids), client_name or "?")
+            await self.events.changed(order_ids)
+            self.executor.wake()
+        return order_ids
+
     async def set_paused(self, paused: bool, client_name: str) -> bool:
         await self.executor.set_paused(paused)
         log.info("envois %s par %s", "suspendus" if paused else "repris", client_name)
@@ -330,7 +345,9 @@ class OrderService:
 
     async def status(self) -> dict[str, Any]:
         counts = await self.db.read(repo.counts_by_state)
-        return {"queue": {**counts, "offline": sorted(self.executor.offline), "paused": self.executor.paused}}
+        # "troubled": services answering errors (5xx, TLS, timeouts), tried again one delivery at a time.
+        return {"queue": {**counts, "offline": sorted(self.executor.offline),
+                          "troubled": sorted(self.executor.troubled()), "paused": self.executor.paused}}
 
     def _trace_event(self, action: str, order: repo.OrderView, client_name: str) -> TraceEvent:
         return TraceEvent(action=action, actor=Actor(rpps=order.author_rpps, workstation=self.workstation,

@@ -22,7 +22,7 @@ from agent.logs import get_logger
 from agent.queue.events import OrderEvents, QueueWaker
 from agent.routing import queue_link
 from agent.routing.peers import Peers
-from agent.routing.protocol import Cancel, Forward, check_fresh, new_nonce
+from agent.routing.protocol import Cancel, Forward, check_fresh, new_nonce, same_rpps
 from agent.store import routing as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
@@ -47,6 +47,7 @@ class Forwarding:
     async def forward_pass(self) -> None:
         local_rpps, _ = self.peers.card_state()
         now = self.clock.now().timestamp()
+        await self._recall_stranded(local_rpps, now)
         pending = await self.db.read(queue_link.pending_forwards)
         candidates = await self.db.read(lambda c: queue_link.candidates(c, local_rpps))
         chosen = [(order_id, holder.name) for order_id, author in candidates
@@ -65,6 +66,44 @@ class Forwarding:
                 await self.send_forward(order_id, holder)
 
         await asyncio.gather(*(send(o, h) for o, h in pending))
+
+    async def _recall_stranded(self, local_rpps: str | None, now: float) -> None:
+        """A forward its holder never acknowledged, while that holder does not answer: when the author's CPS is
+        here, or at another workstation that answers, the order is taken back (sent from here, or forwarded
+        there); the silent holder is told to drop its copy when it comes back."""
+        recalled: list[str] = []
+        for order_id, holder, author in await self.db.read(queue_link.unacknowledged):
+            view = self.peers.peers.get(holder)
+            if view is not None and view.reachable:
+                continue  # it answers: the forward is simply sent again
+            other = self.peers.holder_of(author)
+            if not same_rpps(author, local_rpps) and (other is None or other.name == holder):
+                continue  # nobody else could sign it: keep waiting for that holder
+            if await self.db.write(lambda c, o=order_id: queue_link.recall_unacknowledged(c, o, now)):  # type: ignore[misc]
+                log.warning("envoi %s repris au poste « %s », qui n'a jamais accusé réception", order_id, holder)
+                recalled.append(order_id)
+        if recalled:
+            await self._changed(recalled)
+            self.waker.wake()
+
+    async def withdraw_pass(self) -> None:
+        """Tell each holder that answers again to drop the forwards taken back from it (a cancel: cancelled
+        during its delay, or a tombstone if it never got the order)."""
+        for order_id, holder in await self.db.read(repo.withdrawals):
+            view = self.peers.peers.get(holder)
+            if view is None or not view.reachable:
+                continue
+            message = Cancel(order_id, self.clock.now(), new_nonce())
+            try:
+                await self.peers.call_peer(holder, "/peer/v1/cancel", message.to_json(), timeout=15)
+            except Conflict as error:  # it had already sent it: the queue here asks the service before sending
+                log.warning("envoi %s déjà parti du poste « %s » avant son retrait (%s)", order_id, holder,
+                            error.code)
+            except RelaisError as error:
+                log.info("retrait de l'envoi %s auprès de « %s » : nouvel essai plus tard (%s)", order_id, holder,
+                         error.code)
+                continue
+            await self.db.write(lambda c, o=order_id, h=holder: repo.withdrawn(c, o, h))  # type: ignore[misc]
 
     async def send_forward(self, order_id: str, holder: str) -> str | None:
         view = self.peers.peers.get(holder)
@@ -129,7 +168,8 @@ class Forwarding:
 
     async def cancel_forwarded(self, order_id: str) -> str:
         """The origin's cancel of an order it forwarded: the holder decides (cancelled while the delay runs;
-        409 already_sending / already_sent after); unreachable, nothing is promised (503)."""
+        409 already_sending / already_sent after); unreachable, nothing is promised (503), unless it never
+        acknowledged the forward: then the order is taken back ("recalled") for the caller to cancel here."""
         row = await self.db.read(lambda c: repo.outbound(c, order_id))
         if row is None:
             raise NotFound("Cet envoi n'a pas été transmis à un autre poste.", code="not_forwarded")
@@ -137,6 +177,14 @@ class Forwarding:
         try:
             answer = await self.peers.call_peer(row.holder, "/peer/v1/cancel", message.to_json(), timeout=15)
         except Unavailable as error:
+            if row.state == "forwarding":
+                # Never acknowledged: the order is taken back and cancelled here (the caller goes on with a
+                # local cancel); the holder is told to drop it if it got it after all, as soon as it answers.
+                now = self.clock.now().timestamp()
+                if await self.db.write(lambda c: queue_link.recall_unacknowledged(c, order_id, now)):
+                    log.warning("envoi %s repris au poste injoignable « %s » pour être annulé", order_id,
+                                row.holder)
+                    return "recalled"
             raise Unavailable(
                 f"Le poste « {row.holder} », qui détient la carte CPS, est injoignable : l'annulation n'a pas pu "
                 "lui être transmise. Réessayez.", code="peer_unreachable") from error
@@ -161,8 +209,10 @@ class Forwarding:
         now_dt = self.clock.now()
         local_rpps, _ = self.peers.card_state()
         now = now_dt.timestamp()
+        min_delay = self.peers.settings.forwarded_min_delay_seconds
         outcome = await self.db.write(
-            lambda c: queue_link.accept(c, self.cipher, origin, message, local_rpps, now, rfc3339(now_dt)))
+            lambda c: queue_link.accept(c, self.cipher, origin, message, local_rpps, now, rfc3339(now_dt),
+                                        min_delay=min_delay))
         if outcome.status == "stored":
             log.info("envoi %s reçu du poste « %s »", message.order_id, origin)
             self.bus.publish("order.received", id=message.order_id, origin=origin, author_rpps=message.author_rpps)

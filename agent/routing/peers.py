@@ -60,7 +60,7 @@ class PeerView:
 
 def split_address(text: str) -> tuple[str, int]:
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not host or not 0 < int(port) < 65536:
         raise InvalidInput.field("peer", f"Adresse de poste invalide « {text} » (HÔTE:PORT attendu).")
     return host.strip("[]"), int(port)
 

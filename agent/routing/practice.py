@@ -100,7 +100,9 @@ class JoinOutcome:
 def accept_join(conn: sqlite3.Connection, data_dir: Path, server_cert_der: bytes, body: dict[str, Any],
                 now: datetime) -> JoinOutcome:
     """The CA side of the exchange, inside one write transaction: the invite is used and the member recorded
-    together. A refusal is returned (not raised) so that its failure count commits."""
+    together. A refusal is returned (not raised). A wrong MAC cannot be charged to any invite (whoever sent it
+    does not know one), so it disables none: an 80-bit code is not guessed online, and counting such refusals
+    against every live invite let anyone on the LAN cancel the doctor's invites."""
     name, csr, nonce_j, mac = (body.get(k) for k in ("name", "csr_pem", "nonce", "mac"))
     if not all(isinstance(v, str) for v in (name, csr, nonce_j, mac)):
         raise InvalidInput("Demande d'adhésion incomplète.")
@@ -110,7 +112,6 @@ def accept_join(conn: sqlite3.Connection, data_dir: Path, server_cert_der: bytes
         invite_id, key = pairing.match_invite(repo.live_invites(conn, _ts(now)), server_hash, nonce_j, name,
                                               csr.encode(), mac)
     except AccessRefused:
-        repo.count_failure(conn, _ts(now))
         return JoinOutcome(False, {})
     if name in repo.active_member_names(conn):
         return JoinOutcome(False, {"detail": f"Un poste nommé « {name} » fait déjà partie du cabinet."})

@@ -65,12 +65,37 @@ def claim(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> b
         " updated_at) VALUES (?, ?, 'forwarding', NULL, 0, ?, ?) ON CONFLICT(order_id) DO UPDATE SET"
         " holder = excluded.holder, state = 'forwarding', remote_state = NULL, updated_at = excluded.updated_at",
         (order_id, holder, now, now))
+    repo.withdrawn(conn, order_id, holder)  # forwarded to it again: a copy it kept is the one to send
     return True
 
 
 def pending_forwards(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in conn.execute(
         "SELECT order_id, holder FROM routing_outbound WHERE state = 'forwarding' ORDER BY forwarded_at")]
+
+
+def unacknowledged(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """Forwards sent (or being sent) that no holder acknowledged yet: (order id, holder, author RPPS)."""
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT r.order_id, r.holder, o.author_rpps FROM routing_outbound r JOIN orders o ON o.id = r.order_id"
+        " WHERE r.state = 'forwarding' ORDER BY r.forwarded_at")]
+
+
+def recall_unacknowledged(conn: sqlite3.Connection, order_id: str, now: float) -> str | None:
+    """Take back a forward its holder never acknowledged (the holder is gone, or the CPS is elsewhere now): the
+    order is this workstation's again (scheduled, its deadline kept), and the holder is to be told to drop its
+    copy when it answers again, in case the forward arrived and only the acknowledgement was lost. Its deliveries
+    are marked uncertain: before anything is sent from here, the service is asked whether it already has the
+    document. The holder's name, or None when the forward was acknowledged meanwhile (then it is the holder's)."""
+    row = repo.outbound(conn, order_id)
+    if row is None or row.state != "forwarding":
+        return None
+    order = orders_repo.require_order(conn, order_id)
+    orders_repo.recall(conn, order.seq, now, max(order.send_at, now))
+    conn.execute("UPDATE deliveries SET uncertain = 1 WHERE order_seq = ? AND state = 'scheduled'", (order.seq,))
+    conn.execute("UPDATE routing_outbound SET state = 'recalled', updated_at = ? WHERE order_id = ?", (now, order_id))
+    repo.add_withdrawal(conn, order_id, row.holder, now)
+    return row.holder
 
 
 def unclaim(conn: sqlite3.Connection, order_id: str, now: float) -> None:
@@ -105,7 +130,7 @@ class Accepted:
     state: str
 
 
-def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
+def _new_order(message: Forward, origin: str, now: float, min_delay: int) -> NewOrder:
     meta = message.order
     try:
         destinations = tuple(str(d) for d in meta["destinations"])
@@ -121,12 +146,13 @@ def _new_order(message: Forward, origin: str, now: float) -> NewOrder:
         raise InvalidInput.field("send_at", "Échéance d'envoi de l'ordre transmis invalide.")
     return NewOrder(order_id=message.order_id, client_ref=None, client_name=f"poste:{origin}",
                     author_rpps=message.author_rpps, payload=message.payload, destinations=destinations,
-                    delay_seconds=max(0, math.ceil(send_at - now)), **fields)
+                    delay_seconds=max(min_delay, math.ceil(send_at - now)), **fields)
 
 
 def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message: Forward,
-           local_rpps: str | None, now: float, now_text: str) -> Accepted:
-    """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``)."""
+           local_rpps: str | None, now: float, now_text: str, *, min_delay: int = 0) -> Accepted:
+    """Apply a forward once: the nonce is recorded in this transaction (a replay raises ``replayed``). The order
+    leaves no sooner than ``min_delay`` seconds from now (this workstation's rule, not the origin's)."""
     repo.record_nonce(conn, message.nonce, origin, now)
     if repo.inbound_origin(conn, message.order_id) is not None:
         # Stored before (its acknowledgement was lost), or cancelled by the origin before it arrived.
@@ -144,7 +170,7 @@ def accept(conn: sqlite3.Connection, cipher: ContentCipher, origin: str, message
         return Accepted("stored", _summary(conn, message.order_id))
     if not same_rpps(local_rpps, message.author_rpps):
         raise Conflict("La carte CPS de l'auteur n'est pas sur ce poste.", code="not_holder")
-    new = _new_order(message, origin, now)
+    new = _new_order(message, origin, now, min_delay)
     orders_repo.insert_order(conn, cipher, new, now, now_text)
     order_display.put(conn, cipher, message.order_id, order_display.summary_of(new.payload), now_text)
     repo.add_inbound(conn, message.order_id, origin, message.at.timestamp(), now)

@@ -55,8 +55,9 @@ class RoutingService(Lifecycle):
         return await self.peers.status()
 
     async def tick(self) -> None:
-        """One full round: presence, then forwarding and mirroring."""
+        """One full round: presence, withdrawals of forwards taken back, then forwarding and mirroring."""
         await self.peers.exchange_presence()
+        await self.forwarding.withdraw_pass()
         await self.forwarding.forward_pass()
         await self.forwarding.mirror_pass()
 

@@ -332,6 +332,17 @@ def dismiss_failed(conn: sqlite3.Connection, order_id: str, now: float) -> Order
     return require_order(conn, order_id)
 
 
+def retry_failed(conn: sqlite3.Connection, now: float) -> list[str]:
+    """"Réessayer tout": every failed delivery is ready again, with a fresh retry budget; the ids of its orders.
+    A failed delivery is uncertain when an attempt may have reached the service: the executor asks first. Those a
+    retry cannot mend (``NOT_RETRYABLE``: a bounced mail) stay failed, as with ``retry_order``."""
+    rows = [r[0] for r in conn.execute("SELECT id, last_error_code FROM deliveries WHERE state = 'failed' "
+                                       "ORDER BY order_seq, id") if r[1] not in NOT_RETRYABLE]
+    for delivery_id in rows:
+        _set_state(conn, delivery_id, S.READY, now, due_at=now, round_attempts=0)
+    return _order_ids(conn, rows)
+
+
 # --- routing: orders handed to the workstation that holds the author's CPS --------------------------------
 
 def _transition_all(conn: sqlite3.Connection, seq: int, event: Event, now: float, *, only: DeliveryState | None = None,

@@ -10,6 +10,7 @@ CLI connection). Times are UNIX seconds (REAL), like the orders tables.
 - ``routing_inbound``: forwarded orders this workstation accepted, one row per order id (applied once).
 - ``routing_nonces``: nonces of forward/cancel messages seen, kept past the freshness window (replays).
 - ``routing_outbound``: orders this workstation handed to a peer, with the mirrored remote state.
+- ``routing_withdrawals``: forwards taken back before their holder acknowledged them, to withdraw there.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ register("routing", [
         updated_at       REAL NOT NULL
     );
     CREATE INDEX routing_outbound_state ON routing_outbound(state);
+    """,
+    # Forwards taken back before their holder acknowledged them: that holder is told to drop its copy (if the
+    # acknowledgement was lost rather than the forward) as soon as it answers again.
+    """
+    CREATE TABLE routing_withdrawals (
+        order_id     TEXT NOT NULL,
+        holder       TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        PRIMARY KEY (order_id, holder)
+    );
     """,
 ])
 
@@ -154,9 +165,6 @@ def list_members(conn: sqlite3.Connection) -> list[tuple[str, str, float, float 
 
 
 # Invites
-MAX_INVITE_FAILURES = 20
-
-
 def add_invite(conn: sqlite3.Connection, invite: str, key: bytes, now: float, expires_at: float) -> None:
     conn.execute("INSERT INTO routing_invites(id, mac_key, created_at, expires_at) VALUES (?, ?, ?, ?)",
                  (invite, key, now, expires_at))
@@ -164,8 +172,8 @@ def add_invite(conn: sqlite3.Connection, invite: str, key: bytes, now: float, ex
 
 def live_invites(conn: sqlite3.Connection, now: float) -> list[tuple[str, bytes]]:
     return [(r[0], bytes(r[1])) for r in conn.execute(
-        "SELECT id, mac_key FROM routing_invites WHERE used_at IS NULL AND expires_at > ? AND mac_key IS NOT NULL "
-        "AND failures < ?", (now, MAX_INVITE_FAILURES))]
+        "SELECT id, mac_key FROM routing_invites WHERE used_at IS NULL AND expires_at > ? AND mac_key IS NOT NULL",
+        (now,))]
 
 
 def use_invite(conn: sqlite3.Connection, invite: str, name: str, now: float) -> None:
@@ -175,12 +183,6 @@ def use_invite(conn: sqlite3.Connection, invite: str, name: str, now: float) -> 
         "WHERE id = ? AND used_at IS NULL AND expires_at > ?", (now, name, invite, now))
     if cur.rowcount != 1:
         raise Conflict("Code d'invitation refusé (inconnu, expiré ou déjà utilisé).", code="pairing_refused")
-
-
-def count_failure(conn: sqlite3.Connection, now: float) -> None:
-    """A refused join counts against every live invite: after too many, they stop working."""
-    conn.execute("UPDATE routing_invites SET failures = failures + 1 WHERE used_at IS NULL AND expires_at > ?",
-                 (now,))
 
 
 # Addresses (hints)
@@ -263,10 +265,27 @@ def outbound(conn: sqlite3.Connection, order_id: str) -> Outbound | None:
 
 
 def open_outbound(conn: sqlite3.Connection) -> list[Outbound]:
-    """Forwarded orders whose remote state is not final yet (to mirror, or to cancel)."""
+    """Acknowledged forwards not settled here yet: the remote state is not final, or a delivery here still says
+    ``forwarded`` (the holder's acknowledgement carried a final state, but not the deliveries'): to mirror."""
     return [_outbound(r) for r in conn.execute(
-        f"SELECT {_OUT_COLS} FROM routing_outbound WHERE state = 'forwarded' "  # noqa: S608
-        "AND COALESCE(remote_state, '') NOT IN ('sent', 'cancelled') ORDER BY forwarded_at")]
+        f"SELECT {_OUT_COLS} FROM routing_outbound r WHERE r.state = 'forwarded' "  # noqa: S608
+        "AND (COALESCE(r.remote_state, '') NOT IN ('sent', 'cancelled') OR EXISTS ("
+        " SELECT 1 FROM orders o JOIN deliveries d ON d.order_seq = o.seq"
+        " WHERE o.id = r.order_id AND d.state = 'forwarded')) ORDER BY r.forwarded_at")]
+
+
+def add_withdrawal(conn: sqlite3.Connection, order_id: str, holder: str, now: float) -> None:
+    conn.execute("INSERT OR IGNORE INTO routing_withdrawals(order_id, holder, requested_at) VALUES (?, ?, ?)",
+                 (order_id, holder, now))
+
+
+def withdrawals(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(str(r[0]), str(r[1])) for r in conn.execute(
+        "SELECT order_id, holder FROM routing_withdrawals ORDER BY requested_at")]
+
+
+def withdrawn(conn: sqlite3.Connection, order_id: str, holder: str) -> None:
+    conn.execute("DELETE FROM routing_withdrawals WHERE order_id = ? AND holder = ?", (order_id, holder))
 
 
 def set_remote_state(conn: sqlite3.Connection, order_id: str, remote_state: str, now: float) -> bool:

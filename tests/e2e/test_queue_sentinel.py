@@ -103,6 +103,8 @@ def test_sentinel_in_a_queued_document_is_nowhere_on_disk_or_in_logs(demo_proces
     assert call(agent, "GET", f"/v1/orders/{other['id']}")[1]["state"] == "cancelled"
     refused = cli(agent.data_dir, "orders", "cancel", sent["id"])
     assert refused.returncode == 2 and "déjà été envoyé" in refused.stderr
+    retry_all = cli(agent.data_dir, "orders", "retry-failed")  # "Réessayer tout" from the command line
+    assert retry_all.returncode == 0 and "Aucun envoi en échec." in retry_all.stdout, retry_all.stderr
 
     agent.proc.send_signal(signal.SIGKILL)
     agent.proc.wait(10)

@@ -110,7 +110,9 @@ class Practice:
             f'[agent]\nworkstation_id = "{name}"\n'
             # The demo CPS certificate comes from the sandbox's test CA, which the simulated DMP trusts.
             f'[sandbox]\nstate_dir = "{self.root / "sandbox-state"}"\n'
-            f'[practice]\ndiscovery = false\npresence_interval_seconds = 0.3\nstatic_peers = {json.dumps(others)}\n',
+            f'[practice]\ndiscovery = false\npresence_interval_seconds = 0.3\nstatic_peers = {json.dumps(others)}\n'
+            # The orders' own short delays are what these tests play with, not the holder's minimum.
+            'forwarded_min_delay_seconds = 0\n',
             encoding="utf-8")
         return path
 
@@ -380,7 +382,7 @@ def test_a_replayed_or_stale_forward_is_refused_by_the_holder(practice: Practice
     unique_id = root_id.get("root", "") + (f"^{root_id.get('extension')}" if root_id.get("extension") else "")
     meta = {"destinations": ["dmp"], "send_at": now.timestamp() + 3600, "body_hash": "h",
             "ins": body["patient"]["ins"], "ins_oid": body["patient"]["oid"], "identity_status": "QUAL",
-            "type_code": "87273-9", "document_unique_id": unique_id,
+            "type_code": "87273-9", "document_unique_id": unique_id, "author_rpps": DOCTOR,
             "submission_set_unique_id": f"2.25.{uuid.uuid4().int}"}
     payload = json.dumps({"cda_base64": body["document"]["cda_base64"], "patient": body["patient"],
                           "author": body["author"], "visibility": {}}).encode()

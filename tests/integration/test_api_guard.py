@@ -248,3 +248,23 @@ async def test_events_stream_delivers_published_events_and_replays(start_agent):
             while "card.inserted" not in text:
                 text += (await r.content.readline()).decode()
             assert "order.updated" not in text
+
+
+async def test_event_streams_are_limited_and_a_closed_one_frees_its_place(start_agent, http):
+    agent = await start_agent(api={"max_event_streams": 2, "sse_heartbeat_seconds": 0.2})
+    streams = agent.services.streams
+    opened = [await http.get(f"{agent.url}/v1/events", headers=agent.headers()) for _ in range(2)]
+    assert [r.status for r in opened] == [200, 200]
+    async with http.get(f"{agent.url}/v1/events", headers=agent.headers()) as refused:
+        assert refused.status == 503
+        problem = await refused.json()
+        assert problem["code"] == "too_many_streams" and "flux" in problem["detail"]
+    opened[0].close()
+    for _ in range(200):  # the server notices the closed stream at its next write (or heartbeat)
+        if len(streams) < 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(streams) < 2
+    async with http.get(f"{agent.url}/v1/events", headers=agent.headers()) as again:
+        assert again.status == 200
+    opened[1].close()

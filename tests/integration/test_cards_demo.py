@@ -103,3 +103,17 @@ async def test_relais_demo_cards_option_as_a_user_starts_it(demo_process: Any, h
         assert cards["cps"]["present"] and cards["cps"]["holder"]["rpps"] == "01234567897"
     finally:
         assert demo.stop() == 0
+
+
+async def test_a_pin_in_other_digits_is_refused_before_it_costs_a_card_attempt(start_agent: Any, http: Any) -> None:
+    agent = await start_agent(demo=DemoOptions(cards="cps"))
+    # Arabic-Indic, superscript and fullwidth digits: str.isdigit() says yes to all of them.
+    for pin in ("\u0661\u0662\u0663\u0664", "\u00b9\u00b2\u00b3\u2074", "\uff11\uff12\uff13\uff14"):
+        status, problem = await _post(http, agent, "/v1/cps/login", {"pin": pin})
+        assert status == 422 and problem["errors"][0]["field"] == "pin", problem
+    async with http.get(f"{agent.url}/v1/cards", headers=agent.headers()) as response:
+        cards = await response.json()
+    assert cards["cps"]["pin_tries_left"] == 3  # no attempt burnt on the card
+    # Non-ASCII digits elsewhere in the API are refused too, never a 500.
+    async with http.get(f"{agent.url}/v1/traces?limit=\u00b2", headers=agent.headers()) as response:
+        assert response.status == 422

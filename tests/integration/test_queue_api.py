@@ -166,3 +166,14 @@ async def test_concurrent_retries_of_one_order_store_it_once(start_agent: Any, h
     assert len({order["id"] for _, order in answers}) == 1
     _, listing = await get(http, agent, "/v1/orders")
     assert len(listing["items"]) == 1
+
+
+@pytest.mark.parametrize("destinations", [None, [], "dmp", {"dmp": True, "mss": None}])
+async def test_destinations_of_the_wrong_shape_are_a_422_not_a_500(start_agent: Any, http: aiohttp.ClientSession,
+                                                                   destinations: Any) -> None:
+    agent = await start_agent()
+    body = order_body()
+    body["destinations"] = destinations
+    status, problem = await post(http, agent, "/v1/orders", body)
+    assert status == 422, problem
+    assert problem["errors"][0]["field"].startswith("destinations"), problem

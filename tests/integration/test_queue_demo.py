@@ -83,3 +83,40 @@ async def test_deferred_order_waits_for_the_pin_then_is_sent_and_followed_on_eve
     assert {"waiting_card", "sending", "sent"} <= {e["state"] for e in mine}
     assert mine[-1]["state"] == "sent" and mine[-1]["deliveries"] == [{"destination": "dmp", "state": "sent"}]
     assert not any("ins" in e or "patient" in e for e in mine)  # no patient data on the event stream
+
+
+async def test_retry_all_failed_route_after_the_dmp_failed(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)},
+                              queue={"max_attempts": 1, "backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.1})
+    async with http.post(agent.url + "/v1/cps/login", json={"pin": "1234"}, headers=agent.headers()) as response:
+        assert response.status == 200
+    async with http.get(agent.url + "/v1/cards", headers=agent.headers()) as response:
+        rpps = (await response.json())["cps"]["holder"]["rpps"]
+    async with http.post(agent.url + "/_sandbox/dmp/faults", json={"mode": "error500"},
+                         headers=agent.headers()) as response:
+        assert response.status == 200
+    body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=0)
+    async with http.post(agent.url + "/v1/orders", json=body, headers=agent.headers()) as response:
+        order = await response.json()
+        assert response.status == 201, order
+
+    async def state() -> str:
+        async with http.get(f"{agent.url}/v1/orders/{order['id']}", headers=agent.headers()) as r:
+            return str((await r.json())["state"])
+
+    for _ in range(200):
+        if await state() == "failed":  # one attempt allowed by this configuration
+            break
+        await asyncio.sleep(0.05)
+    assert await state() == "failed"
+    async with http.post(agent.url + "/_sandbox/dmp/faults", json={"mode": "ok"}, headers=agent.headers()) as r:
+        assert r.status == 200
+    async with http.post(agent.url + "/v1/orders/retry-failed", headers=agent.headers()) as response:
+        assert response.status == 200
+        assert await response.json() == {"retried": 1, "orders": [order["id"]]}
+    for _ in range(200):
+        if await state() == "sent":
+            break
+        await asyncio.sleep(0.05)
+    assert await state() == "sent"

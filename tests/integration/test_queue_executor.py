@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,16 +126,100 @@ async def test_bursts_of_500_are_retried_with_backoff_then_sent(harness: Harness
     assert harness.dmp.submissions == [order.document_unique_id]
 
 
-async def test_too_many_transient_failures_fail_with_a_french_reason(harness: Harness) -> None:
+async def test_transient_failures_are_retried_for_days_without_failing(harness: Harness) -> None:
+    harness.dmp.mode = "error500"
+    order, _ = await harness.create(order_body(delay=0), "lgc")
+    for _ in range(3 * 24 * 6):  # three days of 5xx, a look every ten minutes
+        await harness.run()
+        harness.clock.advance(600)
+    detail = await harness.service.get(order.id)
+    assert detail.state in (DeliveryState.RETRYING, DeliveryState.READY)
+    assert detail.deliveries[0].attempts > 100
+    harness.dmp.mode = "ok"
+    harness.clock.advance(600)
+    await harness.run()
+    await harness.run()
+    assert await harness.state(order.id) is DeliveryState.SENT
+    assert harness.dmp.submissions == [order.document_unique_id]
+
+
+async def test_a_dmp_answering_500_is_tried_at_a_capped_rate_whatever_the_queue(harness: Harness) -> None:
+    harness.dmp.mode = "error500"
+    orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(40)]
+    for _ in range(60):  # one minute, a pass every second
+        await harness.run()
+        harness.clock.advance(1)
+    # The first burst (4 parallel slots), then one try when each pause ends (10 s base: 7.5, 15, 30 s with rand
+    # 0.5): a handful of requests, not one per order.
+    assert harness.dmp.calls <= 8, harness.dmp.calls
+    assert (await harness.service.status())["queue"]["troubled"] == ["dmp"]
+    harness.clock.advance(3600)  # a long outage: the pause never grows past the cap (300 s here)
+    calls = harness.dmp.calls
+    for _ in range(3600 // 10):
+        await harness.run()
+        harness.clock.advance(10)
+    hour = harness.dmp.calls - calls
+    assert 3600 / 300 <= hour <= 3600 / 150 + 1  # still trying, at most one request every cap/2
+    harness.dmp.mode = "ok"
+    harness.clock.advance(300)
+    for _ in range(20):
+        await harness.run()
+        harness.clock.advance(600)
+    assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
+    assert sorted(harness.dmp.submissions) == sorted(o.document_unique_id for o in orders)
+    assert (await harness.service.status())["queue"]["troubled"] == []
+
+
+async def test_too_many_transient_failures_fail_with_a_french_reason(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "capped.db", FrozenClock(), MemoryDmp(), max_attempts=5)  # a configured cap
+    await harness.start()
     harness.dmp.mode = "error500"
     order, _ = await harness.create(order_body(delay=0), "lgc")
     for _ in range(5):
         await harness.run()
         harness.clock.advance(600)
     detail = await harness.service.get(order.id)
+    await harness.stop()
     assert detail.state is DeliveryState.FAILED
     assert detail.deliveries[0].last_error is not None
     assert detail.deliveries[0].last_error.startswith("Échec après 5 tentatives")
+
+
+async def test_out_of_attempts_asks_the_dmp_before_calling_it_failed(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "capped.db", FrozenClock(), MemoryDmp(), max_attempts=1)
+    await harness.start()
+    harness.dmp.mode = "timeout_after_store"  # stored, the answer lost: the one allowed attempt got there
+    order, _ = await harness.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    await harness.stop()
+    assert detail.state is DeliveryState.SENT and detail.deliveries[0].reconciled
+
+
+async def test_a_refusal_after_the_dmp_stored_it_is_delivered_not_failed(harness: Harness) -> None:
+    harness.dmp.mode = "refuse_after_store"  # stored, then answered an error
+    order, _ = await harness.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.SENT, detail.deliveries[0].last_error
+    assert detail.deliveries[0].reconciled
+    assert detail.deliveries[0].entry_uuid == harness.dmp.stored[order.document_unique_id]
+    assert harness.dmp.submissions == [order.document_unique_id]
+
+
+async def test_a_refusal_the_dmp_cannot_confirm_is_not_called_failed_yet(harness: Harness) -> None:
+    harness.dmp.mode = "refuse_find500"  # refused, and the look-up that would confirm it fails
+    order, _ = await harness.create(order_body(delay=0), "lgc")
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.RETRYING
+    assert detail.deliveries[0].uncertain
+    harness.dmp.mode = "refuse"  # now the DMP can say it does not hold it: failed, with its reason
+    harness.clock.advance(3600)
+    await harness.run()
+    detail = await harness.service.get(order.id)
+    assert detail.state is DeliveryState.FAILED
+    assert detail.deliveries[0].last_error == "Le DMP refuse le document : format non conforme."
 
 
 async def test_permanent_error_fails_and_retry_sends_it(harness: Harness) -> None:
@@ -293,3 +378,46 @@ async def test_cancel_of_an_order_that_never_reached_the_dmp_needs_no_answer(har
     finds = harness.dmp.finds
     assert (await harness.service.cancel(order.id)).state is DeliveryState.CANCELLED
     assert harness.dmp.finds == finds
+
+
+async def test_retry_all_failed_sends_every_failed_order_once(harness: Harness) -> None:
+    harness.dmp.mode = "refuse"
+    failed = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(3)]
+    waiting, _ = await harness.create(order_body(delay=900), "lgc")
+    await harness.run()
+    assert {await harness.state(o.id) for o in failed} == {DeliveryState.FAILED}
+    harness.dmp.mode = "ok"
+    assert sorted(await harness.service.retry_failed("dashboard")) == sorted(o.id for o in failed)
+    await harness.run()
+    assert {await harness.state(o.id) for o in failed} == {DeliveryState.SENT}
+    assert sorted(harness.dmp.submissions) == sorted(o.document_unique_id for o in failed)
+    assert await harness.state(waiting.id) is DeliveryState.SCHEDULED  # only the failed ones move
+    assert await harness.service.retry_failed("dashboard") == []
+
+
+async def test_a_drain_costs_one_transaction_per_order(tmp_path: Path) -> None:
+    """Each send's outcome, its trace and the claim of the next ready delivery share one transaction (one fsync
+    at most; fewer when the store groups concurrent ones), instead of one to record and one to claim. One slot,
+    so that the store cannot group them by chance."""
+    harness = Harness(tmp_path / "drain.db", FrozenClock(), MemoryDmp(), concurrency=1)
+    await harness.start()
+    orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(20)]
+    db = harness.db
+    assert db is not None
+    transactions = 0
+    write = db.write
+
+    async def counted(fn: Any) -> Any:  # counts the transactions the executor asks for (each is fsynced)
+        nonlocal transactions
+        transactions += 1
+        return await write(fn)
+
+    db.write = counted  # type: ignore[method-assign]
+    for _ in range(len(orders)):  # passes of the executor until the queue is drained
+        await harness.run()
+        if len(harness.dmp.stored) == len(orders):
+            break
+    assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
+    await harness.stop()
+    assert transactions <= len(orders) + 2, transactions  # + the release of the due orders and the first claim
+    assert len(harness.traces.events) == len(orders)  # each "sent" traced in the transaction that records it

@@ -128,20 +128,37 @@ async def test_bursts_of_500_are_retried_with_backoff_then_sent(env: tuple[Harne
     assert dmp.received() == [order.document_unique_id]
 
 
-async def test_unreadable_answer_fails_in_french_and_retry_sends_it(env: tuple[Harness, Simulated]) -> None:
+async def test_unreadable_answer_is_retried_then_sent_once(env: tuple[Harness, Simulated]) -> None:
     harness, dmp = env
     dmp.fault(FaultMode.MALFORMED)
     order, _ = await harness.create(dmp.body(delay=0), "lgc")
     await harness.run()
     detail = await harness.service.get(order.id)
-    assert detail.state is DeliveryState.FAILED
+    assert detail.state is DeliveryState.RETRYING  # an unreadable answer is no refusal: tried again, not failed
     message = detail.deliveries[0].last_error or ""
-    assert "XML" in message or "DMP" in message  # a French reason the doctor can read
+    assert "DMP" in message and "illisible" in message  # a French reason the doctor can read
     dmp.fault(FaultMode.OK)
-    await harness.service.retry(order.id)
+    harness.clock.advance(3600)
     await harness.run()
     assert (await harness.service.get(order.id)).state is DeliveryState.SENT
     assert dmp.received() == [order.document_unique_id]
+
+
+async def test_http_500_mode_gets_a_few_requests_a_minute_not_hundreds(env: tuple[Harness, Simulated]) -> None:
+    harness, dmp = env
+    dmp.fault(FaultMode.ERROR500)
+    orders = [(await harness.create(dmp.body(delay=0), "lgc"))[0] for _ in range(20)]
+    before = dmp.sim.faults.requests
+    for _ in range(60):  # one minute of the agent's time, a pass every second
+        await harness.run()
+        harness.clock.advance(1)
+    assert dmp.sim.faults.requests - before <= 6
+    dmp.fault(FaultMode.OK)
+    for _ in range(30):
+        harness.clock.advance(600)
+        await harness.run()
+    assert {(await harness.service.get(o.id)).state for o in orders} == {DeliveryState.SENT}
+    assert sorted(dmp.received()) == sorted(o.document_unique_id for o in orders)
 
 
 async def test_document_the_dmp_cannot_take_fails_with_the_reason_and_is_not_sent(

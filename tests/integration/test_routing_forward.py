@@ -297,3 +297,210 @@ async def test_a_partition_loses_nothing_and_duplicates_nothing(practice: Any, h
     assert await order_state(holder, before["id"]) == "cancelled"
     assert await order_state(holder, during["id"]) == "scheduled"
     assert await order_state(origin, during["id"]) == "forwarded"
+
+
+async def _until(predicate: Any, tries: int = 300) -> None:
+    import asyncio
+
+    for _ in range(tries):
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def _strand(origin: Any, holder: Any, http: aiohttp.ClientSession) -> tuple[str, Any]:
+    """An order forwarded to the holder, whose acknowledgement is lost, then the holder's link goes down: the
+    holder keeps its copy, the origin does not know it has it. Returns the order id and the holder's link."""
+    _, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
+    order_id = created["id"]
+    peers(origin).wake()
+
+    async def forwarded() -> bool:
+        return await order_state(holder, order_id) == "scheduled" and await order_state(origin, order_id) == "forwarded"
+
+    await _until(forwarded)
+    link = routing(holder)
+    await link.stop()  # the holder's peer link goes down (the workstation is switched off, say)
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is None)
+    await origin.services.db.write(lambda c: c.execute(  # as if its acknowledgement had never come back
+        "UPDATE routing_outbound SET state = 'forwarding' WHERE order_id = ?", (order_id,)))
+    return order_id, link
+
+
+async def test_cancel_of_a_forward_never_acknowledged_works_while_the_holder_is_away(
+        practice: Any, http: aiohttp.ClientSession) -> None:
+    origin, holder = practice
+    order_id, link = await _strand(origin, holder, http)
+    status, cancelled = await call(http, origin, "POST", f"/v1/orders/{order_id}/cancel")
+    assert status == 200 and cancelled["state"] == "cancelled", cancelled
+    # The holder comes back: it is told to drop the copy it kept, during its delay.
+    await link.start()
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(holder, order_id) == "cancelled"
+
+    await _until(dropped, tries=100)
+    assert await order_state(origin, order_id) == "cancelled"
+    assert await origin.services.db.read(lambda c: c.execute("SELECT count(*) FROM routing_withdrawals")
+                                          .fetchone()[0]) == 0
+
+
+async def test_a_forward_never_acknowledged_comes_back_when_the_cps_does(
+        start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin", demo=DemoOptions(cards="cps"))
+    status, _ = await call(http, origin, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    assert status == 200
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    order_id, link = await _strand(origin, holder, http)
+    # The doctor takes the card to the origin's reader: the order is taken back and waits here.
+    await call(http, origin, "POST", "/_sandbox/cards/cps", {"inserted": True})
+
+    async def back() -> bool:
+        await routing(origin).forwarding.forward_pass()
+        return await order_state(origin, order_id) in ("scheduled", "waiting_card")
+
+    await _until(back, tries=100)
+    _, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
+    assert "routing" not in mine or mine["routing"] is None or "forwarded_to" not in mine["routing"], mine
+    # The silent holder, back, drops its copy: the order leaves from one workstation only.
+    await link.start()
+    await wait_for(lambda: any(p.reachable for p in peers(origin).peers.values()))
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(holder, order_id) == "cancelled"
+
+    await _until(dropped, tries=100)
+    assert await order_state(origin, order_id) in ("scheduled", "waiting_card")
+
+
+@pytest.fixture
+async def quiet_origin(start_agent: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """A practice whose origin's clock runs 30 minutes ahead: its own forwards are refused as stale, so a test
+    sends its crafted forwards itself (dated by the real clock), with no automatic forward racing them."""
+    holder = await start(start_agent, "Cabinet", data_dir=tmp_path / "holder", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin",
+                         clock=OffsetClock(timedelta(minutes=30)))
+    await init(holder, "Cabinet")
+    await join(origin, await invite(holder), holder, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    return origin, holder
+
+
+async def _forward_as_origin(origin: Any, holder: Any, meta: dict[str, Any], payload: bytes, order_id: str,
+                             author: str = DOCTOR) -> dict[str, Any]:
+    """Send a forward over the real mTLS peer link with the origin's practice certificate."""
+    from datetime import UTC, datetime
+
+    message = Forward(order_id, datetime.now(UTC), new_nonce(), author, meta, payload).to_json()
+    _, answer = await peers(origin).call("127.0.0.1", peers(holder).port, "/peer/v1/forward", message)
+    return answer
+
+
+async def _exported(origin: Any, **body: Any) -> tuple[str, dict[str, Any], bytes]:
+    from tests.support.queue import make_cda
+
+    order = (await origin.services.orders.submit(order_body(rpps=DOCTOR, delay=3600, cda=make_cda(), **body),
+                                                 "test")).order
+    meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
+    return order.id, meta, payload
+
+
+async def test_the_holder_refuses_a_forward_the_patient_opposed_there(quiet_origin: Any,
+                                                                      http: aiohttp.ClientSession) -> None:
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
+    order_id, meta, payload = await _exported(origin)
+    consent = {"dmp_consultation": "granted", "dmp_feeding": "opposition", "informed": True}
+    async with http.put(f"{holder.url}/v1/patients/{meta['ins']}/consent", json=consent,
+                        headers=holder.headers()) as response:
+        assert response.status == 200, await response.text()  # recorded on the holder only
+    with pytest.raises(InvalidInput) as refused:
+        await _forward_as_origin(origin, holder, meta, payload, order_id)
+    assert refused.value.code == "feeding_opposed"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_refuses_a_forward_of_an_unqualified_identity(quiet_origin: Any) -> None:
+    import json
+
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
+    order_id, meta, payload = await _exported(origin)
+    content = json.loads(payload)
+    content["patient"]["identity_status"] = "VALI"  # what a member could send, bypassing its own checks
+    with pytest.raises(InvalidInput) as refused:
+        await _forward_as_origin(origin, holder, {**meta, "identity_status": "VALI"},
+                                 json.dumps(content).encode(), order_id)
+    assert refused.value.code == "ins_not_qualified"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_refuses_a_forward_whose_author_is_not_the_documents(quiet_origin: Any) -> None:
+    from agent.errors import InvalidInput
+
+    origin, holder = quiet_origin
+    other = "10003456789"  # an order of another doctor, sent as if it were the CPS holder's own
+    order_id, meta, payload = await _exported(origin)
+    for forged_meta, author in (({**meta, "author_rpps": other}, DOCTOR), (meta, other)):
+        with pytest.raises(InvalidInput) as refused:
+            await _forward_as_origin(origin, holder, forged_meta, payload, order_id, author)
+        assert refused.value.code == "forward_mismatch"
+    assert await order_state(holder, order_id) is None
+
+
+async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_says(quiet_origin: Any) -> None:
+    from datetime import UTC, datetime
+
+    origin, holder = quiet_origin
+    order_id, meta, payload = await _exported(origin)
+    now = datetime.now(UTC).timestamp()
+    answer = await _forward_as_origin(origin, holder, {**meta, "send_at": now}, payload, order_id)  # "zero delay"
+    assert answer["status"] == "stored"
+    from agent.store import orders as repo
+
+    stored = await holder.services.db.read(lambda c: repo.load_order(c, order_id))
+    assert stored is not None and stored.state.value == "scheduled"
+    minimum = holder.services.config.practice.forwarded_min_delay_seconds
+    assert minimum > 0
+    assert stored.send_at >= now + minimum - 1  # the doctor holding the CPS can still cancel it
+
+
+async def test_a_forward_never_acknowledged_goes_to_another_holder_of_the_cps(
+        start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    first = await start(start_agent, "Cabinet", data_dir=tmp_path / "first", demo=DemoOptions(cards="cps"))
+    second = await start(start_agent, "Salle-2", data_dir=tmp_path / "second", demo=DemoOptions(cards="cps"))
+    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
+    status, _ = await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": False})
+    assert status == 200
+    await init(first, "Cabinet")
+    await join(second, await invite(first), first, "Salle-2")
+    await join(origin, await invite(first), first, "Accueil")
+    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    order_id, link = await _strand(origin, first, http)
+    # The doctor now works in the other room: the order, never acknowledged by "Cabinet", goes there.
+    await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": True})
+
+    async def moved() -> bool:
+        await routing(origin).forwarding.forward_pass()
+        return await order_state(second, order_id) == "scheduled" and await order_state(origin, order_id) == "forwarded"
+
+    await _until(moved, tries=200)
+    _, mine = await call(http, origin, "GET", f"/v1/orders/{order_id}")
+    assert mine["routing"]["forwarded_to"] == "Salle-2"
+    await link.start()  # "Cabinet" comes back: its stale copy is dropped, the order leaves from "Salle-2" only
+
+    async def dropped() -> bool:
+        await routing(origin).tick()
+        return await order_state(first, order_id) == "cancelled"
+
+    await _until(dropped, tries=200)
+    assert await order_state(second, order_id) == "scheduled"

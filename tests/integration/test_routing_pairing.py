@@ -212,3 +212,28 @@ async def test_a_malformed_static_peer_stops_the_start_naming_the_key(start_agen
         await start_agent(agent={"data_dir": str(tmp_path / "x")}, cards={"pcsc": False},
                           practice={**FAST, "static_peers": ["192.168.1.20"]})
     assert info.value.key == "practice.static_peers"
+
+
+async def test_unauthenticated_join_attempts_do_not_cancel_a_live_invite(pair: Any, start_agent: Any,
+                                                                          tmp_path: Any) -> None:
+    import http.client
+    import json
+
+    a, _ = pair
+    port = peers(a).port
+    code = await invite(a)
+
+    def attempt() -> int:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, context=tls.join_context(), timeout=10)
+        body = {"name": "Intrus", "csr_pem": "x", "nonce": "0" * 32, "mac": "0" * 64}
+        connection.request("POST", practice.JOIN_PATH, body=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    for _ in range(30):  # anyone on the LAN, without the code (80 random bits: not guessable online)
+        assert await asyncio.to_thread(attempt) == 403
+    c = await start(start_agent, "Salle-C", data_dir=tmp_path / "c")
+    await join(c, code, a, "Salle-C")  # the doctor's real invite still works
+    assert (tls.practice_dir(c.services.config.data_dir) / tls.CERT_FILE).exists()

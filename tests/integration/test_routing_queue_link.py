@@ -117,3 +117,52 @@ async def test_the_origin_mirrors_the_holder_and_a_returning_order_is_recalled(s
     with pytest.raises(Conflict):  # from anyone else, the same order id is refused
         other = await forward_of(origin, cipher, "order-1")
         await origin.write(lambda c: queue_link.accept(c, cipher, "Salle", other, DOCTOR, T + 1, "t"))
+
+
+async def test_a_lost_acknowledgement_of_a_sent_order_is_settled_by_asking_the_holder(stores: Stores) -> None:
+    origin, _, cipher = stores
+    await origin.write(lambda c: orders_repo.insert_order(c, cipher, new_order(), T, "t"))
+    await origin.write(lambda c: queue_link.claim(c, "order-1", "Cabinet", T))
+    # The holder stored and sent it; its acknowledgement was lost. The forward, sent again, is answered
+    # "duplicate, sent": the acknowledgement carries a final state but not the deliveries'.
+    await origin.write(lambda c: queue_link.forwarded(c, "order-1", "Cabinet", "sent", T + 60))
+    assert [r.order_id for r in await origin.read(repo.open_outbound)] == ["order-1"]  # still to ask the holder
+    remote = {"order-1": {"state": "sent", "deliveries": [
+        {"destination": "dmp", "state": "sent", "sent_at": T + 5, "entry_uuid": "urn:uuid:1"}]}}
+    assert await origin.write(lambda c: queue_link.mirror(c, remote, T + 61)) == ["order-1"]
+    order = await origin.read(lambda c: orders_repo.load_order(c, "order-1"))
+    assert order is not None and order.state.value == "sent"
+    assert await origin.read(repo.open_outbound) == []
+
+
+async def test_an_unacknowledged_forward_is_recalled_with_doubt_and_withdrawn_from_its_holder(stores: Stores) -> None:
+    origin, _, cipher = stores
+    await origin.write(lambda c: orders_repo.insert_order(c, cipher, new_order(), T, "t"))
+    await origin.write(lambda c: queue_link.claim(c, "order-1", "Cabinet", T))
+    assert await origin.read(queue_link.unacknowledged) == [("order-1", "Cabinet", DOCTOR)]
+    assert await origin.write(lambda c: queue_link.recall_unacknowledged(c, "order-1", T + 10)) == "Cabinet"
+    order = await origin.read(lambda c: orders_repo.load_order(c, "order-1"))
+    assert order is not None and order.state.value == "scheduled"
+    assert order.deliveries[0].uncertain  # the holder may have sent it: the service is asked before any send
+    assert order.send_at == pytest.approx(T + 600, abs=1)  # its deadline kept
+    assert await origin.read(repo.withdrawals) == [("order-1", "Cabinet")]
+    assert await origin.read(queue_link.unacknowledged) == []
+    # Forwarded to the same holder again: the copy it may hold is the one to send, nothing to withdraw.
+    await origin.write(lambda c: queue_link.claim(c, "order-1", "Cabinet", T + 20))
+    assert await origin.read(repo.withdrawals) == []
+    # Once acknowledged, it is the holder's: no taking it back.
+    await origin.write(lambda c: queue_link.forwarded(c, "order-1", "Cabinet", "scheduled", T + 21))
+    assert await origin.write(lambda c: queue_link.recall_unacknowledged(c, "order-1", T + 30)) is None
+
+
+async def test_retention_keeps_the_content_of_an_order_whose_forward_is_not_settled(stores: Stores) -> None:
+    origin, _, cipher = stores
+    await origin.write(lambda c: orders_repo.insert_order(c, cipher, new_order(), T, "t"))
+    await origin.write(lambda c: queue_link.claim(c, "order-1", "Cabinet", T))  # never acknowledged
+    await origin.write(lambda c: orders_repo.insert_order(c, cipher, new_order("order-2"), T, "t"))
+    await origin.write(lambda c: queue_link.claim(c, "order-2", "Cabinet", T))
+    await origin.write(lambda c: queue_link.forwarded(c, "order-2", "Cabinet", "scheduled", T))  # acknowledged
+    later = T + 400 * 86400
+    assert await origin.write(lambda c: orders_repo.erase_expired_content(c, later - 30 * 86400, later)) == 0
+    for order_id in ("order-1", "order-2"):
+        assert await origin.read(lambda c, o=order_id: orders_repo.open_payload(c, cipher, o)) is not None

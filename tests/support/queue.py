@@ -76,18 +76,22 @@ def order_body(*, client_ref: str | None = None, delay: int | None = 0, status: 
 
 @dataclass
 class MemoryDmp:
-    """A DMP that keeps what it got; ``mode`` = "ok", "down", "error500", "refuse", "timeout_after_store"."""
+    """A DMP that keeps what it got; ``mode`` = "ok", "down", "error500", "refuse", "timeout_after_store",
+    "refuse_after_store" (stores it, then answers a refusal), "all500" (look-ups fail too), "refuse_find500"
+    (refuses, and look-ups fail)."""
 
     mode: str = "ok"
     stored: dict[str, str] = field(default_factory=dict)  # document uniqueId -> entryUUID
     submissions: list[str] = field(default_factory=list)  # every submission received, in order
     finds: int = 0
+    calls: int = 0  # every deliver() call, answered or not (the rate at which the queue tries)
     fail_next: int = 0  # that many next submissions answer 500, then ok
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     entered: asyncio.Event | None = None
     release: asyncio.Event | None = None
 
     async def deliver(self, job: DeliveryJob) -> Receipt:
+        self.calls += 1
         if self.entered is not None and self.release is not None:
             self.entered.set()
             await self.release.wait()
@@ -96,9 +100,9 @@ class MemoryDmp:
         if self.fail_next > 0:
             self.fail_next -= 1
             raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
-        if self.mode == "error500":
+        if self.mode in ("error500", "all500"):
             raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
-        if self.mode == "refuse":
+        if self.mode in ("refuse", "refuse_find500"):
             raise PermanentRemoteError("Le DMP refuse le document : format non conforme.", service="dmp")
         self.submissions.append(job.lookup.document_unique_id)
         if job.lookup.document_unique_id in self.stored:
@@ -107,12 +111,16 @@ class MemoryDmp:
         self.stored[job.lookup.document_unique_id] = entry
         if self.mode == "timeout_after_store":
             raise TransientRemoteError("Le DMP n'a pas répondu à temps", service="dmp")
+        if self.mode == "refuse_after_store":
+            raise PermanentRemoteError("Le DMP a refusé la requête : erreur interne.", service="dmp")
         return Receipt(entry)
 
     async def find(self, lookup: Lookup) -> Receipt | None:
         self.finds += 1
         if self.mode == "down":
             raise ServiceUnreachable("DMP injoignable", service="dmp", maybe_delivered=False)
+        if self.mode in ("all500", "refuse_find500"):
+            raise TransientRemoteError("Erreur 500 du DMP", service="dmp")
         entry = self.stored.get(lookup.document_unique_id)
         return Receipt(entry) if entry else None
 
@@ -160,7 +168,7 @@ class Harness:
         self.grace = grace  # how long stop() lets sends in flight finish (short: a crash)
         self.master = os.urandom(32)
         self.settings = QueueSettings(**{"backoff_base_seconds": 10.0, "backoff_cap_seconds": 300.0,
-                                         "probe_interval_seconds": 30.0, "max_attempts": 5, **settings})
+                                         "probe_interval_seconds": 30.0, **settings})
         self.rand_value = 0.5
         self.cps_here = True
         self.traces = Traces()

@@ -124,42 +124,53 @@ async def test_cancel_an_order_during_its_delay(browser, demo_process, artifacts
     assert not page.errors
 
 
-async def test_retry_a_failed_order(browser, demo_process, artifacts):
+async def test_retry_a_failed_order_then_retry_all(browser, demo_process, artifacts, tmp_path):
     import asyncio
 
+    # One attempt allowed (the default retries transient trouble for as long as it lasts): the orders fail fast.
+    config = tmp_path / "one-attempt.toml"
+    config.write_text("[queue]\nmax_attempts = 1\nbackoff_base_seconds = 0.1\nbackoff_cap_seconds = 0.2\n")
     # The kit, as scripts/demo.sh gives it: the N1 is coded from its value sets and validated.
-    agent = demo_process("ui-retry", env={"RELAIS_REFERENCE": str(reference_root())})
+    agent = demo_process("ui-retry", "--config", str(config), env={"RELAIS_REFERENCE": str(reference_root())})
     assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
     assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200  # EX_GEN-1530
     # The simulated DMP answers garbage: the delivery fails with a French reason the doctor can read.
     assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
     before = len(api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"])  # the demo DMP's seeded documents
-    status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref="ui-retry-1"))
-    assert status == 201, order
-    for _ in range(200):
-        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
-        if state == "failed":
-            break
-        await asyncio.sleep(0.1)
-    assert state == "failed"
+    orders = []
+    for ref in ("ui-retry-1", "ui-retry-2"):
+        status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref=ref))
+        assert status == 201, order
+        orders.append(order)
+
+    async def wait_state(order_id: str, wanted: str) -> None:
+        state = ""
+        for _ in range(200):
+            state = api(agent, "GET", f"/v1/orders/{order_id}")[1]["state"]
+            if state == wanted:
+                break
+            await asyncio.sleep(0.1)
+        assert state == wanted
+
+    for order in orders:
+        await wait_state(order["id"], "failed")
     page = await open_dashboard(browser, agent, artifacts, "retry")
-    row = page.locator(f"#orders-failed tr[data-order='{order['id']}']")
-    await row.wait_for()
-    reason = await row.locator("td").nth(3).text_content()
+    first, second = (page.locator(f"#orders-failed tr[data-order='{o['id']}']") for o in orders)
+    await first.wait_for()
+    reason = await first.locator("td").nth(3).text_content()
     assert reason and "DMP" in reason  # the French reason, as the queue recorded it
-    assert await page.locator("#badge-queue").text_content() == "1"
+    assert await page.locator("#badge-queue").text_content() == "2"
     await page.screenshot(path=str(artifacts / "dashboard-queue-failed.png"))
     assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "ok"})[0] == 200
-    await row.get_by_role("button", name="Réessayer").click()
-    for _ in range(200):
-        state = api(agent, "GET", f"/v1/orders/{order['id']}")[1]["state"]
-        if state == "sent":
-            break
-        await asyncio.sleep(0.1)
-    assert state == "sent"
-    await page.locator(f"#orders-done tr[data-order='{order['id']}']").wait_for()
+    await first.get_by_role("button", name="Réessayer", exact=True).click()
+    await wait_state(orders[0]["id"], "sent")
+    await page.locator(f"#orders-done tr[data-order='{orders[0]['id']}']").wait_for()
+    await second.wait_for()
+    await page.get_by_role("button", name="Réessayer tout").click()  # "retry all failed"
+    await wait_state(orders[1]["id"], "sent")
+    await page.locator(f"#orders-done tr[data-order='{orders[1]['id']}']").wait_for()
     submissions = api(agent, "GET", "/_sandbox/dmp/submissions")[1]["items"]
-    assert len(submissions) == before + 1  # the garbage answer came before storing: stored once in all
+    assert len(submissions) == before + 2  # the garbage answer came before storing: each stored once in all
     await page.screenshot(path=str(artifacts / "dashboard-queue-sent.png"))
     assert not page.errors
 

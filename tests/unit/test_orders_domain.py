@@ -14,6 +14,7 @@ from agent.domain.orders import (
     cancel_refusal,
     check_delay,
     next_state,
+    service_pause_seconds,
     summary_state,
 )
 from agent.errors import Conflict
@@ -92,6 +93,17 @@ def test_backoff_is_full_jitter_under_a_capped_exponential(attempt: int, ceiling
 def test_backoff_counts_attempts_from_one() -> None:
     with pytest.raises(ValueError, match="from 1"):
         backoff_seconds(0, base=1, cap=2, rand=lambda: 0.5)
+
+
+@pytest.mark.parametrize("failures", [1, 2, 5, 30, 10_000])
+def test_a_failing_service_pause_never_falls_under_half_its_capped_ceiling(failures: int) -> None:
+    ceiling = min(900.0, 30.0 * 2 ** min(failures - 1, 62))
+    assert service_pause_seconds(failures, base=30, cap=900, rand=lambda: 0.0) == ceiling / 2
+    assert service_pause_seconds(failures, base=30, cap=900, rand=lambda: 0.999999) <= ceiling
+
+
+def test_attempts_are_never_exhausted_when_unlimited() -> None:
+    assert not attempts_exhausted(10_000, 0)
 
 
 def test_attempts_exhausted_after_the_configured_count() -> None:

@@ -18,7 +18,7 @@ from lxml import etree
 from agent.dmp import soap
 from agent.dmp.models import Professional
 from agent.dmp.vihf import SAML, VihfSettings, read_assertion, signed_assertion
-from agent.errors import PermanentRemoteError
+from agent.errors import TransientRemoteError
 from agent.softkey import SoftwareSigner
 from agent.xml.safe import UnsafeXml, parse
 from agent.xml.signing import SignatureInvalid, verify_enveloped
@@ -47,11 +47,11 @@ def test_doctype_based_attacks_are_refused_with_bounded_memory(data: bytes) -> N
     assert b"root:" not in info.value.message.encode()
 
 
-def test_doctype_in_a_soap_answer_is_a_permanent_error_naming_the_dmp() -> None:
+def test_doctype_in_a_soap_answer_is_an_unreadable_answer_naming_the_dmp() -> None:
     answer = b'<?xml version="1.0"?><!DOCTYPE soap:Envelope [<!ENTITY x "y">]>' \
              b'<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body><a>&x;</a>' \
              b'</soap:Body></soap:Envelope>'
-    with pytest.raises(PermanentRemoteError) as info:
+    with pytest.raises(TransientRemoteError) as info:  # unreadable says nothing of the request: not a refusal
         soap.parse_envelope(answer)
     assert info.value.code == "dmp_answer_invalid" and "DOCTYPE" in info.value.message
 

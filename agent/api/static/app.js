@@ -253,6 +253,7 @@ async function loadOrders() {
   if (!failed.children.length) emptyRow(failed, 5, "Aucun échec.");
   if (!done.children.length) emptyRow(done, 5, "Aucun envoi terminé.");
   document.getElementById("badge-queue").textContent = failures ? String(failures) : "";
+  document.getElementById("retry-failed").hidden = !failures;
 }
 function tickCountdowns() {
   for (const cell of document.querySelectorAll("td[data-send-at]")) {
@@ -401,6 +402,15 @@ async function loadSettings() {
   document.getElementById("settings").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
 }
 
+// ---- retry all failed ----------------------------------------------------------------------------------
+async function retryFailed() {
+  try {
+    const result = await api("POST", "/v1/orders/retry-failed");
+    show(result.retried ? `Nouvel essai demandé pour ${result.retried} envoi(s) en échec` : "Aucun envoi en échec.", true);
+  } catch (e) { show(e.message); }
+  await loadOrders();
+}
+
 // ---- pause ------------------------------------------------------------------------------------------
 let queuePaused = false;
 function showPaused(paused) {
@@ -453,6 +463,7 @@ async function main() {
   document.getElementById("psc-login").addEventListener("click", pscLogin);
   document.getElementById("psc-logout").addEventListener("click", pscLogout);
   document.getElementById("queue-pause").addEventListener("click", togglePause);
+  document.getElementById("retry-failed").addEventListener("click", retryFailed);
   document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
   document.getElementById("traces-form").addEventListener("submit", loadTraces);
   document.getElementById("traces-csv").addEventListener("click", () => exportTraces("csv"));
