@@ -197,6 +197,13 @@ class PermanentRemoteError(RemoteError):
     title = "Refus du service distant"
 
 
+class RefusedBeforeSending(PermanentRemoteError):
+    """A rule of this agent refused the delivery before anything left (the patient's opposition at sending time):
+    the service has nothing of it, so the queue records the failure without asking the service first."""
+
+    code = "refused_before_sending"
+
+
 class DuplicateUniqueId(PermanentRemoteError):
     """The registry already holds this uniqueId (XDSDuplicateUniqueIdInRegistry): for a submission whose ids
     were fixed at order creation, this means an earlier attempt was delivered."""

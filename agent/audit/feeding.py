@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agent.domain.delivery import DeliveryGateway, DeliveryJob, Lookup, Receipt
 from agent.domain.policy import FeedingGate
-from agent.errors import InvalidInput, PermanentRemoteError
+from agent.errors import InvalidInput, RefusedBeforeSending
 
 
 class FeedingGuard:
@@ -22,7 +22,7 @@ class FeedingGuard:
         try:
             await self._gate.check_feeding(job.lookup.ins)
         except InvalidInput as opposed:
-            raise PermanentRemoteError(opposed.message, service="dmp", code="feeding_opposed") from opposed
+            raise RefusedBeforeSending(opposed.message, service="dmp", code="feeding_opposed") from opposed
         return await self._gateway.deliver(job)
 
     async def find(self, lookup: Lookup) -> Receipt | None:

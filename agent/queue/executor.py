@@ -39,6 +39,7 @@ from agent.errors import (
     DuplicateUniqueId,
     InvalidInput,
     PermanentRemoteError,
+    RefusedBeforeSending,
     RelaisError,
     ServiceUnreachable,
     StoreError,
@@ -430,7 +431,11 @@ class QueueExecutor(Lifecycle):
         """A refusal is not called a failure before the service is asked whether it holds the document anyway
         (it may have stored it, then answered an error; or an earlier attempt got there). Found: delivered.
         Cannot ask now: a transient failure, asked again before anything is resent. Still "uncertain" when
-        failed: a retry by the user asks first too."""
+        failed: a retry by the user asks first too. A refusal of the client or of a rule of this agent (nothing
+        left: ``InvalidInput``, ``RefusedBeforeSending``) is not asked about: no search the CNDA would count as
+        misuse (EX_3.1-1090), and an earlier uncertain attempt was already looked up before this one."""
+        if isinstance(refusal, (InvalidInput, RefusedBeforeSending)):
+            return Event.PERMANENT, None, refusal.code, refusal.message, False
         try:
             async with asyncio.timeout(self.settings.attempt_timeout_seconds):
                 found = await gateway.find(lookup)

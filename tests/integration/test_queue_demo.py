@@ -96,6 +96,7 @@ async def test_retry_all_failed_route_after_the_dmp_failed(
     async with http.post(agent.url + "/_sandbox/dmp/faults", json={"mode": "error500"},
                          headers=agent.headers()) as response:
         assert response.status == 200
+    await obtain_ins(http, agent, PAT_TROIS)  # the DMP takes only an INS obtained through INSi (EX_GEN-1530)
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=0)
     async with http.post(agent.url + "/v1/orders", json=body, headers=agent.headers()) as response:
         order = await response.json()

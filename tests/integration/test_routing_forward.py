@@ -406,8 +406,9 @@ async def _forward_as_origin(origin: Any, holder: Any, meta: dict[str, Any], pay
 async def _exported(origin: Any, **body: Any) -> tuple[str, dict[str, Any], bytes]:
     from tests.support.queue import make_cda
 
-    order = (await origin.services.orders.submit(order_body(rpps=DOCTOR, delay=3600, cda=make_cda(), **body),
-                                                 "test")).order
+    request = order_body(rpps=DOCTOR, delay=3600, cda=make_cda(), **body)
+    await insi_gave_order_patient(origin, request)  # the origin obtained the INS through INSi (EX_GEN-1530)
+    order = (await origin.services.orders.submit(request, "test")).order
     meta, payload = await origin.services.db.read(lambda c: queue_link.export(c, origin.services.cipher, order.id))
     return order.id, meta, payload
 
