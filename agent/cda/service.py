@@ -4,8 +4,8 @@ What the API (``POST /v1/cda``, ``/v1/cda/validate``) and the queue (``POST /v1/
 
     build_document(kind, patient, author, data) -> BuiltDocument
     wrap_pdf(pdf, type_code, title, service_start, service_stop, patient, author) -> BuiltDocument
-    validate(cda) -> ValidationReport              (blocking: run it in a thread)
-    avalidate(cda) -> ValidationReport             (the same, off the event loop)
+    validate(cda) -> ValidationReport              (blocking, in this process: tests, benchmarks)
+    avalidate(cda) -> ValidationReport             (the agent's way: in a worker process, ``agent.cda.worker``)
     order_document(document, patient, author) -> bytes   (the queue's DocumentBuilder)
     cse_notice(body) -> str                        (the JSON of the CSE notice an order body makes due)
 
@@ -27,6 +27,7 @@ from agent.cda.header import PARIS, parse_when
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
 from agent.cda.valuesets import ValueSets
+from agent.cda.worker import ValidationPool
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.domain.cps import CpsHolder
@@ -51,9 +52,12 @@ class CdaService:
         organisation: dict[str, Any] | None = None,
         cps_holder: Callable[[], CpsHolder | None] | None = None,
         allow_unvalidated: bool = False,
+        pool: ValidationPool | None = None,
     ) -> None:
         self.clock = clock
         self.validator = validator
+        # With a pool, ``avalidate`` runs in its worker processes (the agent); without, in a thread of this one.
+        self.pool = pool
         # The value sets come from the validator's kit unless given; none at all: coded answers are refused.
         if value_sets is None:
             value_sets = ValueSets(validator.kit_dir if validator is not None else None)
@@ -122,6 +126,8 @@ class CdaService:
         return self.validator.validate(cda)
 
     async def avalidate(self, cda: bytes) -> ValidationReport:
+        if self.pool is not None:
+            return await self.pool.validate(cda)
         return await asyncio.to_thread(self.validate, cda)
 
     async def abuild(self, kind: str, patient: Any, author: Any, data: Any) -> BuiltDocument:
