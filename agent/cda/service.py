@@ -86,9 +86,10 @@ class CdaService:
                        content_field=pdf_field)
 
     # -- send-orders --------------------------------------------------------------------------------------------
-    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None."""
-        return cse_notice_json(cse_notice_for_order(body))
+    def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:
+        """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None.
+        ``cda_root``: the body's ready CDA, already parsed by the caller."""
+        return cse_notice_json(cse_notice_for_order(body, cda_root))
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
                              author: dict[str, Any]) -> bytes:
@@ -134,13 +135,14 @@ class CdaService:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
 
 
-def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNotice | None:
+def cse_notice_for_cda(cda: bytes, exam: str | None = None, root: Any = None) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a document about to be sent: is a certificat de santé due because of it?
 
     Reads the type code, the service start and the patient's birth date from the CDA header (hardened parse).
     The queue calls this once an order is stored; ``POST /v1/cda`` answers it as ``cse_due``.
     """
-    root = safe.parse(cda, what="CDA")
+    if root is None:
+        root = safe.parse(cda, what="CDA")
     code = root.find(f"{HL7}code")
     type_code = code.get("code", "") if code is not None else ""
     if type_code != "59283-2":
@@ -155,7 +157,7 @@ def cse_notice_for_cda(cda: bytes, exam: str | None = None) -> catalogue.CseNoti
     return catalogue.cse_due_for(type_code, born, examined, exam)
 
 
-def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
+def cse_notice_for_order(body: dict[str, Any], cda_root: Any = None) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a ``POST /v1/orders`` body: a CR d'examen de l'enfant sent as a PDF (type code, the
     patient's birth date, service start) or as a ready CDA (read from its header). Never raises: a body the
     queue refuses simply has no notice."""
@@ -165,6 +167,8 @@ def cse_notice_for_order(body: dict[str, Any]) -> catalogue.CseNotice | None:
     exam = document.get("exam") if isinstance(document.get("exam"), str) else None
     try:
         if "cda_base64" in document:
+            if cda_root is not None:
+                return cse_notice_for_cda(b"", exam, cda_root)
             return cse_notice_for_cda(decode_base64(document.get("cda_base64"), "document.cda_base64", "CDA"),
                                       exam)
         if document.get("type_code") != "59283-2":
