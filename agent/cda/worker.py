@@ -108,16 +108,19 @@ class _Worker:
         theirs.close()
         self.conn: Connection = ours
         self.checking = False  # between the worker's "prepared" and its report: the timed part
+        self.busy = False  # a document sent, its answer not read yet
 
     def call(self, cda: bytes, timeout: float) -> tuple[Any, ...] | None:
         """The worker's reply, or None when it did not answer within ``timeout`` seconds (blocking). The
         budget counts from the moment the worker has parsed the document and compiled its schematrons (a cold
         worker compiles for seconds, whatever the document)."""
+        self.busy = True
         self.conn.send_bytes(cda)
         if not self.conn.poll(_PREPARE_BUDGET_SECONDS):
             return None
         reply: tuple[Any, ...] = self.conn.recv()
         if reply != _PREPARED:
+            self.busy = False
             return reply  # refused before the checks (not XML, DOCTYPE, too large for the parser)
         self.checking = True
         try:
@@ -126,6 +129,7 @@ class _Worker:
             reply = self.conn.recv()
         finally:
             self.checking = False
+        self.busy = False
         return reply
 
     def kill(self) -> None:
@@ -165,10 +169,12 @@ class ValidationPool(Lifecycle):
                 self._release(worker)
 
     async def stop(self) -> None:
+        # Idle workers leave when their pipe closes; one still running a document is killed (it holds nothing
+        # worth keeping: the XSLT cache is written by atomic rename), so the agent stops at once.
         self._closed = True
         workers, self._all = list(self._all), set()
         for worker in workers:
-            await asyncio.to_thread(worker.close)
+            await asyncio.to_thread(worker.kill if worker.busy else worker.close)
 
     @property
     def checking(self) -> int:
