@@ -78,15 +78,17 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the start before measuring "
+                        "(lets the background compilation of the kit's schematrons finish)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last memory reading "
                         "(the kit's schematrons compile in the background after the start)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         agent = spawn_demo(Path(tmp) / "bench", "--cards", "none")
         try:
-            time.sleep(0.5)
+            time.sleep(0.5 + args.settle)
             start_rss = rss_mib(agent.proc.pid)
-            print(f"agent pid {agent.proc.pid}, RSS at start: {start_rss:.1f} MiB")
+            print(f"agent pid {agent.proc.pid}, RSS {args.settle + 0.5:g} s after the start: {start_rss:.1f} MiB")
             asyncio.run(run(agent.url, agent.token, 200, 4))  # warm-up
             done = 0
             for concurrency in (1, 32):
