@@ -279,6 +279,14 @@ class CdaSection:
     vaccines_file: str = ""
     # Compile the schematrons in the background right after the start, so the first document is not slower.
     warm_up: bool = True
+    # Validation runs in worker processes (never in the agent's own): how many at once. Each worker holds the
+    # compiled schematrons (up to about 250 MB with every volet); 1 suits a workstation, 2 a busy shared one.
+    validation_workers: int = 1
+    # A CDA larger than this is refused before validation (413 cda_too_large).
+    max_document_mb: float = 20.0
+    # A validation longer than this stops (its worker is killed and replaced) and the document is refused
+    # (422 cda_validation_timeout): a crafted document cannot hold a worker for ever.
+    validation_timeout_seconds: float = 30.0
     # The practice (author's organisation, custodian) when a request does not say: its identifier ("1" + FINESS,
     # "3" + SIRET, "4" + RPPS rang of a cabinet), name, and structured address (the CSE volets want one).
     organisation_id: str = ""
@@ -526,6 +534,9 @@ def validate(config: Config) -> None:
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
+        "cda.validation_workers": config.cda.validation_workers,
+        "cda.max_document_mb": config.cda.max_document_mb,
+        "cda.validation_timeout_seconds": config.cda.validation_timeout_seconds,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
         "queue.backoff_cap_seconds": config.queue.backoff_cap_seconds,
         "queue.probe_interval_seconds": config.queue.probe_interval_seconds,

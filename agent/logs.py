@@ -8,8 +8,10 @@ hold patient data.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import logging.handlers
+import queue
 import re
 import sys
 from pathlib import Path
@@ -48,7 +50,13 @@ def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}")
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def setup_logging(level: str, log_dir: Path | None, *, max_bytes: int = 5_000_000, backups: int = 5) -> None:
+    """stderr and the rotating file, written by one background thread: a request that logs only puts the record
+    (masked once, here) on a queue; formatting and the two writes happen off the event loop."""
+    global _listener
     # A full or read-only disk makes the log file refuse writes: the agent keeps running (and says so in its
     # status) instead of printing a traceback for every line it could not write.
     logging.raiseExceptions = False
@@ -56,6 +64,11 @@ def setup_logging(level: str, log_dir: Path | None, *, max_bytes: int = 5_000_00
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+    if _listener is not None:
+        _listener.stop()
+        for handler in _listener.handlers:
+            handler.close()
+        _listener = None
     numeric = TRAFFIC if level == "TRAFFIC" else logging.getLevelName(level)
     root.setLevel(numeric)
     root.propagate = False
@@ -70,10 +83,32 @@ def setup_logging(level: str, log_dir: Path | None, *, max_bytes: int = 5_000_00
         )
     for handler in handlers:
         handler.setFormatter(fmt)
-        handler.addFilter(RedactingFilter())
-        root.addHandler(handler)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    front = logging.handlers.QueueHandler(records)
+    front.addFilter(RedactingFilter())  # before the record leaves the caller: the one place it is masked
+    root.addHandler(front)
+    _listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    _listener.start()
     if numeric == TRAFFIC:
         root.warning(
             "niveau de journal TRAFFIC actif : les échanges protocolaires complets sont écrits et peuvent contenir "
             "des données de santé ; à désactiver dès la fin du diagnostic"
         )
+        flush_logs()
+
+
+def flush_logs() -> None:
+    """Write out every record logged so far (at exit, and for tests reading the files)."""
+    if _listener is not None:
+        _listener.stop()  # drains the queue, then joins the writer thread
+        for handler in _listener.handlers:
+            handler.flush()
+        _listener.start()
+
+
+def _stop_at_exit() -> None:
+    if _listener is not None:
+        _listener.stop()
+
+
+atexit.register(_stop_at_exit)

@@ -33,6 +33,20 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def memory_line(pid: int) -> str:
+    """The agent's RSS, and its child processes' (CI-SIS validation workers, multiprocessing's tracker) apart."""
+    kids = {c: rss_mib(c) for c in children(pid)}
+    detail = ", ".join(f"{Path(f'/proc/{c}/comm').read_text().strip()} {r:.0f}" for c, r in kids.items())
+    return f"agent {rss_mib(pid):.1f} MiB; child processes: {detail or 'none'}"
+
+
 async def run(url: str, token: str, total: int, concurrency: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
     headers = {"Authorization": f"Bearer {token}"}
@@ -64,13 +78,17 @@ def pct(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds to wait after the start before measuring "
+                        "(lets the background compilation of the kit's schematrons finish)")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last memory reading "
+                        "(the kit's schematrons compile in the background after the start)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         agent = spawn_demo(Path(tmp) / "bench", "--cards", "none")
         try:
-            time.sleep(0.5)
+            time.sleep(0.5 + args.settle)
             start_rss = rss_mib(agent.proc.pid)
-            print(f"agent pid {agent.proc.pid}, RSS at start: {start_rss:.1f} MiB")
+            print(f"agent pid {agent.proc.pid}, RSS {args.settle + 0.5:g} s after the start: {start_rss:.1f} MiB")
             asyncio.run(run(agent.url, agent.token, 200, 4))  # warm-up
             done = 0
             for concurrency in (1, 32):
@@ -80,6 +98,8 @@ def main() -> None:
                       f"p50 {pct(lat, 0.50):6.2f} ms  p99 {pct(lat, 0.99):6.2f} ms  "
                       f"(mean {statistics.mean(lat) * 1000:.2f} ms, n={len(lat)})")
             print(f"RSS after {done + 200} requests: {rss_mib(agent.proc.pid):.1f} MiB")
+            time.sleep(args.idle)
+            print(f"RSS idle {args.idle:g} s later: {memory_line(agent.proc.pid)}")
         finally:
             agent.stop()
 

@@ -16,14 +16,19 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
+import asyncio
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from agent.cda.schematron import compile_schema
 from agent.cda.service import CdaService
 from agent.cda.validation import CONTENT_PROFILE, STRUCTURATION_MINIMALE, CdaValidator
+from agent.cda.worker import PoolSettings, ValidationPool
 from agent.clock import FrozenClock
 from agent.reference import BESIDE_CHECKOUT, find_reference
 from agent.xml import safe
@@ -104,9 +109,67 @@ def main() -> None:
             report = service.validate(built.cda)
             assert report.valid
         elapsed = time.perf_counter() - t
-        print(f"build + validate: {args.documents} notes in {elapsed:.2f} s = "
-              f"{args.documents / elapsed:.1f} documents/s (one thread)")
+        floor = args.documents / elapsed
+        print(f"build + validate: {args.documents} notes in {elapsed:.2f} s = {floor:.1f} documents/s (one thread)")
+        asyncio.run(through_workers(service, kit, cache, args.documents, floor))
         per_kind(service, max(5, args.documents // 20))
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    """How late a 5 ms timer fires on the event loop while validations run (what every request waits)."""
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.005)
+        lags.append(time.perf_counter() - t - 0.005)
+
+
+async def through_workers(service: CdaService, kit: Path, cache: Path, documents: int, floor: float) -> None:
+    """The agent's way (``ValidationPool``): notes/s with 1 and 2 worker processes against the one-thread rate
+    above, and the event loop's lag meanwhile, beside the old way (a thread of the agent's own process)."""
+    notes = [service.build_document("vaccination_note", PATIENT, AUTHOR, DATA).cda for _ in range(documents)]
+    print("the agent's way, event loop lag while validating (p50 / max of a 5 ms timer):")
+
+    async def run(validate: Callable[[bytes], Awaitable[Any]], concurrency: int) -> tuple[float, list[float]]:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(cda: bytes) -> None:
+            async with gate:
+                assert (await validate(cda)).valid
+
+        lags: list[float] = []
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(loop_lag(stop, lags))
+        t = time.perf_counter()
+        await asyncio.gather(*(one(cda) for cda in notes))
+        elapsed = time.perf_counter() - t
+        stop.set()
+        await ticker
+        return documents / elapsed, lags
+
+    def line(name: str, rate: float, lags: list[float]) -> None:
+        print(f"  {name:34s}{rate:6.1f} notes/s  x{rate / floor:.2f} of one thread   "
+              f"lag {ms(statistics.median(lags))} /{ms(max(lags))}")
+
+    rate, lags = await run(service.avalidate, 1)
+    line("thread of the agent (before)", rate, lags)
+    for workers in (1, 2):
+        settings = PoolSettings(workers=workers, warm_up=False)
+        async with ValidationPool(kit, cache, settings) as pool:
+            # Each worker compiles, then runs a few notes: the in-process validator above is as warm.
+            for _ in range(10):
+                await asyncio.gather(*(pool.validate(notes[0]) for _ in range(workers)))
+            rate, lags = await run(pool.validate, 2 * workers)
+            worker_rss = [rss_mib(w.process.pid or 0) for w in list(pool._all)]
+            line(f"{workers} worker process(es)", rate, lags)
+            print(f"  {'':34s}RSS: this process {rss_mib(os.getpid()):.0f} MiB, each worker "
+                  + ", ".join(f"{r:.0f}" for r in worker_rss) + " MiB")
 
 
 def per_kind(service: CdaService, rounds: int) -> None:

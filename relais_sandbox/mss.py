@@ -28,6 +28,7 @@ import re
 import ssl
 from email import message_from_bytes, policy
 from email.message import Message
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,8 @@ def _in_set(value: int, spec: str, largest: int) -> bool:
 
 
 def _header_matches(data: bytes, name: str, needle: str) -> bool:
-    msg = message_from_bytes(data, policy=policy.compat32)
+    # The top-level headers only, as an IMAP server reads them: a hostile body (deep nesting) is never parsed.
+    msg = BytesHeaderParser(policy=policy.compat32).parsebytes(data)
     return any(needle.lower() in str(v).lower() for v in msg.get_all(name, []))
 
 

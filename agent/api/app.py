@@ -10,7 +10,7 @@ from agent.api import cards, cda, consent, core, dmp, dmp_web, homologation, ins
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
 from agent.api.spec import Route, RouteTable
-from agent.store.tokens import TokenInfo, verify_token
+from agent.store.tokens import TokenCheck, TokenInfo, verify_token
 
 RouteRegistrar = Callable[[RouteTable], None]
 
@@ -34,7 +34,12 @@ def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.
     )
     failures = FailureTracker(settings.failure_limit, settings.failure_window, services.clock)
 
+    check = TokenCheck(services.db.path)
+
     async def verify(token: str) -> TokenInfo | None:
+        answered, client = check.verify(token)  # on this thread, from memory unless something was committed
+        if answered:
+            return client
         return await services.db.read(lambda conn: verify_token(conn, token))
 
     # aiohttp's own cap is the largest route limit; the guard applies each route's own limit first.
@@ -51,6 +56,12 @@ def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.
     table.install(app)
 
     app.on_shutdown.append(_close_streams)
+
+    async def close_check(_app: web.Application) -> None:
+        check.close()
+
+    app.on_cleanup.append(close_check)
+    app[TOKEN_CHECK] = check
     return app
 
 
@@ -62,6 +73,7 @@ async def _close_streams(app: web.Application) -> None:
 
 
 GUARD_KEY: web.AppKey[GuardSettings] = web.AppKey("relais_guard", GuardSettings)
+TOKEN_CHECK: web.AppKey[TokenCheck] = web.AppKey("relais_token_check", TokenCheck)
 
 
 def all_routes(app: web.Application) -> list[Route]:

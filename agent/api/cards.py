@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -107,9 +108,8 @@ async def sign(request: web.Request) -> web.Response:
         raise InvalidInput.field("format", "Format inconnu : xades-enveloped, xades-detached, cms-detached ou raw.")
     cards = _cards(services)
     signer = cards.require_signer()
-    cert_pem = x509.load_der_x509_certificate(signer.certificate_der).public_bytes(
-        serialization.Encoding.PEM).decode()
-    answer: dict[str, Any] = {"format": fmt, "certificate_pem": cert_pem, "algorithm": signer.algorithm.value}
+    answer: dict[str, Any] = {"format": fmt, "certificate_pem": _certificate_pem(signer.certificate_der),
+                              "algorithm": signer.algorithm.value}
     if fmt == "raw":
         data = _data(body)
         signature = await asyncio.to_thread(signer.sign, data)
@@ -133,6 +133,12 @@ async def sign(request: web.Request) -> web.Response:
         signed = await asyncio.to_thread(sign_xades_detached, [(uri, data)], signer)
         answer["xml"] = etree.tostring(signed, encoding="unicode")
     return web.json_response(answer)
+
+
+@functools.lru_cache(maxsize=8)
+def _certificate_pem(der: bytes) -> str:
+    """The signing certificate as PEM: decoded once per card, not at every signature."""
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
 
 
 CARD_PROBLEMS = {503: problem_response("Carte absente, non déverrouillée, bloquée, lecteur occupé ou service PC/SC "

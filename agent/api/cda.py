@@ -208,6 +208,8 @@ def register(table: RouteTable) -> None:
                                   "value": {"cda_base64": "PENsaW5pY2FsRG9jdW1lbnQgeG1sbnM9InVybjpobDctb3JnOnYzIi8+"}}},
         responses={200: json_response("Rapport de validation (en français, avec l'emplacement de chaque erreur)",
                                       VALIDATION_SCHEMA),
-                   422: problem_response("Base64 ou XML invalide"),
+                   413: problem_response("Document au-delà de cda.max_document_mb (cda_too_large)"),
+                   422: problem_response("Base64 ou XML invalide, validation au-delà de son temps "
+                                         "(cda_validation_timeout)"),
                    503: problem_response("Kit CI-SIS absent (cda_kit_missing)")},
     )

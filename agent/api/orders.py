@@ -359,9 +359,10 @@ def register(table: RouteTable) -> None:
                responses={201: json_response("Ordre enregistré", ORDER_SCHEMA),
                           200: json_response("Ordre déjà enregistré (même client_ref)", ORDER_SCHEMA),
                           409: problem_response("client_ref_conflict, document_already_ordered"),
+                          413: problem_response("cda_too_large"),
                           422: problem_response("invalid_input, unknown_field (errors[].field: the "
                                                 "misspelled key's path), ins_not_qualified, feeding_opposed, "
-                                                "cda_invalid"),
+                                                "cda_invalid, cda_validation_timeout"),
                           507: _DISK})
     table.get("/v1/orders", list_orders, summary="Lister les ordres d'envoi", tag=tag,
               parameters=tuple({"name": n, "in": "query", "schema": {"type": "string"}}

@@ -4,8 +4,8 @@ What the API (``POST /v1/cda``, ``/v1/cda/validate``) and the queue (``POST /v1/
 
     build_document(kind, patient, author, data) -> BuiltDocument
     wrap_pdf(pdf, type_code, title, service_start, service_stop, patient, author) -> BuiltDocument
-    validate(cda) -> ValidationReport              (blocking: run it in a thread)
-    avalidate(cda) -> ValidationReport             (the same, off the event loop)
+    validate(cda) -> ValidationReport              (blocking, in this process: tests, benchmarks)
+    avalidate(cda) -> ValidationReport             (the agent's way: in a worker process, ``agent.cda.worker``)
     order_document(document, patient, author) -> bytes   (the queue's DocumentBuilder)
     cse_notice(body) -> str                        (the JSON of the CSE notice an order body makes due)
 
@@ -27,6 +27,7 @@ from agent.cda.header import PARIS, parse_when
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
 from agent.cda.valuesets import ValueSets
+from agent.cda.worker import ValidationPool
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.domain.cps import CpsHolder
@@ -52,10 +53,13 @@ class CdaService:
         cps_holder: Callable[[], CpsHolder | None] | None = None,
         allow_unvalidated: bool = False,
         cse_address: str = catalogue.CSE_MSS_ADDRESS,
+        pool: ValidationPool | None = None,
     ) -> None:
         self.clock = clock
         self.cse_address = cse_address  # [mss] cse_address: where a CS9 / CS24 goes (LGC.CSE.15)
         self.validator = validator
+        # With a pool, ``avalidate`` runs in its worker processes (the agent); without, in a thread of this one.
+        self.pool = pool
         # The value sets come from the validator's kit unless given; none at all: coded answers are refused.
         if value_sets is None:
             value_sets = ValueSets(validator.kit_dir if validator is not None else None)
@@ -84,9 +88,10 @@ class CdaService:
                        content_field=pdf_field)
 
     # -- send-orders --------------------------------------------------------------------------------------------
-    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None."""
-        return cse_notice_json(cse_notice_for_order(body, cse_address=self.cse_address))
+    def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:
+        """LGC.CSE.04: the certificat de santé an order's document makes due (kind, title, message), or None.
+        ``cda_root``: the body's ready CDA, already parsed by the caller."""
+        return cse_notice_json(cse_notice_for_order(body, cda_root, cse_address=self.cse_address))
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
                              author: dict[str, Any]) -> bytes:
@@ -124,20 +129,23 @@ class CdaService:
         return self.validator.validate(cda)
 
     async def avalidate(self, cda: bytes) -> ValidationReport:
+        if self.pool is not None:
+            return await self.pool.validate(cda)
         return await asyncio.to_thread(self.validate, cda)
 
     async def abuild(self, kind: str, patient: Any, author: Any, data: Any) -> BuiltDocument:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
 
 
-def cse_notice_for_cda(cda: bytes, exam: str | None = None, *,
+def cse_notice_for_cda(cda: bytes, exam: str | None = None, root: Any = None, *,
                        cse_address: str = catalogue.CSE_MSS_ADDRESS) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a document about to be sent: is a certificat de santé due because of it?
 
     Reads the type code, the service start and the patient's birth date from the CDA header (hardened parse).
     The queue calls this once an order is stored; ``POST /v1/cda`` answers it as ``cse_due``.
     """
-    root = safe.parse(cda, what="CDA")
+    if root is None:
+        root = safe.parse(cda, what="CDA")
     code = root.find(f"{HL7}code")
     type_code = code.get("code", "") if code is not None else ""
     if type_code != "59283-2":
@@ -152,7 +160,7 @@ def cse_notice_for_cda(cda: bytes, exam: str | None = None, *,
     return catalogue.cse_due_for(type_code, born, examined, exam, cse_address=cse_address)
 
 
-def cse_notice_for_order(body: dict[str, Any], *,
+def cse_notice_for_order(body: dict[str, Any], cda_root: Any = None, *,
                          cse_address: str = catalogue.CSE_MSS_ADDRESS) -> catalogue.CseNotice | None:
     """LGC.CSE.04 for a ``POST /v1/orders`` body: a CR d'examen de l'enfant sent as a PDF (type code, the
     patient's birth date, service start) or as a ready CDA (read from its header). Never raises: a body the
@@ -163,6 +171,8 @@ def cse_notice_for_order(body: dict[str, Any], *,
     exam = document.get("exam") if isinstance(document.get("exam"), str) else None
     try:
         if "cda_base64" in document:
+            if cda_root is not None:
+                return cse_notice_for_cda(b"", exam, cda_root, cse_address=cse_address)
             return cse_notice_for_cda(decode_base64(document.get("cda_base64"), "document.cda_base64", "CDA"),
                                       exam, cse_address=cse_address)
         if document.get("type_code") != "59283-2":

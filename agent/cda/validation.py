@@ -126,7 +126,22 @@ class CdaValidator:
 
     # -- the checks ---------------------------------------------------------------------------------------------
     def validate(self, cda: bytes) -> ValidationReport:
-        root = safe.parse(cda, max_bytes=MAX_CDA_BYTES, what="CDA")
+        return self.validate_root(self.parse(cda))
+
+    @staticmethod
+    def parse(cda: bytes) -> etree._Element:
+        """The document's root, by the hardened parser (what ``validate_root`` and ``prepare`` take)."""
+        return safe.parse(cda, max_bytes=MAX_CDA_BYTES, what="CDA")
+
+    def prepare(self, root: etree._Element) -> None:
+        """Compile now the schematrons this document needs (what a worker does before its time budget starts:
+        compiling depends on the kit only, never on the document)."""
+        if root.tag == f"{{{HL7}}}ClinicalDocument":
+            self._xml_schema()
+            for relative in self.schematrons_for(root):
+                self._executable(relative)
+
+    def validate_root(self, root: etree._Element) -> ValidationReport:
         if root.tag != f"{{{HL7}}}ClinicalDocument":
             finding = Finding("xsd", "La racine doit être un élément ClinicalDocument (urn:hl7-org:v3).", "/")
             return ValidationReport(False, [finding], [], ["xsd"])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import threading
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from agent.cda.kit import installed_kit, kit_root
 from agent.cda.service import CdaService
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator
+from agent.cda.worker import PoolSettings, ValidationPool
 from agent.cli.environment import Environment
 from agent.clock import Clock, ClockWatch, SystemClock, elapsed_seconds, rfc3339
 from agent.config import Config
@@ -131,6 +131,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if psc is not None:
         psc.on_login = functools.partial(_trace_psc_login, rights, config.workstation_id)
     cda = _cda(config, clock, env, cards, warnings)
+    if cda.pool is not None:
+        await stack.enter_async_context(cda.pool)
     mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
     frames = await stack.enter_async_context(_frames(config, db, cipher, clock, dmp, insi, mss))
 
@@ -364,12 +366,15 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     # The sandbox sends only to the simulators: without a kit it keeps accepting (with the warning below).
     allow_unvalidated = section.allow_unvalidated or (kit is None and env is not None)
     validator: CdaValidator | None = None
+    pool: ValidationPool | None = None
     if kit is not None:
         cache = Path(section.cache_dir) if section.cache_dir else config.data_dir / "cache" / "cda"
+        # The validator stays idle here (nothing compiled in the agent's process); the pool's workers validate
+        # and, with warm_up, compile the schematrons in their own background.
         validator = CdaValidator(kit, cache)
-        if section.warm_up:
-            # A daemon thread: compiling the schematrons takes seconds and must not delay the start or the stop.
-            threading.Thread(target=_warm, args=(validator,), name="cda-warm-up", daemon=True).start()
+        pool = ValidationPool(kit, cache, PoolSettings(
+            workers=section.validation_workers, max_bytes=int(section.max_document_mb * 1024 * 1024),
+            timeout_seconds=section.validation_timeout_seconds, warm_up=section.warm_up))
     else:
         warnings.append("Kit CI-SIS non configuré (cda.kit_dir) : " + (
             "les documents CDA sont envoyés SANS validation (cda.allow_unvalidated)." if allow_unvalidated
@@ -383,14 +388,8 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
     return CdaService(clock=clock, validator=validator,
                       vaccines=VaccineTable.load(Path(section.vaccines_file) if section.vaccines_file else None),
                       allow_test_oids=config.allow_test_oids, allow_unvalidated=allow_unvalidated,
-                      organisation=organisation, cps_holder=cards.cps_holder, cse_address=config.mss.cse_address)
-
-
-def _warm(validator: CdaValidator) -> None:
-    try:
-        validator.warm()
-    except Exception as exc:
-        log.warning("préparation des schématrons CI-SIS impossible : %s", exc)
+                      organisation=organisation, cps_holder=cards.cps_holder, cse_address=config.mss.cse_address,
+                      pool=pool)
 
 
 def _mss(config: Config, clock: Clock, db: Database, bus: EventBus, connectivity: ConnectivityTracker,
@@ -472,8 +471,11 @@ def _status_providers(cards: CardService, dmp: DmpClient | None, insi: InsiClien
         return {"connectivity": {"dmp": dmp_state, "insi": insi_state}}
 
     async def documents() -> dict[str, Any]:
-        return {"cda": {"validation": cda.validator is not None, "vaccines": len(cda.context.vaccines),
-                        "unvalidated_accepted": cda.validator is None and cda.allow_unvalidated}}
+        state: dict[str, Any] = {"validation": cda.validator is not None, "vaccines": len(cda.context.vaccines),
+                                 "unvalidated_accepted": cda.validator is None and cda.allow_unvalidated}
+        if cda.pool is not None:
+            state["workers"] = cda.pool.status()
+        return {"cda": state}
 
     return (cards.status, services_connectivity, documents, mss.status, orders.status, routing.status,
             notices_status(rights, cards))

@@ -106,8 +106,40 @@ def _date(msg: Message) -> str:
         return ""
 
 
+# Limits checked before the email package parses a mail (it recurses once per nested part: a report nested a
+# thousand deep made it fail with RecursionError, for ever, at every poll). We send with RET=HDRS, so a real
+# report is a few KB with at most 3 or 4 container parts (multipart/report, message/delivery-status or
+# message/disposition-notification, maybe message/rfc822).
+MAX_REPORT_BYTES = 1024 * 1024
+MAX_CONTAINER_PARTS = 16
+_CONTAINER = re.compile(rb"(?im)^content-type:\s*(?:multipart|message)/")
+
+
+class MalformedReport(ValueError):
+    """A mail that cannot be a delivery report we read: too large, too deeply nested, unparseable."""
+
+
+def check_report_shape(data: bytes) -> None:
+    """Refuse, without parsing, a mail over the size limit or with more container parts than a report has
+    (which bounds the nesting depth the parser would recurse through)."""
+    if len(data) > MAX_REPORT_BYTES:
+        raise MalformedReport(f"report of {len(data)} bytes, over {MAX_REPORT_BYTES}")
+    containers = sum(1 for _ in _CONTAINER.finditer(data))
+    if containers > MAX_CONTAINER_PARTS:
+        raise MalformedReport(f"{containers} nested parts, over {MAX_CONTAINER_PARTS}")
+
+
 def parse_ack(data: bytes) -> list[Ack]:
-    """The acknowledgements in one mail (a DSN may report several recipients); [] when it is not a report."""
+    """The acknowledgements in one mail (a DSN may report several recipients); [] when it is not a report.
+    ``MalformedReport`` for a mail over the limits above, or that the email package cannot take apart."""
+    check_report_shape(data)
+    try:
+        return _parse_ack(data)
+    except RecursionError as exc:  # a nesting the container count let through (folded headers...)
+        raise MalformedReport("nesting too deep") from exc
+
+
+def _parse_ack(data: bytes) -> list[Ack]:
     msg = message_from_bytes(data, policy=policy.compat32)
     if msg.get_content_type() != "multipart/report":
         return []

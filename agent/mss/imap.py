@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.mss.acks import MAX_REPORT_BYTES
 
 SERVICE = "mss"
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
@@ -160,8 +161,10 @@ class ImapMailbox:
         uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) >= start)[: self.settings.max_fetch]
         if not uids:
             return Fetched(validity, after_uid if validity == uidvalidity else 0, [])
-        # Only reports are downloaded: a colleague's mail in the same mailbox (health data) never reaches us.
-        typ, data = self.client.uid("SEARCH", f"UID {uids[0]}:{uids[-1]}", "HEADER", "Content-Type", '"report"')
+        # Only reports are downloaded: a colleague's mail in the same mailbox (health data) never reaches us;
+        # nor a mail larger than any report (it would be refused unread, see acks.MAX_REPORT_BYTES).
+        typ, data = self.client.uid("SEARCH", f"UID {uids[0]}:{uids[-1]}", "HEADER", "Content-Type", '"report"',
+                                    "NOT", "LARGER", str(MAX_REPORT_BYTES))
         self._ok(typ, data, "SEARCH reports")
         reports = {int(u) for u in (data[0] or b"").split()}
         messages: list[tuple[int, bytes]] = []

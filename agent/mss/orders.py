@@ -26,8 +26,11 @@ CSE_TEMPLATES = {"1.2.250.1.213.1.1.1.5.1": "cse_cs8", "1.2.250.1.213.1.1.1.5.2"
                  "1.2.250.1.213.1.1.1.5.3": "cse_cs24"}
 
 
-def _ready_cda(document: Any) -> Any:
-    """The root of the order's ready CDA (``cda_base64``), or None (built later, or unreadable: the intake says)."""
+def _ready_cda(document: Any, root: Any = None) -> Any:
+    """The root of the order's ready CDA (``cda_base64``), or None (built later, or unreadable: the intake says);
+    ``root`` when the caller already parsed it."""
+    if root is not None:
+        return root
     raw = document.get("cda_base64") if isinstance(document, dict) else None
     if not isinstance(raw, str):
         return None
@@ -37,22 +40,22 @@ def _ready_cda(document: Any) -> Any:
         return None
 
 
-def cda_carries_ins(document: Any) -> bool:
+def cda_carries_ins(document: Any, cda_root: Any = None) -> bool:
     """Whether the ready CDA's recordTarget names the patient by an INS (matricule and INS OID)."""
-    root = _ready_cda(document)
+    root = _ready_cda(document, cda_root)
     if root is None:
         return False
     ids = root.iterfind(f"{{{HL7}}}recordTarget/{{{HL7}}}patientRole/{{{HL7}}}id")
     return any(i.get("root", "") in INS_OIDS for i in ids)
 
 
-def document_kind(document: Any) -> str:
+def document_kind(document: Any, cda_root: Any = None) -> str:
     """The catalogue kind of the order's document: given (``{kind, data}``), or read from a ready CDA."""
     if not isinstance(document, dict):
         return ""
     if isinstance(document.get("kind"), str):
         return str(document["kind"])
-    root = _ready_cda(document)
+    root = _ready_cda(document, cda_root)
     if root is None:
         return ""
     for template in root.findall(f"{{{HL7}}}templateId"):
@@ -100,8 +103,10 @@ def message_errors(message: Any) -> list[FieldError]:
     return errors
 
 
-def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_ADDRESS) -> dict[str, Any]:
+def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_ADDRESS,
+                  cda_root: Any = None) -> dict[str, Any]:
     """The order body with its automatic MSS recipients, after the masking rules; raises ``InvalidInput``.
+    ``cda_root``: the body's ready CDA, already parsed by the caller (``agent.xml.cda_header.read_ready_cda``).
 
     Applied whether or not MSSanté is configured yet: like the DMP's, MSS deliveries then wait in the queue
     until it is (the order's JSON says so in ``mss_warning``). ``cse_address``: ``[mss] cse_address``."""
@@ -112,7 +117,7 @@ def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_
     mss = dest.get("mss", [])
     if not isinstance(mss, list):
         return body
-    cse = catalogue.cse_mss_recipient(document_kind(out.get("document")), cse_address)
+    cse = catalogue.cse_mss_recipient(document_kind(out.get("document"), cda_root), cse_address)
     addresses = [str(item.get("address", "")) for item in mss if isinstance(item, dict)]
     if cse and cse not in {a.strip().lower() for a in addresses}:
         mss.append({"address": cse})
@@ -133,7 +138,7 @@ def prepare_order(body: dict[str, Any], *, cse_address: str = catalogue.CSE_MSS_
         errors.append(FieldError("destinations.patient_mss",
                                  "L'identité du patient doit être qualifiée (INS qualifiée) pour écrire dans sa "
                                  "messagerie Mon espace santé."))
-    if patient.get("identity_status") != "QUAL" and cda_carries_ins(out.get("document")):
+    if patient.get("identity_status") != "QUAL" and cda_carries_ins(out.get("document"), cda_root):
         errors.append(FieldError("document.cda_base64", NOT_QUALIFIED_CDA))
     try:
         rules.plan_recipients(addresses, to_patient=to_patient and not errors, ins=str(patient.get("ins", "")),

@@ -271,13 +271,22 @@ class MssSender:
         if not boxes:
             return AckBatch([], uidvalidity, last_uid)
         fetched = await self._imap(boxes, lambda box: box.fetch_new(last_uid, uidvalidity))
-        found: list[ackmod.Ack] = []
-        for _uid, data in fetched.messages:
-            try:
-                found.extend(ackmod.parse_ack(data))
-            except (ValueError, LookupError, TypeError):  # a malformed report is skipped, never fatal
-                log.warning("accusé MSSanté illisible ignoré")
+        # Parsed off the event loop; the mailbox position moves past every fetched mail, so a bad one is skipped
+        # once and never read again (it stays in the mailbox for a human).
+        found = await asyncio.to_thread(read_reports, fetched.messages)
         return AckBatch(found, fetched.uidvalidity, fetched.last_uid)
+
+
+def read_reports(messages: list[tuple[int, bytes]]) -> list[ackmod.Ack]:
+    """The acknowledgements of fetched mails; one that is malformed, too large or too deeply nested is logged
+    (by its UID only) and skipped, never fatal: whatever it raises, the others are read."""
+    found: list[ackmod.Ack] = []
+    for uid, data in messages:
+        try:
+            found.extend(ackmod.parse_ack(data))
+        except Exception as exc:  # the email package raises more than ValueError on hostile input
+            log.warning("accusé MSSanté illisible ignoré (UID %d, %s)", uid, type(exc).__name__)
+    return found
 
 
 def autoconfig_status(sender: MssSender) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ root. Every change publishes ``order.updated`` (ids and states only).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -34,6 +35,7 @@ from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from agent.store.ins_provenance import insi_oid
+from agent.xml.cda_header import CdaHeader, ReadyCda, parse_cda_header, read_ready_cda
 
 log = get_logger("queue")
 FEEDING_OPPOSITION = "opposition-alimentation"  # the patient's opposition (consent book), not a test-book code
@@ -45,8 +47,9 @@ class DocumentSource(Protocol):
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
                              author: dict[str, Any]) -> bytes: ...
 
-    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """LGC.CSE.04: the certificat de santé this document makes due (kind, title, message), or None."""
+    def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:
+        """LGC.CSE.04: the certificat de santé this document makes due (kind, title, message), or None.
+        ``cda_root``: the body's ready CDA, already parsed."""
         ...
 
 
@@ -58,7 +61,12 @@ class ForwardedOrders(Protocol):
     async def annotate(self, data: dict[str, Any]) -> dict[str, Any]: ...
 
 
-DestinationRules = Callable[[dict[str, Any]], dict[str, Any]]  # the body with its automatic recipients, checked
+class DestinationRules(Protocol):
+    """The body with its automatic recipients, checked; ``cda_root``: the body's ready CDA, already parsed."""
+
+    def __call__(self, body: dict[str, Any], *, cda_root: Any = None) -> dict[str, Any]: ...
+
+
 Annotator = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # adds a part's view to an order's JSON
 
 
@@ -99,18 +107,25 @@ class OrderService:
             existing = await self.db.read(lambda c: repo.find_by_client_ref(c, client_ref))
             if existing is not None and existing.body_hash == body_hash(body):
                 return Submitted(existing, False)  # fast path; the insert re-checks under the writer's lock
-        prepared = self.rules(body)
+        # A ready CDA is decoded and parsed once here, for the destinations' rules, the header and the CSE
+        # notice (its validation runs in the documents part's worker, on the bytes).
+        ready = await _read_ready(body.get("document"))
+        root = ready.root if ready is not None else None
+        prepared = self.rules(body, cda_root=root)
         document = prepared.get("document")
         if not isinstance(document, dict):
             raise InvalidInput.field("document", "Le document est obligatoire (objet document).")
         patient, author = prepared.get("patient"), prepared.get("author")
         cda = await self.documents.order_document(document, patient if isinstance(patient, dict) else {},
                                                   author if isinstance(author, dict) else {})
-        new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body))
+        if ready is not None and ready.cda != cda:
+            ready = root = None  # not the document the checks were given: read what was validated
+        header = parse_cda_header(cda, root) if root is not None else None
+        new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body), header=header)
         if "dmp" in new.destinations:
             await self._feeding(new, prepared, client_name)
         order, created = await self._insert(new)
-        notice = self.documents.cse_notice(prepared)
+        notice = self.documents.cse_notice(prepared, root)
         if created and notice is not None:
             self.events.publish_raw("cse.due", order_id=order.id, kind=notice["kind"], title=notice["title"],
                                     message=notice["message"])
@@ -162,12 +177,13 @@ class OrderService:
             raise
 
     async def _checked(self, body: dict[str, Any], cda: bytes, client_name: str,
-                       fingerprint: str | None = None, *, forwarded: bool = False) -> NewOrder:
+                       fingerprint: str | None = None, *, forwarded: bool = False,
+                       header: CdaHeader | None = None) -> NewOrder:
         """The intake's checks, then the DMP's identity rule (EX_GEN-1530, [CDT] 0.2-080): an order for the DMP
         names an INS this workstation obtained through INSi, never a NIA. A refusal under one of the test book's
         rules is traced with the rule (CONF.14) before it reaches the caller: nothing of it was sent."""
         try:
-            new = self.intake.check(body, cda, client_name, fingerprint=fingerprint)
+            new = self.intake.check(body, cda, client_name, header=header, fingerprint=fingerprint)
             if "dmp" in new.destinations:
                 obtained = await self.db.read(lambda c: insi_oid(c, new.ins))
                 if obtained is None and forwarded:
@@ -353,6 +369,16 @@ class OrderService:
         return TraceEvent(action=action, actor=Actor(rpps=order.author_rpps, workstation=self.workstation,
                                                      client=client_name),
                           ins=order.ins, object=order.document_unique_id, details={"order_id": order.id})
+
+
+_PARSE_IN_THREAD_BYTES = 256 * 1024  # a larger ready CDA is decoded and parsed off the event loop
+
+
+async def _read_ready(document: Any) -> ReadyCda | None:
+    raw = document.get("cda_base64") if isinstance(document, dict) else None
+    if isinstance(raw, str) and len(raw) > _PARSE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(read_ready_cda, document)
+    return read_ready_cda(document)
 
 
 def _mark_reconciled(conn: Any, *, delivery_id: int, now: float, entry: str | None) -> None:

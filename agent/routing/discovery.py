@@ -11,11 +11,12 @@ import asyncio
 import hashlib
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ifaddr
-from zeroconf import IPVersion, ServiceStateChange
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+if TYPE_CHECKING:
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from agent.logs import get_logger
 from agent.routing import pki
@@ -68,6 +69,10 @@ class ZeroconfDiscovery:
         return f"{pki.slug(self.workstation)}-{self.tag[:6]}.{SERVICE_TYPE}"
 
     async def start(self) -> None:
+        # Imported here, when a practice turns discovery on: zeroconf costs about 3 MB to every agent otherwise.
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
         kwargs: dict[str, Any] = {"ip_version": IPVersion.V4Only}
         if self.interfaces is not None:
             kwargs["interfaces"] = self.interfaces
@@ -79,7 +84,9 @@ class ZeroconfDiscovery:
         await self._zc.async_register_service(self._info, allow_name_change=True)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
 
-    def _on_change(self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+    def _on_change(self, zeroconf: Any, service_type: str, name: str, state_change: Any) -> None:
+        from zeroconf import ServiceStateChange
+
         if state_change is ServiceStateChange.Removed:
             self.found.pop(name, None)
             return
@@ -90,6 +97,9 @@ class ZeroconfDiscovery:
     async def _resolve(self, service_type: str, name: str) -> None:
         if self._zc is None or name == self.instance:
             return
+        from zeroconf import IPVersion
+        from zeroconf.asyncio import AsyncServiceInfo
+
         info = AsyncServiceInfo(service_type, name)
         if not await info.async_request(self._zc.zeroconf, 3000):
             return

@@ -1,7 +1,8 @@
 """API tokens: one per named client (an LGC, the tray), stored hashed, compared in constant time.
 
 A token reads ``rl_<id>_<secret>``: the id finds the row, and only the SHA-256 of the 256-bit secret is
-stored. The secret is shown once, at creation. Revocation is immediate: every request reads the row.
+stored. The secret is shown once, at creation. Revocation is immediate: every request checks the row, from
+memory while nothing was committed to the database since (``TokenCheck``), else by reading it again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.errors import Conflict, InvalidInput, NotFound
 
@@ -79,3 +81,46 @@ def revoke_token(conn: sqlite3.Connection, name: str, now: str) -> None:
     )
     if cursor.rowcount == 0:
         raise NotFound(f"Aucun jeton actif nommé « {name} ».", code="token_not_found")
+
+
+class TokenCheck:
+    """The API guard's token check on the event loop's own thread, without a hop to a reader thread.
+
+    A dedicated read-only connection with no busy wait: ``PRAGMA data_version`` (SQLite's count of commits by
+    any other connection, another process's ``relais token revoke`` included) says whether the remembered
+    verdicts still hold; when it moved they are dropped and the row is read again (a primary-key lookup). A
+    remembered token is still compared in constant time. SQLite busy (a WAL recovery, rare): ``None`` with
+    ``busy`` set, and the caller checks through the reader pool as before. Never blocks: busy_timeout is 0.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        self._version: int | None = None
+        self._known: dict[str, tuple[bytes, TokenInfo]] = {}  # token id -> (secret hash, client)
+        self.hits = 0  # remembered verdicts used (tests, benchmarks)
+
+    def verify(self, token: str) -> tuple[bool, TokenInfo | None]:
+        """(answered, client): answered False when SQLite was busy and nothing could be said."""
+        try:
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            if version != self._version:
+                self._known.clear()
+                self._version = version
+            match = _TOKEN.match(token)
+            known = self._known.get(match.group(1)) if match else None
+            if match and known is not None:
+                ok = hmac.compare_digest(_hash(match.group(2)), known[0])
+                self.hits += 1
+                return True, (known[1] if ok else None)
+            info = verify_token(self._conn, token)
+        except sqlite3.OperationalError:
+            return False, None
+        if info is not None and match:
+            self._known[info.id] = (_hash(match.group(2)), info)
+        return True, info
+
+    def close(self) -> None:
+        self._known.clear()
+        self._conn.close()

@@ -125,8 +125,30 @@ def _family(root: etree._Element, path: str) -> str:
     return ""
 
 
-def parse_cda_header(cda: bytes) -> CdaHeader:
-    root = parse(cda, what="CDA")
+@dataclass(frozen=True, slots=True)
+class ReadyCda:
+    """A request's ready CDA (``document.cda_base64``) decoded and parsed once, for every check of a create."""
+
+    cda: bytes
+    root: etree._Element
+
+
+def read_ready_cda(document: Any) -> ReadyCda | None:
+    """The request's ready CDA, or None when there is none or it cannot be read (the checks that follow then
+    read it themselves and say why, as they always did)."""
+    raw = document.get("cda_base64") if isinstance(document, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        cda = base64.b64decode(raw, validate=True)
+        return ReadyCda(cda, parse(cda, what="CDA"))
+    except (binascii.Error, ValueError, InvalidInput):
+        return None
+
+
+def parse_cda_header(cda: bytes, root: etree._Element | None = None) -> CdaHeader:
+    """The header of ``cda``; ``root``: the same document already parsed (by ``read_ready_cda``)."""
+    root = parse(cda, what="CDA") if root is None else root
     if root.tag != f"{{{HL7}}}ClinicalDocument":
         raise InvalidInput.field("document.cda_base64", "Le document n'est pas un CDA (ClinicalDocument attendu).")
     missing: list[FieldError] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import aiohttp
 import pytest
@@ -45,6 +46,29 @@ async def test_wrong_and_revoked_tokens_are_401(start_agent, http):
     await db.write(lambda c: revoke_token(c, "lgc-cabinet", "2026-01-01T00:00:01Z"))
     async with http.get(f"{agent.url}/v1/status", headers={"Authorization": f"Bearer {other}"}) as r:
         assert r.status == 401
+
+
+async def test_a_remembered_token_is_refused_at_once_when_another_process_revokes_it(start_agent, http):
+    """Issue 24 item 2: tokens are checked from memory (no SQLite read per request while nothing was committed),
+    yet a revocation by `relais token revoke`, another process writing the database, holds for the next call."""
+    from agent.api.app import TOKEN_CHECK
+    from agent.store.tokens import create_token
+
+    agent = await start_agent()
+    check = agent.agent.runner.app[TOKEN_CHECK]
+    other = await agent.services.db.write(lambda c: create_token(c, "lgc-poste", "2026-01-01T00:00:00Z"))
+    for _ in range(3):
+        async with http.get(f"{agent.url}/v1/status", headers={"Authorization": f"Bearer {other}"}) as r:
+            assert r.status == 200
+    assert check.hits >= 1  # answered from memory
+    data_dir = agent.services.config.data_dir
+    revoke = await asyncio.create_subprocess_exec(sys.executable, "-m", "agent.cli", "token", "revoke", "lgc-poste",
+                                                  "--data-dir", str(data_dir), stdout=asyncio.subprocess.DEVNULL)
+    assert await revoke.wait() == 0
+    async with http.get(f"{agent.url}/v1/status", headers={"Authorization": f"Bearer {other}"}) as r:
+        assert r.status == 401 and (await r.json())["code"] == "token_invalid"
+    async with http.get(f"{agent.url}/v1/status", headers=agent.headers()) as r:
+        assert r.status == 200  # the others' tokens still pass
 
 
 async def test_repeated_failures_give_429_to_the_guesser_never_to_a_good_token(start_agent, http):

@@ -27,6 +27,7 @@ from agent.softkey import SoftwareSigner
 from relais_sandbox.host import FaultMode, SandboxContext
 from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
+from tests.support.mail import nested_report
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
@@ -104,6 +105,22 @@ async def test_delivery_reaches_the_operator_and_reports_come_back(operator: Any
     with pytest.raises(PermanentRemoteError) as folder:
         await MssSender(misnamed, packager(pki), FrozenClock(NOW)).find("ord-1", "mss:dr.x@medecin.demo.mssante.fr")
     assert "mss.sent_folder" in folder.value.message
+
+
+async def test_a_deeply_nested_report_is_skipped_once_and_never_read_again(operator: Any, cs9: bytes) -> None:
+    sim, endpoint, pki = operator
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None
+    sender = MssSender(settings, packager(pki), FrozenClock(NOW))
+    sim.store.append(endpoint["sender"], "INBOX", nested_report(3000))  # before the real reports
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+
+    batch = await sender.read_acks(0, 0)  # before: RecursionError, the position never moved, at every poll
+    assert {a.original_message_id for a in batch.acks} == {message_id} and len(batch.acks) == 2
+    uids = [uid for uid, _ in sim.store.messages(endpoint["sender"], "INBOX")]
+    assert batch.last_uid == max(uids)  # past the nested one: it is not fetched again
+    again = await sender.read_acks(batch.uidvalidity, batch.last_uid)
+    assert again.acks == [] and again.last_uid == batch.last_uid
 
 
 async def test_delivered_first_read_later(operator: Any, cs9: bytes) -> None:

@@ -40,6 +40,30 @@ async def test_create_answers_201_with_the_stored_order(start_agent: Any, http: 
     assert status == 200 and again["id"] == order["id"]
 
 
+async def test_a_create_parses_its_ready_cda_once(start_agent: Any, http: aiohttp.ClientSession,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24 item 2: the destinations' rules, the header and the CSE notice share one parse (there were three;
+    validation, when a kit is configured, parses in its own worker process)."""
+    from agent.cda import service as cda_service
+    from agent.mss import orders as mss_orders
+    from agent.xml import cda_header, safe
+
+    agent = await start_agent()
+    parsed: list[int] = []
+    real = safe.parse
+
+    def counting(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(len(data))
+        return real(data, *args, **kwargs)
+
+    for module in (cda_header, mss_orders):
+        monkeypatch.setattr(module, "parse", counting)
+    monkeypatch.setattr(cda_service.safe, "parse", counting)
+    status, order = await post(http, agent, "/v1/orders", order_body(mss=["dr.x@medecin.mssante.fr"]))
+    assert status == 201, order
+    assert len(parsed) == 1
+
+
 async def test_same_client_ref_answers_200_same_order_and_409_for_another_body(
         start_agent: Any, http: aiohttp.ClientSession) -> None:
     agent = await start_agent()

@@ -24,3 +24,20 @@ def leaking_headers(raw: bytes, forbidden: Iterable[str]) -> list[str]:
         if any(w in text for w in words):
             found.append(f"{name}: {value}")
     return found
+
+
+def nested_report(depth: int, *, fold: bool = False, original: str = "<orig.1@demo.mssante.fr>") -> bytes:
+    """A delivery report whose status part sits under ``depth`` nested multiparts (issue 23: such a report made
+    the report reader fail at every poll). ``fold``: each Content-Type header folded after its colon."""
+    sep = ":\r\n " if fold else ": "
+    lines = ["From: MAILER-DAEMON@mss.example", "To: dr.x@medecin.mssante.fr", "Message-ID: <nested@mss.example>",
+             "MIME-Version: 1.0", f'Content-Type{sep}multipart/report; report-type=delivery-status; boundary="b0"',
+             ""]
+    for level in range(1, depth):
+        lines += [f"--b{level - 1}", f'Content-Type{sep}multipart/mixed; boundary="b{level}"', ""]
+    lines += [f"--b{depth - 1}", "Content-Type: message/delivery-status", "",
+              f"Reporting-MTA: dns; mss.example\r\nOriginal-Envelope-Id: {original}", "",
+              "Final-Recipient: rfc822; dr.x@medecin.mssante.fr", "Action: failed", "Status: 5.1.1", ""]
+    for level in reversed(range(depth)):
+        lines += [f"--b{level}--", ""]
+    return "\r\n".join(lines).encode()

@@ -145,7 +145,7 @@ class PlainDocuments:
                              author: dict[str, Any]) -> bytes:
         return decode_cda(document)
 
-    def cse_notice(self, body: dict[str, Any]) -> dict[str, Any] | None:
+    def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:
         return None
 
 
@@ -190,7 +190,7 @@ class Harness:
         self.service = OrderService(
             db=self.db, cipher=cipher, clock=self.clock,
             intake=Intake(allow_test_oids=self.allow_test_oids, default_delay=900), executor=self.executor,
-            events=events, documents=PlainDocuments(), rules=lambda body: body, feeding=NoOpposition(),
+            events=events, documents=PlainDocuments(), rules=lambda body, cda_root=None: body, feeding=NoOpposition(),
             traces=self.traces)
         await self.executor.recover()
         return self.service

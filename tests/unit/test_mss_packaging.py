@@ -21,6 +21,7 @@ from agent.errors import InvalidInput
 from agent.mss import acks, mime, rules, xdm
 from agent.softkey import SoftwareSigner
 from relais_sandbox.pki import SandboxPki
+from tests.support.mail import nested_report
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
@@ -241,3 +242,16 @@ def test_bad_addresses_and_duplicates() -> None:
     assert len(planned) == 1
     assert rules.recipient_for("patient_mss", PATIENT_INS).kind is rules.RecipientKind.PATIENT
     assert rules.recipient_for("mss:a@b.mssante.fr", PATIENT_INS).address == "a@b.mssante.fr"
+
+
+def test_a_deeply_nested_or_huge_report_is_refused_without_parsing() -> None:
+    shallow = acks.parse_ack(nested_report(3))
+    assert [(a.outcome, a.original_message_id) for a in shallow] == [(acks.AckOutcome.ERROR,
+                                                                      "<orig.1@demo.mssante.fr>")]
+    with pytest.raises(acks.MalformedReport, match="nested parts"):
+        acks.parse_ack(nested_report(2000))
+    with pytest.raises(acks.MalformedReport, match="over"):
+        acks.parse_ack(nested_report(2) + b" " * acks.MAX_REPORT_BYTES)
+    # Folded headers are counted too.
+    with pytest.raises(acks.MalformedReport, match="nested parts"):
+        acks.parse_ack(nested_report(2000, fold=True))

@@ -1,0 +1,263 @@
+"""CI-SIS validation in worker processes: the agent's event loop never waits for Saxon, and Saxon's compiled
+schematrons (about 250 MB with the whole kit) live in the workers, not in the agent.
+
+Why processes and not threads: Saxon (saxonche) holds the GIL for a whole transform, so a validation run in a
+thread still stalls every request, SSE stream and card event of the agent (seconds for a crafted document). Why
+dedicated ``multiprocessing`` workers and not a ``ProcessPoolExecutor``: a validation over its time budget must be
+stopped, and an executor can only be torn down whole (every other validation in flight would fail with it); here
+each worker runs one document at a time, so the one over budget is killed and replaced alone. The ``spawn``
+start method: a fresh interpreter (the agent has threads, SQLite handles and card sessions a ``fork`` would copy
+in an undefined state), and the same behaviour on Windows, macOS and Linux.
+
+Each worker is fed the document's bytes over a pipe and answers a ``ValidationReport`` (or the ``RelaisError`` the
+validator raised, rebuilt here). Budgets: a document over ``max_bytes`` is refused before it reaches a worker
+(413 ``cda_too_large``); a validation over ``timeout`` kills its worker (422 ``cda_validation_timeout``; the next
+validation gets a fresh worker). A worker that dies answers 503 ``validation_engine_failed`` and is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import pickle
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from agent.cda.validation import CdaValidator, ValidationReport
+from agent.errors import InvalidInput, PayloadTooLarge, RelaisError, Unavailable
+from agent.lifecycle import Lifecycle
+from agent.logs import get_logger
+
+log = get_logger("cda")
+
+_STOP_GRACE_SECONDS = 5.0
+# Parsing (size-capped, linear) and compiling the kit's schematrons (kit files only): bounded, but seconds on a
+# cold worker of a busy machine.
+_PREPARE_BUDGET_SECONDS = 300.0
+_PREPARED = ("prepared",)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    workers: int = 1
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_seconds: float = 30.0
+    warm_up: bool = True
+
+
+# --- the worker's side ---------------------------------------------------------------------------------------
+
+
+def _warm(validator: CdaValidator) -> None:
+    try:
+        validator.warm()
+    except Exception as exc:
+        log.warning("préparation des schématrons CI-SIS impossible : %s", exc)
+
+
+def serve(conn: Connection, kit_dir: str, cache_dir: str | None, warm_up: bool) -> None:
+    """A worker's main loop: one document's bytes in, one reply out, until the pipe closes."""
+    validator = CdaValidator(Path(kit_dir), Path(cache_dir) if cache_dir else None)
+    if warm_up:
+        # In the background of the worker: the first document compiles only what it needs, as before.
+        threading.Thread(target=_warm, args=(validator,), name="cda-warm-up", daemon=True).start()
+    while True:
+        try:
+            cda = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        reply: tuple[Any, ...]
+        try:
+            root = validator.parse(cda)
+            validator.prepare(root)
+            conn.send(_PREPARED)  # the time budget starts now: what follows depends on the document
+            reply = ("ok", validator.validate_root(root))
+        except RelaisError as exc:
+            reply = _relais_error(exc)
+        except Exception as exc:  # any engine failure becomes an answer, never a dead worker
+            reply = ("failed", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+
+
+def _relais_error(exc: RelaisError) -> tuple[Any, ...]:
+    """The error as the agent will raise it: the exception itself when it survives pickling (its class, code,
+    field errors), else its code and French message."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own object, checking that it travels
+    except Exception:
+        return ("error", exc.code, exc.message)
+    return ("raise", exc)
+
+
+# --- the agent's side ----------------------------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, context: Any, kit_dir: Path, cache_dir: Path | None, warm_up: bool) -> None:
+        ours, theirs = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=serve, args=(theirs, str(kit_dir), str(cache_dir) if cache_dir else None, warm_up),
+            name="relais-cda-validation", daemon=True)
+        self.process.start()
+        theirs.close()
+        self.conn: Connection = ours
+        self.checking = False  # between the worker's "prepared" and its report: the timed part
+        self.busy = False  # a document sent, its answer not read yet
+
+    def call(self, cda: bytes, timeout: float) -> tuple[Any, ...] | None:
+        """The worker's reply, or None when it did not answer within ``timeout`` seconds (blocking). The
+        budget counts from the moment the worker has parsed the document and compiled its schematrons (a cold
+        worker compiles for seconds, whatever the document)."""
+        self.busy = True
+        self.conn.send_bytes(cda)
+        if not self.conn.poll(_PREPARE_BUDGET_SECONDS):
+            return None
+        reply: tuple[Any, ...] = self.conn.recv()
+        if reply != _PREPARED:
+            self.busy = False
+            return reply  # refused before the checks (not XML, DOCTYPE, too large for the parser)
+        self.checking = True
+        try:
+            if not self.conn.poll(timeout):
+                return None
+            reply = self.conn.recv()
+        finally:
+            self.checking = False
+        self.busy = False
+        return reply
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(_STOP_GRACE_SECONDS)  # dead: a thread still polling the pipe sees its end, then it closes
+        self.conn.close()
+
+    def close(self) -> None:
+        """Polite stop: the worker sees the pipe close and returns; killed if it does not."""
+        self.conn.close()
+        self.process.join(_STOP_GRACE_SECONDS)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(_STOP_GRACE_SECONDS)
+
+
+class ValidationPool(Lifecycle):
+    """``await pool.validate(cda)``: the CI-SIS report of one document, computed in a worker process."""
+
+    def __init__(self, kit_dir: Path, cache_dir: Path | None = None,
+                 settings: PoolSettings | None = None) -> None:
+        self.kit_dir = kit_dir
+        self.cache_dir = cache_dir
+        self.settings = settings or PoolSettings()
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Worker | None] | None = None
+        self._all: set[_Worker] = set()
+        self._closed = False
+        self.replaced = 0  # workers killed (time budget, crash, cancellation) and replaced: /v1/status, tests
+
+    async def start(self) -> None:
+        self._queue()
+        if self.settings.warm_up:
+            # Start the workers now: each compiles the schematrons in its own background while the agent serves.
+            slots = [await self._acquire() for _ in range(self.settings.workers)]
+            for worker in slots:
+                self._release(worker)
+
+    async def stop(self) -> None:
+        # Idle workers leave when their pipe closes; one still running a document is killed (it holds nothing
+        # worth keeping: the XSLT cache is written by atomic rename), so the agent stops at once.
+        self._closed = True
+        workers, self._all = list(self._all), set()
+        for worker in workers:
+            await asyncio.to_thread(worker.kill if worker.busy else worker.close)
+
+    @property
+    def checking(self) -> int:
+        """How many workers are running a document's checks right now (tests wait on it)."""
+        return sum(1 for worker in list(self._all) if worker.checking)
+
+    def status(self) -> dict[str, Any]:
+        return {"workers": self.settings.workers, "running": len(self._all), "replaced": self.replaced,
+                "max_bytes": self.settings.max_bytes, "timeout_seconds": self.settings.timeout_seconds}
+
+    async def validate(self, cda: bytes) -> ValidationReport:
+        if len(cda) > self.settings.max_bytes:
+            limit = self.settings.max_bytes / (1024 * 1024)
+            raise PayloadTooLarge(
+                f"Document CDA trop volumineux pour être validé : {len(cda) / (1024 * 1024):.1f} Mo, au plus "
+                f"{limit:g} Mo (clé cda.max_document_mb).", code="cda_too_large")
+        if self._closed:
+            raise Unavailable("La validation CDA est arrêtée (l'agent s'arrête).", code="validation_engine_failed")
+        worker = await self._acquire()
+        healthy = False
+        try:
+            reply = await asyncio.to_thread(worker.call, cda, self.settings.timeout_seconds)
+            if reply is None:
+                raise InvalidInput(
+                    f"Le document CDA n'a pas pu être validé en {self.settings.timeout_seconds:g} s : il est "
+                    "probablement malformé ou anormalement complexe. Il n'est pas accepté ; vérifiez-le ou "
+                    "réessayez (clé cda.validation_timeout_seconds).", code="cda_validation_timeout")
+            healthy = True
+        except (EOFError, OSError) as exc:
+            raise Unavailable("Le moteur de validation CDA s'est arrêté pendant la validation ; il redémarre, "
+                              "réessayez.", code="validation_engine_failed") from exc
+        finally:
+            if healthy:
+                self._release(worker)
+            else:
+                # Over budget, dead, or the caller gave up (cancelled): the worker may still be busy with this
+                # document, so it is killed and its slot refilled on the next acquire.
+                self.replaced += 1
+                self._all.discard(worker)
+                await asyncio.shield(asyncio.to_thread(worker.kill))
+                self._release(None)
+        return _answer(reply)
+
+    # -- slots ---------------------------------------------------------------------------------------------------
+    def _queue(self) -> asyncio.Queue[_Worker | None]:
+        if self._idle is None:
+            # A slot is a started worker or None (to start on demand): at most ``workers`` run at once.
+            self._idle = asyncio.Queue()
+            for _ in range(max(1, self.settings.workers)):
+                self._idle.put_nowait(None)
+        return self._idle
+
+    async def _acquire(self) -> _Worker:
+        slot = await self._queue().get()
+        if slot is not None and slot.process.is_alive():
+            return slot
+        if slot is not None:
+            self._all.discard(slot)
+            self.replaced += 1
+            await asyncio.to_thread(slot.kill)
+        try:
+            worker = await asyncio.to_thread(_Worker, self._context, self.kit_dir, self.cache_dir,
+                                             self.settings.warm_up)
+        except BaseException:
+            self._queue().put_nowait(None)
+            raise
+        self._all.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker | None) -> None:
+        if self._closed and worker is not None:
+            worker.close()
+            return
+        self._queue().put_nowait(worker)
+
+
+def _answer(reply: tuple[Any, ...]) -> ValidationReport:
+    kind = reply[0]
+    if kind == "ok":
+        report: ValidationReport = reply[1]
+        return report
+    if kind == "raise" and isinstance(reply[1], RelaisError):
+        raise reply[1]
+    if kind == "error":
+        raise RelaisError(reply[2], code=reply[1])
+    raise Unavailable(f"Le moteur de validation CDA a échoué : {reply[1]}", code="validation_engine_failed")
