@@ -15,6 +15,7 @@ import aiohttp
 from agent.store import orders as repo
 from agent.store.db import Database
 from tests.conftest import RELAIS, ROOT
+from tests.support.ins import insi_gave_order_patient
 from tests.support.queue import order_body
 
 
@@ -22,6 +23,7 @@ async def test_a_backup_taken_while_the_agent_writes_holds_every_committed_order
         start_agent: Any, http: aiohttp.ClientSession, tmp_path: Path) -> None:
     agent = await start_agent(queue={"delay_seconds": 3600})
     data_dir = agent.agent.config.data_dir
+    await insi_gave_order_patient(agent, order_body())  # the orders' INS came from INSi (EX_GEN-1530)
 
     async def create() -> str:
         async with http.post(agent.url + "/v1/orders", json=order_body(delay=3600), headers=agent.headers()) as r:

@@ -28,6 +28,7 @@ from agent.store.migrations import MIGRATIONS
 from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import RELAIS, ROOT, AgentProcess
 from tests.integration.test_queue_demo import demo_cda
+from tests.support.ins import traits_search
 from tests.support.queue import order_body
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit(2) is Linux's")
@@ -50,6 +51,17 @@ async def call(http: aiohttp.ClientSession, agent: AgentProcess, method: str, pa
         return response.status, await response.json(content_type=None)
 
 
+async def insi_first(http: aiohttp.ClientSession, agent: AgentProcess) -> None:
+    """The PIN, then the patient's INS through INSi: the DMP takes no other (EX_GEN-1530)."""
+    assert (await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"}))[0] == 200
+    status, found = await call(http, agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))
+    assert status == 200 and found["ins"]["value"] == PAT_TROIS.ins, found
+
+
+def patient_order() -> dict[str, Any]:
+    return order_body(delay=3600, ins=PAT_TROIS.ins, oid=PAT_TROIS.oid)
+
+
 async def wait_until(probe: Callable[[], Any], what: str, seconds: float = 60) -> Any:
     """Poll ``probe`` (async) until it returns something truthy; the deadline only stops a hang."""
     import asyncio
@@ -68,10 +80,11 @@ async def test_a_full_disk_answers_507_in_french_says_so_in_status_and_recovers_
     # Before: a bare 500, nothing in /v1/status nor in the tray.
     agent = demo_process("full", "--delay", "3600")
     async with aiohttp.ClientSession() as http:
-        status, first = await call(http, agent, "POST", "/v1/orders", order_body(delay=3600))
+        await insi_first(http, agent)
+        status, first = await call(http, agent, "POST", "/v1/orders", patient_order())
         assert status == 201, first
         fill_disk(agent.proc)
-        status, problem = await call(http, agent, "POST", "/v1/orders", order_body(delay=3600))
+        status, problem = await call(http, agent, "POST", "/v1/orders", patient_order())
         assert status == 507, problem
         assert problem["code"] in ("disk_full", "disk_error")
         assert "disque" in problem["detail"] and "rien n'a été enregistré" in problem["detail"]
@@ -82,7 +95,7 @@ async def test_a_full_disk_answers_507_in_french_says_so_in_status_and_recovers_
         status, listing = await call(http, agent, "GET", "/v1/orders")  # reads go on
         assert status == 200 and [o["id"] for o in listing["items"]] == [first["id"]]
         free_disk(agent.proc)
-        status, second = await call(http, agent, "POST", "/v1/orders", order_body(delay=3600))
+        status, second = await call(http, agent, "POST", "/v1/orders", patient_order())
         assert status == 201, second
         status, body = await call(http, agent, "GET", "/v1/status")
         assert body["store"]["writable"] is True and body["store"]["problem"] is None
@@ -99,7 +112,7 @@ async def test_a_send_whose_outcome_the_full_disk_refused_does_not_stay_sending_
     config.write_text("[queue]\nattempt_timeout_seconds = 10\n")
     agent = demo_process("sending", "--config", str(config), env={"RELAIS_REFERENCE": str(reference_dir)})
     async with aiohttp.ClientSession() as http:
-        assert (await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"}))[0] == 200
+        await insi_first(http, agent)
         _, cards = await call(http, agent, "GET", "/v1/cards")
         rpps = cards["cps"]["holder"]["rpps"]
         status, _ = await call(http, agent, "POST", "/_sandbox/dmp/faults", {"mode": "slow", "slow_seconds": 3})

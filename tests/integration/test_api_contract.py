@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.ins import insi_gave_order_patient
 from tests.support.queue import order_body
 
 # (where the typo goes, the misspelled key): one per object of an order.
@@ -81,6 +82,7 @@ async def test_a_misspelled_key_in_every_object_of_an_order_is_refused(start_age
     # Nothing was stored; the same body without typos is accepted (the typos were the only fault).
     async with http.get(agent.url + "/v1/orders", headers=agent.headers()) as r:
         assert (await r.json())["items"] == []
+    await insi_gave_order_patient(agent, body)  # the DMP takes only an INS obtained through INSi
     status, order = await _post(http, agent, body)
     assert status == 201, order
 
