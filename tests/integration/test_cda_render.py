@@ -15,6 +15,7 @@ from lxml import etree, html
 from agent.cda.render import embedded_pdf, render_html
 from agent.errors import InvalidInput
 from tests.support.documents import PDF_BASE64
+from tests.support.ins import record_insi_answer
 
 PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL",
            "birth_name": "PAT-TROIS", "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28",
@@ -114,6 +115,7 @@ async def agent(start_agent: Callable[..., Any], reference_dir: Path, tmp_path: 
 
 async def test_render_routes_serve_an_order_document_and_a_posted_one(agent: Any, http: aiohttp.ClientSession,
                                                                      reference_dir: Path) -> None:
+    await record_insi_answer(agent.services.db, PATIENT["ins"], PATIENT["oid"])  # the DMP takes only INSi's INS
     async with http.post(agent.url + "/v1/orders", headers=agent.headers(), json={
             "patient": PATIENT, "author": AUTHOR, "destinations": {"dmp": True}, "client_ref": "r-1",
             "document": {"pdf_base64": PDF_BASE64, "type_code": "11488-4", "title": "CR de consultation",

@@ -26,7 +26,7 @@ from agent.domain.policy import Actor
 from agent.errors import AccessRefused
 from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import ROOT
-from tests.support.ins import obtain_ins
+from tests.support.ins import obtain_ins, record_insi_answer
 from tests.support.queue import kit_cda, order_body
 
 INS = "279035121518989"
@@ -383,7 +383,11 @@ async def test_no_dmp_call_in_the_doctors_name_before_the_pin(start_agent: Any,
     """A carte Vitale inserted while the CPS is in but its PIN not entered (as at start-up, when the cards are read
     before anyone is at the keyboard): DICA answers without querying the DMP in the CPS holder's name; once the
     PIN is entered, the same carte Vitale gets its DICA, in the holder's name."""
+    from relais_sandbox.identities import DEMO_VITALE
+
     agent = await start_agent(demo=DemoOptions(tray=False, cards="cps"))
+    insured = DEMO_VITALE[0].person
+    await record_insi_answer(agent.services.db, insured.ins, insured.oid)  # INSi gave this INS earlier
     events = agent.services.bus.subscribe()
     status, _ = await call(http, agent, "POST", "/_sandbox/cards/vitale", {"inserted": True})
     assert status == 200

@@ -41,9 +41,10 @@ async def call(http: aiohttp.ClientSession, agent: Any, method: str, path: str, 
 async def from_insi(http: aiohttp.ClientSession, agent: Any, person: Any, *, cps: bool = True) -> None:
     """The doctor enters the PIN (unless connected through Pro Santé Connect) and obtains the patient's INS through
     INSi: the DMP takes no other (EX_GEN-1530)."""
-    if cps:
-        status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
-        assert status == 200, body
+    if not cps:  # INSi takes a CPS or the structure's certificate, not PSC: the caller recorded INSi's answer
+        return
+    status, body = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})
+    assert status == 200, body
     await obtain_ins(http, agent, person)
 
 

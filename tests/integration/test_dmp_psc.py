@@ -25,6 +25,7 @@ from relais_sandbox.psc import TEST_USERS
 from tests.integration.test_dmp_api import call, ready_to_consult
 from tests.integration.test_queue_demo import demo_cda
 from tests.support.dmp import logged_envelope
+from tests.support.ins import record_insi_answer
 from tests.support.psc import browse
 from tests.support.queue import order_body
 
@@ -70,6 +71,9 @@ async def test_0_1_190_feed_and_consult_through_psc_with_no_card(start_agent: An
 
     # Feeding (TD2.1, after TD0.2) through the queue, the author connected through PSC.
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=OID, rpps=DEMO.rpps, delay=0)
+    # The INS from INSi (EX_GEN-1530): INSi is asked with a CPS or the structure's certificate, not with PSC,
+    # so this card-less desk holds what an earlier INSi answer recorded.
+    await record_insi_answer(agent.services.db, PAT_TROIS.ins, OID)
     status, order = await call(http, agent, "POST", "/v1/orders", body)
     assert status == 201, order
     await _wait_state(http, agent, order["id"], "sent")
@@ -106,6 +110,9 @@ async def test_when_the_psc_session_ends_the_order_waits_for_the_professional(
     status, _ = await call(http, agent, "POST", "/v1/psc/logout")
     assert status == 200
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=OID, rpps=DEMO.rpps, delay=0)
+    # The INS from INSi (EX_GEN-1530): INSi is asked with a CPS or the structure's certificate, not with PSC,
+    # so this card-less desk holds what an earlier INSi answer recorded.
+    await record_insi_answer(agent.services.db, PAT_TROIS.ins, OID)
     status, order = await call(http, agent, "POST", "/v1/orders", body)
     assert status == 201, order
     detail = await _wait_state(http, agent, order["id"], "waiting_card")
@@ -156,6 +163,9 @@ async def test_a_psc_session_revoked_elsewhere_makes_the_order_wait(start_agent:
     status, revoked = await call(http, agent, "POST", "/_sandbox/psc/revoke", {"rpps": DEMO.rpps})
     assert status == 200 and revoked["revoked"] == 1  # the professional logged out of PSC on another device
     body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=OID, rpps=DEMO.rpps, delay=0)
+    # The INS from INSi (EX_GEN-1530): INSi is asked with a CPS or the structure's certificate, not with PSC,
+    # so this card-less desk holds what an earlier INSi answer recorded.
+    await record_insi_answer(agent.services.db, PAT_TROIS.ins, OID)
     status, order = await call(http, agent, "POST", "/v1/orders", body)
     assert status == 201, order
     detail = await _wait_state(http, agent, order["id"], "waiting_card")

@@ -16,6 +16,7 @@ from agent.mss import smtp
 from agent.store import frames as repo
 from relais_sandbox.identities import PAT_TROIS
 from relais_sandbox.pki import SandboxPki
+from tests.support.ins import obtain_ins
 
 CORRESPONDENT = "jeanne.martin@medecin.demo.mssante.fr"
 
@@ -47,6 +48,7 @@ async def test_an_agent_keeps_the_frames_of_the_dmp_insi_and_mssante(
     assert journal is not None and journal.enabled
     status, _ = await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"})  # no DMP call before the PIN
     assert status == 200
+    await obtain_ins(http, agent, PAT_TROIS)  # the DMP is asked only about an INS INSi gave (EX_GEN-1530)
     status, access = await call(http, agent, "GET", f"/v1/dmp/{PAT_TROIS.ins}/access?identity_status=QUAL")
     assert status == 200, access
     status, found = await call(http, agent, "POST", "/v1/ins/search", {"source": "traits", "traits": {
