@@ -290,7 +290,8 @@ TREATMENT = st.fixed_dictionaries({"name": FREE_TEXT}, optional={"since": DAY}).
     lambda item: st.sampled_from([item, {**item, "cis": "60234100", "atc": "A10BA02", "atc_display": "metformine"}]))
 PROCEDURE = st.fixed_dictionaries({"code": st.sampled_from(["HHFA016", "JQGA002", "NFKA006"]), "display": FREE_TEXT,
                                    "date": DAY})
-DEVICE = st.fixed_dictionaries({"display": FREE_TEXT}, optional={"since": DAY})
+DEVICE = st.fixed_dictionaries({"display": FREE_TEXT}, optional={"since": DAY, "code": st.sampled_from(
+    ["J0105", "P0703", "Z12"])})  # EMDN
 
 
 @st.composite
@@ -368,6 +369,7 @@ def common_cse(draw: st.DrawFn, service: CdaService, kind: str) -> dict[str, Any
     plan = "JDV_Rencontre_CS8_CISIS" if kind == "cse_cs8" else "JDV_Rencontre_CS9_CS24_CISIS"
     data: dict[str, Any] = {
         "vaccinations": [{"atc": c, **({"rank": draw(st.integers(1, 4))} if draw(st.booleans()) else {}),
+                          **({"lot": draw(st.from_regex(r"\A[A-Z0-9]{2,12}\Z"))} if draw(st.booleans()) else {}),
                           **({"date": draw(st.dates(date(2024, 1, 1), date(2025, 12, 31))).isoformat()}
                              if draw(st.booleans()) else {})}
                          for c in some(draw, service, vaccines)],
@@ -394,7 +396,8 @@ def cs9_cs24_data(draw: st.DrawFn, service: CdaService, kind: str) -> dict[str, 
             codes_of(service, "JDV_ReperageTroubleNeurodeveloppement_CISIS"))), draw(st.booleans())),
         "domestic_accidents": [{"code": c} for c in some(draw, service, "JDV_CauseAccidentDom_CISIS")],
         "history": [{"code": c} for c in some(draw, service, history)],
-        "development": [{"code": c, "value": draw(st.booleans())}
+        "development": [{"code": c, **draw(st.sampled_from([{"value": True}, {"value": False},
+                                                            {"value": 14, "unit": "mo"}]))}
                         for c in some(draw, service, "JDV_DeveloppementPsychomoteur_CS24_CISIS", 4)],
     }
     if childcare and draw(st.booleans()):
