@@ -33,7 +33,7 @@ from typing import Any
 from lxml import etree
 
 from agent.cda.context import BuildContext, BuiltDocument, data_object
-from agent.cda.header import Header, el, parse_when, serialize
+from agent.cda.header import Header, el, name_error, parse_when, serialize
 from agent.cda.structured import NewId, document_title, read_measures, vital_signs_section
 from agent.cda.vaccination import JDV_IMMUNIZATION
 from agent.cda.valuesets import Concept, ValueSets
@@ -205,6 +205,8 @@ def person_name(parent: dict[str, Any], path: str) -> tuple[str, str]:
     for key, value in (("family", family), ("given", given)):
         if value is not None and (not isinstance(value, str) or len(value) > 200):
             raise InvalidInput.field(f"{path}.{key}", "Un texte de 200 caractères au plus.")
+        if isinstance(value, str) and name_error(" ".join(value.split())):
+            raise InvalidInput.field(f"{path}.{key}", name_error(" ".join(value.split())))
     return " ".join((family or "").split()), " ".join((given or "").split())
 
 

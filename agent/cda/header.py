@@ -72,8 +72,17 @@ def parse_when(value: Any, field_name: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=PARIS)
 
 
+# The structuration minimale warns on a name that begins with a double quote (dtr1-4-EN): refused at the API.
+NAME_QUOTE = "Un nom ne peut pas commencer par un guillemet (règle dtr1-4-EN du CI-SIS)."
+
+
+def name_error(value: str) -> str:
+    """The 422 message for a name the CI-SIS warns about, or "" (``value`` already whitespace-normalised)."""
+    return NAME_QUOTE if value.startswith('"') else ""
+
+
 def _text(data: dict[str, Any], key: str, path: str, errors: list[FieldError], *, required: bool = True,
-          pattern: str | None = None, message: str = "") -> str:
+          pattern: str | None = None, message: str = "", name: bool = False) -> str:
     value = data.get(key)
     if value is not None and not isinstance(value, str):
         errors.append(FieldError(f"{path}.{key}", "Une chaîne est attendue."))
@@ -87,6 +96,8 @@ def _text(data: dict[str, Any], key: str, path: str, errors: list[FieldError], *
         errors.append(FieldError(f"{path}.{key}", "Texte trop long (200 caractères au plus)."))
     if pattern and not re.fullmatch(pattern, value):
         errors.append(FieldError(f"{path}.{key}", message or "Format invalide."))
+    if name and name_error(value):
+        errors.append(FieldError(f"{path}.{key}", name_error(value)))
     return value
 
 
@@ -101,9 +112,10 @@ def _coded(codes: ValueSets, name: str, value: str, field_name: str, errors: lis
 
 
 def telecom_url(value: str, field_name: str) -> str:
-    """A telecom as the URL the CDA wants: tel:, fax:, mailto: or http(s):; a bare number becomes tel:."""
+    """A telecom as the URL the CDA wants: the prefixes CI-SISTelecom allows (tel, fax, mailto, http, ftp, mllp;
+    not https); a bare number becomes tel:, a bare e-mail address mailto:."""
     text = value.strip()
-    if re.fullmatch(r"(tel|fax|mailto|https?):\S+", text):
+    if re.fullmatch(r"(tel|fax|mailto|http|ftp|mllp):\S+", text):
         return text
     digits = re.sub(r"[\s.\-()]", "", text)
     if re.fullmatch(r"\+?\d{4,20}", digits):
@@ -111,7 +123,7 @@ def telecom_url(value: str, field_name: str) -> str:
     if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
         return f"mailto:{text}"
     raise InvalidInput.field(field_name, "Coordonnée attendue : numéro de téléphone, adresse e-mail ou URL "
-                             "tel:/mailto:.")
+                             "tel:, fax:, mailto:, http:, ftp: ou mllp: (le CI-SIS n'admet pas https:).")
 
 
 _NUMBERED = re.compile(r"(\d+\s*(?:bis|ter|quater|[a-dA-D])?)\b[\s,]*(.+)")
@@ -204,13 +216,17 @@ class Patient:
         if ins:
             for name, message in check_ins(ins, oid, allow_test_oids=allow_test_oids):
                 errors.append(FieldError(f"patient.{name}", message))
-        birth_name = _text(data, "birth_name", "patient", errors, message="Nom de naissance obligatoire.")
+        birth_name = _text(data, "birth_name", "patient", errors, message="Nom de naissance obligatoire.",
+                           name=True)
         given = data.get("given_names")
         if (not isinstance(given, list) or not given or len(given) > 10
                 or not all(isinstance(g, str) and g.strip() for g in given)):
             errors.append(FieldError("patient.given_names", "Liste des prénoms de naissance obligatoire."))
             given = []
         given = [" ".join(g.split()) for g in given]
+        for index, one in enumerate(given):
+            if name_error(one):
+                errors.append(FieldError(f"patient.given_names[{index}]", name_error(one)))
         sex_raw = _text(data, "sex", "patient", errors, pattern="M|F|U|UN", message="Sexe attendu : M, F ou U.")
         sex = _coded(codes, JDV_SEX, SEX_ALIASES.get(sex_raw, sex_raw), "patient.sex", errors) if sex_raw else None
         birth_raw = _text(data, "birth_date", "patient", errors, pattern=r"\d{4}-\d{2}-\d{2}",
@@ -224,8 +240,8 @@ class Patient:
         birth_place = _text(data, "birth_place", "patient", errors, pattern=r"[0-9][0-9AB][0-9]{3}",
                             message="Lieu de naissance (code COG INSEE de 5 caractères, 99xxx hors de France) "
                                     "obligatoire avec l'INS.")
-        used_name = _text(data, "used_name", "patient", errors, required=False)
-        used_given = _text(data, "used_given", "patient", errors, required=False)
+        used_name = _text(data, "used_name", "patient", errors, required=False, name=True)
+        used_given = _text(data, "used_given", "patient", errors, required=False, name=True)
         address = None
         try:
             address = Address.read(data.get("address"), "patient.address")
@@ -274,7 +290,7 @@ class Organisation:
             return None
         org_id = _text(org, "id", path, errors, pattern=r"[0-9][0-9A-Za-z]{1,40}",
                        message="Identifiant de structure obligatoire (1+FINESS, 3+SIRET ou 4+RPPS rang).")
-        org_name = _text(org, "name", path, errors, message="Nom de la structure obligatoire.")
+        org_name = _text(org, "name", path, errors, message="Nom de la structure obligatoire.", name=True)
         sector = _coded(codes, JDV_SECTOR, str(org.get("sector_code") or DEFAULT_SECTOR), f"{path}.sector_code",
                         errors)
         facility = _coded(codes, JDV_FACILITY, str(org.get("facility_code") or DEFAULT_FACILITY),
@@ -326,8 +342,8 @@ class Author:
             raise InvalidInput.field("author", "Objet auteur attendu.")
         errors: list[FieldError] = []
         rpps = _text(data, "rpps", "author", errors, pattern=r"\d{11}", message="RPPS de 11 chiffres obligatoire.")
-        family = _text(data, "family", "author", errors, message="Nom de l'auteur obligatoire.")
-        given = _text(data, "given", "author", errors, message="Prénom de l'auteur obligatoire.")
+        family = _text(data, "family", "author", errors, message="Nom de l'auteur obligatoire.", name=True)
+        given = _text(data, "given", "author", errors, message="Prénom de l'auteur obligatoire.", name=True)
         organisation = Organisation.read(data.get("organisation"), codes, errors)
         civility = _text(data, "civility", "author", errors, required=False, pattern="M|MME",
                          message="Civilité : M ou MME.")
