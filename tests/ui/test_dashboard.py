@@ -177,7 +177,10 @@ async def test_retry_a_failed_order_then_retry_all(browser, demo_process, artifa
 
 async def test_cancel_then_undo_keeps_the_order(browser, demo_process, artifacts):
     agent = demo_process("ui-undo")
-    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-undo-1"))
+    assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200  # the DMP takes INSi's INS only
+    status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-undo-1",
+                                                                ins=PAT_TROIS.ins, oid=PAT_TROIS.oid))
     assert status == 201, order
     page = await open_dashboard(browser, agent, artifacts, "undo")
     row = page.locator(f"#orders-pending tr[data-order='{order['id']}']")
@@ -196,11 +199,15 @@ async def test_cancel_then_undo_keeps_the_order(browser, demo_process, artifacts
     assert not page.errors
 
 
-async def test_dismiss_a_failed_send(browser, demo_process, artifacts):
+async def test_dismiss_a_failed_send(browser, demo_process, artifacts, tmp_path):
     import asyncio
 
-    agent = demo_process("ui-dismiss", env={"RELAIS_REFERENCE": str(reference_root())})
+    # One attempt allowed (the default retries transient trouble for as long as it lasts): the order fails fast.
+    config = tmp_path / "one-attempt.toml"
+    config.write_text("[queue]\nmax_attempts = 1\nbackoff_base_seconds = 0.1\nbackoff_cap_seconds = 0.2\n")
+    agent = demo_process("ui-dismiss", "--config", str(config), env={"RELAIS_REFERENCE": str(reference_root())})
     assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
+    assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200  # the DMP takes INSi's INS only
     assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
     status, order = api(agent, "POST", "/v1/orders", n1_order(client_ref="ui-dismiss-1"))
     assert status == 201, order
