@@ -112,7 +112,9 @@ async def test_a_personal_mailbox_sends_with_the_psc_session_and_the_mail_arrive
     assert await sender.find("ord-1", f"mss:{RECIPIENT}") == message_id
     assert {(login.mailbox, login.rpps) for login in world.operator.psc_logins} == {(MAILBOX, DEMO.rpps)}
     assert len(world.operator.psc_logins) >= 3  # SMTP, then IMAP twice: no other authentication
-    assert token not in caplog.text
+    host, port = world.endpoint["smtp"]["host"], int(world.endpoint["smtp"]["port"])
+    sasl = base64.b64encode(oauthbearer.initial_response(MAILBOX, host, port, token).encode()).decode()
+    assert token not in caplog.text and sasl not in caplog.text and token[-40:] not in caplog.text
 
 
 async def test_without_a_psc_session_the_delivery_waits_for_the_professional(world: World, cs9: bytes) -> None:
