@@ -245,8 +245,8 @@ class MssSender:
 
         With several servers (SRV targets), the next one is tried only when the previous could not be reached at
         all (nothing left); any other outcome, an uncertain one above all, is final for this attempt."""
+        targets = await self._smtp_targets(out.author_rpps)  # a personal mailbox's session first: the right reason
         address, message_id, data = await self.build(out, self.clock.now())
-        targets = await self._smtp_targets(out.author_rpps)
         for index, target in enumerate(targets):
             try:
                 await smtp.submit(target, self.settings.sender, [address], data, message_id)
