@@ -318,8 +318,9 @@ class MssSection:
     # "tls" (implicit, 993) or "starttls" (143, as the operators' DNS SRV autoconfiguration publishes it).
     imap_security: Literal["tls", "starttls"] = "tls"
     sent_folder: str = "Sent"
-    # "certificate": TLS client certificate (applicative mailbox); "password": SASL/LOGIN inside TLS.
-    auth: Literal["certificate", "password"] = "certificate"
+    # "certificate": TLS client certificate (applicative mailbox); "password": SASL/LOGIN inside TLS; "psc": the
+    # professional's personal mailbox, opened with their Pro Santé Connect token (SASL OAUTHBEARER, needs [psc]).
+    auth: Literal["certificate", "password", "psc"] = "certificate"
     client_cert: str = ""
     client_key: str = ""
     username: str = ""

@@ -41,7 +41,7 @@ DEMO_PRACTICE: dict[str, Any] = {"id": "1750803447", "name": "Cabinet médical d
 def build_simulators() -> list[Simulator]:
     """The simulators of the sandbox, in start order."""
     psc = PscSimulator()
-    return [InsiSimulator(), psc, DmpSimulator(psc=psc), MssSimulator(), DirectorySimulator()]
+    return [InsiSimulator(), psc, DmpSimulator(psc=psc), MssSimulator(psc=psc), DirectorySimulator()]
 
 
 async def describe_remote(url: str) -> dict[str, Any]:

@@ -13,19 +13,29 @@ What it does, like an operator would:
   ``malformed`` answers garbage, ``slow`` delays, ``timeout`` stores the message then withholds the answer to
   DATA (the ambiguous failure the queue must reconcile by Message-ID).
 
-The IMAP subset: CAPABILITY, LOGIN, AUTHENTICATE EXTERNAL, SELECT/EXAMINE, SEARCH and UID SEARCH (ALL, UID set,
-HEADER, BODY), FETCH and UID FETCH (UID, RFC822.SIZE, BODY[]/BODY.PEEK[]/RFC822), NOOP, LOGOUT.
+Personal mailboxes (when built with the simulated Pro Santé Connect, as the demo does): each test professional
+of ``relais_sandbox/psc.py`` has one (``alice.demo@demo.mssante.fr``), opened with SASL OAUTHBEARER (RFC 7628) over
+SMTP and IMAP with a PSC access token that provider issued and still holds active (its signing key and its grants,
+as introspection would say), for that mailbox's owner only. A foreign, forged, expired or revoked token gets the
+RFC 7628 error challenge then ``535 5.7.8`` (SMTP) or ``NO [AUTHENTICATIONFAILED]`` (IMAP); a sender other than
+the token's mailbox gets ``553 5.7.1``. What the real operators require of this exchange is not public
+(agent/mss/oauthbearer.py says what the agent assumes): this plays the standard.
+
+The IMAP subset: CAPABILITY, LOGIN, AUTHENTICATE EXTERNAL (and OAUTHBEARER), SELECT/EXAMINE, SEARCH and UID
+SEARCH (ALL, UID set, HEADER, BODY), FETCH and UID FETCH (UID, RFC822.SIZE, BODY[]/BODY.PEEK[]/RFC822), NOOP, LOGOUT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime as dt
 import json
 import os
 import re
 import ssl
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -42,11 +52,42 @@ from agent.logs import get_logger
 from agent.mss.acks import build_dsn, build_mdn
 from agent.mss.xdm import read_xdm
 from relais_sandbox.host import FaultMode, FaultState, SandboxContext
+from relais_sandbox.psc import TEST_USERS, PscSimulator, TestProfessional
 
 log = get_logger("sandbox.mss")
 SANDBOX_PASSWORD = "sandbox-mss"  # noqa: S105 - the SASL password the simulator accepts (demo and tests only)
 DEMO_SENDER = "cabinet.relais@demo.mssante.fr"
 REPORTING_MTA = "mss.sandbox.invalid"
+AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: an AUTH line with its initial response (a PSC JWT is over 512 octets)
+OAUTH_ERROR = json.dumps({"status": "invalid_token", "schemes": "bearer", "scope": "openid"})
+
+
+def personal_mailbox(user: TestProfessional) -> str:
+    return f"{user.given_name}.{user.family_name}@demo.mssante.fr".lower()
+
+
+def oauthbearer_fields(message: bytes) -> tuple[str, str]:
+    """(authorization identity, bearer token) of an RFC 7628 client message; ("", "") when malformed."""
+    try:
+        text = message.decode("utf-8")
+    except UnicodeDecodeError:
+        return "", ""
+    gs2, _, rest = text.partition("\x01")
+    parts = gs2.split(",")
+    if len(parts) < 3 or parts[0] not in ("n", "y"):
+        return "", ""
+    user = parts[1][2:].replace("=2C", ",").replace("=3D", "=") if parts[1].startswith("a=") else ""
+    pairs = dict(kv.partition("=")[::2] for kv in rest.split("\x01") if kv)
+    scheme, _, token = pairs.get("auth", "").partition(" ")
+    return user, token.strip() if scheme.lower() == "bearer" else ""
+
+
+@dataclass(frozen=True, slots=True)
+class PscLogin:
+    """A personal mailbox opened with a PSC token (the session's auth data)."""
+
+    mailbox: str
+    rpps: str
 
 
 class MailStore:
@@ -117,6 +158,9 @@ class _Handler:
         cert = server.transport.get_extra_info("peercert") if server.transport else None
         if not cert and not session.authenticated:
             return "530 5.7.0 Authentication required"
+        login = session.auth_data
+        if isinstance(login, PscLogin) and address.strip("<>").lower() != login.mailbox:
+            return "553 5.7.1 Sender address not owned by the authenticated user"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -134,15 +178,42 @@ class _Handler:
 class _SimSmtp(SMTP):
     """Implicit TLS (``starttls`` None: the socket is already TLS), or plain TCP that requires STARTTLS."""
 
+    line_length_limit = AUTH_LINE_LIMIT  # the stream's limit, read at construction
+
     def __init__(self, sim: MssSimulator, starttls: ssl.SSLContext | None = None) -> None:
         self.sim = sim
+        exclude = [] if sim.psc is not None else ["OAUTHBEARER"]  # personal mailboxes only with PSC
         if starttls is None:
             super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
-                             auth_require_tls=False, decode_data=False, enable_SMTPUTF8=False)
+                             auth_require_tls=False, decode_data=False, enable_SMTPUTF8=False,
+                             auth_exclude_mechanism=exclude)
         else:
             super().__init__(_Handler(sim), hostname="mss.sandbox", authenticator=sim.authenticate,
                              tls_context=starttls, require_starttls=True, decode_data=False,
-                             enable_SMTPUTF8=False)
+                             enable_SMTPUTF8=False, auth_exclude_mechanism=exclude)
+        # Per command; this session's own table (aiosmtpd's is shared by the class): AUTH may carry a PSC JWT.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit,
+                                                           {"AUTH": AUTH_LINE_LIMIT})
+
+    async def auth_OAUTHBEARER(self, _: SMTP, args: list[str]) -> AuthResult:
+        """RFC 7628 over SMTP: the initial response (or after an empty 334), checked against the simulated PSC;
+        a refusal sends the error challenge, reads the client's ^A, then 535 5.7.8."""
+        if len(args) > 1:
+            try:
+                message = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            answer = await self.challenge_auth("")
+            if not isinstance(answer, bytes):
+                return AuthResult(success=False, handled=True)
+            message = answer
+        login = self.sim.psc_login(message)
+        if login is None:
+            answer = await self.challenge_auth(OAUTH_ERROR)
+            return AuthResult(success=False, handled=not isinstance(answer, bytes))
+        return AuthResult(success=True, auth_data=login)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.sim.faults.mode is FaultMode.DOWN:
@@ -215,7 +286,7 @@ class _ImapSession:
         await self.writer.drain()
 
     async def run(self) -> None:
-        await self.send("* OK [CAPABILITY IMAP4rev1 AUTH=EXTERNAL] Relais sandbox IMAP")
+        await self.send(f"* OK [CAPABILITY {self.sim.imap_capabilities}] Relais sandbox IMAP")
         while True:
             line = await self.reader.readline()
             if not line:
@@ -237,7 +308,7 @@ class _ImapSession:
             await self.send(f"{tag} OK LOGOUT")
             return False
         if command == "CAPABILITY":
-            await self.send("* CAPABILITY IMAP4rev1 AUTH=EXTERNAL")
+            await self.send(f"* CAPABILITY {self.sim.imap_capabilities}")
         elif command == "NOOP":
             pass
         elif command == "LOGIN":
@@ -254,6 +325,19 @@ class _ImapSession:
                 await self.send(f"{tag} NO [AUTHENTICATIONFAILED] client certificate required")
                 return True
             self.user = identity.lower()
+        elif command == "AUTHENTICATE" and args[:1] == ["OAUTHBEARER"] and self.sim.psc is not None:
+            await self.send("+ ")
+            try:
+                message = base64.b64decode((await self.reader.readline()).strip(), validate=True)
+            except ValueError:
+                message = b""
+            login = self.sim.psc_login(message)
+            if login is None:
+                await self.send("+ " + base64.b64encode(OAUTH_ERROR.encode()).decode())
+                await self.reader.readline()  # the client's ^A (or "*")
+                await self.send(f"{tag} NO [AUTHENTICATIONFAILED] invalid token")
+                return True
+            self.user = login.mailbox
         elif not self.user:
             await self.send(f"{tag} NO authentication required")
             return True
@@ -342,7 +426,10 @@ def _valid_xdm(msg: Message) -> bool:
 class MssSimulator:
     name = "mss"
 
-    def __init__(self) -> None:
+    def __init__(self, psc: PscSimulator | None = None) -> None:
+        self.psc = psc  # the simulated PSC whose tokens open the personal mailboxes (None: none offered)
+        self.personal = {personal_mailbox(u): u.rpps for u in TEST_USERS} if psc is not None else {}
+        self.psc_logins: list[PscLogin] = []  # every personal mailbox opened (no token kept)
         self.faults = FaultState()
         self.store: MailStore
         self._smtp: asyncio.Server | None = None
@@ -352,6 +439,28 @@ class MssSimulator:
         self.connections: set[_SimSmtp] = set()
         self.auto_read = True  # the simulated recipients read at once; POST /_sandbox/mss/read to do it by hand
         self._lock = asyncio.Lock()
+
+    @property
+    def imap_capabilities(self) -> str:
+        return "IMAP4rev1 AUTH=EXTERNAL" + (" AUTH=OAUTHBEARER" if self.psc is not None else "")
+
+    def psc_login(self, message: bytes) -> PscLogin | None:
+        """The personal mailbox an OAUTHBEARER message opens: a token the simulated PSC issued and still holds
+        active, for the professional owning the mailbox named (or theirs when none is named); else None."""
+        if self.psc is None:
+            return None
+        user, token = oauthbearer_fields(message)
+        grant = self.psc.active_grant(token) if token else None
+        if grant is None:
+            log.info("MSSanté simulée : jeton Pro Santé Connect refusé")
+            return None
+        mailbox = user.lower() or next((m for m, r in self.personal.items() if r == grant.user.rpps), "")
+        if self.personal.get(mailbox) != grant.user.rpps:
+            log.info("MSSanté simulée : jeton d'un autre professionnel que le titulaire de la boîte")
+            return None
+        login = PscLogin(mailbox, grant.user.rpps)
+        self.psc_logins.append(login)
+        return login
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                      auth_data: Any) -> AuthResult:
@@ -376,7 +485,9 @@ class MssSimulator:
                 "submission": {"host": ctx.host, "port": submission_port, "security": "starttls"},
                 "imap": {"host": ctx.host, "port": imap_port},
                 "sender": DEMO_SENDER, "client_cert": str(client.cert_path), "client_key": str(client.key_path),
-                "ca": str(ctx.pki.ca_path), "password": SANDBOX_PASSWORD}
+                "ca": str(ctx.pki.ca_path), "password": SANDBOX_PASSWORD,
+                # Under PSC: the demo doctor's personal mailbox ([mss] auth = "psc" sends from it).
+                "personal_sender": personal_mailbox(TEST_USERS[0]) if self.psc is not None else ""}
 
     async def stop(self) -> None:
         servers = [s for s in (self._smtp, self._submission, self._imap) if s is not None]

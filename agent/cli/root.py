@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,7 @@ from agent.logs import get_logger
 from agent.mss import factory as mss_factory
 from agent.mss import orders as mss_orders
 from agent.mss.part import MssPart
+from agent.mss.service import PscBearer
 from agent.platforms import default_pkcs11_module
 from agent.psc.client import PscClient, PscSettings, read_secret
 from agent.psc.identity import PscIdentity
@@ -133,7 +135,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     cda = _cda(config, clock, env, cards, warnings)
     if cda.pool is not None:
         await stack.enter_async_context(cda.pool)
-    mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp))
+    mss = await stack.enter_async_context(_mss(config, clock, db, bus, connectivity, env, cards, dmp, psc))
     frames = await stack.enter_async_context(_frames(config, db, cipher, clock, dmp, insi, mss))
 
     events = OrderEvents(db, bus)
@@ -392,15 +394,37 @@ def _cda(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                       pool=pool)
 
 
+def _mss_bearer(psc: PscPart | None) -> PscBearer | None:
+    """The PSC token that opens a personal mailbox: of the order's author for a send, of the professional
+    connected now ("") for the mailbox's reports; None without a session (the caller waits for them)."""
+    if psc is None:
+        return None
+    part = psc
+
+    async def bearer(rpps: str) -> str | None:
+        if not rpps:
+            identity = part.identity()
+            if identity is None:
+                return None
+            rpps = identity.rpps
+        return await part.access_token(rpps)
+
+    return bearer
+
+
 def _mss(config: Config, clock: Clock, db: Database, bus: EventBus, connectivity: ConnectivityTracker,
-         env: Environment | None, cards: CardService, dmp: DmpClient | None) -> MssPart:
+         env: Environment | None, cards: CardService, dmp: DmpClient | None, psc: PscPart | None) -> MssPart:
     """The MSSanté part: the sender (``[mss]`` or the sandbox operator), its acknowledgement poller, the
-    directory; the XDM's metadata come from the DMP's own builder."""
+    directory; the XDM's metadata come from the DMP's own builder (signed as a DMP feed would be: by the CPS, or
+    by the structure for a professional connected through PSC with no card)."""
     defaults = dmp.defaults if dmp is not None else SubmissionDefaults(source_id=config.dmp.source_id)
-    document_signer = cards.require_signer
+    client = dmp
+    document_signer: Callable[[], Signer] = cards.require_signer if client is None else \
+        (lambda: _document_signer(cards, psc, client))
     packager = mss_factory.dmp_packager(now=clock.now, defaults=defaults, signer=document_signer,
                                         value_sets=dmp.value_sets if dmp is not None else None)
-    sender = mss_factory.sender_for(config, env.endpoint("mss") if env is not None else None, packager, clock)
+    sender = mss_factory.sender_for(config, env.endpoint("mss") if env is not None else None, packager, clock,
+                                    _mss_bearer(psc))
     directory = mss_factory.directory_for(config, env.endpoint("directory") if env is not None else None)
     return MssPart(db=db, clock=clock, bus=bus, connectivity=connectivity, sender=sender,
                    interval=config.mss.ack_poll_seconds, directory=directory, cse_address=config.mss.cse_address)

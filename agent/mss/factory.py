@@ -27,7 +27,7 @@ from agent.errors import ConfigError
 from agent.logs import get_logger
 from agent.mss import dnssrv, imap, rules, smtp, xdm
 from agent.mss.directory import DirectoryClient
-from agent.mss.service import Autoconfig, MssSender, MssSettings, Outgoing, Packager
+from agent.mss.service import Autoconfig, MssSender, MssSettings, Outgoing, Packager, PscBearer
 from agent.xml.cda_header import CdaHeader
 
 log = get_logger("mss")
@@ -65,9 +65,12 @@ def tls_context_factory(ca_file: str, cert: str, key: str, *, min_version: str =
 def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> MssSettings | None:
     """The sender's settings: the sandbox operator under the demo, else the [mss] section (None when off)."""
     if endpoint:
-        factory = tls_context_factory(endpoint["ca"], endpoint["client_cert"], endpoint["client_key"])
-        sender = str(endpoint["sender"])
-        return MssSettings(
+        psc = section.auth == "psc" and bool(endpoint.get("personal_sender"))
+        # Personal mailbox under the demo: the demo doctor's, opened with their PSC token (no client certificate).
+        factory = tls_context_factory(endpoint["ca"], "" if psc else endpoint["client_cert"],
+                                      "" if psc else endpoint["client_key"])
+        sender = str(endpoint["personal_sender"] if psc else endpoint["sender"])
+        return MssSettings(psc=psc,
             sender=sender, product_reference=section.product_reference or SANDBOX_PRODUCT_REFERENCE,
             sender_name=section.sender_name or "Cabinet de démonstration Relais",
             smtp=smtp.SmtpSettings(host=endpoint["smtp"]["host"], port=int(endpoint["smtp"]["port"]),
@@ -89,7 +92,9 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
                 log.warning("mss.password_file est lisible par d'autres comptes : chmod 600 %s", path)
         except OSError as exc:
             raise ConfigError(f"fichier de mot de passe illisible : {exc.strerror}", key="mss.password_file") from exc
-    cert = section.client_cert if section.auth == "certificate" else ""
+    # With "psc" the certificate is presented only when configured (an assumption: the operators' PSC front is not
+    # documented publicly as requiring one; agent/mss/oauthbearer.py).
+    cert = section.client_cert if section.auth in ("certificate", "psc") else ""
     factory = tls_context_factory(section.ca_file, cert, section.client_key, min_version=section.tls_min_version,
                                   max_version=section.tls_max_version)
     username = section.username if section.auth == "password" else ""
@@ -97,7 +102,7 @@ def settings_from(section: MssSection, endpoint: Mapping[str, Any] | None) -> Ms
     auto = None if section.smtp_host else Autoconfig(domain=section.sender_address.rsplit("@", 1)[-1],
                                                       resolver=resolver_settings(section))
     return MssSettings(
-        sender=section.sender_address, product_reference=section.product_reference,
+        psc=section.auth == "psc", sender=section.sender_address, product_reference=section.product_reference,
         sender_name=section.sender_name, message_id_domain=section.message_id_domain,
         smtp=smtp.SmtpSettings(host=section.smtp_host, port=section.smtp_port, security=section.smtp_security,
                                context=factory, username=username, password=password,
@@ -121,7 +126,7 @@ def check_section(section: MssSection) -> None:
     needed = {"mss.sender_address": section.sender_address}  # no smtp_host: DNS SRV autoconfiguration
     if section.auth == "certificate":
         needed["mss.client_cert"] = section.client_cert
-    else:
+    elif section.auth == "password":
         needed["mss.username"] = section.username
         needed["mss.password_file"] = section.password_file
     needed["mss.product_reference"] = section.product_reference  # X-MSS-NIL on every message
@@ -185,7 +190,7 @@ def directory_for(config: Config, endpoint: Mapping[str, Any] | None = None) -> 
 
 
 def sender_for(config: Config, endpoint: Mapping[str, Any] | None, packager: Packager,
-               clock: Clock) -> MssSender | None:
+               clock: Clock, bearer: PscBearer | None = None) -> MssSender | None:
     """The sender when ``[mss]`` is enabled or the sandbox operator is there; None when MSSanté is off."""
     settings = settings_from(config.mss, endpoint)
     if settings is None:
@@ -193,4 +198,4 @@ def sender_for(config: Config, endpoint: Mapping[str, Any] | None, packager: Pac
     if not config.dmp.source_id and not endpoint and not config.dmp.url:
         raise ConfigError("l'OID de cette installation est nécessaire aux métadonnées XDS des envois MSSanté",
                           key="dmp.source_id", path=config.source)
-    return MssSender(settings, packager, clock)
+    return MssSender(settings, packager, clock, bearer)

@@ -6,7 +6,8 @@ that does not offer it is refused. Never authenticates in clear.
 
 Two uses: read new acknowledgements (DSN, MDN) from the INBOX, and reconcile an uncertain submission by its
 Message-ID (the operator's copy in the Sent folder, or a report that quotes it). Authentication: LOGIN with the
-mailbox's credentials, or SASL EXTERNAL with the TLS client certificate. Read-only except for what it reads:
+mailbox's credentials, SASL EXTERNAL with the TLS client certificate, or SASL OAUTHBEARER with the professional's
+Pro Santé Connect token (personal mailbox, ``agent/mss/oauthbearer.py``). Read-only except for what it reads:
 messages are fetched with BODY.PEEK so the doctor's own client still sees them unread.
 """
 
@@ -17,9 +18,10 @@ import imaplib
 import re
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.mss import oauthbearer
 from agent.mss.acks import MAX_REPORT_BYTES
 
 SERVICE = "mss"
@@ -55,7 +57,9 @@ class ImapSettings:
     context: Callable[[], ssl.SSLContext]
     security: str = "tls"  # "tls" (implicit, 993) or "starttls" (143)
     username: str = ""  # LOGIN; with a client certificate: the mailbox address for AUTHENTICATE EXTERNAL
-    password: str = ""
+    password: str = field(default="", repr=False)
+    # Personal mailbox: the PSC access token of this session (set just before it); ``username`` is the mailbox.
+    oauth_token: str = field(default="", repr=False)
     timeout: float = 60.0
     inbox: str = "INBOX"
     sent: str = "Sent"
@@ -103,6 +107,10 @@ class ImapMailbox:
                                        service=SERVICE, code="mss_tls_refused") from exc
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ServiceUnreachable("Boîte MSSanté injoignable (IMAP).", service=SERVICE) from exc
+        if s.oauth_token:
+            self._oauthbearer(client)
+            self._client = client
+            return self
         try:
             if s.password:
                 client.login(s.username, s.password)
@@ -117,6 +125,19 @@ class ImapMailbox:
             raise TransientRemoteError("Connexion IMAP interrompue.", service=SERVICE) from exc
         self._client = client
         return self
+
+    def _oauthbearer(self, client: imaplib.IMAP4) -> None:
+        """``AUTHENTICATE OAUTHBEARER`` with the PSC token; NO: the professional must connect again (the caller
+        waits for them, ``Unavailable``)."""
+        s = self.settings
+        exchange = oauthbearer.Exchange(s.username, s.host, s.port, s.oauth_token)
+        try:
+            client.authenticate(oauthbearer.MECHANISM, exchange.imap)
+        except imaplib.IMAP4.error as exc:
+            client.shutdown()
+            raise oauthbearer.token_refused() from exc
+        except OSError as exc:
+            raise TransientRemoteError("Connexion IMAP interrompue.", service=SERVICE) from exc
 
     def __exit__(self, *exc: object) -> None:
         if self._client is not None:

@@ -25,7 +25,7 @@ from agent.domain.ins import IdentityStatus
 from agent.errors import ConfigError, PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.logs import get_logger
 from agent.mss import acks as ackmod
-from agent.mss import dnssrv, imap, mime, rules, smtp, xdm
+from agent.mss import dnssrv, imap, mime, oauthbearer, rules, smtp, xdm
 from agent.mss.orders import INS_OIDS, NOT_QUALIFIED_CDA
 from agent.xml.safe import parse
 
@@ -57,6 +57,10 @@ class Outgoing:
         return self.identity_status == IdentityStatus.QUAL.value and bool(self.ins and self.ins_oid)
 
 
+# The professional's live Pro Santé Connect access token (``PscPart.access_token``) for an RPPS, or for "" the
+# professional connected now; None: no live session. Personal mailboxes only (``[mss] auth = "psc"``).
+PscBearer = Callable[[str], Awaitable[str | None]]
+
 # The XDS metadata (lcm:SubmitObjectsRequest) and the documents they describe, as the DMP would get them.
 Packager = Callable[[Outgoing], Awaitable[tuple["etree._Element | bytes", list[xdm.XdmDocument]]]]
 
@@ -74,6 +78,9 @@ class MssSettings:
     # DNS SRV autoconfiguration (RFC 6186): ``smtp`` (and ``imap`` when given) are then templates (credentials,
     # TLS) whose host, port and security come from the domain's records, looked up when first needed.
     autoconfig: Autoconfig | None = None
+    # A personal mailbox opened with the professional's Pro Santé Connect token (SASL OAUTHBEARER) instead of
+    # the practice's certificate or password (``[mss] auth = "psc"``).
+    psc: bool = False
 
     @property
     def domain(self) -> str:
@@ -146,10 +153,14 @@ def without_ins(out: Outgoing, patient_ids: tuple[tuple[str, str], ...]) -> Outg
 
 
 class MssSender:
-    def __init__(self, settings: MssSettings, packager: Packager, clock: Clock) -> None:
+    def __init__(self, settings: MssSettings, packager: Packager, clock: Clock,
+                 bearer: PscBearer | None = None) -> None:
+        if settings.psc and bearer is None:
+            raise ConfigError("mss.auth = \"psc\" demande Pro Santé Connect (section [psc])", key="mss.auth")
         self.settings = settings
         self.packager = packager
         self.clock = clock
+        self._bearer = bearer
         self._resolved: tuple[float, Servers] | None = None  # (valid until, servers) under autoconfig
         self.discovered: dnssrv.Discovered | None = None  # the last DNS SRV answer (for /v1/status)
 
@@ -172,6 +183,30 @@ class MssSender:
         self._resolved = (now + min(auto.max_seconds, max(auto.min_seconds, found.ttl)), resolved)
         log.info("MSSanté autoconfigurée par DNS SRV (%s) : %s", auto.domain, found.describe())
         return resolved
+
+    async def _token(self, rpps: str) -> str:
+        """The PSC token opening the personal mailbox (of ``rpps``, or of whoever is connected for ""); without a
+        live session the caller waits for the professional (``Unavailable``), never falls back to another
+        authentication."""
+        assert self._bearer is not None
+        token = await self._bearer(rpps)
+        if not token:
+            raise oauthbearer.session_over()
+        return token
+
+    async def _smtp_targets(self, rpps: str) -> tuple[smtp.SmtpSettings, ...]:
+        targets = (await self.servers()).smtp
+        if not self.settings.psc:
+            return targets
+        token = await self._token(rpps)
+        return tuple(replace(t, oauth_token=token, oauth_user=self.settings.sender) for t in targets)
+
+    async def _imap_boxes(self) -> tuple[imap.ImapSettings, ...]:
+        boxes = (await self.servers()).imap
+        if not self.settings.psc or not boxes:
+            return boxes
+        token = await self._token("")
+        return tuple(replace(b, oauth_token=token) for b in boxes)
 
     def message_id(self, order_id: str, destination: str) -> str:
         return mime.message_id(order_id, destination, self.settings.domain)
@@ -210,8 +245,8 @@ class MssSender:
 
         With several servers (SRV targets), the next one is tried only when the previous could not be reached at
         all (nothing left); any other outcome, an uncertain one above all, is final for this attempt."""
+        targets = await self._smtp_targets(out.author_rpps)  # a personal mailbox's session first: the right reason
         address, message_id, data = await self.build(out, self.clock.now())
-        targets = (await self.servers()).smtp
         for index, target in enumerate(targets):
             try:
                 await smtp.submit(target, self.settings.sender, [address], data, message_id)
@@ -242,7 +277,7 @@ class MssSender:
         """The Message-ID when the operator already holds this delivery (reconciliation), else None.
 
         Without IMAP nothing can be verified: refusing is the only way never to send twice."""
-        boxes = (await self.servers()).imap
+        boxes = await self._imap_boxes()
         if not boxes:
             raise PermanentRemoteError(
                 "L'envoi a peut-être déjà eu lieu et ne peut pas être vérifié (IMAP non configuré) : "
@@ -254,8 +289,10 @@ class MssSender:
     async def probe(self) -> None:
         """Raises when the operator cannot be reached (connectivity check of the queue)."""
         servers = await self.servers()
-        if servers.imap:
-            await self._imap(servers.imap, lambda box: box.noop())
+        # A personal mailbox with no PSC session: the servers are probed without opening the mailbox (connect,
+        # TLS, EHLO), never with another authentication.
+        if servers.imap and (not self.settings.psc or (self._bearer is not None and await self._bearer(""))):
+            await self._imap(await self._imap_boxes(), lambda box: box.noop())
             return
         for index, target in enumerate(servers.smtp):
             try:
@@ -266,8 +303,11 @@ class MssSender:
                     raise
 
     async def read_acks(self, uidvalidity: int, last_uid: int) -> AckBatch:
-        """New acknowledgements in the INBOX after ``last_uid``."""
-        boxes = (await self.servers()).imap
+        """New acknowledgements in the INBOX after ``last_uid`` (none read while a personal mailbox's professional
+        is not connected: they wait in the mailbox)."""
+        if self.settings.psc and self._bearer is not None and not await self._bearer(""):
+            return AckBatch([], uidvalidity, last_uid)
+        boxes = await self._imap_boxes()
         if not boxes:
             return AckBatch([], uidvalidity, last_uid)
         fetched = await self._imap(boxes, lambda box: box.fetch_new(last_uid, uidvalidity))

@@ -1,7 +1,8 @@
 """SMTP submission to the MSSanté operator over TLS (the only smtplib user), run in a worker thread.
 
-Authentication per configuration: a TLS client certificate (applicative mailbox of the practice software), or
-SASL (PLAIN/LOGIN) with the mailbox's credentials, always inside TLS (implicit TLS, or STARTTLS required).
+Authentication per configuration: a TLS client certificate (applicative mailbox of the practice software),
+SASL (PLAIN/LOGIN) with the mailbox's credentials, or SASL OAUTHBEARER with the professional's Pro Santé Connect
+token (personal mailbox, ``agent/mss/oauthbearer.py``), always inside TLS (implicit TLS, or STARTTLS required).
 
 Errors say what the queue must do:
 - ``ServiceUnreachable``: no connection at all (nothing left): wait for the network;
@@ -18,11 +19,12 @@ import asyncio
 import smtplib
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
 from agent.frames import FrameTap, SmtpDialog
 from agent.logs import get_logger
+from agent.mss import oauthbearer
 
 log = get_logger("mss")
 SERVICE = "mss"
@@ -35,7 +37,11 @@ class SmtpSettings:
     security: str = "tls"  # "tls" (implicit, port 465) or "starttls" (port 587)
     context: Callable[[], ssl.SSLContext]  # with the client certificate loaded when auth is by certificate
     username: str = ""  # SASL identity; empty: the TLS client certificate authenticates
-    password: str = ""
+    password: str = field(default="", repr=False)
+    # Personal mailbox (``[mss] auth = "psc"``): the PSC access token of this attempt, set just before it, and
+    # the mailbox it opens (the SASL authorization identity). Empty: no OAUTHBEARER.
+    oauth_token: str = field(default="", repr=False)
+    oauth_user: str = ""
     timeout: float = 60.0
     local_hostname: str = "relais.localdomain"
     frames: FrameTap | None = None  # the homologation journal, when build() sets it
@@ -81,7 +87,9 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
                                    service=SERVICE, code="mss_temporary") from exc
     except (OSError, smtplib.SMTPServerDisconnected) as exc:
         raise ServiceUnreachable("Opérateur MSSanté injoignable.", service=SERVICE, maybe_delivered=False) from exc
-    if settings.username:
+    if settings.oauth_token:
+        _oauthbearer(client, settings)
+    elif settings.username:
         try:
             client.login(settings.username, settings.password)
         except smtplib.SMTPAuthenticationError as exc:
@@ -93,6 +101,32 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
             raise PermanentRemoteError("Le serveur MSSanté ne propose pas d'authentification SASL.",
                                        service=SERVICE, code="mss_auth_refused") from exc
     return client
+
+
+def _oauthbearer(client: smtplib.SMTP, settings: SmtpSettings) -> None:
+    """``AUTH OAUTHBEARER`` with the PSC token (RFC 7628); a refusal (535) means the professional must connect
+    again: nothing was sent, the delivery waits (``Unavailable``), it is not called failed."""
+    exchange = oauthbearer.Exchange(settings.oauth_user, settings.host, settings.port, settings.oauth_token)
+    try:
+        if not client.has_extn("auth") or oauthbearer.MECHANISM not in client.esmtp_features.get("auth", "").split():
+            raise PermanentRemoteError("Le serveur MSSanté ne propose pas l'authentification Pro Santé Connect "
+                                       "(SASL OAUTHBEARER) : vérifiez mss.auth et le serveur configuré.",
+                                       service=SERVICE, code="mss_auth_refused")
+        client.auth(oauthbearer.MECHANISM, exchange, initial_response_ok=True)
+    except smtplib.SMTPAuthenticationError as exc:
+        client.close()
+        log.warning("MSSanté : jeton Pro Santé Connect refusé par l'opérateur (SMTP %s)", exc.smtp_code)
+        if exc.smtp_code in (535, 534, 530):  # RFC 4954: credentials invalid / too weak / required
+            raise oauthbearer.token_refused() from exc
+        raise PermanentRemoteError(f"L'opérateur MSSanté refuse l'authentification Pro Santé Connect (code "
+                                   f"{exc.smtp_code}).", service=SERVICE, code="mss_auth_refused") from exc
+    except PermanentRemoteError:
+        client.close()
+        raise
+    except (OSError, smtplib.SMTPException) as exc:
+        client.close()
+        raise TransientRemoteError("Connexion à l'opérateur MSSanté interrompue pendant l'authentification.",
+                                   service=SERVICE, code="mss_temporary") from exc
 
 
 def submit_blocking(settings: SmtpSettings, sender: str, recipients: Sequence[str], data: bytes,
