@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import secrets
 import ssl
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from agent.clock import Clock
+from agent.config import is_loopback_host
 from agent.errors import AccessRefused, AuthenticationRequired, ConfigError, ServiceUnreachable
 from agent.logs import get_logger
 from agent.psc.jose import TokenInvalid, verify
@@ -94,18 +94,9 @@ def check_issuer_url(url: str) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
         return
     raise ConfigError("adresse https attendue (http seulement sur la boucle locale)", key="psc.issuer")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class PscClient:
