@@ -10,7 +10,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -24,23 +24,12 @@ from agent.errors import ConfigError, PermanentRemoteError, ServiceUnreachable, 
 from agent.mss import dnssrv, smtp
 from agent.mss.factory import settings_from, tls_context_factory
 from agent.mss.service import MssSender, autoconfig_status
-from relais_sandbox.host import SandboxContext
-from relais_sandbox.mss import MssSimulator
 from relais_sandbox.pki import SandboxPki
 from tests.conftest import RELAIS, ROOT
 from tests.integration.test_mss_transport import NOW, outgoing, packager
 from tests.support.dnsserver import dns_server
 
 DOMAIN = "medecin.demo.mssante.fr"
-
-
-@pytest.fixture
-async def operator(tmp_path: Path) -> AsyncIterator[tuple[MssSimulator, dict[str, Any], SandboxPki]]:
-    pki = SandboxPki(tmp_path / "sandbox")
-    sim = MssSimulator()
-    endpoint = await sim.start(SandboxContext(tmp_path / "sandbox", pki))
-    yield sim, endpoint, pki
-    await sim.stop()
 
 
 @pytest.fixture

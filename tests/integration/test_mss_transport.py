@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -32,15 +31,6 @@ from tests.support.mail import nested_report
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 INS, OID = "221042545611404", "1.2.250.1.213.1.4.10"
 UID = "1.2.250.1.213.1.1.1.5.2.12345.2"
-
-
-@pytest.fixture
-async def operator(tmp_path: Path) -> AsyncIterator[tuple[MssSimulator, dict[str, Any], SandboxPki]]:
-    pki = SandboxPki(tmp_path / "sandbox")
-    sim = MssSimulator()
-    endpoint = await sim.start(SandboxContext(tmp_path / "sandbox", pki))
-    yield sim, endpoint, pki
-    await sim.stop()
 
 
 def packager(pki: SandboxPki) -> Any:

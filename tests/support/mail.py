@@ -6,10 +6,27 @@ message goes to the patient's mailbox (``<INS>@patient.mssante.fr``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agent.mss.rules import PATIENT_DOMAIN
+from relais_sandbox.host import SandboxContext
+from relais_sandbox.mss import MssSimulator
+from relais_sandbox.pki import SandboxPki
+
+
+@pytest.fixture
+async def operator(tmp_path: Path) -> AsyncIterator[tuple[MssSimulator, dict[str, Any], SandboxPki]]:
+    """The MSSanté operator's simulator on loopback, with its own PKI: (simulator, endpoint, pki)."""
+    pki = SandboxPki(tmp_path / "sandbox")
+    sim = MssSimulator()
+    endpoint = await sim.start(SandboxContext(tmp_path / "sandbox", pki))
+    yield sim, endpoint, pki
+    await sim.stop()
 
 
 def leaking_headers(raw: bytes, forbidden: Iterable[str]) -> list[str]:
