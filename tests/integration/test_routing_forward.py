@@ -191,8 +191,10 @@ async def test_cancel_is_refused_with_the_reason_when_the_holder_is_unreachable(
     assert await order_state(origin, order_id) == "forwarded"
 
 
-async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent: Any, tmp_path: Any,
-                                                                     http: aiohttp.ClientSession) -> None:
+async def _two_card_desks_and_a_reception(start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession
+                                          ) -> tuple[Any, Any, Any]:
+    """A practice of three: "Cabinet" holds the doctor's CPS, "Salle-2" has a reader whose card was taken out,
+    "Accueil" has none; all paired, and the reception already knows who holds the CPS."""
     first = await start(start_agent, "Cabinet", data_dir=tmp_path / "first", demo=DemoOptions(cards="cps"))
     second = await start(start_agent, "Salle-2", data_dir=tmp_path / "second", demo=DemoOptions(cards="cps"))
     origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
@@ -202,6 +204,12 @@ async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent:
     await join(second, await invite(first), first, "Salle-2")
     await join(origin, await invite(first), first, "Accueil")
     await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    return first, second, origin
+
+
+async def test_pending_orders_follow_the_cps_to_another_workstation(start_agent: Any, tmp_path: Any,
+                                                                     http: aiohttp.ClientSession) -> None:
+    first, second, origin = await _two_card_desks_and_a_reception(start_agent, tmp_path, http)
     assert peers(origin).holder_of(DOCTOR).name == "Cabinet"  # type: ignore[union-attr]
     status, created = await call(http, origin, "POST", "/v1/orders", order_body(rpps=DOCTOR, delay=3600))
     order_id = created["id"]
@@ -477,15 +485,7 @@ async def test_the_holder_keeps_its_own_cancellation_delay_whatever_the_origin_s
 
 async def test_a_forward_never_acknowledged_goes_to_another_holder_of_the_cps(
         start_agent: Any, tmp_path: Any, http: aiohttp.ClientSession) -> None:
-    first = await start(start_agent, "Cabinet", data_dir=tmp_path / "first", demo=DemoOptions(cards="cps"))
-    second = await start(start_agent, "Salle-2", data_dir=tmp_path / "second", demo=DemoOptions(cards="cps"))
-    origin = await start(start_agent, "Accueil", data_dir=tmp_path / "origin")
-    status, _ = await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": False})
-    assert status == 200
-    await init(first, "Cabinet")
-    await join(second, await invite(first), first, "Salle-2")
-    await join(origin, await invite(first), first, "Accueil")
-    await wait_for(lambda: peers(origin).holder_of(DOCTOR) is not None)
+    first, second, origin = await _two_card_desks_and_a_reception(start_agent, tmp_path, http)
     order_id, link = await _strand(origin, first, http)
     # The doctor now works in the other room: the order, never acknowledged by "Cabinet", goes there.
     await call(http, second, "POST", "/_sandbox/cards/cps", {"inserted": True})
