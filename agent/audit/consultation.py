@@ -11,7 +11,7 @@ Without a configured DMP every operation answers 503 ``dmp_disabled``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,26 +202,24 @@ class DmpConsultation:
     async def search(self, ins: str, oid: str, criteria: SearchCriteria, actor: Actor) -> list[DocumentEntry]:
         """The documents this professional may read, newest first."""
         dmp = await self._allowed(ins, oid, actor, "search")
-        try:
-            entries = await dmp.search(ins, oid, criteria, access=_access(actor))
-        except RelaisError as exc:
-            await self._trace("dmp.search", actor, ins, outcome=exc.code)
-            raise
-        readable: list[DocumentEntry] = self.rights.filter_readable(entries, actor)
-        await self._trace("dmp.search", actor, ins, count=len(readable))
-        readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
-        return readable
+        return await self._readable(dmp.search(ins, oid, criteria, access=_access(actor)), ins, actor)
 
     async def added_since(self, ins: str, oid: str, since: str, actor: Actor) -> list[DocumentEntry]:
         """The documents added to the DMP since a date (FindSubmissionSets), those this professional may read."""
         dmp = await self._allowed(ins, oid, actor, "search")
+        return await self._readable(dmp.documents_since(ins, oid, since, access=_access(actor)), ins, actor,
+                                    since=since)
+
+    async def _readable(self, found: Awaitable[list[DocumentEntry]], ins: str, actor: Actor,
+                        **details: Any) -> list[DocumentEntry]:
+        """A search's answer as the professional may see it (filtered, newest first), traced either way."""
         try:
-            entries = await dmp.documents_since(ins, oid, since, access=_access(actor))
+            entries = await found
         except RelaisError as exc:
             await self._trace("dmp.search", actor, ins, outcome=exc.code)
             raise
         readable: list[DocumentEntry] = self.rights.filter_readable(entries, actor)
-        await self._trace("dmp.search", actor, ins, count=len(readable), since=since)
+        await self._trace("dmp.search", actor, ins, count=len(readable), **details)
         readable.sort(key=lambda e: (e.creation_time, e.entry_uuid), reverse=True)
         return readable
 
