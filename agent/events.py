@@ -46,8 +46,12 @@ class Subscription:
         self._queue.put_nowait(event)
 
     async def get(self, timeout: float | None = None) -> Event | None:
+        # asyncio.timeout, never asyncio.wait_for, in every loop a stop cancels: on Python 3.11, wait_for loses
+        # the cancellation when its inner wait completes at the same moment (CPython gh-86296), and the task
+        # then waits on as if never stopped (a shutdown hung on the routing loop this way).
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
         except TimeoutError:
             return None
 

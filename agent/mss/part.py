@@ -75,7 +75,8 @@ class MssPart(Lifecycle):
         while True:
             if not first:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                    async with asyncio.timeout(self.interval):  # not wait_for: see agent/events.py
+                        await self._wake.wait()
                 self._wake.clear()
                 await asyncio.sleep(1.0)  # let the operator's reports for the message just sent arrive together
             first = False

@@ -202,7 +202,8 @@ class QueueExecutor(Lifecycle):
                 timeout = self.settings.recheck_seconds
             self._wake_at = self._now() + timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see agent/events.py
+                    await self._wakeup.wait()
 
     async def run_once(self) -> None:
         """One pass, and wait for the sends it started (tests and benchmarks drive the executor with it)."""

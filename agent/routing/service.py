@@ -87,7 +87,8 @@ class RoutingService(Lifecycle):
         if remaining <= 0:
             return True
         try:
-            signal = await asyncio.wait_for(signals.get(), remaining)
+            async with asyncio.timeout(remaining):  # not wait_for: see agent/events.py
+                signal = await signals.get()
         except TimeoutError:
             return True
         full = signal == "full"
