@@ -80,6 +80,7 @@ class Peers(Lifecycle):
         self.member: repo.Membership | None = None
         self.ca_cert: x509.Certificate | None = None
         self.revoked: frozenset[int] = frozenset()
+        self._serials: dict[str, int] = {}  # workstation -> serial of the certificate it last presented
         self.refused = 0  # peer connections refused since the start (removed or foreign workstations)
         self.peers: dict[str, PeerView] = {}
         self.port = 0
@@ -134,6 +135,9 @@ class Peers(Lifecycle):
             return
         self.ca_cert = pki.load_cert(member.ca_pem)
         self.revoked = pki.load_crl(self.ca_cert, member.crl_pem).serials if member.crl_pem else frozenset()
+        for name, serial in list(self._serials.items()):  # removed since it last spoke: gone now, not next round
+            if serial in self.revoked:
+                self.forget(name)
         first = self._runner is None
         self.member = member
         if first and peer_app is not None:
@@ -171,14 +175,17 @@ class Peers(Lifecycle):
             raise AccessRefused("Poste hors cabinet.", code="peer_refused")
         cert = x509.load_der_x509_certificate(der)
         try:
-            return pki.verify_workstation(self.ca_cert, cert, self.clock.now(), self.revoked)
+            name = pki.verify_workstation(self.ca_cert, cert, self.clock.now(), self.revoked)
         except AccessRefused as error:
             self.refused += 1
             if error.code == "peer_revoked":  # a genuine certificate of ours, removed: drop it from the list
                 self.forget(pki.workstation_name(cert))
             raise
+        self._serials[name] = cert.serial_number
+        return name
 
     def forget(self, name: str) -> None:
+        self._serials.pop(name, None)
         if self.peers.pop(name, None) is not None:
             self.bus.publish("peer.changed", name=name, reachable=False, rpps=None, logged_in=False, removed=True)
 

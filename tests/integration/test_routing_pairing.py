@@ -160,6 +160,16 @@ async def test_a_removed_workstation_is_refused_from_then_on(pair: Any) -> None:
     assert await _peer_request(peers(a).port, context) == 403
 
 
+async def test_a_workstation_removed_while_silent_leaves_the_peer_list_at_once(pair: Any) -> None:
+    a, b = pair
+    await b.agent.stop()  # switched off: no presence of its own will come to be refused
+    services = a.services
+    await services.db.write(lambda c: practice.remove(c, services.config.data_dir, "Salle-B", services.clock.now()))
+    await wait_for(lambda: peers(a).revoked)
+    # Gone as soon as the new list is read, not shown (nor chosen as a holder) until some later exchange.
+    assert "Salle-B" not in peers(a).peers
+
+
 async def test_a_party_without_the_code_learns_nothing(pair: Any) -> None:
     import http.client
     import json
