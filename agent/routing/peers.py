@@ -264,7 +264,7 @@ class Peers(Lifecycle):
             addresses += [(h, p, None, "zeroconf") for h, p in self._discovery.hints()]
         tried: set[str] = set()
         mine = (await self.my_presence()).to_json()
-        results = await asyncio.gather(*(self._hello(h, p, n, mine) for h, p, n, _ in addresses
+        results = await asyncio.gather(*(self._hello(h, p, n, mine, source) for h, p, n, source in addresses
                                          if (h, p) != ("", 0)), return_exceptions=True)
         for result in results:
             if isinstance(result, str):
@@ -274,7 +274,8 @@ class Peers(Lifecycle):
             if view.name not in tried and view.reachable and (view.last_seen is None or view.last_seen < stale):
                 self._update(replace(view, reachable=False, last_error="injoignable"))
 
-    async def _hello(self, host: str, port: int, name: str | None, mine: dict[str, Any]) -> str | None:
+    async def _hello(self, host: str, port: int, name: str | None, mine: dict[str, Any],
+                     source: str = "peer") -> str | None:
         if self.member is None or (host, port) == self._self_address():
             return None
         try:
@@ -282,6 +283,8 @@ class Peers(Lifecycle):
         except RelaisError as error:
             if name and name in self.peers and self.peers[name].host == host and self.peers[name].port == port:
                 self._update(replace(self.peers[name], reachable=False, last_error=error.message))
+            if source == "gossip":  # only a hint from another member: tried once, not at every round
+                await self.db.write(lambda c: repo.forget_address(c, host, port))
             return None
         if answered_by == self.workstation_name:
             return None

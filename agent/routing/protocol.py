@@ -16,6 +16,7 @@ Who sent a message is never in the message: it is the workstation named by the p
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -145,12 +146,28 @@ class Presence:
         peers: list[tuple[str, int, str]] = []
         for item in body.get("peers") or []:
             if (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and isinstance(item[1], int)
-                    and isinstance(item[2], str) and 0 < item[1] < 65536 and len(item[0]) <= 255):
+                    and isinstance(item[2], str) and 0 < item[1] < 65536 and len(item[2]) <= 64
+                    and practice_lan_address(item[0])):
                 peers.append((item[0], item[1], item[2]))
         return cls(_str(body, "name"), port, rpps, bool(body.get("logged_in")),
                    crl_number if isinstance(crl_number, int) else 0,
-                   crl_pem if isinstance(crl_pem, str) else None, tuple(peers[:64]),
+                   crl_pem if isinstance(crl_pem, str) else None, tuple(peers[:MAX_HINTS]),
                    _at(body) if body.get("at") else None)
+
+
+MAX_HINTS = 32  # addresses one presence may suggest; a practice has a few workstations
+
+
+def practice_lan_address(host: str) -> bool:
+    """Whether a peer may suggest ``host`` as another workstation's address: an IP literal on a practice's own
+    networks (private, link-local or loopback). A member cannot make the others resolve names or connect to
+    addresses outside the practice (the internet, a multicast group) by naming them in its presence."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ((ip.is_private or ip.is_link_local)
+                              and not (ip.is_unspecified or ip.is_multicast or ip.is_reserved))
 
 
 def same_rpps(a: str | None, b: str | None) -> bool:

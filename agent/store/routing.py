@@ -191,12 +191,17 @@ def remember_address(conn: sqlite3.Connection, host: str, port: int, source: str
     conn.execute(
         "INSERT INTO routing_addresses(host, port, name, source, last_ok) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT(host, port) DO UPDATE SET name = COALESCE(excluded.name, name), "
+        "source = CASE WHEN source = 'gossip' AND excluded.source = 'peer' THEN 'peer' ELSE source END, "
         "last_ok = COALESCE(excluded.last_ok, last_ok)", (host, port, name, source, ok_at))
 
 
 def addresses(conn: sqlite3.Connection) -> list[tuple[str, int, str | None, str]]:
     return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
         "SELECT host, port, name, source FROM routing_addresses ORDER BY last_ok DESC NULLS LAST")]
+
+
+def forget_address(conn: sqlite3.Connection, host: str, port: int) -> None:
+    conn.execute("DELETE FROM routing_addresses WHERE host = ? AND port = ?", (host, port))
 
 
 def forget_name(conn: sqlite3.Connection, name: str) -> None:

@@ -14,6 +14,7 @@ from agent.errors import AccessRefused
 from agent.routing import practice, tls
 from agent.routing.peers import Peers
 from agent.routing.service import RoutingService
+from agent.store import routing as repo
 
 FAST = {"peer_host": "127.0.0.1", "peer_port": 0, "discovery": False, "presence_interval_seconds": 0.2}
 
@@ -168,6 +169,29 @@ async def test_a_workstation_removed_while_silent_leaves_the_peer_list_at_once(p
     await wait_for(lambda: peers(a).revoked)
     # Gone as soon as the new list is read, not shown (nor chosen as a holder) until some later exchange.
     assert "Salle-B" not in peers(a).peers
+
+
+async def test_an_address_a_member_suggests_is_tried_once_not_at_every_round(pair: Any) -> None:
+    import socket
+
+    a, b = pair
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        ghost = ("127.0.0.1", closed.getsockname()[1])
+    mine = (await peers(b).my_presence()).to_json()
+    mine["peers"] = [[*ghost, "Fantome"], ["93.184.216.34", 22, "Dehors"]]
+    await peers(b).call("127.0.0.1", peers(a).port, "/peer/v1/presence", mine)
+
+    async def remembered() -> set[tuple[str, int]]:
+        return {(h, p) for h, p, _, _ in await a.services.db.read(repo.addresses)}
+
+    assert ghost in await remembered() and ("93.184.216.34", 22) not in await remembered()
+    for _ in range(400):  # A's next rounds try the hint, fail and forget it
+        if ghost not in await remembered():
+            break
+        await asyncio.sleep(0.05)
+    assert ghost not in await remembered()
+    assert ("127.0.0.1", peers(b).port) in await remembered()  # the real member's address stays
 
 
 async def test_a_party_without_the_code_learns_nothing(pair: Any) -> None:

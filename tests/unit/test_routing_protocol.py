@@ -8,7 +8,16 @@ import pytest
 
 from agent.errors import Conflict, InvalidInput
 from agent.routing.peers import split_address
-from agent.routing.protocol import Cancel, Forward, Freshness, Presence, check_fresh, new_nonce, same_rpps
+from agent.routing.protocol import (
+    MAX_HINTS,
+    Cancel,
+    Forward,
+    Freshness,
+    Presence,
+    check_fresh,
+    new_nonce,
+    same_rpps,
+)
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -65,6 +74,18 @@ def test_presence_keeps_only_well_formed_address_hints() -> None:
         Presence.from_json({**raw, "rpps": "not-rpps"})
     with pytest.raises(InvalidInput):
         Presence.from_json({**raw, "port": 70000})
+
+
+def test_a_presence_may_only_suggest_addresses_on_the_practice_networks() -> None:
+    lan = [["192.168.1.20", 7464, "Salle"], ["10.0.0.3", 7464, "Accueil"], ["fe80::1", 7464, "Box"],
+           ["172.16.5.1", 7464, "Bureau"], ["::1", 7465, "Ici"]]
+    outside = [["8.8.8.8", 443, "x"], ["evil.example", 7464, "x"], ["0.0.0.0", 7464, "x"], ["224.0.0.251", 5353, "x"],
+               ["2a00:1450:4007::1", 7464, "x"], ["100.64.0.1", 7464, "x"], ["localhost", 7464, "x"]]
+    raw = Presence("Accueil", 7464, None, False, 3, None).to_json()
+    parsed = Presence.from_json({**raw, "peers": outside + lan})
+    assert [list(p) for p in parsed.peers] == lan
+    many = [["10.0.0.1", port, "Salle"] for port in range(1000, 1100)]
+    assert len(Presence.from_json({**raw, "peers": many}).peers) == MAX_HINTS
 
 
 def test_rpps_match_on_the_national_identifier_forms() -> None:
