@@ -178,3 +178,39 @@ async def test_without_the_kit_no_order_is_accepted_and_status_says_so(start_age
         state = await response.json()
     assert state["cda"]["validation"] is False and state["cda"]["unvalidated_accepted"] is False
     assert any("aucun document CDA" in w for w in state.get("warnings", [])), state.get("warnings")
+
+
+async def test_unusual_cdas_get_a_clear_refusal_never_a_server_error(agent: Any, http: aiohttp.ClientSession,
+                                                                     reference_dir: Path) -> None:
+    import re
+
+    example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
+    unusual = {
+        "racine étrangère": b"<a/>", "sans espace de noms": b"<ClinicalDocument/>",
+        "vide": b'<ClinicalDocument xmlns="urn:hl7-org:v3"/>',
+        "DOCTYPE": b'<!DOCTYPE x [<!ENTITY a "aa">]><ClinicalDocument xmlns="urn:hl7-org:v3">&a;</ClinicalDocument>',
+        "sans id": re.sub(rb"<id root=\"[^\"]*\"[^>]*/>", b"", example, count=1),
+        "id sans root": re.sub(rb"<id root=\"[^\"]*\"", b'<id extension="x"', example, count=1),
+        "date illisible": re.sub(rb"<effectiveTime value=\"[^\"]*\"", b'<effectiveTime value="zz"', example, count=1),
+        "sans patient": re.sub(rb"<recordTarget>.*?</recordTarget>", b"", example, count=1, flags=re.S),
+        "XInclude": example.replace(b"<realmCode", b'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" '
+                                                   b'href="/etc/passwd"/><realmCode', 1),
+        "deux racines": example + example, "octet nul": example.replace(b"<realmCode", b"\x00<realmCode", 1),
+        "imbrication profonde": b'<ClinicalDocument xmlns="urn:hl7-org:v3">' + b"<a>" * 5000 + b"</a>" * 5000
+                                + b"</ClinicalDocument>",
+    }
+    base = {"patient": PATIENT, "author": AUTHOR, "destinations": {"dmp": True}}
+    for number, (what, cda) in enumerate(unusual.items()):
+        encoded = base64.b64encode(cda).decode()
+        status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": f"odd-{number}",
+                                                              "document": {"cda_base64": encoded}})
+        assert status == 422 and body["detail"], (what, status, body)  # refused with a reason, nothing queued
+        async with http.post(agent.url + "/v1/cda/render", json={"cda_base64": encoded},
+                             headers=agent.headers()) as response:
+            assert response.status in (200, 422), (what, response.status)
+    for broken in ({"destinations": None}, {"patient": None}, {"author": None}, {"document": None},
+                   {"document": {"cda_base64": None}}):
+        status, body = await post(http, agent, "/v1/orders", {**base, "client_ref": "odd-null", **broken})
+        assert status == 422 and body["code"] == "invalid_input", (broken, status, body)
+    async with http.get(agent.url + "/v1/orders", headers=agent.headers()) as response:
+        assert not [o for o in (await response.json())["items"] if o["client_ref"].startswith("odd-")]
