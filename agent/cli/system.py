@@ -100,14 +100,13 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
 
 def _permission_lines(data_dir: Path, line: Any) -> None:
     """Issue 23 #3: nothing of the data folder readable by another account (POSIX modes; see agent/store/private)."""
-    import sys
-
     from agent.store.private import exposed
 
-    if sys.platform == "win32":
-        line("OK", "droits du dossier de données : ceux du profil de l'utilisateur (non vérifiés sous Windows)")
+    try:
+        found = exposed(data_dir)
+    except OSError as exc:  # Windows: the DACL could not be read
+        line("ATTENTION", f"droits du dossier de données non vérifiés : {exc}")
         return
-    found = exposed(data_dir)
     for item in found:
         line("ERREUR", item.describe())
     if not found:
