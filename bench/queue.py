@@ -14,9 +14,12 @@
    concurrency (the same submissions straight from a DmpClient, no queue).
 4. Commits per order of the drain, in-process (the executor's loop and a protocol-level DMP): the figure the
    "state changes of one attempt in one commit" rule is about.
+5. With --faults N: each DMP fault mode (down, error500, timeout, slow, malformed) in turn while N orders fall
+   due: requests the failing DMP received, time to settle every order once it recovers, sent / failed / stored
+   twice.
 
     .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain] [--list 10000,50000]
-                                    [--commits 2000]
+                                    [--commits 2000] [--faults 100 --outage 20]
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from relais_sandbox.identities import PAT_TROIS
 from tests.conftest import spawn_demo
+from tests.support.ins import traits_search
 from tests.support.queue import make_cda, order_body
 
 
@@ -359,6 +364,77 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0)
           f"{asked:.2f} transactions and {per_order:.2f} fsynced commits per order (grouped), {rate:.0f} orders/s")
 
 
+def bench_faults(work: Path, count: int, outage: float, concurrency: int) -> None:
+    """Each DMP fault mode in turn: ``count`` orders fall due while the simulator fails for ``outage`` seconds;
+    printed: the requests the failing DMP received (how hard the queue hits it), then the time from the end of
+    the outage to the last order settled, and sent / failed / stored-twice (the simulator's documents)."""
+    import subprocess
+
+    from tests.conftest import RELAIS, ROOT
+
+    port = 7390 + os.getpid() % 100
+    state = work / "sandbox-faults"
+    sandbox = subprocess.Popen([*RELAIS, "sandbox", "--port", str(port), "--state-dir", str(state),
+                                "--data-dir", str(work / "sandbox-faults-data")], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = work / "faults.toml"
+    config.write_text(f"[queue]\nconcurrency = {concurrency}\nattempt_timeout_seconds = 10\n"
+                      f"[sandbox]\nstate_dir = \"{state}\"\n")
+    agent = None
+    url = f"http://127.0.0.1:{port}"
+
+    async def fault(mode: str) -> int:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{url}/_sandbox/dmp/faults", json={"mode": mode, "slow_seconds": 1.0,
+                                                     "timeout_seconds": 30.0}) as response:
+            assert response.status == 200, await response.text()
+            return int((await response.json())["requests"])
+
+    async def stored(uids: set[str]) -> int:
+        """How many documents the simulated DMP holds with these uniqueIds (once each, if nothing is duplicated)."""
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{url}/_sandbox/dmp/documents", params={"ins": PAT_TROIS.ins}) as response:
+            body = await response.json()
+        return sum(1 for item in body["items"] if item["unique_id"] in uids)
+
+    try:
+        _wait_for(f"{url}/_sandbox/endpoints")
+        agent = spawn_demo(work / "agent-faults", "--sandbox", url, "--delay", "3600", "--config", str(config))
+        rpps = asyncio.run(_login(agent.url, agent.token))
+        docs = DemoDocuments(rpps)
+        print(f"DMP faults: {count} orders due during a {outage:.0f} s outage of each mode, concurrency {concurrency}"
+              f" (default retry policy)")
+        previous: dict[str, Any] = {"sent": 0, "failed": 0}
+        for mode in ("down", "error500", "timeout", "slow", "malformed"):
+            before = asyncio.run(fault(mode))
+            bodies, uids = [], set()
+            for _ in range(count):
+                cda, uid = docs.cda()
+                bodies.append(order_body(cda=cda, ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=0))
+                uids.add(uid)
+            asyncio.run(create(agent.url, agent.token, bodies, 8))
+            time.sleep(outage)
+            during = asyncio.run(fault("ok")) - before
+            began = time.perf_counter()
+            counts: dict[str, Any] = dict(previous)
+            while time.perf_counter() - began < 1800:
+                counts = asyncio.run(status(agent.url, agent.token))
+                if counts.get("sent", 0) + counts.get("failed", 0) >= previous["sent"] + previous["failed"] + count:
+                    break
+                time.sleep(0.5)
+            recovery = time.perf_counter() - began
+            sent, failed = (counts.get(k, 0) - previous[k] for k in ("sent", "failed"))
+            previous = {"sent": counts.get("sent", 0), "failed": counts.get("failed", 0)}
+            twice = asyncio.run(stored(uids)) - sent
+            print(f"  {mode:9s}: {during:5d} requests to the failing DMP ({during / outage:6.1f}/s); all settled "
+                  f"{recovery:6.1f} s after it recovered; sent {sent}, failed {failed}, stored twice {twice}")
+    finally:
+        if agent is not None:
+            agent.stop()
+        sandbox.terminate()
+        sandbox.wait(20)
+
+
 def _wait_for(url: str) -> None:
     import urllib.request
 
@@ -409,6 +485,9 @@ async def _login(url: str, token: str) -> str:
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as response:
             assert response.status == 200, await response.text()
+        # The DMP takes only an INS INSi gave on this workstation (CNDA EX_GEN-1530): search it as an LGC would.
+        async with session.post(f"{url}/v1/ins/search", json=traits_search(PAT_TROIS), headers=headers) as response:
+            assert response.status == 200, await response.text()
         async with session.get(f"{url}/v1/cards", headers=headers) as response:
             return str((await response.json())["cps"]["holder"]["rpps"])
 
@@ -424,6 +503,9 @@ def main() -> None:
     parser.add_argument("--skip-creates", action="store_true")
     parser.add_argument("--commits", type=int, default=2000, help="orders of the in-process commits count (0: skip)")
     parser.add_argument("--dmp-ms", type=float, default=2.0, help="the in-process DMP's answer time (milliseconds)")
+    parser.add_argument("--faults", type=int, default=0,
+                        help="orders due during each DMP fault mode's outage (0: skip the fault matrix)")
+    parser.add_argument("--outage", type=float, default=20.0, help="seconds each fault mode lasts")
     parser.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-", dir=args.dir) as tmp:
@@ -436,6 +518,8 @@ def main() -> None:
             bench_commits(work, args.commits, args.concurrency, args.dmp_ms)
         if not args.skip_drain:
             bench_drain(work, args.drain, args.concurrency)
+        if args.faults:
+            bench_faults(work, args.faults, args.outage, args.concurrency)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ class SandboxHost:
                 if isinstance(body.get(key), int | float):
                     setattr(sim.faults, key, float(body[key]))
             log.info("simulateur %s : mode de panne %s", sim.name, mode.value)
-            return web.json_response({"simulator": sim.name, "mode": mode.value})
+            return web.json_response({"simulator": sim.name, "mode": mode.value, "requests": sim.faults.requests})
 
         async def endpoints(request: web.Request) -> web.Response:
             return web.json_response(self.describe())
