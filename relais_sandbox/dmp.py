@@ -48,7 +48,7 @@ from agent.xml.safe import parse
 from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import Registry
 from relais_sandbox.dmp_service import Caller, DmpService
-from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.host import FaultMode, FaultState, SandboxContext, fault_middleware
 from relais_sandbox.psc import PscSimulator
 
 log = get_logger("sandbox.dmp")
@@ -167,8 +167,10 @@ class DmpSimulator:
             refused = self._check_psc_mode(request, env, action)
             if refused:
                 return _fault(True, refused)
+            refusal = (self.faults.refusal_transaction, self.faults.refusal_code, self.faults.refusal_text) \
+                if self.faults.mode is FaultMode.REFUSE else None
             answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw,
-                                             request.headers.get("Content-Type", ""))
+                                             request.headers.get("Content-Type", ""), refusal)
         except RelaisError as exc:
             return _fault(True, exc.message)
         except ValueError as exc:

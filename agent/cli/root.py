@@ -318,6 +318,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
         client.on_connectivity = connectivity.reporter("dmp")
+        client.transient_codes = frozenset(section.transient_error_codes)
         if psc is not None and endpoint.get("psc_token_url"):
             client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,
                                       psc.access_token, clock)
@@ -346,7 +347,8 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                                     type(CABINET)(code, scheme or CABINET.scheme)),
         professional=professional, document_signer=cards.require_signer,
         value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
-        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction)
+        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction,
+        transient_codes=frozenset(section.transient_error_codes))
     if psc is not None and section.psc_token_url:
         client.psc = DmpPscTokens(PscDmpSettings(
             section.psc_token_url, header=section.psc_token_header, scheme=section.psc_token_scheme,
