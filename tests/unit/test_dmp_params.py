@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,26 @@ def test_tnr_01_step_5_cas_11_the_minimum_age_below_and_above() -> None:
     # The minimum age never refuses a connexion secrète the professional asks for.
     rules.check_secret_connection(birth="2014-09-23", today=today, majority_age=params.majority_age,
                                   type_code="11488-4", minors_management=params.minors_management)
+
+
+def test_relais_doctor_says_how_old_the_copy_on_disk_is(tmp_path: Any) -> None:
+    import json
+
+    from agent.cli.system import _dmp_params_line
+    from agent.config import load_config
+
+    config = load_config(None, agent={"data_dir": str(tmp_path)},
+                         dmp={"params_url": "https://www.dmp.fr/web/dmp/documents/param-lps"})
+    lines: list[tuple[str, str]] = []
+
+    def line(level: str, text: str) -> None:
+        lines.append((level, text))
+
+    _dmp_params_line(config, line)
+    assert lines[-1][0] == "ERREUR" and "jamais téléchargé" in lines[-1][1]
+    (tmp_path / "cache").mkdir()
+    for hours, level in ((30, "OK"), (8 * 24, "ERREUR")):
+        fetched = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+        (tmp_path / "cache" / "dmp-parameters.json").write_text(json.dumps({"fetched_at": fetched.isoformat()}))
+        _dmp_params_line(config, line)
+        assert lines[-1][0] == level and f"il y a {hours} h" in lines[-1][1], lines[-1]
