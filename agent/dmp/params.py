@@ -199,6 +199,9 @@ class DmpParamsPart(Lifecycle):
                     await self.refresh()
                 except (TransientRemoteError, PermanentRemoteError) as exc:
                     log.warning("paramètres du DMP non téléchargés : %s", exc.message)
+                except Exception:  # never a hot loop: the next try waits params_retry_minutes like any failure
+                    log.exception("paramètres du DMP : erreur inattendue")
+                    self.last_attempt, self.last_error = self.clock.now(), "erreur interne de l'agent"
                 continue
             self._wake.clear()
             # At most an hour at a time: the due time is re-read, so a sleeping laptop or a clock change is seen.
@@ -226,8 +229,12 @@ class DmpParamsPart(Lifecycle):
             self.last_error = exc.message
             raise
         now = self.clock.now()
-        self._store(data, final_url, now)
         self.final_url, self.last_error = final_url, ""
+        try:
+            self._store(data, final_url, now)
+        except OSError as exc:  # in force all the same; only a restart without network would miss it
+            log.warning("paramètres du DMP : copie locale non écrite (%s)", exc.strerror)
+            self.last_error = f"copie locale non écrite : {exc.strerror}"
         self.downloads += 1
         self._set(replace(params, source="dmp", fetched_at=now))
         log.info("paramètres du DMP mis à jour")
