@@ -157,11 +157,37 @@ class DmpSection:
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
     # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): may a document be both masked to
-    # professionals and invisible to the patient? The DMP's parameters file is not read yet: set it as it says.
+    # professionals and invisible to the patient? Used until the DMP's parameters file (params_url) is read once.
     allow_masked_and_invisible: bool = False
-    # The DMP parameter age-majorite: below it a patient is a minor (connexion secrète). Not read from the DMP's
-    # parameters file yet: set it as that file says.
+    # The DMP parameter age-majorite: below it a patient is a minor (connexion secrète). Used until the parameters
+    # file is read once.
     majority_age: int = 18
+    # The DMP parameter fonctions-gestion-mineurs: decide minority before the DMP is accessed (EX_GEN-1550). Used
+    # until the parameters file is read once.
+    minors_management: bool = True
+    # The DMP's parameters file ([FI URL] of the GIE guide; DevBox names https://www.dmp.fr/web/dmp/documents/param-lps):
+    # downloaded at start when older than params_refresh_hours, then on that schedule (EX_GEN-1540: at least weekly,
+    # so at most 168), HTTPS redirects followed, kept under <data_dir>/cache. Empty: the values above are used.
+    params_url: str = ""
+    # CA bundle for the file's web server; empty: the system store.
+    params_ca_file: str = ""
+    params_refresh_hours: float = 24.0
+    # After a failed download, the next try.
+    params_retry_minutes: float = 30.0
+    # The parameters' names in the file (the test book's). The file's structure and the production flag's name
+    # are not public (agent/dmp/params.py says what is read): check them against the real file.
+    params_name_majority_age: str = "age-majorite"
+    params_name_minors_management: str = "fonctions-gestion-mineurs"
+    params_name_masked_and_invisible: str = "cumul-invisible_patient-masque_ps"
+    params_name_production: str = "production"
+    # "Âge minimum" (EX_0.1-1115), the professional's own setting, not the DMP's: under it the connexion secrète is
+    # not proposed systematically to a minor (it stays allowed on request). 0: proposed to every minor. Set it
+    # only at the professional's request, and ask them again regularly.
+    secret_connection_minimum_age: int = 0
+    # DMP error codes (registry errors, SOAP fault subcodes, HL7v3 acknowledgement codes) that mean "try again
+    # later": the queue retries them and the API answers 503. The GIE's full list is not public.
+    transient_error_codes: tuple[str, ...] = ("XDSRegistryBusy", "XDSRepositoryBusy", "XDSRegistryOutOfResources",
+                                              "XDSRepositoryOutOfResources", "DMPAccessDeniedByExcededThreshold")
     # Pro Santé Connect mode ("Espace de Confiance API PSC", [CDT] 0.1-190): a DMP token exchanged for the PSC one
     # over mutual TLS with client_cert. None of this is public (agent/dmp/psc.py says what is assumed): the token
     # endpoint (empty: no PSC mode, the DMP needs a CPS), the header and scheme carrying the DMP token, the VIHF's
@@ -564,6 +590,18 @@ def validate(config: Config) -> None:
         raise ConfigError("une valeur strictement positive est attendue", key="api.sse_heartbeat_seconds", path=src)
     if not 0 <= config.insi.transient_retries <= 5:
         raise ConfigError("entre 0 et 5 nouvelles tentatives", key="insi.transient_retries", path=src)
+    if not 0 < config.dmp.params_refresh_hours <= 168:
+        raise ConfigError("entre 0 et 168 heures (le fichier des paramètres du DMP se relit au moins chaque "
+                          "semaine, EX_GEN-1540)", key="dmp.params_refresh_hours", path=src)
+    if config.dmp.params_retry_minutes <= 0:
+        raise ConfigError("une valeur strictement positive est attendue", key="dmp.params_retry_minutes", path=src)
+    if config.dmp.params_url and not config.dmp.params_url.lower().startswith("https://"):
+        raise ConfigError("une adresse https:// est attendue", key="dmp.params_url", path=src)
+    if not 1 <= config.dmp.majority_age <= 30:
+        raise ConfigError("un âge entre 1 et 30 ans est attendu", key="dmp.majority_age", path=src)
+    if not 0 <= config.dmp.secret_connection_minimum_age < config.dmp.majority_age:
+        raise ConfigError("un âge entre 0 et l'âge de la majorité est attendu",
+                          key="dmp.secret_connection_minimum_age", path=src)
 
 
 def iter_keys(cls: type[Any] = Config, prefix: str = "") -> list[tuple[str, Any]]:

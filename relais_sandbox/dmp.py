@@ -48,7 +48,7 @@ from agent.xml.safe import parse
 from relais_sandbox.dmp_patients import DmpPatients
 from relais_sandbox.dmp_registry import Registry
 from relais_sandbox.dmp_service import Caller, DmpService
-from relais_sandbox.host import FaultState, SandboxContext, fault_middleware
+from relais_sandbox.host import FaultMode, FaultState, SandboxContext, fault_middleware
 from relais_sandbox.psc import PscSimulator
 
 log = get_logger("sandbox.dmp")
@@ -64,6 +64,12 @@ PSC_VIHF_MODE = PscDmpSettings("").vihf_mode
 PSC_AUTHN_CONTEXT = PscDmpSettings("").authn_context
 
 
+PARAMETER_KEYS = {"majority_age": "age-majorite", "minors_management": "fonctions-gestion-mineurs",
+                  "allow_masked_and_invisible": "cumul-invisible_patient-masque_ps", "production": "production"}
+DEFAULT_PARAMETERS = {"age-majorite": "18", "fonctions-gestion-mineurs": "true",
+                      "cumul-invisible_patient-masque_ps": "false", "production": "false"}
+
+
 class DmpSimulator:
     name = "dmp"
 
@@ -75,10 +81,15 @@ class DmpSimulator:
         self.registry: Registry | None = None
         self.service: DmpService | None = None
         self._runner: web.AppRunner | None = None
+        self._files_runner: web.AppRunner | None = None
         self.psc = psc  # the simulated PSC whose tokens the PSC mode accepts
         self.token_key = SigningKey.generate() if psc is not None else None
         self.token_issuer = ""
         self.psc_calls: list[dict[str, str]] = []
+        # The DMP's parameters file (EX_GEN-1540) as this simulator serves it: the test book's names, in an XML shape
+        # of its own (the real file's structure is not public; agent/dmp/params.py reads several).
+        self.parameters: dict[str, str] = dict(DEFAULT_PARAMETERS)
+        self.parameter_downloads = 0
 
     async def start(self, ctx: SandboxContext) -> dict[str, Any]:
         state = ctx.state_dir / self.name
@@ -116,13 +127,27 @@ class DmpSimulator:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.token_issuer = f"https://{ctx.host}:{port}"
+        # The parameters file lives on another web server than the web services (www.dmp.fr in production): its own
+        # site, outside the web services' fault modes and request count.
+        files = web.Application()
+        files.router.add_get("/parametres", self.parameters_redirect)
+        files.router.add_get("/documents/param-lps", self.parameters_file)
+        self._files_runner = web.AppRunner(files, access_log=None, handle_signals=False)
+        await self._files_runner.setup()
+        files_site = web.TCPSite(self._files_runner, ctx.host, 0, ssl_context=server.server_context())  # public
+        await files_site.start()
+        files_port = files_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return {"url": f"https://{ctx.host}:{port}", "ca_file": str(ctx.pki.ca_path),
                 "psc_token_url": f"https://{ctx.host}:{port}/token" if self.psc is not None else "",
+                "params_url": f"https://{ctx.host}:{files_port}/parametres",
                 "client_cert": str(client.cert_path), "client_key": str(client.key_path),
                 "structure_cert": str(structure.cert_path), "structure_key": str(structure.key_path),
                 "signer_cert": str(author.cert_path), "signer_key": str(author.key_path)}
 
     async def stop(self) -> None:
+        if self._files_runner is not None:
+            await self._files_runner.cleanup()
+            self._files_runner = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -142,8 +167,10 @@ class DmpSimulator:
             refused = self._check_psc_mode(request, env, action)
             if refused:
                 return _fault(True, refused)
+            refusal = (self.faults.refusal_transaction, self.faults.refusal_code, self.faults.refusal_text) \
+                if self.faults.mode is FaultMode.REFUSE else None
             answer = await asyncio.to_thread(self.service.handle, action, env, message.attachments, raw,
-                                             request.headers.get("Content-Type", ""))
+                                             request.headers.get("Content-Type", ""), refusal)
         except RelaisError as exc:
             return _fault(True, exc.message)
         except ValueError as exc:
@@ -155,6 +182,20 @@ class DmpSimulator:
             body, ctype = soap.write_mtom(soap.MtomMessage(xml, answer.attachments), answer.action)
             return web.Response(body=body, headers={"Content-Type": ctype})
         return web.Response(body=xml, headers={"Content-Type": f"{soap.SOAP_CT}; charset=UTF-8"})
+
+    # --- the parameters file --------------------------------------------------------------------------------
+
+    async def parameters_redirect(self, request: web.Request) -> web.Response:
+        """The configured URL answers a redirect, as the real one may (EX_GEN-1540: follow HTTPS 3xx)."""
+        raise web.HTTPFound("/documents/param-lps")
+
+    async def parameters_file(self, request: web.Request) -> web.Response:
+        self.parameter_downloads += 1
+        root = etree.Element("parametres-lps")
+        for name, value in self.parameters.items():
+            etree.SubElement(root, "parametre", nom=name, valeur=value)
+        return web.Response(body=etree.tostring(root, xml_declaration=True, encoding="UTF-8"),
+                            content_type="application/xml")
 
     # --- Pro Santé Connect mode --------------------------------------------------------------------------
 
@@ -253,9 +294,32 @@ class DmpSimulator:
             return web.json_response({"ins": ins, "professional": professional, "authorization": state,
                                       "treating_physician": treating})
 
+        async def get_parameters(request: web.Request) -> web.Response:
+            return web.json_response({"parameters": self.parameters, "downloads": self.parameter_downloads})
+
+        async def set_parameters(request: web.Request) -> web.Response:
+            from agent.api.guard import read_json
+
+            body = await read_json(request)
+            for key, name in PARAMETER_KEYS.items():
+                if key in body:
+                    value = body[key]
+                    self.parameters[name] = str(value).lower() if isinstance(value, bool) else str(value)
+            return await get_parameters(request)
+
         async def psc_calls(request: web.Request) -> web.Response:
             return web.json_response({"items": list(self.psc_calls)})
 
+        table.get("/_sandbox/dmp/parameters", get_parameters, tag="sandbox",
+                  summary="Le fichier des paramètres que sert le DMP simulé, et combien de fois il a été lu",
+                  responses={200: json_response("Paramètres servis")})
+        table.post("/_sandbox/dmp/parameters", set_parameters, tag="sandbox",
+                   summary="Changer les paramètres du DMP simulé (âge de la majorité, gestion des mineurs, cumul "
+                           "des masquages, production)",
+                   request_schema={"type": "object", "properties": {
+                       "majority_age": {"type": "integer"}, "minors_management": {"type": "boolean"},
+                       "allow_masked_and_invisible": {"type": "boolean"}, "production": {"type": "boolean"}}},
+                   responses={200: json_response("Paramètres servis")})
         table.get("/_sandbox/dmp/psc-calls", psc_calls, tag="sandbox",
                   summary="Appels reçus par le DMP simulé en mode Pro Santé Connect (action, professionnel)",
                   responses={200: json_response("Appels en mode PSC")})

@@ -126,11 +126,35 @@ class DmpService:
         return Caller(attrs["NameID"][0], attrs["urn:oasis:names:tc:xacml:2.0:resource:resource-id"][0], attrs)
 
     def handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
-               content_type: str = "") -> Answer:
+               content_type: str = "", refusal: tuple[str, str, str] | None = None) -> Answer:
+        """``refusal`` (the fault mode "refuse"): (transaction or "", code, text) the DMP answers instead."""
         caller = self.verify_vihf(env)
         with self._lock:
-            self.calls.append(describe_call(action, env, caller, raw, content_type))
+            call = describe_call(action, env, caller, raw, content_type)
+            self.calls.append(call)
+            if refusal is not None and refusal[0] in ("", call["transaction"]):
+                return self._refuse(action, env, refusal[1], refusal[2])
             return self._handle(action, env, attachments, raw, caller)
+
+    def _refuse(self, action: str, env: etree._Element, code: str, text: str) -> Answer:
+        """The DMP's refusal in the transaction's own shape: an HL7v3 acknowledgement AE, or a registry error."""
+        body = env.find(f"{{{soap.SOAP12}}}Body")
+        request = body[0] if body is not None and len(body) else None
+        if request is not None and etree.QName(request).namespace == hl7v3.HL7:
+            ids = hl7v3.MessageIds(hl7v3.DMP_DEVICE, "DMP", str(uuid.uuid4()), "", self.now())
+            answer = hl7v3.TD02_ANSWER if hl7v3.interaction_of(request) == hl7v3.TD02_INTERACTION \
+                else hl7v3.ACK_INTERACTION
+            return Answer(f"urn:hl7-org:v3:{answer}", hl7v3.refusal_answer(request, ids, answer, code, text))
+        errors = [_err(code, text)]
+        response_action = soap.ACTIONS_RESPONSE.get(action, action + "Response")
+        if action == soap.ACTION_ITI18:
+            resp = etree.Element(f"{{{QUERY}}}AdhocQueryResponse", nsmap={"query": QUERY, "rs": ebrim.RS},
+                                 status=soap.RESPONSE_FAILURE)
+            errs = soap.registry_response(errors).find(f"{{{ebrim.RS}}}RegistryErrorList")
+            if errs is not None:
+                resp.append(errs)
+            return Answer(response_action, resp)
+        return Answer(response_action, soap.registry_response(errors))
 
     def _handle(self, action: str, env: etree._Element, attachments: dict[str, bytes], raw: bytes,
                 caller: Caller) -> Answer:

@@ -37,6 +37,7 @@ class FaultMode(enum.StrEnum):
     TIMEOUT = "timeout"  # the request is processed, but the answer never comes in time
     SLOW = "slow"  # answers after a delay
     MALFORMED = "malformed"  # answers garbage
+    REFUSE = "refuse"  # the service refuses in its own protocol, with its own code and text (DMP only)
 
 
 @dataclass
@@ -46,6 +47,11 @@ class FaultState:
     timeout_seconds: float = 120.0
     only_path: str = ""  # when set, the fault applies to this endpoint only (e.g. the DMP's /repository)
     requests: int = 0  # protocol requests received (whatever the mode): how hard clients hit a failing service
+    # "refuse": the code and text the service answers with, and the transaction refused ("" = every one; the DMP's:
+    # TD0.2, TD0.3, TD2.1, TD3.1, TD3.2, TD3.3).
+    refusal_code: str = ""
+    refusal_text: str = ""
+    refusal_transaction: str = ""
 
 
 @dataclass
@@ -145,6 +151,11 @@ class SandboxHost:
             for key in ("slow_seconds", "timeout_seconds"):
                 if isinstance(body.get(key), int | float):
                     setattr(sim.faults, key, float(body[key]))
+            if mode is FaultMode.REFUSE and not str(body.get("code", "")):
+                raise InvalidInput.field("code", "Le code d'erreur que le service renvoie est requis en mode refuse.")
+            sim.faults.refusal_code = str(body.get("code", ""))
+            sim.faults.refusal_text = str(body.get("text", ""))
+            sim.faults.refusal_transaction = str(body.get("transaction", ""))
             log.info("simulateur %s : mode de panne %s", sim.name, mode.value)
             return web.json_response({"simulator": sim.name, "mode": mode.value, "requests": sim.faults.requests})
 
@@ -156,7 +167,14 @@ class SandboxHost:
                    request_schema={"type": "object", "required": ["mode"],
                                    "properties": {"mode": {"enum": [m.value for m in FaultMode]},
                                                   "slow_seconds": {"type": "number"},
-                                                  "timeout_seconds": {"type": "number"}}},
+                                                  "timeout_seconds": {"type": "number"},
+                                                  "code": {"type": "string", "description": "refuse: the service's "
+                                                           "error code (DMP: registry errorCode or HL7v3 "
+                                                           "acknowledgement code)"},
+                                                  "text": {"type": "string", "description": "refuse: its text"},
+                                                  "transaction": {"type": "string", "description": "refuse: only "
+                                                                  "this transaction (DMP: TD0.2, TD0.3, TD2.1, "
+                                                                  "TD3.1, TD3.2, TD3.3); empty: all"}}},
                    responses={200: json_response("Mode appliqué")})
         table.get("/_sandbox/endpoints", endpoints, summary="Adresses des simulateurs et CA de test", tag="sandbox",
                   responses={200: json_response("Adresses")})

@@ -6,7 +6,22 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from agent.api import cards, cda, consent, core, dmp, dmp_web, homologation, ins, mss, orders, peers, psc, ui
+from agent.api import (
+    cards,
+    cda,
+    consent,
+    core,
+    dmp,
+    dmp_params,
+    dmp_web,
+    homologation,
+    ins,
+    mss,
+    orders,
+    peers,
+    psc,
+    ui,
+)
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
 from agent.api.spec import Route, RouteTable
@@ -18,7 +33,7 @@ RouteRegistrar = Callable[[RouteTable], None]
 PART_ROUTES: tuple[RouteRegistrar, ...] = (core.register, ui.register, cards.register, ins.register,
                                            consent.register, dmp.register, cda.register, mss.register,
                                            orders.register, peers.register, homologation.register, psc.register,
-                                           dmp_web.register)
+                                           dmp_web.register, dmp_params.register)
 
 
 def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.Application:

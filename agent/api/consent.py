@@ -6,6 +6,7 @@ service, this workstation, the API client's name, and the access mode asked for 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from agent.cards.service import CardService
 from agent.clock import parse_rfc3339, rfc3339
 from agent.domain import notices as conf21
 from agent.domain.consent import Consultation, Feeding, parse_change, parse_mode
+from agent.domain.dmp_params import secret_connection_offer
 from agent.domain.ins import IdentityStatus, key_is_valid
 from agent.domain.policy import Actor
 from agent.errors import FieldError, InvalidInput
@@ -106,7 +108,16 @@ async def dmp_access(request: web.Request) -> web.Response:
         raise InvalidInput.field("identity_status", "Statut d'identité attendu : PROV, RECUP, VALI ou QUAL.")
     actor = await request_actor(request, request.query.get("mode"))
     access = await part.dica.evaluate(ins, oid, status, actor, count_new=request.query.get("new") == "true")
-    return web.json_response(access.as_dict())
+    body = access.as_dict()
+    birth = request.query.get("birth_date")
+    if birth is not None:  # minority and the connexion secrète (EX_GEN-1550, EX_0.1-1100, EX_0.1-1115)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", birth):
+            raise InvalidInput.field("birth_date", "Date de naissance attendue au format AAAA-MM-JJ.")
+        services = request.app[SERVICES]
+        body["secret_connection"] = secret_connection_offer(
+            birth, services.clock.now().date(), part.consultation.parameters(),
+            services.config.dmp.secret_connection_minimum_age).as_dict()
+    return web.json_response(body)
 
 
 # -- CONF.21 notice -----------------------------------------------------------------------------------------
@@ -267,6 +278,15 @@ ACCESS_SCHEMA = {
         "reasons": {"type": "array", "items": REASON},
         "new_documents": {"type": ["integer", "null"]},
         "last_consultation": {"type": ["string", "null"], "format": "date-time"},
+        "secret_connection": {
+            "type": "object", "description": "with birth_date: is the patient a minor by the DMP's parameters "
+            "(age-majorite, fonctions-gestion-mineurs: EX_GEN-1550), is the connexion secrète to be proposed "
+            "(EX_0.1-1100), or not systematically under the professional's minimum age ([dmp] "
+            "secret_connection_minimum_age, EX_0.1-1115: still allowed on request)",
+            "properties": {"minor": {"type": ["boolean", "null"]}, "offered": {"type": "boolean"},
+                           "allowed": {"type": "boolean"}, "age": {"type": ["integer", "null"]},
+                           "majority_age": {"type": "integer"}, "minimum_age": {"type": "integer"},
+                           "reason": {"type": "string"}}},
     },
 }
 NOTICE_SCHEMA = {
@@ -315,7 +335,9 @@ def register(table: RouteTable) -> None:
               parameters=(OID_PARAM, MODE_PARAM,
                           _q("identity_status", "statut de l'identité INS", enum=["PROV", "RECUP", "VALI", "QUAL"]),
                           _q("new", "compter les nouveaux documents depuis la dernière consultation",
-                             enum=["true", "false"])),
+                             enum=["true", "false"]),
+                          _q("birth_date", "date de naissance du patient (AAAA-MM-JJ) : dire s'il est mineur et "
+                                           "si la connexion secrète est à proposer")),
               responses={200: json_response("Conditions DICA", ACCESS_SCHEMA),
                          422: problem_response("INS ou paramètre invalide")})
     table.get("/v1/notices", list_notices, tag=tag,

@@ -25,6 +25,7 @@ from agent.clock import Clock
 from agent.config import Config
 from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient
+from agent.dmp.params import DmpParamsPart
 from agent.events import EventBus
 from agent.homologation.journal import FramesJournal
 from agent.ins.client import InsiClient
@@ -62,6 +63,7 @@ class Services:
     ui_sessions: UiSessions  # dashboard login links and cookie sessions (agent/api/sessions.py)
     warnings: list[str] = field(default_factory=list)
     frames: FramesJournal | None = None  # the homologation's frames journal (relais frames; off unless enabled)
+    dmp_params: DmpParamsPart | None = None  # the DMP's parameters file (routes in agent/api/dmp_params.py)
     status_providers: tuple[StatusProvider, ...] = ()
     routes: RouteTable = field(default_factory=RouteTable)
     # Open SSE streams and their handler tasks, cancelled on shutdown so a stop never waits on a client.

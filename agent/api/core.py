@@ -45,6 +45,10 @@ STATUS_SCHEMA = {
                   "running (seconds, positive forward; at; French message), or null; running delays kept their "
                   "length across it"},
         "connectivity": {"type": "object"},
+        "dmp_parameters": {"type": "object", "description": "the DMP's parameters file (EX_GEN-1540): url, "
+                           "final_url (after redirects), source (dmp: downloaded now, cache: the copy on disk, "
+                           "configuration: never read), fetched_at, age_hours, stale (older than a week), last_error, "
+                           "values {majority_age, minors_management, allow_masked_and_invisible, production}"},
         "peers": {"type": "array", "items": {"type": "object"}},
         "notices": {"type": "array", "items": {"type": "object"}},
     },
@@ -137,7 +141,9 @@ def register(table: RouteTable) -> None:
     table.get(
         "/v1/events", events, summary="Flux d'événements (Server-Sent Events)", tag="agent",
         description="card.inserted, card.removed, cps.login, order.updated, notice.due, peer.changed, "
-                    "connectivity.changed, store.fault {writable, code, message}, clock.jumped; each data is JSON "
+                    "connectivity.changed, store.fault {writable, code, message}, clock.jumped, dmp.parameters "
+                    "{source, majority_age, minors_management, allow_masked_and_invisible, production}; each "
+                    "data is JSON "
                     "with id and at. Heartbeat comments every "
                     "api.sse_heartbeat_seconds. Last-Event-ID replays recent events.",
         responses={200: {"description": "Flux SSE", "content": {"text/event-stream": {"schema": {"type": "string"}}}},

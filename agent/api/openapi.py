@@ -27,6 +27,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
             },
         },
+        "service": {"type": "string", "description": "the national service that answered (dmp, insi, mss)"},
+        "dmp_code": {"type": "string", "description": "PRE_ERR: the DMP's own error code (registry errorCode, SOAP "
+                                                      "fault subcode, HL7v3 acknowledgement code), as it gave it"},
+        "dmp_text": {"type": "string", "description": "PRE_ERR: the DMP's own text for that code"},
+        "rule": {"type": "string", "description": "the CNDA test book's rule that refused the request"},
     },
 }
 

@@ -51,6 +51,8 @@ def _last_error(d: DeliveryView) -> dict[str, Any] | None:
     if not d.last_error_code:
         return None
     out: dict[str, Any] = {"code": d.last_error_code, "message": d.last_error, "at": _time(d.last_error_at)}
+    if d.last_remote_code:  # PRE_ERR: the service's own code and text, beside the French message
+        out.update(dmp_code=d.last_remote_code, dmp_text=d.last_remote_text or "")
     if d.state is DeliveryState.FAILED:
         explained = explain(d.last_error_code)
         out.update(explanation=explained.text, error_class=explained.kind, retry_helps=explained.retry_helps)
@@ -290,6 +292,9 @@ ORDER_EXAMPLES = {
 _ERROR = {"type": ["object", "null"], "properties": {
     "code": {"type": "string"}, "message": {"type": "string", "description": "technical detail (French)"},
     "at": {"type": "string"},
+    "dmp_code": {"type": "string", "description": "the DMP's own error code (registry errorCode, SOAP fault subcode, "
+                                                  "HL7v3 acknowledgement code), when it gave one (PRE_ERR)"},
+    "dmp_text": {"type": "string", "description": "the DMP's own text for that code, as it gave it"},
     "explanation": {"type": "string", "description": "failed deliveries: what happened and what to do, for the "
                                                      "doctor (French)"},
     "error_class": {"enum": ["refused", "patient", "identity", "configuration", "unreachable", "content",

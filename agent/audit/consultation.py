@@ -11,7 +11,7 @@ Without a configured DMP every operation answers 503 ``dmp_disabled``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from agent.dmp.models import (
 )
 from agent.domain import dmp_rules
 from agent.domain.consent import ConsentChange, ConsentRecord, Consultation
+from agent.domain.dmp_params import DmpParameters
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, InvalidInput, RelaisError, Unavailable
 from agent.store.db import Database
@@ -74,9 +75,9 @@ def professional_of(actor: Actor) -> Professional:
 
 class DmpConsultation:
     def __init__(self, dmp: DmpClient | None, rights: DmpRights, traces: TraceLog, db: Database,
-                 *, allow_masked_and_invisible: bool = False) -> None:
+                 *, parameters: Callable[[], DmpParameters] = DmpParameters) -> None:
         self._dmp = dmp
-        self._allow_masked_and_invisible = allow_masked_and_invisible
+        self.parameters = parameters  # the DMP's parameters in force (agent.dmp.params)
         self.rights = rights
         self._traces = traces
         self._db = db
@@ -277,7 +278,8 @@ class DmpConsultation:
             dmp_rules.check_visibility_change(dmp_rules.Flags.of(current.visibility.as_dict()),
                                               dmp_rules.Flags.of(wanted.as_dict()))
             dmp_rules.check_visibility(dmp_rules.Flags.of(wanted.as_dict()), type_code=current.type_code,
-                                       allow_masked_and_invisible=self._allow_masked_and_invisible, prefix="")
+                                       allow_masked_and_invisible=self.parameters().allow_masked_and_invisible,
+                                       prefix="")
             updated = await dmp.set_visibility(ins, oid, entry_uuid, wanted, metadata=metadata)
         except RelaisError as exc:
             await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code,

@@ -3,6 +3,7 @@ book, the CONF.21 notices, the rights (access policy and feeding gate), the DMP 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.audit.access import DicaService
@@ -11,6 +12,7 @@ from agent.audit.recorder import TraceLog
 from agent.audit.rights import ConsentBook, DmpRights, Notices
 from agent.clock import Clock
 from agent.dmp.client import DmpClient
+from agent.domain.dmp_params import DmpParameters
 from agent.domain.habilitation import HabilitationMatrix
 from agent.events import EventBus
 from agent.store.crypto import ContentCipher
@@ -28,10 +30,11 @@ class RightsPart:
 
 
 def build_rights(db: Database, clock: Clock, bus: EventBus, matrix: HabilitationMatrix, cipher: ContentCipher,
-                 dmp: DmpClient | None, *, allow_masked_and_invisible: bool = False) -> RightsPart:
+                 dmp: DmpClient | None, *, parameters: Callable[[], DmpParameters] = DmpParameters
+                 ) -> RightsPart:
     traces = TraceLog(db, clock, cipher)
     consents = ConsentBook(db, clock, traces)
     notices = Notices(db, clock, bus, traces)
     rights = DmpRights(consents, notices, matrix, traces, bus)
-    consultation = DmpConsultation(dmp, rights, traces, db, allow_masked_and_invisible=allow_masked_and_invisible)
+    consultation = DmpConsultation(dmp, rights, traces, db, parameters=parameters)
     return RightsPart(traces, consents, notices, rights, consultation, DicaService(rights, traces, consultation))

@@ -48,12 +48,14 @@ from agent.dmp.client import DmpClient, DmpEndpoints
 from agent.dmp.factory import client_for_sandbox
 from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
+from agent.dmp.params import DmpParamsPart, ParamsSettings
 from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import CABINET, SubmissionDefaults
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import VihfSettings
 from agent.domain.delivery import DeliveryGateway
+from agent.domain.dmp_params import DmpParameters, ParameterNames
 from agent.domain.habilitation import load_matrix
 from agent.domain.policy import Actor, TraceEvent
 from agent.domain.signing import Signer
@@ -128,8 +130,9 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     if dmp is not None:
         stack.push_async_callback(dmp.close)
 
+    dmp_params = await stack.enter_async_context(_dmp_params(config, clock, env, bus))
     rights = build_rights(db, clock, bus, load_matrix(config.habilitation.matrix or None), cipher, dmp,
-                          allow_masked_and_invisible=config.dmp.allow_masked_and_invisible)
+                          parameters=dmp_params.current)
     if psc is not None:
         psc.on_login = functools.partial(_trace_psc_login, rights, config.workstation_id)
     cda = _cda(config, clock, env, cards, warnings)
@@ -168,8 +171,7 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
         intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
-                      allow_masked_and_invisible=config.dmp.allow_masked_and_invisible,
-                      majority_age=config.dmp.majority_age, today=lambda: clock.now().date()),
+                      parameters=dmp_params.current, today=lambda: clock.now().date()),
         executor=executor, events=events, documents=cda,
         rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address), feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
@@ -184,8 +186,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         orders=orders, routing=routing, psc=psc, ui_sessions=UiSessions(clock), warnings=warnings,
         status_providers=(_store_status(db), _clock_status(clock_watch),
                           *_status_providers(cards, dmp, insi, cda, mss, orders, routing, rights, connectivity),
-                          frames.status),
-        frames=frames,
+                          frames.status, _params_status(dmp_params)),
+        frames=frames, dmp_params=dmp_params,
     )
     # A carte Vitale inserted: DICA and new DMP documents for its insured person, pushed as `dmp.access`.
     await stack.enter_async_context(VitaleWatch(
@@ -316,6 +318,7 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
         client.on_connectivity = connectivity.reporter("dmp")
+        client.transient_codes = frozenset(section.transient_error_codes)
         if psc is not None and endpoint.get("psc_token_url"):
             client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,
                                       psc.access_token, clock)
@@ -344,7 +347,8 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
                                     type(CABINET)(code, scheme or CABINET.scheme)),
         professional=professional, document_signer=cards.require_signer,
         value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
-        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction)
+        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction,
+        transient_codes=frozenset(section.transient_error_codes))
     if psc is not None and section.psc_token_url:
         client.psc = DmpPscTokens(PscDmpSettings(
             section.psc_token_url, header=section.psc_token_header, scheme=section.psc_token_scheme,
@@ -466,6 +470,33 @@ def _announce_disk(bus: EventBus, loop: asyncio.AbstractEventLoop) -> Any:
         loop.call_soon_threadsafe(functools.partial(bus.publish, "store.fault", **data))
 
     return announce
+
+
+def _dmp_params(config: Config, clock: Clock, env: Environment | None, bus: EventBus) -> DmpParamsPart:
+    """The DMP's parameters file ([dmp] params_url; under the demo, the simulator's): the values the rules use."""
+    section = config.dmp
+    endpoint = env.endpoint("dmp") if env is not None else None
+    url, ca_file = section.params_url, section.params_ca_file
+    if not url and endpoint and endpoint.get("params_url"):
+        url, ca_file = str(endpoint["params_url"]), str(endpoint.get("ca_file", ""))
+    settings = ParamsSettings(
+        url=url, cache_dir=config.data_dir / "cache", ca_file=ca_file,
+        names=ParameterNames(majority_age=section.params_name_majority_age,
+                             minors_management=section.params_name_minors_management,
+                             allow_masked_and_invisible=section.params_name_masked_and_invisible,
+                             production=section.params_name_production),
+        fallback=DmpParameters(majority_age=section.majority_age, minors_management=section.minors_management,
+                               allow_masked_and_invisible=section.allow_masked_and_invisible),
+        refresh_hours=section.params_refresh_hours, retry_minutes=section.params_retry_minutes)
+    return DmpParamsPart(settings, clock,
+                         on_change=lambda p: bus.publish("dmp.parameters", source=p.source, **p.as_dict()))
+
+
+def _params_status(part: DmpParamsPart) -> StatusProvider:
+    async def parameters() -> dict[str, Any]:
+        return {"dmp_parameters": part.status()}
+
+    return parameters
 
 
 def _store_status(db: Database) -> StatusProvider:

@@ -93,6 +93,7 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
         else:
             line("ERREUR", f"{key} : fichier absent ({value})")
     _kit_line(config, line)
+    _dmp_params_line(config, line)
     _mss_line(config, line)
     _platform_lines(config, line)
     return 1 if problems else 0
@@ -131,6 +132,27 @@ def _kit_line(config: Config, line: Any) -> None:
         line("ATTENTION", "aucun kit CI-SIS : les documents CDA partent SANS validation (cda.allow_unvalidated)")
     else:
         line("ERREUR", "aucun kit CI-SIS : aucun document CDA n'est accepté (relais kit install <archive>)")
+
+
+def _dmp_params_line(config: Config, line: Any) -> None:
+    """The DMP's parameters file (EX_GEN-1540): how old the copy on disk is; a week or more is an error."""
+    import datetime as dt
+
+    from agent.dmp.params import STALE_HOURS, cached_status
+
+    if not config.dmp.params_url:
+        if config.dmp.url:
+            line("ATTENTION", "fichier des paramètres du DMP non configuré (dmp.params_url) : âge de la majorité, "
+                              "gestion des mineurs et cumul des masquages viennent de la configuration")
+        return
+    cached = cached_status(config.data_dir / "cache", dt.datetime.now(dt.UTC))
+    if cached is None:
+        line("ERREUR", f"fichier des paramètres du DMP jamais téléchargé ({config.dmp.params_url})")
+        return
+    age = float(cached["age_hours"])
+    text = f"fichier des paramètres du DMP téléchargé le {cached['fetched_at']:%d/%m/%Y %H:%M} UTC (il y a {age:.0f} h)"
+    line("OK" if age <= STALE_HOURS else "ERREUR", text if age <= STALE_HOURS else
+         f"{text} : plus d'une semaine, il doit être relu au moins chaque semaine (EX_GEN-1540)")
 
 
 def _mss_line(config: Config, line: Any) -> None:

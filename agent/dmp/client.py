@@ -42,11 +42,13 @@ from agent.dmp.soap import (
     ACTION_ITI43,
     ACTION_ITI57,
     SOAP_CT,
+    TRANSIENT_CODES,
     MtomMessage,
     envelope,
     parse_envelope,
     raise_for_registry,
     resolve_xop,
+    transient_if,
     write_mtom,
 )
 from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
@@ -89,7 +91,8 @@ class DmpClient:
                  document_signer: Callable[[], Signer] | None = None, value_sets: ValueSets | None = None,
                  new_uuid: Callable[[], str] = lambda: str(uuid.uuid4()),
                  on_connectivity: Callable[[bool], None] | None = None,
-                 td03_interaction: str = hl7v3.TD03_INTERACTION, psc: DmpPscTokens | None = None) -> None:
+                 td03_interaction: str = hl7v3.TD03_INTERACTION, psc: DmpPscTokens | None = None,
+                 transient_codes: frozenset[str] = TRANSIENT_CODES) -> None:
         self.endpoints = endpoints
         self.transport = transport
         self.clock = clock
@@ -103,6 +106,7 @@ class DmpClient:
         self.on_connectivity = on_connectivity
         self.td03_interaction = td03_interaction
         self.psc = psc  # the DMP's Pro Santé Connect mode, for professionals connected without a card
+        self.transient_codes = transient_codes  # the DMP codes that mean "later" ([dmp] transient_error_codes)
         self.reachable: bool | None = None  # None: no call yet
         self.checked_at: dt.datetime | None = None
 
@@ -174,7 +178,7 @@ class DmpClient:
             headers = self.psc.headers(await self.psc.dmp_token(who))
         data, ctype = await asyncio.to_thread(build)
         answer = await self._post(url, data, ctype, action, headers)
-        first = parse_envelope(answer.message.root)
+        first = parse_envelope(answer.message.root, transient=self.transient_codes)
         return first, answer.message
 
     def _submission_set(self, who: Professional, ins: str, oid: str, title: str) -> SubmissionSetSpec:
@@ -200,7 +204,7 @@ class DmpClient:
                                         self.new_uuid, self.value_sets)
         first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,
                                     built.attachments, req.access)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
         log.info("DMP : lot de soumission enregistré")
         return SubmissionResult(built.document_entry_uuid, built.submission_set_entry_uuid,
                                 built.signature_entry_uuid, req.document_unique_id, req.submission_set_unique_id)
@@ -245,7 +249,7 @@ class DmpClient:
     async def _query_objects(self, body: etree._Element, who: Professional, ins: str, oid: str,
                              tag: str, access: Access = NORMAL_ACCESS) -> list[etree._Element]:
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid, access=access)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
         return list(first.iter(rim(tag)))
 
     async def _get_raw(self, ins: str, oid: str, entry_uuid: str, who: Professional,
@@ -274,7 +278,7 @@ class DmpClient:
         body = queries.retrieve_request(entry.repository_unique_id, entry.unique_id)
         first, message = await self._call(self.endpoints.repository, ACTION_ITI43, body, who, ins, oid,
                                           access=access)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
         for dr in first.iterfind(f"{{{XDSB}}}DocumentResponse"):
             if (dr.findtext(f"{{{XDSB}}}DocumentUniqueId") or "").strip() == entry.unique_id:
                 doc = dr.find(f"{{{XDSB}}}Document")
@@ -300,7 +304,7 @@ class DmpClient:
         ss = self._submission_set(who, ins, oid, "Modification de visibilité")
         body = queries.update_visibility(old, visibility, new_uuid, ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
         # The new version as the DMP now holds it, without asking: no TD3.1 after a visibility change (CNDA
         # MEMENTO "Recherche de documents", EX_3.1-1090: each search is notified to the patient).
         before = entry_from_extrinsic(old)
@@ -316,7 +320,7 @@ class DmpClient:
         body = queries.update_status(entry_uuid, old.logical_id, "approved", "archived", ss,
                                      self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
         return dataclasses.replace(old, status="archived")  # no TD3.1 afterwards (EX_3.1-1090)
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
@@ -327,7 +331,7 @@ class DmpClient:
         ss = self._submission_set(who, ins, oid, "Suppression")
         body = queries.update_status(entry_uuid, "", "approved", "deleted", ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
-        raise_for_registry(first)
+        raise_for_registry(first, self.transient_codes)
 
     async def entry_uuids(self, ins: str, oid: str, unique_ids: list[str],
                           professional: Professional | None = None) -> list[str]:
@@ -338,7 +342,7 @@ class DmpClient:
             body = queries.get_documents(unique_ids=unique_ids[start:start + MAX_GET_DOCUMENTS],
                                          return_type="ObjectRef")
             first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
-            raise_for_registry(first)
+            raise_for_registry(first, self.transient_codes)
             found += [ref.get("id", "") for ref in first.iter(rim("ObjectRef"))]
         return found
 
@@ -371,7 +375,10 @@ class DmpClient:
         who = self._who(professional)
         body = hl7v3.td02_request(ins, oid, self._hl7_ids())
         first, _ = await self._call(self.endpoints.patients, hl7v3.TD02_ACTION, body, who, ins, oid)
-        return hl7v3.read_td02_answer(first)
+        try:
+            return hl7v3.read_td02_answer(first)
+        except PermanentRemoteError as exc:
+            raise transient_if(exc, self.transient_codes) from None
 
     async def td03(self, ins: str, oid: str, add: bool, professional: Professional | None = None) -> str:
         """TD0.3: add (the patient consented) or remove (consent withdrawn) this professional's authorisation;
@@ -381,7 +388,10 @@ class DmpClient:
         body = hl7v3.td03_request(ins, oid, hl7v3.TD03_ADD if add else hl7v3.TD03_REMOVE, self._hl7_ids(),
                                   interaction)
         first, _ = await self._call(self.endpoints.patients, f"urn:hl7-org:v3:{interaction}", body, who, ins, oid)
-        return hl7v3.read_ack(first, "l'ajout de l'autorisation" if add else "le retrait de l'autorisation")
+        try:
+            return hl7v3.read_ack(first, "l'ajout de l'autorisation" if add else "le retrait de l'autorisation")
+        except PermanentRemoteError as exc:
+            raise transient_if(exc, self.transient_codes) from None
 
 
 def _check_hash(entry: DocumentEntry, content: bytes) -> None:

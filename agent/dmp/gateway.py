@@ -14,10 +14,14 @@ from collections.abc import Callable
 
 from agent.dmp.client import DmpClient
 from agent.dmp.models import Access, SubmissionRequest, Visibility
+from agent.dmp.soap import THRESHOLD_EXCEEDED
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.signing import Signer
-from agent.errors import PermanentRemoteError
+from agent.errors import PermanentRemoteError, RemoteError
+from agent.logs import get_logger
 from agent.xml.cda_header import CdaHeader
+
+log = get_logger("dmp")
 
 
 class DmpDelivery:
@@ -45,5 +49,15 @@ class DmpDelivery:
         return Receipt(result.entry_uuid)
 
     async def find(self, lookup: Lookup) -> Receipt | None:
-        uuids = await self._client.entry_uuids(lookup.ins, lookup.ins_oid, [lookup.document_unique_id])
+        """EX_3.1-2035: a look-up the DMP refuses with DMPAccessDeniedByExcededThreshold (this professional asked
+        too much) must not stop the feed: it counts as "not found", and the send goes on; the registry still
+        refuses a second copy by its uniqueId, fixed when the order was created (XDSDuplicateUniqueIdInRegistry,
+        which the queue takes as delivered)."""
+        try:
+            uuids = await self._client.entry_uuids(lookup.ins, lookup.ins_oid, [lookup.document_unique_id])
+        except RemoteError as exc:
+            if exc.extra.get("dmp_code") != THRESHOLD_EXCEEDED:
+                raise
+            log.warning("DMP : recherche avant envoi refusée (%s), l'envoi continue (EX_3.1-2035)", THRESHOLD_EXCEEDED)
+            return None
         return Receipt(uuids[0]) if uuids else None

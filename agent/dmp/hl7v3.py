@@ -147,7 +147,7 @@ class DmpState:
     mes: bool = True
 
 
-def _ack(msg: etree._Element, request: etree._Element, code: str, detail: str = "") -> None:
+def _ack(msg: etree._Element, request: etree._Element, code: str, detail: str = "", text: str = "") -> None:
     ack = etree.SubElement(msg, h("acknowledgement"))
     etree.SubElement(ack, h("typeCode"), code=code)
     target = etree.SubElement(ack, h("targetMessage"))
@@ -157,6 +157,8 @@ def _ack(msg: etree._Element, request: etree._Element, code: str, detail: str = 
     if detail:
         d = etree.SubElement(ack, h("acknowledgementDetail"), typeCode="I" if code == "AA" else "E")
         etree.SubElement(d, h("code"), code=detail)
+        if text:
+            etree.SubElement(d, h("text")).text = text
 
 
 def _observation(parent: etree._Element, key: str, value: str, kind: str = "CV") -> None:
@@ -207,6 +209,15 @@ def ack_answer(request: etree._Element, ids: MessageIds, ok: bool, detail: str) 
     msg = _message(ACK_INTERACTION)
     _header(msg, ACK_INTERACTION, ids, ack="NE")
     _ack(msg, request, "AA" if ok else "AE", detail)
+    return msg
+
+
+def refusal_answer(request: etree._Element, ids: MessageIds, answer_interaction: str, code: str,
+                   text: str) -> etree._Element:
+    """The DMP refusing a TD0.2 or TD0.3 with its own code and text (acknowledgement AE): the simulator's."""
+    msg = _message(answer_interaction)
+    _header(msg, answer_interaction, ids, ack="NE")
+    _ack(msg, request, "AE", code, text)
     return msg
 
 

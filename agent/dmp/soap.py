@@ -10,11 +10,12 @@ import base64
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
 from agent.dmp.ebrim import RS
-from agent.errors import DuplicateUniqueId, InvalidInput, PermanentRemoteError, TransientRemoteError
+from agent.errors import DuplicateUniqueId, InvalidInput, PermanentRemoteError, RemoteError, TransientRemoteError
 from agent.xml.safe import UnsafeXml, parse
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -37,6 +38,13 @@ RESPONSE_SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
 RESPONSE_FAILURE = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
 RESPONSE_PARTIAL = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess"
 MAX_PARTS = 64
+# The DMP codes (registry errorCode, SOAP fault subcode, HL7v3 acknowledgement code) that mean "try again later"
+# ([dmp] transient_error_codes replaces this list: the GIE's full error table is not public). Every other refusal is
+# permanent. EX_3.1-2035: DMPAccessDeniedByExcededThreshold (too many requests from this professional) is temporary
+# and never stops the feeding (agent/dmp/gateway.py).
+THRESHOLD_EXCEEDED = "DMPAccessDeniedByExcededThreshold"
+TRANSIENT_CODES = frozenset({"XDSRegistryBusy", "XDSRepositoryBusy", "XDSRegistryOutOfResources",
+                             "XDSRepositoryOutOfResources", THRESHOLD_EXCEEDED})
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
@@ -190,7 +198,8 @@ class RegistryError:
     location: str = ""
 
 
-def parse_envelope(data: bytes, *, what: str = "réponse du DMP") -> etree._Element:
+def parse_envelope(data: bytes, *, what: str = "réponse du DMP",
+                   transient: frozenset[str] = TRANSIENT_CODES) -> etree._Element:
     """The Body's first child of a SOAP 1.2 answer; SOAP faults become errors."""
     try:
         env = parse(data, what=what, max_bytes=MAX_ANSWER_BYTES)
@@ -207,19 +216,39 @@ def parse_envelope(data: bytes, *, what: str = "réponse du DMP") -> etree._Elem
         raise TransientRemoteError("Réponse SOAP vide du DMP.", service="dmp", code="dmp_answer_invalid")
     first = body[0]
     if first.tag == f"{{{SOAP12}}}Fault":
-        raise fault_error(first)
+        raise fault_error(first, transient)
     return first
 
 
-def fault_error(fault: etree._Element) -> PermanentRemoteError | TransientRemoteError:
+def _local(code: str) -> str:
+    """A SOAP fault code without its prefix (``soap:Sender`` -> ``Sender``, ``dmp:DMPxxx`` -> ``DMPxxx``)."""
+    return code.rsplit(":", 1)[-1]
+
+
+def fault_error(fault: etree._Element, transient: frozenset[str] = TRANSIENT_CODES
+                ) -> PermanentRemoteError | TransientRemoteError:
+    """PRE_ERR: the DMP's own code (the subcode, else the fault code) and text travel with the French message as
+    ``dmp_code`` / ``dmp_text`` (problem+json members, the order's last error)."""
     value = (fault.findtext(f"{{{SOAP12}}}Code/{{{SOAP12}}}Value") or "").strip()
     sub = (fault.findtext(f"{{{SOAP12}}}Code/{{{SOAP12}}}Subcode/{{{SOAP12}}}Value") or "").strip()
     reason = " ".join((fault.findtext(f"{{{SOAP12}}}Reason/{{{SOAP12}}}Text") or "").split())[:500]
+    said = {"fault": sub or value, "dmp_code": _local(sub or value), "dmp_text": reason}
+    if _local(sub) in transient:
+        return TransientRemoteError(f"Le DMP demande de réessayer plus tard : {reason or _local(sub)}", service="dmp",
+                                    code="dmp_busy", **said)
     message = f"Le DMP a refusé la requête : {reason or 'faute SOAP sans motif'}"
     if value.endswith("Sender"):
-        return PermanentRemoteError(message, service="dmp", code="dmp_soap_fault", fault=sub or value)
+        return PermanentRemoteError(message, service="dmp", code="dmp_soap_fault", **said)
     return TransientRemoteError(f"Le DMP est en erreur : {reason or 'faute SOAP'}", service="dmp",
-                                code="dmp_server_fault", fault=sub or value)
+                                code="dmp_server_fault", **said)
+
+
+def transient_if(error: PermanentRemoteError, transient: frozenset[str] = TRANSIENT_CODES) -> RemoteError:
+    """A refusal whose DMP code says "later" (an HL7v3 acknowledgement's, e.g.) becomes transient, with its code."""
+    if str(error.extra.get("dmp_code", "")) not in transient:
+        return error
+    return TransientRemoteError(f"Le DMP demande de réessayer plus tard : {error.message}", service="dmp",
+                                code="dmp_busy", **error.extra)
 
 
 def registry_errors(response: etree._Element) -> list[RegistryError]:
@@ -230,8 +259,9 @@ def registry_errors(response: etree._Element) -> list[RegistryError]:
     return out
 
 
-def raise_for_registry(response: etree._Element) -> None:
-    """A RegistryResponse (or a response holding one) with Failure: the matching error of the tree."""
+def raise_for_registry(response: etree._Element, transient: frozenset[str] = TRANSIENT_CODES) -> None:
+    """A RegistryResponse (or a response holding one) with Failure: the matching error of the tree, carrying the
+    DMP's first error code and text (``dmp_code``, ``dmp_text``: PRE_ERR) and all codes (``registry_errors``)."""
     status = response.get("status", "")
     if not status:
         inner = response.find(f"{{{RS}}}RegistryResponse")
@@ -244,14 +274,15 @@ def raise_for_registry(response: etree._Element) -> None:
                                    code="dmp_registry_error")
     first = errors[0]
     detail = "; ".join(f"{e.code} : {e.context}" if e.context else e.code for e in errors)
+    said: dict[str, Any] = {"registry_errors": [e.code for e in errors], "dmp_code": first.code,
+                            "dmp_text": first.context}
     if any(e.code == "XDSDuplicateUniqueIdInRegistry" for e in errors):
-        raise DuplicateUniqueId(f"Ce document est déjà enregistré dans le DMP ({detail}).", service="dmp",
-                                registry_errors=[e.code for e in errors])
-    if first.code in ("XDSRegistryBusy", "XDSRepositoryBusy", "XDSRegistryOutOfResources"):
-        raise TransientRemoteError(f"Le DMP est surchargé, nouvel essai plus tard ({detail}).", service="dmp",
-                                   code="dmp_busy", registry_errors=[e.code for e in errors])
+        raise DuplicateUniqueId(f"Ce document est déjà enregistré dans le DMP ({detail}).", service="dmp", **said)
+    if first.code in transient:
+        raise TransientRemoteError(f"Le DMP demande de réessayer plus tard ({detail}).", service="dmp",
+                                   code="dmp_busy", **said)
     raise PermanentRemoteError(f"Le DMP a refusé la requête : {detail}", service="dmp",
-                               code="dmp_registry_error", registry_errors=[e.code for e in errors])
+                               code="dmp_registry_error", **said)
 
 
 def registry_response(errors: list[RegistryError] | None = None, *, tag: str = "RegistryResponse") -> etree._Element:

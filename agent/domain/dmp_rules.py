@@ -33,6 +33,7 @@ RULE_MASK_AND_INVISIBLE = "EX_2.1-1050"
 RULE_NEVER_HIDDEN_AGAIN = "EX_3.3-1040"
 RULE_VACCINATION = "EX_2.1-2005"
 RULE_MINOR = "EX_0.1-1100"  # connexion secrète of a minor ([CDT] 0.1-300, 0.1-340, EX_GEN-1550)
+RULE_MINOR_PARAMS = "EX_GEN-1550"  # the DMP parameters fonctions-gestion-mineurs and age-majorite
 RULE_EXISTENCE = "MEMENTO-TEST-EXISTENCE"  # the MEMENTO's "TEST d'EXISTENCE": TD0.2 before every use
 RULE_TD03 = "0.3-010"  # TD0.3 after the patient's consent, on the professional's explicit request
 
@@ -164,7 +165,7 @@ def check_visibility(wanted: Flags, *, type_code: str, allow_masked_and_invisibl
     if type_code == VACCINATION_NOTE and wanted.masked_to_ps:
         raise refusal(f"{prefix}masked_to_ps", "Une note de vaccination ne peut pas être masquée aux professionnels "
                                                "de santé.", code="vaccination_note_masked", rule=RULE_VACCINATION)
-    # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1); its file is not read yet: configuration.
+    # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): the parameters file's (agent.dmp.params).
     if wanted.masked_to_ps and wanted.invisible_to_patient and not allow_masked_and_invisible:
         raise refusal(f"{prefix}invisible_to_patient", "Un document ne peut pas être à la fois masqué aux "
                                                        "professionnels et invisible au patient.",
@@ -211,10 +212,14 @@ def age_on(birth: str, today: dt.date) -> int | None:
 
 
 def check_secret_connection(*, birth: str, today: dt.date, majority_age: int, type_code: str,
-                            field: str = "secret_connection") -> None:
+                            field: str = "secret_connection", minors_management: bool = True) -> None:
     """The connexion secrète (documents hidden from the legal representatives, the VIHF saying so) is for a minor
-    patient only, minority from the DMP parameter age-majorite ([dmp] majority_age); a note de vaccination is never
-    sent in connexion secrète (EX_2.1-2005)."""
+    patient only, minority from the DMP parameter age-majorite (the parameters file, else [dmp] majority_age), while
+    the DMP parameter fonctions-gestion-mineurs is true (EX_GEN-1550); a note de vaccination is never sent in
+    connexion secrète (EX_2.1-2005). The professional's "âge minimum" (EX_0.1-1115) never refuses it."""
+    if not minors_management:
+        raise refusal(field, "La gestion des mineurs est désactivée par le DMP (paramètre fonctions-gestion-mineurs) : "
+                             "pas de connexion secrète.", code="secret_connection_unavailable", rule=RULE_MINOR_PARAMS)
     age = age_on(birth, today)
     if age is None or age >= majority_age:
         raise refusal(field, f"La connexion secrète est réservée aux patients mineurs (moins de {majority_age} ans).",

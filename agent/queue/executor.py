@@ -57,6 +57,24 @@ from agent.store.db import Database
 log = get_logger("queue")
 
 
+class ServiceMessage(str):
+    """An attempt's French message that also carries the service's own code and text of the refusal (PRE_ERR: the
+    DMP's registry error, SOAP fault or HL7v3 acknowledgement), kept on the delivery beside it. A plain ``str``
+    everywhere else, so an attempt's outcome keeps its shape."""
+
+    remote: tuple[str, str] | None = None
+
+
+def said(error: RelaisError, message: str | None = None) -> str:
+    """``message`` (default the error's) with the service's code and text the error carries (``dmp_code``,
+    ``dmp_text``), if any."""
+    text = ServiceMessage(error.message if message is None else message)
+    code = error.extra.get("dmp_code")
+    if code:
+        text.remote = (str(code), str(error.extra.get("dmp_text") or ""))
+    return text
+
+
 @dataclass(frozen=True, kw_only=True)
 class QueueSettings:
     delay_seconds: int = 900
@@ -405,7 +423,7 @@ class QueueExecutor(Lifecycle):
             return (Event.TRANSIENT, None, "remote_timeout",
                     "Le service n'a pas répondu à temps ; l'envoi sera vérifié puis retenté.", True)
         except TransientRemoteError as exc:
-            return Event.TRANSIENT, None, exc.code, exc.message, True
+            return Event.TRANSIENT, None, exc.code, said(exc), True
         except (PermanentRemoteError, InvalidInput) as exc:
             # InvalidInput: the client found the document unsendable (metadata outside the DMP's value sets).
             return await self._settle_refusal(claim, lookup, gateway, exc)
@@ -436,20 +454,20 @@ class QueueExecutor(Lifecycle):
         left: ``InvalidInput``, ``RefusedBeforeSending``) is not asked about: no search the CNDA would count as
         misuse (EX_3.1-1090), and an earlier uncertain attempt was already looked up before this one."""
         if isinstance(refusal, (InvalidInput, RefusedBeforeSending)):
-            return Event.PERMANENT, None, refusal.code, refusal.message, False
+            return Event.PERMANENT, None, refusal.code, said(refusal), False
         try:
             async with asyncio.timeout(self.settings.attempt_timeout_seconds):
                 found = await gateway.find(lookup)
         except (TransientRemoteError, TimeoutError):
             return (Event.TRANSIENT, None, refusal.code,
-                    f"{refusal.message} Le service n'a pas pu confirmer qu'il ne l'a pas reçu : nouvel essai prévu.",
-                    True)
+                    said(refusal, f"{refusal.message} Le service n'a pas pu confirmer qu'il ne l'a pas reçu : "
+                                  "nouvel essai prévu."), True)
         except (PermanentRemoteError, InvalidInput, Unavailable):
             found = None
         if found is not None:
             log.info("envoi %s (%s) : refusé mais déjà reçu par le service", claim.order_id, claim.destination)
             return Event.DELIVERED, found.entry_uuid, "reconciled", "", False
-        return Event.PERMANENT, None, refusal.code, refusal.message, True
+        return Event.PERMANENT, None, refusal.code, said(refusal), True
 
     async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
                       uncertain: bool, *, claim_next: bool = True) -> list[repo.Claim]:
@@ -457,6 +475,7 @@ class QueueExecutor(Lifecycle):
         same transaction claims the next ready delivery for the slot this one frees. The claims taken."""
         now = self._now()
         due: float | None = None
+        remote = message.remote if isinstance(message, ServiceMessage) else None
         if event is Event.TRANSIENT and attempts_exhausted(claim.round_attempts, self.settings.max_attempts):
             event = Event.PERMANENT
             message = f"Échec après {claim.round_attempts} tentatives : {message}"
@@ -487,7 +506,7 @@ class QueueExecutor(Lifecycle):
 
             def record_failure(c: Any) -> list[repo.Claim]:
                 repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
-                                         uncertain=uncertain)
+                                         uncertain=uncertain, remote=remote)
                 if failed is not None:
                     self._traces.record_in(c, failed)
                 return take_next(c) if take_next is not None else []

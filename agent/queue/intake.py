@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.domain import dmp_rules
+from agent.domain.dmp_params import DmpParameters
 from agent.domain.encoding import decode_base64_field
 from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, OID_INS_NIR_DEMO, OID_INS_NIR_TEST, IdentityStatus, check_ins
 from agent.domain.orders import NewOrder, check_delay
@@ -47,10 +48,9 @@ def new_submission_set_oid() -> str:
 class Intake:
     allow_test_oids: bool
     default_delay: int
-    # The DMP parameter cumul-invisible_patient-masque_ps ([dmp] allow_masked_and_invisible).
-    allow_masked_and_invisible: bool = False
-    # The DMP parameter age-majorite ([dmp] majority_age) and today's date (the injected clock's).
-    majority_age: int = 18
+    # The DMP's parameters in force (cumul-invisible_patient-masque_ps, age-majorite, fonctions-gestion-mineurs):
+    # the downloaded file's, else [dmp]'s (agent.dmp.params); and today's date (the injected clock's).
+    parameters: Callable[[], DmpParameters] = DmpParameters
     today: Callable[[], dt.date] = dt.date.today
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid
@@ -121,9 +121,11 @@ class Intake:
         if "dmp" in destinations:
             self._dmp_document(header, cda, visibility)
             if secret:
+                params = self.parameters()
                 dmp_rules.check_secret_connection(birth=header.patient_birth or str(patient.get("birth_date", "")),
-                                                  today=self.today(), majority_age=self.majority_age,
-                                                  type_code=header.type_code.code)
+                                                  today=self.today(), majority_age=params.majority_age,
+                                                  type_code=header.type_code.code,
+                                                  minors_management=params.minors_management)
         payload = json.dumps({
             "patient": patient, "author": author, "visibility": visibility,
             "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
@@ -146,7 +148,7 @@ class Intake:
         dmp_rules.check_creatable(type_code)
         dmp_rules.check_unique_id(header.unique_id)
         dmp_rules.check_visibility(dmp_rules.Flags.of(visibility), type_code=type_code,
-                                   allow_masked_and_invisible=self.allow_masked_and_invisible)
+                                   allow_masked_and_invisible=self.parameters().allow_masked_and_invisible)
         if type_code == dmp_rules.VACCINATION_NOTE:
             count, vaccinators, authors = vaccinations(cda)
             dmp_rules.check_vaccination_note(confidentiality=header.confidentiality.code, vaccinations=count,

@@ -236,6 +236,14 @@ MIGRATIONS: dict[str, list[str]] = {
         END;
         """,
     ],
+    # PRE_ERR: a delivery's last refusal keeps the national service's own code and text (the DMP's registry error,
+    # SOAP fault or HL7v3 acknowledgement) beside the French message.
+    "remote_errors": [
+        """
+        ALTER TABLE deliveries ADD COLUMN last_remote_code TEXT;
+        ALTER TABLE deliveries ADD COLUMN last_remote_text TEXT;
+        """,
+    ],
 }
 
 

@@ -72,6 +72,9 @@ class DeliveryView:
     entry_uuid: str | None
     reconciled: bool
     attempt_log: tuple[AttemptView, ...] = ()
+    # PRE_ERR: the service's own code and text of the last refusal (the DMP's), None when it gave none.
+    last_remote_code: str | None = None
+    last_remote_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ def insert_order(conn: sqlite3.Connection, cipher: ContentCipher, new: NewOrder,
 
 
 _DELIVERY_COLUMNS = ("id, destination, kind, state, due_at, attempts, round_attempts, uncertain, last_error_code,"
-                     " last_error, last_error_at, sent_at, entry_uuid, reconciled")
+                     " last_error, last_error_at, sent_at, entry_uuid, reconciled, last_remote_code, last_remote_text")
 _ORDER_COLUMNS = ("seq, id, client_ref, client_name, body_hash, ins, ins_oid, identity_status, author_rpps,"
                   " document_unique_id, submission_set_unique_id, type_code, created_at, send_at, content_erased_at")
 
@@ -178,7 +181,7 @@ def _delivery(r: Any, attempt_log: tuple[AttemptView, ...] = ()) -> DeliveryView
         id=int(r[0]), destination=str(r[1]), kind=str(r[2]), state=DeliveryState(r[3]), due_at=r[4],
         attempts=int(r[5]), round_attempts=int(r[6]), uncertain=bool(r[7]), last_error_code=r[8],
         last_error=r[9], last_error_at=r[10], sent_at=r[11], entry_uuid=r[12], reconciled=bool(r[13]),
-        attempt_log=attempt_log,
+        attempt_log=attempt_log, last_remote_code=r[14], last_remote_text=r[15],
     )
 
 
@@ -272,6 +275,8 @@ def document_status(conn: sqlite3.Connection, unique_id: str) -> list[tuple[Orde
 # --- user actions -----------------------------------------------------------------------------------------
 
 def _set_state(conn: sqlite3.Connection, delivery_id: int, state: DeliveryState, now: float, **columns: object) -> None:
+    if "last_error_code" in columns and "last_remote_code" not in columns:  # a new error: no older service code
+        columns.update(last_remote_code=None, last_remote_text=None)
     sets = ", ".join(f"{name} = ?" for name in columns)
     conn.execute(
         f"UPDATE deliveries SET state = ?, updated_at = ?{', ' + sets if sets else ''} WHERE id = ?",  # noqa: S608
@@ -512,11 +517,14 @@ def mark_sent(conn: sqlite3.Connection, delivery_id: int, attempt: int | None, n
 
 
 def mark_failed_attempt(conn: sqlite3.Connection, delivery_id: int, attempt: int, now: float, event: Event,
-                        code: str, message: str, *, due_at: float | None = None, uncertain: bool = True) -> None:
-    """End an attempt that did not deliver: retrying (with its due time), waiting_network, waiting_card or failed."""
+                        code: str, message: str, *, due_at: float | None = None, uncertain: bool = True,
+                        remote: tuple[str, str] | None = None) -> None:
+    """End an attempt that did not deliver: retrying (with its due time), waiting_network, waiting_card or failed.
+    ``remote``: the service's own code and text of the refusal (PRE_ERR), when it gave them."""
     state = next_state(_current(conn, delivery_id), event)
     _set_state(conn, delivery_id, state, now, due_at=due_at, last_error_code=code, last_error=message,
-               last_error_at=now, uncertain=int(uncertain))
+               last_error_at=now, uncertain=int(uncertain), last_remote_code=remote[0] if remote else None,
+               last_remote_text=remote[1] if remote else None)
     if event is Event.CARD_MISSING:
         # No request left: the attempt does not count against the retry budget.
         conn.execute("UPDATE deliveries SET attempts = attempts - 1, round_attempts = round_attempts - 1 WHERE id = ?",

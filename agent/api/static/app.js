@@ -156,6 +156,11 @@ function failureCell(order) {
     cell.append(h("p", { class: "explanation" }, failed.length > 1 ? `${destinationName(d.destination)} : ` : "",
       error.explanation || error.message || "Échec de l'envoi."));
     if (detail && error.explanation) cell.append(h("p", {}, h("small", {}, `Détail technique : ${detail}`)));
+    // PRE_ERR: the DMP's own code and text, as it gave them.
+    if (error.dmp_code) {
+      cell.append(h("p", { class: "dmp-said" }, h("small", {},
+        `Réponse du DMP : ${error.dmp_code}${error.dmp_text ? ` – ${error.dmp_text}` : ""}`)));
+    }
   }
   if (!failed.length && order.last_error) cell.append(typeof order.last_error === "string" ? order.last_error : (order.last_error.message || ""));
   return cell;
