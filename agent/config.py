@@ -360,6 +360,10 @@ class HomologationSection:
     test_code: str = ""
     # The folder holding cnda/dmp/ (the CNDA's test book); empty: RELAIS_REFERENCE, then shared/reference.
     reference_dir: str = ""
+    # What `relais homologation run` plays against: "simulator" (in-process simulators, the default) or "configured"
+    # (the [dmp] and [insi] sections as configured: the CNDA's test platforms). Steps only a simulator can do
+    # (injected faults and answers, /_sandbox) are then skipped, each with what the integrator must do instead.
+    platform: Literal["simulator", "configured"] = "simulator"
 
 
 @dataclass(frozen=True, kw_only=True)
