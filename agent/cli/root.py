@@ -442,7 +442,8 @@ def _frames(config: Config, db: Database, cipher: ContentCipher, clock: Clock, d
         insi.frames = journal
     if mss.sender is not None:
         settings = mss.sender.settings
-        mss.sender.settings = replace(settings, smtp=replace(settings.smtp, frames=journal))
+        mss.sender.settings = replace(settings, smtp=replace(settings.smtp, frames=journal),
+                                      imap=None if settings.imap is None else replace(settings.imap, frames=journal))
     return journal
 
 
