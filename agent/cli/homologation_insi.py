@@ -93,7 +93,9 @@ class InsiBench:
         return [r.request for r in rows if r.request is not None]
 
 
-def _ins_of(item: dict[str, Any]) -> tuple[Ins, IdentityTraits]:
+def lot_identity(item: dict[str, Any]) -> tuple[Ins, IdentityTraits]:
+    """The INS and the normalised traits of one identity of the CNDA's material (``matriculeINS``,
+    ``traitsIdentite``), as the LGC would send them to INSi."""
     number, traits = item["matriculeINS"], item["traitsIdentite"]
     ins = Ins(f"{number['valeur']}{number['cle']}".upper(), SYSTEMS.get(number.get("identifiantSysteme", ""),
                                                                          OID_INS_NIR))
@@ -156,7 +158,7 @@ def _ruth(bench: InsiBench) -> tuple[Ins, IdentityTraits]:
     """Ruth NESSI (card INSi 01's insured person), as the WS_INS4 lots give her traits."""
     for item in bench.material("insi_a_verifier_lot2_1.0.1.json")["lotIdentifiants"]:
         if item["matriculeINS"]["valeur"] == "2770763220829":
-            return _ins_of(item)
+            return lot_identity(item)
     raise Mismatch("Ruth NESSI absente du lot 2")
 
 
@@ -204,7 +206,7 @@ async def _2_03(bench: InsiBench) -> str:
 
 
 async def _3_01(bench: InsiBench) -> str:
-    ins, typed = _ins_of(bench.material("test3_01.json")["ins"])
+    ins, typed = lot_identity(bench.material("test3_01.json")["ins"])
     outcome = await insi_search.verify(bench.client, ins, typed, bench.caller)
     if outcome.result != "match":
         raise Mismatch(f"vérification « {outcome.result} » ({', '.join(outcome.differences)})")
@@ -218,7 +220,7 @@ def _wrong_pair(bench: InsiBench) -> tuple[Ins, IdentityTraits]:
     NATHALIE's traits): a pair that must not verify."""
     seen: dict[str, str] = {}
     for item in bench.material("insi_a_verifier_lot2_1.0.1.json")["lotIdentifiants"]:
-        ins, typed = _ins_of(item)
+        ins, typed = lot_identity(item)
         who = f"{typed.birth_name} {' '.join(typed.given_names)} {typed.birth_date}"
         if ins.value in seen and seen[ins.value] != who:
             return ins, typed
@@ -243,7 +245,7 @@ def _lot(number: int) -> Callable[[InsiBench], Awaitable[str]]:
         lines: list[str] = []
         matched = 0
         for item in items:
-            ins, typed = _ins_of(item)
+            ins, typed = lot_identity(item)
             outcome = await insi_search.verify(bench.client, ins, typed, bench.caller)
             matched += outcome.result == "match"
             lines.append(f"{ins.value} {typed.birth_name} {' '.join(typed.given_names)} → {outcome.result}"
