@@ -17,6 +17,7 @@ account (``compte-rendu.txt``), beside ``resultats.csv`` and ``resultats.xlsx``.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ from cryptography import x509
 
 from agent import __version__
 from agent.clock import Clock, SystemClock
-from agent.config import Config
+from agent.config import Config, InsiSection
 from agent.domain.ins import OID_INS_NIA, OID_INS_NIR, Ins
 from agent.domain.traits import IdentityTraits, parse_traits
 from agent.errors import ConfigError, NotFound, RelaisError
@@ -347,8 +348,6 @@ async def _simulator(state: Path, reference: Path, clock: Clock) -> _Platform:
     title = x509.NameAttribute(x509.oid.NameOID.TITLE, "10")  # profession: médecin
     doctor = ctx.pki.issue("doctor", common_name="Dr DEMO Alice", client=True, extra_subject=[title])
     structure = ctx.pki.issue("structure", common_name="Cabinet de test (INSI-AUTO)", client=True)
-    from agent.config import InsiSection
-
     section = InsiSection(cps_name_qualifier="1.2.250.1.71.4.2.1", structure_name_qualifier="1.2.250.1.71.4.2.2")
     client = build_insi_client(section, clock, version=__version__, instance=str(uuid.uuid4()),
                                endpoint={**endpoint, "client_cert": str(structure.cert_path),
@@ -453,8 +452,6 @@ def _account(outcome: Outcome, frames: int, where: str) -> str:
 
 
 def _results(outcomes: list[Outcome], path: Path) -> None:
-    import csv
-
     rows = [RESULT_COLUMNS]
     for o in outcomes:
         result = ("OK" if o.passed else "KO") if o.played else "Non joué"

@@ -54,6 +54,21 @@ def test_relais_homologation_plan_service_insi_lists_the_cases(material: Path, t
     assert all(how[c].startswith("à jouer depuis le LGC") for c in LGC)
 
 
+def test_relais_homologation_run_service_insi_writes_the_case_folders(material: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RELAIS_REFERENCE", str(material))
+    config = tmp_path / "relais.toml"
+    config.write_text("")
+    out = tmp_path / "preuves"
+    assert main(["homologation", "run", "--service", "insi", "--only", "3.01", "1.03", "--config", str(config),
+                 "--data-dir", str(tmp_path / "data"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3.01\tconforme" in printed and "1.03\tnon joué" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["3.01", "resultats.csv", "resultats.xlsx"]
+    assert [r["Résultat"] for r in _csv(out / "resultats.csv")] == ["OK", "Non joué"]
+
+
 async def test_insi_cnda_cases_played_against_the_simulator_with_their_frames_and_results(
         material: Path, tmp_path: Path) -> None:
     out = tmp_path / "preuves-insi"
