@@ -61,15 +61,23 @@ CONTESTE = "153078987658513"  # "non créé", pour test TD0.2
 MAXIMOP = "202096615708958"  # DMP fermé
 ATTRIBUT = "235061058692768"  # DMP actif, aucun professionnel autorisé
 PROVISOIRE = "109076322088835"  # un NIA
+PETRA = "207100486108281"  # DMP actif ; le simulateur y pose l'état d'autorisation des cas 0.2-060 et 0.2-070
 DR_DEMO = Professional(rpps="10001234567", family_name="DEMO", given_name="Alice")
 EXAMPLE_CDA = "VAC-NOTE_2023.01.xml"
 EXAMPLE_N1 = "DOC_NON_STRUCTURE_CDA-R2-N1.xml"  # CDA R2 niveau 1, PDF
 DEVIATION = ("Écart avec le cahier : document d'exemple du kit CI-SIS ({example}), avec ses titre et typeCode, "
              "non le document du cahier{detail} ; à rejouer sur la plateforme du CNDA avec les documents du LGC.")
-# Steps only the simulator can do, by case code: what the integrator does instead on the CNDA's platform. None of
-# the cases played today needs one (they use only the DMP's own transactions); a case that injects a fault or
-# sets a patient's state through /_sandbox names here what replaces it.
-SIMULATOR_ONLY: dict[str, str] = {}
+# Steps only the simulator can do, by case code: what the integrator does instead on the CNDA's platform. A case
+# that sets a patient's state as /_sandbox/dmp/authorizations does (the CNDA sets it through Web-PS) is skipped
+# there, with this line.
+SIMULATOR_ONLY: dict[str, str] = {
+    "0.2-060": "faire positionner par le CNDA (Web-PS) une autorisation expirée de l'utilisateur sur un patient du "
+               "référentiel, puis jouer le test d'existence depuis le LGC (relais frames test-code 0.2-060, puis "
+               "relais frames export --test 0.2-060).",
+    "0.2-070": "faire bloquer l'utilisateur par le patient (le CNDA le positionne par Web-PS), puis jouer le test "
+               "d'existence depuis le LGC (relais frames test-code 0.2-070, puis relais frames export "
+               "--test 0.2-070).",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +105,7 @@ class Bench:
     patients: RunPatients = RunPatients()
     professional: Professional = DR_DEMO
     configured: bool = False
+    simulator: DmpSimulator | None = None  # the in-process simulator (None on a configured platform)
     _authorised: bool = False
 
     def cda(self, example: str = EXAMPLE_CDA) -> tuple[bytes, str]:
@@ -170,6 +179,23 @@ async def _td02_nia(bench: Bench) -> str:
     raise Mismatch("un NIA a atteint le DMP")
 
 
+def _td02_state(state: str, label: str, expected: str) -> Callable[[Bench], Awaitable[str]]:
+    async def play(bench: Bench) -> str:
+        sim = bench.simulator
+        if sim is None or sim.service is None:
+            raise Mismatch("état d'autorisation à poser par le CNDA (Web-PS) : cas du simulateur seulement")
+        # What POST /_sandbox/dmp/authorizations does; on the CNDA's platform the CNDA sets it through Web-PS.
+        sim.service.patients.set_authorization(PETRA, bench.professional.national_id, state)
+        status = await bench.client.td02(PETRA, bench.patients.oid)
+        if not status.active or status.authorization != expected or status.authorized:
+            raise Mismatch(f"DMP actif : {status.active}, autorisation « {status.authorization} »")
+        return (f"État posé sur le simulateur comme le CNDA le pose par Web-PS : autorisation {label} de l'utilisateur "
+                f"sur le DMP du patient 79 du référentiel. TD0.2 : DMP actif, autorisation « {status.authorization} »"
+                f"{' (professionnel bloqué)' if status.blocked else ''} ; Relais n'en consulte pas les documents"
+                f"{' et ne l’alimente pas' if status.blocked else ''} tant que l'autorisation n'est pas valide.")
+    return play
+
+
 def _feed(visibility: Visibility, what: str, example: str = EXAMPLE_CDA,
           detail: str = "") -> Callable[[Bench], Awaitable[str]]:
     async def play(bench: Bench) -> str:
@@ -238,6 +264,8 @@ PLAYABLE: dict[str, Callable[[Bench], Awaitable[str]]] = {
     "0.2-020": _td02_closed,
     "0.2-030": _td02_not_authorised,
     "0.2-080": _td02_nia,
+    "0.2-060": _td02_state("EXPIREE", "expirée", "expired"),
+    "0.2-070": _td02_state("INTERDITE", "bloquée par le patient", "forbidden"),
     "2.1-011": _feed(Visibility(), "un document CDA R2 non structuré (niveau 1, PDF)", EXAMPLE_N1,
                      " (documents Z1…Zn, typeCode CERT_DECL, un par format géré : txt, rtf, pdf, jpeg, tiff)"),
     "2.1-050": _feed(Visibility(masked_to_ps=True), "un document masqué aux professionnels (MASQUE_PS)"),
@@ -317,7 +345,8 @@ async def play_cases(codes: list[str], reference: Path, output: Path, *,
                 creds = ctx.pki.issue("doctor", common_name="Dr DEMO Alice")
                 client = client_for_sandbox(endpoint, SystemClock(), lambda: DR_DEMO, reference_dir=reference,
                                             total_timeout=30.0)
-                bench = Bench(client, reference, SoftwareSigner.from_files(creds.cert_path, creds.key_path), journal)
+                bench = Bench(client, reference, SoftwareSigner.from_files(creds.cert_path, creds.key_path), journal,
+                              simulator=sim)
                 where = "le simulateur du DMP"
         except BaseException:
             db.close()

@@ -30,7 +30,7 @@ def book(reference_dir: Path) -> Path:
 async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_their_frames_and_results(
         book: Path, tmp_path: Path) -> None:
     out = tmp_path / "preuves"
-    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "3.2-020"]
+    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "0.2-060", "0.2-070", "3.2-020"]
     outcomes = await play_cases(codes, book, out)
     assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
         (code, code != "3.2-020", code != "3.2-020") for code in codes]
@@ -57,6 +57,9 @@ async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_t
     assert [r["transaction"] for r in index("2.1-205")] == ["TD2.1", "TD3.1", "TD2.1", "TD3.1"]
     account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
     assert "remplacement" in account and "conforme" in account
+    # 0.2-060 / 0.2-070: the authorisation state the CNDA sets through Web-PS, set on the simulator, then TD0.2.
+    assert b'code="EXPIREE"' in (out / "0.2-060" / index("0.2-060")[0]["reponse"]).read_bytes()
+    assert "bloqué" in (out / "0.2-070" / "compte-rendu.txt").read_text(encoding="utf-8")
     # A case the agent cannot play alone gets no folder; the results say what the LGC must capture.
     assert not (out / "3.2-020").exists()
     with (out / "resultats.csv").open(encoding="utf-8") as handle:
@@ -107,12 +110,16 @@ patient_feed = "{RUTH}"
 """, encoding="utf-8")
         config = load_config(path)
         out = tmp_path / "preuves"
-        codes = ["0.2-010", "0.2-020", "0.2-080", "0.3-010", "2.1-205", "3.3-540"]
+        codes = ["0.2-010", "0.2-020", "0.2-080", "0.3-010", "2.1-205", "3.3-540", "0.2-060"]
         outcomes = await play_cases(codes, book, out, config=config)
     finally:
         await sim.stop()
-    assert [(o.case.code, o.played, o.passed) for o in outcomes] == [(c, True, True) for c in codes], [
-        o.account for o in outcomes]
+    assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
+        (c, c != "0.2-060", c != "0.2-060") for c in codes], [o.account for o in outcomes]
+    # The authorisation state the simulator sets itself is the CNDA's to set on its platform: skipped, and said.
+    skipped = outcomes[-1].account
+    assert "non jouée sur la plateforme configurée ; l'intégrateur" in skipped and "Web-PS" in skipped
+    assert not (out / "0.2-060").exists()
     # The feeds went to the book's patient 59 (Ruth NESSI), whom the user first authorised (TD0.3), once.
     with (out / "2.1-205" / "index.csv").open(encoding="utf-8") as handle:
         feed = list(csv.DictReader(handle, delimiter=";"))
