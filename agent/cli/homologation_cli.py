@@ -2,7 +2,8 @@
 
 ``plan`` filters the book (prerequisites, tests, declarations) as the CNDA's plan would; ``declarations`` says
 what Relais answers to each EX_/REC_ requirement; ``run`` plays the cases the agent can play on its own against
-the simulator and writes the CNDA's folder tree (``agent/cli/homologation_run.py``).
+the simulator (or the configured platform) and writes the CNDA's folder tree (``agent/cli/homologation_run.py``).
+``--service insi``: the same for the CNDA's INSi cases (``agent/cli/homologation_insi.py``).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """Declare `homologation plan|declarations|run` (``add`` is the CLI's subcommand factory)."""
     from agent.cli import _common
 
-    homologation = add("homologation", "homologation CNDA du DMP : plan de tests, déclarations, jeu des cas")
+    homologation = add("homologation", "homologation CNDA du DMP et de l'INSi : plan de tests, déclarations, jeu "
+                                       "des cas")
     sub = homologation.add_subparsers(dest="homologation_command", required=True, metavar="ACTION")
 
     def perimeter(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -153,7 +155,8 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     _common(declarations, top=False)
     perimeter(declarations, required=False)
     declarations.add_argument("--all", action="store_true", help="toutes les déclarations, sans filtre")
-    run = sub.add_parser("run", help="jouer les cas que l'agent peut jouer seul, contre le simulateur")
+    run = sub.add_parser("run", help="jouer les cas que l'agent peut jouer seul, contre le simulateur ou la "
+                                     "plateforme configurée ([homologation] platform)")
     _common(run, top=False)
     perimeter(run, required=False)
     run.add_argument("--only", nargs="+", metavar="CODE", help="codes de test à jouer (défaut : ceux du plan)")
