@@ -386,6 +386,21 @@ class HomologationSection:
     test_code: str = ""
     # The folder holding cnda/dmp/ (the CNDA's test book); empty: RELAIS_REFERENCE, then shared/reference.
     reference_dir: str = ""
+    # What `relais homologation run` plays against: "simulator" (in-process simulators, the default) or "configured"
+    # (the [dmp] and [insi] sections as configured: the CNDA's test platforms). Steps only a simulator can do
+    # (injected faults and answers, /_sandbox) are then skipped, each with what the integrator must do instead.
+    platform: Literal["simulator", "configured"] = "simulator"
+    # The run's DMP test patients, by INS matricule: the book's "Référentiel Patients" (their traits are read from
+    # it). No DMP ("non créé"), a closed DMP, an active DMP the user is not authorised on, a NIA.
+    patient_no_dmp: str = "153078987658513"
+    patient_closed: str = "202096615708958"
+    patient_not_authorised: str = "235061058692768"
+    patient_nia: str = "109076322088835"
+    # The patient the run feeds (documents added, replaced, deleted), the user authorised on their DMP; empty: the
+    # simulator's test patient (PAT-TROIS). Required with platform = "configured" (e.g. the book's patient 59).
+    patient_feed: str = ""
+    # The OID of the test patients' INS on the test platform (.10: test; .9: a NIA, used for patient_nia).
+    patient_oid: str = "1.2.250.1.213.1.4.10"
 
 
 @dataclass(frozen=True, kw_only=True)

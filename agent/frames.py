@@ -7,14 +7,15 @@ A transport (DMP, INSi, MSSanté) holds an optional ``FrameTap`` (None: nothing 
 as "sans réponse" (timeout, connection lost). The journal itself (``agent/homologation/journal.py``) decides whether
 anything is kept, seals it like a document, and erases it after its retention: a transport never knows.
 
-SMTP has no single request and answer: ``SmtpDialog`` records what the client writes and the server replies after
-the session is open (after authentication: no credential is ever kept).
+SMTP and IMAP have no single request and answer: ``SmtpDialog`` and ``ImapDialog`` record what the client writes
+and the server replies once the session is authenticated (no credential is ever kept), as one exchange per session.
 
 Nothing here logs: frames carry patient data and must never reach the ordinary logs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -83,6 +84,59 @@ class SmtpDialog:
         exchange = open_exchange(self._tap, "mss", self._action, b"".join(self._sent), "text/plain")
         try:
             exchange.answered("\r\n".join(self._replies).encode("utf-8") + b"\r\n", status=self._last or "",
+                              content_type="text/plain")
+        except Exception:
+            return
+
+
+_TAGGED = re.compile(rb"^[A-Za-z]+\d+ (OK|NO|BAD)\b")
+
+
+class ImapDialog:
+    """Wraps an authenticated ``imaplib.IMAP4`` client's ``send``, ``readline`` and ``read``: the commands written
+    are the request, the server's lines and literals (the reports fetched) the response. The status is that of the
+    last tagged completion (``IMAP OK``, ``IMAP NO``...)."""
+
+    def __init__(self, tap: FrameTap | None, client: Any, action: str = "imap") -> None:
+        self._tap = tap
+        self._sent: list[bytes] = []
+        self._received: list[bytes] = []
+        self._status = ""
+        self._action = action
+        if tap is None:
+            return
+        send: Callable[[bytes], None] = client.send
+        readline: Callable[[], bytes] = client.readline
+        read: Callable[[int], bytes] = client.read
+
+        def recording_send(data: bytes) -> None:
+            self._sent.append(bytes(data))
+            send(data)
+
+        def recording_readline() -> bytes:
+            line = readline()
+            self._received.append(line)
+            match = _TAGGED.match(line)
+            if match:
+                self._status = match.group(1).decode()
+            return line
+
+        def recording_read(size: int) -> bytes:
+            data = read(size)
+            self._received.append(data)
+            return data
+
+        client.send = recording_send
+        client.readline = recording_readline
+        client.read = recording_read
+
+    def done(self) -> None:
+        """Hand the session to the journal (commands and answers as one exchange); a no-op without a tap."""
+        if self._tap is None or not self._sent:
+            return
+        exchange = open_exchange(self._tap, "mss", self._action, b"".join(self._sent), "text/plain")
+        try:
+            exchange.answered(b"".join(self._received), status=f"IMAP {self._status}".strip(),
                               content_type="text/plain")
         except Exception:
             return

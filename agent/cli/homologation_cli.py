@@ -2,7 +2,8 @@
 
 ``plan`` filters the book (prerequisites, tests, declarations) as the CNDA's plan would; ``declarations`` says
 what Relais answers to each EX_/REC_ requirement; ``run`` plays the cases the agent can play on its own against
-the simulator and writes the CNDA's folder tree (``agent/cli/homologation_run.py``).
+the simulator (or the configured platform) and writes the CNDA's folder tree (``agent/cli/homologation_run.py``).
+``--service insi``: the same for the CNDA's INSi cases (``agent/cli/homologation_insi.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.cli.commands import load
+from agent.config import Config
+from agent.errors import InvalidInput, NotFound
 from agent.homologation.book import Declaration, Perimeter, book_dir, load_book, plan
 from agent.homologation.declarations import answers
+from agent.reference import find_reference
 
 PLAN_COLUMNS = ["Phase", "Transaction", "Code", "Libellé", "Authentification", "Profil DMP-C", "Mode",
                 "Autres filtrages", "Résultat attendu", "Code retour", "Éléments à fournir"]
@@ -35,6 +39,8 @@ def _one_line(text: str, width: int = 90) -> str:
 
 def cmd_homologation(args: argparse.Namespace) -> int:
     config = load(args)
+    if getattr(args, "service", "dmp") == "insi":
+        return _insi(args, config)
     if args.homologation_command == "run":
         from agent.cli.homologation_run import run_cases
 
@@ -74,6 +80,34 @@ def cmd_homologation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _insi(args: argparse.Namespace, config: Config) -> int:
+    """``plan --service insi`` lists the CNDA's INSi cases and how the run treats each; ``run --service insi``
+    plays them (``agent/cli/homologation_insi.py``)."""
+    from agent.cli.homologation_insi import plan_rows, run_insi
+
+    configured = config.homologation.platform == "configured"
+    if args.homologation_command == "run":
+        reference = find_reference(config.homologation.reference_dir, marker="cnda")
+        if reference is None or not (reference / "cnda" / "insi").is_dir():
+            raise NotFound("Matériel de test INSi du CNDA introuvable : indiquez le dossier de référence "
+                           "([homologation] reference_dir ou RELAIS_REFERENCE, contenant cnda/insi/).",
+                           code="cnda_book_missing")
+        return run_insi(list(args.only) if args.only else None, reference, Path(args.output), config)
+    if args.homologation_command != "plan":
+        raise InvalidInput("« declarations » porte sur le cahier du DMP (pas de --service insi).",
+                           code="invalid_input")
+    rows = plan_rows(configured)
+    if args.csv:
+        with Path(args.csv).open("w", encoding="utf-8", newline="") as out:
+            csv.writer(out, delimiter=";").writerows(rows)
+        print(f"Plan écrit dans {args.csv}.", file=sys.stderr)
+    print(f"Cas INSi du CNDA : {len(rows) - 1} (plateforme : "
+          f"{'configurée' if configured else 'simulateur'})")
+    for row in rows[1:]:
+        print(f"  {row[1]}\t{row[0]}\t{_one_line(row[2], 60)} → {_one_line(row[5], 70)}")
+    return 0
+
+
 def _declarations(args: argparse.Namespace, declarations: list[Declaration]) -> int:
     rows = answers(declarations)
     if args.csv:
@@ -97,7 +131,8 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """Declare `homologation plan|declarations|run` (``add`` is the CLI's subcommand factory)."""
     from agent.cli import _common
 
-    homologation = add("homologation", "homologation CNDA du DMP : plan de tests, déclarations, jeu des cas")
+    homologation = add("homologation", "homologation CNDA du DMP et de l'INSi : plan de tests, déclarations, jeu "
+                                       "des cas")
     sub = homologation.add_subparsers(dest="homologation_command", required=True, metavar="ACTION")
 
     def perimeter(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -110,15 +145,18 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                        help="option déclarée de la colonne « Autres filtrages » (ex. « médecin traitant », INSI, "
                             "LGC, VAC, STRUCT, IMAGERIE) ; répétable, ou séparées par « ; »")
         p.add_argument("--csv", metavar="FILE", help="écrire aussi le résultat en CSV (séparateur « ; »)")
+        p.add_argument("--service", choices=("dmp", "insi"), default="dmp",
+                       help="cahier joué : dmp (défaut) ou insi (cas INSi du CNDA)")
 
     plan_parser = sub.add_parser("plan", help="tests du cahier du CNDA applicables à un périmètre")
     _common(plan_parser, top=False)
-    perimeter(plan_parser)
+    perimeter(plan_parser, required=False)
     declarations = sub.add_parser("declarations", help="réponse de Relais à chaque exigence EX_/REC_")
     _common(declarations, top=False)
     perimeter(declarations, required=False)
     declarations.add_argument("--all", action="store_true", help="toutes les déclarations, sans filtre")
-    run = sub.add_parser("run", help="jouer les cas que l'agent peut jouer seul, contre le simulateur")
+    run = sub.add_parser("run", help="jouer les cas que l'agent peut jouer seul, contre le simulateur ou la "
+                                     "plateforme configurée ([homologation] platform)")
     _common(run, top=False)
     perimeter(run, required=False)
     run.add_argument("--only", nargs="+", metavar="CODE", help="codes de test à jouer (défaut : ceux du plan)")

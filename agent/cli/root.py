@@ -44,16 +44,13 @@ from agent.cli.environment import Environment
 from agent.clock import Clock, ClockWatch, SystemClock, elapsed_seconds, rfc3339
 from agent.config import Config
 from agent.connectivity import ConnectivityTracker
-from agent.dmp.client import DmpClient, DmpEndpoints
-from agent.dmp.factory import client_for_sandbox
+from agent.dmp.client import DmpClient
+from agent.dmp.factory import client_for_sandbox, client_from_section
 from agent.dmp.gateway import DmpDelivery
 from agent.dmp.models import Professional
 from agent.dmp.params import DmpParamsPart, ParamsSettings
 from agent.dmp.psc import DmpPscTokens, PscDmpSettings
-from agent.dmp.submission import CABINET, SubmissionDefaults
-from agent.dmp.transport import TlsSettings, Transport
-from agent.dmp.valuesets import ValueSets
-from agent.dmp.vihf import VihfSettings
+from agent.dmp.submission import SubmissionDefaults
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.dmp_params import DmpParameters, ParameterNames
 from agent.domain.habilitation import load_matrix
@@ -83,7 +80,6 @@ from agent.routing.forwarding import Forwarding
 from agent.routing.inbound import Inbound
 from agent.routing.peers import Peers
 from agent.routing.service import RoutingService
-from agent.softkey import SoftwareSigner
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from agent.store.masterkey import load_master_key
@@ -323,32 +319,11 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
             client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,
                                       psc.access_token, clock)
         return client
-    if not section.url:
+    configured = client_from_section(section, clock, professional, cards.require_signer, version=__version__,
+                                     on_connectivity=connectivity.reporter("dmp"), source=config.source)
+    if configured is None:
         return None
-    missing = [k for k in ("ca_file", "client_cert", "client_key", "structure_cert", "structure_id", "source_id")
-               if not getattr(section, k)]
-    if missing:
-        raise ConfigError(f"clés requises avec [dmp] url : {', '.join(missing)}", key=f"dmp.{missing[0]}",
-                          path=config.source)
-    code, _, scheme = section.sector.partition("^")
-    tls = TlsSettings(Path(section.ca_file), Path(section.client_cert), Path(section.client_key))
-    client = DmpClient(
-        DmpEndpoints(section.url),
-        Transport(tls, connect_timeout=section.connect_timeout_seconds, total_timeout=section.timeout_seconds),
-        clock=clock,
-        vihf=VihfSettings(structure_id=section.structure_id, sector=section.sector, lps_version=__version__,
-                          lps_homologation=section.homologation_id, mode=section.vihf_mode,
-                          version=section.vihf_version, purpose_bris_de_glace=section.purpose_bris_de_glace,
-                          purpose_centre15=section.purpose_centre15),
-        structure_signer=SoftwareSigner.from_files(Path(section.structure_cert),
-                                                  Path(section.structure_key or section.structure_cert)),
-        defaults=SubmissionDefaults(source_id=section.source_id,
-                                    facility_type=CABINET if code == CABINET.code else
-                                    type(CABINET)(code, scheme or CABINET.scheme)),
-        professional=professional, document_signer=cards.require_signer,
-        value_sets=ValueSets.load(Path(section.reference_dir)) if section.reference_dir else None,
-        on_connectivity=connectivity.reporter("dmp"), td03_interaction=section.td03_interaction,
-        transient_codes=frozenset(section.transient_error_codes))
+    client = configured
     if psc is not None and section.psc_token_url:
         client.psc = DmpPscTokens(PscDmpSettings(
             section.psc_token_url, header=section.psc_token_header, scheme=section.psc_token_scheme,
@@ -446,7 +421,8 @@ def _frames(config: Config, db: Database, cipher: ContentCipher, clock: Clock, d
         insi.frames = journal
     if mss.sender is not None:
         settings = mss.sender.settings
-        mss.sender.settings = replace(settings, smtp=replace(settings.smtp, frames=journal))
+        mss.sender.settings = replace(settings, smtp=replace(settings.smtp, frames=journal),
+                                      imap=None if settings.imap is None else replace(settings.imap, frames=journal))
     return journal
 
 

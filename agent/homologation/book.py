@@ -265,3 +265,41 @@ def plan(book: Book, perimeter: Perimeter) -> Plan:
     declarations = [d for d in book.declarations if perimeter.has_profile(d.declaration_type)
                     and perimeter.has_auth(d.auth) and perimeter.has_feature(d.tags)]
     return Plan(perimeter, prerequisites, tests, declarations)
+
+
+PATIENTS = "Referentiel_Patients.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class BookPatient:
+    """A patient of the book's "Référentiel Patients", as the CNDA's test platforms know them."""
+
+    ins: str
+    oid: str
+    birth_name: str
+    given_names: tuple[str, ...]
+    sex: str
+    birth_date: str  # ISO
+
+    @property
+    def first_given_name(self) -> str:
+        return self.given_names[0] if self.given_names else ""
+
+
+def book_patient(directory: Path, ins: str, oid: str) -> BookPatient | None:
+    """The book's patient whose INS matricule is ``ins`` (None when the book has none)."""
+    path = directory / PATIENTS
+    if not path.is_file():
+        return None
+    header, rows = _rows(path, "ID patient")
+
+    def cell(row: list[str], start: str) -> str:
+        j = next((i for name, i in header.items() if name.startswith(norm(start))), None)
+        return row[j].strip() if j is not None and j < len(row) else ""
+
+    for row in rows:
+        if cell(row, "Matricule INS") == ins:
+            return BookPatient(ins, oid, cell(row, "Nom de naissance").upper(),
+                               tuple(cell(row, "Liste prénoms").upper().split()), cell(row, "Sexe").upper(),
+                               cell(row, "Date de naissance")[:10])
+    return None

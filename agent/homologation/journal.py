@@ -43,6 +43,7 @@ TRANSACTIONS = {
     ACTION_TRAITS: "INSi rechercher (traits)",
     ACTION_VITALE: "INSi rechercher (carte Vitale)",
     "submission": "MSSanté envoi",
+    "imap": "MSSanté lecture (IMAP)",
 }
 
 
@@ -56,8 +57,12 @@ def transaction_of(service: str, action: str) -> str:
 
 
 def outcome_of(status: int | str, data: bytes) -> str:
-    """A short outcome: the HTTP status (or SMTP code) and whether the answer is a fault or a failure."""
-    head = f"HTTP {status}" if isinstance(status, int) else (f"SMTP {status}" if status else "réponse")
+    """A short outcome: the HTTP status (or SMTP code, or IMAP's last completion) and whether the answer is a fault
+    or a failure."""
+    if isinstance(status, int):
+        head = f"HTTP {status}"
+    else:
+        head = f"SMTP {status}" if status.isdigit() else (status or "réponse")
     if b"Fault>" in data or b":Fault " in data:
         return f"{head} fault"
     if b"ResponseStatusType:Failure" in data:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
+from agent.frames import FrameTap, ImapDialog
 from agent.mss import oauthbearer
 from agent.mss.acks import MAX_REPORT_BYTES
 
@@ -64,6 +65,8 @@ class ImapSettings:
     inbox: str = "INBOX"
     sent: str = "Sent"
     max_fetch: int = 200
+    # The homologation journal, when the composition root sets it: each authenticated session is one exchange.
+    frames: FrameTap | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class ImapMailbox:
     def __init__(self, settings: ImapSettings) -> None:
         self.settings = settings
         self._client: imaplib.IMAP4 | None = None
+        self._dialog: ImapDialog | None = None
 
     def _connect(self) -> imaplib.IMAP4:
         s = self.settings
@@ -109,7 +113,7 @@ class ImapMailbox:
             raise ServiceUnreachable("Boîte MSSanté injoignable (IMAP).", service=SERVICE) from exc
         if s.oauth_token:
             self._oauthbearer(client)
-            self._client = client
+            self._opened(client)
             return self
         try:
             if s.password:
@@ -123,8 +127,13 @@ class ImapMailbox:
                                        code="mss_auth_refused") from exc
         except OSError as exc:
             raise TransientRemoteError("Connexion IMAP interrompue.", service=SERVICE) from exc
-        self._client = client
+        self._opened(client)
         return self
+
+    def _opened(self, client: imaplib.IMAP4) -> None:
+        # Frames from here on: after authentication, so that no password or token is ever kept.
+        self._dialog = ImapDialog(self.settings.frames, client)
+        self._client = client
 
     def _oauthbearer(self, client: imaplib.IMAP4) -> None:
         """``AUTHENTICATE OAUTHBEARER`` with the PSC token; NO: the professional must connect again (the caller
@@ -146,6 +155,9 @@ class ImapMailbox:
             except (OSError, imaplib.IMAP4.error):
                 self._client.shutdown()
             self._client = None
+        if self._dialog is not None:
+            self._dialog.done()
+            self._dialog = None
 
     @property
     def client(self) -> imaplib.IMAP4:

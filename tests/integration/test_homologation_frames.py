@@ -4,16 +4,22 @@ under the CNDA test code being played, exported as files, erased after their ret
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.clock import FrozenClock, SystemClock
+from agent.config import MssSection
 from agent.homologation.export import export_frames
 from agent.homologation.journal import FramesJournal, FramesSettings, transaction_of
 from agent.logs import LOGGER_NAME
+from agent.mss.factory import settings_from
+from agent.mss.service import MssSender
 from agent.store import frames as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database, connect
@@ -147,6 +153,7 @@ def test_transactions_are_named_as_the_cnda_book_names_them() -> None:
     assert transaction_of("insi", "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale") == \
         "INSi rechercher (carte Vitale)"
     assert transaction_of("mss", "submission") == "MSSanté envoi"
+    assert transaction_of("mss", "imap") == "MSSanté lecture (IMAP)"
 
 
 async def test_a_journal_that_cannot_write_never_fails_the_call_it_records(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -156,3 +163,48 @@ async def test_a_journal_that_cannot_write_never_fails_the_call_it_records(sandb
     closed.close()  # every write now fails
     sandbox.client.transport.frames = journal
     assert (await sandbox.client.td02(PAT_TROIS.ins, PAT_TROIS.oid)).exists
+
+
+async def test_mssante_smtp_and_imap_sessions_are_journaled_sealed_without_credentials(
+        operator: Any, db: Database, reference_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Reading the delivery and read reports (IMAP) is kept like the submission (SMTP): one exchange per
+    authenticated session, sealed at rest, exported as files, never in the logs, and no password in it."""
+    from tests.integration.test_mss_transport import outgoing, packager
+
+    caplog.set_level(1)
+    _, endpoint, pki = operator
+    cipher = ContentCipher(KEY)
+    journal = FramesJournal(db, cipher, SystemClock(), FramesSettings(enabled=True, test_code="MSS-ACK"))
+    settings = settings_from(MssSection(), endpoint)
+    assert settings is not None and settings.imap is not None
+    settings = replace(settings, smtp=replace(settings.smtp, frames=journal),
+                       imap=replace(settings.imap, password=endpoint["password"], frames=journal))
+    sender = MssSender(settings, packager(pki), FrozenClock(dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)))
+    cs9 = (reference_dir / "ci-sis/ExemplesCDA/CSE-CS9_2025.01.xml").read_bytes()
+    message_id = await sender.send(outgoing(cs9, "mss:dr.x@medecin.demo.mssante.fr"))
+    batch = await sender.read_acks(0, 0)
+    assert {a.original_message_id for a in batch.acks} == {message_id}
+    await journal.flush()
+
+    rows = _raw_rows(db.path)
+    assert [(r["service"], r["transaction_name"], r["test_code"], r["outcome"]) for r in rows] == [
+        ("mss", "MSSanté envoi", "MSS-ACK", "SMTP 250"), ("mss", "MSSanté lecture (IMAP)", "MSS-ACK", "IMAP OK")]
+    for row in rows:  # sealed at rest
+        for blob in (bytes(row["request_blob"]), bytes(row["response_blob"])):
+            assert message_id.encode() not in blob and b"FETCH" not in blob
+
+    conn = connect(db.path, readonly=True)
+    try:
+        exported = export_frames(conn, cipher, tmp_path / "export", test_code="MSS-ACK")
+    finally:
+        conn.close()
+    assert exported.count == 2
+    with (tmp_path / "export" / "index.csv").open(encoding="utf-8") as handle:
+        imap_row = list(csv.DictReader(handle, delimiter=";"))[1]
+    request = (tmp_path / "export" / imap_row["requete"]).read_bytes()
+    response = (tmp_path / "export" / imap_row["reponse"]).read_bytes()
+    assert b"UID SEARCH" in request and b"BODY.PEEK[]" in request and b"LOGOUT" in request
+    assert b"LOGIN" not in request and endpoint["password"].encode() not in request  # after authentication only
+    assert message_id.encode() in response and b"report-type=delivery-status" in response
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(LOGGER_NAME))
+    assert message_id not in ours and "BODY.PEEK" not in ours

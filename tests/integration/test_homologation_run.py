@@ -11,6 +11,13 @@ import pytest
 from lxml import etree
 
 from agent.cli.homologation_run import RESULT_COLUMNS, play_cases
+from agent.config import load_config
+from agent.errors import ConfigError
+from relais_sandbox.dmp import DmpSimulator
+from relais_sandbox.host import SandboxContext
+from relais_sandbox.pki import SandboxPki
+
+RUTH = "277076322082910"  # the book's patient 59, NESSI Ruth Isabelle: "pour Test INSI en mode RECVITALE", fed
 
 
 @pytest.fixture
@@ -23,7 +30,7 @@ def book(reference_dir: Path) -> Path:
 async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_their_frames_and_results(
         book: Path, tmp_path: Path) -> None:
     out = tmp_path / "preuves"
-    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "3.2-020"]
+    codes = ["0.2-010", "0.2-080", "0.3-010", "2.1-011", "2.1-205", "3.3-540", "0.2-060", "0.2-070", "3.2-020"]
     outcomes = await play_cases(codes, book, out)
     assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
         (code, code != "3.2-020", code != "3.2-020") for code in codes]
@@ -50,6 +57,9 @@ async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_t
     assert [r["transaction"] for r in index("2.1-205")] == ["TD2.1", "TD3.1", "TD2.1", "TD3.1"]
     account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
     assert "remplacement" in account and "conforme" in account
+    # 0.2-060 / 0.2-070: the authorisation state the CNDA sets through Web-PS, set on the simulator, then TD0.2.
+    assert b'code="EXPIREE"' in (out / "0.2-060" / index("0.2-060")[0]["reponse"]).read_bytes()
+    assert "bloqué" in (out / "0.2-070" / "compte-rendu.txt").read_text(encoding="utf-8")
     # A case the agent cannot play alone gets no folder; the results say what the LGC must capture.
     assert not (out / "3.2-020").exists()
     with (out / "resultats.csv").open(encoding="utf-8") as handle:
@@ -68,3 +78,65 @@ async def test_cdt_0_2_010_0_2_080_0_3_010_2_1_011_2_1_205_3_3_540_played_with_t
              for row in sheet.iterfind("s:sheetData/s:row", ns)]
     assert table[0] == RESULT_COLUMNS
     assert [(r[1], r[-1]) for r in table[1:]] == [(r["Code test"], r["Résultat"]) for r in rows]
+
+
+async def test_against_a_configured_dmp_platform_the_book_patients_are_played_by_configuration_alone(
+        book: Path, tmp_path: Path) -> None:
+    """The CNDA's test platform is only configuration: [dmp] (URL, certificates, test professional) and the
+    [homologation] patient_* keys (the book's "Référentiel Patients"). The simulator stands for it here, started
+    apart: the run knows nothing of it but its URL and certificates, and uses no /_sandbox route."""
+    ctx = SandboxContext(tmp_path / "platform", SandboxPki(tmp_path / "platform"))
+    sim = DmpSimulator(book, seed=False)
+    endpoint = await sim.start(ctx)
+    try:
+        path = tmp_path / "relais.toml"
+        path.write_text(f"""
+[dmp]
+url = "{endpoint['url']}"
+ca_file = "{endpoint['ca_file']}"
+client_cert = "{endpoint['client_cert']}"
+client_key = "{endpoint['client_key']}"
+structure_cert = "{endpoint['structure_cert']}"
+structure_key = "{endpoint['structure_key']}"
+structure_id = "1750803447"
+source_id = "1.2.250.1.213.1.1.9.99"
+demo_rpps = "10001234567"
+demo_family_name = "DEMO"
+demo_given_name = "Alice"
+
+[homologation]
+platform = "configured"
+patient_feed = "{RUTH}"
+""", encoding="utf-8")
+        config = load_config(path)
+        out = tmp_path / "preuves"
+        codes = ["0.2-010", "0.2-020", "0.2-080", "0.3-010", "2.1-205", "3.3-540", "0.2-060"]
+        outcomes = await play_cases(codes, book, out, config=config)
+    finally:
+        await sim.stop()
+    assert [(o.case.code, o.played, o.passed) for o in outcomes] == [
+        (c, c != "0.2-060", c != "0.2-060") for c in codes], [o.account for o in outcomes]
+    # The authorisation state the simulator sets itself is the CNDA's to set on its platform: skipped, and said.
+    skipped = outcomes[-1].account
+    assert "non jouée sur la plateforme configurée ; l'intégrateur" in skipped and "Web-PS" in skipped
+    assert not (out / "0.2-060").exists()
+    # The feeds went to the book's patient 59 (Ruth NESSI), whom the user first authorised (TD0.3), once.
+    with (out / "2.1-205" / "index.csv").open(encoding="utf-8") as handle:
+        feed = list(csv.DictReader(handle, delimiter=";"))
+    assert [r["transaction"] for r in feed] == ["TD0.2", "TD0.3", "TD2.1", "TD3.1", "TD2.1", "TD3.1"]
+    sent = (out / "2.1-205" / feed[2]["requete"]).read_bytes()
+    assert RUTH.encode() in sent and b"NESSI" in sent
+    account = (out / "2.1-205" / "compte-rendu.txt").read_text(encoding="utf-8")
+    assert f"la plateforme DMP configurée ({endpoint['url']})" in account and "simulateur" not in account
+    with (out / "3.3-540" / "index.csv").open(encoding="utf-8") as handle:
+        first = next(csv.DictReader(handle, delimiter=";"))
+    assert first["transaction"] == "TD2.1"  # authorised once per run
+
+
+async def test_a_configured_platform_without_a_patient_to_feed_names_the_key(book: Path, tmp_path: Path) -> None:
+    path = tmp_path / "relais.toml"
+    path.write_text('[dmp]\nurl = "https://dmp.test.invalid"\ndemo_rpps = "10001234567"\n\n'
+                    '[homologation]\nplatform = "configured"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as missing:
+        await play_cases(["0.2-010"], book, tmp_path / "out", config=load_config(path))
+    assert missing.value.key == "homologation.patient_feed"

@@ -345,3 +345,28 @@ async def test_an_answer_that_never_comes_is_a_timeout(sandbox: Sandbox) -> None
     with pytest.raises(TransientRemoteError) as failed:
         await traits_search(sandbox, PAT, timeout=0.5)
     assert failed.value.code == "insi_unreachable"
+
+
+async def test_ws_ins4_lots_every_identity_of_the_material_verifies_and_only_the_wrong_pairs_do_not(
+        sandbox: Sandbox, reference_dir: Path) -> None:
+    """The simulator answers the CNDA's INSi test identities as the material gives them: each identity of the three
+    WS_INS4 lots verifies, except the lots' deliberately wrong pairs (Ruth NESSI's matricule with NATHALIE's
+    traits, a matricule born in 1960 with traits born in 1980, a matricule born in 1999 with traits born in 2009)."""
+    from agent.cli.homologation_insi import lot_identity
+
+    results: dict[tuple[str, str, str], str] = {}
+    client = sandbox.client()
+    try:
+        for number in (1, 2, 3):
+            lot = json.loads((reference_dir / f"cnda/insi/insi_a_verifier_lot{number}_1.0.1.json").read_text(
+                encoding="utf-8"))
+            for item in lot["lotIdentifiants"]:
+                ins, traits = lot_identity(item)
+                outcome = await insi_search.verify(client, ins, traits, sandbox.caller())
+                results[(ins.value, " ".join(traits.given_names), traits.birth_date)] = outcome.result
+    finally:
+        await client.close()
+    assert len(results) == 16  # distinct (matricule, given names, birth date) over the three lots
+    assert {key for key, result in results.items() if result != "match"} == {
+        ("277076322082910", "NATHALIE", "1977-07-14"), ("160012B02077713", "ANTHONY", "1980-03-02"),
+        ("199016322075230", "MATRICULE", "2009-07-01")}
