@@ -16,6 +16,7 @@ peer API, routing loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 from collections.abc import Callable
@@ -316,6 +317,9 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         reference = find_reference(section.reference_dir, marker="ihe")
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
+        # What no public source gives is configuration in the sandbox too (agent/dmp/vihf.py VihfSettings).
+        client.vihf = dataclasses.replace(client.vihf, reason_attribute=section.vihf_reason_attribute,
+                                          pharmacist_role_scheme=section.pharmacist_role_scheme)
         client.on_connectivity = connectivity.reporter("dmp")
         if psc is not None and endpoint.get("psc_token_url"):
             client.psc = DmpPscTokens(PscDmpSettings(str(endpoint["psc_token_url"])), client.transport,

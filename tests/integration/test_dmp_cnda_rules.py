@@ -509,3 +509,29 @@ async def test_cdt_2_1_900_written_by_a_sent_by_b_through_the_api(
     # A and B authors of the document entry; B the submission set's (and the signature's) author.
     assert people(DE_AUTHOR)[:2] == [f"8{doctor_rpps(agent)}", "8" + SENDER["id"]]
     assert people(SS_AUTHOR) == ["8" + SENDER["id"]]
+
+
+async def test_ex_0_2_1040_bris_de_glace_and_its_reason_go_to_the_vihf_of_that_request_only(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    """The mode and its reason reach the DMP in the VIHF of the request that asked for them (the reason in the
+    attribute configuration names: no public source names one), and never in the next request (EX_0.2-1040)."""
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False),
+                              dmp={"reference_dir": str(reference_dir), "vihf_reason_attribute": "Motif_Acces"})
+    await ready(http, agent)
+    mark = len(await dmp_calls(http, agent))
+    base = f"/v1/dmp/{PAT_TROIS.ins}/documents"
+    status, found = await call(http, agent, "GET", base + "?mode=bris_de_glace&reason=Patient%20inconscient")
+    assert status == 200, found
+    status, found = await call(http, agent, "GET", base)
+    assert status == 200, found
+
+    def said(call_: dict[str, str], name: str) -> list[str]:
+        attribute = logged_envelope(call_).xpath("//*[local-name()='Attribute'][@Name=$n]", n=name)
+        return [v for a in attribute for v in a.xpath(".//@code | .//text()[normalize-space()]")]
+
+    searches = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] == "TD3.1"]
+    assert len(searches) == 2
+    purpose = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
+    assert said(searches[0], purpose) == ["BRIS_DE_GLACE"]
+    assert said(searches[0], "Motif_Acces") == ["Patient inconscient"]
+    assert said(searches[1], purpose) == ["normal"] and said(searches[1], "Motif_Acces") == []
