@@ -53,7 +53,7 @@ from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import CABINET, SubmissionDefaults
 from agent.dmp.transport import TlsSettings, Transport
 from agent.dmp.valuesets import ValueSets
-from agent.dmp.vihf import VihfSettings
+from agent.dmp.vihf import MODE_DIRECT, VihfSettings
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.habilitation import load_matrix
 from agent.domain.policy import Actor, TraceEvent
@@ -171,7 +171,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
         intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
                       allow_masked_and_invisible=config.dmp.allow_masked_and_invisible,
                       majority_age=config.dmp.majority_age, today=lambda: clock.now().date(),
-                      structure_id=dmp.vihf.structure_id if dmp is not None else ""),
+                      structure_id=dmp.vihf.structure_id if dmp is not None and dmp.vihf.mode != MODE_DIRECT
+                      else ""),
         executor=executor, events=events, documents=cda,
         rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address), feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)

@@ -198,7 +198,9 @@ class DmpClient:
         who = self._who(req.professional)
         # An explicit professional is the order's sender (a secretary, another doctor: [CDT] 2.1-900): the VIHF
         # speaks for them, they author the submission set, and the structure must be an author's organisation.
-        sender = Sender(who, self.vihf.structure_id) if req.professional is not None else None
+        # EX_2.1-1140: the structure rule is the indirect mode's; in direct mode the NameID must be an author's.
+        structure = "" if self.vihf.mode == MODE_DIRECT else self.vihf.structure_id
+        sender = Sender(who, structure) if req.professional is not None else None
         built = await asyncio.to_thread(build_submission, req, signer, self.defaults, self.clock.now(),
                                         self.new_uuid, self.value_sets, sender)
         first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,

@@ -57,8 +57,8 @@ class Intake:
     # The DMP parameter age-majorite ([dmp] majority_age) and today's date (the injected clock's).
     majority_age: int = 18
     today: Callable[[], dt.date] = dt.date.today
-    # The VIHF's Identifiant_Structure ([dmp] structure_id): a document sent by someone other than its author must
-    # have it as the organisation of one of its authors (EX_2.1-1140). Empty: not checked here.
+    # The VIHF's Identifiant_Structure in indirect mode: a document sent by someone other than its author must
+    # have it as the organisation of one of its authors (EX_2.1-1140). Empty (direct mode): not checked.
     structure_id: str = ""
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid

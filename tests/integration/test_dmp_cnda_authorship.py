@@ -3,6 +3,7 @@ signature entry, read back from what the simulator received (its call log, ``GET
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -106,3 +107,16 @@ async def test_cdt_2_1_010_dsg_signature_entry_as_sent(sandbox: Sandbox) -> None
     signs = [(a.get("sourceObject"), a.get("targetObject")) for a in sor.iter(ebrim.rim("Association"))
              if a.get("associationType") == ebrim.SIGNS]
     assert signs == [(result.signature_entry_uuid, result.submission_set_entry_uuid)]
+
+
+async def test_ex_2_1_1140_in_direct_mode_by_cps_the_sender_need_only_be_an_author(sandbox: Sandbox) -> None:
+    """EX_2.1-1140: the structure rule is the indirect mode's; with the sender's own card (direct mode) the VIHF's
+    NameID must be one of the authors, whatever their organisations (a CPE is not told apart yet)."""
+    sandbox.client.vihf = dataclasses.replace(sandbox.client.vihf, mode="DIRECTE")
+    cda, uid = sandbox.cda()
+    cda = with_organisation(with_co_author(cda, DR_OTHER.national_id, DR_OTHER.family_name, DR_OTHER.given_name),
+                            "1999999999")
+    await sandbox.client.submit(sandbox.request(cda, uid, professional=DR_OTHER))
+    [call] = _iti41_calls(sandbox)
+    attrs, _ = _sent(call)
+    assert attrs["Authentification_Mode"] == ["DIRECTE"] and attrs["NameID"] == [DR_OTHER.national_id]
