@@ -154,6 +154,12 @@ class DmpSection:
     # PurposeOfUse codes (1.2.250.1.213.1.1.4.248) of bris de glace and centre 15: no public source found.
     purpose_bris_de_glace: str = "BRIS_DE_GLACE"
     purpose_centre15: str = "CENTRE_15"
+    # The VIHF attribute carrying the reason of a bris de glace / centre 15 access: no public source names one
+    # (empty: the reason is traced locally, not sent).
+    vihf_reason_attribute: str = ""
+    # The codeSystem OID of TRE_G05 (pharmacist's CNOP sub-section, the VIHF's second role for pharmacists): not
+    # in the public sources at hand (empty: no second role for pharmacists).
+    pharmacist_role_scheme: str = ""
     # TD0.3's HL7v3 interaction: the GIE integration guide that names it is not public.
     td03_interaction: str = "PRPA_IN201314UV02"
     # The DMP parameter cumul-invisible_patient-masque_ps ([CDT] § 3.1.1): may a document be both masked to

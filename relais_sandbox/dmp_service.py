@@ -27,7 +27,7 @@ from agent.dmp.ebrim import (
     DE_PATIENT_ID,
     DE_TYPE,
     DE_UNIQUE_ID,
-    DSG_FORMAT,
+    DSG_FORMATS,
     HAS_MEMBER,
     LCM,
     QUERY,
@@ -265,7 +265,7 @@ class DmpService:
                 self.registry.set_status(old.entry_uuid, STATUS_DEPRECATED)
             docs = [{"unique_id": external_id(eo, DE_UNIQUE_ID),
                      "cda_base64": base64.b64encode(contents[eo.get("id", "")]).decode()}
-                    for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code != DSG_FORMAT]
+                    for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code not in DSG_FORMATS]
             self.registry.record_submission(self.now().isoformat().replace("+00:00", "Z"), ss_uid, raw, docs)
             self.registry.insert_package(ss, ss_patient, slot_value(ss, "submissionTime"),
                                          sorted(m for m in members if m))
@@ -304,7 +304,7 @@ class DmpService:
 
     def _check_signature(self, entries: list[etree._Element], by_uid: dict[str, bytes], contents: dict[str, bytes],
                          ss_uid: str) -> None:
-        sigs = [eo for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code == DSG_FORMAT]
+        sigs = [eo for eo in entries if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code in DSG_FORMATS]
         if len(sigs) != 1:
             raise Refused(_err("XDSRegistryMetadataError", "Signature du lot de soumission (IHE DSG) absente."))
         sig_eo = sigs[0]
@@ -313,8 +313,10 @@ class DmpService:
             from agent.xml.safe import parse
 
             signature = parse(contents[sig_eo.get("id", "")], what="signature DSG")
-            covered = {uid: data for uid, data in by_uid.items() if uid != sig_uid}
-            covered[ss_uid] = ss_uid.encode()
+            # IHE DSG manifest: documents by ``urn:oid:<uniqueId>`` and digest, the submission set by name.
+            covered: dict[str, bytes | None] = {f"urn:oid:{uid}": data for uid, data in by_uid.items()
+                                                if uid != sig_uid}
+            covered[f"urn:oid:{ss_uid}"] = None
             verify_xades_detached(signature, covered, self.trusted, self.now())
         except RelaisError as exc:
             raise Refused(_err("XDSRegistryMetadataError", f"Signature du lot invalide : {exc.message}",
@@ -441,7 +443,7 @@ class DmpService:
             eo = s.metadata
             if s.status not in statuses or not self._readable(s, caller):
                 continue
-            if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code == DSG_FORMAT:
+            if (coded(eo, DE_FORMAT) or ebrim.Coded("", "")).code in DSG_FORMATS:
                 continue  # signatures are found by GetDocuments, not listed with the documents
             if (types and not _code_in(eo, DE_TYPE, types)) or (classes and not _code_in(eo, DE_CLASS, classes)):
                 continue

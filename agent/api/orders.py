@@ -213,6 +213,21 @@ ORDER_AUTHOR = component("NewOrderAuthor", {
         "organisation": {"type": "object", "required": ["id", "name"], "properties": {
             "id": _TEXT, "name": _TEXT, "sector_code": _TEXT, "facility_code": _TEXT, "address": _ADDRESS,
             "telecom": _TEXT}}}}, request=True)
+ORDER_SENDER = component("NewOrderSender", {
+    "type": "object", "required": ["id", "family", "given"],
+    "description": "Who sends the document when it is not its author (a secretary, another doctor's CPS, the "
+                   "structure in indirect mode; [CDT] 2.1-900): the DMP sees them in the VIHF and as the "
+                   "submission set's author; the CDA must list them among its authors (the agent adds them to a "
+                   "document it builds). Absent: the author sends.",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9A-Za-z/._-]{1,64}$",
+               "description": "national id: 11-digit RPPS, or the id the CDA's author block gives them"},
+        "family": _TEXT, "given": _TEXT,
+        "profession_code": {"type": "string", "description": "VIHF role (TRE_G15 profession, default 10)"},
+        "specialty_code": {"type": "string", "description": "VIHF second role (savoir-faire, or the pharmacist's "
+                                                            "CNOP sub-section)"},
+        "organisation": {"type": "object", "required": ["id", "name"], "properties": {
+            "id": _TEXT, "name": _TEXT}}}}, request=True)
 _EXAM = {"type": "string", "description": "the child's examination (LGC.CSE.04), for the certificat de santé notice"}
 _N1 = {"type_code": {"type": "string", "description": "LOINC type code of the Ségur catalogue (JDV_J07)"},
        "title": {"type": "string", "maxLength": 250}, "service_start": {"type": "string", "format": "date-time"},
@@ -261,7 +276,7 @@ ORDER_REQUEST = component("OrderRequest", {
     "required": ["patient", "author", "document"],
     "properties": {
         "client_ref": {"type": "string", "maxLength": 200, "description": "idempotency key chosen by the LGC"},
-        "patient": ORDER_PATIENT, "author": ORDER_AUTHOR, "document": ORDER_DOCUMENT,
+        "patient": ORDER_PATIENT, "author": ORDER_AUTHOR, "sender": ORDER_SENDER, "document": ORDER_DOCUMENT,
         "visibility": VISIBILITY, "destinations": DESTINATIONS,
         "secret_connection": {"type": "boolean", "default": False,
                               "description": "connexion secrète d'un patient mineur : documents invisibles aux "

@@ -59,8 +59,11 @@ def _created_after(entry: DocumentEntry, limit: dt.datetime) -> bool:
 
 
 def _access(actor: Actor) -> Access:
-    """The access mode the VIHF carries (PurposeOfUse): normal, bris de glace, centre 15."""
-    return Access(mode=access_mode(actor).value)
+    """The access mode the VIHF carries (PurposeOfUse): normal, bris de glace, centre 15, with its reason. Per
+    request and in the name of the professional making it: an emergency mode never outlives the request that
+    asked for it (EX_0.2-1040: "ne doit pas être persistant en dehors du temps de la session")."""
+    mode = access_mode(actor)
+    return Access(mode=mode.value, reason=actor.reason if mode.is_emergency else "")
 
 
 def professional_of(actor: Actor) -> Professional:

@@ -456,6 +456,19 @@ class Header:
             el(period, "high", value=ts(self.service_stop))
 
 
+def add_author(doc: etree._Element, author: Author) -> None:
+    """A further ``author`` block after the last one, timed as the first ([CDT] 2.1-900: the writer and the sender
+    "dans des blocs author distincts" of the header). Authors come right after recordTarget, in CDA order."""
+    blocks = doc.findall(f"{{{HL7}}}author")
+    if not blocks:
+        raise InvalidInput.field("document", "Le document n'a pas d'auteur.")
+    first_time = blocks[0].find(f"{{{HL7}}}time")
+    block = etree.Element(f"{{{HL7}}}author")
+    el(block, "time", value=first_time.get("value", "") if first_time is not None else "")
+    author.write_entity(block, "assignedAuthor")
+    blocks[-1].addnext(block)
+
+
 def serialize(doc: etree._Element) -> bytes:
     return bytes(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
 

@@ -16,6 +16,7 @@ validator (no CI-SIS kit), an order's CDA is refused unless the configuration sa
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from agent.cda import n1
 from agent.cda.builders import BUILDERS, KINDS
 from agent.cda.context import BuildContext, BuiltDocument, uuid_oid
-from agent.cda.header import PARIS, parse_when
+from agent.cda.header import PARIS, Author, add_author, parse_when, serialize
 from agent.cda.vaccines import VaccineTable
 from agent.cda.validation import CdaValidator, ValidationReport
 from agent.cda.valuesets import ValueSets
@@ -94,9 +95,10 @@ class CdaService:
         return cse_notice_json(cse_notice_for_order(body, cda_root, cse_address=self.cse_address))
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
-                             author: dict[str, Any]) -> bytes:
+                             author: dict[str, Any], sender: dict[str, Any] | None = None) -> bytes:
         """The CDA of a ``POST /v1/orders`` document, built if needed, and refused (422 ``cda_invalid``, with
-        the report) unless it passes the CI-SIS checks. The queue's ``DocumentBuilder``."""
+        the report) unless it passes the CI-SIS checks. The queue's ``DocumentBuilder``. ``sender``: who sends it
+        when not its author; a document built here gets them as a second author block ([CDT] 2.1-900)."""
         if self.validator is None and not self.allow_unvalidated:
             raise Unavailable("Kit CI-SIS non configuré : le document ne peut pas être validé, il n'est donc pas "
                               "envoyé (relais kit install, ou cda.allow_unvalidated).", code="cda_kit_missing")
@@ -115,6 +117,8 @@ class CdaService:
         else:
             raise InvalidInput.field("document", "Document attendu : {cda_base64}, {pdf_base64, type_code, title, "
                                      "service_start} ou {kind, data}.")
+        if sender and "cda_base64" not in document and str(sender.get("id", "")) != str(author.get("rpps", "")):
+            cda = await asyncio.to_thread(self._with_sender, cda, author, sender)
         if self.validator is not None:
             report = await self.avalidate(cda)
             if not report.valid:
@@ -133,8 +137,35 @@ class CdaService:
             return await self.pool.validate(cda)
         return await asyncio.to_thread(self.validate, cda)
 
+    def _with_sender(self, cda: bytes, author: dict[str, Any], sender: dict[str, Any]) -> bytes:
+        """The built CDA with the sender as a further author, in the author's structure unless the sender names
+        one (the structure must be an author's organisation: EX_2.1-1140)."""
+        sender_id = str(sender.get("id", ""))
+        if not re.fullmatch(r"\d{11}", sender_id):
+            raise InvalidInput.field("sender.id", "L'agent ne peut ajouter comme auteur qu'un expéditeur identifié "
+                                                  "par son RPPS (11 chiffres) ; sinon, envoyez un CDA qui le "
+                                                  "cite parmi ses auteurs.")
+        data = {"rpps": sender_id, "family": sender.get("family"), "given": sender.get("given"),
+                "organisation": sender.get("organisation") or self.context.complete_author(author).get("organisation"),
+                **({"profession_code": _j01(str(sender["profession_code"]), str(sender.get("specialty_code") or ""))}
+                   if sender.get("profession_code") else {})}
+        try:
+            co_author = Author.read(data, self.context.value_sets)
+        except InvalidInput as exc:
+            raise InvalidInput("Expéditeur incomplet.", errors=[FieldError(f"sender{e.field[len('author'):]}",
+                                                                             e.message) for e in exc.errors],
+                               code=exc.code) from exc
+        doc = safe.parse(cda, what="CDA")
+        add_author(doc, co_author)
+        return serialize(doc)
+
     async def abuild(self, kind: str, patient: Any, author: Any, data: Any) -> BuiltDocument:
         return await asyncio.to_thread(self.build_document, kind, patient, author, data)
+
+
+def _j01(profession: str, specialty: str) -> str:
+    """The CDA author code (JDV_J01, "G15_<profession>[/<savoir-faire>]") of a TRE_G15 profession code."""
+    return f"G15_{profession}/{specialty}" if specialty else f"G15_{profession}"
 
 
 def cse_notice_for_cda(cda: bytes, exam: str | None = None, root: Any = None, *,

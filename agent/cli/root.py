@@ -16,6 +16,7 @@ peer API, routing loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import random
 from collections.abc import Callable
@@ -51,6 +52,7 @@ from agent.dmp.models import Professional
 from agent.dmp.params import DmpParamsPart, ParamsSettings
 from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import SubmissionDefaults
+from agent.dmp.vihf import MODE_DIRECT
 from agent.domain.delivery import DeliveryGateway
 from agent.domain.dmp_params import DmpParameters, ParameterNames
 from agent.domain.habilitation import load_matrix
@@ -167,7 +169,9 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     orders = OrderService(
         db=db, cipher=cipher, clock=clock,
         intake=Intake(allow_test_oids=config.allow_test_oids, default_delay=settings.delay_seconds,
-                      parameters=dmp_params.current, today=lambda: clock.now().date()),
+                      parameters=dmp_params.current, today=lambda: clock.now().date(),
+                      structure_id=dmp.vihf.structure_id if dmp is not None and dmp.vihf.mode != MODE_DIRECT
+                      else ""),
         executor=executor, events=events, documents=cda,
         rules=functools.partial(mss_orders.prepare_order, cse_address=config.mss.cse_address), feeding=rights.rights,
         traces=rights.traces, forwarding=forwarding, annotators=(mss.annotate,), workstation=config.workstation_id)
@@ -313,6 +317,9 @@ def _dmp(config: Config, clock: Clock, env: Environment | None, cards: CardServi
         reference = find_reference(section.reference_dir, marker="ihe")
         client = client_for_sandbox(endpoint, clock, professional, document_signer=cards.require_signer,
                                     reference_dir=reference, total_timeout=section.timeout_seconds)
+        # What no public source gives is configuration in the sandbox too (agent/dmp/vihf.py VihfSettings).
+        client.vihf = dataclasses.replace(client.vihf, reason_attribute=section.vihf_reason_attribute,
+                                          pharmacist_role_scheme=section.pharmacist_role_scheme)
         client.on_connectivity = connectivity.reporter("dmp")
         client.transient_codes = frozenset(section.transient_error_codes)
         if psc is not None and endpoint.get("psc_token_url"):

@@ -22,7 +22,7 @@ from lxml import etree
 
 from agent.clock import Clock
 from agent.dmp import hl7v3, queries
-from agent.dmp.ebrim import DSG_FORMAT, XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
+from agent.dmp.ebrim import DSG_FORMATS, XDSB, Author, SubmissionSetSpec, cx, entry_from_extrinsic, rim
 from agent.dmp.models import (
     NORMAL_ACCESS,
     Access,
@@ -51,7 +51,7 @@ from agent.dmp.soap import (
     transient_if,
     write_mtom,
 )
-from agent.dmp.submission import SubmissionDefaults, build_submission, xcn
+from agent.dmp.submission import Sender, SubmissionDefaults, build_submission, xcn
 from agent.dmp.transport import Answer, Transport
 from agent.dmp.valuesets import ValueSets
 from agent.dmp.vihf import MODE_DIRECT, VihfSettings, signed_assertion
@@ -149,13 +149,13 @@ class DmpClient:
         if who.via_psc and self.psc is not None:  # PSC mode: no card; the structure signs (agent/dmp/psc.py)
             return signed_assertion(replace(self.vihf, mode=self.psc.settings.vihf_mode), who, ins, oid, signer,
                                     self.clock.now(), purpose=self.vihf.purpose(access.mode), secret=access.secret,
-                                    authn_context=self.psc.settings.authn_context)
+                                    authn_context=self.psc.settings.authn_context, reason=access.reason)
         if self.vihf.mode == MODE_DIRECT:  # direct mode: the professional's card signs the VIHF
             if self.document_signer is None:
                 raise Unavailable("Mode d'authentification directe : insérez la carte CPS.", code="cps_absent")
             signer = self.document_signer()
         return signed_assertion(self.vihf, who, ins, oid, signer, self.clock.now(),
-                                purpose=self.vihf.purpose(access.mode), secret=access.secret)
+                                purpose=self.vihf.purpose(access.mode), secret=access.secret, reason=access.reason)
 
     async def _call(self, url: str, action: str, body: etree._Element, who: Professional, ins: str, oid: str,
                     attachments: dict[str, bytes] | None = None,
@@ -200,8 +200,13 @@ class DmpClient:
         if signer is None:
             raise Unavailable("Aucune clé de signature : insérez la carte CPS.", code="cps_absent")
         who = self._who(req.professional)
+        # An explicit professional is the order's sender (a secretary, another doctor: [CDT] 2.1-900): the VIHF
+        # speaks for them, they author the submission set, and the structure must be an author's organisation.
+        # EX_2.1-1140: the structure rule is the indirect mode's; in direct mode the NameID must be an author's.
+        structure = "" if self.vihf.mode == MODE_DIRECT else self.vihf.structure_id
+        sender = Sender(who, structure) if req.professional is not None else None
         built = await asyncio.to_thread(build_submission, req, signer, self.defaults, self.clock.now(),
-                                        self.new_uuid, self.value_sets)
+                                        self.new_uuid, self.value_sets, sender)
         first, _ = await self._call(self.endpoints.repository, ACTION_ITI41, built.body, who, req.ins, req.ins_oid,
                                     built.attachments, req.access)
         raise_for_registry(first, self.transient_codes)
@@ -242,7 +247,7 @@ class DmpClient:
             body = queries.submission_set_and_contents(package.get("id", ""))
             for eo in await self._query_objects(body, who, ins, oid, "ExtrinsicObject", access):
                 entry = entry_from_extrinsic(eo)
-                if entry.format_code != DSG_FORMAT and entry.status == "approved":
+                if entry.format_code not in DSG_FORMATS and entry.status == "approved":
                     found.setdefault(entry.entry_uuid, entry)
         return list(found.values())
 

@@ -33,6 +33,7 @@ DE_PRACTICE = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
 DE_TYPE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
 DE_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
 DE_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+DE_EVENT = "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4"  # XDSDocumentEntry.eventCodeList (ITI TF-3 4.2.5)
 # SubmissionSet
 SS_AUTHOR = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
 SS_CONTENT_TYPE = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
@@ -45,7 +46,13 @@ SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
 MASKING_SCHEME = "1.2.250.1.213.1.1.4.13"
 MASKING_CODES = {"masked_to_ps": "MASQUE_PS", "invisible_to_patient": "INVISIBLE_PATIENT",
                  "invisible_to_legal_reps": "INVISIBLE_REPRESENTANTS_LEGAUX"}
-DSG_FORMAT = "urn:ihe:iti:dsg:detached:2014"
+# The formatCode of the IHE DSG signature entry Relais sends: "Default Signature Style", scheme "URN", as DRIMbox
+# (ANS-published, talks to the DMP's test platform: utils/DocumentEntry.java) and an independent PHP XDS client send
+# it; JDV_J60_FormatCode_DMP lists it. The 2014 DSG supplement's ``urn:ihe:iti:dsg:detached:2014`` is also in J60:
+# a signature entry in either format is recognised as one (DSG_FORMATS) when reading what the DMP holds.
+DSG_FORMAT = "http://www.w3.org/2000/09/xmldsig#"
+DSG_FORMAT_2014 = "urn:ihe:iti:dsg:detached:2014"
+DSG_FORMATS = frozenset({DSG_FORMAT, DSG_FORMAT_2014})
 
 
 def rim(tag: str) -> str:
@@ -92,6 +99,12 @@ class EntrySpec:
     service_stop: str = ""
     source_patient_info: tuple[str, ...] = ()
     legal_authenticator: str = ""
+    other_authors: tuple[Author, ...] = ()  # every author of the CDA header after the first, in its order
+    event_codes: tuple[Coded, ...] = ()
+
+    @property
+    def authors(self) -> tuple[Author, ...]:
+        return ((self.author,) if self.author is not None else ()) + self.other_authors
 
 
 def cx(ins: str, oid: str) -> str:
@@ -152,11 +165,13 @@ def extrinsic_object(spec: EntrySpec, ids: Iterable[str]) -> etree._Element:
     add_slot(eo, "sourcePatientId", [spec.source_patient_id])
     add_slot(eo, "sourcePatientInfo", spec.source_patient_info)
     add_name(eo, spec.title)
-    if spec.author is not None:
-        add_author(eo, DE_AUTHOR, spec.entry_uuid, spec.author, next(it))
+    for author in spec.authors:  # one author classification per author ([CDT] 2.1-900: distinct author blocks)
+        add_author(eo, DE_AUTHOR, spec.entry_uuid, author, next(it))
     add_classification(eo, DE_CLASS, spec.entry_uuid, spec.class_code.code, spec.class_code, next(it))
     for conf in spec.confidentiality:
         add_classification(eo, DE_CONFIDENTIALITY, spec.entry_uuid, conf.code, conf, next(it))
+    for event in spec.event_codes:
+        add_classification(eo, DE_EVENT, spec.entry_uuid, event.code, event, next(it))
     add_classification(eo, DE_FORMAT, spec.entry_uuid, spec.format_code.code, spec.format_code, next(it))
     add_classification(eo, DE_FACILITY, spec.entry_uuid, spec.facility_type.code, spec.facility_type, next(it))
     add_classification(eo, DE_PRACTICE, spec.entry_uuid, spec.practice_setting.code, spec.practice_setting, next(it))
@@ -196,7 +211,11 @@ def submit_objects_request(ss: SubmissionSetSpec, entries: list[EntrySpec], ids:
                            replaces: str | None = None, replaced_by: str | None = None,
                            signature_uuid: str | None = None) -> etree._Element:
     """The lcm:SubmitObjectsRequest of one ITI-41: entries, the submission set, its HasMember associations,
-    an RPLC association when ``replaced_by`` (a document entry) replaces ``replaces``, and the DSG ``signs``."""
+    an RPLC association when ``replaced_by`` (a document entry) replaces ``replaces``, and the DSG ``signs``.
+
+    ``signs``: one association from the signature entry to the submission set it signs (IHE DSG, signature of a
+    submission set; DRIMbox ProvideAndRegisterRequest.java does the same), not one per document: the documents
+    are covered through the manifest, which references them and the submission set."""
     it = iter(ids)
     req = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
     rol = etree.SubElement(req, rim("RegistryObjectList"))
@@ -211,10 +230,8 @@ def submit_objects_request(ss: SubmissionSetSpec, entries: list[EntrySpec], ids:
         etree.SubElement(rol, rim("Association"), id=next(it), associationType=RPLC,
                          sourceObject=replaced_by, targetObject=replaces)
     if signature_uuid:
-        for spec in entries:
-            if spec.entry_uuid != signature_uuid:
-                etree.SubElement(rol, rim("Association"), id=next(it), associationType=SIGNS,
-                                 sourceObject=signature_uuid, targetObject=spec.entry_uuid)
+        etree.SubElement(rol, rim("Association"), id=next(it), associationType=SIGNS,
+                         sourceObject=signature_uuid, targetObject=ss.entry_uuid)
     return req
 
 

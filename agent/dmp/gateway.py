@@ -11,9 +11,10 @@ already says ``ServiceUnreachable`` (and whether the request may have left), ``T
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from agent.dmp.client import DmpClient
-from agent.dmp.models import Access, SubmissionRequest, Visibility
+from agent.dmp.models import Access, Professional, SubmissionRequest, Visibility
 from agent.dmp.soap import THRESHOLD_EXCEEDED
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.signing import Signer
@@ -22,6 +23,16 @@ from agent.logs import get_logger
 from agent.xml.cda_header import CdaHeader
 
 log = get_logger("dmp")
+
+
+def sender_of(sender: dict[str, Any]) -> Professional | None:
+    """The order's sender as the VIHF names them ([CDT] 2.1-900); None: the client's professional (the CPS)."""
+    if not sender.get("id"):
+        return None
+    return Professional(rpps=str(sender["id"]), family_name=str(sender.get("family", "")),
+                        given_name=str(sender.get("given", "")),
+                        profession=str(sender.get("profession_code") or "10"),
+                        specialty=str(sender.get("specialty_code") or ""))
 
 
 class DmpDelivery:
@@ -37,6 +48,7 @@ class DmpDelivery:
             signer=self._signer() if self._signer is not None else None,
             header=CdaHeader.from_json(job.cda_header) if job.cda_header else None,
             access=Access(secret=job.secret),
+            professional=sender_of(job.sender),
         )
         status = await self._client.td02(request.ins, request.ins_oid)
         if not (status.exists and status.active) or status.blocked:

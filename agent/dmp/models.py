@@ -50,6 +50,7 @@ class Access:
 
     mode: str = "normal"
     secret: bool = False
+    reason: str = ""  # why bris de glace / centre 15 (the VIHF carries it when configured: vihf.VihfSettings)
 
 
 NORMAL_ACCESS = Access()
@@ -69,7 +70,8 @@ class Professional:
 
     @property
     def national_id(self) -> str:
-        return self.rpps if self.rpps.startswith("8") else f"8{self.rpps}"
+        """ "8" + RPPS; an id that is not an RPPS (establishment staff: "3" + structure + "/" + local id) as is."""
+        return self.rpps if self.rpps.startswith("8") or not self.rpps.isdigit() else f"8{self.rpps}"
 
 
 @dataclass(frozen=True, slots=True)

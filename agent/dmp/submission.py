@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from agent.dmp.ebrim import (
+    DSG_FORMAT,
     MASKING_CODES,
     MASKING_SCHEME,
     XDSB,
@@ -26,13 +27,13 @@ from agent.dmp.ebrim import (
     cx,
     submit_objects_request,
 )
-from agent.dmp.models import SubmissionRequest
+from agent.dmp.models import Professional, SubmissionRequest
 from agent.dmp.soap import xop_include
 from agent.dmp.valuesets import ValueSets
 from agent.domain.catalogue import CLASS_DISPLAY, class_code_of
 from agent.domain.signing import Signer
 from agent.errors import FieldError, InvalidInput
-from agent.xml.cda_header import N1_TEMPLATE, CdaHeader, hl7_to_xds_time, parse_cda_header
+from agent.xml.cda_header import N1_TEMPLATE, CdaHeader, HeaderAuthor, hl7_to_xds_time, parse_cda_header
 from agent.xml.signing import sign_xades_detached
 
 IHE_FORMAT_SCHEME = "1.3.6.1.4.1.19376.1.2.3"
@@ -54,6 +55,13 @@ FORMAT_BY_TEMPLATE = {
     "1.2.250.1.213.1.1.1.37": "urn:asip:ci-sis:vac:2019",
 }
 
+
+# The IHE DSG signature entry (sources in build_submission).
+DSG_CLASS = Coded("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature")
+DSG_TYPE = Coded("E1762", "ASTM", "Full Document")
+DSG_FORMAT_CODE = Coded(DSG_FORMAT, "URN", "Default Signature Style")
+DSG_EVENT = Coded("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source")
+DSG_LANGUAGE = "art"
 
 CABINET = Coded("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel")
 AMBULATOIRE = Coded("AMBULATOIRE", "1.2.250.1.213.1.1.4.9", "Ambulatoire")
@@ -102,13 +110,67 @@ def xon(name: str, id_: str, root: str) -> str:
 
 
 def author_of(header: CdaHeader) -> Author:
-    spec = header.author_specialty
+    return _author(HeaderAuthor(header.author_id, header.author_id_root, header.author_family, header.author_given,
+                                header.author_specialty, header.author_role, header.institution_name,
+                                header.institution_id, header.institution_id_root))
+
+
+def _author(block: HeaderAuthor) -> Author:
+    spec = block.specialty
     return Author(
-        person=xcn(header.author_id, header.author_family, header.author_given, header.author_id_root or IDNPS_ROOT),
-        institution=xon(header.institution_name, header.institution_id, header.institution_id_root),
-        role=header.author_role.display or header.author_role.code if header.author_role else "",
+        person=xcn(block.id, block.family, block.given, block.id_root or IDNPS_ROOT),
+        institution=xon(block.institution_name, block.institution_id, block.institution_id_root),
+        role=block.role.display or block.role.code if block.role else "",
         specialty=f"{spec.code}^{spec.display}^{spec.scheme}" if spec else "",
     )
+
+
+def authors_of(header: CdaHeader) -> tuple[Author, ...]:
+    """Every author of the CDA header, in its order: the XDS DocumentEntry carries the same authors
+    ([CDT] EX_2.1-2020: "le nombre d'auteurs devra donc être identique entre la partie XDS et la partie entête
+    CDA"; 2.1-900: author and sender in distinct author blocks)."""
+    return (author_of(header), *(_author(a) for a in header.other_authors))
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sends (the VIHF's professional) and from which structure (the VIHF's Identifiant_Structure)."""
+
+    professional: Professional
+    structure_id: str = ""
+
+
+def check_sender(header: CdaHeader, sender: Sender) -> None:
+    """[CDT] 2.1-900 / 2.1-950 / EX_2.1-1140: a document sent by someone other than its author carries the sender
+    among its authors, and the authenticated structure (Identifiant_Structure) is the authorInstitution of one of
+    the authors. A sender who is the first author is the plain case: nothing to check here (the DMP checks the
+    NameID against the authors itself)."""
+    who = sender.professional
+    if who.national_id == header.author_id or not header.author_id:
+        return
+    errors: list[FieldError] = []
+    if who.national_id not in header.author_ids:
+        errors.append(FieldError("sender.id", "L'expéditeur doit figurer parmi les auteurs du document CDA (un bloc "
+                                              "author distinct de celui du rédacteur)."))
+    if sender.structure_id and sender.structure_id not in header.institution_ids:
+        errors.append(FieldError("author.organisation.id",
+                                 f"La structure authentifiée ({sender.structure_id}) doit être la structure "
+                                 "(representedOrganization) de l'un des auteurs du document."))
+    if errors:
+        raise InvalidInput("Document envoyé par un autre que son auteur : auteurs incohérents.", errors=errors,
+                           code="dmp_author_mismatch")
+
+
+def sender_author(header: CdaHeader, sender: Sender) -> Author:
+    """The submission set's author: the sender ([CDT] 2.1-900: "l'utilisateur B, étant l'auteur du lot de
+    soumission, doit être présent dans le VIHF et dans la requête XDS (registryPackage)"), with the author block
+    the CDA gives them when there is one (institution, role, specialty), else their name and the structure."""
+    who = sender.professional
+    for block in (author_of(header), *(_author(a) for a in header.other_authors)):
+        if block.person.split("^", 1)[0] == who.national_id:
+            return block
+    return Author(person=xcn(who.national_id, who.family_name, who.given_name),
+                  institution=xon("", sender.structure_id, "1.2.250.1.71.4.2.2") if sender.structure_id else "")
 
 
 def _patient_info(header: CdaHeader, patient_cx: str) -> tuple[str, ...]:
@@ -123,9 +185,13 @@ def _patient_info(header: CdaHeader, patient_cx: str) -> tuple[str, ...]:
 
 
 def build_submission(req: SubmissionRequest, signer: Signer, defaults: SubmissionDefaults, now: dt.datetime,
-                     new_uuid: Callable[[], str], value_sets: ValueSets | None = None) -> BuiltSubmission:
-    """The ITI-41 body and its attachments; signs (blocking: call from a thread)."""
+                     new_uuid: Callable[[], str], value_sets: ValueSets | None = None,
+                     sender: Sender | None = None) -> BuiltSubmission:
+    """The ITI-41 body and its attachments; signs (blocking: call from a thread). ``sender``: who the VIHF speaks
+    for; the submission set's author (None: the document's first author, as before)."""
     header = req.header or parse_cda_header(req.cda)
+    if sender is not None:
+        check_sender(header, sender)
     errors: list[FieldError] = []
     if header.unique_id != req.document_unique_id:
         errors.append(FieldError("document_unique_id",
@@ -157,7 +223,8 @@ def build_submission(req: SubmissionRequest, signer: Signer, defaults: Submissio
             checks.append(("authorSpecialty", header.author_specialty.code, header.author_specialty.scheme))
         value_sets.check(checks)
 
-    author = author_of(header)
+    authors = authors_of(header)
+    ss_author = sender_author(header, sender) if sender is not None else authors[0]
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
     doc_uuid, ss_uuid, sig_uuid = (f"urn:uuid:{new_uuid()}" for _ in range(3))
     doc = EntrySpec(
@@ -166,30 +233,45 @@ def build_submission(req: SubmissionRequest, signer: Signer, defaults: Submissio
         size=len(req.cda), language=header.language, patient_id=patient_cx, source_patient_id=patient_cx,
         type_code=Coded(header.type_code.code, header.type_code.scheme, header.type_code.display),
         class_code=class_code, format_code=fmt, facility_type=facility, practice_setting=practice,
-        confidentiality=tuple(confidentiality), author=author,
+        confidentiality=tuple(confidentiality), author=authors[0], other_authors=authors[1:],
         service_start=hl7_to_xds_time(header.service_start) if header.service_start else "",
         service_stop=hl7_to_xds_time(header.service_stop) if header.service_stop else "",
         source_patient_info=_patient_info(header, patient_cx),
         legal_authenticator=xcn(header.legal_authenticator_id, "", "") if header.legal_authenticator_id else "",
     )
-    # IHE DSG: the manifest covers the document and the submission set (its uniqueId as content).
-    signature = sign_xades_detached([(header.unique_id, req.cda),
-                                     (req.submission_set_unique_id, req.submission_set_unique_id.encode())], signer)
+    # IHE DSG signature of the submission set. Each choice, with its source ([DRIM] = ansforge/DRIM-M_DRIMbox, an
+    # ANS-published client that talks to the DMP's test platform: utils/DocumentEntry.java, utils/XadesSign.java,
+    # request/signed/ProvideAndRegisterRequest.java; [DSG] = IHE ITI Document Digital Signature):
+    # - manifest references ``urn:oid:<uniqueId>`` for each document and the submission set ([DRIM], [DSG]);
+    #   the submission set is referenced by name, digest "AA==" ([DRIM] and a PHP XDS client); documents by the
+    #   SHA-256 of their bytes (XAdES allows it; [DRIM] uses SHA-1, too weak to copy);
+    # - classCode urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1 "Digital Signature", scheme URN ([DRIM], [DSG]);
+    # - typeCode E1762 "Full Document", scheme ASTM ([DRIM], [DSG]);
+    # - formatCode http://www.w3.org/2000/09/xmldsig# "Default Signature Style", scheme URN ([DRIM]; in
+    #   JDV_J60_FormatCode_DMP beside the 2014 supplement's urn:ihe:iti:dsg:detached:2014): ebrim.DSG_FORMAT;
+    # - eventCode 1.2.840.10065.1.12.1.14 "Source", scheme 1.2.840.10065.1.12 (ASTM E1762 purpose of signature;
+    #   [DRIM]; the XAdES CommitmentTypeIndication says the same, agent/xml/signing.py);
+    # - languageCode "art" (ISO 639-2 "artificial languages": a signature has no human language; [DRIM]);
+    # - confidentiality N; author and legalAuthenticator: the submission set's author, who signs ([DRIM] takes the
+    #   legalAuthenticator from the submission set's author);
+    # - associations: HasMember from the submission set, and ``signs`` from the signature to the submission set
+    #   (ebrim.submit_objects_request; [DRIM], [DSG]).
+    signature = sign_xades_detached([(f"urn:oid:{header.unique_id}", req.cda),
+                                     (f"urn:oid:{req.submission_set_unique_id}", None)], signer)
     sig_bytes = etree.tostring(signature, xml_declaration=True, encoding="UTF-8")
     sig_unique_id = f"{req.submission_set_unique_id}.1"
     sig = EntrySpec(
         entry_uuid=sig_uuid, unique_id=sig_unique_id, mime_type="text/xml", title="Signature du lot de soumission",
         creation_time=stamp, hash_hex=hashlib.sha1(sig_bytes).hexdigest(), size=len(sig_bytes),  # noqa: S324
-        language=header.language, patient_id=patient_cx, source_patient_id=patient_cx,
-        type_code=Coded("E1762", "ASTM", "Full Document"),
-        class_code=Coded("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
-        format_code=Coded("urn:ihe:iti:dsg:detached:2014", IHE_FORMAT_SCHEME, "Signature détachée"),
+        language=DSG_LANGUAGE, patient_id=patient_cx, source_patient_id=patient_cx,
+        type_code=DSG_TYPE, class_code=DSG_CLASS, format_code=DSG_FORMAT_CODE,
         facility_type=facility, practice_setting=practice,
-        confidentiality=(Coded("N", "2.16.840.1.113883.5.25", "Normal"),), author=author,
+        confidentiality=(Coded("N", "2.16.840.1.113883.5.25", "Normal"),), author=ss_author,
+        legal_authenticator=ss_author.person, event_codes=(DSG_EVENT,),
     )
     ss = SubmissionSetSpec(entry_uuid=ss_uuid, unique_id=req.submission_set_unique_id, source_id=defaults.source_id,
                            patient_id=patient_cx, submission_time=stamp, content_type=defaults.content_type,
-                           author=author, title=header.title)
+                           author=ss_author, title=header.title)
     ids = (f"urn:uuid:{new_uuid()}" for _ in iter(int, 1))
     sor = submit_objects_request(ss, [doc, sig], ids, replaces=req.replaces_entry_uuid,
                                  replaced_by=doc_uuid if req.replaces_entry_uuid else None, signature_uuid=sig_uuid)

@@ -32,6 +32,7 @@ HL7 = "urn:hl7-org:v3"
 VIHF_VERSION = "4.0"  # the ANS table's constant (its worked example and DRIMbox still show 3.0: configuration)
 MODE_INDIRECT, MODE_DIRECT = "INDIRECTE", "DIRECTE"
 PURPOSE_NORMAL = "normal"
+PROFESSION_PHYSICIAN, PROFESSION_PHARMACIST = "10", "21"  # TRE_G15 ProfessionSante
 CONFIDENTIALITY_ATTRIBUTE = "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code"
 HIDDEN_FROM_LEGAL_REPS = "INVISIBLE_REPRESENTANTS_LEGAUX"
 MASKING_SCHEME = "1.2.250.1.213.1.1.4.13"
@@ -49,6 +50,16 @@ class VihfSettings:
     version: str = VIHF_VERSION
     purpose_bris_de_glace: str = "BRIS_DE_GLACE"  # no public source: configuration
     purpose_centre15: str = "CENTRE_15"  # no public source: configuration
+    # The attribute carrying the reason of a bris de glace / centre 15 access. [CDT] MEMENTO "BRIS de GLACE" (the
+    # PS "doit justifier son choix en saisissant le motif") and 0.1-220 want the reason; neither the ANS VIHF table
+    # (hl7v2-transmission-cda mapping.md), nor DRIMbox (VIHFField.java), nor the CNDA book names a VIHF attribute
+    # for it: configuration ([dmp] vihf_reason_attribute); empty, the reason is traced locally and not sent.
+    reason_attribute: str = ""
+    # The pharmacist's second role: the ANS VIHF table (mapping.md, subject:role 2nd occurrence) says "pour les
+    # pharmaciens : JDV_J65_SubjectRole_DMP avec un codeSystem provenant de TRE_G05_SousSectionTableauCNOP"; the
+    # OID of TRE_G05 is in none of the sources at hand: configuration ([dmp] pharmacist_role_scheme); empty, a
+    # pharmacist's VIHF has no second role (the DMP may refuse it: set it from the NOS).
+    pharmacist_role_scheme: str = ""
 
     def purpose(self, access_mode: str) -> str:
         """The PurposeOfUse code of an access mode (normal, bris_de_glace, centre_15)."""
@@ -74,7 +85,7 @@ def _ce(tag: str, code: str, system: str, display: str) -> etree._Element:
 
 def build_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
                     issuer_dn: str, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL, secret: bool = False,
-                    assertion_id: str | None = None, authn_context: str = "") -> etree._Element:
+                    assertion_id: str | None = None, authn_context: str = "", reason: str = "") -> etree._Element:
     instant = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     a = etree.Element(f"{{{SAML}}}Assertion", nsmap={"saml2": SAML, "xsi": XSI},
                       ID=assertion_id or f"_{uuid.uuid4()}", IssueInstant=instant, Version="2.0")
@@ -106,25 +117,40 @@ def build_assertion(settings: VihfSettings, professional: Professional, ins: str
     _attr(stmt, "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
           _ce("PurposeOfUse", purpose, "1.2.250.1.213.1.1.4.248",
               "Accès normal" if purpose == PURPOSE_NORMAL else purpose))
+    if reason and purpose != PURPOSE_NORMAL and settings.reason_attribute:
+        _attr(stmt, settings.reason_attribute, reason)
     if secret:
         _attr(stmt, CONFIDENTIALITY_ATTRIBUTE,
               _ce("ConfidentialityCode", HIDDEN_FROM_LEGAL_REPS, MASKING_SCHEME, "Invisible aux représentants légaux"))
     _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role",
           _ce("Role", professional.profession, "1.2.250.1.71.1.2.7", "Profession"))
-    if professional.profession == "10" and professional.specialty:
-        _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role",
-              _ce("Role", professional.specialty, "1.2.250.1.71.4.2.5", "Savoir-faire"))
+    second = second_role(settings, professional)
+    if second is not None:
+        _attr(stmt, "urn:oasis:names:tc:xacml:2.0:subject:role", _ce("Role", *second))
     return a
+
+
+def second_role(settings: VihfSettings, professional: Professional) -> tuple[str, str, str] | None:
+    """The VIHF's second subject:role (code, codeSystem, displayName) per the ANS VIHF table: a physician's
+    savoir-faire in TRE_R01 (1.2.250.1.71.4.2.5), a pharmacist's CNOP sub-section in TRE_G05 (its OID is
+    configuration, see ``VihfSettings.pharmacist_role_scheme``); None for the other professions."""
+    if not professional.specialty:
+        return None
+    if professional.profession == PROFESSION_PHYSICIAN:
+        return professional.specialty, "1.2.250.1.71.4.2.5", "Savoir-faire"
+    if professional.profession == PROFESSION_PHARMACIST and settings.pharmacist_role_scheme:
+        return professional.specialty, settings.pharmacist_role_scheme, "Sous-section du tableau de l'Ordre"
+    return None
 
 
 def signed_assertion(settings: VihfSettings, professional: Professional, ins: str, ins_oid: str,
                      signer: Signer, now: dt.datetime, *, purpose: str = PURPOSE_NORMAL,
-                     secret: bool = False, authn_context: str = "") -> etree._Element:
+                     secret: bool = False, authn_context: str = "", reason: str = "") -> etree._Element:
     """Build and sign (blocking: run in a thread) the VIHF for one request; ``signer`` is the structure's
     certificate in indirect mode, the professional's card in direct mode."""
     cert = x509.load_der_x509_certificate(signer.certificate_der)
     assertion = build_assertion(settings, professional, ins, ins_oid, cert.subject.rfc4514_string(), now,
-                                purpose=purpose, secret=secret, authn_context=authn_context)
+                                purpose=purpose, secret=secret, authn_context=authn_context, reason=reason)
     # The signature goes right after Issuer, as SAML's schema wants.
     placeholder = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS}, Id="placeholder")
     assertion.insert(1, placeholder)

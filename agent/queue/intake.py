@@ -33,6 +33,11 @@ _MAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CLIENT_REF = 200
 
 
+def national_id(person_id: str) -> str:
+    """A professional's national id as CDA and VIHF write it: "8" + an 11-digit RPPS, other ids as they are."""
+    return f"8{person_id}" if re.fullmatch(r"\d{11}", person_id) else person_id
+
+
 def body_hash(body: dict[str, Any]) -> str:
     """The body's fingerprint for client_ref idempotency (canonical JSON, so key order does not matter)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -52,6 +57,9 @@ class Intake:
     # the downloaded file's, else [dmp]'s (agent.dmp.params); and today's date (the injected clock's).
     parameters: Callable[[], DmpParameters] = DmpParameters
     today: Callable[[], dt.date] = dt.date.today
+    # The VIHF's Identifiant_Structure in indirect mode: a document sent by someone other than its author must
+    # have it as the organisation of one of its authors (EX_2.1-1140). Empty (direct mode): not checked.
+    structure_id: str = ""
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     new_set_oid: Callable[[], str] = new_submission_set_oid
 
@@ -86,6 +94,7 @@ class Intake:
         rpps = author.get("rpps")
         if not isinstance(rpps, str) or not _RPPS.match(rpps):
             errors.append(FieldError("author.rpps", "Le RPPS de l'auteur doit compter 11 chiffres."))
+        sender = self._sender(body.get("sender"), errors)
         visibility = body.get("visibility", {})
         if not isinstance(visibility, dict) or any(
                 k not in {"masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps"} or not isinstance(v, bool)
@@ -118,6 +127,8 @@ class Intake:
             if root in INS_OIDS and (root != oid or extension != ins):
                 raise InvalidInput.field("document.cda_base64",
                                          "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
+        if "dmp" in destinations and sender is not None:
+            self._sender_in_document(header, sender)
         if "dmp" in destinations:
             self._dmp_document(header, cda, visibility)
             if secret:
@@ -130,6 +141,7 @@ class Intake:
             "patient": patient, "author": author, "visibility": visibility,
             "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
             **({"secret_connection": True} if secret else {}),
+            **({"sender": sender} if sender is not None else {}),
             # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
             **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()
@@ -140,6 +152,35 @@ class Intake:
             document_unique_id=header.unique_id, submission_set_unique_id=self.new_set_oid(),
             type_code=header.type_code.code, payload=payload, destinations=destinations, delay_seconds=int(delay),
         )
+
+    @staticmethod
+    def _sender(raw: Any, errors: list[FieldError]) -> dict[str, Any] | None:
+        """The order's sender when not its author ([CDT] 2.1-900); the API schema checked the shape."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) and raw.get(k) for k in
+                                                ("id", "family", "given")):
+            errors.append(FieldError("sender", "Expéditeur : id, family et given sont obligatoires."))
+            return None
+        return dict(raw)
+
+    def _sender_in_document(self, header: CdaHeader, sender: dict[str, Any]) -> None:
+        """[CDT] 2.1-900 / EX_2.1-1140, checked before anything is stored: the sender is one of the CDA's authors
+        (in a block of their own), and the authenticated structure is the organisation of one of the authors."""
+        national = national_id(str(sender["id"]))
+        if national == header.author_id:
+            return  # the author sends: the plain case
+        errors: list[FieldError] = []
+        if national not in header.author_ids:
+            errors.append(FieldError("sender.id", "L'expéditeur doit figurer parmi les auteurs du document CDA (un "
+                                                  "bloc author distinct de celui du rédacteur)."))
+        if self.structure_id and self.structure_id not in header.institution_ids:
+            errors.append(FieldError("author.organisation.id",
+                                     f"La structure authentifiée auprès du DMP ({self.structure_id}) doit être la "
+                                     "structure (representedOrganization) de l'un des auteurs du document."))
+        if errors:
+            raise InvalidInput("Document envoyé par un autre que son auteur : auteurs incohérents.", errors=errors,
+                               code="dmp_author_mismatch", rule="2.1-900")
 
     def _dmp_document(self, header: CdaHeader, cda: bytes, visibility: dict[str, Any]) -> None:
         """The test book's rules on a document bound for the DMP (``agent.domain.dmp_rules``): what the software

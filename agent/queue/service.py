@@ -45,7 +45,7 @@ class DocumentSource(Protocol):
     """The documents part: the CDA of an order's ``document`` (built when needed, always validated)."""
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
-                             author: dict[str, Any]) -> bytes: ...
+                             author: dict[str, Any], sender: dict[str, Any] | None = None) -> bytes: ...
 
     def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:
         """LGC.CSE.04: the certificat de santé this document makes due (kind, title, message), or None.
@@ -115,9 +115,10 @@ class OrderService:
         document = prepared.get("document")
         if not isinstance(document, dict):
             raise InvalidInput.field("document", "Le document est obligatoire (objet document).")
-        patient, author = prepared.get("patient"), prepared.get("author")
+        patient, author, sender = prepared.get("patient"), prepared.get("author"), prepared.get("sender")
         cda = await self.documents.order_document(document, patient if isinstance(patient, dict) else {},
-                                                  author if isinstance(author, dict) else {})
+                                                  author if isinstance(author, dict) else {},
+                                                  sender if isinstance(sender, dict) else None)
         if ready is not None and ready.cda != cda:
             ready = root = None  # not the document the checks were given: read what was validated
         header = parse_cda_header(cda, root) if root is not None else None
@@ -153,6 +154,8 @@ class OrderService:
         }
         if isinstance(content.get("mss_message"), dict):
             body["mss_message"] = content["mss_message"]
+        if isinstance(content.get("sender"), dict):
+            body["sender"] = content["sender"]
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
         new = await self._checked(prepared, cda, f"poste:{origin}", forwarded=True)

@@ -33,6 +33,29 @@ class Code:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderAuthor:
+    """One ``author`` block of the header after the first (the first is flat on ``CdaHeader``, as before)."""
+
+    id: str = ""
+    id_root: str = ""
+    family: str = ""
+    given: str = ""
+    specialty: Code | None = None
+    role: Code | None = None
+    institution_name: str = ""
+    institution_id: str = ""
+    institution_id_root: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HeaderAuthor:
+        values = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        for name in ("specialty", "role"):
+            value = values.get(name)
+            values[name] = Code(**value) if isinstance(value, dict) else None
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
 class CdaHeader:
     unique_id: str  # root or root^extension
     type_code: Code
@@ -61,7 +84,18 @@ class CdaHeader:
     template_ids: tuple[str, ...] = ()
     non_xml_media_type: str = ""  # N1: the nonXMLBody's mediaType
     legal_authenticator_id: str = ""
+    other_authors: tuple[HeaderAuthor, ...] = ()  # every author block after the first, in document order
     missing: list[FieldError] = field(default_factory=list)
+
+    @property
+    def author_ids(self) -> tuple[str, ...]:
+        """The national ids of every author (``assignedAuthor/id@extension``), first author first."""
+        return tuple(i for i in (self.author_id, *(a.id for a in self.other_authors)) if i)
+
+    @property
+    def institution_ids(self) -> tuple[str, ...]:
+        """The structure ids of every author's ``representedOrganization`` (XDS authorInstitution)."""
+        return tuple(i for i in (self.institution_id, *(a.institution_id for a in self.other_authors)) if i)
 
     @property
     def is_n1(self) -> bool:
@@ -87,6 +121,8 @@ class CdaHeader:
                 values[name] = tuple(tuple(pair) for pair in value)
             elif name == "template_ids":
                 values[name] = tuple(value)
+            elif name == "other_authors":
+                values[name] = tuple(HeaderAuthor.from_json(a) for a in value if isinstance(a, dict))
             else:
                 values[name] = value
         return cls(**values)
@@ -211,6 +247,22 @@ def parse_cda_header(cda: bytes, root: etree._Element | None = None) -> CdaHeade
         template_ids=tuple(t.get("root", "") for t in root.findall("h:templateId", NS)),
         non_xml_media_type=(body.get("mediaType") or "application/octet-stream") if body is not None else "",
         legal_authenticator_id=_attr(root, "h:legalAuthenticator/h:assignedEntity/h:id", "extension"),
+        other_authors=tuple(_header_author(block) for block in root.findall("h:author", NS)[1:]),
+    )
+
+
+def _header_author(block: etree._Element) -> HeaderAuthor:
+    author = block.find("h:assignedAuthor", NS)
+    if author is None:
+        return HeaderAuthor()
+    return HeaderAuthor(
+        id=_attr(author, "h:id", "extension"), id_root=_attr(author, "h:id", "root"),
+        family=_text(author, "h:assignedPerson/h:name/h:family"),
+        given=_text(author, "h:assignedPerson/h:name/h:given"),
+        specialty=_code(author, "h:code"), role=_code(block, "h:functionCode"),
+        institution_name=_text(author, "h:representedOrganization/h:name"),
+        institution_id=_attr(author, "h:representedOrganization/h:id", "extension"),
+        institution_id_root=_attr(author, "h:representedOrganization/h:id", "root"),
     )
 
 

@@ -20,7 +20,7 @@ import copy
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,18 +198,29 @@ class _DsgSigner(_XAdESSigner):
                 ref.set("Type", MANIFEST_TYPE)
 
 
-def build_manifest(references: Sequence[tuple[str, bytes]]) -> etree._Element:
+# The DigestValue of a manifest reference that names an object rather than digesting bytes: the submission set of
+# an IHE DSG signature (it has no content of its own). DRIMbox (XadesSign.java) and an independent PHP XDS client
+# both write "AA==" there.
+PLACEHOLDER_DIGEST = "AA=="
+
+
+def _digest(content: bytes | None) -> str:
+    return PLACEHOLDER_DIGEST if content is None else base64.b64encode(hashlib.sha256(content).digest()).decode()
+
+
+def build_manifest(references: Sequence[tuple[str, bytes | None]]) -> etree._Element:
+    """One reference per (URI, content); content None: a reference by name (digest ``PLACEHOLDER_DIGEST``)."""
     manifest = etree.Element(f"{{{DS}}}Manifest", nsmap={"ds": DS}, Id=MANIFEST_ID)
     for uri, content in references:
         ref = etree.SubElement(manifest, f"{{{DS}}}Reference", URI=uri)
         etree.SubElement(ref, f"{{{DS}}}DigestMethod", Algorithm=SHA256_URI)
-        digest = hashlib.sha256(content).digest()
-        etree.SubElement(ref, f"{{{DS}}}DigestValue").text = base64.b64encode(digest).decode()
+        etree.SubElement(ref, f"{{{DS}}}DigestValue").text = _digest(content)
     return manifest
 
 
-def sign_xades_detached(references: list[tuple[str, bytes]], signer: Signer) -> etree._Element:
-    """IHE DSG detached signature over ``references`` (URI, content); returns the ``ds:Signature`` element."""
+def sign_xades_detached(references: Sequence[tuple[str, bytes | None]], signer: Signer) -> etree._Element:
+    """IHE DSG detached signature over ``references`` (URI, content or None for a reference by name, see
+    ``build_manifest``); returns the ``ds:Signature`` element."""
     if not references:
         raise InvalidInput("Rien à signer.")
     key = SignerKey(signer)
@@ -294,12 +305,13 @@ def verify_enveloped(root: etree._Element, trusted: Sequence[x509.Certificate], 
     return Verified(signed, cert)
 
 
-def verify_xades_detached(signature: etree._Element, contents: dict[str, bytes],
+def verify_xades_detached(signature: etree._Element, contents: Mapping[str, bytes | None],
                           trusted: Sequence[x509.Certificate], now: dt.datetime) -> Verified:
     """Verify an IHE DSG signature: the XAdES signature over the manifest, then each manifest digest.
 
-    ``contents`` maps every URI that must be covered to its bytes; a URI missing from the manifest, an extra
-    one, or a digest that does not match is refused.
+    ``contents`` maps every URI that must be covered to its bytes (None: a reference by name, whose digest is
+    ``PLACEHOLDER_DIGEST``); a URI missing from the manifest, an extra one, or a digest that does not match is
+    refused.
     """
     cert = _embedded_certificate(signature)
     check_certificate(cert, trusted, now)
@@ -321,7 +333,7 @@ def verify_xades_detached(signature: etree._Element, contents: dict[str, bytes],
         value = ref.find(f"{{{DS}}}DigestValue")
         if uri in seen or uri not in contents or method is None or method.get("Algorithm") != SHA256_URI:
             raise SignatureInvalid(f"Référence inattendue dans le manifeste : {uri}")
-        expected = base64.b64encode(hashlib.sha256(contents[uri]).digest()).decode()
+        expected = _digest(contents[uri])
         if value is None or not hmac.compare_digest(expected, (value.text or "").strip()):
             raise SignatureInvalid(f"Empreinte fausse pour {uri} : le contenu a changé depuis la signature.")
         seen.add(uri)

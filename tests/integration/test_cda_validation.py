@@ -609,3 +609,14 @@ def test_every_answer_the_certificate_allows_gives_a_valid_document(service: Cda
         report = service.validate(service.build_document(kind, CHILD, AUTHOR, data).cda)
         assert report.valid, (turn, pick, [e.as_dict() for e in report.errors[:5]])
         assert report.warnings == [], [w.as_dict() for w in report.warnings[:5]]
+
+
+async def test_cdt_2_1_900_a_built_document_with_its_sender_as_second_author_passes_ci_sis(
+        service: CdaService) -> None:
+    document = {"pdf_base64": base64.b64encode(PDF).decode(), "type_code": "11488-4", "title": "DOC-auteurA-envoiB",
+                "service_start": "2026-01-05T10:00:00+01:00"}
+    sender = {"id": "10009999999", "family": "AUTRE", "given": "Bruno", "profession_code": "10"}
+    cda = await service.order_document(document, PATIENT, AUTHOR, sender)  # refused (422) unless valid
+    _assert_valid(service.validate(cda))
+    ids = [i.get("extension") for i in etree.fromstring(cda).findall(f"{HL7}author/{HL7}assignedAuthor/{HL7}id")]
+    assert ids == ["801234567897", "810009999999"]

@@ -17,11 +17,12 @@ import pytest
 from lxml import etree
 
 from agent.cli.wiring import DemoOptions
+from agent.dmp.ebrim import DE_AUTHOR, SS_AUTHOR
 from agent.dmp.vihf import CONFIDENTIALITY_ATTRIBUTE
 from agent.domain.ins import OID_INS_NIA
 from relais_sandbox.identities import DEMO_VITALE, PAT_TROIS, PAT_TROIS_CAMILLE
 from tests.support.dmp import logged_envelope
-from tests.support.documents import written_by
+from tests.support.documents import with_co_author, written_by
 from tests.support.ins import obtain_ins, record_insi_answer
 from tests.support.queue import kit_cda, make_cda, order_body
 
@@ -470,3 +471,67 @@ async def test_cdt_0_1_340_the_connexion_secrete_of_a_minor_hides_the_document_f
     status, held = await call(http, agent, "GET", f"/_sandbox/dmp/documents?ins={PAT_TROIS_CAMILLE.ins}")
     stored = next(i for i in held["items"] if i["unique_id"] == order["document"]["unique_id"])
     assert stored["visibility"]["invisible_to_legal_reps"] is True
+
+
+# --- rule 7: authorship ----------------------------------------------------------------------------------------
+
+SENDER = {"id": "10009999999", "family": "AUTRE", "given": "Bruno"}  # B: sends what A (the demo doctor) wrote
+
+
+async def test_cdt_2_1_900_written_by_a_sent_by_b_through_the_api(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    mark = len(await dmp_calls(http, agent))
+    body = n1_order(reference_dir, agent, PAT_TROIS)
+    # B is not among the CDA's authors: refused before anything is stored or sent, naming the field.
+    status, problem = await call(http, agent, "POST", "/v1/orders", {**body, "sender": SENDER})
+    assert status == 422 and problem["code"] == "dmp_author_mismatch", problem
+    assert "sender.id" in [e["field"] for e in problem["errors"]]
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []
+
+    cda = with_co_author(base64.b64decode(body["document"]["cda_base64"]), "8" + SENDER["id"], SENDER["family"],
+                         SENDER["given"], organisation_id="1750803447")
+    body["document"] = {"cda_base64": base64.b64encode(cda).decode()}
+    status, order = await call(http, agent, "POST", "/v1/orders", {**body, "sender": SENDER})
+    assert status == 201, order
+    assert await final_state(http, agent, order["id"]) == "sent"
+    [feed] = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] == "TD2.1"]
+    assert feed["professional"] == "8" + SENDER["id"]  # B is the VIHF's authenticated user
+    envelope = logged_envelope(feed)
+    structure = envelope.xpath("//*[local-name()='Attribute'][@Name='Identifiant_Structure']/*/text()")
+    assert structure == ["1750803447"]
+
+    def people(scheme: str) -> list[str]:
+        return [p.split("^")[0] for p in envelope.xpath(
+            "//*[local-name()='Classification'][@classificationScheme=$s]/*[local-name()='Slot']"
+            "[@name='authorPerson']/*/*/text()", s=scheme)]
+
+    # A and B authors of the document entry; B the submission set's (and the signature's) author.
+    assert people(DE_AUTHOR)[:2] == [f"8{doctor_rpps(agent)}", "8" + SENDER["id"]]
+    assert people(SS_AUTHOR) == ["8" + SENDER["id"]]
+
+
+async def test_ex_0_2_1040_bris_de_glace_and_its_reason_go_to_the_vihf_of_that_request_only(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    """The mode and its reason reach the DMP in the VIHF of the request that asked for them (the reason in the
+    attribute configuration names: no public source names one), and never in the next request (EX_0.2-1040)."""
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False),
+                              dmp={"reference_dir": str(reference_dir), "vihf_reason_attribute": "Motif_Acces"})
+    await ready(http, agent)
+    mark = len(await dmp_calls(http, agent))
+    base = f"/v1/dmp/{PAT_TROIS.ins}/documents"
+    status, found = await call(http, agent, "GET", base + "?mode=bris_de_glace&reason=Patient%20inconscient")
+    assert status == 200, found
+    status, found = await call(http, agent, "GET", base)
+    assert status == 200, found
+
+    def said(call_: dict[str, str], name: str) -> list[str]:
+        attribute = logged_envelope(call_).xpath("//*[local-name()='Attribute'][@Name=$n]", n=name)
+        return [v for a in attribute for v in a.xpath(".//@code | .//text()[normalize-space()]")]
+
+    searches = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] == "TD3.1"]
+    assert len(searches) == 2
+    purpose = "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse"
+    assert said(searches[0], purpose) == ["BRIS_DE_GLACE"]
+    assert said(searches[0], "Motif_Acces") == ["Patient inconscient"]
+    assert said(searches[1], purpose) == ["normal"] and said(searches[1], "Motif_Acces") == []

@@ -12,7 +12,7 @@ from cryptography import x509
 from lxml import etree
 
 from agent.dmp import soap
-from agent.dmp.models import Access, SearchCriteria
+from agent.dmp.models import Access, Professional, SearchCriteria
 from agent.dmp.vihf import SAML, read_assertion
 from agent.errors import PermanentRemoteError
 from relais_sandbox.identities import PAT_TROIS
@@ -98,3 +98,19 @@ async def test_vihf_version_is_configuration(sandbox: Sandbox) -> None:
     c.vihf = dataclasses.replace(c.vihf, version="3.0")
     await c.td02(PAT_TROIS.ins, PAT_TROIS.oid)
     assert read_assertion(_vihf(sandbox))["VIHF_Version"] == ["3.0"]
+
+
+async def test_cdt_0_1_140_direct_authentication_of_a_pharmacist_carries_the_second_role(sandbox: Sandbox) -> None:
+    """The ANS VIHF table: a pharmacist's second role is their CNOP sub-section in TRE_G05, whose OID is
+    configuration (no source at hand gives it); the simulator answers the TD0.2 sent with both roles."""
+    c = sandbox.client
+    c.vihf = dataclasses.replace(c.vihf, mode="DIRECTE", pharmacist_role_scheme="9.9.9.5")
+    pharmacist = Professional(rpps="10001234568", family_name="OFFICINE", given_name="Paul", profession="21",
+                              specialty="G05_A")
+    status = await c.td02(PAT_TROIS.ins, PAT_TROIS.oid, pharmacist)
+    assert status.ack_code == "AA"
+    roles = _vihf(sandbox).xpath("//*[local-name()='Attribute'][@Name=$n]//*[@code]",
+                                 n="urn:oasis:names:tc:xacml:2.0:subject:role")
+    assert [(r.get("code"), r.get("codeSystem")) for r in roles] == [("21", "1.2.250.1.71.1.2.7"),
+                                                                     ("G05_A", "9.9.9.5")]
+    assert read_assertion(_vihf(sandbox))["NameID"] == [pharmacist.national_id]

@@ -67,8 +67,8 @@ async def test_submission_round_trip_validates_and_carries_a_verifiable_dsg_sign
     signatures = [etree.fromstring(data) for data in message.attachments.values() if b"IHEManifest" in data]
     assert len(signatures) == 1
     ca = x509.load_pem_x509_certificate(sandbox.ctx.pki.ca_path.read_bytes())
-    verified = verify_xades_detached(signatures[0], {uid: cda, req.submission_set_unique_id:
-                                                     req.submission_set_unique_id.encode()},
+    verified = verify_xades_detached(signatures[0], {f"urn:oid:{uid}": cda,
+                                                     f"urn:oid:{req.submission_set_unique_id}": None},
                                      [ca], entry_creation_now())
     assert verified.signed.tag == f"{{{DS}}}Manifest"
 

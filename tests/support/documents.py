@@ -48,3 +48,36 @@ def written_by(cda: bytes, national_id: str) -> bytes:
         if element.get("extension") == previous and element.get("root") == author.get("root"):
             element.set("extension", national_id)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def with_co_author(cda: bytes, national_id: str, family: str, given: str, *, organisation_id: str = "1750803447",
+                   organisation_name: str = "Cabinet médical") -> bytes:
+    """The CDA with a further author block (after the last one): the sender of [CDT] 2.1-900, in distinct blocks."""
+    from lxml import etree
+
+    hl7 = "urn:hl7-org:v3"
+    root = etree.fromstring(cda)
+    blocks = root.findall(f"{{{hl7}}}author")
+    block = etree.Element(f"{{{hl7}}}author")
+    etree.SubElement(block, f"{{{hl7}}}time", value=blocks[0].find(f"{{{hl7}}}time").get("value", ""))
+    assigned = etree.SubElement(block, f"{{{hl7}}}assignedAuthor")
+    etree.SubElement(assigned, f"{{{hl7}}}id", root="1.2.250.1.71.4.2.1", extension=national_id)
+    name = etree.SubElement(etree.SubElement(assigned, f"{{{hl7}}}assignedPerson"), f"{{{hl7}}}name")
+    etree.SubElement(name, f"{{{hl7}}}family").text = family
+    etree.SubElement(name, f"{{{hl7}}}given").text = given
+    org = etree.SubElement(assigned, f"{{{hl7}}}representedOrganization")
+    etree.SubElement(org, f"{{{hl7}}}id", root="1.2.250.1.71.4.2.2", extension=organisation_id)
+    etree.SubElement(org, f"{{{hl7}}}name").text = organisation_name
+    blocks[-1].addnext(block)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+
+
+def with_organisation(cda: bytes, organisation_id: str) -> bytes:
+    """The CDA whose every author's representedOrganization id is ``organisation_id``."""
+    from lxml import etree
+
+    hl7 = "{urn:hl7-org:v3}"
+    root = etree.fromstring(cda)
+    for org_id in root.iterfind(f"{hl7}author/{hl7}assignedAuthor/{hl7}representedOrganization/{hl7}id"):
+        org_id.set("extension", organisation_id)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -142,7 +142,7 @@ class PlainDocuments:
     """The documents part for queue tests: the order's CDA as given (validation is the CDA part's own tests)."""
 
     async def order_document(self, document: dict[str, Any], patient: dict[str, Any],
-                             author: dict[str, Any]) -> bytes:
+                             author: dict[str, Any], sender: dict[str, Any] | None = None) -> bytes:
         return decode_cda(document)
 
     def cse_notice(self, body: dict[str, Any], cda_root: Any = None) -> dict[str, Any] | None:

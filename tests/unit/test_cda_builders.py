@@ -17,6 +17,7 @@ from agent.cda.valuesets import ValueSets
 from agent.clock import FrozenClock
 from agent.domain.cps import CpsHolder
 from agent.errors import InvalidInput, Unavailable
+from agent.xml.cda_header import parse_cda_header
 from tests.support.documents import PDF
 
 HL7 = "{urn:hl7-org:v3}"
@@ -211,3 +212,23 @@ def test_cse_notice_is_the_notice_an_order_makes_due(service: CdaService) -> Non
     notice = service.cse_notice(body)
     assert notice is not None and notice["kind"] == "cse_cs9"
     assert service.cse_notice({"document": {"type_code": "11488-4"}}) is None
+
+
+async def test_cdt_2_1_900_a_document_built_here_carries_its_sender_as_a_second_author(codes: ValueSets) -> None:
+    service = CdaService(clock=FrozenClock(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)), allow_test_oids=True,
+                         value_sets=codes, allow_unvalidated=True)
+    document = {"pdf_base64": base64.b64encode(PDF).decode(), "type_code": "11488-4", "title": "DOC-auteurA-envoiB",
+                "service_start": "2026-01-05T10:00:00+01:00"}
+    sender = {"id": "10009999999", "family": "AUTRE", "given": "Bruno", "profession_code": "10"}
+    header = parse_cda_header(await service.order_document(document, PATIENT, AUTHOR, sender))
+    # A and B in distinct author blocks of the header, B in A's structure (EX_2.1-1140).
+    assert header.author_ids == ("801234567897", "810009999999")
+    assert header.institution_ids == ("1750803447", "1750803447")
+    assert header.other_authors[0].family == "AUTRE"
+    # A sender who is the author adds nothing; one the agent cannot name as a CDA author is refused.
+    alone = parse_cda_header(await service.order_document(document, PATIENT, AUTHOR,
+                                                          {**sender, "id": AUTHOR["rpps"]}))
+    assert alone.other_authors == ()
+    with pytest.raises(InvalidInput) as refused:
+        await service.order_document(document, PATIENT, AUTHOR, {**sender, "id": "3123456789/SEC1"})
+    assert [e.field for e in refused.value.errors] == ["sender.id"]

@@ -92,11 +92,43 @@ def test_submission_is_schema_valid_and_carries_the_required_metadata(
     assert confidentiality == {"N", "MASQUE_PS"}
     entry = ebrim.entry_from_extrinsic(doc)
     assert entry.visibility.masked_to_ps and entry.class_code == "45" and entry.author == "MULLER Charles"
+
+
+def test_the_dsg_signature_entry_has_the_shape_drimbox_and_ihe_dsg_give(
+        vac_note: tuple[bytes, str], signer: SoftwareSigner, reference_dir: Path) -> None:
+    """Pins the IHE DSG entry (sources in agent/dmp/submission.py build_submission): codes, language, the manifest's
+    ``urn:oid:`` references and one ``signs`` association from the signature to the submission set."""
+    cda, uid = vac_note
+    built = build_submission(request(cda, uid), signer, SubmissionDefaults(source_id="1.2.250.1.999"), NOW,
+                             lambda: str(uuid.uuid4()), ValueSets.load(reference_dir))
+    assert validate(xds_schema(reference_dir), built.body) == []
     sig = next(eo for eo in built.body.iter(ebrim.rim("ExtrinsicObject"))
                if eo.get("id") == built.signature_entry_uuid)
-    assert ebrim.coded(sig, ebrim.DE_FORMAT) == ebrim.Coded("urn:ihe:iti:dsg:detached:2014",
-                                                            "1.3.6.1.4.1.19376.1.2.3", "Signature détachée")
-    assert ebrim.coded(sig, ebrim.DE_TYPE).code == "E1762"  # type: ignore[union-attr]
+    assert sig.get("mimeType") == "text/xml"
+    assert ebrim.coded(sig, ebrim.DE_CLASS) == ebrim.Coded("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN",
+                                                           "Digital Signature")
+    assert ebrim.coded(sig, ebrim.DE_TYPE) == ebrim.Coded("E1762", "ASTM", "Full Document")
+    assert ebrim.coded(sig, ebrim.DE_FORMAT) == ebrim.Coded("http://www.w3.org/2000/09/xmldsig#", "URN",
+                                                            "Default Signature Style")
+    assert ebrim.coded(sig, ebrim.DE_EVENT) == ebrim.Coded("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source")
+    assert ebrim.slot_value(sig, "languageCode") == "art"
+    ss = next(built.body.iter(ebrim.rim("RegistryPackage")))
+    ss_author = ebrim.classifications(ss, ebrim.SS_AUTHOR)[0]
+    assert ebrim.slot_value(ebrim.classifications(sig, ebrim.DE_AUTHOR)[0], "authorPerson") == \
+        ebrim.slot_value(ss_author, "authorPerson") == ebrim.slot_value(sig, "legalAuthenticator")
+    associations = list(built.body.iter(ebrim.rim("Association")))
+    signs = [(a.get("sourceObject"), a.get("targetObject")) for a in associations
+             if a.get("associationType") == ebrim.SIGNS]
+    assert signs == [(built.signature_entry_uuid, built.submission_set_entry_uuid)]
+    members = {a.get("targetObject") for a in associations if a.get("associationType") == ebrim.HAS_MEMBER}
+    assert members == {built.document_entry_uuid, built.signature_entry_uuid}
+    manifest = etree.fromstring(built.attachments[f"{built.signature_entry_uuid[9:]}@relais"]).find(
+        ".//{http://www.w3.org/2000/09/xmldsig#}Manifest")
+    assert manifest is not None
+    refs = {r.get("URI"): r.findtext("{http://www.w3.org/2000/09/xmldsig#}DigestValue")
+            for r in manifest.iter("{http://www.w3.org/2000/09/xmldsig#}Reference")}
+    assert set(refs) == {f"urn:oid:{uid}", "urn:oid:1.2.250.1.999.2"}
+    assert refs["urn:oid:1.2.250.1.999.2"] == "AA=="
 
 
 def test_a_code_outside_its_value_set_names_the_field(vac_note: tuple[bytes, str], signer: SoftwareSigner,

@@ -7,12 +7,15 @@ from typing import Any
 
 import pytest
 
+from agent.dmp.gateway import sender_of
+from agent.domain.delivery import DeliveryJob, Lookup
 from agent.domain.ins import OID_INS_NIR
 from agent.domain.orders import NewOrder
 from agent.errors import InvalidInput
 from agent.queue.intake import Intake, body_hash, decode_cda, new_submission_set_oid
 from agent.xml.cda_header import parse_cda_header
 from agent.xml.safe import UnsafeXml
+from tests.support.documents import with_co_author
 from tests.support.queue import ins_value, make_cda, order_body
 
 INTAKE = Intake(allow_test_oids=False, default_delay=900, new_id=lambda: "order-1",
@@ -98,3 +101,44 @@ def test_base64_is_checked() -> None:
         decode_cda({"cda_base64": "not base64!"})
     with pytest.raises(InvalidInput):
         decode_cda({})
+
+
+SENDER = {"id": "10009999999", "family": "AUTRE", "given": "Bruno"}  # B of [CDT] 2.1-900
+
+
+def test_cdt_2_1_900_a_sender_among_the_authors_travels_with_the_order_to_the_vihf() -> None:
+    intake = Intake(allow_test_oids=False, default_delay=900, structure_id="1750803447")
+    ins = ins_value(7)
+    cda = with_co_author(make_cda(ins=ins), "810009999999", "AUTRE", "Bruno", organisation_id="1750803447")
+    body = order_body(cda=cda, ins=ins)
+    body["sender"] = dict(SENDER)
+    new = intake.check(body, cda, "lgc")
+    job = DeliveryJob.from_payload("o", "dmp", new.author_rpps, Lookup(new.ins, new.ins_oid, "1", "2"), new.payload)
+    assert job.sender == SENDER
+    who = sender_of(job.sender)
+    assert who is not None and who.national_id == "810009999999" and who.family_name == "AUTRE"
+    assert sender_of({}) is None  # no sender: the author (the CPS) sends
+
+
+def test_cdt_2_1_900_a_sender_absent_from_the_cda_authors_is_refused_naming_the_field() -> None:
+    intake = Intake(allow_test_oids=False, default_delay=900, structure_id="1750803447")
+    ins = ins_value(8)
+    body = order_body(cda=make_cda(ins=ins), ins=ins)
+    body["sender"] = dict(SENDER)
+    with pytest.raises(InvalidInput) as caught:
+        intake.check(body, decode_cda(body["document"]), "lgc")
+    # make_cda's author names no organisation either: both faults are named at once.
+    assert [e.field for e in caught.value.errors] == ["sender.id", "author.organisation.id"]
+    assert caught.value.extra["rule"] == "2.1-900"
+
+
+def test_ex_2_1_1140_the_structure_must_be_an_authors_organisation() -> None:
+    intake = Intake(allow_test_oids=False, default_delay=900, structure_id="1750803447")
+    ins = ins_value(9)
+    cda = with_co_author(make_cda(ins=ins), "810009999999", "AUTRE", "Bruno", organisation_id="1999999999")
+    body = order_body(cda=cda, ins=ins)
+    body["sender"] = dict(SENDER)
+    with pytest.raises(InvalidInput) as caught:
+        intake.check(body, cda, "lgc")
+    assert [e.field for e in caught.value.errors] == ["author.organisation.id"]
+    assert "1750803447" in caught.value.errors[0].message
