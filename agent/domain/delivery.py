@@ -40,6 +40,7 @@ class DeliveryJob:
     mss_message: dict[str, Any] = field(default_factory=dict)  # the order's MSSanté options (body, no-reply)
     cda_header: dict[str, Any] = field(default_factory=dict)  # the header read at creation (CdaHeader.to_json)
     secret: bool = False  # the connexion secrète of a minor (the VIHF says so)
+    replaces: str = ""  # DMP replacement (RPLC): the previous version's uniqueId or entryUUID; empty: a new document
 
     @classmethod
     def from_payload(cls, order_id: str, destination: str, author_rpps: str, lookup: Lookup,
@@ -47,7 +48,8 @@ class DeliveryJob:
         data = json.loads(payload)
         return cls(order_id, destination, author_rpps, lookup, base64.b64decode(data["cda_base64"]),
                    dict(data.get("patient", {})), dict(data.get("visibility", {})), dict(data.get("mss_message", {})),
-                   dict(data.get("cda_header", {})), bool(data.get("secret_connection", False)))
+                   dict(data.get("cda_header", {})), bool(data.get("secret_connection", False)),
+                   str(data.get("replaces") or ""))
 
 
 @dataclass(frozen=True, slots=True)

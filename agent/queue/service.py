@@ -124,6 +124,7 @@ class OrderService:
         new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body), header=header)
         if "dmp" in new.destinations:
             await self._feeding(new, prepared, client_name)
+            await self._replacement(new, prepared, client_name)
         order, created = await self._insert(new)
         notice = self.documents.cse_notice(prepared, root)
         if created and notice is not None:
@@ -153,6 +154,8 @@ class OrderService:
         }
         if isinstance(content.get("mss_message"), dict):
             body["mss_message"] = content["mss_message"]
+        if content.get("replaces"):
+            body["replaces"] = content["replaces"]
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
         new = await self._checked(prepared, cda, f"poste:{origin}", forwarded=True)
@@ -165,6 +168,7 @@ class OrderService:
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
             await self._feeding(new, body, f"poste:{origin}")
+            await self._replacement(new, body, f"poste:{origin}")
 
     async def _feeding(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
         """The patient's opposition to feeding their DMP; a refusal is traced (the rule: the opposition the
@@ -174,6 +178,35 @@ class OrderService:
         except InvalidInput as opposed:
             opposed.extra.setdefault("rule", FEEDING_OPPOSITION)
             await self._trace_refusal(opposed, body, client_name)
+            raise
+
+    async def _replacement(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
+        """TD2.1b (RPLC, [CDT] 2.1-140): the version replaced is one this practice fed to this patient's DMP and
+        that left (EX_2.1-1130: the software finds what it fed); a document once visible to the patient or the
+        legal representatives is never hidden from them again by a replacement (MEMENTO "MASQUAGE", EX_3.3-1040/
+        1045, 409 naming the field). The visibility compared is the one the previous version was sent with: a
+        change made since by TD3.3b is not known here. The DMP itself is asked (ObjectRef) just before the send."""
+        reference = json.loads(new.payload).get("replaces")
+        if not reference:
+            return
+        try:
+            found = await self.db.read(lambda c: repo.fed_version(c, reference))
+            if found is None or found[0].ins != new.ins:
+                raise dmp_rules.refusal("replaces", "Document à remplacer inconnu : ce poste n'a envoyé aucun "
+                                                    "document de cet identifiant au DMP de ce patient.",
+                                        code="replaced_document_unknown", rule=dmp_rules.RULE_UNIQUE_ID)
+            previous, delivery = found
+            if delivery.state is not DeliveryState.SENT:
+                raise Conflict("Le document à remplacer n'est pas encore dans le DMP (envoi "
+                               f"{delivery.state.value}) : annulez cet envoi et créez-en un nouveau plutôt qu'un "
+                               "remplacement.", code="replaced_document_not_sent", field="replaces",
+                               rule=dmp_rules.RULE_REPLACEMENT)
+            shown = (await self.readable([previous])).get(previous.id, {})
+            before = dmp_rules.Flags.of(shown.get("visibility") or {})
+            after = dmp_rules.Flags.of(json.loads(new.payload).get("visibility") or {})
+            dmp_rules.check_visibility_change(before, after, prefix="visibility.")
+        except (InvalidInput, Conflict) as refused:
+            await self._trace_refusal(refused, body, client_name)
             raise
 
     async def _checked(self, body: dict[str, Any], cda: bytes, client_name: str,
@@ -198,7 +231,7 @@ class OrderService:
             raise
         return new
 
-    async def _trace_refusal(self, refused: InvalidInput, body: dict[str, Any], client_name: str) -> None:
+    async def _trace_refusal(self, refused: InvalidInput | Conflict, body: dict[str, Any], client_name: str) -> None:
         patient, author = body.get("patient"), body.get("author")
         ins = patient.get("ins") if isinstance(patient, dict) else None
         rpps = author.get("rpps") if isinstance(author, dict) else None
@@ -206,7 +239,8 @@ class OrderService:
             action="dmp.refused", actor=Actor(rpps=str(rpps)[-11:] if isinstance(rpps, str) else None,
                                               workstation=self.workstation, client=client_name),
             ins=ins if isinstance(ins, str) else None, outcome="refused",
-            details={"rule": refused.extra["rule"], "code": refused.code, "operation": "order"}))
+            details={"rule": refused.extra["rule"], "code": refused.code,
+                     "operation": "replacement" if body.get("replaces") else "order"}))
 
     async def _insert(self, new: NewOrder) -> tuple[repo.OrderView, bool]:
         now_dt = self.clock.now()
