@@ -34,6 +34,7 @@ from agent.domain.consent import ConsentChange, ConsentRecord, Consultation
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, InvalidInput, RelaisError, Unavailable
 from agent.store.db import Database
+from agent.store.dmp_documents import record_visibility
 from agent.store.ins_provenance import insi_oid
 
 VISIBILITY_FLAGS = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
@@ -283,6 +284,8 @@ class DmpConsultation:
             await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code,
                               **({"rule": exc.extra["rule"]} if "rule" in exc.extra else {}))
             raise
+        # What the patient now sees, for a later replacement of this document (TD2.1b, EX_3.3-1040).
+        await self._db.write(lambda c: record_visibility(c, updated.unique_id, wanted.as_dict()))
         await self._trace("dmp.visibility", actor, ins, updated.unique_id, "ok", **wanted.as_dict())
         return updated
 

@@ -34,6 +34,7 @@ from agent.store import order_display
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
+from agent.store.dmp_documents import last_visibility
 from agent.store.ins_provenance import insi_oid
 from agent.xml.cda_header import CdaHeader, ReadyCda, parse_cda_header, read_ready_cda
 
@@ -184,8 +185,8 @@ class OrderService:
         """TD2.1b (RPLC, [CDT] 2.1-140): the version replaced is one this practice fed to this patient's DMP and
         that left (EX_2.1-1130: the software finds what it fed); a document once visible to the patient or the
         legal representatives is never hidden from them again by a replacement (MEMENTO "MASQUAGE", EX_3.3-1040/
-        1045, 409 naming the field). The visibility compared is the one the previous version was sent with: a
-        change made since by TD3.3b is not known here. The DMP itself is asked (ObjectRef) just before the send."""
+        1045, 409 naming the field). The visibility compared is the one TD3.3a/b last set from this workstation,
+        else the one the previous version was sent with. The DMP is asked (ObjectRef) just before the send."""
         reference = json.loads(new.payload).get("replaces")
         if not reference:
             return
@@ -201,8 +202,9 @@ class OrderService:
                                f"{delivery.state.value}) : annulez cet envoi et créez-en un nouveau plutôt qu'un "
                                "remplacement.", code="replaced_document_not_sent", field="replaces",
                                rule=dmp_rules.RULE_REPLACEMENT)
+            changed = await self.db.read(lambda c: last_visibility(c, previous.document_unique_id))
             shown = (await self.readable([previous])).get(previous.id, {})
-            before = dmp_rules.Flags.of(shown.get("visibility") or {})
+            before = dmp_rules.Flags.of(changed if changed is not None else shown.get("visibility") or {})
             after = dmp_rules.Flags.of(json.loads(new.payload).get("visibility") or {})
             dmp_rules.check_visibility_change(before, after, prefix="visibility.")
         except (InvalidInput, Conflict) as refused:

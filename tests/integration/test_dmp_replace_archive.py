@@ -120,6 +120,28 @@ async def test_cdt_2_1_140_replacement_of_a_document_the_practice_fed(
     assert all(t["actor"]["rpps"] == doctor_rpps(agent) for t in traces)
 
 
+async def test_ex_3_3_1040_a_document_made_visible_by_td33b_is_not_hidden_again_by_a_replacement(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    first = await sent(http, agent, n1_order(reference_dir, agent, PAT_TROIS,
+                                             visibility={"invisible_to_patient": True}))
+    status, changed = await call(http, agent, "POST", f"/v1/dmp/{PAT_TROIS.ins}/documents/"
+                                 f"{first['deliveries'][0]['entry_uuid']}/visibility", {"invisible_to_patient": False})
+    assert status == 200, changed
+    mark = len(await dmp_calls(http, agent))
+    status, problem = await call(http, agent, "POST", "/v1/orders", n1_order(
+        reference_dir, agent, PAT_TROIS, replaces=first["document"]["unique_id"],
+        visibility={"invisible_to_patient": True}))
+    assert status == 409 and problem["field"] == "visibility.invisible_to_patient", problem
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []
+    # Masking to professionals stays possible (it hides nothing from the patient).
+    replaced = await sent(http, agent, n1_order(reference_dir, agent, PAT_TROIS, replaces=first["document"][
+        "unique_id"], visibility={"masked_to_ps": True}))
+    documents = await held(http, agent)
+    assert documents[changed["entry_uuid"]]["status"] == "deprecated"  # the TD3.3b version was the one in force
+    assert documents[replaced["deliveries"][0]["entry_uuid"]]["status"] == "approved"
+
+
 async def test_cdt_2_1_140_only_a_document_this_practice_sent_is_replaced(
         agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
     await ready(http, agent)
