@@ -169,7 +169,8 @@ class OrderService:
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
             await self._feeding(new, body, f"poste:{origin}")
-            await self._replacement(new, body, f"poste:{origin}")
+            # A replacement's checks ran on the origin, which knows what it sent (the previous version may have
+            # left from there); the holder looks the previous version up in the DMP just before the send.
 
     async def _feeding(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
         """The patient's opposition to feeding their DMP; a refusal is traced (the rule: the opposition the

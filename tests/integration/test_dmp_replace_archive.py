@@ -88,6 +88,9 @@ async def test_cdt_2_1_140_replacement_of_a_document_the_practice_fed(
     assert (calls[1]["stored_query"], calls[1]["return_type"]) == ("GetDocuments", "ObjectRef")
     assert rplc_target(calls[2]) == [first_uuid]
     assert step1["document"]["replaces"] == first["document"]["unique_id"]
+    status, traces = await call(http, agent, "GET", "/v1/traces?action=order.sent")
+    assert [t["details"].get("replaces") for t in traces["items"] if t["details"]["order_id"] == step1["id"]] == [
+        first["document"]["unique_id"]]
 
     # Step 2: new content, same title; step 3: new title and content, no longer invisible to the patient. Both by
     # the previous version's entryUUID.
