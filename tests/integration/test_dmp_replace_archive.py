@@ -145,6 +145,31 @@ async def test_ex_3_3_1040_a_document_made_visible_by_td33b_is_not_hidden_again_
     assert documents[replaced["deliveries"][0]["entry_uuid"]]["status"] == "approved"
 
 
+async def test_ex_3_3_1040_a_replacement_waiting_in_the_queue_is_checked_again_when_it_leaves(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    await ready(http, agent)
+    first = await sent(http, agent, n1_order(reference_dir, agent, PAT_TROIS,
+                                             visibility={"invisible_to_patient": True}))
+    # Accepted: the previous version is still invisible to the patient.
+    status, waiting = await call(http, agent, "POST", "/v1/orders", {**n1_order(
+        reference_dir, agent, PAT_TROIS, replaces=first["document"]["unique_id"],
+        visibility={"invisible_to_patient": True}), "delay_seconds": 3600})
+    assert status == 201, waiting
+    # During the delay, the doctor makes the previous version visible to the patient (TD3.3b).
+    status, changed = await call(http, agent, "POST", f"/v1/dmp/{PAT_TROIS.ins}/documents/"
+                                 f"{first['deliveries'][0]['entry_uuid']}/visibility", {"invisible_to_patient": False})
+    assert status == 200, changed
+    mark = len(await dmp_calls(http, agent))
+    status, _ = await call(http, agent, "POST", f"/v1/orders/{waiting['id']}/send-now")
+    assert status == 200
+    assert await final_state(http, agent, waiting["id"]) == "failed"
+    assert transactions((await dmp_calls(http, agent))[mark:]) == []  # nothing left, not even a TD0.2
+    status, detail = await call(http, agent, "GET", f"/v1/orders/{waiting['id']}")
+    error = detail["deliveries"][0]["last_error"]
+    assert error["code"] == "already_visible" and error["retry_helps"] is False, error
+    assert (await held(http, agent))[changed["entry_uuid"]]["status"] == "approved"
+
+
 async def test_cdt_2_1_140_only_a_document_this_practice_sent_is_replaced(
         agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
     await ready(http, agent)
