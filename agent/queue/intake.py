@@ -121,7 +121,7 @@ class Intake:
                                          "L'INS du patient dans le CDA ne correspond pas à celui de la demande.")
         if "dmp" in destinations:
             self._dmp_document(header, cda, visibility)
-            if replaces in (header.unique_id, f"urn:oid:{header.unique_id}"):
+            if replaces == header.unique_id:
                 raise InvalidInput.field("replaces", "La nouvelle version doit avoir son propre identifiant "
                                                      "(ClinicalDocument/id) : celui-ci est celui du document remplacé.",
                                          code="replacement_same_id")

@@ -188,7 +188,8 @@ class OrderService:
         legal representatives is never hidden from them again by a replacement (MEMENTO "MASQUAGE", EX_3.3-1040/
         1045, 409 naming the field). The visibility compared is the one TD3.3a/b last set from this workstation,
         else the one the previous version was sent with. The DMP is asked (ObjectRef) just before the send."""
-        reference = json.loads(new.payload).get("replaces")
+        content = json.loads(new.payload)
+        reference = content.get("replaces")
         if not reference:
             return
         try:
@@ -199,14 +200,14 @@ class OrderService:
                                         code="replaced_document_unknown", rule=dmp_rules.RULE_UNIQUE_ID)
             previous, delivery = found
             if delivery.state is not DeliveryState.SENT:
-                raise Conflict("Le document à remplacer n'est pas encore dans le DMP (envoi "
-                               f"{delivery.state.value}) : annulez cet envoi et créez-en un nouveau plutôt qu'un "
-                               "remplacement.", code="replaced_document_not_sent", field="replaces",
-                               rule=dmp_rules.RULE_REPLACEMENT)
+                raise Conflict("Le document à remplacer n'est pas (encore) dans le DMP : son envoi n'a pas abouti. "
+                               "Annulez ou retirez cet envoi et créez-en un nouveau plutôt qu'un remplacement.",
+                               code="replaced_document_not_sent", field="replaces", rule=dmp_rules.RULE_REPLACEMENT,
+                               state=delivery.state.value)
             changed = await self.db.read(lambda c: last_visibility(c, previous.document_unique_id))
             shown = (await self.readable([previous])).get(previous.id, {})
             before = dmp_rules.Flags.of(changed if changed is not None else shown.get("visibility") or {})
-            after = dmp_rules.Flags.of(json.loads(new.payload).get("visibility") or {})
+            after = dmp_rules.Flags.of(content.get("visibility") or {})
             dmp_rules.check_visibility_change(before, after, prefix="visibility.")
         except (InvalidInput, Conflict) as refused:
             await self._trace_refusal(refused, body, client_name)
