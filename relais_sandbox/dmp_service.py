@@ -499,7 +499,13 @@ class DmpService:
         objects = list(rol) if rol is not None else []
         entries = [o for o in objects if o.tag == rim("ExtrinsicObject")]
         associations = [o for o in objects if o.tag == rim("Association")]
+        packages = [o for o in objects if o.tag == rim("RegistryPackage")]
         with self.registry.transaction():
+            for ss in packages:  # kept, so that FindSubmissionSets answers with the updates' submission sets too
+                members = {a.get("targetObject", "") for a in associations if a.get("sourceObject") == ss.get("id")
+                           and a.get("associationType") in (HAS_MEMBER, UPDATE_STATUS)}
+                self.registry.insert_package(ss, external_id(ss, SS_PATIENT_ID), slot_value(ss, "submissionTime"),
+                                             sorted(m for m in members if m))
             for a in associations:
                 if a.get("associationType") == UPDATE_STATUS:
                     target = self._own_patient(a.get("targetObject", ""), caller)
@@ -514,6 +520,9 @@ class DmpService:
                         continue
                     if new not in (STATUS_URNS["archived"], STATUS_URNS["approved"]):
                         raise Refused(_err("XDSMetadataUpdateError", f"Statut {new} refusé."))
+                    if not (self._physician(caller) or same_person(target.author_id, caller.national_id)):
+                        raise Refused(_err("XDSRegistryError", "Seul un médecin ou l'auteur du document peut "
+                                                               "l'archiver ou le désarchiver.", target.entry_uuid))
                     self.registry.set_status(target.entry_uuid, new)
             for eo in entries:
                 lid = eo.get("lid", "")
@@ -529,6 +538,11 @@ class DmpService:
                 self.registry.set_status(old.entry_uuid, STATUS_DEPRECATED)
                 self.registry.insert(eo, None, version=old.version + 1, lid=lid)
         return soap.registry_response()
+
+    @staticmethod
+    def _physician(caller: Caller) -> bool:
+        """[CDT] 3.3-120/140: archiving is for a médecin (profession 10, the VIHF's subject:role) or the author."""
+        return "10" in caller.attributes.get("urn:oasis:names:tc:xacml:2.0:subject:role", [])
 
     def _own_patient(self, entry_uuid: str, caller: Caller) -> Stored:
         target = self.registry.by_uuid(entry_uuid)

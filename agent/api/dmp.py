@@ -1,5 +1,6 @@
 """DMP consultation and management routes: TD3.1 search, TD3.2 content (``?as=pdf`` for an N1), multi-select
-import, TD3.3a/b visibility, TD3.3c deletion.
+import, TD3.3a/b visibility, TD3.3c deletion, TD3.3d archiving and un-archiving. Documents added since a date
+(FindSubmissionSets) are ``GET .../documents?since=``; replacing a document (TD2.1b) is an order with ``replaces``.
 
 Each handler parses the request and calls the one consultation use case (``agent.audit.consultation``), which
 checks the rights (consent, CONF.21, habilitation), calls the DMP, filters and traces. The professional the
@@ -134,6 +135,20 @@ async def authorization(request: web.Request) -> web.Response:
     return web.json_response(status.as_dict())
 
 
+async def archive(request: web.Request) -> web.Response:
+    return await _set_archived(request, archived=True)
+
+
+async def unarchive(request: web.Request) -> web.Response:
+    return await _set_archived(request, archived=False)
+
+
+async def _set_archived(request: web.Request, *, archived: bool) -> web.Response:
+    consultation, ins, oid, actor = await _context(request)
+    entry_uuid = await consultation.set_archived(ins, oid, request.match_info["entry_uuid"], actor, archived=archived)
+    return web.json_response({"entry_uuid": entry_uuid, "status": "archived" if archived else "approved"})
+
+
 async def delete(request: web.Request) -> web.Response:
     consultation, ins, oid, actor = await _context(request)
     entry_uuid = request.match_info["entry_uuid"]
@@ -211,6 +226,24 @@ def register(table: RouteTable) -> None:
                    "confirm": {"const": True, "description": "la demande explicite du professionnel"}}},
                responses={200: json_response("État du DMP après l'autorisation (TD0.2)"),
                           404: problem_response("Pas de DMP"), 409: problem_response("DMP fermé"), **COMMON})
+    archived_schema = {"type": "object", "properties": {"entry_uuid": {"type": "string"},
+                                                        "status": {"enum": ["archived", "approved"]}}}
+    table.post("/v1/dmp/{ins}/documents/{entry_uuid}/archive", archive, tag=tag, body="none",
+               summary="TD3.3d : archiver un document du DMP (médecin ou auteur du document)",
+               description="entry_uuid: the document's entryUUID (urn:uuid:...) or its uniqueId. The document is "
+                           "looked up by GetDocuments in ObjectRef mode just before the ITI-57 status change "
+                           "Approved -> urn:asip:ci-sis:2010:StatusType:Archived; no search after. An archived "
+                           "document is listed by GET .../documents with status=archived only.",
+               parameters=(OID_PARAM,),
+               responses={200: json_response("Document archivé", archived_schema),
+                          404: problem_response("Document introuvable"), **COMMON})
+    table.post("/v1/dmp/{ins}/documents/{entry_uuid}/unarchive", unarchive, tag=tag, body="none",
+               summary="TD3.3d : désarchiver un document du DMP (retour au statut Approved)",
+               description="entry_uuid: the document's entryUUID or its uniqueId; ObjectRef look-up, then the "
+                           "ITI-57 status change Archived -> Approved.",
+               parameters=(OID_PARAM,),
+               responses={200: json_response("Document désarchivé", archived_schema),
+                          404: problem_response("Document introuvable"), **COMMON})
     table.delete("/v1/dmp/{ins}/documents/{entry_uuid}", delete, tag=tag,
                  summary="TD3.3c : supprimer un document du DMP (son auteur seulement)",
                  parameters=(OID_PARAM,),

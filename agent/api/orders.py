@@ -76,7 +76,8 @@ def order_json(order: OrderView, *, with_log: bool = False, display: dict[str, A
         "document": {"unique_id": order.document_unique_id, "type_code": order.type_code,
                      "type_label": _type_label(order.type_code), "title": shown.get("title"),
                      "submission_set_unique_id": order.submission_set_unique_id,
-                     "content_erased_at": _time(order.content_erased_at)},
+                     "content_erased_at": _time(order.content_erased_at),
+                     "replaces": shown.get("replaces")},
         "visibility": shown.get("visibility"),
         "deliveries": [delivery_json(d, with_log=with_log) for d in order.deliveries],
     }
@@ -283,6 +284,14 @@ ORDER_REQUEST = component("OrderRequest", {
                                              "représentants légaux, dit au DMP (VIHF)"},
         "delay_seconds": {"type": "integer", "minimum": 0, "maximum": 604800},
         "mss_message": MSS_MESSAGE,
+        "replaces": {"type": "string", "maxLength": 128,
+                     "description": "DMP (TD2.1b, RPLC) : remplacer un document que ce poste a envoyé au DMP du "
+                                    "patient, désigné par son uniqueId (OID, l'id du CDA) ou son entryUUID "
+                                    "(urn:uuid:...). Le document de la demande est la nouvelle version (son propre "
+                                    "id ; titre, contenu et visibilité au choix) ; la version remplacée est "
+                                    "recherchée dans le DMP en mode ObjectRef juste avant l'envoi et devient "
+                                    "« deprecated ». Un document visible du patient ou de ses représentants ne "
+                                    "peut plus leur être rendu invisible (409)."},
     },
 }, request=True)
 _PDF_EXAMPLE = "JVBERi0xLjQKMSAwIG9iajw8Pj5lbmRvYmoKdHJhaWxlcjw8Pj4KJSVFT0YK"
@@ -303,6 +312,14 @@ ORDER_EXAMPLES = {
         "visibility": {"invisible_to_patient": True},
         "destinations": {"dmp": True, "mss": [{"address": "confrere@medecin.mssante.fr"}]},
         "delay_seconds": 600}},
+    "replacement": {"summary": "Remplacer au DMP un document déjà envoyé (nouveau titre et contenu, rendu visible "
+                               "au patient)", "value": {
+        "patient": {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "identity_status": "QUAL"},
+        "author": {"rpps": "01234567897"},
+        "document": {"pdf_base64": _PDF_EXAMPLE, "type_code": "11488-4", "title": "document RPLC-CPS FINAL",
+                     "service_start": "2026-11-22T09:00:00+01:00"},
+        "replaces": "1.2.250.1.999.1.20261122.1",
+        "destinations": {"dmp": True}}},
 }
 _ERROR = {"type": ["object", "null"], "properties": {
     "code": {"type": "string"}, "message": {"type": "string", "description": "technical detail (French)"},
@@ -345,7 +362,9 @@ ORDER_SCHEMA = component("Order", {
                        "type_label": {"type": ["string", "null"]},
                        "title": {"type": ["string", "null"], "description": "the title the LGC gave the document"},
                        "submission_set_unique_id": {"type": "string"},
-                       "content_erased_at": {"type": ["string", "null"]}}},
+                       "content_erased_at": {"type": ["string", "null"]},
+                       "replaces": {"type": ["string", "null"], "description": "DMP replacement: the previous "
+                                    "version (uniqueId or entryUUID) this document replaces"}}},
                    "visibility": {"type": ["object", "null"], "description": "the DMP visibility asked for"},
                    "deliveries": {"type": "array", "items": DELIVERY_SCHEMA},
                    "cse_due": {"type": ["object", "null"], "description": "On creation (LGC.CSE.04): the certificat "
@@ -378,11 +397,13 @@ def register(table: RouteTable) -> None:
                            "for the same client_ref and body, 409 client_ref_conflict for another body.",
                responses={201: json_response("Ordre enregistré", ORDER_SCHEMA),
                           200: json_response("Ordre déjà enregistré (même client_ref)", ORDER_SCHEMA),
-                          409: problem_response("client_ref_conflict, document_already_ordered"),
+                          409: problem_response("client_ref_conflict, document_already_ordered; replacement: "
+                                                "already_visible (field visibility.*), replaced_document_not_sent"),
                           413: problem_response("cda_too_large"),
                           422: problem_response("invalid_input, unknown_field (errors[].field: the "
                                                 "misspelled key's path), ins_not_qualified, feeding_opposed, "
-                                                "cda_invalid, cda_validation_timeout"),
+                                                "cda_invalid, cda_validation_timeout, replaced_document_unknown, "
+                                                "replacement_same_id"),
                           507: _DISK})
     table.get("/v1/orders", list_orders, summary="Lister les ordres d'envoi", tag=tag,
               parameters=tuple({"name": n, "in": "query", "schema": {"type": "string"}}

@@ -35,6 +35,7 @@ from agent.domain.dmp_params import DmpParameters
 from agent.domain.policy import Actor, TraceEvent
 from agent.errors import AccessRefused, InvalidInput, RelaisError, Unavailable
 from agent.store.db import Database
+from agent.store.dmp_documents import record_visibility
 from agent.store.ins_provenance import insi_oid
 
 VISIBILITY_FLAGS = ("masked_to_ps", "invisible_to_patient", "invisible_to_legal_reps")
@@ -288,8 +289,28 @@ class DmpConsultation:
             await self._trace("dmp.visibility", actor, ins, entry_uuid, outcome=exc.code,
                               **({"rule": exc.extra["rule"]} if "rule" in exc.extra else {}))
             raise
+        # What the patient now sees, for a later replacement of this document (TD2.1b, EX_3.3-1040).
+        await self._db.write(lambda c: record_visibility(c, updated.unique_id, wanted.as_dict()))
         await self._trace("dmp.visibility", actor, ins, updated.unique_id, "ok", **wanted.as_dict())
         return updated
+
+    async def set_archived(self, ins: str, oid: str, reference: str, actor: Actor, *, archived: bool) -> str:
+        """TD3.3d ([CDT] 3.3-120 archive, 3.3-140 un-archive; the DMP lets a médecin or the document's author do
+        it): the document looked up in ObjectRef mode just before (EX_3.1-1090, by entryUUID or uniqueId), then the
+        ITI-57 status change; no search after. Returns the entryUUID changed. Traced with the rule either way."""
+        operation = "archive" if archived else "unarchive"
+        rule = "3.3-120" if archived else "3.3-140"
+        dmp = await self._allowed(ins, oid, actor, operation)
+        who = professional_of(actor)
+        try:
+            entry_uuid = await dmp.look_up(ins, oid, reference, who)
+            await dmp.set_status(ins, oid, entry_uuid, archived=archived, professional=who)
+        except RelaisError as exc:
+            await self._trace(f"dmp.{operation}", actor, ins, reference, outcome=exc.code, rule=rule)
+            raise
+        await self._trace(f"dmp.{operation}", actor, ins, entry_uuid, rule=rule,
+                          status="archived" if archived else "approved")
+        return entry_uuid
 
     async def delete(self, ins: str, oid: str, entry_uuid: str, actor: Actor) -> None:
         """TD3.3c of a document this professional fed: the feeding profile suffices, no consultation right is

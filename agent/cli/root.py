@@ -31,6 +31,7 @@ from agent.api.context import Services, StatusProvider
 from agent.api.peer import create_peer_app
 from agent.api.sessions import UiSessions
 from agent.audit.feeding import FeedingGuard
+from agent.audit.replacement import ReplacementGuard
 from agent.audit.service import RightsPart, build_rights
 from agent.audit.vitale import VitaleWatch
 from agent.cards.cps import CpsToken
@@ -143,8 +144,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     waker = QueueWaker()
     gateways: dict[str, DeliveryGateway] = {}
     if dmp is not None:
-        gateways["dmp"] = FeedingGuard(DmpDelivery(dmp, functools.partial(_document_signer, cards, psc, dmp)),
-                                       rights.rights)
+        gateways["dmp"] = FeedingGuard(ReplacementGuard(
+            DmpDelivery(dmp, functools.partial(_document_signer, cards, psc, dmp)), db), rights.rights)
     else:
         log.warning("aucun client DMP configuré : les envois au DMP restent en attente")
     if mss.gateway is not None:

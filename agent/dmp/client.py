@@ -316,17 +316,16 @@ class DmpClient:
         return dataclasses.replace(before, entry_uuid=new_uuid, visibility=visibility,
                                    version=_next_version(before.version))
 
-    async def archive(self, ins: str, oid: str, entry_uuid: str,
-                      professional: Professional | None = None) -> DocumentEntry:
-        """TD3.3d (ITI-57 availability status): approved -> archived."""
+    async def set_status(self, ins: str, oid: str, entry_uuid: str, *, archived: bool,
+                         professional: Professional | None = None) -> None:
+        """TD3.3d (ITI-57 availability status): Approved -> Archived, or back (un-archiving). The caller looks the
+        document up first in ObjectRef mode (``look_up``): no TD3.1 afterwards either (EX_3.1-1090)."""
         who = self._who(professional)
-        old = entry_from_extrinsic(await self._get_raw(ins, oid, entry_uuid, who))
-        ss = self._submission_set(who, ins, oid, "Archivage")
-        body = queries.update_status(entry_uuid, old.logical_id, "approved", "archived", ss,
-                                     self._ids())
+        old, new = ("approved", "archived") if archived else ("archived", "approved")
+        ss = self._submission_set(who, ins, oid, "Archivage" if archived else "Désarchivage")
+        body = queries.update_status(entry_uuid, "", old, new, ss, self._ids())
         first, _ = await self._call(self.endpoints.registry, ACTION_ITI57, body, who, ins, oid)
         raise_for_registry(first, self.transient_codes)
-        return dataclasses.replace(old, status="archived")  # no TD3.1 afterwards (EX_3.1-1090)
 
     async def delete(self, ins: str, oid: str, entry_uuid: str,
                      professional: Professional | None = None) -> None:
@@ -346,10 +345,29 @@ class DmpClient:
         for start in range(0, len(unique_ids), MAX_GET_DOCUMENTS):
             body = queries.get_documents(unique_ids=unique_ids[start:start + MAX_GET_DOCUMENTS],
                                          return_type="ObjectRef")
-            first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
-            raise_for_registry(first, self.transient_codes)
-            found += [ref.get("id", "") for ref in first.iter(rim("ObjectRef"))]
+            found += await self._object_refs(body, who, ins, oid)
         return found
+
+    async def _object_refs(self, body: etree._Element, who: Professional, ins: str, oid: str) -> list[str]:
+        first, _ = await self._call(self.endpoints.registry, ACTION_ITI18, body, who, ins, oid)
+        raise_for_registry(first, self.transient_codes)
+        return [ref.get("id", "") for ref in first.iter(rim("ObjectRef"))]
+
+    async def look_up(self, ins: str, oid: str, reference: str, professional: Professional | None = None) -> str:
+        """TD3.1b just before an action on one document (replace, archive, unarchive; [CDT] EX_3.1-1090, RG_3130):
+        its entryUUID by GetDocuments in ObjectRef mode, from its entryUUID (``urn:uuid:...``, checked to exist
+        for this patient) or its uniqueId. ObjectRef says nothing of status: when a uniqueId has several versions
+        (after TD3.3a/b updates) the last the registry lists is taken, the newest in the simulator. NotFound when
+        the DMP has none."""
+        who = self._who(professional)
+        if reference.startswith("urn:uuid:"):
+            body = queries.get_documents(entry_uuids=[reference], return_type="ObjectRef")
+        else:
+            body = queries.get_documents(unique_ids=[reference], return_type="ObjectRef")
+        found = [ref for ref in await self._object_refs(body, who, ins, oid) if ref]
+        if not found:
+            raise NotFound("Document introuvable dans le DMP de ce patient.", code="dmp_document_not_found")
+        return reference if reference in found else found[-1]
 
     async def delete_unique_id(self, ins: str, oid: str, unique_id: str,
                                professional: Professional | None = None) -> None:

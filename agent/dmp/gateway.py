@@ -1,6 +1,7 @@
 """The queue's view of the DMP: ``DeliveryGateway`` (agent.domain.delivery) over ``DmpClient``.
 
-``deliver`` is a TD0.2 then one ITI-41 of the order's document (the CNDA's MEMENTO: every feed is preceded by the
+``deliver`` is a TD0.2, for a replacement (TD2.1b, RPLC) the previous version's look-up in ObjectRef mode, then one
+ITI-41 of the order's document (the CNDA's MEMENTO: every feed is preceded by the
 test d'existence; never send to an absent or closed DMP); ``find`` asks the DMP whether an earlier attempt already
 stored it, by its uniqueId fixed when the order was created, with GetDocuments in ObjectRef mode (a professional
 who only feeds has no consultation right, [CDT] RG_3130). The client's errors pass through unchanged: the transport
@@ -18,7 +19,7 @@ from agent.dmp.models import Access, Professional, SubmissionRequest, Visibility
 from agent.dmp.soap import THRESHOLD_EXCEEDED
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.signing import Signer
-from agent.errors import PermanentRemoteError, RemoteError
+from agent.errors import NotFound, PermanentRemoteError, RefusedBeforeSending, RemoteError
 from agent.logs import get_logger
 from agent.xml.cda_header import CdaHeader
 
@@ -41,24 +42,38 @@ class DmpDelivery:
         self._signer = signer
 
     async def deliver(self, job: DeliveryJob) -> Receipt:
-        request = SubmissionRequest(
-            cda=job.cda, submission_set_unique_id=job.lookup.submission_set_unique_id,
-            document_unique_id=job.lookup.document_unique_id, ins=job.lookup.ins, ins_oid=job.lookup.ins_oid,
-            visibility=Visibility(**job.visibility),
-            signer=self._signer() if self._signer is not None else None,
-            header=CdaHeader.from_json(job.cda_header) if job.cda_header else None,
-            access=Access(secret=job.secret),
-            professional=sender_of(job.sender),
-        )
-        status = await self._client.td02(request.ins, request.ins_oid)
+        signer = self._signer() if self._signer is not None else None  # no card, no call
+        status = await self._client.td02(job.lookup.ins, job.lookup.ins_oid)
         if not (status.exists and status.active) or status.blocked:
             reason = ("le patient n'a pas de DMP" if not status.exists else
                       "le DMP du patient est fermé" if not status.active else
                       "le patient a bloqué l'accès de ce professionnel à son DMP")
             raise PermanentRemoteError(f"Document non envoyé au DMP : {reason}.", service="dmp",
                                        code="dmp_not_available")
+        replaced = await self._replaced(job) if job.replaces else None
+        request = SubmissionRequest(
+            cda=job.cda, submission_set_unique_id=job.lookup.submission_set_unique_id,
+            document_unique_id=job.lookup.document_unique_id, ins=job.lookup.ins, ins_oid=job.lookup.ins_oid,
+            visibility=Visibility(**job.visibility),
+            signer=signer,
+            header=CdaHeader.from_json(job.cda_header) if job.cda_header else None,
+            access=Access(secret=job.secret), replaces_entry_uuid=replaced,
+            professional=sender_of(job.sender),
+        )
         result = await self._client.submit(request)
         return Receipt(result.entry_uuid)
+
+    async def _replaced(self, job: DeliveryJob) -> str:
+        """TD2.1b: the previous version's entryUUID, looked up in ObjectRef mode just before the send ([CDT]
+        2.1-140, EX_3.1-1090: never a FindDocuments; a professional who only feeds has no consultation right)."""
+        try:
+            return await self._client.look_up(job.lookup.ins, job.lookup.ins_oid, job.replaces,
+                                              professional=sender_of(job.sender))
+        except NotFound as exc:
+            # Nothing of this document left: the queue need not ask the DMP whether it holds it.
+            raise RefusedBeforeSending("Document non envoyé au DMP : la version à remplacer est introuvable dans le "
+                                       "DMP du patient (supprimée, ou d'un autre patient).", service="dmp",
+                                       code="dmp_replaced_not_found") from exc
 
     async def find(self, lookup: Lookup) -> Receipt | None:
         """EX_3.1-2035: a look-up the DMP refuses with DMPAccessDeniedByExcededThreshold (this professional asked

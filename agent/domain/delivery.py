@@ -41,6 +41,7 @@ class DeliveryJob:
     cda_header: dict[str, Any] = field(default_factory=dict)  # the header read at creation (CdaHeader.to_json)
     secret: bool = False  # the connexion secrète of a minor (the VIHF says so)
     sender: dict[str, Any] = field(default_factory=dict)  # who sends when not the author ([CDT] 2.1-900)
+    replaces: str = ""  # DMP replacement (RPLC): the previous version's uniqueId or entryUUID; empty: a new document
 
     @classmethod
     def from_payload(cls, order_id: str, destination: str, author_rpps: str, lookup: Lookup,
@@ -49,7 +50,7 @@ class DeliveryJob:
         return cls(order_id, destination, author_rpps, lookup, base64.b64decode(data["cda_base64"]),
                    dict(data.get("patient", {})), dict(data.get("visibility", {})), dict(data.get("mss_message", {})),
                    dict(data.get("cda_header", {})), bool(data.get("secret_connection", False)),
-                   dict(data.get("sender") or {}))
+                   dict(data.get("sender") or {}), str(data.get("replaces") or ""))
 
 
 @dataclass(frozen=True, slots=True)

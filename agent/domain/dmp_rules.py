@@ -31,6 +31,7 @@ RULE_NOT_CREATABLE = "EX_2.1-1010"
 RULE_UNIQUE_ID = "EX_2.1-1130"
 RULE_MASK_AND_INVISIBLE = "EX_2.1-1050"
 RULE_NEVER_HIDDEN_AGAIN = "EX_3.3-1040"
+RULE_REPLACEMENT = "2.1-140"  # TD2.1b: a document the practice fed, replaced once it is in the DMP
 RULE_VACCINATION = "EX_2.1-2005"
 RULE_MINOR = "EX_0.1-1100"  # connexion secrète of a minor ([CDT] 0.1-300, 0.1-340, EX_GEN-1550)
 RULE_MINOR_PARAMS = "EX_GEN-1550"  # the DMP parameters fonctions-gestion-mineurs and age-majorite
@@ -142,6 +143,11 @@ def check_unique_id(unique_id: str, *, field: str = "document.cda_base64") -> No
     if not _OID.match(unique_id):
         raise refusal(field, "L'identifiant du document (ClinicalDocument/id@root) n'est pas un OID "
                              "(chiffres séparés par des points).", code="document_id_not_oid", rule=RULE_UNIQUE_ID)
+
+
+def is_unique_id(value: str) -> bool:
+    """A document uniqueId the DMP takes: an OID alone, at most 128 characters."""
+    return len(value) <= MAX_UNIQUE_ID and bool(_OID.match(value))
 
 
 # --- visibility --------------------------------------------------------------------------------------------

@@ -33,6 +33,14 @@ _MASKED = Explanation(
 _RECIPIENT = Explanation(
     "refused", "La messagerie du destinataire a refusé le message (adresse inconnue ou boîte fermée). Vérifiez "
     "l'adresse MSSanté dans votre logiciel, envoyez de nouveau vers la bonne adresse et retirez celui-ci.", False)
+_REPLACED_GONE = Explanation(
+    "refused", "La version à remplacer n'est plus dans le DMP du patient (supprimée, ou déjà remplacée). Le "
+    "remplacement ne peut pas se faire ; envoyez ce document comme un nouveau document, puis retirez celui-ci.",
+    False)
+_HIDDEN_AGAIN = Explanation(
+    "refused", "Ce remplacement rendrait invisible au patient (ou à ses représentants légaux) un document qu'il voit "
+    "déjà, ce que le DMP interdit. Envoyez une nouvelle version sans le rendre invisible, puis retirez celui-ci.",
+    False)
 _CONFIGURATION = Explanation(
     "configuration", "La connexion sécurisée au service a été refusée (certificat ou authentification du "
     "poste). Prévenez votre prestataire informatique ; une fois corrigé, réessayez.", True)
@@ -50,7 +58,8 @@ _BY_CODE: dict[str, Explanation] = {
     "dmp_registry_error": _REFUSED, "dmp_soap_fault": _REFUSED, "dmp_refused": _REFUSED,
     "dmp_http_error": _REFUSED, "invalid_input": _REFUSED, "cda_invalid": _REFUSED, "dmp_metadata_invalid": _REFUSED,
     "dmp_nia_forbidden": _IDENTITY, "mss_ins_not_qualified": _IDENTITY, "ins_not_qualified": _IDENTITY,
-    "dmp_not_available": _NO_DMP,
+    "dmp_not_available": _NO_DMP, "dmp_replaced_not_found": _REPLACED_GONE,
+    "already_visible": _HIDDEN_AGAIN,
     "mss_masked": _MASKED, "mss_refused": _RECIPIENT, "mss_bounced": _RECIPIENT,
     "dmp_tls_error": _CONFIGURATION, "mss_tls_refused": _CONFIGURATION, "mss_tls_unavailable": _CONFIGURATION,
     "mss_auth_refused": _CONFIGURATION,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -607,4 +608,16 @@ class QueueExecutor(Lifecycle):
         return TraceEvent(action=action, actor=Actor(rpps=claim.author_rpps, workstation=self.settings.workstation,
                                                      client="queue"),
                           ins=claim.ins, object=claim.document_unique_id, outcome=outcome,
-                          details={"order_id": claim.order_id, "destination": claim.destination, **details})
+                          details={"order_id": claim.order_id, "destination": claim.destination,
+                                   **_replacement_of(claim), **details})
+
+
+def _replacement_of(claim: repo.Claim) -> dict[str, str]:
+    """A DMP replacement's trace names the version it replaces (TD2.1b; a uniqueId or entryUUID, no patient data)."""
+    if claim.destination != "dmp" or b'"replaces"' not in claim.payload:
+        return {}
+    try:
+        replaces = json.loads(claim.payload).get("replaces")
+    except ValueError:
+        return {}
+    return {"replaces": replaces} if isinstance(replaces, str) and replaces else {}

@@ -109,6 +109,7 @@ class Intake:
         if secret:  # the connexion secrète: every document hidden from the legal representatives
             visibility = {**visibility, "invisible_to_legal_reps": True}
         destinations = self._destinations(body.get("destinations", {}), errors)
+        replaces = _replaces(body.get("replaces"), destinations, errors)
         delay = body.get("delay_seconds", self.default_delay)
         reason = check_delay(delay)
         if reason:
@@ -131,6 +132,10 @@ class Intake:
             self._sender_in_document(header, sender)
         if "dmp" in destinations:
             self._dmp_document(header, cda, visibility)
+            if replaces == header.unique_id:
+                raise InvalidInput.field("replaces", "La nouvelle version doit avoir son propre identifiant "
+                                                     "(ClinicalDocument/id) : celui-ci est celui du document remplacé.",
+                                         code="replacement_same_id")
             if secret:
                 params = self.parameters()
                 dmp_rules.check_secret_connection(birth=header.patient_birth or str(patient.get("birth_date", "")),
@@ -142,6 +147,8 @@ class Intake:
             "cda_base64": base64.b64encode(cda).decode(), "cda_header": header.to_json(),
             **({"secret_connection": True} if secret else {}),
             **({"sender": sender} if sender is not None else {}),
+            # TD2.1 replacement (RPLC): the previous version, looked up in ObjectRef mode just before the send.
+            **({"replaces": replaces} if replaces else {}),
             # MSSanté message options (body text, no-reply, read receipt), checked by agent.mss.orders.
             **({"mss_message": body["mss_message"]} if isinstance(body.get("mss_message"), dict) else {}),
         }, ensure_ascii=False).encode()
@@ -224,6 +231,25 @@ class Intake:
         if not out and not errors:
             errors.append(FieldError("destinations", "Aucun destinataire : indiquez le DMP ou une adresse MSSanté."))
         return tuple(out)
+
+
+_UUID_URN = re.compile(r"^urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _replaces(raw: Any, destinations: tuple[str, ...], errors: list[FieldError]) -> str:
+    """``replaces``: the previous version of a document this practice fed to the DMP (TD2.1/TD2.1b, RPLC), by its
+    uniqueId (an OID, EX_2.1-1130) or its entryUUID (``urn:uuid:...``); only with the DMP destination."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not (_UUID_URN.match(raw) or dmp_rules.is_unique_id(raw)):
+        errors.append(FieldError("replaces", "Identifiant du document remplacé attendu : son uniqueId (OID) ou son "
+                                             "entryUUID (urn:uuid:...)."))
+        return ""
+    if "dmp" not in destinations:
+        errors.append(FieldError("replaces", "Le remplacement d'un document ne concerne que le DMP "
+                                             "(destinations.dmp)."))
+        return ""
+    return raw
 
 
 def decode_cda(document: dict[str, Any]) -> bytes:

@@ -34,6 +34,7 @@ from agent.store import order_display
 from agent.store import orders as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
+from agent.store.dmp_documents import last_visibility
 from agent.store.ins_provenance import insi_oid
 from agent.xml.cda_header import CdaHeader, ReadyCda, parse_cda_header, read_ready_cda
 
@@ -125,6 +126,7 @@ class OrderService:
         new = await self._checked(prepared, cda, client_name, fingerprint=body_hash(body), header=header)
         if "dmp" in new.destinations:
             await self._feeding(new, prepared, client_name)
+            await self._replacement(new, prepared, client_name)
         order, created = await self._insert(new)
         notice = self.documents.cse_notice(prepared, root)
         if created and notice is not None:
@@ -156,6 +158,8 @@ class OrderService:
             body["mss_message"] = content["mss_message"]
         if isinstance(content.get("sender"), dict):
             body["sender"] = content["sender"]
+        if content.get("replaces"):
+            body["replaces"] = content["replaces"]
         prepared = self.rules(body)
         cda = await self.documents.order_document(prepared["document"], body["patient"] or {}, body["author"] or {})
         new = await self._checked(prepared, cda, f"poste:{origin}", forwarded=True)
@@ -168,6 +172,8 @@ class OrderService:
             raise InvalidInput("L'ordre transmis ne correspond pas à son contenu.", code="forward_mismatch")
         if "dmp" in new.destinations:
             await self._feeding(new, body, f"poste:{origin}")
+            # A replacement's checks ran on the origin, which knows what it sent (the previous version may have
+            # left from there); the holder looks the previous version up in the DMP just before the send.
 
     async def _feeding(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
         """The patient's opposition to feeding their DMP; a refusal is traced (the rule: the opposition the
@@ -177,6 +183,37 @@ class OrderService:
         except InvalidInput as opposed:
             opposed.extra.setdefault("rule", FEEDING_OPPOSITION)
             await self._trace_refusal(opposed, body, client_name)
+            raise
+
+    async def _replacement(self, new: NewOrder, body: dict[str, Any], client_name: str) -> None:
+        """TD2.1b (RPLC, [CDT] 2.1-140): the version replaced is one this practice fed to this patient's DMP and
+        that left (EX_2.1-1130: the software finds what it fed); a document once visible to the patient or the
+        legal representatives is never hidden from them again by a replacement (MEMENTO "MASQUAGE", EX_3.3-1040/
+        1045, 409 naming the field). The visibility compared is the one TD3.3a/b last set from this workstation,
+        else the one the previous version was sent with. The DMP is asked (ObjectRef) just before the send."""
+        content = json.loads(new.payload)
+        reference = content.get("replaces")
+        if not reference:
+            return
+        try:
+            found = await self.db.read(lambda c: repo.fed_version(c, reference))
+            if found is None or found[0].ins != new.ins:
+                raise dmp_rules.refusal("replaces", "Document à remplacer inconnu : ce poste n'a envoyé aucun "
+                                                    "document de cet identifiant au DMP de ce patient.",
+                                        code="replaced_document_unknown", rule=dmp_rules.RULE_UNIQUE_ID)
+            previous, delivery = found
+            if delivery.state is not DeliveryState.SENT:
+                raise Conflict("Le document à remplacer n'est pas (encore) dans le DMP : son envoi n'a pas abouti. "
+                               "Annulez ou retirez cet envoi et créez-en un nouveau plutôt qu'un remplacement.",
+                               code="replaced_document_not_sent", field="replaces", rule=dmp_rules.RULE_REPLACEMENT,
+                               state=delivery.state.value)
+            changed = await self.db.read(lambda c: last_visibility(c, previous.document_unique_id))
+            shown = (await self.readable([previous])).get(previous.id, {})
+            before = dmp_rules.Flags.of(changed if changed is not None else shown.get("visibility") or {})
+            after = dmp_rules.Flags.of(content.get("visibility") or {})
+            dmp_rules.check_visibility_change(before, after, prefix="visibility.")
+        except (InvalidInput, Conflict) as refused:
+            await self._trace_refusal(refused, body, client_name)
             raise
 
     async def _checked(self, body: dict[str, Any], cda: bytes, client_name: str,
@@ -201,7 +238,7 @@ class OrderService:
             raise
         return new
 
-    async def _trace_refusal(self, refused: InvalidInput, body: dict[str, Any], client_name: str) -> None:
+    async def _trace_refusal(self, refused: InvalidInput | Conflict, body: dict[str, Any], client_name: str) -> None:
         patient, author = body.get("patient"), body.get("author")
         ins = patient.get("ins") if isinstance(patient, dict) else None
         rpps = author.get("rpps") if isinstance(author, dict) else None
@@ -209,7 +246,8 @@ class OrderService:
             action="dmp.refused", actor=Actor(rpps=str(rpps)[-11:] if isinstance(rpps, str) else None,
                                               workstation=self.workstation, client=client_name),
             ins=ins if isinstance(ins, str) else None, outcome="refused",
-            details={"rule": refused.extra["rule"], "code": refused.code, "operation": "order"}))
+            details={"rule": refused.extra["rule"], "code": refused.code,
+                     "operation": "replacement" if body.get("replaces") else "order"}))
 
     async def _insert(self, new: NewOrder) -> tuple[repo.OrderView, bool]:
         now_dt = self.clock.now()

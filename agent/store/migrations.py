@@ -244,6 +244,18 @@ MIGRATIONS: dict[str, list[str]] = {
         ALTER TABLE deliveries ADD COLUMN last_remote_text TEXT;
         """,
     ],
+    # DMP documents this workstation manages (issue 15/16, TD2.1b): the visibility a document was last given by
+    # TD3.3a/b here (agent/store/dmp_documents.py), so that a replacement never hides again what the patient saw;
+    # and the look-up of a replaced version by the entryUUID the DMP gave its delivery.
+    "dmp_documents": [
+        """
+        CREATE TABLE dmp_visibility (
+            unique_id TEXT PRIMARY KEY, masked_to_ps INTEGER NOT NULL, invisible_to_patient INTEGER NOT NULL,
+            invisible_to_legal_reps INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX deliveries_entry_uuid ON deliveries(entry_uuid) WHERE entry_uuid IS NOT NULL;
+        """,
+    ],
 }
 
 

@@ -43,7 +43,8 @@ def summary_of(payload: bytes) -> dict[str, Any]:
             "patient_name": " ".join(p for p in (family.upper(), first) if p) or None,
             "patient_birth_date": birth_date,
             "author_name": author or None,
-            "visibility": data.get("visibility") or {}}
+            "visibility": data.get("visibility") or {},
+            "replaces": data.get("replaces") or None}
 
 
 def put(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str, summary: dict[str, Any],

@@ -272,6 +272,24 @@ def document_status(conn: sqlite3.Connection, unique_id: str) -> list[tuple[Orde
     return out
 
 
+def fed_version(conn: sqlite3.Connection, reference: str) -> tuple[OrderView, DeliveryView] | None:
+    """The last order whose DMP delivery carried ``reference``, a document uniqueId or the entryUUID the DMP gave
+    it (a replacement's previous version, EX_2.1-1130: the software finds what it fed), with that delivery;
+    cancelled deliveries left out."""
+    if reference.startswith("urn:uuid:"):
+        sql = ("SELECT o.id FROM orders o JOIN deliveries d ON d.order_seq = o.seq WHERE d.destination = 'dmp' "
+               "AND d.entry_uuid = ? ORDER BY o.seq DESC")
+    else:
+        sql = ("SELECT o.id FROM orders o JOIN deliveries d ON d.order_seq = o.seq WHERE d.destination = 'dmp' "
+               "AND d.state != 'cancelled' AND o.document_unique_id = ? ORDER BY o.seq DESC")
+    for (order_id,) in conn.execute(sql, (reference,)).fetchall():
+        order = load_order(conn, order_id)
+        delivery = next((d for d in order.deliveries if d.destination == "dmp"), None) if order else None
+        if order is not None and delivery is not None:
+            return order, delivery
+    return None
+
+
 # --- user actions -----------------------------------------------------------------------------------------
 
 def _set_state(conn: sqlite3.Connection, delivery_id: int, state: DeliveryState, now: float, **columns: object) -> None:

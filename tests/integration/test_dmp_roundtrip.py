@@ -178,9 +178,15 @@ async def test_archive_and_replacement(sandbox: Sandbox) -> None:
     old = await c.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria(statuses=("deprecated",)))
     assert [e.entry_uuid for e in old] == [first.document_entry_uuid]
 
-    archived = await c.archive(PAT_TROIS.ins, PAT_TROIS.oid, second.document_entry_uuid)
-    assert archived.status == "archived"
+    # Replacement and archiving look the document up in ObjectRef mode, by uniqueId or entryUUID.
+    assert await c.look_up(PAT_TROIS.ins, PAT_TROIS.oid, v2_uid) == second.document_entry_uuid
+    await c.set_status(PAT_TROIS.ins, PAT_TROIS.oid, second.document_entry_uuid, archived=True)
     assert await c.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria()) == []
+    archived = await c.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria(statuses=("archived",)))
+    assert [(e.entry_uuid, e.status) for e in archived] == [(second.document_entry_uuid, "archived")]
+    await c.set_status(PAT_TROIS.ins, PAT_TROIS.oid, second.document_entry_uuid, archived=False)
+    live = await c.search(PAT_TROIS.ins, PAT_TROIS.oid, SearchCriteria())
+    assert [e.entry_uuid for e in live] == [second.document_entry_uuid]
 
 
 async def test_td02_says_the_patient_has_a_dmp(sandbox: Sandbox) -> None:

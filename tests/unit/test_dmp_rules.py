@@ -119,3 +119,9 @@ def test_the_connexion_secrete_is_for_a_minor_and_never_for_a_vaccination_note()
         with pytest.raises(InvalidInput) as refused:
             rules.check_secret_connection(birth=birth, today=today, majority_age=majority, type_code=type_code)
         assert refused.value.code == code and refused.value.errors[0].field == "secret_connection"
+
+
+def test_a_unique_id_is_an_oid_alone_of_128_characters_at_most() -> None:
+    assert rules.is_unique_id("1.2.250.1.213.1.1.9")
+    assert not rules.is_unique_id("1.2.3^ABC") and not rules.is_unique_id("urn:oid:1.2.3")
+    assert not rules.is_unique_id("1." + "2." * 64 + "3")

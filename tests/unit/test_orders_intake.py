@@ -142,3 +142,24 @@ def test_ex_2_1_1140_the_structure_must_be_an_authors_organisation() -> None:
         intake.check(body, cda, "lgc")
     assert [e.field for e in caught.value.errors] == ["author.organisation.id"]
     assert "1750803447" in caught.value.errors[0].message
+
+
+def test_a_replacement_names_the_previous_version_and_goes_to_the_dmp() -> None:
+    """TD2.1b ([CDT] 2.1-140): ``replaces`` is a uniqueId (OID) or an entryUUID, DMP orders only, kept in the
+    payload for the delivery; the new version has its own document id."""
+    body = {**order_body(cda=make_cda("1.2.3.4.6")), "replaces": "1.2.3.4.5"}
+    assert json.loads(check(body).payload)["replaces"] == "1.2.3.4.5"
+    uuid_ref = "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert json.loads(check({**body, "replaces": uuid_ref}).payload)["replaces"] == uuid_ref
+    assert "replaces" not in json.loads(check(order_body()).payload)
+    for bad in ("1.2.3^X", "urn:uuid:nope", "", 12):
+        with pytest.raises(InvalidInput) as caught:
+            check({**body, "replaces": bad})
+        assert [e.field for e in caught.value.errors] == ["replaces"], bad
+    with pytest.raises(InvalidInput) as caught:
+        check({**order_body(cda=make_cda("1.2.3.4.6"), dmp=False, mss=["dr.x@medecin.mssante.fr"]),
+               "replaces": "1.2.3.4.5"})
+    assert [e.field for e in caught.value.errors] == ["replaces"]
+    with pytest.raises(InvalidInput) as same:
+        check({**body, "replaces": "1.2.3.4.6"})
+    assert same.value.code == "replacement_same_id" and same.value.errors[0].field == "replaces"

@@ -11,6 +11,7 @@ import pytest
 from agent.errors import Conflict, NotFound, StoreError
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database, connect, open_sync
+from agent.store.dmp_documents import last_visibility, record_visibility
 from agent.store.masterkey import load_master_key
 from agent.store.migrations import apply_migrations
 from agent.store.tokens import create_token, list_tokens, revoke_token, verify_token
@@ -116,3 +117,12 @@ def test_tokens_are_hashed_named_and_revocable(tmp_path):
     again = create_token(conn, "lgc", NOW)  # a revoked name can be issued anew
     assert verify_token(conn, again) is not None and verify_token(conn, token) is None
     assert [t.name for t in list_tokens(conn)] == ["lgc"]
+
+
+def test_the_visibility_last_set_by_td33b_is_kept_per_document(tmp_path):
+    conn = open_sync(tmp_path / "relais.db")
+    assert last_visibility(conn, "1.2.3") is None
+    record_visibility(conn, "1.2.3", {"invisible_to_patient": True})
+    record_visibility(conn, "1.2.3", {"masked_to_ps": True})
+    assert last_visibility(conn, "1.2.3") == {"masked_to_ps": True, "invisible_to_patient": False,
+                                              "invisible_to_legal_reps": False}
