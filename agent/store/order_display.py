@@ -44,7 +44,7 @@ def summary_of(payload: bytes) -> dict[str, Any]:
             "patient_birth_date": birth_date,
             "author_name": author or None,
             "visibility": data.get("visibility") or {},
-            "replaces": data.get("replaces") or None}
+            **({"replaces": data["replaces"]} if data.get("replaces") else {})}  # a DMP replacement only
 
 
 def put(conn: sqlite3.Connection, cipher: ContentCipher, order_id: str, summary: dict[str, Any],
