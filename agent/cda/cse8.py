@@ -405,7 +405,7 @@ def _newborn(body: etree._Element, codes: ValueSets, answers: dict[str, Any], ex
     el(el(exam_section, "text"), "paragraph", "Voir les signes vitaux.")
     vital_signs_section(exam_section, measures, exam, ids)
     _acts(outer, codes, answers, exam, ids)
-    _treatments(outer, _list(data, "treatments"), ids)
+    _treatments(outer, codes, _list(data, "treatments"), ids)
     transfer = answer(codes, JDV_TRANSFER, answers, "transfer", "data.newborn")
     if transfer:
         events = _section(outer, ("1.3.6.1.4.1.19376.1.5.3.1.1.21.2.9", "1.3.6.1.4.1.19376.1.7.3.1.1.13.7",
