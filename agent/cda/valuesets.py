@@ -163,7 +163,10 @@ class ValueSets:
 def open_code(code: Any, display: str, requested_system: Any, allowed: tuple[str, ...], field: str, *,
               code_field: str = "") -> Concept:
     """A code of an open terminology (``allowed``, the first by default), with the LGC's display. ``field`` is the
-    coded item (its ``.code`` and ``.system`` are named in a 422), ``code_field`` another key holding the code."""
+    coded item (its ``.code`` and ``.system`` are named in a 422), ``code_field`` another key holding the code.
+    A JSON integer is taken as its digits (a CIS or CCAM code an LGC stores as a number)."""
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 0:
+        code = str(code)
     if not isinstance(code, str) or not code.strip() or len(code.strip()) > _CODE_TEXT or any(
             c.isspace() for c in code.strip()):
         raise InvalidInput.field(code_field or f"{field}.code", "Code attendu (une chaîne sans espace, 64 "

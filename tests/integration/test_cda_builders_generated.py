@@ -325,7 +325,7 @@ def allergies(draw: st.DrawFn, service: CdaService) -> dict[str, Any]:
 
 TREATMENT = st.fixed_dictionaries({"name": FREE_TEXT}, optional={"since": DAY}).flatmap(
     lambda item: st.sampled_from([item, {**item, "cis": "60234100", "atc": "A10BA02", "atc_display": "metformine"},
-                                  {**item, "code": "60234100", "system": "CIS"}, {**item, "cis": "60234100"},
+                                  {**item, "code": "60234100", "system": "CIS"}, {**item, "cis": 60234100},
                                   {**item, "atc": "A10BA02"},
                                   {**item, "atc": "N02BE01", "atc_display": "paracétamol"}]))
 PROCEDURE = st.fixed_dictionaries({"code": st.sampled_from(["HHFA016", "JQGA002", "NFKA006"]), "display": FREE_TEXT,
