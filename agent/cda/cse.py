@@ -124,9 +124,10 @@ def _build(ctx: BuildContext, kind: str, patient: Any, author: Any, data: dict[s
 
     who, by = ctx.read_people(patient, author)
     who, by = structured_addresses_only(who, by)
+    certificate = ctx.document_type("CERT_DECL")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="CERT_DECL", code_system="1.2.250.1.213.1.1.4.12",
-        display="Certificat, déclaration", title=document_title(data, title), created=ctx.clock.now(),
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=certificate.code, code_system=certificate.system,
+        display=certificate.display, title=document_title(data, title), created=ctx.clock.now(),
         service_start=exam, service_stop=None, event_code=("11429006", "2.16.840.1.113883.6.96", "consultation"),
         template_ids=(("1.2.250.1.213.1.1.1.5", None), (template, "2025.01")),
     )

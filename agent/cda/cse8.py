@@ -198,9 +198,10 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
         raise InvalidInput.field("author.organisation.address.postal_code", "Adresse de la structure (code postal, "
                                  "ville) obligatoire dans le CS8.")
     who, by = structured_addresses_only(who, by)
+    certificate = ctx.document_type("CERT_DECL")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="CERT_DECL", code_system="1.2.250.1.213.1.1.4.12",
-        display="Certificat, déclaration",
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=certificate.code, code_system=certificate.system,
+        display=certificate.display,
         title=document_title(data, "Premier certificat de santé (à établir obligatoirement dans les 8 jours)"),
         created=ctx.clock.now(), service_start=exam, service_stop=None,
         event_code=("11429006", SNOMED, "consultation"),

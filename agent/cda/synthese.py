@@ -154,9 +154,10 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
                              if isinstance(vitals, dict) and measures else None)
     who, by = ctx.read_people(patient, author)
     now = ctx.clock.now()
+    kind = ctx.document_type("60591-5")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="60591-5", code_system=LOINC,
-        display="Synthèse médicale", title=document_title(data, "Synthèse médicale"), created=now,
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=kind.code, code_system=kind.system,
+        display=kind.display, title=document_title(data, kind.display), created=now,
         service_start=now, service_stop=None,
         template_ids=(("2.16.840.1.113883.10.22.1.1", None), ("1.2.250.1.213.1.1.1.51", "2024.01")),
     )

@@ -97,17 +97,18 @@ class VaccinationInput:
 def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) -> BuiltDocument:
     given = VaccinationInput.read(data_object(data), ctx.vaccines, ctx.value_sets)
     who, by = ctx.read_people(patient, author)
-    header = header_for(ctx.new_id(), ctx.new_id(), ctx.clock.now(), given)
+    header = header_for(ctx.new_id(), ctx.new_id(), ctx.clock.now(), given, ctx.document_type("87273-9"))
     doc = header.build(who, by)
     add_body(doc, given, by, [ctx.new_id(), ctx.new_id()])
     return ctx.built("vaccination_note", header, serialize(doc))
 
 
-def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput) -> Header:
+def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput, kind: Concept) -> Header:
+    """``kind``: the document type (87273-9) as the kit's JDV_J07 writes it."""
     return Header(
-        unique_id=unique_id, set_id=set_id, code="87273-9", code_system=LOINC, display="Note de vaccination",
-        title="Note de vaccination", created=created, service_start=given.administered_at, service_stop=None,
-        template_ids=TEMPLATE_IDS, event_code=("87273-9", LOINC, "Note de vaccination"),
+        unique_id=unique_id, set_id=set_id, code=kind.code, code_system=kind.system, display=kind.display,
+        title=kind.display, created=created, service_start=given.administered_at, service_stop=None,
+        template_ids=TEMPLATE_IDS, event_code=(kind.code, kind.system, kind.display),
     )
 
 
