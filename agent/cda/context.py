@@ -30,6 +30,7 @@ from agent.domain.cps import CpsHolder
 from agent.errors import InvalidInput
 
 JDV_DOCUMENT_TYPE = "JDV_J07_XdsTypeCode_CISIS"
+JDV_CONFIDENTIALITY = "JDV_J08_XdsConfidentialityCode_CISIS"
 
 
 def uuid_oid() -> str:
@@ -121,6 +122,10 @@ class BuildContext:
         """The document type ``code`` as the kit's JDV_J07_XdsTypeCode_CISIS writes it (503 without it, as for
         every coded part of a document: the patient's sex already needs the kit)."""
         return self.value_sets.fixed(JDV_DOCUMENT_TYPE, code)
+
+    def confidentiality(self, code: str = "N") -> Concept:
+        """The document's confidentiality (N: normal) as the kit's JDV_J08_XdsConfidentialityCode_CISIS writes it."""
+        return self.value_sets.fixed(JDV_CONFIDENTIALITY, code)
 
     def built(self, kind: str, header: Header, cda: bytes, **extra: Any) -> BuiltDocument:
         entry = catalogue.by_kind(kind)

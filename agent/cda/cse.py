@@ -36,12 +36,12 @@ from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.header import Header, el, name_error, parse_when, serialize
 from agent.cda.structured import NewId, document_title, read_measures, vital_signs_section
 from agent.cda.vaccination import JDV_IMMUNIZATION
-from agent.cda.valuesets import Concept, ValueSets
+from agent.cda.valuesets import TERMINOLOGIES, Concept, ValueSets
 from agent.errors import InvalidInput
 
 LOINC = "2.16.840.1.113883.6.1"
 TA_ASIP = "1.2.250.1.213.1.1.4.322"  # the volets' question codes (observation/code): fixed by the templates
-ATC = "2.16.840.1.113883.6.73"
+ATC = TERMINOLOGIES["ATC"].oid
 # The value sets each coded answer is checked against (the volets' schematrons name them).
 JDV_RELATION = "JDV_HL7_PersonalRelationshipRoleType_CISIS"
 JDV_PROFESSION = "JDV_Profession_CISIS"
@@ -129,6 +129,7 @@ def _build(ctx: BuildContext, kind: str, patient: Any, author: Any, data: dict[s
         unique_id=ctx.new_id(), set_id=ctx.new_id(), code=certificate.code, code_system=certificate.system,
         display=certificate.display, title=document_title(data, title), created=ctx.clock.now(),
         service_start=exam, service_stop=None, event_code=("11429006", "2.16.840.1.113883.6.96", "consultation"),
+        confidentiality=ctx.confidentiality(),
         template_ids=(("1.2.250.1.213.1.1.1.5", None), (template, "2025.01")),
     )
     doc = header.build(who, by)

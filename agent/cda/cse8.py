@@ -50,11 +50,10 @@ from agent.cda.cse import (
 )
 from agent.cda.header import Header, el, parse_when, serialize
 from agent.cda.structured import NewId, document_title, measure, read_measures, vital_signs_section
-from agent.cda.valuesets import Concept, ValueSets
+from agent.cda.valuesets import TERMINOLOGIES, Concept, ValueSets
 from agent.errors import InvalidInput
 
-SNOMED = "2.16.840.1.113883.6.96"
-CIM10 = "2.16.840.1.113883.6.3"
+SNOMED, CIM10 = TERMINOLOGIES["SNOMED CT"].oid, TERMINOLOGIES["CIM-10"].oid
 HBS = {"negative": "406118005", "positive": "406117000"}  # in JDV_RechAgHbS_CISIS
 JDV_FEEDING = "JDV_TypeAllaitementNouveauNe_CISIS"
 JDV_COVERAGE = "JDV_CouvertureSociale_CISIS"
@@ -205,6 +204,7 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
         title=document_title(data, "Premier certificat de santé (à établir obligatoirement dans les 8 jours)"),
         created=ctx.clock.now(), service_start=exam, service_stop=None,
         event_code=("11429006", SNOMED, "consultation"),
+        confidentiality=ctx.confidentiality(),
         template_ids=(("1.3.6.1.4.1.19376.1.7.3.1.1.13.1", None), ("1.2.250.1.213.1.1.1.5", None),
                       ("1.2.250.1.213.1.1.1.5.1", "2025.01")),
     )

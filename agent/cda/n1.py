@@ -141,6 +141,7 @@ def wrap(ctx: BuildContext, content: bytes, type_code: str, title: str, service_
     header = Header(  # the display stays the catalogue's, the one the XDS metadata carries too
         unique_id=ctx.new_id(), set_id=ctx.new_id(), code=kind.code, code_system=kind.system,
         display=entry.title, title=title, created=now, service_start=start, service_stop=stop,
+        confidentiality=ctx.confidentiality(),
         template_ids=((XDS_SD, None),),
     )
     doc = build_n1(header, who, by, content, form)

@@ -159,6 +159,7 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
         unique_id=ctx.new_id(), set_id=ctx.new_id(), code=kind.code, code_system=kind.system,
         display=kind.display, title=document_title(data, kind.display), created=now,
         service_start=now, service_stop=None,
+        confidentiality=ctx.confidentiality(),
         template_ids=(("2.16.840.1.113883.10.22.1.1", None), ("1.2.250.1.213.1.1.1.51", "2024.01")),
     )
     doc = header.build(who, by)

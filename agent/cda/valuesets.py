@@ -75,6 +75,7 @@ TERMINOLOGIES = {t.name: t for t in (
     Terminology("SNOMED CT", "2.16.840.1.113883.6.96"),
     Terminology("CCAM", "1.2.250.1.215.300.1"),
     Terminology("CIS", "1.2.250.1.213.2.3.1"),
+    Terminology("CIP", "1.2.250.1.213.2.3.2"),
     Terminology("ATC", "2.16.840.1.113883.6.73"),
     Terminology("EMDN", "1.2.250.1.213.2.68"),
 )}
