@@ -37,6 +37,16 @@ PATIENT = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name"
            "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215"}
 AUTHOR = {"rpps": "01234567897", "family": "MULLER", "given": "Charles", "civility": "M", "title": "DR",
           "organisation": {"id": "1750803447", "name": "Cabinet médical du Dr MULLER"}}
+SYNTHESE = {
+    "problems": [{"code": "E11.9", "display": "Diabète de type 2", "since": "2020-03-01"},
+                 {"code": "I10", "display": "Hypertension essentielle"}],
+    "allergies": [{"display": "Pénicilline", "code": "91936005", "type": "416098002"}],
+    "treatments": [{"name": "METFORMINE 1000 mg, comprimé", "cis": "60234100", "atc": "A10BA02",
+                    "atc_display": "metformine", "since": "2020-03-01"}, {"name": "Doliprane si douleur"}],
+    "procedures": [{"code": "HHFA016", "display": "Appendicectomie par cœlioscopie", "date": "2010-05-04"}],
+    "devices": [{"display": "Stimulateur cardiaque", "since": "2019-08-11"}],
+    "vital_signs": {"measured_at": "2026-01-05", "weight_g": 81000, "height_cm": 178},
+}
 DATA = {"datamatrix": "]d201034009328572411728123110ABC123\x1d21XYZ789",
         "administered_at": "2026-01-05T10:00:00+01:00", "dose_rank": 2}
 VOLET = "CI-SIS_VAC-NOTE_2023.01.sch"
@@ -183,6 +193,7 @@ def per_kind(service: CdaService, rounds: int) -> None:
             "measured_at": "2025-01-10", "weight_g": 8600, "height_cm": 71, "head_cm": 45}),
         "cse_cs9": lambda: service.build_document("cse_cs9", inputs.CHILD, inputs.AUTHOR, inputs.CSE_DATA),
         "cse_cs8": lambda: service.build_document("cse_cs8", inputs.CS8_CHILD, inputs.CS8_AUTHOR, inputs.CS8_DATA),
+        "synthese_medicale": lambda: service.build_document("synthese_medicale", PATIENT, AUTHOR, SYNTHESE),
     }
     print(f"per kind, warm, median of {rounds} (build | full validation | documents/s for both):")
     for name, build in samples.items():
@@ -196,6 +207,28 @@ def per_kind(service: CdaService, rounds: int) -> None:
             valid_times.append(time.perf_counter() - t)
         build_s, valid_s = statistics.median(built_times), statistics.median(valid_times)
         print(f"  {name:22s}{ms(build_s)} |{ms(valid_s)} | {1 / (build_s + valid_s):6.1f}/s")
+    render(service.build_document("synthese_medicale", PATIENT, AUTHOR, SYNTHESE).cda, rounds)
+
+
+def render(cda: bytes, rounds: int) -> None:
+    """Display of a synthèse médicale: the HTML page, and the same printed to PDF by headless Chromium."""
+    from agent.cda.printing import browser
+    from agent.cda.render import render_html, render_pdf
+
+    html_times, pdf_times = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        render_html(cda)
+        html_times.append(time.perf_counter() - t)
+    print(f"render a synthèse, median: HTML {ms(statistics.median(html_times))}", end="")
+    if browser() is None:
+        print(" ; PDF: no Chromium on this machine")
+        return
+    for _ in range(min(rounds, 5)):
+        t = time.perf_counter()
+        render_pdf(cda)
+        pdf_times.append(time.perf_counter() - t)
+    print(f" ; PDF (Chromium, one start per print, median of {len(pdf_times)}) {ms(statistics.median(pdf_times))}")
 
 
 if __name__ == "__main__":

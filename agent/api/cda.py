@@ -16,7 +16,7 @@ from agent.api.context import SERVICES
 from agent.api.guard import read_json
 from agent.api.spec import RouteTable, json_response, problem_response
 from agent.cda.prefill import prefill_cse
-from agent.cda.render import CSP, embedded_pdf, render_html
+from agent.cda.render import CSP, render_html, render_pdf
 from agent.cda.service import KINDS, CdaService, cse_notice_for_cda, cse_notice_json, decode_base64
 from agent.errors import InvalidInput, Unavailable
 
@@ -127,23 +127,31 @@ async def render_order(request: web.Request) -> web.Response:
         raise InvalidInput.field("order", "Identifiant de l'ordre d'envoi dont afficher le document attendu "
                                  "(?order=...), ou POST /v1/cda/render avec cda_base64.")
     cda = await request.app[SERVICES].orders.order_cda(order_id)
-    return await _rendered(cda, request.query.get("format") or "html")
+    return await _rendered(cda, _format(request, request.query.get("format")))
 
 
 async def render_posted(request: web.Request) -> web.Response:
     body = await read_json(request)
     cda = await asyncio.to_thread(decode_base64, body.get("cda_base64"), "cda_base64", "Le document CDA")
-    return await _rendered(cda, request.query.get("format") or str(body.get("format") or "html"))
+    return await _rendered(cda, _format(request, request.query.get("format") or body.get("format")))
+
+
+def _format(request: web.Request, named: Any) -> str:
+    """``format`` when given; else PDF when the client accepts PDF and not HTML (``Accept: application/pdf``)."""
+    if named:
+        return str(named)
+    accept = request.headers.get("Accept", "")
+    return "pdf" if "application/pdf" in accept and "text/html" not in accept else "html"
 
 
 async def _rendered(cda: bytes, fmt: str) -> web.Response:
     if fmt == "pdf":
-        pdf = await asyncio.to_thread(embedded_pdf, cda)
+        pdf = await asyncio.to_thread(render_pdf, cda)
         # A BytesIO body: aiohttp writes a large one without holding the event loop.
         return web.Response(body=io.BytesIO(pdf), content_type="application/pdf",
                             headers={"Content-Disposition": "inline; filename=document.pdf"})
     if fmt != "html":
-        raise InvalidInput.field("format", "Format de rendu attendu : html ou pdf (PDF : document N1 seulement).")
+        raise InvalidInput.field("format", "Format de rendu attendu : html ou pdf.")
     page = await asyncio.to_thread(render_html, cda)
     return web.Response(text=page, content_type="text/html", charset="utf-8",
                         headers={"Content-Security-Policy": RENDER_CSP})
@@ -158,28 +166,32 @@ async def validate(request: web.Request) -> web.Response:
 
 RENDER_RESPONSES = {
     200: {"description": "Page HTML autonome et inerte (aucun script, aucune ressource externe ; "
-                         "Content-Security-Policy default-src 'none'), ou le PDF d'un document N1 (format=pdf)",
+                         "Content-Security-Policy default-src 'none'), ou le document en PDF (format=pdf ou "
+                         "Accept: application/pdf) : le PDF que porte un document N1 tel quel, sinon la page "
+                         "imprimée par Chromium",
           "content": {"text/html": {"schema": {"type": "string"}},
                       "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
     404: problem_response("Ordre inconnu, ou contenu effacé (content_destroyed)"),
-    422: problem_response("CDA illisible, format inconnu, ou PDF demandé pour un document qui n'en contient pas "
-                          "(render_pdf_unavailable)"),
+    422: problem_response("CDA illisible, format inconnu, impression trop longue (render_pdf_timeout)"),
+    503: problem_response("PDF demandé sans Chromium sur le poste (render_pdf_unavailable) ; le HTML reste "
+                          "disponible"),
 }
 FORMAT_PARAMETER = {"name": "format", "in": "query", "schema": {"enum": ["html", "pdf"], "default": "html"},
-                    "description": "html (défaut) ; pdf : le PDF que porte un document N1"}
+                    "description": "html (défaut, ou selon l'en-tête Accept) ; pdf : le PDF que porte un document N1, "
+                                   "sinon la page imprimée en PDF"}
 
 
 def register(table: RouteTable) -> None:
     tag = "documents"
     table.get(
-        "/v1/cda/render", render_order, summary="Afficher le document d'un ordre d'envoi (HTML)", tag=tag,
+        "/v1/cda/render", render_order, summary="Afficher le document d'un ordre d'envoi (HTML ou PDF)", tag=tag,
         parameters=({"name": "order", "in": "query", "required": True, "schema": {"type": "string"},
                      "description": "identifiant de l'ordre d'envoi"}, FORMAT_PARAMETER),
         responses=RENDER_RESPONSES,
     )
     table.post(
-        "/v1/cda/render", render_posted, summary="Afficher un document CDA reçu (HTML), par exemple un document "
-        "du DMP", tag=tag, body="upload", parameters=(FORMAT_PARAMETER,),
+        "/v1/cda/render", render_posted, summary="Afficher un document CDA reçu (HTML ou PDF), par exemple un "
+        "document du DMP", tag=tag, body="upload", parameters=(FORMAT_PARAMETER,),
         request_schema={"type": "object", "required": ["cda_base64"], "properties": {
             "cda_base64": {"type": "string", "contentEncoding": "base64"}, "format": {"enum": ["html", "pdf"]}}},
         responses=RENDER_RESPONSES,

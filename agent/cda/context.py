@@ -5,6 +5,9 @@ The builders (``n1``, ``vaccination``, ``structured``, ``synthese``, ``cse``, ``
 never the documents service: they stay pure functions of their input and this context, and the package has no
 import cycle. ``agent.cda.builders`` maps each kind to its builder.
 
+The document's type code (``ClinicalDocument/code``) is read from the kit's JDV_J07_XdsTypeCode_CISIS, the value
+set the structuration minimale checks it against (``document_type``): its system and display are the kit's.
+
 Identifiers (document uniqueId, setId, section and entry ids) are OIDs under 2.25 made from random UUIDs: fixed
 when the document is built, so a retried send carries the same uniqueId.
 """
@@ -20,11 +23,14 @@ from typing import Any
 
 from agent.cda.header import JDV_PROFESSION, Author, Header, Patient
 from agent.cda.vaccines import VaccineTable
-from agent.cda.valuesets import ValueSets
+from agent.cda.valuesets import Concept, ValueSets
 from agent.clock import Clock
 from agent.domain import catalogue
 from agent.domain.cps import CpsHolder
 from agent.errors import InvalidInput
+
+JDV_DOCUMENT_TYPE = "JDV_J07_XdsTypeCode_CISIS"
+JDV_CONFIDENTIALITY = "JDV_J08_XdsConfidentialityCode_CISIS"
 
 
 def uuid_oid() -> str:
@@ -111,6 +117,15 @@ class BuildContext:
             except InvalidInput:
                 pass
         return code
+
+    def document_type(self, code: str) -> Concept:
+        """The document type ``code`` as the kit's JDV_J07_XdsTypeCode_CISIS writes it (503 without it, as for
+        every coded part of a document: the patient's sex already needs the kit)."""
+        return self.value_sets.fixed(JDV_DOCUMENT_TYPE, code)
+
+    def confidentiality(self, code: str = "N") -> Concept:
+        """The document's confidentiality (N: normal) as the kit's JDV_J08_XdsConfidentialityCode_CISIS writes it."""
+        return self.value_sets.fixed(JDV_CONFIDENTIALITY, code)
 
     def built(self, kind: str, header: Header, cda: bytes, **extra: Any) -> BuiltDocument:
         entry = catalogue.by_kind(kind)

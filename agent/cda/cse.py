@@ -36,12 +36,12 @@ from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.header import Header, el, name_error, parse_when, serialize
 from agent.cda.structured import NewId, document_title, read_measures, vital_signs_section
 from agent.cda.vaccination import JDV_IMMUNIZATION
-from agent.cda.valuesets import Concept, ValueSets
+from agent.cda.valuesets import TERMINOLOGIES, Concept, ValueSets
 from agent.errors import InvalidInput
 
 LOINC = "2.16.840.1.113883.6.1"
 TA_ASIP = "1.2.250.1.213.1.1.4.322"  # the volets' question codes (observation/code): fixed by the templates
-ATC = "2.16.840.1.113883.6.73"
+ATC = TERMINOLOGIES["ATC"].oid
 # The value sets each coded answer is checked against (the volets' schematrons name them).
 JDV_RELATION = "JDV_HL7_PersonalRelationshipRoleType_CISIS"
 JDV_PROFESSION = "JDV_Profession_CISIS"
@@ -57,6 +57,10 @@ JDV_VACCINES = {"cse_cs8": "JDV_VaccinCSE8_CISIS", "cse_cs9": "JDV_VaccinCSE9_CI
                 "cse_cs24": "JDV_VaccinCSE24_CISIS"}
 JDV_CARE_PLAN = {"cse_cs8": "JDV_Rencontre_CS8_CISIS", "cse_cs9": "JDV_Rencontre_CS9_CS24_CISIS",
                  "cse_cs24": "JDV_Rencontre_CS9_CS24_CISIS"}
+# Codes the templates fix, written as the kit's value set for that element writes them (``ValueSets.fixed``).
+JDV_PROBLEM_KIND, PROBLEM_KIND = "JDV_ProblemCodes_CISIS", "282291009"  # interprétation diagnostique
+JDV_ADMINISTRATION = "JDV_HL7_ActSubstanceAdministrationCode_CISIS"  # DRUG
+JDV_ENCOUNTER, AMBULATORY = "JDV_HL7_ActEncounterCode_CISIS", "AMB"
 VOLETS = {
     "cse_cs9": ("1.2.250.1.213.1.1.1.5.2", "Deuxième certificat de santé (à établir obligatoirement au cours du 9ème "
                 "mois)"),
@@ -120,10 +124,12 @@ def _build(ctx: BuildContext, kind: str, patient: Any, author: Any, data: dict[s
 
     who, by = ctx.read_people(patient, author)
     who, by = structured_addresses_only(who, by)
+    certificate = ctx.document_type("CERT_DECL")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="CERT_DECL", code_system="1.2.250.1.213.1.1.4.12",
-        display="Certificat, déclaration", title=document_title(data, title), created=ctx.clock.now(),
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=certificate.code, code_system=certificate.system,
+        display=certificate.display, title=document_title(data, title), created=ctx.clock.now(),
         service_start=exam, service_stop=None, event_code=("11429006", "2.16.840.1.113883.6.96", "consultation"),
+        confidentiality=ctx.confidentiality(),
         template_ids=(("1.2.250.1.213.1.1.1.5", None), (template, "2025.01")),
     )
     doc = header.build(who, by)
@@ -135,7 +141,7 @@ def _build(ctx: BuildContext, kind: str, patient: Any, author: Any, data: dict[s
     assert neuro is not None
     _development(body, codes, neuro, _list(data, "development"), ids)
     _vaccinations(body, codes, kind, _list(data, "vaccinations"), ids)
-    _treatments(body, _list(data, "treatments"), ids)
+    _treatments(body, codes, _list(data, "treatments"), ids)
     _care_plan(body, codes, kind, _list(data, "care_plan"), ids)
     return ctx.built(kind, header, serialize(doc))
 
@@ -356,8 +362,7 @@ def _history(body: etree._Element, codes: ValueSets, kind: str, data: dict[str, 
         for root in ("2.16.840.1.113883.10.20.1.28", "1.3.6.1.4.1.19376.1.5.3.1.4.5", "1.2.250.1.213.1.1.3.37"):
             el(observation, "templateId", root=root)
         el(observation, "id", root=ids())
-        el(observation, "code", code="282291009", displayName="interprétation diagnostique",
-           codeSystem="2.16.840.1.113883.6.96")
+        _fixed(observation, "code", codes.fixed(JDV_PROBLEM_KIND, PROBLEM_KIND))
         el(el(observation, "text"), "reference", value=f"#{anchor}")
         el(observation, "statusCode", code="completed")
         el(el(observation, "effectiveTime"), "low", nullFlavor="UNK")
@@ -467,6 +472,10 @@ def _vaccinations(body: etree._Element, codes: ValueSets, kind: str, items: list
             el(observation, "value", xsi_type="INT", value=str(rank))
 
 
+def _fixed(parent: etree._Element, tag: str, concept: Concept) -> etree._Element:
+    return el(parent, tag, code=concept.code, displayName=concept.display, codeSystem=concept.system)
+
+
 def atc_drug(item: dict[str, Any], path: str) -> Concept:
     """A medicine given by its ATC class (any ATC code: no value set restricts the médicaments administrés)."""
     atc, display = item.get("atc"), item.get("display")
@@ -477,8 +486,9 @@ def atc_drug(item: dict[str, Any], path: str) -> Concept:
     return Concept(atc.strip(), ATC, " ".join(display.split()))
 
 
-def _treatments(body: etree._Element, items: list[dict[str, Any]], ids: NewId) -> None:
+def _treatments(body: etree._Element, codes: ValueSets, items: list[dict[str, Any]], ids: NewId) -> None:
     drugs = [atc_drug(item, f"data.treatments[{index}]") for index, item in enumerate(items)]
+    administration = codes.fixed(JDV_ADMINISTRATION, "DRUG") if drugs else None
     rows = [(f"med-{i}", drug.display) for i, drug in enumerate(drugs)]
     section = _section(body, ("1.3.6.1.4.1.19376.1.5.3.1.3.21", "1.2.250.1.213.1.1.2.145"), "18610-6",
                        "Traitements administrés", "Médicaments administrés", ids, rows, "Aucun médicament administré.")
@@ -489,7 +499,8 @@ def _treatments(body: etree._Element, items: list[dict[str, Any]], ids: NewId) -
                      "1.3.6.1.4.1.19376.1.5.3.1.4.7.1"):
             el(sa, "templateId", root=root)
         el(sa, "id", root=ids())
-        el(sa, "code", code="DRUG", displayName="Médicament", codeSystem="2.16.840.1.113883.5.4")
+        assert administration is not None
+        _fixed(sa, "code", administration)
         el(el(sa, "text"), "reference", value=f"#{anchor}")
         el(sa, "statusCode", code="completed")
         period = el(sa, "effectiveTime", xsi_type="IVL_TS")
@@ -502,6 +513,7 @@ def _care_plan(body: etree._Element, codes: ValueSets, kind: str, items: list[di
     coded = [c for i, item in enumerate(items)
              if (c := codes.concept(JDV_CARE_PLAN[kind], item, f"data.care_plan[{i}]")) is not None]
     rows = [(f"plan-{i}", c.display) for i, c in enumerate(coded)]
+    ambulatory = codes.fixed(JDV_ENCOUNTER, AMBULATORY) if coded else None
     section = _section(body, ("2.16.840.1.113883.10.20.1.10", "1.3.6.1.4.1.19376.1.5.3.1.3.36",
                               "1.2.250.1.213.1.1.2.158"), "18776-5", "Plan de soins", "Plan de soins", ids, rows,
                        "Aucune orientation.")
@@ -510,8 +522,8 @@ def _care_plan(body: etree._Element, codes: ValueSets, kind: str, items: list[di
         for root in ("2.16.840.1.113883.10.20.1.25", "1.3.6.1.4.1.19376.1.5.3.1.4.14", "1.2.250.1.213.1.1.3.58"):
             el(encounter, "templateId", root=root)
         el(encounter, "id", root=ids())
-        code = el(encounter, "code", code="AMB", displayName="Ambulatoire (hors établissement)",
-                  codeSystem="2.16.840.1.113883.5.4")
+        assert ambulatory is not None
+        code = _fixed(encounter, "code", ambulatory)
         el(el(code, "qualifier"), "value", code=item.code, displayName=item.display, codeSystem=item.system)
         el(el(encounter, "text"), "reference", value=f"#{anchor}")
         el(encounter, "effectiveTime", nullFlavor="UNK")

@@ -50,11 +50,10 @@ from agent.cda.cse import (
 )
 from agent.cda.header import Header, el, parse_when, serialize
 from agent.cda.structured import NewId, document_title, measure, read_measures, vital_signs_section
-from agent.cda.valuesets import Concept, ValueSets
+from agent.cda.valuesets import TERMINOLOGIES, Concept, ValueSets
 from agent.errors import InvalidInput
 
-SNOMED = "2.16.840.1.113883.6.96"
-CIM10 = "2.16.840.1.113883.6.3"
+SNOMED, CIM10 = TERMINOLOGIES["SNOMED CT"].oid, TERMINOLOGIES["CIM-10"].oid
 HBS = {"negative": "406118005", "positive": "406117000"}  # in JDV_RechAgHbS_CISIS
 JDV_FEEDING = "JDV_TypeAllaitementNouveauNe_CISIS"
 JDV_COVERAGE = "JDV_CouvertureSociale_CISIS"
@@ -198,12 +197,14 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
         raise InvalidInput.field("author.organisation.address.postal_code", "Adresse de la structure (code postal, "
                                  "ville) obligatoire dans le CS8.")
     who, by = structured_addresses_only(who, by)
+    certificate = ctx.document_type("CERT_DECL")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="CERT_DECL", code_system="1.2.250.1.213.1.1.4.12",
-        display="Certificat, déclaration",
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=certificate.code, code_system=certificate.system,
+        display=certificate.display,
         title=document_title(data, "Premier certificat de santé (à établir obligatoirement dans les 8 jours)"),
         created=ctx.clock.now(), service_start=exam, service_stop=None,
         event_code=("11429006", SNOMED, "consultation"),
+        confidentiality=ctx.confidentiality(),
         template_ids=(("1.3.6.1.4.1.19376.1.7.3.1.1.13.1", None), ("1.2.250.1.213.1.1.1.5", None),
                       ("1.2.250.1.213.1.1.1.5.1", "2025.01")),
     )
@@ -405,7 +406,7 @@ def _newborn(body: etree._Element, codes: ValueSets, answers: dict[str, Any], ex
     el(el(exam_section, "text"), "paragraph", "Voir les signes vitaux.")
     vital_signs_section(exam_section, measures, exam, ids)
     _acts(outer, codes, answers, exam, ids)
-    _treatments(outer, _list(data, "treatments"), ids)
+    _treatments(outer, codes, _list(data, "treatments"), ids)
     transfer = answer(codes, JDV_TRANSFER, answers, "transfer", "data.newborn")
     if transfer:
         events = _section(outer, ("1.3.6.1.4.1.19376.1.5.3.1.1.21.2.9", "1.3.6.1.4.1.19376.1.7.3.1.1.13.7",

@@ -399,7 +399,7 @@ class Header:
     service_start: datetime
     service_stop: datetime | None
     template_ids: tuple[tuple[str, str | None], ...]
-    confidentiality: str = "N"
+    confidentiality: Concept  # from the kit's JDV_J08_XdsConfidentialityCode_CISIS (BuildContext.confidentiality)
     version: int = 1
     event_code: tuple[str, str, str] | None = None  # serviceEvent code, system, display
 
@@ -418,9 +418,8 @@ class Header:
         el(doc, "code", code=self.code, displayName=self.display, codeSystem=self.code_system)
         el(doc, "title", self.title)
         el(doc, "effectiveTime", value=ts(self.created))
-        display = {"N": "Normal", "R": "Restreint", "V": "Très restreint"}[self.confidentiality]
-        el(doc, "confidentialityCode", code=self.confidentiality, displayName=display,
-           codeSystem="2.16.840.1.113883.5.25")
+        el(doc, "confidentialityCode", code=self.confidentiality.code, displayName=self.confidentiality.display,
+           codeSystem=self.confidentiality.system)
         el(doc, "languageCode", code="fr-FR")
         el(doc, "setId", root=self.set_id)
         el(doc, "versionNumber", value=str(self.version))

@@ -137,9 +137,11 @@ def wrap(ctx: BuildContext, content: bytes, type_code: str, title: str, service_
     if form.media_type == "application/pdf":
         content = to_pdfa1(content, content_field)
     now = ctx.clock.now()
-    header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=entry.type_code, code_system=entry.type_system,
+    kind = ctx.document_type(entry.type_code)
+    header = Header(  # the display stays the catalogue's, the one the XDS metadata carries too
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=kind.code, code_system=kind.system,
         display=entry.title, title=title, created=now, service_start=start, service_stop=stop,
+        confidentiality=ctx.confidentiality(),
         template_ids=((XDS_SD, None),),
     )
     doc = build_n1(header, who, by, content, form)

@@ -15,12 +15,13 @@ from typing import Any
 
 from lxml import etree
 
+from agent.cda.valuesets import TERMINOLOGIES
 from agent.errors import InvalidInput
 from agent.xml import safe
 
 H = "{urn:hl7-org:v3}"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-ATC = "2.16.840.1.113883.6.73"
+ATC = TERMINOLOGIES["ATC"].oid
 IMMUNIZATION = "1.3.6.1.4.1.19376.1.5.3.1.4.12"
 SOCIAL = "1.3.6.1.4.1.19376.1.5.3.1.4.13.4"
 MEASURE_CODES = {"29463-7": "weight_g", "8302-2": "height_cm", "8287-5": "head_cm"}

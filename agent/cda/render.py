@@ -2,12 +2,16 @@
 document to the doctor without a CDA viewer of its own.
 
     render_html(cda) -> str                 the page (UTF-8 text, a complete HTML document)
-    embedded_pdf(cda) -> bytes              an N1 document's PDF, as it is in the CDA
+    render_pdf(cda) -> bytes                the document as PDF: an N1 document's own PDF, as it is in the CDA;
+                                            any other document, its page printed by ``agent.cda.printing``
+    embedded_pdf(cda) -> bytes              an N1 document's PDF only (refused for anything else)
 
 The CI-SIS kit (TestContenuCDA) ships no display stylesheet (the ANS viewer is a separate release), so the page is
 written here, from the header (title, patient, authors, dates, organisation) and the body: each section's title
 and narrative block (paragraph, content, list, table, br, sub, sup, caption, footnote), or an N1 document's
 content (text shown as is, JPEG/PNG as an image, a PDF announced with its size: ``?format=pdf`` gives it).
+``?format=pdf`` of any other document prints this same page to PDF (headless Chromium), so what the doctor
+reads on paper or in a PDF viewer is what the HTML shows.
 
 Safe by construction: the document is parsed by ``agent.xml.safe`` (no DTD, entities, network), and the page is
 built as an element tree whose elements and attributes come from a fixed list: the document's text is only ever
@@ -26,6 +30,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
+from agent.cda.printing import html_to_pdf
 from agent.errors import InvalidInput
 from agent.xml import safe
 
@@ -91,13 +96,25 @@ def render_html(cda: bytes) -> str:
     return "<!DOCTYPE html>\n" + str(etree.tostring(html, method="html", encoding="unicode"))
 
 
+def render_pdf(cda: bytes) -> bytes:
+    """The document as PDF: the PDF an N1 document carries, as it is; else its page (``render_html``) printed."""
+    carried = _carried_pdf(_parse(cda))
+    return carried if carried is not None else html_to_pdf(render_html(cda))
+
+
 def embedded_pdf(cda: bytes) -> bytes:
     """The PDF an N1 document carries (``nonXMLBody/text``, base64), refused when it carries something else."""
-    root = _parse(cda)
+    carried = _carried_pdf(_parse(cda))
+    if carried is None:
+        raise InvalidInput.field("format", "Seul un document N1 contenant un PDF porte son propre PDF.",
+                                 code="render_pdf_unavailable")
+    return carried
+
+
+def _carried_pdf(root: etree._Element) -> bytes | None:
     text = root.find(f"{NS}component/{NS}nonXMLBody/{NS}text")
-    if text is None or (text.get("mediaType") or "") != "application/pdf":
-        raise InvalidInput.field("format", "Seul un document N1 contenant un PDF peut être rendu en PDF ; "
-                                 "demandez le rendu HTML.", code="render_pdf_unavailable")
+    if text is None or (text.get("mediaType") or "").lower() != "application/pdf":
+        return None
     return _content(text)
 
 
@@ -263,7 +280,7 @@ def _non_xml(main: etree._Element, body: etree._Element) -> None:
                          src=f"data:{media};base64,{base64.b64encode(content).decode()}")
     elif media == "application/pdf":
         _note(main, f"Document PDF ({_size(content)}) : il s'affiche avec une visionneuse PDF "
-                    "(rendu format=pdf).")
+                    "(rendu format=pdf, qui le donne tel quel).")
     else:
         _note(main, f"Contenu {media} ({_size(content)}) : ce format ne s'affiche pas dans la page.")
 

@@ -125,10 +125,12 @@ def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) ->
         raise InvalidInput.field("data", "Au moins une mesure : weight_g, height_cm ou head_cm.")
     title = document_title(data, "Carnet de santé de l'enfant - Mesures de l'enfant")
     who, by = ctx.read_people(patient, author)
+    kind = ctx.document_type("29274-8")
     header = Header(
-        unique_id=ctx.new_id(), set_id=ctx.new_id(), code="29274-8", code_system=LOINC,
-        display="Mesures de signes vitaux", title=title, created=ctx.clock.now(), service_start=when,
-        service_stop=None, event_code=("29274-8", LOINC, "Mesures de signes vitaux"),
+        unique_id=ctx.new_id(), set_id=ctx.new_id(), code=kind.code, code_system=kind.system,
+        display=kind.display, title=title, created=ctx.clock.now(), service_start=when,
+        service_stop=None, event_code=(kind.code, kind.system, kind.display),
+        confidentiality=ctx.confidentiality(),
         template_ids=(("1.3.6.1.4.1.19376.1.5.3.1.1.1", None), ("1.2.250.1.213.1.1.1.5", None),
                       ("1.2.250.1.213.1.1.1.5.4", "2023.01")),
     )

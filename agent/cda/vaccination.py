@@ -29,13 +29,12 @@ from agent.cda.context import BuildContext, BuiltDocument, data_object
 from agent.cda.datamatrix import VaccinePack, parse_datamatrix
 from agent.cda.header import PARIS, Author, Header, el, parse_when, serialize, ts
 from agent.cda.vaccines import Vaccine, VaccineTable
-from agent.cda.valuesets import Concept, ValueSets
+from agent.cda.valuesets import TERMINOLOGIES, Concept, ValueSets
 from agent.errors import InvalidInput
 
 LOINC = "2.16.840.1.113883.6.1"
-CIS = "1.2.250.1.213.2.3.1"  # the CIS and CIP codes and the ATC class name the product, not an answer
-CIP = "1.2.250.1.213.2.3.2"
-ATC = "2.16.840.1.113883.6.73"
+# The CIS and CIP codes and the ATC class name the product, not an answer: open terminologies.
+CIS, CIP, ATC = (TERMINOLOGIES[name].oid for name in ("CIS", "CIP", "ATC"))
 JDV_IMMUNIZATION = "JDV_HL7_ActSubstanceAdministrationImmunizationCode_CISIS"
 JDV_ROUTE = "JDV_ImmunizationRouteCodes_CISIS"
 JDV_SITE = "JDV_ImmunizationApproachSiteCode_CISIS"
@@ -97,17 +96,20 @@ class VaccinationInput:
 def build(ctx: BuildContext, patient: Any, author: Any, data: dict[str, Any]) -> BuiltDocument:
     given = VaccinationInput.read(data_object(data), ctx.vaccines, ctx.value_sets)
     who, by = ctx.read_people(patient, author)
-    header = header_for(ctx.new_id(), ctx.new_id(), ctx.clock.now(), given)
+    header = header_for(ctx.new_id(), ctx.new_id(), ctx.clock.now(), given, ctx.document_type("87273-9"),
+                        ctx.confidentiality())
     doc = header.build(who, by)
     add_body(doc, given, by, [ctx.new_id(), ctx.new_id()])
     return ctx.built("vaccination_note", header, serialize(doc))
 
 
-def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput) -> Header:
+def header_for(unique_id: str, set_id: str, created: datetime, given: VaccinationInput, kind: Concept,
+               confidentiality: Concept) -> Header:
+    """``kind``: the document type (87273-9) as the kit's JDV_J07 writes it; ``confidentiality``, from JDV_J08."""
     return Header(
-        unique_id=unique_id, set_id=set_id, code="87273-9", code_system=LOINC, display="Note de vaccination",
-        title="Note de vaccination", created=created, service_start=given.administered_at, service_stop=None,
-        template_ids=TEMPLATE_IDS, event_code=("87273-9", LOINC, "Note de vaccination"),
+        unique_id=unique_id, set_id=set_id, code=kind.code, code_system=kind.system, display=kind.display,
+        title=kind.display, created=created, service_start=given.administered_at, service_stop=None,
+        template_ids=TEMPLATE_IDS, confidentiality=confidentiality, event_code=(kind.code, kind.system, kind.display),
     )
 
 

@@ -6,6 +6,16 @@ set the volet's schematron checks that element against, and refuses (422 naming 
 it. So a document the builders accept cannot fail a ``dansJeuDeValeurs`` assertion, and a newer kit brings its
 new codes without a release.
 
+A code the volet fixes (a problem observation's "interprétation diagnostique", an allergy's "propension aux
+réactions indésirables", a treatment's DRUG) is also read from the value set the content profile checks it against
+(``fixed``): its system and display are the kit's, and a kit that no longer lists it stops the build (503) rather
+than writing a code the kit's own check refuses.
+
+Open terminologies (CIM-10, CCAM, CIS, ATC, EMDN, SNOMED CT...) are too large for the kit: no value set lists them,
+and their codes are the LGC's. ``TERMINOLOGIES`` names each one once, with the OID the kit's value sets and its
+IPS-FR example write for it (a test compares them), and ``open_code`` lets a field accept only the terminologies
+its volet allows: the request may name one (by name or OID), never an arbitrary code system.
+
 The kit is trusted local data but is read with the hardened parser all the same. Files are read once and kept.
 Never logs what it is asked to look up (answers can be health data).
 """
@@ -49,6 +59,43 @@ class ValueSet:
     @property
     def codes(self) -> list[str]:
         return [c.code for c in self.concepts]
+
+
+@dataclass(frozen=True, slots=True)
+class Terminology:
+    name: str  # as the kit writes codeSystemName
+    oid: str
+
+
+# Open terminologies, each under the name and OID the kit uses (jeuxDeValeurs/, ExemplesCDA/IPS-FR_2024.01.xml).
+TERMINOLOGIES = {t.name: t for t in (
+    Terminology("CIM-10", "2.16.840.1.113883.6.3"),
+    Terminology("CISP-2", "2.16.840.1.113883.6.139"),
+    Terminology("OrphaCodes", "1.2.250.1.213.2.49"),
+    Terminology("SNOMED CT", "2.16.840.1.113883.6.96"),
+    Terminology("CCAM", "1.2.250.1.215.300.1"),
+    Terminology("CIS", "1.2.250.1.213.2.3.1"),
+    Terminology("CIP", "1.2.250.1.213.2.3.2"),
+    Terminology("ATC", "2.16.840.1.113883.6.73"),
+    Terminology("EMDN", "1.2.250.1.213.2.68"),
+)}
+_CODE_TEXT = 64
+
+
+def terminology(requested: Any, allowed: tuple[str, ...], field: str) -> Terminology:
+    """The terminology a request names for a code (its name or OID; absent: the first of ``allowed``), refused
+    with a 422 on ``field`` when its volet does not allow it there."""
+    if requested is None or requested == "":
+        return TERMINOLOGIES[allowed[0]]
+    if isinstance(requested, str):
+        wanted = requested.strip()
+        for name in allowed:
+            known = TERMINOLOGIES[name]
+            if wanted in (known.oid, known.name) or wanted.casefold() == known.name.casefold():
+                return known
+    names = ", ".join(f"{n} ({TERMINOLOGIES[n].oid})" for n in allowed)
+    raise InvalidInput.field(field, f"Système de codes {str(requested)[:_CODE_TEXT]!r} non admis ici : attendu "
+                             f"{names}.", code="code_system_not_allowed")
 
 
 class ValueSets:
@@ -103,6 +150,30 @@ class ValueSets:
             raise InvalidInput.field(field, f"Code {code!r} absent du jeu de valeurs {name} : attendu {allowed}{more}.",
                                      code="code_not_in_value_set")
         return concept
+
+    def fixed(self, name: str, code: str) -> Concept:
+        """The concept ``code`` that a volet fixes, as the value set ``name`` (the one the kit checks it against)
+        writes it; a kit whose value set lacks it is an unusable kit (503), not a request error."""
+        concept = self.get(name).find(code)
+        if concept is None:
+            raise Unavailable(f"Le jeu de valeurs {name} du kit CI-SIS ne contient plus le code {code} que ce "
+                              "document exige : kit incomplet ou d'une autre version.", code="cda_kit_missing")
+        return concept
+
+
+def open_code(code: Any, display: str, requested_system: Any, allowed: tuple[str, ...], field: str, *,
+              code_field: str = "") -> Concept:
+    """A code of an open terminology (``allowed``, the first by default), with the LGC's display. ``field`` is the
+    coded item (its ``.code`` and ``.system`` are named in a 422), ``code_field`` another key holding the code.
+    A JSON integer is taken as its digits (a CIS or CCAM code an LGC stores as a number)."""
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 0:
+        code = str(code)
+    if not isinstance(code, str) or not code.strip() or len(code.strip()) > _CODE_TEXT or any(
+            c.isspace() for c in code.strip()):
+        raise InvalidInput.field(code_field or f"{field}.code", "Code attendu (une chaîne sans espace, 64 "
+                                 "caractères au plus).", code="code_invalid")
+    system = terminology(requested_system, allowed, f"{field}.system")
+    return Concept(code.strip(), system.oid, display)
 
 
 def parse_value_set(name: str, data: bytes) -> ValueSet:

@@ -66,6 +66,21 @@ async def test_a_wrong_check_digit_is_a_422_naming_the_scan(agent: Any, http: ai
     assert body["errors"][0]["field"] == "data.datamatrix" and "Clé de contrôle" in body["errors"][0]["message"]
 
 
+async def test_a_synthese_code_outside_its_value_set_or_terminology_is_a_422_naming_it(
+        agent: Any, http: aiohttp.ClientSession) -> None:
+    status, body = await post(http, agent, "/v1/cda", {
+        "kind": "synthese_medicale", "patient": PATIENT, "author": AUTHOR,
+        "data": {"problems": [{"code": "E11.9", "display": "Diabète de type 2", "kind": "OINT"}]}})
+    assert status == 422 and body["type"].endswith(":code_not_in_value_set"), body
+    assert body["errors"][0]["field"] == "data.problems[0].kind"
+    assert "JDV_ProblemCodes_CISIS" in body["errors"][0]["message"]
+    status, body = await post(http, agent, "/v1/cda", {
+        "kind": "synthese_medicale", "patient": PATIENT, "author": AUTHOR,
+        "data": {"procedures": [{"code": "HHFA016", "display": "Appendicectomie", "system": "1.2.3.4"}]}})
+    assert status == 422 and body["type"].endswith(":code_system_not_allowed"), body
+    assert body["errors"][0]["field"] == "data.procedures[0].system" and "CCAM" in body["errors"][0]["message"]
+
+
 async def test_validate_reports_in_french_with_location(agent: Any, http: aiohttp.ClientSession,
                                                         reference_dir: Path) -> None:
     example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()

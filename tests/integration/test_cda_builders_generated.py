@@ -20,9 +20,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
+from agent.cda import synthese
 from agent.cda.service import CdaService
 from agent.cda.validation import CdaValidator, ValidationReport
+from agent.cda.valuesets import TERMINOLOGIES
 from agent.clock import FrozenClock
 from agent.domain import catalogue
 from agent.domain.ins import compute_key
@@ -282,22 +285,59 @@ def optional(draw: st.DrawFn, item: dict[str, Any], key: str, strategy: st.Searc
         item[key] = draw(strategy)
 
 
-PROBLEM = st.fixed_dictionaries({"code": st.sampled_from(["E11.9", "I10", "J45.9", "E78.0", "F32.9"]),
-                                 "display": FREE_TEXT}, optional={"since": DAY})
-ALLERGY = st.fixed_dictionaries({"display": FREE_TEXT}, optional={
-    "code": st.sampled_from(["91936005", "294505008", "300913006"]), "since": DAY})  # SNOMED CT allergies
+# The LGC's own codes, per terminology the field allows (named by name or by OID: both are accepted).
+PROBLEM_CODES = {"CIM-10": ["E11.9", "I10", "J45.9", "E78.0", "F32.9"], "CISP-2": ["T90", "K86"],
+                 "OrphaCodes": ["658", "586"], "SNOMED CT": ["44054006", "38341003"]}
+ALLERGEN_CODES = {"SNOMED CT": ["91936005", "294505008", "300913006"], "ATC": ["J01CA04", "N02BE01"]}
+
+
+def system_named(draw: st.DrawFn, name: str, *, default: bool) -> dict[str, str]:
+    """How a request names a terminology: not at all (the field's default), by name, or by OID."""
+    forms = [{"system": name}, {"system": TERMINOLOGIES[name].oid}] + ([{}] if default else [])
+    return draw(st.sampled_from(forms))
+
+
+@st.composite
+def problems(draw: st.DrawFn, service: CdaService) -> dict[str, Any]:
+    system = draw(st.sampled_from(synthese.PROBLEM_SYSTEMS))
+    item: dict[str, Any] = {"code": draw(st.sampled_from(PROBLEM_CODES[system])), "display": draw(FREE_TEXT),
+                            **system_named(draw, system, default=system == synthese.PROBLEM_SYSTEMS[0])}
+    optional(draw, item, "since", DAY)
+    if draw(st.booleans()):
+        item["kind"] = concept(draw(st.sampled_from(codes_of(service, synthese.JDV_PROBLEM_KIND))),
+                               draw(st.booleans()))
+    return item
+
+
+@st.composite
+def allergies(draw: st.DrawFn, service: CdaService) -> dict[str, Any]:
+    item: dict[str, Any] = {"display": draw(FREE_TEXT)}
+    if draw(st.booleans()):
+        system = draw(st.sampled_from(synthese.ALLERGEN_SYSTEMS))
+        item["code"] = draw(st.sampled_from(ALLERGEN_CODES[system]))
+        item.update(system_named(draw, system, default=system == synthese.ALLERGEN_SYSTEMS[0]))
+    optional(draw, item, "since", DAY)
+    if draw(st.booleans()):
+        item["type"] = concept(draw(st.sampled_from(codes_of(service, synthese.JDV_ALLERGY_TYPE))),
+                               draw(st.booleans()))
+    return item
+
+
 TREATMENT = st.fixed_dictionaries({"name": FREE_TEXT}, optional={"since": DAY}).flatmap(
-    lambda item: st.sampled_from([item, {**item, "cis": "60234100", "atc": "A10BA02", "atc_display": "metformine"}]))
+    lambda item: st.sampled_from([item, {**item, "cis": "60234100", "atc": "A10BA02", "atc_display": "metformine"},
+                                  {**item, "code": "60234100", "system": "CIS"}, {**item, "cis": 60234100},
+                                  {**item, "atc": "A10BA02"},
+                                  {**item, "atc": "N02BE01", "atc_display": "paracétamol"}]))
 PROCEDURE = st.fixed_dictionaries({"code": st.sampled_from(["HHFA016", "JQGA002", "NFKA006"]), "display": FREE_TEXT,
-                                   "date": DAY})
+                                   "date": DAY}, optional={"system": st.sampled_from(["CCAM", "1.2.250.1.215.300.1"])})
 DEVICE = st.fixed_dictionaries({"display": FREE_TEXT}, optional={"since": DAY, "code": st.sampled_from(
     ["J0105", "P0703", "Z12"])})  # EMDN
 
 
 @st.composite
-def synthese_data(draw: st.DrawFn) -> dict[str, Any]:
-    data: dict[str, Any] = {"problems": draw(st.lists(PROBLEM, max_size=3)),
-                            "allergies": draw(st.lists(ALLERGY, max_size=2)),
+def synthese_data(draw: st.DrawFn, service: CdaService) -> dict[str, Any]:
+    data: dict[str, Any] = {"problems": draw(st.lists(problems(service), max_size=3)),
+                            "allergies": draw(st.lists(allergies(service), max_size=2)),
                             "treatments": draw(st.lists(TREATMENT, max_size=3)),
                             "procedures": draw(st.lists(PROCEDURE, max_size=2)),
                             "devices": draw(st.lists(DEVICE, max_size=2))}
@@ -322,7 +362,91 @@ def measures(draw: st.DrawFn, *, child: bool = False) -> dict[str, Any]:
 @given(data=st.data())
 def test_generated_syntheses_are_valid(service: CdaService, data: st.DataObject) -> None:
     check(service, "synthese_medicale", data.draw(patients()), data.draw(authors(service)),
-          data.draw(synthese_data()))
+          data.draw(synthese_data(service)))
+
+
+def test_every_code_of_the_synthese_code_lists_gives_a_valid_document(service: CdaService) -> None:
+    """Every problem kind (JDV_ProblemCodes_CISIS), allergy type (JDV_TypeEvenementIndesirablePrevisible_CISIS)
+    and terminology a coded item may name, each at least once, where sampling would leave most unseen: a few
+    documents carrying them side by side, each checked by the kit (its volet, content profile included)."""
+    kinds = codes_of(service, synthese.JDV_PROBLEM_KIND)
+    types = codes_of(service, synthese.JDV_ALLERGY_TYPE)
+    systems = list(synthese.PROBLEM_SYSTEMS)
+    allergens = list(synthese.ALLERGEN_SYSTEMS)
+    per_document = 4
+    failures = []
+    for start in range(0, max(len(kinds), len(types)), per_document):
+        turn = range(start, start + per_document)
+        data = {
+            "problems": [{"code": PROBLEM_CODES[systems[i % len(systems)]][0], "system": systems[i % len(systems)],
+                          "display": f"Problème {i}", "kind": kinds[i % len(kinds)]} for i in turn],
+            "allergies": [{"display": f"Allergie {i}", "type": types[i % len(types)],
+                           "code": ALLERGEN_CODES[allergens[i % len(allergens)]][0],
+                           "system": allergens[i % len(allergens)]} for i in turn],
+        }
+        report = service.validate(service.build_document("synthese_medicale", PATIENT, AUTHOR, data).cda)
+        if not report.valid or unexpected_warnings(report):
+            failures.append((data, [e.message for e in report.errors[:3]], unexpected_warnings(report)[:3]))
+    assert failures == []
+
+
+@pytest.mark.parametrize(("item", "field", "code"), [
+    ({"problems": [{"code": "E11.9", "display": "Diabète", "kind": "73211009"}]}, "data.problems[0].kind",
+     "code_not_in_value_set"),
+    ({"problems": [{"code": "E11.9", "display": "Diabète", "system": "2.16.840.1.113883.6.1"}]},
+     "data.problems[0].system", "code_system_not_allowed"),
+    ({"problems": [{"code": "E11 9", "display": "Diabète"}]}, "data.problems[0].code", "code_invalid"),
+    ({"problems": [{"display": "Diabète"}]}, "data.problems[0].code", "code_required"),
+    ({"allergies": [{"display": "Pénicilline", "type": "ALG"}]}, "data.allergies[0].type", "code_not_in_value_set"),
+    ({"allergies": [{"display": "Pénicilline", "code": "764146007", "system": "CIM-10"}]},
+     "data.allergies[0].system", "code_system_not_allowed"),
+    ({"allergies": [{"display": "Pénicilline", "system": "SNOMED CT"}]}, "data.allergies[0].system",
+     "code_required"),
+    ({"treatments": [{"name": "Metformine", "code": "A10BA02", "system": "ATC"}]}, "data.treatments[0].system",
+     "code_system_not_allowed"),
+    ({"treatments": [{"name": "Metformine", "atc": {"code": "A10BA02"}}]}, "data.treatments[0].atc",
+     "code_invalid"),
+    ({"procedures": [{"code": "HHFA016", "display": "Appendicectomie", "system": "CIM-10"}]},
+     "data.procedures[0].system", "code_system_not_allowed"),
+    ({"devices": [{"display": "Stimulateur", "code": "J0105", "system": "SNOMED CT"}]}, "data.devices[0].system",
+     "code_system_not_allowed"),
+])
+def test_a_synthese_code_outside_its_value_set_or_terminology_is_refused_on_its_field(
+        service: CdaService, item: dict[str, Any], field: str, code: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        service.build_document("synthese_medicale", PATIENT, AUTHOR, item)
+    assert [(e.field, refused.value.code) for e in refused.value.errors] == [(field, code)]
+
+
+def test_the_synthese_codes_are_the_kit_s(service: CdaService) -> None:
+    """The codes the volet fixes carry the system and display of the kit's value set, and each terminology the
+    agent names has the OID the kit's IPS-FR example writes under that codeSystemName."""
+    data = {"problems": [{"code": "E11.9", "display": "Diabète de type 2"}],
+            "allergies": [{"display": "Pénicilline", "type": "416098002"}],
+            "treatments": [{"name": "Metformine", "cis": "60234100"}]}
+    cda = etree.fromstring(service.build_document("synthese_medicale", PATIENT, AUTHOR, data).cda)
+    hl7 = "{urn:hl7-org:v3}"
+    kinds = {(c.get("code"), c.get("codeSystem"), c.get("displayName"))
+             for c in cda.iterfind(f".//{hl7}observation/{hl7}code")}
+    value_sets = service.context.value_sets
+    for name, code in (("JDV_ProblemCodes_CISIS", "282291009"),
+                       ("JDV_TypeEvenementIndesirablePrevisible_CISIS", "416098002")):
+        found = value_sets.get(name).find(code)
+        assert found is not None and (found.code, found.system, found.display) in kinds
+    drug = value_sets.get("JDV_HL7_ActSubstanceAdministrationCode_CISIS").find("DRUG")
+    administration = cda.find(f".//{hl7}substanceAdministration/{hl7}code")
+    assert drug is not None and administration is not None
+    assert (administration.get("code"), administration.get("codeSystem")) == (drug.code, drug.system)
+
+    kit = service.context.value_sets.kit_dir
+    assert kit is not None
+    example = etree.parse(str(kit / "ExemplesCDA" / "IPS-FR_2024.01.xml")).getroot()
+    written = {(e.get("codeSystemName"), e.get("codeSystem")) for e in example.iter() if e.get("codeSystemName")}
+    named = {name for name, _ in written}
+    for terminology in TERMINOLOGIES.values():
+        if terminology.name in named:
+            assert (terminology.name, terminology.oid) in written, terminology
+    assert {"CIM-10", "CCAM", "CIS", "ATC", "EMDN", "SNOMED CT"} <= named
 
 
 # -- mesures de l'enfant ----------------------------------------------------------------------------------------
@@ -518,8 +642,6 @@ def test_every_code_of_the_header_code_lists_gives_a_valid_document(service: Cda
 
 def test_an_address_of_several_lines_keeps_one_additional_locator(service: CdaService) -> None:
     """Found by the generated inputs: three lines and a postal code gave two additionalLocator (CI-SISAddr: one)."""
-    from lxml import etree
-
     patient = {"ins": "279035121518989", "oid": "1.2.250.1.213.1.4.10", "birth_name": "PAT-TROIS",
                "given_names": ["DOMINIQUE"], "sex": "F", "birth_date": "1979-03-28", "birth_place": "51215",
                "address": {"lines": ["Résidence Les Pins", "Bâtiment B", "12 bis rue de l'Église"],

@@ -1,9 +1,13 @@
 """Rendering a CDA as HTML for display: every kit example renders, the page is inert whatever the document holds
-(script, event handlers, links, foreign elements), and the routes serve an order's document or a posted one."""
+(script, event handlers, links, foreign elements), and the routes serve an order's document or a posted one; as
+PDF, an N1 document's own PDF, any other document's page printed by Chromium (its text read back with
+Ghostscript's text device)."""
 
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +16,8 @@ import aiohttp
 import pytest
 from lxml import etree, html
 
-from agent.cda.render import embedded_pdf, render_html
-from agent.errors import InvalidInput
+from agent.cda.render import embedded_pdf, render_html, render_pdf
+from agent.errors import InvalidInput, Unavailable
 from tests.support.documents import PDF_BASE64
 from tests.support.ins import record_insi_answer
 
@@ -104,6 +108,41 @@ def test_n1_content_is_shown_or_handed_over(reference_dir: Path) -> None:
     with pytest.raises(InvalidInput) as refused:
         embedded_pdf(text)
     assert refused.value.code == "render_pdf_unavailable"
+    assert render_pdf(n1) == embedded_pdf(n1)  # handed over as it is, not printed
+
+
+def pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    """The text of a PDF, as Ghostscript's txtwrite device reads it (a system package of the project)."""
+    gs = shutil.which("gs")
+    if gs is None:
+        pytest.skip("Ghostscript absent : apt-get install ghostscript (scripts/test.sh le fait en root)")
+    source = tmp_path / "rendu.pdf"
+    source.write_bytes(pdf)
+    done = subprocess.run([gs, "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-sDEVICE=txtwrite", "-o", "-",
+                           str(source)], capture_output=True, timeout=60, check=True)
+    return " ".join(done.stdout.decode("utf-8", "replace").split())
+
+
+def test_a_structured_document_prints_to_a_pdf_with_its_patient_and_sections(reference_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium absent : apt-get install chromium (scripts/test.sh le fait en root)")
+    example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC_2023.01.xml").read_bytes()
+    pdf = render_pdf(example)
+    assert pdf.startswith(b"%PDF-")
+    text = pdf_text(pdf, tmp_path)
+    assert "PAT-TROIS" in text and "DOMINIQUE" in text, text[:300]
+    title = " ".join(etree.fromstring(example).findtext("{urn:hl7-org:v3}title", "").split())
+    assert title in text
+
+
+def test_without_chromium_a_pdf_is_refused_in_french(reference_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no browser on it
+    example = (reference_dir / "ci-sis" / "ExemplesCDA" / "VAC_2023.01.xml").read_bytes()
+    with pytest.raises(Unavailable) as refused:
+        render_pdf(example)
+    assert refused.value.code == "render_pdf_unavailable" and "Chromium est absent" in refused.value.message
 
 
 @pytest.fixture
@@ -144,9 +183,13 @@ async def test_render_routes_serve_an_order_document_and_a_posted_one(agent: Any
     async with http.post(agent.url + "/v1/cda/render", headers=agent.headers(),
                          json={"cda_base64": base64.b64encode(SCRIPTED).decode()}) as r:
         _inert(await r.text())
-    async with http.post(agent.url + "/v1/cda/render?format=pdf", headers=agent.headers(),
+    async with http.post(agent.url + "/v1/cda/render", headers={**agent.headers(), "Accept": "application/pdf"},
                          json={"cda_base64": base64.b64encode(example).decode()}) as r:
-        assert r.status == 422 and (await r.json())["code"] == "render_pdf_unavailable"
+        assert r.status == 200 and r.content_type == "application/pdf", await r.text()
+        assert (await r.read()).startswith(b"%PDF-")
+    async with http.post(agent.url + "/v1/cda/render?format=docx", headers=agent.headers(),
+                         json={"cda_base64": base64.b64encode(example).decode()}) as r:
+        assert r.status == 422
     async with http.post(agent.url + "/v1/cda/render", headers=agent.headers(),
                          json={"cda_base64": base64.b64encode(b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>").decode()}
                          ) as r:

@@ -232,3 +232,18 @@ async def test_cdt_2_1_900_a_document_built_here_carries_its_sender_as_a_second_
     with pytest.raises(InvalidInput) as refused:
         await service.order_document(document, PATIENT, AUTHOR, {**sender, "id": "3123456789/SEC1"})
     assert [e.field for e in refused.value.errors] == ["sender.id"]
+
+
+def test_the_document_type_is_written_as_the_kit_s_jdv_j07(service: CdaService, codes: ValueSets) -> None:
+    """ClinicalDocument/code's system comes from the kit's value set, not from the builder (N1 keeps the
+    catalogue's display, the one its XDS metadata carries)."""
+    code = etree.fromstring(n1(service, type_code="56445-0").cda).find(f"{HL7}code")
+    expected = codes.get("JDV_J07_XdsTypeCode_CISIS").find("56445-0")
+    assert code is not None and expected is not None
+    assert (code.get("code"), code.get("codeSystem")) == (expected.code, expected.system)
+    built = service.build_document("mesures_enfant", {**PATIENT, "birth_date": "2024-03-01"}, AUTHOR,
+                                   {"measured_at": "2025-01-10", "weight_g": 8600})
+    code = etree.fromstring(built.cda).find(f"{HL7}code")
+    kit = codes.get("JDV_J07_XdsTypeCode_CISIS").find("29274-8")
+    assert code is not None and kit is not None
+    assert (code.get("code"), code.get("codeSystem"), code.get("displayName")) == (kit.code, kit.system, kit.display)
