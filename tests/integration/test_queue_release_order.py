@@ -16,6 +16,8 @@ from pathlib import Path
 from agent.clock import FrozenClock
 from agent.domain.delivery import DeliveryJob, Lookup, Receipt
 from agent.domain.orders import DeliveryState
+from agent.store import orders as repo
+from agent.store.crypto import ContentCipher
 from tests.support.queue import Harness, MemoryDmp, ins_value, order_body
 
 
@@ -87,22 +89,22 @@ async def test_orders_made_while_the_dmp_answered_500_go_out_in_creation_order(t
     assert len(gateway.started) > len(created)  # the failed attempts of the outage came first
 
 
-async def test_a_patients_newer_document_never_overtakes_an_older_one_still_retrying(tmp_path: Path) -> None:
-    dmp = MemoryDmp()
+async def test_a_patients_newer_document_waits_behind_an_older_one_in_backoff(tmp_path: Path) -> None:
+    """The claim itself (the executor's transaction step): the patient's second document is not taken while their
+    first waits out a backoff; another patient's is."""
+    dmp = MemoryDmp(fail_next=1)  # the first document of the patient meets a 500: it waits out its backoff
     harness = Harness(tmp_path / "relais.db", FrozenClock(), Overlap(dmp), concurrency=4)
     await harness.start()
     ins, other = ins_value(1), ins_value(2)
-    dmp.fail_next = 1  # the first document of the patient meets a 500: it waits out its backoff
     first, _ = await harness.create(order_body(delay=0, ins=ins), "lgc")
     await harness.run()
     assert await harness.state(first.id) is DeliveryState.RETRYING
     second, _ = await harness.create(order_body(delay=0, ins=ins), "lgc")
     elsewhere, _ = await harness.create(order_body(delay=0, ins=other), "lgc")
-    await harness.run()
-    assert await harness.state(second.id) is DeliveryState.READY  # held behind the first
-    harness.clock.advance(3600)
-    for _ in range(3):
-        await harness.run()
-    assert dmp.submissions.index(first.document_unique_id) < dmp.submissions.index(second.document_unique_id)
-    assert {await harness.state(o.id) for o in (first, second, elsewhere)} == {DeliveryState.SENT}
+    db, now = harness.db, harness.clock.now().timestamp()
+    assert db is not None
+    await db.write(lambda c: repo.release_due(c, now))
+    claims = await db.write(lambda c: repo.claim_ready(c, ContentCipher(harness.master), ["dmp"], 4, now))
+    assert [c.order_id for c in claims] == [elsewhere.id]
+    assert await harness.state(second.id) is DeliveryState.READY
     await harness.stop()
