@@ -233,3 +233,91 @@ def installed() -> bool:
     if sys.platform == "darwin":
         return macos_targets()[0].exists()
     return linux_targets()[0].exists()
+
+
+# ---- the `relais` command on the PATH -------------------------------------------------------------------
+LAUNCHER_MARK = "relais-launcher"  # in every launcher this module writes: one it did not write is never replaced
+ENV_BIN_DIR = "RELAIS_BIN_DIR"
+
+
+def user_bin_dir(system: str = sys.platform, env: os._Environ[str] | dict[str, str] | None = None,
+                 home: Path | None = None) -> Path:
+    """Where a user's own commands go, on the PATH without an administrator: ``RELAIS_BIN_DIR`` if set; POSIX:
+    ``$XDG_BIN_HOME`` or ``~/.local/bin`` (the XDG place, on Debian's PATH from ~/.profile once it exists);
+    Windows: ``%LOCALAPPDATA%\\Microsoft\\WindowsApps``, on every user's PATH by default since Windows 10."""
+    env = os.environ if env is None else env
+    if env.get(ENV_BIN_DIR):
+        return Path(env[ENV_BIN_DIR])
+    home = home or Path.home()
+    if system == "win32":
+        local = env.get("LOCALAPPDATA") or str(home / "AppData" / "Local")
+        return Path(local) / "Microsoft" / "WindowsApps"
+    if env.get("XDG_BIN_HOME"):
+        return Path(env["XDG_BIN_HOME"])
+    return home / ".local" / "bin"
+
+
+def cli_program(system: str = sys.platform) -> tuple[str, ...]:
+    """The console ``relais`` of this installation (on Windows relais.exe, not the windowless relaisw.exe)."""
+    here = Path(sys.executable).parent
+    if system == "win32":
+        for candidate in (here.parent / "relais.exe", here / "relais.exe", here / "Scripts" / "relais.exe"):
+            if candidate.exists():
+                return (str(candidate),)
+        return (sys.executable, "-m", "agent.cli")
+    return this_launch(system=system).program
+
+
+def launcher_text(program: tuple[str, ...], system: str = sys.platform) -> str:
+    if system == "win32":
+        line = " ".join(f'"{part}"' for part in program)
+        return f"@echo off\r\nrem {LAUNCHER_MARK}\r\n{line} %*\r\n"
+    return (f"#!/bin/sh\n# {LAUNCHER_MARK}: the relais command of {shlex.quote(program[0])}\n"
+            f'exec {shlex.join(program)} "$@"\n')
+
+
+def launcher_path(bin_dir: Path, system: str = sys.platform) -> Path:
+    return bin_dir / ("relais.cmd" if system == "win32" else "relais")
+
+
+def install_launcher(bin_dir: Path | None = None, system: str = sys.platform) -> Path:
+    """Write the ``relais`` launcher into the user's bin folder (replacing only a launcher of ours); its path."""
+    bin_dir = bin_dir or user_bin_dir(system)
+    path = launcher_path(bin_dir, system)
+    if (path.exists() or path.is_symlink()) and not _ours(path):
+        raise Unavailable(f"{path} existe déjà et n'a pas été écrit par Relais : il est laissé tel quel.",
+                          code="launcher_exists")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(launcher_text(cli_program(system), system), encoding="utf-8", newline="")
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_launcher(bin_dir: Path | None = None, system: str = sys.platform) -> Path | None:
+    path = launcher_path(bin_dir or user_bin_dir(system), system)
+    if path.exists() and _ours(path):
+        path.unlink()
+        return path
+    return None
+
+
+def on_path(bin_dir: Path, env: os._Environ[str] | dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    entries = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+    return any(_same(entry, bin_dir) for entry in entries)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return LAUNCHER_MARK in path.read_text(encoding="utf-8", errors="replace")[:400]
+    except OSError:
+        return False

@@ -147,6 +147,19 @@ def withdraw(info: SessionInfo) -> None:
             _registry_withdraw(info)
 
 
+def session_data_dir() -> Path | None:
+    """The data folder of this session's running agent, as its session file says (None: no agent announced).
+    The command line uses it when no data folder was named, so `relais status` reaches `relais demo` too."""
+    path = session_file(sys.platform, os.environ, session_id())
+    if path is None:
+        return None
+    try:
+        data_dir = json.loads(path.read_text(encoding="utf-8")).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(data_dir) if isinstance(data_dir, str) and data_dir else None
+
+
 def this_user() -> str:
     try:
         return getpass.getuser()

@@ -12,18 +12,21 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.cli import french
 from agent.errors import RelaisError
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
-    parser.add_argument("--config", metavar="FILE", default=default, help="fichier de configuration TOML")
-    parser.add_argument("--data-dir", metavar="DIR", default=default, help="dossier de données de l'agent")
+    parser.add_argument("--config", metavar="FICHIER", default=default, help="fichier de configuration TOML")
+    parser.add_argument("--data-dir", metavar="DOSSIER", default=default, help="dossier de données de l'agent")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    french.install()
     parser = argparse.ArgumentParser(prog="relais", description="Agent Relais : cartes, INSi, DMP et MSSanté.")
-    parser.add_argument("--version", action="version", version=f"relais {__version__}")
+    parser.add_argument("--version", action="version", version=f"relais {__version__}",
+                        help="afficher la version et quitter")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMANDE")
 
@@ -36,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", "démarrer l'agent en mode démonstration (cartes virtuelles et simulateurs)")
     demo.add_argument("--port", type=int, default=None, help="port de l'API locale (défaut 7463)")
-    demo.add_argument("--delay", type=int, default=None, metavar="SECONDS", help="délai d'annulation des envois")
-    demo.add_argument("--token-file", metavar="FILE", help="écrire le jeton d'API dans ce fichier (sinon affiché)")
+    demo.add_argument("--delay", type=int, default=None, metavar="SECONDES", help="délai d'annulation des envois")
+    demo.add_argument("--token-file", metavar="FICHIER", help="écrire le jeton d'API dans ce fichier (sinon affiché)")
     demo.add_argument("--cards", choices=["both", "cps", "vitale", "none"], default="both",
                       help="cartes virtuelles insérées au démarrage")
     demo.add_argument("--sandbox", metavar="URL", default="", help="utiliser un `relais sandbox` déjà lancé")
@@ -46,19 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = add("sandbox", "lancer les simulateurs DMP, INSi et MSSanté seuls")
     sandbox.add_argument("--port", type=int, default=7470, help="port des routes /_sandbox (défaut 7470)")
-    sandbox.add_argument("--state-dir", metavar="DIR", default=None, help="dossier d'état des simulateurs")
+    sandbox.add_argument("--state-dir", metavar="DOSSIER", default=None, help="dossier d'état des simulateurs")
 
     tray = add("tray", "icône de notification et tableau de bord de l'agent de ce poste")
     tray.add_argument("--backend", choices=["xorg", "gtk", "appindicator", "win32", "darwin", "dummy"], default=None,
                       help="moteur pystray (défaut : automatique)")
 
-    install = add("install", "démarrer l'agent et l'icône à chaque ouverture de session")
+    install = add("install", "démarrer l'agent et l'icône à chaque ouverture de session, et mettre la commande "
+                             "relais dans le dossier des commandes de l'utilisateur (~/.local/bin ; Windows : "
+                             "Microsoft\\WindowsApps du dossier LOCALAPPDATA)")
     install.add_argument("--user", action="store_true", default=True, help="pour l'utilisateur courant (défaut)")
+    install.add_argument("--path-only", action="store_true",
+                         help="seulement la commande relais, sans démarrage automatique (scripts/demo.sh)")
     install.add_argument("--all-users", action="store_true",
                          help="Windows : pour chaque session (clé Run de la machine, pare-feu du port du cabinet)")
     uninstall = add("uninstall", "retirer le démarrage automatique (les données sont conservées)")
     uninstall.add_argument("--all-users", action="store_true", help="Windows : retirer l'installation « --all-users »")
-    add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
+    doctor = add("doctor", "vérifier ce poste : configuration, dossier de données, certificats, lecteurs, agent")
+    doctor.add_argument("--json", action="store_true", help="sortie JSON ({\"ok\": ..., \"checks\": [...]})")
 
     dashboard = add("dashboard", "ouvrir le tableau de bord de l'agent dans le navigateur (lien à usage unique)")
     dashboard.add_argument("--no-browser", action="store_true", help="afficher le lien sans ouvrir le navigateur")
@@ -75,12 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser("create", help="créer un jeton pour un client nommé")
     _common(create, top=False)
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, metavar="NOM", help="nom du client (logiciel) qui utilisera ce jeton")
     listing = token_sub.add_parser("list", help="lister les jetons")
     _common(listing, top=False)
+    listing.add_argument("--json", action="store_true", help="sortie JSON")
     revoke = token_sub.add_parser("revoke", help="révoquer le jeton d'un client")
     _common(revoke, top=False)
-    revoke.add_argument("name")
+    revoke.add_argument("name", metavar="NOM", help="nom du client dont le jeton est révoqué")
 
     from agent.cli.practice import add_parser as add_practice
 
@@ -98,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--actor", metavar="RPPS", help="RPPS du professionnel")
     export.add_argument("--action", help="action (dmp.search, order.sent...)")
     export.add_argument("--format", choices=["json", "csv"], default="json")
-    export.add_argument("--output", metavar="FILE", help="fichier de sortie (défaut : sortie standard)")
+    export.add_argument("--output", metavar="FICHIER", help="fichier de sortie (défaut : sortie standard)")
 
     from agent.cli.kit import add_parser as add_kit
 

@@ -28,6 +28,23 @@ def load(args: argparse.Namespace, **overrides: dict[str, Any]) -> Config:
     return load_config(path, **overrides)
 
 
+def load_client(args: argparse.Namespace) -> Config:
+    """The configuration of a command that talks to the running agent. With no data folder named on the command
+    line (--data-dir, --config) and no agent running on the configured one, the agent this session announced
+    (``agent.locator``: `relais demo` too) is the one asked."""
+    from agent.cli.wiring import RUNTIME_FILE
+    from agent.locator import session_data_dir
+
+    config = load(args)
+    named = getattr(args, "data_dir", None) or getattr(args, "config", None)
+    if named or (config.data_dir / RUNTIME_FILE).exists():
+        return config
+    announced = session_data_dir()
+    if announced is None or not (announced / RUNTIME_FILE).exists():
+        return config
+    return load(args, agent={"data_dir": str(announced)})
+
+
 def dispatch(args: argparse.Namespace) -> int:
     handler = {
         "run": cmd_run,
@@ -139,6 +156,9 @@ def cmd_token(args: argparse.Namespace) -> int:
                 raise
             print(token)
             print(f"Jeton créé pour « {args.name} » : il ne sera plus affiché.", file=sys.stderr)
+        elif args.token_command == "list" and getattr(args, "json", False):  # noqa: S105
+            print(json.dumps([{"name": info.name, "created_at": info.created_at, "revoked_at": info.revoked_at}
+                              for info in list_tokens(conn)], ensure_ascii=False, indent=2))
         elif args.token_command == "list":  # noqa: S105
             for info in list_tokens(conn):
                 state = f"révoqué le {info.revoked_at}" if info.revoked_at else "actif"
@@ -232,7 +252,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     """A fresh one-time link to the dashboard of this data dir's agent, opened in the browser."""
     import webbrowser
 
-    url = str(agent_request(load(args), "POST", "/v1/ui/login-link")["url"])
+    url = str(agent_request(load_client(args), "POST", "/v1/ui/login-link")["url"])
     if args.json:
         print(json.dumps({"url": url}))
         return 0
@@ -253,7 +273,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load_client(args)
     status = agent_request(config, "GET", "/v1/status")
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=2))

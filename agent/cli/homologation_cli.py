@@ -144,7 +144,7 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         p.add_argument("--option", action="append", metavar="FILTRE",
                        help="option déclarée de la colonne « Autres filtrages » (ex. « médecin traitant », INSI, "
                             "LGC, VAC, STRUCT, IMAGERIE) ; répétable, ou séparées par « ; »")
-        p.add_argument("--csv", metavar="FILE", help="écrire aussi le résultat en CSV (séparateur « ; »)")
+        p.add_argument("--csv", metavar="FICHIER", help="écrire aussi le résultat en CSV (séparateur « ; »)")
         p.add_argument("--service", choices=("dmp", "insi"), default="dmp",
                        help="cahier joué : dmp (défaut) ou insi (cas INSi du CNDA)")
 
@@ -160,4 +160,4 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     _common(run, top=False)
     perimeter(run, required=False)
     run.add_argument("--only", nargs="+", metavar="CODE", help="codes de test à jouer (défaut : ceux du plan)")
-    run.add_argument("--output", metavar="DIR", required=True, help="dossier des preuves (arborescence CNDA)")
+    run.add_argument("--output", metavar="DOSSIER", required=True, help="dossier des preuves (arborescence CNDA)")

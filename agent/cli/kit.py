@@ -27,8 +27,8 @@ def add_parser(add: Any) -> None:
     status.add_argument("--json", action="store_true", help="sortie JSON")
     status.add_argument("--no-compile", action="store_true", help="ne pas vérifier que les schématrons compilent")
     for parser in (install, status):
-        parser.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration TOML")
-        parser.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help="dossier de données")
+        parser.add_argument("--config", metavar="FICHIER", default=argparse.SUPPRESS, help="configuration TOML")
+        parser.add_argument("--data-dir", metavar="DOSSIER", default=argparse.SUPPRESS, help="dossier de données")
 
 
 def run_kit(args: argparse.Namespace, config: Config) -> int:

@@ -7,7 +7,7 @@ import json
 import urllib.parse
 from collections.abc import Callable
 
-from agent.cli.commands import agent_request, load
+from agent.cli.commands import agent_request, load_client
 
 _STATES_FR = {
     "scheduled": "programmé", "ready": "prêt", "sending": "en cours d'envoi", "sent": "envoyé",
@@ -17,7 +17,7 @@ _STATES_FR = {
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
-    config = load(args)
+    config = load_client(args)
     if args.orders_command == "cancel":
         order = agent_request(config, "POST", f"/v1/orders/{urllib.parse.quote(args.id, safe='')}/cancel", {})
         print(f"Envoi {order['id']} annulé.")
@@ -53,10 +53,10 @@ def add_parser(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     listing = sub.add_parser("list", help="lister les envois, du plus récent au plus ancien")
     _common(listing, top=False)
     listing.add_argument("--state", choices=sorted(_STATES_FR), help="seulement les envois dans cet état")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="au plus N envois (défaut 50)")
     listing.add_argument("--json", action="store_true", help="sortie JSON")
     cancel = sub.add_parser("cancel", help="annuler un envoi qui n'est pas encore parti")
     _common(cancel, top=False)
-    cancel.add_argument("id")
+    cancel.add_argument("id", metavar="ID", help="identifiant de l'envoi (relais orders list)")
     retry_all = sub.add_parser("retry-failed", help="réessayer tout : relancer tous les envois en échec")
     _common(retry_all, top=False)

@@ -7,6 +7,7 @@ a running agent picks the change up at its next presence tick (it starts its pee
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,14 +29,15 @@ def add_parser(sub: Any, common: Callable[..., None]) -> None:
     common(invite, top=False)
     join = actions.add_parser("join", help="faire entrer ce poste dans un cabinet avec un code")
     common(join, top=False)
-    join.add_argument("code")
+    join.add_argument("code", metavar="CODE", help="code à usage unique donné par « relais practice invite »")
     join.add_argument("--peer", required=True, metavar="HOST:PORT", help="poste qui a émis le code")
     join.add_argument("--workstation", default=None, help="nom de ce poste (défaut : agent.workstation_id)")
     remove = actions.add_parser("remove", help="retirer un poste du cabinet (son certificat est révoqué)")
     common(remove, top=False)
-    remove.add_argument("name")
+    remove.add_argument("name", metavar="NOM", help="nom du poste à retirer du cabinet")
     listing = actions.add_parser("list", help="postes du cabinet")
     common(listing, top=False)
+    listing.add_argument("--json", action="store_true", help="sortie JSON")
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -85,6 +87,16 @@ def cmd_practice(args: argparse.Namespace) -> int:
             crl = _transaction(conn, lambda c: practice.remove(c, config.data_dir, args.name, now))
             print(f"Poste « {args.name} » retiré du cabinet : son certificat est refusé dès maintenant "
                   f"(liste de révocation n° {crl.number}, transmise aux autres postes).")
+        elif getattr(args, "json", False):
+            member = repo.membership(conn)
+            print(json.dumps({
+                "practice": member.practice_name if member else None,
+                "workstation": member.workstation if member else None,
+                "authority": bool(member and member.is_ca),
+                "members": [{"name": name, "joined_at": datetime.fromtimestamp(issued, UTC).isoformat(),
+                             "removed_at": datetime.fromtimestamp(revoked, UTC).isoformat() if revoked else None}
+                            for name, _serial, issued, revoked in (repo.list_members(conn) if member else [])],
+            }, ensure_ascii=False, indent=2))
         else:
             member = repo.membership(conn)
             if member is None:

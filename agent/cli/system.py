@@ -14,18 +14,43 @@ from agent.errors import ConfigError, RelaisError
 def cmd_install(args: argparse.Namespace) -> int:
     from agent import autostart
 
-    config = load_quietly(args)
     all_users = bool(getattr(args, "all_users", False))
+    if not all_users:  # the setup run for every user puts relais on the machine's PATH itself
+        announce_launcher(autostart.install_launcher())
+    if getattr(args, "path_only", False):
+        return 0
+    config = load_quietly(args)
     autostart.install(autostart.this_launch(getattr(args, "config", None), getattr(args, "data_dir", None)),
                       all_users=all_users, peer_port=config.practice.peer_port if config else 0)
     print("L'agent démarrera à chaque ouverture de session ; l'icône aussi.")
     return 0
 
 
+def announce_launcher(path: Path) -> None:
+    """Say where the `relais` command went, and how to reach it when its folder is not on this PATH yet."""
+    import sys
+
+    from agent import autostart
+
+    print(f"Commande relais installée : {path}")
+    if autostart.on_path(path.parent):
+        return
+    if sys.platform == "win32":
+        print(f"Ce dossier n'est pas dans le PATH de cette session : ajoutez-y {path.parent}, ou lancez {path}.")
+    else:
+        print(f"Ce dossier n'est pas encore dans le PATH de ce terminal (il le sera à la prochaine ouverture de "
+              f"session si ~/.profile l'ajoute) ; d'ici là : export PATH=\"{path.parent}:$PATH\"")
+
+
 def cmd_uninstall(args: argparse.Namespace) -> int:
     from agent import autostart
 
-    autostart.uninstall(all_users=bool(getattr(args, "all_users", False)))
+    all_users = bool(getattr(args, "all_users", False))
+    autostart.uninstall(all_users=all_users)
+    if not all_users:
+        removed = autostart.remove_launcher()
+        if removed is not None:
+            print(f"supprimé : {removed}")
     print("Relais est désinstallé de la session ; le dossier de données (file d'envoi, traces) est conservé.")
     return 0
 
@@ -62,11 +87,15 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     from agent.store.masterkey import describe as describe_master_key
 
     problems = 0
+    as_json = bool(getattr(args, "json", False))
+    checks: list[dict[str, str]] = []
 
     def line(level: str, text: str) -> None:
         nonlocal problems
         problems += level == "ERREUR"
-        print(f"{level:9} {text}")
+        checks.append({"level": _LEVELS[level], "text": text})
+        if not as_json:
+            print(f"{level:9} {text}")
 
     line("OK", f"configuration valide : {config.source}")
     data_dir = config.data_dir
@@ -96,7 +125,14 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     _dmp_params_line(config, line)
     _mss_line(config, line)
     _platform_lines(config, line)
+    if as_json:
+        import json
+
+        print(json.dumps({"ok": not problems, "checks": checks}, ensure_ascii=False, indent=2))
     return 1 if problems else 0
+
+
+_LEVELS = {"OK": "ok", "ATTENTION": "warning", "ERREUR": "error"}  # stable English codes for scripts
 
 
 def _permission_lines(data_dir: Path, line: Any) -> None:

@@ -119,6 +119,7 @@ class QueueExecutor(Lifecycle):
         self._trouble: dict[str, int] = {}
         self._trouble_marked: dict[str, float] = {}
         self._trouble_until: dict[str, float] = {}
+        self._trouble_since: dict[str, float] = {}  # when the trouble began (Unix time): who already tried since
         self._tasks: set[asyncio.Task[None]] = set()  # every delivery task, until its outcome is on disk
         # Outcomes the store refused to record (full or read-only disk): kept and written at each pass, so a
         # delivery never stays "sending" until a restart once the disk accepts writes again.
@@ -277,10 +278,10 @@ class QueueExecutor(Lifecycle):
             return
         mono = self._clock.monotonic()
         claims = await self._db.write(claim)
+        for claim_ in claims:  # started in the order claimed (creation order), before anything else may run
+            self._start(claim_, mono)
         if claims:
             await self._changed(sorted({c.order_id for c in claims}))
-        for claim_ in claims:
-            self._start(claim_, mono)
 
     def _claimer(self, free: int, now: float, *, busy: set[str]) -> Callable[[Any], list[repo.Claim]] | None:
         """The transaction step that takes up to ``free`` ready deliveries (None when nothing may be taken):
@@ -299,6 +300,7 @@ class QueueExecutor(Lifecycle):
             taken = repo.claim_ready(c, self._cipher, healthy, free, now) if healthy else []
             for kind in trying:
                 if len(taken) < free:
+                    repo.promote_oldest_retrying(c, kind, self._trouble_since.get(kind, now), now)
                     taken += repo.claim_ready(c, self._cipher, [kind], 1, now)
             return taken
 
@@ -313,7 +315,7 @@ class QueueExecutor(Lifecycle):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _service_outcome(self, kind: str, event: Event, started: float) -> None:
+    def _service_outcome(self, kind: str, event: Event, started: float) -> bool:
         """What an attempt says about its service: transient trouble pauses it (longer each time), an answer
         (sent, or refused for a reason of its own) ends the pause. Attempts already under way when the count
         last grew do not make it grow again: one bad moment seen by four parallel sends is one failure."""
@@ -323,15 +325,19 @@ class QueueExecutor(Lifecycle):
                 self._trouble[kind] = self._trouble.get(kind, 0) + 1
                 self._trouble_marked[kind] = mono
                 if self._trouble[kind] == 1:
+                    self._trouble_since[kind] = self._now()
                     log.warning("service %s en erreur : envois espacés jusqu'à son rétablissement", kind)
             pause = service_pause_seconds(self._trouble[kind], base=self.settings.backoff_base_seconds,
                                           cap=self.settings.backoff_cap_seconds, rand=self._rand)
             self._trouble_until[kind] = mono + pause
         elif event in (Event.DELIVERED, Event.PERMANENT):
-            if self._trouble.pop(kind, None) is not None:
-                log.info("service %s de nouveau en état de marche", kind)
             self._trouble_marked.pop(kind, None)
             self._trouble_until.pop(kind, None)
+            self._trouble_since.pop(kind, None)
+            if self._trouble.pop(kind, None) is not None:
+                log.info("service %s de nouveau en état de marche", kind)
+                return True
+        return False
 
     # --- one delivery ------------------------------------------------------------------------------------
 
@@ -351,21 +357,24 @@ class QueueExecutor(Lifecycle):
             log.exception("envoi %s (%s) : erreur inattendue", claim.order_id, claim.destination)
             outcome = (Event.TRANSIENT, None, "internal_error",
                        "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
-        self._service_outcome(claim.kind, outcome[0], started)
+        recovered = self._service_outcome(claim.kind, outcome[0], started)
         # The slot stays this delivery's until its outcome is on disk: the same commit takes the next ready
         # delivery for it (one fsynced commit per order while the queue drains, not one to record and one to
         # claim).
-        following: list[repo.Claim] = []
         try:
-            following = await self._record(claim, *outcome)
+            await self._record(claim, *outcome, recovered=recovered)
         except Exception:  # the store failed: kept, and recorded at the next pass that can write
             log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
                           claim.order_id, claim.destination)
             self._unrecorded[claim.delivery_id] = (claim, outcome)
         finally:
             self._release_slot(claim)
+
+    def _start_all(self, claims: list[repo.Claim]) -> None:
+        """Start the sends just claimed at once, in the order claimed: another send ending meanwhile must not
+        start a newer one first."""
         mono = self._clock.monotonic()
-        for claim_ in following:
+        for claim_ in claims:
             self._start(claim_, mono)
 
     def _release_slot(self, claim: repo.Claim) -> None:
@@ -471,9 +480,11 @@ class QueueExecutor(Lifecycle):
         return Event.PERMANENT, None, refusal.code, said(refusal), True
 
     async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
-                      uncertain: bool, *, claim_next: bool = True) -> list[repo.Claim]:
+                      uncertain: bool, *, claim_next: bool = True, recovered: bool = False) -> list[repo.Claim]:
         """Record an attempt's outcome (and its trace) in one transaction; after a delivery or a refusal, the
-        same transaction claims the next ready delivery for the slot this one frees. The claims taken."""
+        same transaction claims the next ready delivery for the slot this one frees. ``recovered``: this answer
+        ended the service's trouble, so its deliveries waiting out a backoff are ready again, to leave in creation
+        order (the claim takes the oldest). The claims taken."""
         now = self._now()
         due: float | None = None
         remote = message.remote if isinstance(message, ServiceMessage) else None
@@ -487,6 +498,7 @@ class QueueExecutor(Lifecycle):
         take_next = self._claimer(1, now, busy=others) \
             if claim_next and event in (Event.DELIVERED, Event.PERMANENT) else None
         following: list[repo.Claim] = []
+        released: list[str] = []
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
             sent = self._trace_event("order.sent", claim, "ok")
@@ -494,9 +506,12 @@ class QueueExecutor(Lifecycle):
             def record_sent(c: Any) -> list[repo.Claim]:
                 repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
                 self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
+                if recovered:
+                    released[:] = repo.release_retrying(c, claim.kind, now)
                 return take_next(c) if take_next is not None else []
 
             following = await self._db.write(record_sent)
+            self._start_all(following)
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
         else:
             # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
@@ -510,13 +525,16 @@ class QueueExecutor(Lifecycle):
                                          uncertain=uncertain, remote=remote)
                 if failed is not None:
                     self._traces.record_in(c, failed)
+                if recovered:
+                    released[:] = repo.release_retrying(c, claim.kind, now)
                 return take_next(c) if take_next is not None else []
 
             following = await self._db.write(record_failure)
+            self._start_all(following)
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
             if event is Event.OFFLINE:
                 await self._went_offline(claim.kind)
-        await self._changed([claim.order_id, *(c.order_id for c in following)])
+        await self._changed(list(dict.fromkeys([claim.order_id, *released, *(c.order_id for c in following)])))
         return following
 
     async def _went_offline(self, kind: str) -> None:

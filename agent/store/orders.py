@@ -20,6 +20,7 @@ from typing import Any
 from agent.domain.orders import (
     CANCELLABLE,
     NOT_RETRYABLE,
+    SUMMARY_PRIORITY,
     DeliveryState,
     Event,
     NewOrder,
@@ -470,21 +471,65 @@ def next_due(conn: sqlite3.Connection) -> float | None:
     return None if row is None or row[0] is None else float(row[0])
 
 
+# A patient's documents reach each service in the order they were created: a ready delivery waits while one of
+# the same patient to the same service is under way, or an older one is still to go (ready, retrying, waiting
+# for the network). Scheduled (delay running), waiting_card and final deliveries hold nothing back. The orders'
+# summary state (indexed with the INS) narrows the look to the patient's open orders; an order with a delivery
+# under way is summed up as ``sending``.
+_OPEN_SUMMARIES = tuple(s.value for s in SUMMARY_PRIORITY if s not in (S.SENT, S.CANCELLED))
+_UNDER_WAY = (
+    "SELECT 1 FROM orders o INDEXED BY orders_ins_state JOIN deliveries d ON d.order_seq = o.seq"
+    " WHERE o.ins = ? AND o.state = 'sending' AND d.kind = ? AND d.state = 'sending' LIMIT 1"
+)
+_OLDER_TO_GO = (
+    "SELECT 1 FROM orders o INDEXED BY orders_ins_state JOIN deliveries d ON d.order_seq = o.seq"  # noqa: S608
+    f" WHERE o.ins = ? AND o.state IN ({','.join('?' * len(_OPEN_SUMMARIES))}) AND o.seq < ? AND d.kind = ?"
+    "   AND d.state IN ('ready', 'retrying', 'waiting_network') LIMIT 1"
+)
+
+
 def claim_ready(conn: sqlite3.Connection, cipher: ContentCipher, kinds: Iterable[str], limit: int,
                 now: float) -> list[Claim]:
     """Take up to ``limit`` ready deliveries, oldest order first, and mark them ``sending`` with a new attempt,
-    all in the caller's transaction: once this commits, a crash leaves a trace that the request may have left."""
+    all in the caller's transaction: once this commits, a crash leaves a trace that the request may have left.
+
+    Sends start in creation order, and one patient's documents go to a service one after the other: the
+    scan stops at a delivery whose patient has one under way (it goes next, when that one ends, before any
+    newer); a patient with an older document still to go (waiting out a backoff) is skipped, so one document
+    the service keeps refusing holds back that patient's later documents but nobody else's."""
     kind_list = list(kinds)
     if not kind_list or limit <= 0:
         return []
     marks = ",".join("?" * len(kind_list))
+    candidates = conn.execute(
+        "SELECT d.id, d.kind, o.ins, d.order_seq FROM deliveries d JOIN orders o ON o.seq = d.order_seq"  # noqa: S608
+        f" WHERE d.state = 'ready' AND d.kind IN ({marks}) ORDER BY d.order_seq, d.id", kind_list)
+    chosen: list[int] = []
+    taken: set[tuple[str, str]] = set()
+    skipped: set[tuple[str, str]] = set()
+    for delivery_id, kind, ins, order_seq in candidates:  # the ready index, in order, until ``limit`` are found
+        key = (str(kind), str(ins))
+        if key in skipped:
+            continue
+        if key in taken or conn.execute(_UNDER_WAY, (ins, kind)).fetchone() is not None:
+            break  # goes as soon as the patient's send under way ends, before any newer order
+        if conn.execute(_OLDER_TO_GO, (ins, *_OPEN_SUMMARIES, order_seq, kind)).fetchone() is not None:
+            skipped.add(key)  # behind an older document of the patient waiting out a backoff
+            continue
+        taken.add(key)
+        chosen.append(int(delivery_id))
+        if len(chosen) >= limit:
+            break
+    candidates.close()
+    if not chosen:
+        return []
     query = (
         "SELECT d.id, o.id, d.destination, d.kind, d.attempts, d.round_attempts, d.uncertain,"  # noqa: S608
         " o.ins, o.ins_oid, o.author_rpps, o.document_unique_id, o.submission_set_unique_id, o.key_id, o.payload"
         " FROM deliveries d JOIN orders o ON o.seq = d.order_seq"
-        f" WHERE d.state = 'ready' AND d.kind IN ({marks}) ORDER BY d.order_seq, d.id LIMIT ?"
+        f" WHERE d.id IN ({','.join('?' * len(chosen))}) ORDER BY d.order_seq, d.id"
     )
-    rows = conn.execute(query, (*kind_list, limit)).fetchall()
+    rows = conn.execute(query, chosen).fetchall()
     claims = []
     for (delivery_id, order_id, destination, kind, attempts, round_attempts, uncertain, ins, oid, rpps,
          doc_uid, set_uid, key_id, blob) in rows:
@@ -577,6 +622,34 @@ def has_waiting_network(conn: sqlite3.Connection, kind: str) -> bool:
 def release_waiting_network(conn: sqlite3.Connection, kind: str, now: float) -> list[str]:
     rows = [r[0] for r in conn.execute("SELECT id FROM deliveries WHERE state = 'waiting_network' AND kind = ?",
                                        (kind,))]
+    for delivery_id in rows:
+        _set_state(conn, delivery_id, S.READY, now, due_at=now)
+    return _order_ids(conn, rows)
+
+
+def promote_oldest_retrying(conn: sqlite3.Connection, kind: str, since: float, now: float) -> None:
+    """A service in trouble is tried by one delivery at a time: the oldest still to go, not the one whose own
+    backoff happens to end first (else the newest order, never tried yet, would go first when the service comes
+    back). The oldest retrying delivery that has not tried the service since ``since`` (the trouble began) is made
+    ready now when no older one is ready; one that keeps failing thus yields its turn to the next, so a document
+    the service cannot take does not hold the others back."""
+    row = conn.execute(
+        "SELECT d.id, d.order_seq FROM deliveries d WHERE d.state = 'retrying' AND d.kind = ?"
+        " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.started_at >= ?)"
+        " ORDER BY d.order_seq, d.id LIMIT 1", (kind, since)).fetchone()
+    if row is None:
+        return
+    ready = conn.execute("SELECT min(order_seq) FROM deliveries WHERE state = 'ready' AND kind = ?",
+                         (kind,)).fetchone()[0]
+    if ready is None or int(ready) > int(row[1]):
+        _set_state(conn, int(row[0]), S.READY, now, due_at=now)
+
+
+def release_retrying(conn: sqlite3.Connection, kind: str, now: float) -> list[str]:
+    """The service answers again: its deliveries waiting out a backoff are ready now, to leave in creation order
+    instead of each at the end of its own (jittered) wait."""
+    rows = [int(r[0]) for r in conn.execute("SELECT id FROM deliveries WHERE state = 'retrying' AND kind = ?",
+                                            (kind,))]
     for delivery_id in rows:
         _set_state(conn, delivery_id, S.READY, now, due_at=now)
     return _order_ids(conn, rows)

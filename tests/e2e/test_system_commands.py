@@ -13,10 +13,12 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_install_writes_the_user_service_and_autostart_then_uninstall_removes_them(tmp_path):
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "RELAIS_NO_SYSTEMCTL": "1"}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "RELAIS_NO_SYSTEMCTL": "1",
+           "RELAIS_BIN_DIR": str(tmp_path / "bin")}
     data = tmp_path / "data"
     installed = run(env, "install", "--user", "--data-dir", str(data))
     assert installed.returncode == 0, installed.stderr
+    assert f"Commande relais installée : {tmp_path / 'bin' / 'relais'}" in installed.stdout
     service = (tmp_path / "xdg" / "systemd" / "user" / "relais-agent.service").read_text()
     autostart = (tmp_path / "xdg" / "autostart" / "relais-tray.desktop").read_text()
     assert f"run --data-dir {data}" in service and "Restart=on-failure" in service
@@ -27,6 +29,7 @@ def test_install_writes_the_user_service_and_autostart_then_uninstall_removes_th
     assert removed.returncode == 0
     assert not (tmp_path / "xdg" / "systemd" / "user" / "relais-agent.service").exists()
     assert not (tmp_path / "xdg" / "autostart" / "relais-tray.desktop").exists()
+    assert not (tmp_path / "bin" / "relais").exists()
 
 
 def test_doctor_names_a_missing_certificate_and_fails(tmp_path):

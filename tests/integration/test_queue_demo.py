@@ -4,6 +4,7 @@ CPS PIN is entered, and the LGC follows each step on `/v1/events` (order.updated
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from pathlib import Path
@@ -121,3 +122,47 @@ async def test_retry_all_failed_route_after_the_dmp_failed(
             break
         await asyncio.sleep(0.05)
     assert await state() == "sent"
+
+
+async def test_orders_made_while_the_dmp_was_down_reach_it_in_creation_order(
+        start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    """Issue 21 #6, end to end: the whole agent (four slots) and the DMP simulator over its socket. Orders made
+    during an outage (`POST /_sandbox/dmp/faults {"mode": "down"}`) reach the DMP in the order they were created,
+    as its call log (`GET /_sandbox/dmp/calls`) shows."""
+    agent = await start_agent(demo=DemoOptions(cards="both", tray=False), dmp={"reference_dir": str(reference_dir)},
+                              queue={"probe_interval_seconds": 0.2, "backoff_base_seconds": 0.05,
+                                     "backoff_cap_seconds": 0.2})
+
+    async def call(method: str, path: str, payload: Any = None) -> Any:
+        async with http.request(method, agent.url + path, json=payload, headers=agent.headers()) as response:
+            assert response.status in (200, 201), await response.text()
+            return await response.json()
+
+    await call("POST", "/v1/cps/login", {"pin": "1234"})
+    rpps = (await call("GET", "/v1/cards"))["cps"]["holder"]["rpps"]
+    await obtain_ins(http, agent, PAT_TROIS)
+    await call("POST", "/_sandbox/dmp/faults", {"mode": "down"})
+    created = []
+    for _ in range(6):
+        body = order_body(cda=demo_cda(reference_dir), ins=PAT_TROIS.ins, oid=PAT_TROIS.oid, rpps=rpps, delay=0)
+        created.append(await call("POST", "/v1/orders", body))
+
+    async def states() -> set[str]:
+        return {(await call("GET", f"/v1/orders/{o['id']}"))["state"] for o in created}
+
+    for _ in range(200):  # the DMP found unreachable: they wait for it (the probe releases them, they wait again)
+        if "waiting_network" in await states():
+            break
+        await asyncio.sleep(0.05)
+    assert await states() <= {"waiting_network", "ready"}
+    await call("POST", "/_sandbox/dmp/faults", {"mode": "ok"})
+    for _ in range(400):
+        if await states() == {"sent"}:
+            break
+        await asyncio.sleep(0.05)
+    assert await states() == {"sent"}
+    feeds = [base64.b64decode(c["request_base64"]) for c in (await call("GET", "/_sandbox/dmp/calls"))["items"]
+             if c["transaction"] == "TD2.1"]
+    received = [next(o["document"]["unique_id"] for o in created if o["document"]["unique_id"].encode() in raw)
+                for raw in feeds]
+    assert received == [o["document"]["unique_id"] for o in created]

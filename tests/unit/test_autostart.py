@@ -6,6 +6,7 @@ import plistlib
 import shlex
 from pathlib import Path
 
+from agent import autostart
 from agent.autostart import (
     AGENT_LABEL,
     RUN_AGENT,
@@ -74,3 +75,22 @@ def test_the_cryptolib_cps_default_path_per_os():
     assert cryptolib_candidates("win32", windir=r"C:\Windows") == (r"C:\Windows\System32\cps3_pkcs11_w64.dll",)
     assert cryptolib_candidates("darwin")[0] == "/usr/local/lib/libcps3_pkcs11_osx.dylib"
     assert all(Path(path).name == "libcps3_pkcs11_lux.so" for path in cryptolib_candidates("linux"))
+
+
+def test_the_users_bin_folder_per_os() -> None:
+    home = Path("/home/dr")
+    assert autostart.user_bin_dir("linux", {}, home) == home / ".local" / "bin"
+    assert autostart.user_bin_dir("linux", {"XDG_BIN_HOME": "/x/bin"}, home) == Path("/x/bin")
+    assert autostart.user_bin_dir("darwin", {}, home) == home / ".local" / "bin"
+    assert autostart.user_bin_dir("win32", {"LOCALAPPDATA": r"C:\Users\dr\AppData\Local"}, home) == Path(
+        r"C:\Users\dr\AppData\Local") / "Microsoft" / "WindowsApps"
+    assert autostart.user_bin_dir("linux", {"RELAIS_BIN_DIR": "/t/bin", "XDG_BIN_HOME": "/x"}, home) == Path("/t/bin")
+
+
+def test_launchers_pass_every_argument_and_carry_the_mark() -> None:
+    posix = autostart.launcher_text(("/opt/relais app/bin/relais",), "linux")
+    assert posix.startswith("#!/bin/sh\n") and autostart.LAUNCHER_MARK in posix
+    assert "exec '/opt/relais app/bin/relais' \"$@\"\n" in posix
+    windows = autostart.launcher_text((r"C:\Program Files\Relais\relais.exe",), "win32")
+    assert windows == f'@echo off\r\nrem {autostart.LAUNCHER_MARK}\r\n"C:\\Program Files\\Relais\\relais.exe" %*\r\n'
+    assert autostart.launcher_path(Path("b"), "win32").name == "relais.cmd"
