@@ -6,7 +6,23 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from agent.api import cards, cda, consent, core, dmp, dmp_web, homologation, ins, mss, orders, peers, psc, ui
+from agent.api import (
+    cards,
+    cda,
+    consent,
+    core,
+    dmp,
+    dmp_web,
+    homologation,
+    ins,
+    mss,
+    orders,
+    patients,
+    peers,
+    preferences,
+    psc,
+    ui,
+)
 from agent.api.context import SERVICES, Services
 from agent.api.guard import LIMITS_KEY, FailureTracker, GuardSettings, body_limit, make_guard
 from agent.api.spec import Route, RouteTable
@@ -18,7 +34,7 @@ RouteRegistrar = Callable[[RouteTable], None]
 PART_ROUTES: tuple[RouteRegistrar, ...] = (core.register, ui.register, cards.register, ins.register,
                                            consent.register, dmp.register, cda.register, mss.register,
                                            orders.register, peers.register, homologation.register, psc.register,
-                                           dmp_web.register)
+                                           dmp_web.register, patients.register, preferences.register)
 
 
 def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.Application:
@@ -47,6 +63,7 @@ def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.
         middlewares=[make_guard(settings, verify, failures, services.ui_sessions)], client_max_size=settings.max_upload
     )
     app[SERVICES] = services
+    app[patients.OPEN_PATIENTS] = patients.OpenPatients()
     app[GUARD_KEY] = settings
     app[LIMITS_KEY] = lambda route: body_limit(route, settings) if route else settings.max_body
 
