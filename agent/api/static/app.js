@@ -419,9 +419,10 @@ async function loadDocuments() {
     h("thead", {}, h("tr", {}, ["Document", "Date", "Auteur", "Actions"].map((c) => h("th", { scope: "col" }, c)))), body));
 }
 async function openDocument(d) {
-  // An N1 document is a PDF inside a CDA: shown as the PDF; a structured one as its XML.
-  let response = await fetch(insPath(`/documents/${encodeURIComponent(d.entry_uuid)}/content`, { as: "pdf" }), { credentials: "same-origin" });
-  if (!response.ok) response = await fetch(insPath(`/documents/${encodeURIComponent(d.entry_uuid)}/content`), { credentials: "same-origin" });
+  // An N1 document holding a PDF (format urn:ihe:iti:xds-sd:pdf:2008) is shown as the PDF; any other as its CDA.
+  const pdf = (d.format_code || "").includes(":pdf:");
+  const response = await fetch(insPath(`/documents/${encodeURIComponent(d.entry_uuid)}/content`, pdf ? { as: "pdf" } : {}),
+    { credentials: "same-origin" });
   if (!response.ok) { show("Document impossible à ouvrir."); return; }
   const url = URL.createObjectURL(await response.blob());
   window.relaisLastDocument = { entry: d.entry_uuid, type: response.headers.get("Content-Type") };  // read by the UI tests
