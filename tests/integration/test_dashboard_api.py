@@ -136,3 +136,31 @@ async def test_a_dashboard_session_writes_settings_only_with_its_csrf_header_and
         status, settings = await call(http, agent, "PUT", "/v1/settings", change,
                                       {**cookie, "Origin": own, CSRF_HEADER: csrf})
         assert status == 200 and settings["values"]["notifications.send_failures"] is False
+
+
+async def test_the_tray_drops_the_notifications_the_doctor_turned_off(http, start_agent):
+    tray_app = pytest.importorskip("tray.app", reason="pip install -e .[desktop]")
+    from tray.client import SseEvent
+    from tray.state import Notification
+
+    class RecordingTray(tray_app.Tray):  # the desktop's notification service is the one thing replaced
+        shown: list[Notification]
+
+        def notify(self, note: Notification) -> None:
+            self.shown.append(note)
+
+    agent = await start_agent()
+    tray = RecordingTray(lambda: (agent.url, agent.token))
+    tray.shown = []
+    vitale = SseEvent("1", "card.inserted", {"card": "vitale"})
+    await asyncio.to_thread(tray.on_event, vitale)
+    assert [n.title for n in tray.shown] == ["Carte Vitale insérée"]
+    status, _ = await call(http, agent, "PUT", "/v1/settings", {"notifications.patients": False})
+    assert status == 200
+    await asyncio.to_thread(tray.on_event, SseEvent("2", "settings.changed", {"keys": ["notifications.patients"]}))
+    await asyncio.to_thread(tray.on_event, vitale)
+    await asyncio.to_thread(tray.on_event, SseEvent("3", "notice.due", {}))  # another kind, still on
+    assert [n.title for n in tray.shown] == ["Carte Vitale insérée", "Avis à lire (DMP)"]
+    # A full disk is always announced, whatever the settings.
+    await asyncio.to_thread(tray.on_event, SseEvent("4", "store.fault", {"writable": False, "message": "plein"}))
+    assert tray.shown[-1].title == "Disque plein : Relais ne peut plus enregistrer"
