@@ -185,7 +185,7 @@ class OrderService:
         rules is traced with the rule (CONF.14) before it reaches the caller: nothing of it was sent."""
         try:
             # The doctor's own cancellation delay (dashboard settings), for an order that does not set one.
-            delay = None if forwarded else await self.db.read(delay_override)
+            delay = None if forwarded or "delay_seconds" in body else await self.db.read(delay_override)
             new = self.intake.check(body, cda, client_name, header=header, fingerprint=fingerprint,
                                     default_delay=delay)
             if "dmp" in new.destinations:
