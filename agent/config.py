@@ -205,7 +205,8 @@ class PscSection:
 
 @dataclass(frozen=True, kw_only=True)
 class QueueSection:
-    # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
+    # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds, and the
+    # doctor's choice in the dashboard (agent/store/preferences.py) overrides this default.
     delay_seconds: int = 900
     # Transient failures in a row (5xx, TLS, timeout, unreadable answer) before a delivery fails; 0: never.
     max_attempts: int = 0
