@@ -24,20 +24,26 @@ def _report(violations: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def test_every_dashboard_tab_has_no_axe_violation(browser, demo_process, artifacts):
+async def test_every_dashboard_tab_has_no_axe_violation(browser, demo_process, artifacts, tmp_path):
     axe_module = pytest.importorskip("axe_playwright_python.async_playwright",
                                      reason="pip install axe-playwright-python (dev extra)")
-    agent = demo_process("ui-axe")
-    # Content in every view: a programmed order, the CPS logged in, the patient's INS from INSi, traces.
+    config = tmp_path / "one-attempt.toml"  # a failed send shows at once, with its explanation and its buttons
+    config.write_text("[queue]\nmax_attempts = 1\nbackoff_base_seconds = 0.1\nbackoff_cap_seconds = 0.2\n")
+    agent = demo_process("ui-axe", "--config", str(config))
+    # Content in every view: a programmed order, a failed one, the CPS logged in, the patient's INS from INSi.
     assert api(agent, "POST", "/v1/cps/login", {"pin": "1234"})[0] == 200
     assert api(agent, "POST", "/v1/ins/search", traits_search(PAT_TROIS))[0] == 200
     status, order = api(agent, "POST", "/v1/orders", order_body(delay=600, rpps=DEMO_RPPS, client_ref="ui-axe-1",
                                                                 ins=PAT_TROIS.ins, oid=PAT_TROIS.oid))
     assert status == 201, order
+    assert api(agent, "POST", "/_sandbox/dmp/faults", {"mode": "malformed"})[0] == 200
+    status, failing = api(agent, "POST", "/v1/orders", order_body(delay=0, rpps=DEMO_RPPS, client_ref="ui-axe-2",
+                                                                  ins=PAT_TROIS.ins, oid=PAT_TROIS.oid))
+    assert status == 201, failing
     page = await open_dashboard(browser, agent, artifacts, "axe")
     axe = axe_module.Axe()
     ready = {
-        "File d'envoi": page.locator(f"#orders-pending tr[data-order='{order['id']}']"),
+        "File d'envoi": page.locator(f"#orders-failed tr[data-order='{failing['id']}'] button").first,
         "Cartes": page.locator("#cards-summary dl"),
         "Accès DMP": page.locator("#dmp-patients li[data-index='0'] button"),
         "Traces": page.locator("#traces tr").first,
@@ -48,6 +54,8 @@ async def test_every_dashboard_tab_has_no_axe_violation(browser, demo_process, a
     for name in TABS:
         await page.get_by_role("tab", name=name).click()
         await ready[name].wait_for()
+        if name == "File d'envoi":
+            await page.locator(f"#orders-pending tr[data-order='{order['id']}']").wait_for()
         if name == "Accès DMP":  # the patient's DMP opened too: its access and reasons
             await page.locator("#dmp-patients li[data-index='0']").get_by_role("button").first.click()
             await page.locator("#dmp-access dl").wait_for()
