@@ -69,6 +69,15 @@ async def test_the_dmp_view_opens_from_the_inserted_carte_vitale(browser, demo_p
     assert opened and opened["entry"] == first["entry_uuid"], opened
     retrieved = api(agent, "GET", "/v1/traces?action=dmp.retrieve")[1]["items"]
     assert len(retrieved) > before and retrieved[-1]["ins"] == PAT_TROIS.ins
+
+    # The LGC opens the patient's file: the view offers that patient too, the INS INSi gave ready to use.
+    status, _ = api(agent, "PUT", "/v1/patients/current", {
+        "ins": {"value": PAT_TROIS.ins, "oid": PAT_TROIS.oid}, "display_name": "PAT-TROIS DOMINIQUE",
+        "birth_date": "1979-03-28"})
+    assert status == 200
+    lgc = page.locator("#dmp-patients li[data-source='lgc']")
+    await lgc.get_by_role("button", name="Ouvrir le DMP de PAT-TROIS DOMINIQUE").wait_for()
+    assert "ouvert dans votre logiciel" in await lgc.text_content()
     assert not page.errors, page.errors
 
 
