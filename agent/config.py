@@ -237,7 +237,8 @@ class PscSection:
 
 @dataclass(frozen=True, kw_only=True)
 class QueueSection:
-    # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds.
+    # Cancellation delay before a send-order leaves (seconds); an order may set its own delay_seconds, and the
+    # doctor's choice in the dashboard (agent/store/preferences.py) overrides this default.
     delay_seconds: int = 900
     # Transient failures in a row (5xx, TLS, timeout, unreadable answer) before a delivery fails; 0: never.
     max_attempts: int = 0
@@ -410,6 +411,18 @@ class HomologationSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class NotificationsSection:
+    # Which desktop notifications the tray raises; the doctor may change them in the dashboard (Paramètres), which
+    # then override these defaults on this workstation. A full disk or a clock change is always announced.
+    # A send that failed, or that waits for the author's CPS.
+    send_failures: bool = True
+    # A carte Vitale inserted, and whether the patient's DMP can be consulted.
+    patients: bool = True
+    # The CONF.21 notice to read (every 180 days), and Pro Santé Connect sessions.
+    notices: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     api: ApiSection = field(default_factory=ApiSection)
@@ -425,6 +438,7 @@ class Config:
     cda: CdaSection = field(default_factory=CdaSection)
     mss: MssSection = field(default_factory=MssSection)
     homologation: HomologationSection = field(default_factory=HomologationSection)
+    notifications: NotificationsSection = field(default_factory=NotificationsSection)
     # The file this configuration came from, for messages; not a TOML key.
     source: str = field(default="", metadata={"toml": False})
 

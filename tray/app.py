@@ -62,10 +62,22 @@ class Tray:
                 return
             note = self.model.on_event(event.type, event.data)
             self.refresh()
+            if event.type == "settings.changed" or self.model.preferences is None:
+                self._load_preferences()
+            if note is not None and not self.model.allows(event.type):
+                return  # the doctor turned this kind of notification off (dashboard, Paramètres)
         if note is not None and event.type == "order.updated" and event.data.get("state") == "failed":
             note = self._failure(str(event.data.get("id") or event.data.get("order_id") or ""), note)
         if note is not None:
             self.notify(note)
+
+    def _load_preferences(self) -> None:
+        try:
+            answer = self.client.call("GET", "/v1/settings")
+        except AgentUnavailable:
+            return  # an older agent, or unreachable: every notification, as before
+        values = answer.get("values") if isinstance(answer, dict) else None
+        self.model.preferences = values if isinstance(values, dict) else {}
 
     def _failure(self, order_id: str, fallback: Notification) -> Notification:
         """The failed send, named by its title and patient (read from the API; the event carries ids only)."""

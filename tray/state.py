@@ -40,6 +40,13 @@ class TrayModel:
     disk_problem: str = ""  # the agent's French sentence while its disk refuses writes (full, read-only)
     clock_warning: str = ""  # the agent saw the wall clock jump
     failed_orders: set[str] = field(default_factory=set)
+    # The doctor's notification settings (GET /v1/settings "values"); None until read.
+    preferences: dict[str, Any] | None = None
+
+    def allows(self, type_: str) -> bool:
+        """Whether the doctor wants this event's notification (a full disk or a clock change: always)."""
+        key = notification_key(type_)
+        return key is None or (self.preferences or {}).get(key, True) is not False
 
     def apply_status(self, status: dict[str, Any]) -> None:
         self.connected = True
@@ -153,6 +160,17 @@ class TrayModel:
             return Notification("Avis à lire (DMP)", "Merci de lire l'avis sur la consultation du DMP et de "
                                                      "cliquer sur « J'ai compris » dans le tableau de bord.")
         return None
+
+
+def notification_key(type_: str) -> str | None:
+    """The dashboard setting that silences this event's notification; None: never silenced."""
+    if type_ in ("order.updated", "routing.received", "order.received"):
+        return "notifications.send_failures"
+    if type_ in ("card.inserted", "dmp.access", "vitale.dica"):
+        return "notifications.patients"
+    if type_ in ("notice.due", "psc.login", "psc.logout"):
+        return "notifications.notices"
+    return None
 
 
 def failure_notification(order: dict[str, Any]) -> Notification:

@@ -18,7 +18,9 @@ from agent.api import (
     ins,
     mss,
     orders,
+    patients,
     peers,
+    preferences,
     psc,
     ui,
 )
@@ -33,7 +35,8 @@ RouteRegistrar = Callable[[RouteTable], None]
 PART_ROUTES: tuple[RouteRegistrar, ...] = (core.register, ui.register, cards.register, ins.register,
                                            consent.register, dmp.register, cda.register, mss.register,
                                            orders.register, peers.register, homologation.register, psc.register,
-                                           dmp_web.register, dmp_params.register)
+                                           dmp_web.register, dmp_params.register, patients.register,
+                                           preferences.register)
 
 
 def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.Application:
@@ -62,6 +65,7 @@ def create_app(services: Services, extra: Iterable[RouteRegistrar] = ()) -> web.
         middlewares=[make_guard(settings, verify, failures, services.ui_sessions)], client_max_size=settings.max_upload
     )
     app[SERVICES] = services
+    app[patients.OPEN_PATIENTS] = patients.OpenPatients()
     app[GUARD_KEY] = settings
     app[LIMITS_KEY] = lambda route: body_limit(route, settings) if route else settings.max_body
 

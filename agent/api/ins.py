@@ -20,6 +20,7 @@ from aiohttp import web
 from agent.api.context import SERVICES, Services
 from agent.api.guard import CLIENT_KEY, read_json
 from agent.api.ins_schemas import ERRORS, INS_SCHEMA, SEARCH_ANSWER_SCHEMA, SEARCH_REQUEST_SCHEMA, TRAITS_SCHEMA
+from agent.api.patients import open_patients
 from agent.api.spec import RouteTable, json_response
 from agent.domain.ins import OID_INS_NIR, IdentityStatus, Ins, check_ins, normalize_matricule
 from agent.domain.policy import Actor, TraceEvent
@@ -192,6 +193,8 @@ async def search(request: web.Request) -> web.Response:
         response["message"] = message
     if query is not None:
         response["card_serial"] = query.card_serial or None
+        if recorded and answer.ins is not None and query.card_serial:  # the dashboard's DMP view offers them
+            open_patients(request.app).remember(query.card_serial, index, answer.ins)
     return web.json_response(response)
 
 

@@ -64,11 +64,12 @@ class Intake:
     new_set_oid: Callable[[], str] = new_submission_set_oid
 
     def check(self, body: dict[str, Any], cda: bytes, client_name: str, header: CdaHeader | None = None,
-              *, fingerprint: str | None = None) -> NewOrder:
+              *, fingerprint: str | None = None, default_delay: int | None = None) -> NewOrder:
         """``cda`` is the document to send (decoded, or built by the documents part from ``body["document"]``);
         ``header`` its header when the caller already read it (it is read here otherwise, once);
         ``fingerprint`` the hash of the body as the client sent it (client_ref idempotency), when ``body`` is
-        that body with the automatic recipients added."""
+        that body with the automatic recipients added; ``default_delay`` the doctor's delay when they chose one
+        (the configuration's otherwise)."""
         errors: list[FieldError] = []
 
         def need(path: str, value: Any, kind: type, message: str) -> Any:
@@ -110,7 +111,7 @@ class Intake:
             visibility = {**visibility, "invisible_to_legal_reps": True}
         destinations = self._destinations(body.get("destinations", {}), errors)
         replaces = _replaces(body.get("replaces"), destinations, errors)
-        delay = body.get("delay_seconds", self.default_delay)
+        delay = body.get("delay_seconds", self.default_delay if default_delay is None else default_delay)
         reason = check_delay(delay)
         if reason:
             errors.append(FieldError("delay_seconds", reason))

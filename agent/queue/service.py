@@ -36,6 +36,7 @@ from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from agent.store.dmp_documents import last_visibility
 from agent.store.ins_provenance import insi_oid
+from agent.store.preferences import delay_override
 from agent.xml.cda_header import CdaHeader, ReadyCda, parse_cda_header, read_ready_cda
 
 log = get_logger("queue")
@@ -223,7 +224,10 @@ class OrderService:
         names an INS this workstation obtained through INSi, never a NIA. A refusal under one of the test book's
         rules is traced with the rule (CONF.14) before it reaches the caller: nothing of it was sent."""
         try:
-            new = self.intake.check(body, cda, client_name, header=header, fingerprint=fingerprint)
+            # The doctor's own cancellation delay (dashboard settings), for an order that does not set one.
+            delay = None if forwarded or "delay_seconds" in body else await self.db.read(delay_override)
+            new = self.intake.check(body, cda, client_name, header=header, fingerprint=fingerprint,
+                                    default_delay=delay)
             if "dmp" in new.destinations:
                 obtained = await self.db.read(lambda c: insi_oid(c, new.ins))
                 if obtained is None and forwarded:

@@ -39,7 +39,7 @@ def api(agent, method: str, path: str, body: dict | None = None) -> tuple[int, A
                                      headers={"Authorization": f"Bearer {agent.token}",
                                               "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:  # a first CI-SIS check is slow on a busy host
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

@@ -97,3 +97,14 @@ def test_a_clock_jump_is_notified_and_shown():
     assert "horloge du poste modifiée" in model.tooltip
     note = model.on_event("clock.jumped", {"seconds": -3600, "message": "L'horloge a été reculée"})
     assert note is not None and "reculée" in note.message
+
+
+def test_the_doctor_silences_a_kind_of_notification_but_never_a_full_disk():
+    model = TrayModel()
+    assert model.allows("card.inserted") and model.allows("order.updated")  # before the settings are read: all
+    model.preferences = {"notifications.patients": False, "notifications.send_failures": True,
+                         "notifications.notices": False}
+    assert not model.allows("card.inserted") and not model.allows("dmp.access")
+    assert not model.allows("notice.due") and not model.allows("psc.login")
+    assert model.allows("order.updated") and model.allows("order.received")
+    assert model.allows("store.fault") and model.allows("clock.jumped")

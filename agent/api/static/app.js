@@ -81,7 +81,7 @@ async function openSession() {
 }
 
 // ---- tabs ----------------------------------------------------------------------------------------------
-const VIEWS = { queue: loadOrders, cards: loadCards, dmp: () => {}, traces: loadTraces, notices: loadNotices, settings: loadSettings };
+const VIEWS = { queue: loadOrders, cards: loadCards, dmp: loadDmp, traces: loadTraces, notices: loadNotices, settings: loadSettings };
 function selectTab(tab, focus = true) {
   for (const other of document.querySelectorAll("[role=tab]")) {
     const selected = other === tab;
@@ -317,23 +317,128 @@ async function pscLogout() {
 }
 
 // ---- DMP access (DICA) ---------------------------------------------------------------------------------
-function renderAccess(access) {
+// The view starts from the patient the carte Vitale or the LGC opened (GET /v1/patients/current): the DMP is
+// reached with the INS INSi gave for them, never with typed digits; without one, INSi is asked first.
+const dmp = { patient: null, identityStatus: null };
+window.relaisDmp = dmp;  // read by the UI tests
+function patientLine(p) {
+  return p.birth_date ? `${p.display_name}, né(e) le ${fmtBirth(p.birth_date)}` : p.display_name;
+}
+async function loadDmp() {
+  const list = document.getElementById("dmp-patients");
+  let data;
+  try { data = await api("GET", "/v1/patients/current"); }
+  catch (e) { list.replaceChildren(h("li", {}, e.message)); return; }
+  const items = data.items || [];
+  list.replaceChildren(...items.map((p) => {
+    const source = p.source === "lgc" ? "ouvert dans votre logiciel" : "carte Vitale";
+    const action = p.ins
+      ? h("button", { type: "button", class: "primary", onclick: () => openDmp(p) }, `Ouvrir le DMP de ${p.display_name}`)
+      : (p.source === "vitale"
+        ? h("button", { type: "button", onclick: () => qualify(p) }, `Obtenir l'INS de ${p.display_name} (INSi)`)
+        : h("span", {}, "INS à obtenir par l'INSi dans votre logiciel"));
+    return h("li", { "data-source": p.source, "data-index": p.beneficiary_index ?? "" },
+      h("strong", {}, patientLine(p)), ` (${source}) `,
+      p.ins ? h("span", { class: "ok-text" }, "INS obtenu par l'INSi") : h("span", {}, "INS non encore obtenu par l'INSi"),
+      " ", action);
+  }));
+  if (!items.length) {
+    list.replaceChildren(h("li", {}, data.vitale && data.vitale.present ? "Carte Vitale sans bénéficiaire lisible."
+      : "Aucun patient ouvert : insérez la carte Vitale du patient ou ouvrez son dossier dans votre logiciel."));
+  }
+}
+async function qualify(p) {
+  try {
+    const answer = await api("POST", "/v1/ins/search", { source: "vitale", beneficiary_index: p.beneficiary_index,
+      ...(p.card_serial ? { card_serial: p.card_serial } : {}) });
+    show(answer.message || "Réponse de l'INSi reçue.", answer.result === "found");
+  } catch (e) { show(e.message); }
+  await loadDmp();
+}
+async function openDmp(p) {
+  dmp.patient = p;
+  dmp.identityStatus = null;
+  document.getElementById("dmp-documents").replaceChildren();
+  await checkPatientAccess();
+}
+function insPath(suffix, params = {}, base = "/v1/dmp/") {
+  const q = new URLSearchParams(params);
+  if (dmp.patient.ins.oid) q.set("oid", dmp.patient.ins.oid);  // else the agent takes the OID INSi gave
+  return `${base}${encodeURIComponent(dmp.patient.ins.value)}${suffix}?${q}`;
+}
+async function checkPatientAccess() {
+  const params = { new: "true" };
+  if (dmp.identityStatus) params.identity_status = dmp.identityStatus;
+  try {
+    const access = await api("GET", insPath("/access", params));
+    renderAccess(access, dmp.patient);
+    if (access.can_read) await loadDocuments();
+  } catch (e) { show(e.message); }
+}
+function gotoTab(name) { selectTab(document.getElementById(`tab-${name}`)); }
+// What the doctor can do about each unmet DICA condition, in their words.
+function reasonAction(r) {
+  const button = (label, onclick) => h("button", { type: "button", onclick }, label);
+  switch (r.code) {
+    case "cps_absent": case "cps_not_logged_in": return button("Aller aux cartes (code PIN)", () => gotoTab("cards"));
+    case "notice_due": return button("Lire l'avis", () => gotoTab("notices"));
+    case "ins_not_qualified": return dmp.patient ? button("J'ai vérifié une pièce d'identité du patient : identité qualifiée", () => {
+      dmp.identityStatus = "QUAL"; checkPatientAccess();
+    }) : null;
+    case "consent_missing": return dmp.patient ? button("Le patient, informé, consent à la consultation de son DMP", async () => {
+      try { await api("PUT", insPath("/consent", {}, "/v1/patients/"), { dmp_consultation: "granted", informed: true }); }
+      catch (e) { show(e.message); }
+      await checkPatientAccess();
+    }) : null;
+    default: return null;
+  }
+}
+function renderAccess(access, patient) {
   const box = document.getElementById("dmp-access");
   const yes = (v) => h("span", { class: v ? "ok-text" : "ko-text" }, v ? "oui" : "non");
-  const reasons = h("ul", { class: "reasons" }, (access.reasons || []).map((r) =>
-    h("li", {}, r.message, " ", r.help ? h("a", { href: r.help, target: "_blank", rel: "noopener noreferrer" }, "Aide") : null)));
-  box.replaceChildren(h("dl", {},
-    h("dt", {}, "Consultation possible"), h("dd", {}, yes(access.can_read)),
-    h("dt", {}, "Alimentation possible"), h("dd", {}, yes(access.can_write)),
-    h("dt", {}, "DMP existant"), h("dd", {}, access.dmp_exists == null ? "inconnu" : yes(access.dmp_exists)),
-    h("dt", {}, "INS qualifiée"), h("dd", {}, yes(access.ins_qualified))), reasons);
+  const reasons = h("ul", { class: "reasons" }, (access.reasons || []).map((r) => {
+    const action = reasonAction(r);
+    const help = r.help && r.help.startsWith("http") ? h("a", { href: r.help, target: "_blank", rel: "noopener noreferrer" }, "En savoir plus") : null;
+    return h("li", { "data-code": r.code }, r.message, " ", action, " ", help);
+  }));
+  box.replaceChildren(
+    patient ? h("h3", {}, `DMP de ${patientLine(patient)}`) : "",
+    h("dl", {},
+      h("dt", {}, "Consultation possible"), h("dd", {}, yes(access.can_read)),
+      h("dt", {}, "Alimentation possible"), h("dd", {}, yes(access.can_write)),
+      h("dt", {}, "DMP existant"), h("dd", {}, access.dmp_exists == null ? "inconnu" : yes(access.dmp_exists)),
+      h("dt", {}, "Identité qualifiée"), h("dd", {}, yes(access.ins_qualified)),
+      access.new_documents != null ? [h("dt", {}, "Nouveaux documents depuis la dernière visite"), h("dd", {}, String(access.new_documents))] : []),
+    reasons);
+}
+async function loadDocuments() {
+  const box = document.getElementById("dmp-documents");
+  const data = await api("GET", insPath("/documents"));
+  const rows = (data.items || []).map((d) => h("tr", { "data-entry": d.entry_uuid },
+    h("td", {}, d.title || d.type_code || ""), h("td", {}, fmtDate(d.creation_time)), h("td", {}, d.author || ""),
+    h("td", {}, h("button", { type: "button", onclick: () => openDocument(d) }, `Ouvrir « ${d.title || "document"} »`))));
+  const body = h("tbody", { id: "dmp-documents-rows" }, rows);
+  if (!rows.length) emptyRow(body, 4, "Aucun document dans le DMP.");
+  box.replaceChildren(h("table", { "aria-labelledby": "h-dmp-documents" },
+    h("caption", { id: "h-dmp-documents" }, "Documents du DMP"),
+    h("thead", {}, h("tr", {}, ["Document", "Date", "Auteur", "Actions"].map((c) => h("th", { scope: "col" }, c)))), body));
+}
+async function openDocument(d) {
+  // An N1 document holding a PDF (format urn:ihe:iti:xds-sd:pdf:2008) is shown as the PDF; any other as its CDA.
+  const pdf = (d.format_code || "").includes(":pdf:");
+  const response = await fetch(insPath(`/documents/${encodeURIComponent(d.entry_uuid)}/content`, pdf ? { as: "pdf" } : {}),
+    { credentials: "same-origin" });
+  if (!response.ok) { show("Document impossible à ouvrir."); return; }
+  const url = URL.createObjectURL(await response.blob());
+  window.relaisLastDocument = { entry: d.entry_uuid, type: response.headers.get("Content-Type") };  // read by the UI tests
+  window.open(url, "_blank", "noopener");
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 async function checkAccess(event) {
   if (event) event.preventDefault();
-  const ins = document.getElementById("dmp-ins").value.trim();
-  const oid = document.getElementById("dmp-oid").value;
-  try { renderAccess(await api("GET", `/v1/dmp/${encodeURIComponent(ins)}/access${oid ? "?oid=" + oid : ""}`)); }
-  catch (e) { show(e.message); }
+  const ins = document.getElementById("dmp-ins").value.trim().toUpperCase();
+  // The OID is the one INSi gave with this INS: the agent finds it.
+  await openDmp({ source: "typed", display_name: `INS ${ins}`, ins: { value: ins, oid: "" } });
 }
 
 // ---- traces --------------------------------------------------------------------------------------------
@@ -395,16 +500,61 @@ async function ackNotice(notice) {
 }
 
 // ---- settings ------------------------------------------------------------------------------------------
+// What the doctor may change (GET/PUT /v1/settings); the rest of the configuration is shown, read-only.
+const DELAY_KEY = "queue.delay_seconds";
+function fmtDelay(seconds) {
+  if (seconds % 60) return `${seconds} s`;
+  return `${seconds / 60} min`;
+}
+function showPreferences(prefs) {
+  const delay = prefs.items.find((i) => i.key === DELAY_KEY);
+  const input = document.getElementById("set-delay");
+  input.value = String(Math.round(delay.value / 60));
+  document.getElementById("set-delay-hint").textContent = delay.changed
+    ? `Votre choix (valeur du fichier de configuration : ${fmtDelay(delay.default)})`
+    : `Valeur du fichier de configuration`;
+  for (const box of document.querySelectorAll("#settings-form input[type=checkbox]")) {
+    box.checked = Boolean(prefs.values[box.dataset.key]);
+  }
+}
+async function saveSettings(event) {
+  event.preventDefault();
+  const minutes = Number(document.getElementById("set-delay").value);
+  const body = { [DELAY_KEY]: Math.round(minutes * 60) };
+  for (const box of document.querySelectorAll("#settings-form input[type=checkbox]")) body[box.dataset.key] = box.checked;
+  try { showPreferences(await api("PUT", "/v1/settings", body)); show("Réglages enregistrés.", true); }
+  catch (e) { show(e.message); }
+}
+async function resetSettings() {
+  const body = { [DELAY_KEY]: null };
+  for (const box of document.querySelectorAll("#settings-form input[type=checkbox]")) body[box.dataset.key] = null;
+  try { showPreferences(await api("PUT", "/v1/settings", body)); show("Valeurs du fichier de configuration rétablies.", true); }
+  catch (e) { show(e.message); }
+}
+const SECTION_LABELS = { cards: "Cartes", insi: "INSi", dmp: "DMP", psc: "Pro Santé Connect", queue: "File d'envoi",
+  habilitation: "Habilitations", practice: "Cabinet (postes)", cda: "Documents CDA", mss: "MSSanté",
+  homologation: "Homologation", notifications: "Notifications (valeurs par défaut)" };
+function plain(value) {
+  if (value === true) return "oui";
+  if (value === false) return "non";
+  if (Array.isArray(value)) return value.length ? value.join(", ") : "(aucun)";
+  if (value && typeof value === "object") return JSON.stringify(value);
+  return value === "" || value == null ? "(vide)" : String(value);
+}
 async function loadSettings() {
-  const [config, status] = await Promise.all([api("GET", "/v1/config"), api("GET", "/v1/status")]);
+  const [config, status, prefs] = await Promise.all([api("GET", "/v1/config"), api("GET", "/v1/status"), api("GET", "/v1/settings")]);
+  showPreferences(prefs);
   const rows = [["Version", status.version], ["Poste", config.workstation_id], ["Fichier de configuration", config.source],
     ["Dossier de données", config.data_dir], ["API locale", `http://${config.api.host}:${config.api.port}`],
     ["Clé maîtresse", status.store ? status.store.master_key : config.store.master_key],
     ["Conservation des documents", `${config.store.retention_days} jours`], ["Mode démonstration", config.sandbox ? "oui" : "non"]];
-  for (const [section, values] of Object.entries(config.sections || {})) {
-    for (const [key, value] of Object.entries(values)) rows.push([`${section}.${key}`, typeof value === "object" ? JSON.stringify(value) : String(value)]);
-  }
-  document.getElementById("settings").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
+  const list = document.getElementById("settings");
+  list.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "")]));
+  // Every other section, grouped and collapsed: the integrator's keys, as the configuration file names them.
+  const details = Object.entries(config.sections || {}).map(([section, values]) => h("details", { class: "config-section" },
+    h("summary", {}, `${SECTION_LABELS[section] || section} [${section}]`),
+    h("dl", {}, Object.entries(values).flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, plain(value))]))));
+  document.getElementById("config-sections").replaceChildren(...details);
 }
 
 // ---- retry all failed ----------------------------------------------------------------------------------
@@ -453,9 +603,12 @@ function listen() {
   for (const type of ["psc.login", "psc.logout"]) source.addEventListener(type, () => { pscState(); loadCards().catch(() => {}); });
   source.addEventListener("notice.due", () => loadNotices().catch(() => {}));
   for (const type of ["queue.paused", "queue.resumed"]) source.addEventListener(type, () => refreshStatus());
-  source.addEventListener("dmp.access", (event) => {
-    const data = JSON.parse(event.data);
-    renderAccess(data.access || data);  // pushed when a carte Vitale is inserted
+  // A carte Vitale inserted or pulled, a patient opened by the LGC: the DMP view offers who is there now.
+  for (const type of ["card.inserted", "card.removed", "patient.opened", "patient.closed"]) source.addEventListener(type, () => {
+    if (!document.getElementById("view-dmp").hidden) loadDmp().catch(() => {});
+  });
+  source.addEventListener("settings.changed", () => {
+    if (!document.getElementById("view-settings").hidden) loadSettings().catch(() => {});
   });
   source.onerror = () => setAgentState("Agent injoignable : nouvelle tentative…");
   source.onopen = () => refreshStatus();
@@ -470,6 +623,8 @@ async function main() {
   document.getElementById("queue-pause").addEventListener("click", togglePause);
   document.getElementById("retry-failed").addEventListener("click", retryFailed);
   document.getElementById("dmp-access-form").addEventListener("submit", checkAccess);
+  document.getElementById("settings-form").addEventListener("submit", saveSettings);
+  document.getElementById("settings-reset").addEventListener("click", resetSettings);
   document.getElementById("traces-form").addEventListener("submit", loadTraces);
   document.getElementById("traces-csv").addEventListener("click", () => exportTraces("csv"));
   document.getElementById("traces-json").addEventListener("click", () => exportTraces("json"));
