@@ -48,13 +48,13 @@ from agent.config import Config
 from agent.connectivity import ConnectivityTracker
 from agent.dmp.client import DmpClient
 from agent.dmp.factory import client_for_sandbox, client_from_section
-from agent.dmp.gateway import DmpDelivery
+from agent.dmp.gateway import DmpDelivery, sends_without_card
 from agent.dmp.models import Professional
 from agent.dmp.params import DmpParamsPart, ParamsSettings
 from agent.dmp.psc import DmpPscTokens, PscDmpSettings
 from agent.dmp.submission import SubmissionDefaults
 from agent.dmp.vihf import MODE_DIRECT
-from agent.domain.delivery import DeliveryGateway
+from agent.domain.delivery import DeliveryGateway, payload_sender
 from agent.domain.dmp_params import DmpParameters, ParameterNames
 from agent.domain.habilitation import load_matrix
 from agent.domain.policy import Actor, TraceEvent
@@ -86,6 +86,7 @@ from agent.routing.service import RoutingService
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 from agent.store.masterkey import load_master_key
+from agent.store.orders import Claim
 
 log = get_logger("agent")
 
@@ -156,7 +157,8 @@ async def build(config: Config, stack: AsyncExitStack, *, clock: Clock, env: Env
     executor = await stack.enter_async_context(QueueExecutor(
         db, cipher, gateways, settings, clock, events=events, traces=rights.traces, connectivity=connectivity,
         waker=waker, bus=bus, rand=random.random,
-        card_check=functools.partial(_author_ready, cards, psc), clock_watch=clock_watch))
+        card_check=functools.partial(_author_ready, cards, psc), card_free=functools.partial(_card_free, dmp),
+        clock_watch=clock_watch))
 
     practice = config.practice
     if overrides.peer_port is not None:
@@ -281,6 +283,13 @@ def _author_ready(cards: CardService, psc: PscPart | None, rpps: str) -> str | N
     if reason is not None and psc is not None:
         return reason.rstrip(".") + " ou une connexion Pro Santé Connect (e-CPS) du professionnel."
     return reason
+
+
+def _card_free(dmp: DmpClient | None, claim: Claim) -> bool:
+    """A delivery that waits for no CPS: a document a delegate sends to the DMP in indirect authentication
+    ([CDT] 2.1-900; agent/dmp/gateway.py signs it with the structure's certificate)."""
+    return (claim.destination == "dmp" and dmp is not None
+            and sends_without_card(dmp, payload_sender(claim.payload), claim.author_rpps))
 
 
 def _document_signer(cards: CardService, psc: PscPart | None, dmp: DmpClient) -> Signer:

@@ -17,7 +17,8 @@ from typing import Any
 from agent.dmp.client import DmpClient
 from agent.dmp.models import Access, Professional, SubmissionRequest, Visibility
 from agent.dmp.soap import THRESHOLD_EXCEEDED
-from agent.domain.delivery import DeliveryJob, Lookup, Receipt
+from agent.dmp.vihf import MODE_DIRECT
+from agent.domain.delivery import DeliveryJob, Lookup, Receipt, sent_by_delegate
 from agent.domain.signing import Signer
 from agent.errors import NotFound, PermanentRemoteError, RefusedBeforeSending, RemoteError
 from agent.logs import get_logger
@@ -36,14 +37,20 @@ def sender_of(sender: dict[str, Any]) -> Professional | None:
                         specialty=str(sender.get("specialty_code") or ""))
 
 
+def sends_without_card(client: DmpClient, sender: dict[str, Any], author_rpps: str) -> bool:
+    """A DMP send no CPS takes part in: a delegate's ([CDT] 2.1-900) in indirect authentication, where the
+    structure's certificate authenticates (VIHF naming the delegate) and signs."""
+    return client.vihf.mode != MODE_DIRECT and sent_by_delegate(sender, author_rpps)
+
+
 class DmpDelivery:
     def __init__(self, client: DmpClient, signer: Callable[[], Signer] | None = None) -> None:
         self._client = client
         self._signer = signer
 
     async def deliver(self, job: DeliveryJob) -> Receipt:
-        signer = self._signer() if self._signer is not None else None  # no card, no call
-        status = await self._client.td02(job.lookup.ins, job.lookup.ins_oid)
+        signer = self._signer_for(job)  # no card, no call
+        status = await self._client.td02(job.lookup.ins, job.lookup.ins_oid, sender_of(job.sender))
         if not (status.exists and status.active) or status.blocked:
             reason = ("le patient n'a pas de DMP" if not status.exists else
                       "le DMP du patient est fermé" if not status.active else
@@ -62,6 +69,14 @@ class DmpDelivery:
         )
         result = await self._client.submit(request)
         return Receipt(result.entry_uuid)
+
+    def _signer_for(self, job: DeliveryJob) -> Signer | None:
+        """Who signs the document (DSG): the author's CPS (or what ``signer`` chooses); for a document a delegate
+        sends in indirect authentication ([CDT] 2.1-900: a secretary, the author absent), the structure's
+        certificate, the one that authenticates the request too: no CPS takes part (as DRIMbox signs)."""
+        if sends_without_card(self._client, job.sender, job.author_rpps):
+            return self._client.structure_signer
+        return self._signer() if self._signer is not None else None
 
     async def _replaced(self, job: DeliveryJob) -> str:
         """TD2.1b: the previous version's entryUUID, looked up in ObjectRef mode just before the send ([CDT]

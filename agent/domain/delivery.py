@@ -28,6 +28,21 @@ class Lookup:
     destination: str = ""
 
 
+def sent_by_delegate(sender: dict[str, Any], author_rpps: str) -> bool:
+    """Whether the order names a sender other than its author ([CDT] 2.1-900: a secretary, a colleague). Ids are
+    compared on their national form ("8" + RPPS and the bare RPPS are one person)."""
+    sender_id = str(sender.get("id") or "")
+    return bool(sender_id) and sender_id.removeprefix("8")[-11:] != author_rpps.removeprefix("8")[-11:]
+
+
+def payload_sender(payload: bytes) -> dict[str, Any]:
+    """The sender an order's payload names, or {} (the JSON parsed only when there is one)."""
+    if b'"sender"' not in payload:
+        return {}
+    sender = json.loads(payload).get("sender")
+    return dict(sender) if isinstance(sender, dict) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryJob:
     order_id: str

@@ -96,6 +96,7 @@ class QueueExecutor(Lifecycle):
                  connectivity: ConnectivityTracker, waker: QueueWaker | None = None, bus: EventBus | None = None,
                  rand: Callable[[], float] = random.random,
                  card_check: Callable[[str], str | None] = lambda rpps: None,
+                 card_free: Callable[[repo.Claim], bool] = lambda claim: False,
                  clock_watch: ClockWatch | None = None) -> None:
         self._db = db
         self._cipher = cipher
@@ -104,6 +105,7 @@ class QueueExecutor(Lifecycle):
         self._clock = clock
         self._rand = rand
         self._card_check = card_check  # why the author's CPS cannot sign here (French), or None
+        self._card_free = card_free  # a delivery no CPS takes part in (a delegate's send in indirect mode)
         self._events = events
         self._traces = traces
         self._connectivity = connectivity
@@ -405,7 +407,7 @@ class QueueExecutor(Lifecycle):
     async def _attempt(self, claim: repo.Claim, lookup: Lookup, gateway: DeliveryGateway
                        ) -> tuple[Event, str | None, str, str, bool]:
         """(event, entry uuid, error code, French message, still uncertain)."""
-        card_problem = self._card_check(claim.author_rpps)
+        card_problem = None if self._card_free(claim) else self._card_check(claim.author_rpps)
         if card_problem is not None:
             return Event.CARD_MISSING, None, "cps_not_here", card_problem, claim.needs_reconcile
         timeout = self.settings.attempt_timeout_seconds

@@ -511,6 +511,39 @@ async def test_cdt_2_1_900_written_by_a_sent_by_b_through_the_api(
     assert people(SS_AUTHOR) == ["8" + SENDER["id"]]
 
 
+async def test_cdt_2_1_900_a_secretary_sends_while_the_author_is_away_in_indirect_mode(
+        agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
+    """Indirect authentication: the structure's certificate authenticates and signs, the VIHF names the sender.
+    A document the doctor wrote goes out when the secretary sends it, the doctor's CPS not logged in here."""
+    status, body = await call(http, agent, "PUT", f"/v1/patients/{PAT_TROIS.ins}/consent?oid={PAT_TROIS.oid}",
+                              {"dmp_consultation": "granted", "dmp_feeding": "non_opposition", "informed": True})
+    assert status == 200, body
+    assert (await call(http, agent, "POST", "/v1/cps/login", {"pin": "1234"}))[0] == 200
+    await obtain_ins(http, agent, PAT_TROIS)  # INSi in the doctor's name (this sandbox's INSi wants a CPS) ...
+    assert (await call(http, agent, "POST", "/v1/cps/logout"))[0] == 200  # ... who then leaves: no CPS session
+    mark = len(await dmp_calls(http, agent))
+    body = n1_order(reference_dir, agent, PAT_TROIS)
+    cda = with_co_author(base64.b64decode(body["document"]["cda_base64"]), "8" + SENDER["id"], SENDER["family"],
+                         SENDER["given"], organisation_id="1750803447")
+    body["document"] = {"cda_base64": base64.b64encode(cda).decode()}
+    status, delegated = await call(http, agent, "POST", "/v1/orders", {**body, "sender": SENDER})
+    assert status == 201, delegated
+    assert await final_state(http, agent, delegated["id"]) == "sent"
+    sent = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] in ("TD0.2", "TD2.1")]
+    assert [c["transaction"] for c in sent] == ["TD0.2", "TD2.1"]
+    assert {c["professional"] for c in sent} == {"8" + SENDER["id"]}  # the secretary acts, not the card holder
+    # The doctor's own order (no sender) still waits for the doctor's CPS.
+    own = n1_order(reference_dir, agent, PAT_TROIS)
+    status, waiting = await call(http, agent, "POST", "/v1/orders", own)
+    assert status == 201, waiting
+    for _ in range(300):
+        _, order = await call(http, agent, "GET", f"/v1/orders/{waiting['id']}")
+        if order["state"] == "waiting_card":
+            break
+        await asyncio.sleep(0.1)
+    assert order["state"] == "waiting_card", order
+
+
 async def test_ex_0_2_1040_bris_de_glace_and_its_reason_go_to_the_vihf_of_that_request_only(
         start_agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
     """The mode and its reason reach the DMP in the VIHF of the request that asked for them (the reason in the

@@ -163,3 +163,14 @@ def test_a_replacement_names_the_previous_version_and_goes_to_the_dmp() -> None:
     with pytest.raises(InvalidInput) as same:
         check({**body, "replaces": "1.2.3.4.6"})
     assert same.value.code == "replacement_same_id" and same.value.errors[0].field == "replaces"
+
+
+def test_cdt_2_1_900_a_sender_is_a_delegate_only_when_not_the_author() -> None:
+    from agent.domain.delivery import payload_sender, sent_by_delegate
+
+    assert sent_by_delegate(SENDER, "10001234567")
+    assert not sent_by_delegate({**SENDER, "id": "10001234567"}, "10001234567")
+    assert not sent_by_delegate({**SENDER, "id": "810001234567"}, "10001234567")  # "8" + RPPS: the same person
+    assert not sent_by_delegate({}, "10001234567")
+    assert payload_sender(json.dumps({"sender": SENDER}).encode()) == SENDER
+    assert payload_sender(b'{"patient": {}}') == {}
