@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from lxml import etree
 
-from agent.cda.worker import PoolSettings, ValidationPool
+from agent.cda.validation import ValidationReport
+from agent.cda.worker import PoolSettings, ValidationPool, VerdictCache
 from agent.errors import InvalidInput, PayloadTooLarge
 
 HL7 = "{urn:hl7-org:v3}"
@@ -64,6 +65,7 @@ async def test_a_validation_over_its_time_budget_kills_its_worker_and_the_next_o
     assert refused.value.code == "cda_validation_timeout"
     assert "n'a pas pu être validé" in refused.value.message
     assert pool.replaced == 1 and pool.checking == 0
+    assert len(pool.verdicts) == 0  # an engine's refusal is never kept as a verdict
     # The next document gets a fresh worker (given all the time it needs: this checks the replacement, not speed).
     pool.settings = dataclasses.replace(pool.settings, timeout_seconds=600)
     report = await pool.validate((kit / "ExemplesCDA" / VAC_NOTE).read_bytes())
@@ -78,6 +80,32 @@ async def test_the_worker_answers_the_validators_own_refusals(pool: ValidationPo
     report = await pool.validate(b'<x xmlns="urn:other"/>')
     assert not report.valid and report.errors[0].source == "xsd"
     assert pool.replaced == 0
+
+
+async def test_the_verdict_of_a_document_already_checked_is_answered_without_a_worker(
+        pool: ValidationPool, kit: Path) -> None:
+    note = (kit / "ExemplesCDA" / VAC_NOTE).read_bytes()
+    first = await pool.validate(note)
+    assert first.valid and pool.verdicts.hits == 0
+    for worker in list(pool._all):  # a document sent to a worker now would find it dead and replace it
+        worker.process.kill()
+        worker.process.join()
+    assert await pool.validate(note) is first and pool.verdicts.hits == 1
+    assert pool.replaced == 0
+    # One byte changed is another document: a worker checks it (the dead one is replaced first).
+    again = await pool.validate(note.replace(b"</ClinicalDocument>", b"</ClinicalDocument> "))
+    assert again.valid and again is not first and pool.replaced == 1 and pool.verdicts.hits == 1
+
+
+def test_the_verdict_cache_keeps_the_most_recently_used_documents() -> None:
+    cache = VerdictCache(2)
+    reports = {name: ValidationReport(True, checked=[name]) for name in ("a", "b", "c")}
+    cache.put(VerdictCache.key(b"a"), reports["a"])
+    cache.put(VerdictCache.key(b"b"), reports["b"])
+    assert cache.get(VerdictCache.key(b"a")) is reports["a"]  # a is now the most recent
+    cache.put(VerdictCache.key(b"c"), reports["c"])
+    assert cache.get(VerdictCache.key(b"b")) is None and len(cache) == 2
+    assert cache.get(VerdictCache.key(b"a")) is reports["a"] and cache.get(VerdictCache.key(b"c")) is reports["c"]
 
 
 async def test_a_document_over_the_size_budget_never_reaches_a_worker(pool: ValidationPool) -> None:
