@@ -328,10 +328,11 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0)
 
     async def run() -> tuple[float, float, float]:
         harness = Harness(work / "commits.db", SystemClock(), SlowDmp(), concurrency=concurrency)  # type: ignore[arg-type]
-        service = await harness.start()
+        await harness.start()
         await harness.executor.set_paused(True)
         for _ in range(count):
-            await service.submit(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
+            # Through the harness: the INS recorded as obtained through INSi first, as the DMP requires.
+            await harness.create(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
         db = harness.db
         assert db is not None
         transactions = 0

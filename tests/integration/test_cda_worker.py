@@ -20,6 +20,7 @@ from lxml import etree
 from agent.cda.validation import ValidationReport
 from agent.cda.worker import PoolSettings, ValidationPool, VerdictCache
 from agent.errors import InvalidInput, PayloadTooLarge
+from tests.support.queue import order_body
 
 HL7 = "{urn:hl7-org:v3}"
 VAC_NOTE = "VAC-NOTE_2023.01.xml"
@@ -142,3 +143,26 @@ async def test_health_answers_while_a_hostile_cda_is_being_validated(
     with pytest.raises(asyncio.CancelledError):
         await validation
     assert pool.replaced == 1 and pool.status()["running"] == 0
+
+
+async def test_an_order_being_validated_holds_no_write_lock_and_is_still_refused_synchronously(
+        start_agent: Callable[..., Any], kit: Path, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Issue 24 item 2: validation runs before the create's critical section (the writer's transaction), so the
+    store takes other writes while Saxon works; the create still answers the refusal itself (422)."""
+    agent = await start_agent(cda={"kit_dir": str(kit), "cache_dir": str(tmp_path / "xsl"), "warm_up": False,
+                                   "validation_timeout_seconds": 10, "max_document_mb": 2})
+    pool, db = agent.services.cda.pool, agent.services.db
+    assert pool is not None
+    body = order_body(cda=hostile_cda(kit))
+    create = asyncio.create_task(http.post(agent.url + "/v1/orders", data=io.BytesIO(json.dumps(body).encode()),
+                                           headers=agent.headers(**{"Content-Type": "application/json"})))
+    await wait_checking(pool)
+
+    commits = db.commits
+    await db.write(lambda conn: conn.execute("SELECT 1").fetchone())  # another part's write, meanwhile
+    assert db.commits == commits + 1 and not create.done() and pool.checking == 1
+
+    async with await create as response:
+        problem = await response.json(content_type=None)
+    assert response.status == 422 and problem["type"].endswith(":cda_validation_timeout"), problem
+    assert (await db.read(lambda conn: conn.execute("SELECT count(*) FROM orders").fetchone()[0])) == 0
