@@ -406,9 +406,15 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
 
 
 async def _login(url: str, token: str) -> str:
+    from relais_sandbox.identities import PAT_TROIS
+    from tests.support.ins import traits_search
+
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as response:
+            assert response.status == 200, await response.text()
+        # The DMP takes only an INS this workstation obtained through INSi (EX_GEN-1530): search it first.
+        async with session.post(f"{url}/v1/ins/search", json=traits_search(PAT_TROIS), headers=headers) as response:
             assert response.status == 200, await response.text()
         async with session.get(f"{url}/v1/cards", headers=headers) as response:
             return str((await response.json())["cps"]["holder"]["rpps"])
