@@ -303,10 +303,14 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         elapsed = time.perf_counter() - start
         rate = count / elapsed
         after = asyncio.run(_direct(url, state, docs, direct, concurrency))
+        checked = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True))
         print(f"  queue -> simulator, concurrency {concurrency}: {rate:7.1f} orders/s "
               f"(sent {counts.get('sent')}, failed {counts.get('failed')})")
         print(f"  simulator alone (DmpClient.submit x{direct}, same concurrency): {before:7.1f} submissions/s before,"
               f" {after:7.1f} after; queue at {rate / ((before + after) / 2):.0%} of their mean")
+        # The queue's delivery asks TD0.2 before each TD2.1 (two SOAP exchanges per order): the same pair here.
+        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): {checked:7.1f} "
+              f"documents/s; queue at {rate / checked:.0%} of it")
     finally:
         if agent is not None:
             agent.stop()
@@ -372,8 +376,10 @@ def _wait_for(url: str) -> None:
     raise RuntimeError(f"{url} ne répond pas")
 
 
-async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int) -> float:
-    """The same submissions straight from a DmpClient: the simulator's own throughput."""
+async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int,
+                  check_first: bool = False) -> float:
+    """The same submissions straight from a DmpClient: the simulator's own throughput. ``check_first``: each
+    preceded by the TD0.2 the queue's DMP delivery makes (the patient's DMP exists, is open, not blocked)."""
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
     from agent.dmp.models import Professional, SubmissionRequest
@@ -396,7 +402,10 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
 
     async def worker() -> None:
         while pending:
-            await client.submit(pending.pop())
+            request = pending.pop()
+            if check_first:
+                await client.td02(request.ins, request.ins_oid)
+            await client.submit(request)
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
