@@ -103,7 +103,8 @@ def baseline_insertion() -> list[float]:
     return out
 
 
-async def agent_figures(softhsm: Any, tmp: Path) -> tuple[list[float], list[float], float, float]:
+async def agent_figures(softhsm: Any, tmp: Path) -> tuple[list[float], list[float], float, dict[int, float],
+                                                        float, float]:
     config = load_config(None, agent={"data_dir": str(tmp / "data")}, api={"port": 0},
                          store={"master_key": "file"},
                          cards={"pcsc": True, "pkcs11_module": softhsm.module, "token_label": softhsm.token_label})
@@ -153,17 +154,44 @@ async def agent_figures(softhsm: Any, tmp: Path) -> tuple[list[float], list[floa
                 count += 1
             direct = count / (time.perf_counter() - start)
             body = {"format": "raw", "data_base64": base64.b64encode(b"x" * 1024).decode()}
-            count, start = 0, time.perf_counter()
-            while time.perf_counter() - start < SIGN_SECONDS:
+
+            async def rate(clients: int, send: Any) -> float:
+                done = 0
+                began = time.perf_counter()
+
+                async def client() -> None:
+                    nonlocal done
+                    while time.perf_counter() - began < SIGN_SECONDS:
+                        await send()
+                        done += 1
+
+                await asyncio.gather(*(client() for _ in range(clients)))
+                return done / (time.perf_counter() - began)
+
+            async def post_sign() -> None:
                 async with http.post(f"{Client.url}/v1/sign", json=body, headers=Client.headers()) as response:
                     assert response.status == 200
                     await response.read()
-                count += 1
-            over_http = count / (time.perf_counter() - start)
+
+            async def get_health() -> None:  # the HTTP round trip alone: this client, aiohttp, the guard
+                async with http.get(f"{Client.url}/v1/health") as response:
+                    assert response.status == 200
+                    await response.read()
+
+            refused = {**body, "format": "none"}
+
+            async def post_refused() -> None:  # the same request refused before the card: HTTP, guard, token, JSON
+                async with http.post(f"{Client.url}/v1/sign", json=refused, headers=Client.headers()) as response:
+                    assert response.status == 422
+                    await response.read()
+
+            over_http = {clients: await rate(clients, post_sign) for clients in (1, 4)}
+            round_trip = await rate(1, get_health)
+            post_trip = await rate(1, post_refused)
             cps.pull()
     finally:
         await agent.stop()
-    return vitale_ms, cps_ms, direct, over_http
+    return vitale_ms, cps_ms, direct, over_http, round_trip, post_trip
 
 
 def main() -> None:
@@ -174,7 +202,7 @@ def main() -> None:
             print("card insertion: emulator connects to vpcd -> event")
             baseline = baseline_insertion()
             show("baseline: PcscBackend callback", baseline)
-            vitale_ms, cps_ms, direct, over_http = asyncio.run(agent_figures(softhsm, Path(tmp)))
+            vitale_ms, cps_ms, direct, over_http, round_trip, post_trip = asyncio.run(agent_figures(softhsm, Path(tmp)))
             show("Vitale -> card.inserted on /v1/events (read)", vitale_ms)
             show("CPS -> card.inserted on /v1/events (PKCS#11)", cps_ms)
             floor = statistics.median(baseline)
@@ -182,8 +210,15 @@ def main() -> None:
                   f"{statistics.median(vitale_ms) - floor:+.1f} ms, CPS {statistics.median(cps_ms) - floor:+.1f} ms")
             print("signatures, RSA-2048 PKCS#1 v1.5 SHA-256, SoftHSM2, 1 KiB of data, sequential")
             print(f"  baseline: Signer.sign in a thread                {direct:8.0f} /s")
-            print(f"  POST /v1/sign format raw                         {over_http:8.0f} /s   "
-                  f"x{over_http / direct:.2f} of the baseline")
+            for clients, value in over_http.items():
+                print(f"  POST /v1/sign format raw, {clients} client(s)            {value:8.0f} /s   "
+                      f"x{value / direct:.2f} of the baseline")
+            # The client shares this process and its event loop with the agent: an HTTP round trip that signs
+            # nothing (GET /v1/health, same guard) says what the HTTP exchange itself costs.
+            print(f"  GET /v1/health, 1 client (HTTP round trip alone) {round_trip:8.0f} /s")
+            extra = 1000 / over_http[1] - 1000 / direct - 1000 / post_trip
+            print(f"  POST /v1/sign refused (422) before the card      {post_trip:8.0f} /s   "
+                  f"/v1/sign's cost beyond signer + this round trip: {extra:+.2f} ms")
     finally:
         if pcscd is not None:
             pcscd.terminate()

@@ -308,10 +308,14 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         elapsed = time.perf_counter() - start
         rate = count / elapsed
         after = asyncio.run(_direct(url, state, docs, direct, concurrency))
+        checked = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True))
         print(f"  queue -> simulator, concurrency {concurrency}: {rate:7.1f} orders/s "
               f"(sent {counts.get('sent')}, failed {counts.get('failed')})")
         print(f"  simulator alone (DmpClient.submit x{direct}, same concurrency): {before:7.1f} submissions/s before,"
               f" {after:7.1f} after; queue at {rate / ((before + after) / 2):.0%} of their mean")
+        # The queue's delivery asks TD0.2 before each TD2.1 (two SOAP exchanges per order): the same pair here.
+        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): {checked:7.1f} "
+              f"documents/s; queue at {rate / checked:.0%} of it")
     finally:
         if agent is not None:
             agent.stop()
@@ -333,10 +337,11 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0)
 
     async def run() -> tuple[float, float, float]:
         harness = Harness(work / "commits.db", SystemClock(), SlowDmp(), concurrency=concurrency)  # type: ignore[arg-type]
-        service = await harness.start()
+        await harness.start()
         await harness.executor.set_paused(True)
         for _ in range(count):
-            await service.submit(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
+            # Through the harness: the INS recorded as obtained through INSi first, as the DMP requires.
+            await harness.create(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
         db = harness.db
         assert db is not None
         transactions = 0
@@ -447,8 +452,10 @@ def _wait_for(url: str) -> None:
     raise RuntimeError(f"{url} ne répond pas")
 
 
-async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int) -> float:
-    """The same submissions straight from a DmpClient: the simulator's own throughput."""
+async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int,
+                  check_first: bool = False) -> float:
+    """The same submissions straight from a DmpClient: the simulator's own throughput. ``check_first``: each
+    preceded by the TD0.2 the queue's DMP delivery makes (the patient's DMP exists, is open, not blocked)."""
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
     from agent.dmp.models import Professional, SubmissionRequest
@@ -471,7 +478,10 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
 
     async def worker() -> None:
         while pending:
-            await client.submit(pending.pop())
+            request = pending.pop()
+            if check_first:
+                await client.td02(request.ins, request.ins_oid)
+            await client.submit(request)
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -39,12 +39,20 @@ class XsltEngine:
             except Exception as exc:  # saxonche raises PySaxonApiError, not importable before the processor
                 raise XsltFailure(f"compilation XSLT impossible : {exc}") from exc
 
-    def transform(self, executable: Any, document: str) -> str:
-        """Apply ``executable`` to the XML text ``document``; the result as text."""
+    def parse(self, document: str) -> Any:
+        """The XML text ``document`` as Saxon's tree (opaque), to run several stylesheets on one parse."""
         with self._lock:
             self._ensure()
             try:
-                node = self._processor.parse_xml(xml_text=document)
+                return self._processor.parse_xml(xml_text=document)
+            except Exception as exc:
+                raise XsltFailure(f"lecture XML impossible : {exc}") from exc
+
+    def transform(self, executable: Any, document: Any) -> str:
+        """Apply ``executable`` to ``document``: XML text, or a tree from ``parse``; the result as text."""
+        node = self.parse(document) if isinstance(document, str) else document
+        with self._lock:
+            try:
                 result = executable.transform_to_string(xdm_node=node)
             except Exception as exc:
                 raise XsltFailure(f"exécution XSLT impossible : {exc}") from exc

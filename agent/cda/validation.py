@@ -148,7 +148,8 @@ class CdaValidator:
         errors = self._xsd(root) + self._envelope(root)
         warnings: list[Finding] = []
         checked = ["xsd"]
-        text = etree.tostring(root, encoding="unicode")
+        # One Saxon parse of the document for every schematron (lxml's tree above served the XSD).
+        tree = self.engine.parse(etree.tostring(root, encoding="unicode"))
         for relative in self.schematrons_for(root):
             if relative in VOLETS.values() and not self.has(relative):
                 errors.append(Finding("relais", f"Le schématron du volet de ce document ({Path(relative).name}) "
@@ -157,7 +158,7 @@ class CdaValidator:
                                       "/ClinicalDocument/templateId"))
                 continue
             checked.append(Path(relative).name)
-            for finding in self.run_schematron(relative, text):
+            for finding in self.run_schematron(relative, tree):
                 (warnings if finding.role in ("warning", "info") else errors).append(finding)
         return ValidationReport(not errors, errors, warnings, checked)
 
@@ -192,8 +193,9 @@ class CdaValidator:
                 self._schema = etree.XMLSchema(etree.parse(str(xsd), parser))
             return self._schema
 
-    def run_schematron(self, relative: str, document: str) -> list[Finding]:
-        """Failed assertions (and successful reports, as info) of one schematron on a document's text."""
+    def run_schematron(self, relative: str, document: Any) -> list[Finding]:
+        """Failed assertions (and successful reports, as info) of one schematron on a document: its text, or
+        its tree from ``self.engine.parse`` (what ``validate_root`` passes, parsed once for every schematron)."""
         executable = self._executable(relative)
         output = self.engine.transform(executable, document)
         svrl = etree.fromstring(output.encode(), etree.XMLParser(resolve_entities=False, no_network=True))

@@ -13,14 +13,20 @@ Each worker is fed the document's bytes over a pipe and answers a ``ValidationRe
 validator raised, rebuilt here). Budgets: a document over ``max_bytes`` is refused before it reaches a worker
 (413 ``cda_too_large``); a validation over ``timeout`` kills its worker (422 ``cda_validation_timeout``; the next
 validation gets a fresh worker). A worker that dies answers 503 ``validation_engine_failed`` and is replaced.
+
+The verdict of a document already checked is kept (``VerdictCache``, keyed by the SHA-256 of its bytes, the last
+``cache_entries`` documents): an LGC that sends the same CDA again (a retry, a resend to another destination)
+gets the same report without a worker. Only reports are kept, never a refusal of the engine (timeout, crash).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import pickle
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -38,6 +44,7 @@ _STOP_GRACE_SECONDS = 5.0
 # cold worker of a busy machine.
 _PREPARE_BUDGET_SECONDS = 300.0
 _PREPARED = ("prepared",)
+_HASH_IN_THREAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +53,38 @@ class PoolSettings:
     max_bytes: int = 20 * 1024 * 1024
     timeout_seconds: float = 30.0
     warm_up: bool = True
+    cache_entries: int = 256  # verdicts kept (0: none); a report is a few KiB at most
+
+
+class VerdictCache:
+    """The reports of the last documents checked, by the SHA-256 of their bytes (least recently used out)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._reports: OrderedDict[bytes, ValidationReport] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def key(cda: bytes) -> bytes:
+        return hashlib.sha256(cda).digest()
+
+    def get(self, key: bytes) -> ValidationReport | None:
+        report = self._reports.get(key)
+        if report is not None:
+            self._reports.move_to_end(key)
+            self.hits += 1
+        return report
+
+    def put(self, key: bytes, report: ValidationReport) -> None:
+        if self.entries <= 0:
+            return
+        self._reports[key] = report
+        self._reports.move_to_end(key)
+        while len(self._reports) > self.entries:
+            self._reports.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._reports)
 
 
 # --- the worker's side ---------------------------------------------------------------------------------------
@@ -159,6 +198,7 @@ class ValidationPool(Lifecycle):
         self._all: set[_Worker] = set()
         self._closed = False
         self.replaced = 0  # workers killed (time budget, crash, cancellation) and replaced: /v1/status, tests
+        self.verdicts = VerdictCache(self.settings.cache_entries)
 
     async def start(self) -> None:
         self._queue()
@@ -193,6 +233,12 @@ class ValidationPool(Lifecycle):
                 f"{limit:g} Mo (clé cda.max_document_mb).", code="cda_too_large")
         if self._closed:
             raise Unavailable("La validation CDA est arrêtée (l'agent s'arrête).", code="validation_engine_failed")
+        # Hashing runs at about 1 GB/s: a large document is hashed off the event loop.
+        key = VerdictCache.key(cda) if len(cda) <= _HASH_IN_THREAD_BYTES else await asyncio.to_thread(
+            VerdictCache.key, cda)
+        cached = self.verdicts.get(key)
+        if cached is not None:
+            return cached
         worker = await self._acquire()
         healthy = False
         try:
@@ -216,7 +262,9 @@ class ValidationPool(Lifecycle):
                 self._all.discard(worker)
                 await asyncio.shield(asyncio.to_thread(worker.kill))
                 self._release(None)
-        return _answer(reply)
+        report = _answer(reply)
+        self.verdicts.put(key, report)
+        return report
 
     # -- slots ---------------------------------------------------------------------------------------------------
     def _queue(self) -> asyncio.Queue[_Worker | None]:

@@ -21,12 +21,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.rdatatype
-import dns.resolver
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 from agent.errors import ConfigError, ServiceUnreachable
 
@@ -92,6 +90,11 @@ def order_targets(records: Sequence[SrvTarget], rand: Callable[[], float] = rand
 
 
 def _resolver(settings: ResolverSettings) -> dns.asyncresolver.Resolver:
+    # dnspython is imported here, at the first look-up: about 3 MB that an agent without MSSanté autoconfiguration
+    # (most of them) never needs.
+    import dns.asyncresolver
+    import dns.resolver
+
     if settings.nameserver:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [settings.nameserver]
@@ -109,6 +112,10 @@ def _resolver(settings: ResolverSettings) -> dns.asyncresolver.Resolver:
 
 async def _lookup(resolver: dns.asyncresolver.Resolver, name: str, security: str) -> tuple[list[SrvTarget], int]:
     """The SRV records of one name ([] when none, or when the single "." record says "not offered")."""
+    import dns.exception
+    import dns.rdatatype
+    import dns.resolver
+
     try:
         answer = await resolver.resolve(name, dns.rdatatype.SRV, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -133,6 +140,9 @@ async def discover(domain: str, settings: ResolverSettings,
 
     ``ConfigError`` (key ``mss.sender_address``) when no submission server is published: that is a configuration
     to correct, not a network failure. ``ServiceUnreachable`` when the DNS does not answer."""
+    import dns.exception
+    import dns.name
+
     domain = domain.strip().rstrip(".").lower()
     try:
         dns.name.from_text(domain)

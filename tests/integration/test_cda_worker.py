@@ -17,8 +17,10 @@ import aiohttp
 import pytest
 from lxml import etree
 
-from agent.cda.worker import PoolSettings, ValidationPool
+from agent.cda.validation import ValidationReport
+from agent.cda.worker import PoolSettings, ValidationPool, VerdictCache
 from agent.errors import InvalidInput, PayloadTooLarge
+from tests.support.queue import order_body
 
 HL7 = "{urn:hl7-org:v3}"
 VAC_NOTE = "VAC-NOTE_2023.01.xml"
@@ -64,6 +66,7 @@ async def test_a_validation_over_its_time_budget_kills_its_worker_and_the_next_o
     assert refused.value.code == "cda_validation_timeout"
     assert "n'a pas pu être validé" in refused.value.message
     assert pool.replaced == 1 and pool.checking == 0
+    assert len(pool.verdicts) == 0  # an engine's refusal is never kept as a verdict
     # The next document gets a fresh worker (given all the time it needs: this checks the replacement, not speed).
     pool.settings = dataclasses.replace(pool.settings, timeout_seconds=600)
     report = await pool.validate((kit / "ExemplesCDA" / VAC_NOTE).read_bytes())
@@ -78,6 +81,34 @@ async def test_the_worker_answers_the_validators_own_refusals(pool: ValidationPo
     report = await pool.validate(b'<x xmlns="urn:other"/>')
     assert not report.valid and report.errors[0].source == "xsd"
     assert pool.replaced == 0
+
+
+async def test_the_verdict_of_a_document_already_checked_is_answered_without_a_worker(
+        pool: ValidationPool, kit: Path) -> None:
+    note = (kit / "ExemplesCDA" / VAC_NOTE).read_bytes()
+    # All the time a fresh worker needs on a busy machine: this checks where the answer comes from, not speed.
+    pool.settings = dataclasses.replace(pool.settings, timeout_seconds=600)
+    first = await pool.validate(note)
+    assert first.valid and pool.verdicts.hits == 0
+    for worker in list(pool._all):  # a document sent to a worker now would find it dead and replace it
+        worker.process.kill()
+        worker.process.join()
+    assert await pool.validate(note) is first and pool.verdicts.hits == 1
+    assert pool.replaced == 0
+    # One byte changed is another document: a worker checks it (the dead one is replaced first).
+    again = await pool.validate(note.replace(b"</ClinicalDocument>", b"</ClinicalDocument> "))
+    assert again.valid and again is not first and pool.replaced == 1 and pool.verdicts.hits == 1
+
+
+def test_the_verdict_cache_keeps_the_most_recently_used_documents() -> None:
+    cache = VerdictCache(2)
+    reports = {name: ValidationReport(True, checked=[name]) for name in ("a", "b", "c")}
+    cache.put(VerdictCache.key(b"a"), reports["a"])
+    cache.put(VerdictCache.key(b"b"), reports["b"])
+    assert cache.get(VerdictCache.key(b"a")) is reports["a"]  # a is now the most recent
+    cache.put(VerdictCache.key(b"c"), reports["c"])
+    assert cache.get(VerdictCache.key(b"b")) is None and len(cache) == 2
+    assert cache.get(VerdictCache.key(b"a")) is reports["a"] and cache.get(VerdictCache.key(b"c")) is reports["c"]
 
 
 async def test_a_document_over_the_size_budget_never_reaches_a_worker(pool: ValidationPool) -> None:
@@ -114,3 +145,26 @@ async def test_health_answers_while_a_hostile_cda_is_being_validated(
     with pytest.raises(asyncio.CancelledError):
         await validation
     assert pool.replaced == 1 and pool.status()["running"] == 0
+
+
+async def test_an_order_being_validated_holds_no_write_lock_and_is_still_refused_synchronously(
+        start_agent: Callable[..., Any], kit: Path, tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """Issue 24 item 2: validation runs before the create's critical section (the writer's transaction), so the
+    store takes other writes while Saxon works; the create still answers the refusal itself (422)."""
+    agent = await start_agent(cda={"kit_dir": str(kit), "cache_dir": str(tmp_path / "xsl"), "warm_up": False,
+                                   "validation_timeout_seconds": 10, "max_document_mb": 2})
+    pool, db = agent.services.cda.pool, agent.services.db
+    assert pool is not None
+    body = order_body(cda=hostile_cda(kit))
+    create = asyncio.create_task(http.post(agent.url + "/v1/orders", data=io.BytesIO(json.dumps(body).encode()),
+                                           headers=agent.headers(**{"Content-Type": "application/json"})))
+    await wait_checking(pool)
+
+    commits = db.commits
+    await db.write(lambda conn: conn.execute("SELECT 1").fetchone())  # another part's write, meanwhile
+    assert db.commits == commits + 1 and not create.done() and pool.checking == 1
+
+    async with await create as response:
+        problem = await response.json(content_type=None)
+    assert response.status == 422 and problem["type"].endswith(":cda_validation_timeout"), problem
+    assert (await db.read(lambda conn: conn.execute("SELECT count(*) FROM orders").fetchone()[0])) == 0
