@@ -16,7 +16,6 @@ A CPS inserted makes the CONF.21 notice announce itself (``notice.due``) when it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from agent.domain.ins import key_is_valid
 from agent.domain.policy import Actor
 from agent.errors import RelaisError
 from agent.events import EventBus
-from agent.lifecycle import Lifecycle
+from agent.lifecycle import Lifecycle, cancel_and_wait
 from agent.logs import get_logger
 
 log = get_logger("audit")
@@ -57,11 +56,8 @@ class VitaleWatch(Lifecycle):
         self._task = asyncio.get_running_loop().create_task(self._run(subscription), name="relais-vitale-dica")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self, subscription: Any) -> None:
         try:

@@ -39,7 +39,7 @@ from lxml import etree
 from agent.clock import Clock
 from agent.domain.dmp_params import DmpParameters, ParameterNames, from_values
 from agent.errors import PermanentRemoteError, ServiceUnreachable, TransientRemoteError
-from agent.lifecycle import Lifecycle
+from agent.lifecycle import Lifecycle, cancel_and_wait
 from agent.logs import get_logger
 from agent.xml.safe import UnsafeXml, parse
 
@@ -146,11 +146,8 @@ class DmpParamsPart(Lifecycle):
             self._task = asyncio.create_task(self._run(), name="dmp-params")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def load(self) -> None:
         """The copy kept on disk: a restart without network still has the last file read."""

@@ -18,7 +18,7 @@ from agent.domain import catalogue
 from agent.domain.ins import IdentityStatus
 from agent.errors import RelaisError
 from agent.events import EventBus
-from agent.lifecycle import Lifecycle
+from agent.lifecycle import Lifecycle, cancel_and_wait
 from agent.logs import get_logger
 from agent.mss.acks import AckKind, AckOutcome, failure_reason
 from agent.mss.directory import DirectoryClient
@@ -61,11 +61,8 @@ class MssPart(Lifecycle):
             self._task = asyncio.create_task(self._run(), name="mss-acks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def poll_soon(self) -> None:
         self._wake.set()

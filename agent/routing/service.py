@@ -10,11 +10,10 @@ the local queue's sending.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from agent.events import EventBus, Subscription
-from agent.lifecycle import Lifecycle
+from agent.lifecycle import Lifecycle, cancel_and_wait
 from agent.logs import get_logger
 from agent.routing import queue_link
 from agent.routing.forwarding import Forwarding
@@ -42,10 +41,7 @@ class RoutingService(Lifecycle):
 
     async def stop(self) -> None:
         for task in (self._task, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._task = self._watcher = None
         if self._events is not None:
             self._events.close()
