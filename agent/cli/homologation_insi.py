@@ -17,7 +17,6 @@ account (``compte-rendu.txt``), beside ``resultats.csv`` and ``resultats.xlsx``.
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import os
 import tempfile
@@ -37,7 +36,7 @@ from agent.domain.traits import IdentityTraits, parse_traits
 from agent.errors import ConfigError, NotFound, RelaisError
 from agent.homologation.export import write_frames
 from agent.homologation.journal import FramesJournal, FramesSettings
-from agent.homologation.xlsx import write_xlsx
+from agent.homologation.xlsx import verdict, write_results
 from agent.ins import search as insi_search
 from agent.ins import soap
 from agent.ins.client import Caller, InsiClient
@@ -47,8 +46,6 @@ from agent.store import frames as repo
 from agent.store.crypto import ContentCipher
 from agent.store.db import Database
 
-RESULT_COLUMNS = ["Transaction", "Code test", "Libellé cas de test", "Résultat attendu en retour", "Code retour",
-                  "Commentaire éditeur", "Résultat"]
 SYSTEMS = {"INS_NIR": OID_INS_NIR, "INS_NIA": OID_INS_NIA}
 SIM_STRUCTURE_ID = "10B0152872"  # the simulator's structure (any identifier: the sandbox CA vouches for it)
 SIM_DOCTOR_ID = "810003456789"
@@ -452,14 +449,9 @@ def _account(outcome: Outcome, frames: int, where: str) -> str:
 
 
 def _results(outcomes: list[Outcome], path: Path) -> None:
-    rows = [RESULT_COLUMNS]
-    for o in outcomes:
-        result = ("OK" if o.passed else "KO") if o.played else "Non joué"
-        rows.append([o.case.transaction, o.case.code, o.case.title, o.case.expected, o.case.return_code, o.account,
-                     result])
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";").writerows(rows)
-    write_xlsx(path.with_suffix(".xlsx"), "Tests INSi", rows)
+    write_results(path, "Tests INSi", [
+        [o.case.transaction, o.case.code, o.case.title, o.case.expected, o.case.return_code, o.account,
+         verdict(o.played, o.passed)] for o in outcomes])
 
 
 def run_insi(codes: list[str] | None, reference: Path, output: Path, config: Config) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import tempfile
 import uuid
@@ -41,7 +40,7 @@ from agent.errors import ConfigError, InvalidInput, NotFound, RelaisError
 from agent.homologation.book import BookPatient, Perimeter, TestCase, book_dir, book_patient, load_book, plan
 from agent.homologation.export import write_frames
 from agent.homologation.journal import FramesJournal, FramesSettings
-from agent.homologation.xlsx import write_xlsx
+from agent.homologation.xlsx import verdict, write_results
 from agent.reference import find_reference
 from agent.softkey import SoftwareSigner
 from agent.store import frames as repo
@@ -52,8 +51,6 @@ from relais_sandbox.host import SandboxContext
 from relais_sandbox.identities import PAT_TROIS, TestIdentity
 from relais_sandbox.pki import SandboxPki
 
-RESULT_COLUMNS = ["Transaction", "Code test", "Libellé cas de test", "Résultat attendu en retour", "Code retour",
-                  "Commentaire éditeur", "Résultat"]
 OID_TEST = "1.2.250.1.213.1.4.10"
 OID_NIA_TEST = "1.2.250.1.213.1.4.9"
 # Patients of the book's "Référentiel Patients" that the simulator plays.
@@ -406,14 +403,9 @@ def _account(outcome: Outcome, frames: int, where: str) -> str:
 
 def _results(outcomes: list[Outcome], path: Path) -> None:
     """``resultats.csv`` and ``resultats.xlsx``: the same table, in the test book's columns."""
-    rows = [RESULT_COLUMNS]
-    for o in outcomes:
-        result = ("OK" if o.passed else "KO") if o.played else "Non joué"
-        rows.append([o.case.transaction_key, o.case.code, " ".join(o.case.title.split()), o.case.expected,
-                     o.case.return_code, o.account, result])
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";").writerows(rows)
-    write_xlsx(path.with_suffix(".xlsx"), "Phase 2 - Tests", rows)
+    write_results(path, "Phase 2 - Tests", [
+        [o.case.transaction_key, o.case.code, " ".join(o.case.title.split()), o.case.expected, o.case.return_code,
+         o.account, verdict(o.played, o.passed)] for o in outcomes])
 
 
 def run_cases(args: argparse.Namespace, config: Config, perimeter: Perimeter) -> int:

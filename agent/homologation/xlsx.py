@@ -6,6 +6,7 @@ standard library (no dependency for one table).
 
 from __future__ import annotations
 
+import csv
 import re
 import zipfile
 from collections.abc import Sequence
@@ -69,3 +70,21 @@ def write_xlsx(path: Path, sheet: str, rows: Sequence[Sequence[str]]) -> None:
         archive.writestr("xl/workbook.xml", workbook)
         archive.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
         archive.writestr("xl/worksheets/sheet1.xml", worksheet)
+
+
+# The test books' results columns (Phase 2 - Tests), the same for the DMP and the INSi cases.
+RESULT_COLUMNS = ["Transaction", "Code test", "Libellé cas de test", "Résultat attendu en retour", "Code retour",
+                  "Commentaire éditeur", "Résultat"]
+
+
+def verdict(played: bool, passed: bool) -> str:
+    """The "Résultat" column: OK, KO, or "Non joué" (a case the LGC's screens must show)."""
+    return ("OK" if passed else "KO") if played else "Non joué"
+
+
+def write_results(path: Path, sheet: str, rows: Sequence[Sequence[str]]) -> None:
+    """The results table in the book's columns: ``path`` as CSV (« ; ») and the same as XLSX beside it."""
+    table = [RESULT_COLUMNS, *rows]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows(table)
+    write_xlsx(path.with_suffix(".xlsx"), sheet, table)

@@ -14,8 +14,9 @@ import pytest
 from lxml import etree
 
 from agent.cli import main
-from agent.cli.homologation_insi import CASES, RESULT_COLUMNS, play_insi_cases
+from agent.cli.homologation_insi import CASES, play_insi_cases
 from agent.config import load_config
+from agent.homologation.xlsx import RESULT_COLUMNS
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.insi import InsiSimulator
 from relais_sandbox.pki import SandboxPki

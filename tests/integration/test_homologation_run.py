@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from agent.cli.homologation_run import RESULT_COLUMNS, play_cases
+from agent.cli.homologation_run import play_cases
 from agent.config import load_config
 from agent.errors import ConfigError
+from agent.homologation.xlsx import RESULT_COLUMNS
 from relais_sandbox.dmp import DmpSimulator
 from relais_sandbox.host import SandboxContext
 from relais_sandbox.pki import SandboxPki
