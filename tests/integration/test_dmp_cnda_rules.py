@@ -478,6 +478,13 @@ async def test_cdt_0_1_340_the_connexion_secrete_of_a_minor_hides_the_document_f
 SENDER = {"id": "10009999999", "family": "AUTRE", "given": "Bruno"}  # B: sends what A (the demo doctor) wrote
 
 
+def co_written(body: dict[str, Any]) -> dict[str, Any]:
+    """The order with its CDA naming the sender B as a second author, in the authenticated structure (2.1-900)."""
+    cda = with_co_author(base64.b64decode(body["document"]["cda_base64"]), "8" + SENDER["id"], SENDER["family"],
+                         SENDER["given"], organisation_id="1750803447")
+    return {**body, "document": {"cda_base64": base64.b64encode(cda).decode()}}
+
+
 async def test_cdt_2_1_900_written_by_a_sent_by_b_through_the_api(
         agent: Any, http: aiohttp.ClientSession, reference_dir: Path) -> None:
     await ready(http, agent)
@@ -489,10 +496,7 @@ async def test_cdt_2_1_900_written_by_a_sent_by_b_through_the_api(
     assert "sender.id" in [e["field"] for e in problem["errors"]]
     assert transactions((await dmp_calls(http, agent))[mark:]) == []
 
-    cda = with_co_author(base64.b64decode(body["document"]["cda_base64"]), "8" + SENDER["id"], SENDER["family"],
-                         SENDER["given"], organisation_id="1750803447")
-    body["document"] = {"cda_base64": base64.b64encode(cda).decode()}
-    status, order = await call(http, agent, "POST", "/v1/orders", {**body, "sender": SENDER})
+    status, order = await call(http, agent, "POST", "/v1/orders", {**co_written(body), "sender": SENDER})
     assert status == 201, order
     assert await final_state(http, agent, order["id"]) == "sent"
     [feed] = [c for c in (await dmp_calls(http, agent))[mark:] if c["transaction"] == "TD2.1"]
@@ -522,10 +526,7 @@ async def test_cdt_2_1_900_a_secretary_sends_while_the_author_is_away_in_indirec
     await obtain_ins(http, agent, PAT_TROIS)  # INSi in the doctor's name (this sandbox's INSi wants a CPS) ...
     assert (await call(http, agent, "POST", "/v1/cps/logout"))[0] == 200  # ... who then leaves: no CPS session
     mark = len(await dmp_calls(http, agent))
-    body = n1_order(reference_dir, agent, PAT_TROIS)
-    cda = with_co_author(base64.b64decode(body["document"]["cda_base64"]), "8" + SENDER["id"], SENDER["family"],
-                         SENDER["given"], organisation_id="1750803447")
-    body["document"] = {"cda_base64": base64.b64encode(cda).decode()}
+    body = co_written(n1_order(reference_dir, agent, PAT_TROIS))
     status, delegated = await call(http, agent, "POST", "/v1/orders", {**body, "sender": SENDER})
     assert status == 201, delegated
     assert await final_state(http, agent, delegated["id"]) == "sent"
