@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,11 @@ class Agent:
     runner: web.AppRunner | None = None
     port: int = 0
     demo_token: str = ""  # the demo's API token, written to its token file before the API answers
+    # `relais run`/`demo` only: publish this session's agent (agent.locator) once it listens, before the runtime
+    # file that says it is ready, so whoever waits for that file finds the session file too. In-process test
+    # agents publish nothing.
+    announce: Callable[[int, str], locator.SessionInfo] | None = None
+    session: locator.SessionInfo | None = None
     _lock: DataDirLock | None = None
     _stack: AsyncExitStack | None = None
 
@@ -112,6 +119,8 @@ class Agent:
         app[GUARD_KEY].port = self.port
         if self._lock is not None:
             self._lock.update(port=self.port, started_at=services.started_at)
+        if self.announce is not None:
+            self.session = self.announce(self.port, services.started_at)
         self._write_runtime()
         log.info("agent Relais %s prêt sur http://%s:%d%s", __version__, config.api.host, self.port,
                  " (mode démonstration)" if config.sandbox.enabled else "")
@@ -124,6 +133,9 @@ class Agent:
     async def stop(self) -> None:
         """Stop serving, let in-flight requests and writes finish, stop the parts in the reverse order of their
         start (nothing sends once the store closes). Safe to call twice."""
+        if self.session is not None:
+            locator.withdraw(self.session)
+            self.session = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
@@ -184,14 +196,13 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     setup_logging(config.agent.log_level, config.log_dir, max_bytes=config.agent.log_max_bytes,
                   backups=config.agent.log_backups)
-    agent = Agent(config, demo)
+    agent = Agent(config, demo, announce=functools.partial(locator.announce, config))
     stop = asyncio.Event()
     install_stop_handlers(stop.set)
     if demo is not None and demo.token_file is not None:
         # The token file appears only once the agent answers: a script can wait for it (the README does).
         demo.token_file.unlink(missing_ok=True)
     await agent.start()
-    session = locator.announce(config, agent.port, agent.services.started_at if agent.services else "")
     tray: subprocess.Popen[bytes] | None = None
     try:
         if demo is not None and agent.services is not None:
@@ -208,7 +219,6 @@ async def serve(config: Config, demo: DemoOptions | None = None) -> int:
     finally:
         if tray is not None and tray.poll() is None:
             tray.terminate()
-        locator.withdraw(session)
         await agent.stop()
     log.info("agent arrêté proprement")
     return 0
