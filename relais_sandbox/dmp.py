@@ -257,7 +257,7 @@ class DmpSimulator:
     def control_routes(self, table: RouteTable) -> None:
         async def submissions(request: web.Request) -> web.Response:
             assert self.registry is not None
-            return web.json_response({"items": self.registry.submissions()})
+            return web.json_response({"items": self.registry.submissions(soap=request.query.get("soap") != "0")})
 
         async def documents(request: web.Request) -> web.Response:
             assert self.registry is not None
@@ -335,7 +335,9 @@ class DmpSimulator:
                                                   "treating_physician": {"type": "boolean"}}},
                    responses={200: json_response("Autorisation enregistrée")})
         table.get("/_sandbox/dmp/submissions", submissions, summary="Lots reçus par le simulateur DMP (ITI-41)",
-                  tag="sandbox", responses={200: json_response("Lots de soumission reçus")})
+                  tag="sandbox", parameters=({"name": "soap", "in": "query", "schema": {"enum": ["0", "1"]},
+                                              "description": "0 : sans les requêtes brutes (soap_base64)"},),
+                  responses={200: json_response("Lots de soumission reçus")})
         table.get("/_sandbox/dmp/documents", documents, summary="Documents du DMP simulé, avec statut et visibilité",
                   tag="sandbox", parameters=({"name": "ins", "in": "query", "schema": {"type": "string"}},),
                   responses={200: json_response("Documents du DMP simulé")})

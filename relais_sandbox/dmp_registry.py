@@ -121,7 +121,13 @@ class Registry:
                               "SELECT 1 FROM submission_sets WHERE unique_id = ?", (unique_id, unique_id)).fetchone()
         return row is not None
 
-    def submissions(self) -> list[dict[str, Any]]:
+    def submissions(self, *, soap: bool = True) -> list[dict[str, Any]]:
+        """Every ITI-41 received, in order; without ``soap`` the raw requests are left out (a soak's tens of
+        thousands of submissions are then a small answer)."""
+        if not soap:
+            return [{"received_at": r[0], "submission_set_unique_id": r[1], "documents": json.loads(r[2])}
+                    for r in self.db.execute("SELECT received_at, submission_set_unique_id, documents FROM "
+                                             "submissions ORDER BY seq")]
         cur = self.db.execute("SELECT received_at, submission_set_unique_id, soap, documents FROM submissions "
                               "ORDER BY seq")
         return [{"received_at": r[0], "submission_set_unique_id": r[1], "soap_base64": base64.b64encode(r[2]).decode(),

@@ -35,9 +35,9 @@ generated: set[str] = set()  # every document uniqueId a client tried to order, 
 ACTIVE = ("scheduled", "ready", "sending", "retrying", "waiting_network", "waiting_card")
 
 
-def get_json(url: str, token: str | None = None) -> Any:
+def get_json(url: str, token: str | None = None, timeout: float = 20) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(request, timeout=20) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -172,7 +172,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_sends_each_once(tmp_path: P
         finally:
             agent.stop()
 
-        submissions = get_json(f"{sandbox_url}/_sandbox/dmp/submissions")["items"]
+        submissions = get_json(f"{sandbox_url}/_sandbox/dmp/submissions?soap=0", timeout=300)["items"]
         received = collections.Counter(d["unique_id"] for s in submissions for d in s["documents"])
         duplicates = {uid: n for uid, n in received.items() if n > 1}
         missing = set(acked.values()) - set(received)
