@@ -30,6 +30,7 @@ from agent.dmp.ebrim import (
 from agent.dmp.models import Professional, SubmissionRequest
 from agent.dmp.soap import xop_include
 from agent.dmp.valuesets import ValueSets
+from agent.domain import dmp_rules
 from agent.domain.catalogue import CLASS_DISPLAY, class_code_of
 from agent.domain.signing import Signer
 from agent.errors import FieldError, InvalidInput
@@ -148,17 +149,7 @@ def check_sender(header: CdaHeader, sender: Sender) -> None:
     who = sender.professional
     if who.national_id == header.author_id or not header.author_id:
         return
-    errors: list[FieldError] = []
-    if who.national_id not in header.author_ids:
-        errors.append(FieldError("sender.id", "L'expéditeur doit figurer parmi les auteurs du document CDA (un bloc "
-                                              "author distinct de celui du rédacteur)."))
-    if sender.structure_id and sender.structure_id not in header.institution_ids:
-        errors.append(FieldError("author.organisation.id",
-                                 f"La structure authentifiée ({sender.structure_id}) doit être la structure "
-                                 "(representedOrganization) de l'un des auteurs du document."))
-    if errors:
-        raise InvalidInput("Document envoyé par un autre que son auteur : auteurs incohérents.", errors=errors,
-                           code="dmp_author_mismatch")
+    dmp_rules.check_sender(who.national_id, header.author_ids, sender.structure_id, header.institution_ids)
 
 
 def sender_author(header: CdaHeader, sender: Sender) -> Author:

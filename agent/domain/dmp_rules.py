@@ -107,6 +107,26 @@ REFUND_CLASS, REFUND_TYPE = "60", "REMB"  # "Données de remboursement": the hea
 HISTORY_CLASS, HISTORY_TYPE = "52", "11369-6"  # "Historique des vaccinations": the DMP makes it itself
 
 
+RULE_SENDER = "2.1-900"  # a document sent by someone other than its author (2.1-950, EX_2.1-1140)
+
+
+def check_sender(sender_id: str, author_ids: tuple[str, ...], structure_id: str,
+                 institution_ids: tuple[str, ...]) -> None:
+    """A document sent by someone other than its author: the sender (national id) is one of the CDA's authors,
+    and the structure the DMP authenticates (empty: none to check) is the organisation of one of them."""
+    errors: list[FieldError] = []
+    if sender_id not in author_ids:
+        errors.append(FieldError("sender.id", "L'expéditeur doit figurer parmi les auteurs du document CDA (un bloc "
+                                              "author distinct de celui du rédacteur)."))
+    if structure_id and structure_id not in institution_ids:
+        errors.append(FieldError("author.organisation.id",
+                                 f"La structure authentifiée auprès du DMP ({structure_id}) doit être la structure "
+                                 "(representedOrganization) de l'un des auteurs du document."))
+    if errors:
+        raise InvalidInput("Document envoyé par un autre que son auteur : auteurs incohérents.", errors=errors,
+                           code="dmp_author_mismatch", rule=RULE_SENDER)
+
+
 def check_creatable(type_code: str, class_code: str = "", *, field: str = "document.cda_base64") -> None:
     """EX_2.1-1010: refuse a document the DMP does not take from a professional's software. ``class_code`` is the
     one the document would be sent with; empty: the one table's (``agent.domain.catalogue.class_code_of``)."""

@@ -178,17 +178,7 @@ class Intake:
         national = national_id(str(sender["id"]))
         if national == header.author_id:
             return  # the author sends: the plain case
-        errors: list[FieldError] = []
-        if national not in header.author_ids:
-            errors.append(FieldError("sender.id", "L'expéditeur doit figurer parmi les auteurs du document CDA (un "
-                                                  "bloc author distinct de celui du rédacteur)."))
-        if self.structure_id and self.structure_id not in header.institution_ids:
-            errors.append(FieldError("author.organisation.id",
-                                     f"La structure authentifiée auprès du DMP ({self.structure_id}) doit être la "
-                                     "structure (representedOrganization) de l'un des auteurs du document."))
-        if errors:
-            raise InvalidInput("Document envoyé par un autre que son auteur : auteurs incohérents.", errors=errors,
-                               code="dmp_author_mismatch", rule="2.1-900")
+        dmp_rules.check_sender(national, header.author_ids, self.structure_id, header.institution_ids)
 
     def _dmp_document(self, header: CdaHeader, cda: bytes, visibility: dict[str, Any]) -> None:
         """The test book's rules on a document bound for the DMP (``agent.domain.dmp_rules``): what the software
