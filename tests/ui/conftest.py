@@ -50,6 +50,17 @@ def _free_display() -> int:
     raise RuntimeError("no free X display number")
 
 
+def _tray_host_ready(display: str) -> bool:
+    """Whether some program owns the display's system tray selection (``_NET_SYSTEM_TRAY_S0``)."""
+    from Xlib import display as xdisplay
+
+    conn = xdisplay.Display(display)
+    try:
+        return bool(conn.get_selection_owner(conn.intern_atom("_NET_SYSTEM_TRAY_S0")))
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def desktop() -> Iterator[str]:
     """An Xvfb display with trayer as the system tray; yields the DISPLAY value."""
@@ -70,6 +81,13 @@ def desktop() -> Iterator[str]:
                                "--height", "32", "--SetDockType", "true", "--transparent", "false",
                                "--tint", "0xffffff"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        # The tray host ready before any tray starts: a tray that finds no host falls back to notifications (no
+        # icon), which a busy machine showed once when the tray won the race against trayer's start.
+        deadline = time.monotonic() + 20
+        while not _tray_host_ready(display):
+            if time.monotonic() > deadline or trayer.poll() is not None:
+                pytest.fail("trayer did not take the system tray")
+            time.sleep(0.1)
         yield display
     finally:
         for proc in (trayer, xvfb):
