@@ -21,6 +21,7 @@ sys.path[0] = str(ROOT)
 
 import asyncio
 import base64
+import os
 import statistics
 import subprocess
 import tempfile
@@ -35,8 +36,8 @@ from agent.cli.wiring import Agent
 from agent.config import load_config
 from agent.domain.vitale import VitaleBeneficiary
 from agent.store.tokens import create_token
-from relais_sandbox.cards_vpcd import VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
-from tests.support.cards import _readers, create_softhsm_token, event_stream
+from relais_sandbox.cards_vpcd import PRIVATE_VPCD_PORT, VPCD_READERS, CpsApplet, VitaleApplet, VpcdCard
+from tests.support.cards import _readers, create_softhsm_token, event_stream, spawn_pcscd
 
 RUNS = 20
 SIGN_SECONDS = 3.0
@@ -59,15 +60,13 @@ def show(name: str, values_ms: list[float]) -> None:
 
 def ensure_pcscd() -> subprocess.Popen[bytes] | None:
     if _readers() is not None:
-        return None
-    proc = subprocess.Popen(["pcscd", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(150):
-        readers = _readers()
-        if readers and any(r.startswith("Virtual PCD") for r in readers):
-            return proc
-        time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("pcscd did not show the vpcd readers (install vsmartcard-vpcd before starting pcscd)")
+        return None  # the system's pcscd, with vsmartcard's configuration
+    try:
+        proc = spawn_pcscd(Path(tempfile.mkdtemp(prefix="relais-bench-pcscd-")))
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}\n(install vsmartcard-vpcd before starting pcscd)") from exc
+    os.environ["RELAIS_VPCD_PORT"] = str(PRIVATE_VPCD_PORT)
+    return proc
 
 
 def baseline_insertion() -> list[float]:

@@ -3,7 +3,8 @@
 The applets are pure (bytes in, bytes out): the in-process simulated reader calls them directly, and
 ``VpcdCard`` puts one behind the vsmartcard ``vpcd`` reader driver of a real pcscd, so the agent's PC/SC code
 sees a real card come and go. vpcd protocol: TCP to 127.0.0.1:35963 (reader "Virtual PCD 00 00") or 35964
-("... 00 01"); frames are a 2-byte big-endian length then the payload; a 1-byte payload is a control
+("... 00 01") with vsmartcard's own configuration, or to the port a private configuration names (``RELAIS_VPCD_PORT``,
+see ``write_reader_conf``); frames are a 2-byte big-endian length then the payload; a 1-byte payload is a control
 (0 power off, 1 power on, 2 reset, 4 get ATR, answered with the ATR), any other payload is a C-APDU answered
 with an R-APDU. Connecting inserts the card; closing the socket pulls it.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import socket
 import struct
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from agent.domain.apdu import Command, Response, Sw
@@ -29,8 +32,26 @@ from agent.domain.vitale import (
     encode_pointer_map,
 )
 
-VPCD_PORTS = (35963, 35964)
+VPCD_PORT = 35963  # vsmartcard's /etc/reader.conf.d/vpcd (0x8C7B); slot 1 listens on the next port
+# For a pcscd of our own: below Linux's ephemeral range (32768-60999), so that no client socket of another program
+# can hold it. vsmartcard's default lies inside that range: once, on CI, a connection that happened to get 35963 as
+# its local port made vpcd's bind fail, and pcscd came up with no reader at all.
+PRIVATE_VPCD_PORT = 29963
 VPCD_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
+VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+
+
+def vpcd_port() -> int:
+    """The port of slot 0: ``RELAIS_VPCD_PORT`` when a private pcscd configuration set it, else vsmartcard's."""
+    return int(os.environ.get("RELAIS_VPCD_PORT", VPCD_PORT))
+
+
+def write_reader_conf(folder: Path, port: int = PRIVATE_VPCD_PORT, driver: Path = VPCD_DRIVER) -> Path:
+    """A reader.conf.d folder declaring the vpcd readers on ``port`` (and ``port + 1``), for ``pcscd -c folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vpcd").write_text(f"FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{port:04X}\n"
+                                 f"LIBPATH {driver}\nCHANNELID 0x{port:04X}\n")
+    return folder
 
 
 def make_atr(historical: bytes) -> bytes:
@@ -135,9 +156,9 @@ class CpsApplet(_SelectableApplet):
 class VpcdCard:
     """One applet plugged into a vpcd reader slot, served from its own thread until ``pull``."""
 
-    def __init__(self, applet: Applet, *, slot: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, applet: Applet, *, slot: int = 0, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.applet = applet
-        self.port = VPCD_PORTS[slot]
+        self.port = (vpcd_port() if port is None else port) + slot
         self.reader = VPCD_READERS[slot]
         self._host = host
         self._sock: socket.socket | None = None

@@ -1,8 +1,9 @@
 """Fixtures for the card tests against real components: pcscd with the vsmartcard vpcd driver, and SoftHSM2.
 
 ``tests/integration/conftest.py`` registers them once for the session.
-- ``pcscd``: makes sure a pcscd with the vpcd readers runs; starts ``pcscd -f`` when none does (vpcd must be
-  installed first: pcscd reads its reader configuration once) and stops the one it started, by its pid.
+- ``pcscd``: makes sure a pcscd with the vpcd readers runs; when none does, starts ``pcscd -f`` with a reader
+  configuration of its own, vpcd on ``PRIVATE_VPCD_PORT`` (outside the ephemeral port range, so no other socket can
+  hold it), sets ``RELAIS_VPCD_PORT`` for the card emulators, and stops the pcscd it started, by its pid.
 - ``softhsm``: a private SoftHSM2 token folder (``SOFTHSM2_CONF``, no root needed) with a CPS-like token: the key
   ``CPS_PRIV_SIG`` and its certificate (a doctor's subject, issued by a throwaway CA), PIN 1234.
 Each skips with the way to install what is missing; ``scripts/test.sh`` installs everything, so CI skips nothing.
@@ -29,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+from relais_sandbox.cards_vpcd import PRIVATE_VPCD_PORT, VPCD_DRIVER, write_reader_conf
+
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 INSTALL = ("apt-get install -y --no-install-recommends pcscd libpcsclite-dev vsmartcard-vpcd softhsm2 opensc "
            "(or run scripts/test.sh as root)")
@@ -56,6 +58,7 @@ def _readers() -> list[str] | None:
 @dataclass
 class Pcscd:
     started: subprocess.Popen[bytes] | None
+    folder: Path | None = None  # the private configuration and log of the pcscd this fixture started
 
     def stop(self) -> None:
         """Stop pcscd (only the one this fixture started)."""
@@ -64,25 +67,39 @@ class Pcscd:
             self.started.wait(10)
 
     def start(self) -> None:
-        self.started = _spawn()
+        assert self.folder is not None, "only the pcscd this fixture started is restarted"
+        try:
+            self.started = spawn_pcscd(self.folder)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
-def _spawn() -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["pcscd", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
+def spawn_pcscd(folder: Path, port: int = PRIVATE_VPCD_PORT, timeout: float = 15) -> subprocess.Popen[bytes]:
+    """Start ``pcscd -f`` reading only ``folder/reader.conf.d`` (vpcd on ``port``) and wait for its readers.
+
+    Raises RuntimeError with the end of pcscd's debug log when the readers do not appear."""
+    conf = write_reader_conf(folder / "reader.conf.d", port)
+    log = folder / "pcscd.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(["pcscd", "-f", "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         readers = _readers()
         if readers and any(r.startswith("Virtual PCD") for r in readers):
             return proc
         if proc.poll() is not None:
-            pytest.fail(f"pcscd exited with {proc.returncode} (another pcscd holding /run/pcscd?)")
+            break
         time.sleep(0.1)
-    proc.terminate()
-    pytest.fail("pcscd started but the vpcd readers did not appear")
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    raise RuntimeError(f"pcscd (exit {proc.returncode}) did not show the vpcd readers on port {port}; "
+                       f"another pcscd holding /run/pcscd, or the port taken? End of its log:\n{tail}")
 
 
 @pytest.fixture(scope="session")
-def pcscd() -> Iterator[Pcscd]:
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     pytest.importorskip("smartcard", reason="pyscard absent: pip install 'relais[cards]'")
     if shutil.which("pcscd") is None or not VPCD_DRIVER.exists():
         pytest.skip(f"pcscd or vsmartcard-vpcd absent: {INSTALL}")
@@ -90,11 +107,20 @@ def pcscd() -> Iterator[Pcscd]:
     if readers is not None:
         if not any(r.startswith("Virtual PCD") for r in readers):
             pytest.skip("a pcscd without the vpcd readers is running (restart it after installing vsmartcard-vpcd)")
-        yield Pcscd(None)
+        yield Pcscd(None)  # the system's own pcscd: vsmartcard's configuration, its default port
         return
-    handle = Pcscd(_spawn())
-    yield handle
-    handle.stop()
+    handle = Pcscd(None, tmp_path_factory.mktemp("pcscd"))
+    handle.start()
+    previous = os.environ.get("RELAIS_VPCD_PORT")
+    os.environ["RELAIS_VPCD_PORT"] = str(PRIVATE_VPCD_PORT)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        if previous is None:
+            os.environ.pop("RELAIS_VPCD_PORT", None)
+        else:
+            os.environ["RELAIS_VPCD_PORT"] = previous
 
 
 @dataclass(frozen=True)
