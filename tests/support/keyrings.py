@@ -97,3 +97,57 @@ def switched_keyrings() -> Iterator[Keyrings]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def secret_service(folder: Path) -> Iterator[dict[str, str]]:
+    """A real Secret Service: a private D-Bus session bus with gnome-keyring-daemon on it, its login keyring made and
+    unlocked with a password on its standard input. Yields the environment a client needs; stops both at the end."""
+    import shutil
+    import subprocess
+    import time
+
+    import secretstorage  # the test process may: only the agent's process must not load keyring
+
+    missing = [tool for tool in ("dbus-daemon", "gnome-keyring-daemon") if shutil.which(tool) is None]
+    if missing:
+        import pytest
+
+        pytest.skip(f"{', '.join(missing)} absent : apt-get install dbus-daemon gnome-keyring")
+    (folder / "run").mkdir(mode=0o700, parents=True)
+    bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    daemon: subprocess.Popen[bytes] | None = None
+    try:
+        assert bus.stdout is not None
+        env = {"DBUS_SESSION_BUS_ADDRESS": bus.stdout.readline().strip(), "XDG_RUNTIME_DIR": str(folder / "run"),
+               "XDG_DATA_HOME": str(folder / "data"), "HOME": str(folder)}
+        daemon = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, **env})
+        assert daemon.stdin is not None
+        daemon.stdin.write(b"mot de passe de session")
+        daemon.stdin.close()
+        previous = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            deadline = time.monotonic() + 30  # a bound, not a timing assertion: the daemon registers its name
+            while True:
+                with secretstorage.dbus_init() as conn:
+                    if secretstorage.check_service_availability(conn):
+                        break
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    raise RuntimeError("gnome-keyring-daemon n'a pas publié le Secret Service")
+                time.sleep(0.05)
+            yield env
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    finally:
+        for process in (daemon, bus):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(10)
