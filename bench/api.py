@@ -4,6 +4,13 @@ Starts `relais demo` as its own process (as an LGC sees it), then prints request
 latency, and the agent's resident memory at start and after 10,000 requests. Not a test: figures only.
 
     .venv/bin/python bench/api.py [--requests 10000]
+
+``--memory`` prints only the idle agent's resident memory, at the first start (a new data folder: the master key is
+made) and at a restart on the same folder (the key is read), with the configuration as it is (``store.master_key``
+"auto": the OS keyring when there is one), beside its floor in the same run: the same agent with its key in a file
+(``store.master_key = "file"``), which never asks any keyring. Set RELAIS_REFERENCE for the kit to be configured.
+
+    .venv/bin/python bench/api.py --memory [--idle 20] [--runs 3]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -75,6 +83,38 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
+def idle_rss(data_dir: Path, idle: float, extra: Sequence[str]) -> float:
+    """The agent's RSS ``idle`` seconds after `relais demo` answers (one request first, as an LGC would send)."""
+    agent = spawn_demo(data_dir, "--cards", "none", *extra)
+    try:
+        asyncio.run(run(agent.url, agent.token, 1, 1))
+        time.sleep(idle)
+        return rss_mib(agent.proc.pid)
+    finally:
+        agent.stop()
+
+
+def memory(idle: float, runs: int) -> None:
+    """Idle RSS at the first start and at a restart, as configured and with a file key (the floor), interleaved."""
+    figures: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        file_config = Path(tmp) / "file-key.toml"
+        file_config.write_text('[store]\nmaster_key = "file"\n')
+        for run_number in range(runs):
+            for label, extra in (("as configured", ()), ("file key (floor)", ("--config", str(file_config)))):
+                data_dir = Path(tmp) / f"run{run_number}-{len(extra)}"
+                for moment in ("first start", "restart"):
+                    rss = idle_rss(data_dir, idle, extra)
+                    figures.setdefault((label, moment), []).append(rss)
+                    print(f"run {run_number + 1}, {label:16s} {moment:11s}: agent {rss:.1f} MiB", flush=True)
+    print(f"idle agent RSS, {idle:g} s after its start, median of {runs}:")
+    for moment in ("first start", "restart"):
+        configured = statistics.median(figures[("as configured", moment)])
+        floor = statistics.median(figures[("file key (floor)", moment)])
+        print(f"  {moment:11s}: as configured {configured:.1f} MiB, file key (floor) {floor:.1f} MiB, "
+              f"ratio {configured / floor:.3f} ({configured - floor:+.1f} MiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=10_000)
@@ -82,7 +122,13 @@ def main() -> None:
                         "(lets the background compilation of the kit's schematrons finish)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before the last memory reading "
                         "(the kit's schematrons compile in the background after the start)")
+    parser.add_argument("--memory", action="store_true", help="only the idle RSS at the first start and at a restart, "
+                        "beside an agent whose master key is a file (see the module's docstring)")
+    parser.add_argument("--runs", type=int, default=3, help="with --memory: runs of each case (median printed)")
     args = parser.parse_args()
+    if args.memory:
+        memory(args.idle, args.runs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         agent = spawn_demo(Path(tmp) / "bench", "--cards", "none")
         try:

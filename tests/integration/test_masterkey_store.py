@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from agent.errors import StoreError
 from agent.store.crypto import SealedBlob
 from agent.store.masterkey import RECORD_FILE
-from tests.keyring_support import Keyrings, switched_keyrings
+from tests.support.keyrings import Keyrings, switched_keyrings
 
 
 @pytest.fixture
@@ -69,3 +72,34 @@ async def test_sealed_content_without_any_key_or_record_stops_the_start(start_ag
         await start_agent(store=AUTO)
     assert caught.value.code == "master_key_unreachable" and "documents chiffrés" in caught.value.message
     assert not (data_dir / "master.key").exists()
+
+
+_STARTED_TWICE = """
+import asyncio, json, sys
+from agent.cli.wiring import Agent
+from agent.clock import SystemClock
+from agent.config import load_config
+
+async def start_and_stop():
+    config = load_config(None, agent={{"data_dir": {data_dir!r}}}, api={{"port": 0}}, store={{"master_key": "auto"}},
+                         cda={{"allow_unvalidated": True}})
+    agent = Agent(config, None, clock=SystemClock())
+    await agent.start()
+    try:
+        return agent.services.master_key_source
+    finally:
+        await agent.stop()
+
+sources = [asyncio.run(start_and_stop()) for _ in range(2)]  # the first start makes the key, the second reads it
+print(json.dumps({{"sources": sources, "keyring_loaded": "keyring" in sys.modules}}))
+"""
+
+
+def test_an_agent_whose_key_is_in_the_keyring_never_loads_keyring_itself(keyrings, tmp_path):
+    """Issue 24 item 6: the keyring (GLib and libsecret on Linux, about 7 MiB never given back) is read by a child
+    process; the agent, started in a fresh interpreter, has not imported it."""
+    store = keyrings.available()
+    script = _STARTED_TWICE.format(data_dir=str(tmp_path / "data"))
+    done = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120)
+    assert json.loads(done.stdout.splitlines()[-1]) == {"sources": ["keyring", "keyring"], "keyring_loaded": False}
+    assert len(store.entries) == 1 and not (tmp_path / "data" / "master.key").exists()

@@ -20,7 +20,7 @@ Layers (a package may import its own modules and those listed for it):
 Project imports are made at the top of modules (outside cli/, whose commands load only what they run), so that the
 graph this test reads is the real one.
 Third-party adapters are single modules: pyscard only in cards/pcsc.py, python-pkcs11 only in cards/pkcs11.py,
-keyring only in store/masterkey.py, and so on for saxonche, biip, signxml, zeroconf and aiosmtpd.
+keyring only in store/keyring_child.py, and so on for saxonche, biip, signxml, zeroconf and aiosmtpd.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ ALLOWED: dict[str, set[str]] = {
                    "psc"},
 }
 SINGLE_ADAPTERS = {"smartcard": "agent/cards/pcsc.py", "pkcs11": "agent/cards/pkcs11.py",
-                   "keyring": "agent/store/masterkey.py", "saxonche": "agent/cda/saxon.py",
+                   "keyring": "agent/store/keyring_child.py", "saxonche": "agent/cda/saxon.py",
                    "biip": "agent/cda/datamatrix.py", "signxml": "agent/xml/signing.py",
                    "zeroconf": "agent/routing/discovery.py", "aiosmtpd": "relais_sandbox/mss.py",
                    "joserfc": "agent/psc/jose.py"}

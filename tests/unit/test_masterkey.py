@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import StoreError
 from agent.store.masterkey import RECORD_FILE, describe, fingerprint, load_master_key
-from tests.keyring_support import Keyrings, switched_keyrings
+from tests.support.keyrings import Keyrings, switched_keyrings
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_another_key_in_the_keyring_is_refused(tmp_path, keyrings):
     store = keyrings.available()
     load_master_key(tmp_path, "auto")
     ((service, account),) = store.entries
-    store.entries[(service, account)] = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="  # 32 other bytes
+    store.put(service, account, "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")  # 32 other bytes
     with pytest.raises(StoreError) as caught:
         load_master_key(tmp_path, "auto")
     assert caught.value.code == "master_key_mismatch"
