@@ -10,7 +10,10 @@ made) and at a restart on the same folder (the key is read), with the configurat
 "auto": the OS keyring when there is one), beside its floor in the same run: the same agent with its key in a file
 (``store.master_key = "file"``), which never asks any keyring. Set RELAIS_REFERENCE for the kit to be configured.
 
-    .venv/bin/python bench/api.py --memory [--idle 20] [--runs 3]
+    .venv/bin/python bench/api.py --memory [--idle 20] [--runs 3] [--alone]
+
+``--alone``: the simulators run in their own ``relais sandbox`` process (``relais demo --sandbox URL``), so the
+figure is the agent's alone, as on a workstation; without it they share the demo agent's process.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from tests.conftest import spawn_demo
+from tests.conftest import spawn_demo, spawn_sandbox
 
 
 def rss_mib(pid: int) -> float:
@@ -94,25 +97,39 @@ def idle_rss(data_dir: Path, idle: float, extra: Sequence[str]) -> float:
         agent.stop()
 
 
-def memory(idle: float, runs: int) -> None:
+def memory(idle: float, runs: int, alone: bool) -> None:
     """Idle RSS at the first start and at a restart, as configured and with a file key (the floor), interleaved."""
     figures: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         file_config = Path(tmp) / "file-key.toml"
         file_config.write_text('[store]\nmaster_key = "file"\n')
-        for run_number in range(runs):
-            for label, extra in (("as configured", ()), ("file key (floor)", ("--config", str(file_config)))):
-                data_dir = Path(tmp) / f"run{run_number}-{len(extra)}"
-                for moment in ("first start", "restart"):
-                    rss = idle_rss(data_dir, idle, extra)
-                    figures.setdefault((label, moment), []).append(rss)
-                    print(f"run {run_number + 1}, {label:16s} {moment:11s}: agent {rss:.1f} MiB", flush=True)
+        sandbox = spawn_sandbox(Path(tmp) / "sandbox", Path(tmp) / "sandbox.log") if alone else None
+        where: tuple[str, ...] = ("--sandbox", sandbox.url) if sandbox is not None else ()
+        print("simulators in their own process: the agent's figure alone" if alone
+              else "simulators inside the demo agent's process", flush=True)
+        try:
+            _memory_runs(Path(tmp), file_config, where, idle, runs, figures)
+        finally:
+            if sandbox is not None:
+                sandbox.stop()
     print(f"idle agent RSS, {idle:g} s after its start, median of {runs}:")
     for moment in ("first start", "restart"):
         configured = statistics.median(figures[("as configured", moment)])
         floor = statistics.median(figures[("file key (floor)", moment)])
         print(f"  {moment:11s}: as configured {configured:.1f} MiB, file key (floor) {floor:.1f} MiB, "
               f"ratio {configured / floor:.3f} ({configured - floor:+.1f} MiB)")
+
+
+def _memory_runs(tmp: Path, file_config: Path, where: Sequence[str], idle: float, runs: int,
+                 figures: dict[tuple[str, str], list[float]]) -> None:
+    for run_number in range(runs):
+        for label, extra in (("as configured", (*where,)), ("file key (floor)",
+                                                             (*where, "--config", str(file_config)))):
+            data_dir = tmp / f"run{run_number}-{len(extra)}"
+            for moment in ("first start", "restart"):
+                rss = idle_rss(data_dir, idle, extra)
+                figures.setdefault((label, moment), []).append(rss)
+                print(f"run {run_number + 1}, {label:16s} {moment:11s}: agent {rss:.1f} MiB", flush=True)
 
 
 def main() -> None:
@@ -124,10 +141,11 @@ def main() -> None:
                         "(the kit's schematrons compile in the background after the start)")
     parser.add_argument("--memory", action="store_true", help="only the idle RSS at the first start and at a restart, "
                         "beside an agent whose master key is a file (see the module's docstring)")
+    parser.add_argument("--alone", action="store_true", help="with --memory: the simulators in their own process")
     parser.add_argument("--runs", type=int, default=3, help="with --memory: runs of each case (median printed)")
     args = parser.parse_args()
     if args.memory:
-        memory(args.idle, args.runs)
+        memory(args.idle, args.runs, args.alone)
         return
     with tempfile.TemporaryDirectory() as tmp:
         agent = spawn_demo(Path(tmp) / "bench", "--cards", "none")
