@@ -174,7 +174,7 @@ TEMPLATE = "template"
 PATH = "path"
 
 
-def compile_schema(path: Path, phase: str | None = None, form: str = PATH) -> str:
+def compile_schema(path: Path, phase: str | None = None, form: str = PATH, *, fired_rules: bool = False) -> str:
     """The XSLT 3 text for the schematron at ``path`` (its phase, default: the schema's defaultPhase).
 
     ``form`` says how a pattern reaches the nodes its rules check. ``template`` (the ISO skeleton's way): a
@@ -187,7 +187,10 @@ def compile_schema(path: Path, phase: str | None = None, form: str = PATH) -> st
     template walk visits every element. A pattern the path form cannot prove equivalent keeps the template form:
     a context that may select something else than elements or the document node (attributes, text, comments:
     the template walk reaches them only under some elements) or whose meaning depends on the matched node
-    (``current()``), or that is not a plain path (``key()``, ``id()``, a variable). See ``path_contexts``."""
+    (``current()``), or that is not a plain path (``key()``, ``id()``, a variable). See ``path_contexts``.
+
+    ``fired_rules``: each rule also writes an SVRL ``fired-rule`` (its context and the node's location) where it
+    fires, so that two compilations can be compared on which rule checked which node, not only on failures."""
     path = path.resolve()
     namespaces: dict[str, str] = {}
     schema = _load(path, (), namespaces)
@@ -265,6 +268,10 @@ def compile_schema(path: Path, phase: str | None = None, form: str = PATH) -> st
                 sheet, f"{_X}template", match=rule.get("context", "/"), mode=mode,
                 priority=str(10_000 - position),
             )
+            if fired_rules:
+                fired = etree.SubElement(template, f"{{{SVRL}}}fired-rule")
+                etree.SubElement(fired, f"{_X}attribute", name="context").text = rule.get("context", "/")
+                etree.SubElement(fired, f"{_X}attribute", name="location", select="loc:path(.)")
             emitter.rule(template, rule, pattern.get("id", mode))
             if paths is None:
                 etree.SubElement(template, f"{_X}apply-templates", select=children, mode=mode)
