@@ -243,6 +243,7 @@ def compile_schema(path: Path, phase: str | None = None, form: str = PATH, *, fi
         for let in pattern.findall(f"{_S}let"):
             global_let(let)
 
+    keyed: set[str] = set()  # prefixes whose templateId index the path searches use
     main = etree.SubElement(sheet, f"{_X}template", match="/")
     out = etree.SubElement(main, f"{{{SVRL}}}schematron-output")
     for index, pattern in enumerate(patterns):
@@ -255,7 +256,7 @@ def compile_schema(path: Path, phase: str | None = None, form: str = PATH, *, fi
         if paths is not None:
             # Only the nodes some rule's context selects, in document order (a union), each once, to the rule
             # templates below; a node no template matches is skipped without visiting its children.
-            select = factor_paths(paths)
+            select = factor_paths(paths, keyed)
             etree.SubElement(out, f"{_X}apply-templates", select=select, mode=mode)
             etree.SubElement(sheet, f"{_X}mode", name=mode, **{"on-no-match": "deep-skip"})
         else:
@@ -275,6 +276,9 @@ def compile_schema(path: Path, phase: str | None = None, form: str = PATH, *, fi
             emitter.rule(template, rule, pattern.get("id", mode))
             if paths is None:
                 etree.SubElement(template, f"{_X}apply-templates", select=children, mode=mode)
+    for prefix in sorted(keyed):
+        etree.SubElement(sheet, f"{_X}key", name=f"loc:templateId-{prefix}", match="*",
+                         use=f"{prefix}:templateId/@root")
     return str(etree.tostring(sheet, encoding="unicode"))
 
 
@@ -443,12 +447,19 @@ def _steps(path: str) -> list[tuple[str, str]]:
     return steps
 
 
-def factor_paths(paths: list[str]) -> str:
+# ``*[cda:templateId/@root = '1.2.3']``: the content profile's usual first step (137 rules), each a scan of every
+# element; from the document node, ``.//`` that step selects exactly the elements an xsl:key indexed by
+# ``cda:templateId/@root`` returns for that string (one scan for all of them).
+_BY_TEMPLATE_ID = re.compile(r"\*\[\s*([A-Za-z_][\w.\-]*):templateId/@root\s*=\s*('[^']*'|\"[^\"]*\")\s*\]")
+
+
+def factor_paths(paths: list[str], keyed: set[str] | None = None) -> str:
     """One expression, from the document node, selecting the union of ``paths`` (absolute, from
     ``path_contexts``) with their common leading steps evaluated once: ``/a[p]/b | /a[p]/c`` becomes
     ``a[p]/(b | c)`` (the path operator distributes over a union: same nodes, in document order). The
     structuration minimale's rules repeat long prefixes (``//hl7:ClinicalDocument[...]/hl7:author[...]/...``)
-    hundreds of times."""
+    hundreds of times. A leading ``//*[p:templateId/@root = 'x']`` becomes a look-up in a key (its prefix added to
+    ``keyed``: the caller declares ``loc:templateId-p``)."""
     trie: dict[tuple[str, str], Any] = {}
     terminal = object()
     root_selected = False
@@ -461,17 +472,22 @@ def factor_paths(paths: list[str]) -> str:
             node = node.setdefault(step, {})
         node[terminal] = True  # type: ignore[index]
 
-    def union(node: dict[Any, Any], itself: bool) -> str:
+    def union(node: dict[Any, Any], itself: bool, top: bool) -> str:
         parts = ["."] if itself else []
         for key, child in node.items():
             if key is terminal:
                 continue
             separator, step = key
-            text = (".//" if separator == "//" else "") + step
+            indexed = _BY_TEMPLATE_ID.fullmatch(step) if top and separator == "//" and keyed is not None else None
+            if indexed:
+                keyed.add(indexed.group(1))  # type: ignore[union-attr]
+                text = f"key('loc:templateId-{indexed.group(1)}', {indexed.group(2)})"
+            else:
+                text = (".//" if separator == "//" else "") + step
             below = {k: v for k, v in child.items() if k is not terminal}
             if below:
-                text += "/(" + union(child, terminal in child) + ")"
+                text += "/(" + union(child, terminal in child, False) + ")"
             parts.append(text)
         return " | ".join(parts)
 
-    return union(trie, root_selected) or "()"
+    return union(trie, root_selected, True) or "()"

@@ -198,3 +198,22 @@ def test_a_pattern_with_an_attribute_context_keeps_the_template_walk(engine: Xsl
     assert [(f.message, f.location) for f in found] == [
         ("code vide", "/doc[1]/@code"), ("code vide", "/doc[1]/item[1]/@code"), ("code vide", "/doc[1]/other[1]/@code"),
         ("sans code", "/doc[1]/item[2]")]
+
+
+def test_a_template_id_context_is_looked_up_in_a_key(engine: XsltEngine, tmp_path: Path) -> None:
+    (tmp_path / "schematrons").mkdir()
+    sch = tmp_path / "schematrons" / "tid.sch"
+    sch.write_text(f"""<schema {SCH} queryBinding="xslt2"><ns prefix="d" uri="urn:d"/>
+      <pattern id="p">
+        <rule context="*[d:templateId/@root = '1.2']/d:entry">
+          <assert test="@ok">entrée <value-of select="@n"/></assert></rule>
+        <rule context="*[d:templateId/@root = '1.2']"><assert test="@ok">section <value-of select="@n"/></assert></rule>
+      </pattern>
+    </schema>""")
+    text = compile_schema(sch)
+    assert "key('loc:templateId-d', '1.2')" in text and 'name="loc:templateId-d"' in text
+    found = both(engine, sch, '<doc xmlns="urn:d"><s n="1"><templateId root="1.2"/><entry n="2"/>'
+                              '<entry n="3" ok=""><templateId root="1.2"/></entry></s>'
+                              '<s n="4"><templateId root="1.3"/><entry n="5"/></s></doc>')
+    assert [(f.message, f.location) for f in found] == [
+        ("section 1", "/doc[1]/s[1]"), ("entrée 2", "/doc[1]/s[1]/entry[1]")]
