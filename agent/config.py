@@ -312,9 +312,10 @@ class CdaSection:
     vaccines_file: str = ""
     # Compile the schematrons in the background right after the start, so the first document is not slower.
     warm_up: bool = True
-    # Validation runs in worker processes (never in the agent's own): how many at once. Each worker holds the
-    # compiled schematrons (up to about 250 MB with every volet); 1 suits a workstation, 2 a busy shared one.
-    validation_workers: int = 1
+    # Validation runs in worker processes (never in the agent's own): how many at once; 0 = automatic (2 on a
+    # machine with two cores or more, else 1). Each worker holds the compiled schematrons (up to about 270 MB with
+    # every volet); one starts with the agent, the others only when documents wait together.
+    validation_workers: int = 0
     # A CDA larger than this is refused before validation (413 cda_too_large).
     max_document_mb: float = 20.0
     # A validation longer than this stops (its worker is killed and replaced) and the document is refused
@@ -596,7 +597,6 @@ def validate(config: Config) -> None:
         "agent.log_max_bytes": config.agent.log_max_bytes,
         "store.retention_days": config.store.retention_days,
         "cards.session_timeout_minutes": config.cards.session_timeout_minutes,
-        "cda.validation_workers": config.cda.validation_workers,
         "cda.max_document_mb": config.cda.max_document_mb,
         "cda.validation_timeout_seconds": config.cda.validation_timeout_seconds,
         "queue.backoff_base_seconds": config.queue.backoff_base_seconds,
@@ -612,6 +612,9 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError("une valeur strictement positive est attendue", key=key, path=src)
+    if not 0 <= config.cda.validation_workers <= 64:
+        raise ConfigError("0 (automatique) ou un nombre de processus entre 1 et 64 attendu",
+                          key="cda.validation_workers", path=src)
     if config.queue.max_attempts < 0:
         raise ConfigError("0 (jamais) ou un nombre de tentatives attendu", key="queue.max_attempts", path=src)
     if config.queue.backoff_cap_seconds < config.queue.backoff_base_seconds:

@@ -31,7 +31,7 @@ from agent.cda.schematron import compile_schema
 from agent.errors import Unavailable
 from agent.xml import safe
 
-ENGINE_VERSION = "2"  # bump whenever the compiled XSLT may change: it keys the disk cache
+ENGINE_VERSION = "3"  # bump whenever the compiled XSLT may change: it keys the disk cache
 STRUCTURATION_MINIMALE = "profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.sch"
 CONTENT_PROFILE = "profils/CI-SIS_ModelesDeContenusCDA.sch"
 # Document templateId (root, extension or None) -> the volet's schematron, relative to schematrons/.

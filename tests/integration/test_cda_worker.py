@@ -18,7 +18,7 @@ import pytest
 from lxml import etree
 
 from agent.cda.validation import ValidationReport
-from agent.cda.worker import PoolSettings, ValidationPool, VerdictCache
+from agent.cda.worker import PoolSettings, ValidationPool, VerdictCache, default_workers
 from agent.errors import InvalidInput, PayloadTooLarge
 from tests.support.queue import order_body
 
@@ -109,6 +109,24 @@ def test_the_verdict_cache_keeps_the_most_recently_used_documents() -> None:
     cache.put(VerdictCache.key(b"c"), reports["c"])
     assert cache.get(VerdictCache.key(b"b")) is None and len(cache) == 2
     assert cache.get(VerdictCache.key(b"a")) is reports["a"] and cache.get(VerdictCache.key(b"c")) is reports["c"]
+
+
+async def test_the_second_worker_starts_only_when_two_documents_wait_together(
+        kit: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Idle memory: the agent starts one worker (about 270 MB); documents checked one at a time never start the
+    second, two at once do (then both serve)."""
+    assert default_workers() in (1, 2)
+    note = (kit / "ExemplesCDA" / VAC_NOTE).read_bytes()
+    # Distinct bytes (a comment after the root), so that no verdict comes from the cache.
+    copies = [note + f"<!-- {n} -->".encode() for n in range(5)]
+    cache = tmp_path_factory.getbasetemp() / "cda-worker-cache"
+    async with ValidationPool(kit, cache, PoolSettings(workers=2, timeout_seconds=120)) as pool:
+        assert pool.status()["running"] == 1 and pool.status()["workers"] == 2
+        for cda in copies[:3]:
+            assert (await pool.validate(cda)).valid
+        assert pool.status()["running"] == 1
+        reports = await asyncio.gather(pool.validate(copies[3]), pool.validate(copies[4]))
+        assert all(r.valid for r in reports) and pool.status()["running"] == 2
 
 
 async def test_a_document_over_the_size_budget_never_reaches_a_worker(pool: ValidationPool) -> None:

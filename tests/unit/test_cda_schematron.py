@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.cda.saxon import XsltEngine
-from agent.cda.schematron import SchematronError, compile_schema
+from agent.cda.schematron import PATH, TEMPLATE, SchematronError, compile_schema, path_contexts
 from agent.cda.validation import CdaValidator, Finding
 
 SCH = 'xmlns="http://purl.oclc.org/dsdl/schematron"'
@@ -128,3 +128,92 @@ def test_xsl_functions_declared_in_the_schema_are_usable(engine: XsltEngine, tmp
     </schema>""")
     assert run(engine, sch, '<r><n v="2"/></r>') == []
     assert [f.message for f in run(engine, sch, '<r><n v="3"/></r>')] == ["pas le double de 2"]
+
+
+def test_rule_contexts_become_paths_only_when_the_path_form_is_proven(tmp_path: Path) -> None:
+    assert path_contexts(["/", "cda:section[cda:templateId/@root = 'a|b']", "/cda:ClinicalDocument/cda:x",
+                          "*[cda:templateId/@root='1.2']/cda:entry | //cda:y[@a = \"]\"]"]) == [
+        "/", "//cda:section[cda:templateId/@root = 'a|b']", "/cda:ClinicalDocument/cda:x",
+        "//*[cda:templateId/@root='1.2']/cda:entry", "//cda:y[@a = \"]\"]"]
+    # Anything but elements (or the document node), a context that depends on the matched node, or that is not
+    # a plain path: the pattern keeps the template walk.
+    for refused in ("@code", "cda:x/@code", "cda:x/text()", "node()", "comment()", "cda:x[. = current()/@a]",
+                    "key('k', 'v')", "$nodes", "(cda:x)", "cda:x union cda:y", "..", "cda:x/.", "attribute::a",
+                    "cda:x[", "cda:x | @a", "document-node()"):
+        assert path_contexts(["cda:a", refused]) is None, refused
+
+
+def both(engine: XsltEngine, sch: Path, document: str) -> list[Finding]:
+    """The findings of both forms, asserted equal."""
+    found = []
+    for form in (TEMPLATE, PATH):
+        validator = CdaValidator(sch.parent.parent, None, engine)
+        validator._compiled[sch.name] = engine.compile(compile_schema(sch, form=form))
+        found.append(validator.run_schematron(sch.name, document))
+    assert found[0] == found[1]
+    return found[1]
+
+
+def test_the_path_form_keeps_first_match_order_and_nesting(engine: XsltEngine, tmp_path: Path) -> None:
+    (tmp_path / "schematrons").mkdir()
+    sch = tmp_path / "schematrons" / "first.sch"
+    sch.write_text(f"""<schema {SCH} queryBinding="xslt2"><ns prefix="d" uri="urn:d"/>
+      <pattern id="p">
+        <rule context="d:item[@special]"><assert test="false()">special <value-of select="@id"/></assert></rule>
+        <rule context="d:box/d:item"><report test="true()">in a box <value-of select="@id"/></report></rule>
+        <rule context="d:item"><assert test="@ok">plain <value-of select="@id"/></assert></rule>
+        <rule context="/"><assert test="count(//d:item) &lt; 3">many</assert></rule>
+      </pattern>
+      <pattern id="q"><rule context="d:item"><assert test="@ok">q <value-of select="@id"/></assert></rule></pattern>
+    </schema>""")
+    text = compile_schema(sch)
+    assert "shallow-skip" not in text  # both patterns run as path searches
+    found = both(engine, sch, '<doc xmlns="urn:d"><item id="1"><item id="2" special=""/></item>'
+                              '<box><item id="3"/><item id="4" special=""/></box></doc>')
+    # Document order within a pattern, the first matching rule only, each node once (item 4 is special and in a
+    # box: only "special"), then the next pattern.
+    assert [(f.message, f.location) for f in found] == [
+        ("many", "/"), ("plain 1", "/doc[1]/item[1]"), ("special 2", "/doc[1]/item[1]/item[1]"),
+        ("in a box 3", "/doc[1]/box[1]/item[1]"), ("special 4", "/doc[1]/box[1]/item[2]"),
+        ("q 1", "/doc[1]/item[1]"), ("q 2", "/doc[1]/item[1]/item[1]"), ("q 3", "/doc[1]/box[1]/item[1]"),
+        ("q 4", "/doc[1]/box[1]/item[2]")]
+
+
+def test_a_pattern_with_an_attribute_context_keeps_the_template_walk(engine: XsltEngine, tmp_path: Path) -> None:
+    """The template walk reaches attributes and text by other roads than elements (the built-in shallow-skip, or
+    the matched rule's own apply-templates): the path form is not proven for them, so that pattern (and only it)
+    stays a walk, and both forms agree."""
+    (tmp_path / "schematrons").mkdir()
+    sch = tmp_path / "schematrons" / "attr.sch"
+    sch.write_text(f"""<schema {SCH} queryBinding="xslt2"><ns prefix="d" uri="urn:d"/>
+      <pattern id="a">
+        <rule context="d:item"><assert test="true()">never</assert></rule>
+        <rule context="@code"><assert test=". != ''">code vide</assert></rule>
+      </pattern>
+      <pattern id="b"><rule context="d:item"><assert test="@code">sans code</assert></rule></pattern>
+    </schema>""")
+    text = compile_schema(sch)
+    assert text.count('on-no-match="shallow-skip"') == 1 and text.count('on-no-match="deep-skip"') == 1
+    found = both(engine, sch, '<doc xmlns="urn:d" code=""><item code=""/><other code=""/><item/></doc>')
+    assert [(f.message, f.location) for f in found] == [
+        ("code vide", "/doc[1]/@code"), ("code vide", "/doc[1]/item[1]/@code"), ("code vide", "/doc[1]/other[1]/@code"),
+        ("sans code", "/doc[1]/item[2]")]
+
+
+def test_a_template_id_context_is_looked_up_in_a_key(engine: XsltEngine, tmp_path: Path) -> None:
+    (tmp_path / "schematrons").mkdir()
+    sch = tmp_path / "schematrons" / "tid.sch"
+    sch.write_text(f"""<schema {SCH} queryBinding="xslt2"><ns prefix="d" uri="urn:d"/>
+      <pattern id="p">
+        <rule context="*[d:templateId/@root = '1.2']/d:entry">
+          <assert test="@ok">entrée <value-of select="@n"/></assert></rule>
+        <rule context="*[d:templateId/@root = '1.2']"><assert test="@ok">section <value-of select="@n"/></assert></rule>
+      </pattern>
+    </schema>""")
+    text = compile_schema(sch)
+    assert "key('loc:templateId-d', '1.2')" in text and 'name="loc:templateId-d"' in text
+    found = both(engine, sch, '<doc xmlns="urn:d"><s n="1"><templateId root="1.2"/><entry n="2"/>'
+                              '<entry n="3" ok=""><templateId root="1.2"/></entry></s>'
+                              '<s n="4"><templateId root="1.3"/><entry n="5"/></s></doc>')
+    assert [(f.message, f.location) for f in found] == [
+        ("section 1", "/doc[1]/s[1]"), ("entrée 2", "/doc[1]/s[1]/entry[1]")]
