@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import pickle
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -35,7 +36,7 @@ from typing import Any
 
 from agent.cda.validation import CdaValidator, ValidationReport
 from agent.errors import InvalidInput, PayloadTooLarge, RelaisError, Unavailable
-from agent.lifecycle import Lifecycle
+from agent.lifecycle import Lifecycle, cancel_and_wait
 from agent.logs import get_logger
 
 log = get_logger("cda")
@@ -63,6 +64,9 @@ class PoolSettings:
     timeout_seconds: float = 30.0
     warm_up: bool = True
     cache_entries: int = 256  # verdicts kept (0: none); a report is a few KiB at most
+    # A worker beyond the first leaves after this long unused (its ~270 MB given back: on a shared Remote Desktop
+    # server every session's agent has its own); the next burst starts it again (a few seconds, its XSLT cached).
+    extra_idle_seconds: float = 120.0
 
 
 class VerdictCache:
@@ -157,6 +161,7 @@ class _Worker:
         self.conn: Connection = ours
         self.checking = False  # between the worker's "prepared" and its report: the timed part
         self.busy = False  # a document sent, its answer not read yet
+        self.idle_since = time.monotonic()
 
     def call(self, cda: bytes, timeout: float) -> tuple[Any, ...] | None:
         """The worker's reply, or None when it did not answer within ``timeout`` seconds (blocking). The
@@ -208,7 +213,9 @@ class ValidationPool(Lifecycle):
         self._all: set[_Worker] = set()
         self._closed = False
         self.replaced = 0  # workers killed (time budget, crash, cancellation) and replaced: /v1/status, tests
+        self.retired = 0  # extra workers stopped after extra_idle_seconds unused
         self.verdicts = VerdictCache(self.settings.cache_entries)
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._queue()
@@ -216,11 +223,48 @@ class ValidationPool(Lifecycle):
             # Start one worker now: it compiles the schematrons in its own background while the agent serves. The
             # others start when documents wait together (see _queue).
             self._release(await self._acquire())
+        if self.workers > 1:
+            self._reaper = asyncio.create_task(self._reap(), name="cda-worker-reaper")
+
+    async def _reap(self) -> None:
+        period = max(1.0, self.settings.extra_idle_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            await self.retire_idle(time.monotonic())
+
+    async def retire_idle(self, now: float) -> int:
+        """Stop the started workers beyond the most recently used one that have been idle ``extra_idle_seconds``
+        at ``now`` (monotonic); their slots start a worker again on demand. Returns how many left."""
+        idle = self._queue()
+        slots: list[_Worker | None] = []
+        while not idle.empty():
+            slots.append(idle.get_nowait())
+        # LIFO: the last slot is the next one taken; the first started one found from there is kept.
+        kept_one = any(w is not None and w.busy for w in self._all)
+        leaving: list[_Worker] = []
+        for index in range(len(slots) - 1, -1, -1):
+            worker = slots[index]
+            if worker is None:
+                continue
+            if not kept_one:
+                kept_one = True
+            elif now - worker.idle_since >= self.settings.extra_idle_seconds:
+                leaving.append(worker)
+                self._all.discard(worker)
+                slots[index] = None
+        for slot in sorted(slots, key=lambda w: w is not None):  # free slots at the bottom, workers on top
+            idle.put_nowait(slot)
+        for worker in leaving:
+            self.retired += 1
+            await asyncio.to_thread(worker.close)
+        return len(leaving)
 
     async def stop(self) -> None:
         # Idle workers leave when their pipe closes; one still running a document is killed (it holds nothing
         # worth keeping: the XSLT cache is written by atomic rename), so the agent stops at once.
         self._closed = True
+        if self._reaper is not None:
+            await cancel_and_wait(self._reaper)
         workers, self._all = list(self._all), set()
         for worker in workers:
             await asyncio.to_thread(worker.kill if worker.busy else worker.close)
@@ -231,7 +275,7 @@ class ValidationPool(Lifecycle):
         return sum(1 for worker in list(self._all) if worker.checking)
 
     def status(self) -> dict[str, Any]:
-        return {"workers": self.workers, "running": len(self._all), "replaced": self.replaced,
+        return {"workers": self.workers, "running": len(self._all), "replaced": self.replaced, "retired": self.retired,
                 "max_bytes": self.settings.max_bytes, "timeout_seconds": self.settings.timeout_seconds}
 
     async def validate(self, cda: bytes) -> ValidationReport:
@@ -307,6 +351,8 @@ class ValidationPool(Lifecycle):
         if self._closed and worker is not None:
             worker.close()
             return
+        if worker is not None:
+            worker.idle_since = time.monotonic()
         self._queue().put_nowait(worker)
 
 

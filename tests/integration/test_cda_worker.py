@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,11 @@ def test_the_verdict_cache_keeps_the_most_recently_used_documents() -> None:
     assert cache.get(VerdictCache.key(b"a")) is reports["a"] and cache.get(VerdictCache.key(b"c")) is reports["c"]
 
 
-async def test_the_second_worker_starts_only_when_two_documents_wait_together(
+async def test_the_second_worker_starts_only_when_two_documents_wait_together_and_leaves_unused(
         kit: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Idle memory: the agent starts one worker (about 270 MB); documents checked one at a time never start the
-    second, two at once do (then both serve)."""
+    second, two at once do (then both serve); unused for ``extra_idle_seconds``, the second leaves, never the
+    first, and the next burst starts it again."""
     assert default_workers() in (1, 2)
     note = (kit / "ExemplesCDA" / VAC_NOTE).read_bytes()
     # Distinct bytes (a comment after the root), so that no verdict comes from the cache.
@@ -126,6 +128,13 @@ async def test_the_second_worker_starts_only_when_two_documents_wait_together(
             assert (await pool.validate(cda)).valid
         assert pool.status()["running"] == 1
         reports = await asyncio.gather(pool.validate(copies[3]), pool.validate(copies[4]))
+        assert all(r.valid for r in reports) and pool.status()["running"] == 2
+        assert await pool.retire_idle(time.monotonic()) == 0  # just used: both stay
+        later = time.monotonic() + pool.settings.extra_idle_seconds + 1
+        assert await pool.retire_idle(later) == 1 and await pool.retire_idle(later) == 0
+        assert pool.status()["running"] == 1 and pool.status()["retired"] == 1
+        more = [note + f"<!-- again {n} -->".encode() for n in range(2)]
+        reports = await asyncio.gather(*(pool.validate(cda) for cda in more))
         assert all(r.valid for r in reports) and pool.status()["running"] == 2
 
 
