@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.cards.cps import CpsToken, Purpose, check_pin_format, cps_absent, is_cps, not_logged_in
 from agent.cards.readers import ReaderBackend, reader_busy, service_down
 from agent.cards.vitale import ApduVitaleSource, VitaleSource, is_vitale
+from agent.cards.worker import CardThread
 from agent.clock import Clock
 from agent.domain.cps import CpsHolder
 from agent.domain.signing import SignatureAlgorithm, Signer
@@ -37,6 +38,7 @@ from agent.logs import get_logger
 
 log = get_logger("cards")
 
+T = TypeVar("T")
 TokenFactory = Callable[[str], CpsToken | None]
 PKCS11_READER = "PKCS#11"
 BUSY_RETRIES = 5
@@ -106,6 +108,7 @@ class CardService(Lifecycle):
         # Cards another program kept busy while we tried to identify them: tried again in the background.
         self._busy: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._card_thread = CardThread()
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class CardService(Lifecycle):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await asyncio.to_thread(self._card_thread.stop)
         if self.backend is not None:
             await asyncio.to_thread(self.backend.stop)
         with self._lock:
@@ -333,6 +337,11 @@ class CardService(Lifecycle):
             raise not_logged_in()
         cps.last_used = self._clock.monotonic()
         return GuardedSigner(self, cps.token, cps.token.signer(purpose))
+
+    async def on_card_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (a signature) on the card's own thread, queued behind the signatures asked before it: the
+        card signs one at a time anyway, and its thread goes from one to the next without waiting to be woken."""
+        return await self._card_thread.run(fn, *args)
 
     def _check_token(self, token: CpsToken) -> None:
         with self._lock:
