@@ -303,3 +303,56 @@ async def test_cps_seen_by_pcsc_before_its_pkcs11_token_is_opened_when_it_appear
         assert service.require_signer().certificate_der
     finally:
         await service.stop()
+
+
+# --- the card's own thread ----------------------------------------------------------------------------------
+
+
+async def test_card_thread_runs_calls_in_order_on_one_thread_off_the_loop() -> None:
+    import threading
+
+    from agent.cards.worker import CardThread
+
+    worker = CardThread()
+    ran: list[tuple[int, int]] = []
+
+    def call(n: int) -> int:
+        ran.append((n, threading.get_ident()))
+        if n == 3:
+            raise Unavailable("carte retirée", code="cps_absent")
+        return n * 10
+
+    try:
+        outcomes = await asyncio.gather(*(worker.run(call, n) for n in range(6)), return_exceptions=True)
+    finally:
+        worker.stop()
+    assert [n for n, _ in ran] == list(range(6))  # queued order, one after the other
+    threads = {ident for _, ident in ran}
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert outcomes[:3] == [0, 10, 20] and outcomes[4:] == [40, 50]
+    assert isinstance(outcomes[3], Unavailable) and outcomes[3].code == "cps_absent"
+
+
+async def test_card_thread_finishes_what_was_queued_at_stop_and_starts_again_after() -> None:
+    import threading
+
+    from agent.cards.worker import CardThread
+
+    worker = CardThread()
+    gate, ran = threading.Event(), []
+    first = asyncio.ensure_future(worker.run(gate.wait))
+    queued = asyncio.ensure_future(worker.run(ran.append, "queued"))
+    await asyncio.sleep(0)  # both calls handed to the thread
+    stopping = asyncio.ensure_future(asyncio.to_thread(worker.stop))
+    gate.set()
+    await stopping
+    assert await first is True and await queued is None and ran == ["queued"]
+    # A caller that went away: its call still runs to its end (a card operation cannot be interrupted), and the
+    # thread serves the next call.
+    gate.clear()
+    abandoned = asyncio.ensure_future(worker.run(gate.wait))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    gate.set()
+    assert await worker.run(ran.append, "after") is None and ran == ["queued", "after"]
+    worker.stop()
