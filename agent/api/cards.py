@@ -1,10 +1,10 @@
 """Card routes: the readers and cards, the CPS PIN session, and signatures with the CPS signature key.
 
-``POST /v1/sign`` signs off the event loop (a card takes its time): raw and CMS signatures on the card's own thread,
-one after the other as the card signs them, XAdES (which also canonicalises the document) in a worker thread. It
-never returns or logs what it signed beyond the signature itself. Formats: ``xades-enveloped`` (an XML document,
-signed in place), ``xades-detached`` (IHE DSG style manifest over the data), ``cms-detached`` (PKCS#7 SignedData
-without content) and ``raw`` (the bare RSA signature of the data with SHA-256).
+``POST /v1/sign`` signs off the event loop (a card takes its time): raw and CMS signatures on the card's own threads,
+XAdES (which also canonicalises the document) in a worker thread. It never returns or logs what it signed beyond the
+signature itself. Formats: ``xades-enveloped`` (an XML document, signed in place), ``xades-detached`` (IHE DSG style
+manifest over the data), ``cms-detached`` (PKCS#7 SignedData without content) and ``raw`` (the bare RSA signature of
+the data with SHA-256).
 """
 
 from __future__ import annotations
