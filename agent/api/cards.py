@@ -1,9 +1,10 @@
 """Card routes: the readers and cards, the CPS PIN session, and signatures with the CPS signature key.
 
-``POST /v1/sign`` signs in a worker thread (a card takes its time) and never returns or logs what it signed beyond
-the signature itself. Formats: ``xades-enveloped`` (an XML document, signed in place), ``xades-detached`` (IHE DSG
-style manifest over the data), ``cms-detached`` (PKCS#7 SignedData without content) and ``raw`` (the bare RSA
-signature of the data with SHA-256).
+``POST /v1/sign`` signs off the event loop (a card takes its time): raw and CMS signatures on the card's own threads,
+XAdES (which also canonicalises the document) in a worker thread. It never returns or logs what it signed beyond the
+signature itself. Formats: ``xades-enveloped`` (an XML document, signed in place), ``xades-detached`` (IHE DSG style
+manifest over the data), ``cms-detached`` (PKCS#7 SignedData without content) and ``raw`` (the bare RSA signature of
+the data with SHA-256).
 """
 
 from __future__ import annotations
@@ -112,11 +113,11 @@ async def sign(request: web.Request) -> web.Response:
                               "algorithm": signer.algorithm.value}
     if fmt == "raw":
         data = _data(body)
-        signature = await asyncio.to_thread(signer.sign, data)
+        signature = await cards.on_card_thread(signer.sign, data)
         answer["signature_base64"] = base64.b64encode(signature).decode()
     elif fmt == "cms-detached":
         data = _data(body)
-        der = await asyncio.to_thread(sign_detached, data, signer, services.clock.now())
+        der = await cards.on_card_thread(sign_detached, data, signer, services.clock.now())
         answer["signature_base64"] = base64.b64encode(der).decode()
     elif fmt == "xades-enveloped":
         text = body.get("xml")

@@ -267,6 +267,12 @@ class Pkcs11CpsToken:
         log.info("CPS : session fermée")
 
     def signer(self, purpose: Purpose = "signature") -> Pkcs11Signer:
+        # Called on the event loop at each request: a signer already made is handed out without the module lock,
+        # which a signature in progress holds for as long as the card takes. A session that ends meanwhile is
+        # caught by the signer itself (``require_session`` under the lock).
+        known = self._signers.get(purpose)
+        if known is not None and self._session is not None:
+            return known
         with _MODULE_LOCK:
             if self._session is None:
                 raise not_logged_in()

@@ -146,3 +146,65 @@ async def test_without_pcsc_the_token_is_the_card(softhsm: SoftHsm, start_agent:
                                  hashes.SHA256())
     async with http.post(f"{agent.url}/v1/cps/logout", headers=agent.headers()) as r:
         assert r.status == 200 and not (await r.json())["logged_in"]
+
+
+def test_a_signature_in_progress_does_not_hold_back_handing_out_the_signer(token: Any, softhsm: SoftHsm) -> None:
+    """The API asks for the signer on the event loop at every request: it must not wait on the module lock that a
+    signature in progress (on another thread) holds for as long as the card takes."""
+    import threading
+
+    from agent.cards.pkcs11 import _MODULE_LOCK
+
+    token.login(softhsm.pin)
+    signer = token.signer()
+    holding, release, handed = threading.Event(), threading.Event(), threading.Event()
+
+    def card_busy() -> None:
+        with _MODULE_LOCK:
+            holding.set()
+            release.wait()
+
+    def ask() -> None:
+        if token.signer() is signer:
+            handed.set()
+
+    busy = threading.Thread(target=card_busy)
+    busy.start()
+    try:
+        assert holding.wait(10)
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        # Not a timing check: without the lock-free path the signer is never handed out while the lock is held.
+        assert handed.wait(30), "token.signer() waited for the card's lock"
+    finally:
+        release.set()
+        busy.join()
+    token.logout()
+    with pytest.raises(Unavailable) as ended:
+        token.signer()  # a session ended meanwhile is still refused
+    assert ended.value.code == "cps_not_logged_in"
+
+
+async def test_concurrent_raw_signatures_each_answer_their_own_data(softhsm: SoftHsm, start_agent: Any,
+                                                                     http: Any) -> None:
+    """Requests queued on the card's thread get their own signature back, whatever the order they are signed in."""
+    agent = await start_agent(cards={"pcsc": False, "pkcs11_module": softhsm.module,
+                                     "token_label": softhsm.token_label})
+    cards = agent.services.cards
+    for _ in range(100):  # the presence poller runs once a second
+        if cards.cps_holder() is not None:
+            break
+        await asyncio.sleep(0.05)
+    async with http.post(f"{agent.url}/v1/cps/login", json={"pin": softhsm.pin}, headers=agent.headers()) as r:
+        assert r.status == 200
+
+    async def sign(data: bytes) -> bytes:
+        async with http.post(f"{agent.url}/v1/sign", headers=agent.headers(),
+                             json={"format": "raw", "data_base64": base64.b64encode(data).decode()}) as r:
+            assert r.status == 200
+            return base64.b64decode((await r.json())["signature_base64"])
+
+    documents = [f"ordonnance {n}".encode() for n in range(12)]
+    signatures = await asyncio.gather(*(sign(data) for data in documents))
+    for data, signature in zip(documents, signatures, strict=True):
+        _public(softhsm.cert).verify(signature, data, padding.PKCS1v15(), hashes.SHA256())

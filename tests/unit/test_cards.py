@@ -303,3 +303,4 @@ async def test_cps_seen_by_pcsc_before_its_pkcs11_token_is_opened_when_it_appear
         assert service.require_signer().certificate_der
     finally:
         await service.stop()
+
