@@ -9,11 +9,11 @@
    LGC looks for), served by a `relais demo` process: p50/p99 of `GET /v1/orders` unfiltered, by rare and common
    state, by INS and by author, and of `/v1/status`; beside it, the longest write the retention clean-up holds
    (one batch) on the same store.
-3. Drain: N orders made due at the same instant, for several patients in turn (--drain-patients), sent by the
-   queue to the DMP simulator (`relais sandbox`, its own process) with the configured concurrency; beside it, the
-   simulator's own throughput at the same concurrency (the same submissions straight from a DmpClient, no queue):
-   submit alone, TD0.2 then TD2.1 per document, and the same with one patient's documents one after the other
-   (the order the queue keeps; with one patient, one document at a time).
+3. Drain: N ready orders (created while sending is paused, then resumed), for several patients in turn
+   (--drain-patients), sent by the queue to the DMP simulator (`relais sandbox`, its own process) with the
+   configured concurrency; beside it, the simulator's own throughput at the same concurrency (the same submissions
+   straight from a DmpClient, no queue): submit alone, TD0.2 then TD2.1 per document, and the same with one
+   patient's documents one after the other (the order the queue keeps; with one patient, one at a time).
 4. Commits per order of the drain, in-process (the executor's loop and a protocol-level DMP): the figure the
    "state changes of one attempt in one commit" rule is about.
 5. With --faults N: each DMP fault mode (down, error500, timeout, slow, malformed) in turn while N orders fall
@@ -301,17 +301,16 @@ def bench_drain(work: Path, count: int, concurrency: int, patients: int) -> None
         direct = min(count, 500)
         # The simulator's own throughput before and after the drain (its registry grows), same concurrency.
         before = asyncio.run(_direct(url, state, docs, direct, concurrency))
-        lead = 20 + count // 100
-        due = time.time() + lead
+        checked_before = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True))
+        # Created while sending is paused, then resumed: every order is ready when the drain starts, however long
+        # the creation took on a busy machine (a due time set in advance could pass while orders were still made).
+        asyncio.run(_queue_paused(agent.url, agent.token, True))
         began = time.time()
         items = [docs.body(delay=0) for _ in range(count)]
-        for body in items:
-            body["delay_seconds"] = max(0, int(due - time.time()))
         asyncio.run(create(agent.url, agent.token, items, 32))
-        print(f"Drain: {count} orders created in {time.time() - began:.1f} s; all due at the same instant")
-        while time.time() < due:
-            time.sleep(0.1)
+        print(f"Drain: {count} orders created in {time.time() - began:.1f} s, sending paused; all ready when resumed")
         start = time.perf_counter()
+        asyncio.run(_queue_paused(agent.url, agent.token, False))
         while True:
             counts = asyncio.run(status(agent.url, agent.token))
             if counts.get("sent", 0) + counts.get("failed", 0) >= count:
@@ -327,8 +326,9 @@ def bench_drain(work: Path, count: int, concurrency: int, patients: int) -> None
         print(f"  simulator alone (DmpClient.submit x{direct}, same concurrency): {before:7.1f} submissions/s before,"
               f" {after:7.1f} after; queue at {rate / ((before + after) / 2):.0%} of their mean")
         # The queue's delivery asks TD0.2 before each TD2.1 (two SOAP exchanges per order): the same pair here.
-        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): {checked:7.1f} "
-              f"documents/s; queue at {rate / checked:.0%} of it")
+        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): "
+              f"{checked_before:7.1f} documents/s before, {checked:7.1f} after; queue at "
+              f"{rate / ((checked_before + checked) / 2):.0%} of their mean")
         # What the queue may do at best: one patient's documents one after the other (with one patient, one at a
         # time whatever the concurrency).
         print(f"  simulator alone, the same, one patient's documents one after the other: {ordered:7.1f} "
@@ -525,6 +525,13 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     elapsed = time.perf_counter() - began
     await client.close()
     return count / elapsed
+
+
+async def _queue_paused(url: str, token: str, paused: bool) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{url}/v1/queue/{'pause' if paused else 'resume'}",
+            headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200, await response.text()
 
 
 async def _login(url: str, token: str) -> str:
