@@ -9,17 +9,19 @@
    LGC looks for), served by a `relais demo` process: p50/p99 of `GET /v1/orders` unfiltered, by rare and common
    state, by INS and by author, and of `/v1/status`; beside it, the longest write the retention clean-up holds
    (one batch) on the same store.
-3. Drain: N orders made due at the same instant, sent by the queue to the DMP simulator (`relais sandbox`,
-   its own process) with the configured concurrency; beside it, the simulator's own throughput at the same
-   concurrency (the same submissions straight from a DmpClient, no queue).
+3. Drain: N ready orders (created while sending is paused, then resumed), for several patients in turn
+   (--drain-patients), sent by the queue to the DMP simulator (`relais sandbox`, its own process) with the
+   configured concurrency; beside it, the simulator's own throughput at the same concurrency (the same submissions
+   straight from a DmpClient, no queue): submit alone, TD0.2 then TD2.1 per document, and the same with one
+   patient's documents one after the other (the order the queue keeps; with one patient, one at a time).
 4. Commits per order of the drain, in-process (the executor's loop and a protocol-level DMP): the figure the
    "state changes of one attempt in one commit" rule is about.
 5. With --faults N: each DMP fault mode (down, error500, timeout, slow, malformed) in turn while N orders fall
    due: requests the failing DMP received, time to settle every order once it recovers, sent / failed / stored
    twice.
 
-    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--skip-drain] [--list 10000,50000]
-                                    [--commits 2000] [--faults 100 --outage 20]
+    .venv/bin/python bench/queue.py [--orders 2000] [--drain 10000] [--drain-patients 6] [--skip-drain]
+                                    [--list 10000,50000] [--commits 2000] [--faults 100 --outage 20]
 """
 
 from __future__ import annotations
@@ -44,10 +46,14 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from relais_sandbox.identities import PAT_TROIS
+from relais_sandbox.identities import D_ARCY, FONTAINE, LEFEVRE, ORSONI, PAT_TROIS, PAT_TROIS_CAMILLE
 from tests.conftest import spawn_demo
 from tests.support.ins import traits_search
 from tests.support.queue import make_cda, order_body
+
+# Demo patients the INSi simulator finds by their traits alone, each with an open DMP in the simulator: a drain
+# after an outage holds several patients' documents (one patient's go one after the other).
+DRAIN_PATIENTS = (PAT_TROIS, PAT_TROIS_CAMILLE, ORSONI, D_ARCY, LEFEVRE, FONTAINE)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -241,33 +247,39 @@ def bench_list(work: Path, sizes: list[int], rounds: int) -> None:
 
 
 class DemoDocuments:
-    """Fresh CDAs for a demo patient (an ANS example re-identified): the simulated DMP validates them."""
+    """Fresh CDAs for demo patients (an ANS example re-identified), in turn: the simulated DMP validates them."""
 
-    def __init__(self, rpps: str) -> None:
+    def __init__(self, rpps: str, patients: int = 1) -> None:
         from agent.reference import find_reference
         from relais_sandbox.dmp import reidentify
-        from relais_sandbox.identities import PAT_TROIS
 
         reference = find_reference(marker="ihe")
         assert reference is not None, "kit de référence introuvable (RELAIS_REFERENCE)"
         self.example = (reference / "ci-sis" / "ExemplesCDA" / "VAC-NOTE_2023.01.xml").read_bytes()
         self.reference = reference
-        self.patient = PAT_TROIS
+        self.patients = DRAIN_PATIENTS[:max(1, patients)]
+        self.patient = self.patients[0]
         self.rpps = rpps
         self.reidentify = reidentify
+        self._turn = 0
 
-    def cda(self) -> tuple[bytes, str]:
-        p = self.patient
+    def next_patient(self) -> Any:
+        p = self.patients[self._turn % len(self.patients)]
+        self._turn += 1
+        return p
+
+    def cda(self, patient: Any = None) -> tuple[bytes, str]:
+        p = patient or self.patient
         return self.reidentify(self.example, p.ins, p.oid, p.birth_name, p.first_given_name, p.sex, p.birth_date,
                                f"2.25.{uuid.uuid4().int}")
 
     def body(self, delay: int) -> dict[str, Any]:
-        cda, _ = self.cda()
-        p = self.patient
+        p = self.next_patient()
+        cda, _ = self.cda(p)
         return order_body(cda=cda, ins=p.ins, oid=p.oid, rpps=self.rpps, delay=delay)
 
 
-def bench_drain(work: Path, count: int, concurrency: int) -> None:
+def bench_drain(work: Path, count: int, concurrency: int, patients: int) -> None:
     import subprocess
 
     from tests.conftest import RELAIS, ROOT
@@ -285,21 +297,20 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         _wait_for(f"{url}/_sandbox/endpoints")
         agent = spawn_demo(work / "agent-drain", "--sandbox", url, "--delay", "3600", "--config", str(config))
         rpps = asyncio.run(_login(agent.url, agent.token))
-        docs = DemoDocuments(rpps)
+        docs = DemoDocuments(rpps, patients)
         direct = min(count, 500)
         # The simulator's own throughput before and after the drain (its registry grows), same concurrency.
         before = asyncio.run(_direct(url, state, docs, direct, concurrency))
-        lead = 20 + count // 100
-        due = time.time() + lead
+        checked_before = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True))
+        # Created while sending is paused, then resumed: every order is ready when the drain starts, however long
+        # the creation took on a busy machine (a due time set in advance could pass while orders were still made).
+        asyncio.run(_queue_paused(agent.url, agent.token, True))
         began = time.time()
         items = [docs.body(delay=0) for _ in range(count)]
-        for body in items:
-            body["delay_seconds"] = max(0, int(due - time.time()))
         asyncio.run(create(agent.url, agent.token, items, 32))
-        print(f"Drain: {count} orders created in {time.time() - began:.1f} s; all due at the same instant")
-        while time.time() < due:
-            time.sleep(0.1)
+        print(f"Drain: {count} orders created in {time.time() - began:.1f} s, sending paused; all ready when resumed")
         start = time.perf_counter()
+        asyncio.run(_queue_paused(agent.url, agent.token, False))
         while True:
             counts = asyncio.run(status(agent.url, agent.token))
             if counts.get("sent", 0) + counts.get("failed", 0) >= count:
@@ -309,13 +320,19 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         rate = count / elapsed
         after = asyncio.run(_direct(url, state, docs, direct, concurrency))
         checked = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True))
-        print(f"  queue -> simulator, concurrency {concurrency}: {rate:7.1f} orders/s "
-              f"(sent {counts.get('sent')}, failed {counts.get('failed')})")
+        ordered = asyncio.run(_direct(url, state, docs, direct, concurrency, check_first=True, ordered=True))
+        print(f"  queue -> simulator, concurrency {concurrency}, {len(docs.patients)} patient(s) in turn: "
+              f"{rate:7.1f} orders/s (sent {counts.get('sent')}, failed {counts.get('failed')})")
         print(f"  simulator alone (DmpClient.submit x{direct}, same concurrency): {before:7.1f} submissions/s before,"
               f" {after:7.1f} after; queue at {rate / ((before + after) / 2):.0%} of their mean")
         # The queue's delivery asks TD0.2 before each TD2.1 (two SOAP exchanges per order): the same pair here.
-        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): {checked:7.1f} "
-              f"documents/s; queue at {rate / checked:.0%} of it")
+        print(f"  simulator alone, TD0.2 then TD2.1 per document (what the queue's delivery does): "
+              f"{checked_before:7.1f} documents/s before, {checked:7.1f} after; queue at "
+              f"{rate / ((checked_before + checked) / 2):.0%} of their mean")
+        # What the queue may do at best: one patient's documents one after the other (with one patient, one at a
+        # time whatever the concurrency).
+        print(f"  simulator alone, the same, one patient's documents one after the other: {ordered:7.1f} "
+              f"documents/s; queue at {rate / ordered:.0%} of it")
     finally:
         if agent is not None:
             agent.stop()
@@ -323,12 +340,12 @@ def bench_drain(work: Path, count: int, concurrency: int) -> None:
         sandbox.wait(20)
 
 
-def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0) -> None:
+def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0, patients: int = 1) -> None:
     """The drain's cost on disk, in-process: transactions asked for and fsynced commits (the store groups
     concurrent transactions) per order sent by the executor's own loop, with a protocol-level DMP answering after
     about ``dmp_ms`` (``MemoryDmp``; uniform in [0.5, 1.5] x dmp_ms)."""
     from agent.clock import SystemClock
-    from tests.support.queue import Harness, MemoryDmp
+    from tests.support.queue import Harness, MemoryDmp, ins_value
 
     class SlowDmp(MemoryDmp):
         async def deliver(self, job: Any) -> Any:
@@ -336,12 +353,14 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0)
             return await super().deliver(job)
 
     async def run() -> tuple[float, float, float]:
+        work.mkdir(exist_ok=True)
         harness = Harness(work / "commits.db", SystemClock(), SlowDmp(), concurrency=concurrency)  # type: ignore[arg-type]
         await harness.start()
         await harness.executor.set_paused(True)
-        for _ in range(count):
+        for i in range(count):
             # Through the harness: the INS recorded as obtained through INSi first, as the DMP requires.
-            await harness.create(order_body(delay=0, cda=make_cda(extra="x" * 1500)), "bench")
+            ins = ins_value(1 + i % patients)
+            await harness.create(order_body(delay=0, ins=ins, cda=make_cda(ins=ins, extra="x" * 1500)), "bench")
         db = harness.db
         assert db is not None
         transactions = 0
@@ -365,7 +384,8 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0)
         return transactions / count, commits / count, count / elapsed
 
     asked, per_order, rate = asyncio.run(run())
-    print(f"Drain in-process ({count} ready orders, concurrency {concurrency}, DMP answering in ~{dmp_ms:g} ms): "
+    print(f"Drain in-process ({count} ready orders, {patients} patient(s) in turn, concurrency {concurrency}, DMP "
+          f"answering in ~{dmp_ms:g} ms): "
           f"{asked:.2f} transactions and {per_order:.2f} fsynced commits per order (grouped), {rate:.0f} orders/s")
 
 
@@ -453,9 +473,11 @@ def _wait_for(url: str) -> None:
 
 
 async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concurrency: int,
-                  check_first: bool = False) -> float:
-    """The same submissions straight from a DmpClient: the simulator's own throughput. ``check_first``: each
-    preceded by the TD0.2 the queue's DMP delivery makes (the patient's DMP exists, is open, not blocked)."""
+                  check_first: bool = False, ordered: bool = False) -> float:
+    """The same submissions straight from a DmpClient: the simulator's own throughput, the documents of
+    ``docs``' patients in turn. ``check_first``: each preceded by the TD0.2 the queue's DMP delivery makes (the
+    patient's DMP exists, is open, not blocked). ``ordered``: one patient's documents one after the other, as the
+    queue sends them (a worker takes the oldest document whose patient has none under way)."""
     from agent.clock import SystemClock
     from agent.dmp.factory import client_for_sandbox
     from agent.dmp.models import Professional, SubmissionRequest
@@ -468,20 +490,35 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     signer = SoftwareSigner.from_files(creds.cert_path, creds.key_path)
     who = Professional(rpps=docs.rpps, family_name="BENCH", given_name="Dr")
     client = client_for_sandbox(endpoint, SystemClock(), lambda: who, reference_dir=docs.reference)
-    p = docs.patient
     requests = []
     for _ in range(count):
-        cda, uid = docs.cda()
+        p = docs.next_patient()
+        cda, uid = docs.cda(p)
         requests.append(SubmissionRequest(cda=cda, submission_set_unique_id=f"2.25.{uuid.uuid4().int}",
                                           document_unique_id=uid, ins=p.ins, ins_oid=p.oid, signer=signer))
-    pending = list(reversed(requests))
+    pending = list(requests)
+    busy: set[str] = set()
+    free = asyncio.Condition()
+
+    async def take() -> SubmissionRequest | None:
+        async with free:
+            while pending:
+                request = next((r for r in pending if not ordered or r.ins not in busy), None)
+                if request is not None:
+                    pending.remove(request)
+                    busy.add(request.ins)
+                    return request
+                await free.wait()
+            return None
 
     async def worker() -> None:
-        while pending:
-            request = pending.pop()
+        while (request := await take()) is not None:
             if check_first:
                 await client.td02(request.ins, request.ins_oid)
             await client.submit(request)
+            async with free:
+                busy.discard(request.ins)
+                free.notify_all()
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -490,14 +527,23 @@ async def _direct(url: str, state: Path, docs: DemoDocuments, count: int, concur
     return count / elapsed
 
 
+async def _queue_paused(url: str, token: str, paused: bool) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{url}/v1/queue/{'pause' if paused else 'resume'}",
+            headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200, await response.text()
+
+
 async def _login(url: str, token: str) -> str:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/v1/cps/login", json={"pin": "1234"}, headers=headers) as response:
             assert response.status == 200, await response.text()
         # The DMP takes only an INS INSi gave on this workstation (CNDA EX_GEN-1530): search it as an LGC would.
-        async with session.post(f"{url}/v1/ins/search", json=traits_search(PAT_TROIS), headers=headers) as response:
-            assert response.status == 200, await response.text()
+        for person in DRAIN_PATIENTS:
+            async with session.post(f"{url}/v1/ins/search", json=traits_search(person), headers=headers) as response:
+                answer = await response.json()
+                assert response.status == 200 and answer["ins"]["value"] == person.ins, answer
         async with session.get(f"{url}/v1/cards", headers=headers) as response:
             return str((await response.json())["cps"]["holder"]["rpps"])
 
@@ -507,6 +553,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--drain", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=4, help="the queue's [queue] concurrency for the drain")
+    parser.add_argument("--drain-patients", type=int, default=len(DRAIN_PATIENTS),
+                        help=f"patients the drained documents go to, in turn (1-{len(DRAIN_PATIENTS)})")
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--list", default="10000,50000", help="store sizes of the list benchmark ('' to skip)")
     parser.add_argument("--list-rounds", type=int, default=100, help="requests of each kind per size")
@@ -525,9 +573,10 @@ def main() -> None:
         if args.list:
             bench_list(work, [int(n) for n in args.list.split(",")], args.list_rounds)
         if args.commits:
-            bench_commits(work, args.commits, args.concurrency, args.dmp_ms)
+            for patients in sorted({1, args.drain_patients}):
+                bench_commits(work / f"commits-{patients}", args.commits, args.concurrency, args.dmp_ms, patients)
         if not args.skip_drain:
-            bench_drain(work, args.drain, args.concurrency)
+            bench_drain(work, args.drain, args.concurrency, args.drain_patients)
         if args.faults:
             bench_faults(work, args.faults, args.outage, args.concurrency)
 

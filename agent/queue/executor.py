@@ -116,6 +116,7 @@ class QueueExecutor(Lifecycle):
         self._card_watch: asyncio.Task[None] | None = None
         self._inflight: dict[int, asyncio.Task[None]] = {}  # deliveries whose request is under way (the slots)
         self._inflight_kind: dict[int, str] = {}
+        self._claiming = 0  # free slots a claim being written may fill (not yet in ``_inflight``)
         # A service in trouble (transient failures in a row): how many, when the count last grew (monotonic), and
         # when one delivery may try it again. Kept in memory: after a restart the first attempts find out again.
         self._trouble: dict[str, int] = {}
@@ -273,17 +274,23 @@ class QueueExecutor(Lifecycle):
         mono = self._clock.monotonic()
         return {kind: max(0.0, self._trouble_until.get(kind, 0.0) - mono) for kind in self._trouble}
 
+    def _free_slots(self) -> int:
+        return self.settings.concurrency - len(self._inflight) - self._claiming
+
     async def _dispatch(self) -> None:
-        free = self.settings.concurrency - len(self._inflight)
+        free = self._free_slots()
         claim = self._claimer(free, self._now(), busy=set(self._inflight_kind.values()))
         if claim is None:
             return
         mono = self._clock.monotonic()
-        claims = await self._db.write(claim)
+        self._claiming += free
+        try:
+            claims, views = await self._db.write(_with_views(claim))
+        finally:
+            self._claiming -= free
         for claim_ in claims:  # started in the order claimed (creation order), before anything else may run
             self._start(claim_, mono)
-        if claims:
-            await self._changed(sorted({c.order_id for c in claims}))
+        self._publish(views)
 
     def _claimer(self, free: int, now: float, *, busy: set[str]) -> Callable[[Any], list[repo.Claim]] | None:
         """The transaction step that takes up to ``free`` ready deliveries (None when nothing may be taken):
@@ -361,16 +368,18 @@ class QueueExecutor(Lifecycle):
                        "Erreur interne de l'agent pendant l'envoi ; nouvel essai prévu.", True)
         recovered = self._service_outcome(claim.kind, outcome[0], started)
         # The slot stays this delivery's until its outcome is on disk: the same commit takes the next ready
-        # delivery for it (one fsynced commit per order while the queue drains, not one to record and one to
-        # claim).
+        # delivery for it, and for any other free slot (one fsynced commit per order while the queue drains, not
+        # one to record and one to claim). The loop need not look again after such a commit: it saw every ready
+        # delivery it could take; whatever becomes ready later wakes the loop itself.
+        refilled = False
         try:
-            await self._record(claim, *outcome, recovered=recovered)
+            refilled = await self._record(claim, *outcome, recovered=recovered)
         except Exception:  # the store failed: kept, and recorded at the next pass that can write
             log.exception("envoi %s (%s) : résultat non enregistré ; nouvel essai à la prochaine passe",
                           claim.order_id, claim.destination)
             self._unrecorded[claim.delivery_id] = (claim, outcome)
         finally:
-            self._release_slot(claim)
+            self._release_slot(claim, wake=not refilled)
 
     def _start_all(self, claims: list[repo.Claim]) -> None:
         """Start the sends just claimed at once, in the order claimed: another send ending meanwhile must not
@@ -379,10 +388,11 @@ class QueueExecutor(Lifecycle):
         for claim_ in claims:
             self._start(claim_, mono)
 
-    def _release_slot(self, claim: repo.Claim) -> None:
+    def _release_slot(self, claim: repo.Claim, *, wake: bool = True) -> None:
         self._inflight.pop(claim.delivery_id, None)
         self._inflight_kind.pop(claim.delivery_id, None)
-        self.wake()
+        if wake:
+            self.wake()
 
     async def _clock_jumped(self, jump: ClockJump) -> None:
         """Every running delay keeps its length across the jump (issue 23 #15), and the jump is said."""
@@ -482,11 +492,12 @@ class QueueExecutor(Lifecycle):
         return Event.PERMANENT, None, refusal.code, said(refusal), True
 
     async def _record(self, claim: repo.Claim, event: Event, entry_uuid: str | None, code: str, message: str,
-                      uncertain: bool, *, claim_next: bool = True, recovered: bool = False) -> list[repo.Claim]:
+                      uncertain: bool, *, claim_next: bool = True, recovered: bool = False) -> bool:
         """Record an attempt's outcome (and its trace) in one transaction; after a delivery or a refusal, the
-        same transaction claims the next ready delivery for the slot this one frees. ``recovered``: this answer
-        ended the service's trouble, so its deliveries waiting out a backoff are ready again, to leave in creation
-        order (the claim takes the oldest). The claims taken."""
+        same transaction claims the next ready deliveries for the slot this one frees and any other free slot, and
+        reads the orders it changed for their ``order.updated`` (no second trip to the store). ``recovered``: this
+        answer ended the service's trouble, so its deliveries waiting out a backoff are ready again, to leave in
+        creation order (the claim takes the oldest). True when the claim ran: the loop has nothing to look at."""
         now = self._now()
         due: float | None = None
         remote = message.remote if isinstance(message, ServiceMessage) else None
@@ -497,22 +508,32 @@ class QueueExecutor(Lifecycle):
             due = now + backoff_seconds(claim.round_attempts, base=self.settings.backoff_base_seconds,
                                         cap=self.settings.backoff_cap_seconds, rand=self._rand)
         others = {k for d, k in self._inflight_kind.items() if d != claim.delivery_id}
-        take_next = self._claimer(1, now, busy=others) \
+        extra = max(0, self._free_slots()) if claim_next else 0  # free slots besides this delivery's own
+        take_next = self._claimer(1 + extra, now, busy=others) \
             if claim_next and event in (Event.DELIVERED, Event.PERMANENT) else None
-        following: list[repo.Claim] = []
         released: list[str] = []
+
+        def then(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
+            if recovered:
+                released[:] = repo.release_retrying(c, claim.kind, now)
+            claims = take_next(c) if take_next is not None else []
+            return claims, _views(c, [claim.order_id, *released, *(t.order_id for t in claims)])
+
+        if take_next is not None:
+            self._claiming += extra
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
             sent = self._trace_event("order.sent", claim, "ok")
 
-            def record_sent(c: Any) -> list[repo.Claim]:
+            def record_sent(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
                 repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
                 self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
-                if recovered:
-                    released[:] = repo.release_retrying(c, claim.kind, now)
-                return take_next(c) if take_next is not None else []
+                return then(c)
 
-            following = await self._db.write(record_sent)
+            try:
+                following, views = await self._db.write(record_sent)
+            finally:
+                self._claiming -= extra if take_next is not None else 0
             self._start_all(following)
             log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
         else:
@@ -522,22 +543,25 @@ class QueueExecutor(Lifecycle):
             failed = self._trace_event("order.failed", claim, "error", code=code) \
                 if event is Event.PERMANENT else None
 
-            def record_failure(c: Any) -> list[repo.Claim]:
+            def record_failure(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
                 repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
                                          uncertain=uncertain, remote=remote)
                 if failed is not None:
                     self._traces.record_in(c, failed)
-                if recovered:
-                    released[:] = repo.release_retrying(c, claim.kind, now)
-                return take_next(c) if take_next is not None else []
+                return then(c)
 
-            following = await self._db.write(record_failure)
+            try:
+                following, views = await self._db.write(record_failure)
+            finally:
+                self._claiming -= extra if take_next is not None else 0
             self._start_all(following)
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
+            self._publish(views)
             if event is Event.OFFLINE:
                 await self._went_offline(claim.kind)
-        await self._changed(list(dict.fromkeys([claim.order_id, *released, *(c.order_id for c in following)])))
-        return following
+            return take_next is not None
+        self._publish(views)
+        return take_next is not None
 
     async def _went_offline(self, kind: str) -> None:
         if kind not in self.offline:
@@ -624,12 +648,29 @@ class QueueExecutor(Lifecycle):
     async def _changed(self, order_ids: list[str]) -> None:
         await self._events.changed(order_ids)
 
+    def _publish(self, views: list[repo.OrderView]) -> None:
+        for view in views:
+            self._events.publish(view)
+
     def _trace_event(self, action: str, claim: repo.Claim, outcome: str, **details: str) -> TraceEvent:
         return TraceEvent(action=action, actor=Actor(rpps=claim.author_rpps, workstation=self.settings.workstation,
                                                      client="queue"),
                           ins=claim.ins, object=claim.document_unique_id, outcome=outcome,
                           details={"order_id": claim.order_id, "destination": claim.destination,
                                    **_replacement_of(claim), **details})
+
+
+def _views(conn: Any, order_ids: list[str]) -> list[repo.OrderView]:
+    """The orders a write changed, read in that write's transaction, for their ``order.updated``."""
+    return [o for o in (repo.load_order(conn, i) for i in dict.fromkeys(order_ids)) if o is not None]
+
+
+def _with_views(claim: Callable[[Any], list[repo.Claim]]
+                ) -> Callable[[Any], tuple[list[repo.Claim], list[repo.OrderView]]]:
+    def step(conn: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
+        claims = claim(conn)
+        return claims, _views(conn, sorted({c.order_id for c in claims}))
+    return step
 
 
 def _replacement_of(claim: repo.Claim) -> dict[str, str]:

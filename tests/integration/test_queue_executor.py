@@ -7,6 +7,7 @@ process would. The same behaviours are checked against the DMP simulator over it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -421,3 +422,32 @@ async def test_a_drain_costs_one_transaction_per_order(tmp_path: Path) -> None:
     await harness.stop()
     assert transactions <= len(orders) + 2, transactions  # + the release of the due orders and the first claim
     assert len(harness.traces.events) == len(orders)  # each "sent" traced in the transaction that records it
+
+
+async def test_a_running_drain_of_one_patient_costs_one_transaction_per_order(tmp_path: Path) -> None:
+    """The executor's own loop, four slots, one patient: the patient's documents leave one after the other, so
+    three slots stay free; a send's outcome and the claim of the next share one transaction, and that claim
+    looked at every free slot, so the loop does not look again (no empty claim per order)."""
+    harness = Harness(tmp_path / "drain.db", FrozenClock(), MemoryDmp(), concurrency=4)
+    await harness.start()
+    orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(20)]
+    db = harness.db
+    assert db is not None
+    transactions = 0
+    write = db.write
+
+    async def counted(fn: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await write(fn)
+
+    db.write = counted  # type: ignore[method-assign]
+    await harness.executor.start()
+    for _ in range(3000):  # until drained (a bound, not a timing: the DMP answers at once)
+        if len(harness.dmp.stored) == len(orders) and not harness.executor._tasks:
+            break
+        await asyncio.sleep(0.01)
+    await harness.stop()
+    assert harness.dmp.submissions == [o.document_unique_id for o in orders]  # in creation order, each once
+    # + the recovery at start, the first claim, and one pass of the loop's periodic look at most.
+    assert transactions <= len(orders) + 4, transactions
