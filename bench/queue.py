@@ -61,8 +61,13 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
-def bodies(count: int, delay: int | None = 3600) -> list[dict[str, Any]]:
-    return [order_body(delay=delay, cda=make_cda(extra="x" * 1500)) for _ in range(count)]
+def bodies(count: int, delay: int | None = 3600, patient: Any = None) -> list[dict[str, Any]]:
+    """Orders of about 2 KB; for ``patient`` (an INSi test identity searched first) or a made-up INS."""
+    if patient is None:
+        return [order_body(delay=delay, cda=make_cda(extra="x" * 1500)) for _ in range(count)]
+    return [order_body(delay=delay, ins=patient.ins, oid=patient.oid,
+                       cda=make_cda(ins=patient.ins, oid=patient.oid, extra="x" * 1500)) for _ in range(count)]
+
 
 
 async def create(url: str, token: str, items: list[dict[str, Any]], concurrency: int
@@ -124,8 +129,9 @@ def bench_creates(work: Path, orders: int) -> None:
         rate, lat = bare_sqlite(work / "bare.db", orders, size)
         print(f"{'bare SQLite, 1 commit/order':28} {rate:10.0f} {pct(lat, .5):8.2f} {pct(lat, .99):8.2f}")
         baseline = rate
+        asyncio.run(_login(agent.url, agent.token))  # PIN, then the INSi searches the DMP requires (EX_GEN-1530)
         for concurrency in (1, 32):
-            rate, lat, _ = asyncio.run(create(agent.url, agent.token, bodies(orders), concurrency))
+            rate, lat, _ = asyncio.run(create(agent.url, agent.token, bodies(orders, patient=PAT_TROIS), concurrency))
             print(f"{f'API, {concurrency} client(s)':28} {rate:10.0f} {pct(lat, .5):8.2f} {pct(lat, .99):8.2f}"
                   f"   x{rate / baseline:.2f} of bare SQLite")
     finally:
