@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from relais_sandbox.identities import D_ARCY, FONTAINE, LEFEVRE, ORSONI, PAT_TROIS, PAT_TROIS_CAMILLE
 from tests.conftest import spawn_demo
 from tests.support.ins import traits_search
-from tests.support.queue import make_cda, order_body
+from tests.support.queue import TransactionCounter, make_cda, order_body
 
 # Demo patients the INSi simulator finds by their traits alone, each with an open DMP in the simulator: a drain
 # after an outage holds several patients' documents (one patient's go one after the other).
@@ -369,15 +369,7 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0,
             await harness.create(order_body(delay=0, ins=ins, cda=make_cda(ins=ins, extra="x" * 1500)), "bench")
         db = harness.db
         assert db is not None
-        transactions = 0
-        write = db.write
-
-        async def counted(fn: Any) -> Any:
-            nonlocal transactions
-            transactions += 1
-            return await write(fn)
-
-        db.write = counted  # type: ignore[method-assign]
+        transactions = TransactionCounter(db)
         before = db.commits
         began = time.perf_counter()
         await harness.executor.start()
@@ -387,7 +379,7 @@ def bench_commits(work: Path, count: int, concurrency: int, dmp_ms: float = 2.0,
         elapsed = time.perf_counter() - began
         commits = db.commits - before
         await harness.stop()
-        return transactions / count, commits / count, count / elapsed
+        return transactions.count / count, commits / count, count / elapsed
 
     asked, per_order, rate = asyncio.run(run())
     print(f"Drain in-process ({count} ready orders, {patients} patient(s) in turn, concurrency {concurrency}, DMP "

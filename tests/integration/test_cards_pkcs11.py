@@ -126,14 +126,20 @@ def test_authentication_key_is_distinct_from_the_signature_key(token: Any, softh
         _public(softhsm.cert).verify(auth.sign(challenge), challenge, padding.PKCS1v15(), hashes.SHA256())
 
 
-async def test_without_pcsc_the_token_is_the_card(softhsm: SoftHsm, start_agent: Any, http: Any) -> None:
+async def _agent_with_token(start_agent: Any, softhsm: SoftHsm) -> Any:
+    """An agent whose CPS is the PKCS#11 token alone (no PC/SC), once its presence poller has seen it."""
     agent = await start_agent(cards={"pcsc": False, "pkcs11_module": softhsm.module,
                                      "token_label": softhsm.token_label})
-    cards = agent.services.cards
     for _ in range(100):  # the presence poller runs once a second
-        if cards.cps_holder() is not None:
+        if agent.services.cards.cps_holder() is not None:
             break
         await asyncio.sleep(0.05)
+    return agent
+
+
+async def test_without_pcsc_the_token_is_the_card(softhsm: SoftHsm, start_agent: Any, http: Any) -> None:
+    agent = await _agent_with_token(start_agent, softhsm)
+    cards = agent.services.cards
     holder = cards.cps_holder()
     assert holder is not None and holder.rpps == DOCTOR["rpps"] and not holder.logged_in
     async with http.post(f"{agent.url}/v1/cps/login", json={"pin": softhsm.pin}, headers=agent.headers()) as r:
@@ -188,13 +194,7 @@ def test_a_signature_in_progress_does_not_hold_back_handing_out_the_signer(token
 async def test_concurrent_raw_signatures_each_answer_their_own_data(softhsm: SoftHsm, start_agent: Any,
                                                                      http: Any) -> None:
     """Requests queued on the card's thread get their own signature back, whatever the order they are signed in."""
-    agent = await start_agent(cards={"pcsc": False, "pkcs11_module": softhsm.module,
-                                     "token_label": softhsm.token_label})
-    cards = agent.services.cards
-    for _ in range(100):  # the presence poller runs once a second
-        if cards.cps_holder() is not None:
-            break
-        await asyncio.sleep(0.05)
+    agent = await _agent_with_token(start_agent, softhsm)
     async with http.post(f"{agent.url}/v1/cps/login", json={"pin": softhsm.pin}, headers=agent.headers()) as r:
         assert r.status == 200
 

@@ -28,14 +28,6 @@ from tests.integration import test_cda_validation as inputs
 MUTANTS_PER_DOCUMENT = 12
 
 
-@pytest.fixture(scope="module")
-def kit(reference_dir: Path) -> Path:
-    path = reference_dir / "ci-sis"
-    if not (path / "schematrons").is_dir():
-        pytest.skip(f"kit CI-SIS absent ({path})")
-    return path
-
-
 class Forms:
     """Both compiled forms of every schematron the agent may run, on one Saxon engine."""
 

@@ -25,14 +25,6 @@ HL7 = "{urn:hl7-org:v3}"
 
 
 @pytest.fixture(scope="session")
-def kit(reference_dir: Path) -> Path:
-    path = reference_dir / "ci-sis"
-    if not (path / "schematrons").is_dir():
-        pytest.skip(f"kit CI-SIS absent ({path})")
-    return path
-
-
-@pytest.fixture(scope="session")
 def validator(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> CdaValidator:
     return CdaValidator(kit, tmp_path_factory.mktemp("cda-cache"))
 

@@ -27,14 +27,6 @@ HL7 = "{urn:hl7-org:v3}"
 VAC_NOTE = "VAC-NOTE_2023.01.xml"
 
 
-@pytest.fixture(scope="module")
-def kit(reference_dir: Path) -> Path:
-    path = reference_dir / "ci-sis"
-    if not (path / "schematrons").is_dir():
-        pytest.skip(f"kit CI-SIS absent ({path})")
-    return path
-
-
 def hostile_cda(kit: Path, copies: int = 20_000) -> bytes:
     """A kit example with its root templateId repeated: every copy fails a rule, and each finding's location
     counts the preceding siblings, so Saxon works for minutes on about 1 MB (issue 23's crafted CDA)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from agent.clock import FrozenClock
 from agent.domain.orders import DeliveryState
 from agent.errors import Conflict
 from agent.store import orders as repo
-from tests.support.queue import Harness, MemoryDmp, make_cda, order_body
+from tests.support.queue import Harness, MemoryDmp, TransactionCounter, make_cda, order_body
 
 
 @pytest.fixture
@@ -403,24 +402,16 @@ async def test_a_drain_costs_one_transaction_per_order(tmp_path: Path) -> None:
     harness = Harness(tmp_path / "drain.db", FrozenClock(), MemoryDmp(), concurrency=1)
     await harness.start()
     orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(20)]
-    db = harness.db
-    assert db is not None
-    transactions = 0
-    write = db.write
-
-    async def counted(fn: Any) -> Any:  # counts the transactions the executor asks for (each is fsynced)
-        nonlocal transactions
-        transactions += 1
-        return await write(fn)
-
-    db.write = counted  # type: ignore[method-assign]
+    assert harness.db is not None
+    transactions = TransactionCounter(harness.db)
     for _ in range(len(orders)):  # passes of the executor until the queue is drained
         await harness.run()
         if len(harness.dmp.stored) == len(orders):
             break
     assert {await harness.state(o.id) for o in orders} == {DeliveryState.SENT}
     await harness.stop()
-    assert transactions <= len(orders) + 2, transactions  # + the release of the due orders and the first claim
+    # + the release of the due orders and the first claim
+    assert transactions.count <= len(orders) + 2, transactions.count
     assert len(harness.traces.events) == len(orders)  # each "sent" traced in the transaction that records it
 
 
@@ -431,17 +422,8 @@ async def test_a_running_drain_of_one_patient_costs_one_transaction_per_order(tm
     harness = Harness(tmp_path / "drain.db", FrozenClock(), MemoryDmp(), concurrency=4)
     await harness.start()
     orders = [(await harness.create(order_body(delay=0), "lgc"))[0] for _ in range(20)]
-    db = harness.db
-    assert db is not None
-    transactions = 0
-    write = db.write
-
-    async def counted(fn: Any) -> Any:
-        nonlocal transactions
-        transactions += 1
-        return await write(fn)
-
-    db.write = counted  # type: ignore[method-assign]
+    assert harness.db is not None
+    transactions = TransactionCounter(harness.db)
     await harness.executor.start()
     for _ in range(3000):  # until drained (a bound, not a timing: the DMP answers at once)
         if len(harness.dmp.stored) == len(orders) and not harness.executor._tasks:
@@ -450,4 +432,4 @@ async def test_a_running_drain_of_one_patient_costs_one_transaction_per_order(tm
     await harness.stop()
     assert harness.dmp.submissions == [o.document_unique_id for o in orders]  # in creation order, each once
     # + the recovery at start, the first claim, and one pass of the loop's periodic look at most.
-    assert transactions <= len(orders) + 4, transactions
+    assert transactions.count <= len(orders) + 4, transactions.count

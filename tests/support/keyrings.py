@@ -92,11 +92,7 @@ def switched_keyrings() -> Iterator[Keyrings]:
         with tempfile.TemporaryDirectory(prefix="relais-keyring-") as folder:
             yield Keyrings(Path(folder))
     finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _restore(previous)
 
 
 @contextmanager
@@ -141,13 +137,18 @@ def secret_service(folder: Path) -> Iterator[dict[str, str]]:
                 time.sleep(0.05)
             yield env
         finally:
-            for name, value in previous.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            _restore(previous)
     finally:
         for process in (daemon, bus):
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(10)
+
+
+def _restore(previous: dict[str, str | None]) -> None:
+    """Put these environment variables back as they were (None: absent)."""
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -228,3 +228,17 @@ def kit_cda(reference: Path, person: Any, example: str = "VAC-NOTE_2023.01.xml")
     data = (reference / "ci-sis" / "ExemplesCDA" / example).read_bytes()
     return reidentify(data, person.ins, person.oid, person.birth_name, person.first_given_name, person.sex,
                       person.birth_date, f"2.25.{uuid.uuid4().int}")
+
+
+class TransactionCounter:
+    """Counts, from now on, the transactions asked of ``db.write`` (each is fsynced at most once; the store may
+    group concurrent ones into one commit)."""
+
+    def __init__(self, db: Database) -> None:
+        self.count = 0
+        self._write = db.write
+        db.write = self._counted  # type: ignore[method-assign]
+
+    async def _counted(self, fn: Any) -> Any:
+        self.count += 1
+        return await self._write(fn)
