@@ -356,7 +356,6 @@ def path_contexts(contexts: list[str]) -> list[str] | None:
     return paths
 
 
-
 class _Emitter:
     """Writes rule templates; an abstract rule becomes one named template that every extending rule calls."""
 

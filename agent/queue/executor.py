@@ -519,23 +519,15 @@ class QueueExecutor(Lifecycle):
             claims = take_next(c) if take_next is not None else []
             return claims, _views(c, [claim.order_id, *released, *(t.order_id for t in claims)])
 
-        if take_next is not None:
-            self._claiming += extra
+        record: Callable[[Any], tuple[list[repo.Claim], list[repo.OrderView]]]
         if event is Event.DELIVERED:
             reconciled = code == "reconciled"
             sent = self._trace_event("order.sent", claim, "ok")
 
-            def record_sent(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
+            def record(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
                 repo.mark_sent(c, claim.delivery_id, claim.attempt, now, entry_uuid, reconciled=reconciled)
                 self._traces.record_in(c, sent)  # the trace commits with the state it records, or neither does
                 return then(c)
-
-            try:
-                following, views = await self._db.write(record_sent)
-            finally:
-                self._claiming -= extra if take_next is not None else 0
-            self._start_all(following)
-            log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
         else:
             # Doubt is sticky: an attempt that surely did not reach the service (a refused connection) cannot
             # clear the doubt an earlier attempt left (a timeout after the service stored the document).
@@ -543,24 +535,27 @@ class QueueExecutor(Lifecycle):
             failed = self._trace_event("order.failed", claim, "error", code=code) \
                 if event is Event.PERMANENT else None
 
-            def record_failure(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
+            def record(c: Any) -> tuple[list[repo.Claim], list[repo.OrderView]]:
                 repo.mark_failed_attempt(c, claim.delivery_id, claim.attempt, now, event, code, message, due_at=due,
                                          uncertain=uncertain, remote=remote)
                 if failed is not None:
                     self._traces.record_in(c, failed)
                 return then(c)
 
-            try:
-                following, views = await self._db.write(record_failure)
-            finally:
-                self._claiming -= extra if take_next is not None else 0
-            self._start_all(following)
+        claiming = extra if take_next is not None else 0
+        self._claiming += claiming
+        try:
+            following, views = await self._db.write(record)
+        finally:
+            self._claiming -= claiming
+        self._start_all(following)
+        if event is Event.DELIVERED:
+            log.info("envoi %s (%s) remis", claim.order_id, claim.destination)
+        else:
             log.info("envoi %s (%s) : %s (%s)", claim.order_id, claim.destination, event.value, code)
-            self._publish(views)
-            if event is Event.OFFLINE:
-                await self._went_offline(claim.kind)
-            return take_next is not None
         self._publish(views)
+        if event is Event.OFFLINE:
+            await self._went_offline(claim.kind)
         return take_next is not None
 
     async def _went_offline(self, kind: str) -> None:
